@@ -1,0 +1,249 @@
+// Package endpoint is one end of a Signal conversation the way whatsmeow runs
+// it: a whatsmeow store.Device over a key store, with the same libsignal calls
+// whatsmeow's decryptDM, decryptGroupMsg and its send path make. Both the
+// device under test and the fake peers are endpoints; they differ only in the
+// store behind them and in who schedules their calls.
+package endpoint
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"go.mau.fi/libsignal/ecc"
+	"go.mau.fi/libsignal/groups"
+	"go.mau.fi/libsignal/keys/identity"
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/session"
+	"go.mau.fi/libsignal/util/optional"
+	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
+	waLog "go.mau.fi/whatsmeow/util/log"
+
+	"github.com/badmac/badmac/stores"
+)
+
+var pb = store.SignalProtobufSerializer
+
+// Creds are the long-term keys of a device: what must survive restarts.
+type Creds struct {
+	Identity       *keys.KeyPair
+	SignedPreKey   *keys.PreKey
+	RegistrationID uint32
+}
+
+// NewCreds draws fresh credentials from crypto/rand.Reader.
+func NewCreds() Creds {
+	id := keys.NewKeyPair()
+	var reg [4]byte
+	if _, err := rand.Read(reg[:]); err != nil {
+		panic(err)
+	}
+	return Creds{
+		Identity:       id,
+		SignedPreKey:   id.CreateSignedPreKey(1),
+		RegistrationID: binary.BigEndian.Uint32(reg[:]) & 0x3fff,
+	}
+}
+
+// Endpoint is one device with its Signal state.
+type Endpoint struct {
+	JID    types.JID
+	Creds  Creds
+	Device *store.Device
+	Probe  *Probe
+}
+
+// New builds an endpoint over the given store set, adapted to libsignal by
+// whatsmeow's store.Device exactly as a whatsmeow client is.
+func New(jid types.JID, creds Creds, set stores.Set) *Endpoint {
+	probe := &Probe{Set: set}
+	dev := &store.Device{
+		Log:            waLog.Noop,
+		IdentityKey:    creds.Identity,
+		SignedPreKey:   creds.SignedPreKey,
+		RegistrationID: creds.RegistrationID,
+		ID:             &jid,
+		Initialized:    true,
+		Identities:     probe,
+		Sessions:       probe,
+		PreKeys:        probe,
+		SenderKeys:     probe,
+	}
+	return &Endpoint{JID: jid, Creds: creds, Device: dev, Probe: probe}
+}
+
+// Address returns the endpoint's own Signal address.
+func (e *Endpoint) Address() *protocol.SignalAddress { return e.JID.SignalAddress() }
+
+// Bundle is the prekey bundle a server hands out for this device, with the
+// given one-time prekey (nil for none).
+func (e *Endpoint) Bundle(pk *keys.PreKey) *prekey.Bundle {
+	var id *optional.Uint32
+	var pub ecc.ECPublicKeyable
+	if pk != nil {
+		id = optional.NewOptionalUint32(pk.KeyID)
+		pub = ecc.NewDjbECPublicKey(*pk.Pub)
+	} else {
+		id = optional.NewEmptyUint32()
+	}
+	spk := e.Creds.SignedPreKey
+	return prekey.NewBundle(e.Creds.RegistrationID, uint32(e.JID.Device), id, spk.KeyID,
+		pub, ecc.NewDjbECPublicKey(*spk.Pub), *spk.Signature,
+		identity.NewKey(ecc.NewDjbECPublicKey(*e.Creds.Identity.Pub)))
+}
+
+// ProcessBundle starts a new outgoing session with remote from its bundle,
+// as whatsmeow does on a retry receipt with keys or before a first send.
+func (e *Endpoint) ProcessBundle(ctx context.Context, remote *protocol.SignalAddress, b *prekey.Bundle) error {
+	builder := session.NewBuilderFromSignal(e.Device, remote, pb)
+	return builder.ProcessBundle(ctx, b)
+}
+
+// Message kinds on the wire, as in whatsmeow's <enc type=…>.
+const (
+	PkMsg = "pkmsg"
+	Msg   = "msg"
+	SkMsg = "skmsg"
+)
+
+// Encrypt pads and encrypts plaintext for remote over the stored session.
+func (e *Endpoint) Encrypt(ctx context.Context, remote *protocol.SignalAddress, plaintext []byte) (kind string, ct []byte, err error) {
+	builder := session.NewBuilderFromSignal(e.Device, remote, pb)
+	cipher := session.NewCipher(builder, remote)
+	msg, err := cipher.Encrypt(ctx, Pad(plaintext))
+	if err != nil {
+		return "", nil, err
+	}
+	if msg.Type() == protocol.PREKEY_TYPE {
+		return PkMsg, msg.Serialize(), nil
+	}
+	return Msg, msg.Serialize(), nil
+}
+
+// DecryptDM decrypts a pkmsg or msg from remote as whatsmeow's decryptDM
+// does. On failure the error is an *Failure with its class.
+func (e *Endpoint) DecryptDM(ctx context.Context, remote *protocol.SignalAddress, kind string, ct []byte) ([]byte, error) {
+	cap := &capture{}
+	ctx = context.WithValue(ctx, captureKey{}, cap)
+	builder := session.NewBuilderFromSignal(e.Device, remote, pb)
+	cipher := session.NewCipher(builder, remote)
+	var pt []byte
+	var err error
+	var inner *protocol.SignalMessage
+	switch kind {
+	case PkMsg:
+		var m *protocol.PreKeySignalMessage
+		m, err = protocol.NewPreKeySignalMessageFromBytes(ct, pb.PreKeySignalMessage, pb.SignalMessage)
+		if err == nil {
+			inner = m.WhisperMessage()
+			pt, err = cipher.DecryptMessage(ctx, m)
+		}
+	case Msg:
+		inner, err = protocol.NewSignalMessageFromBytes(ct, pb.SignalMessage)
+		if err == nil {
+			pt, err = cipher.Decrypt(ctx, inner)
+		}
+	default:
+		err = fmt.Errorf("unknown message kind %q", kind)
+	}
+	if err != nil {
+		return nil, classify(ctx, cipher, err, cap, inner)
+	}
+	out, err := Unpad(pt)
+	if err != nil {
+		return nil, &Failure{Class: Other, Err: err}
+	}
+	return out, nil
+}
+
+// GroupEncrypt encrypts for a group with this endpoint's sender key. The
+// first call creates the sender key; dist is the distribution message to
+// hand to members (over a DM) before they can read it.
+func (e *Endpoint) GroupEncrypt(ctx context.Context, group string, plaintext []byte) (ct []byte, err error) {
+	name := protocol.NewSenderKeyName(group, e.Address())
+	builder := groups.NewGroupSessionBuilder(e.Device, pb)
+	cipher := groups.NewGroupCipher(builder, name, e.Device)
+	msg, err := cipher.Encrypt(ctx, Pad(plaintext))
+	if err != nil {
+		return nil, err
+	}
+	return msg.SignedSerialize(), nil
+}
+
+// SenderKeyDistribution returns (creating if needed) the distribution
+// message for this endpoint's sender key in group.
+func (e *Endpoint) SenderKeyDistribution(ctx context.Context, group string) ([]byte, error) {
+	name := protocol.NewSenderKeyName(group, e.Address())
+	builder := groups.NewGroupSessionBuilder(e.Device, pb)
+	skdm, err := builder.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return skdm.Serialize(), nil
+}
+
+// ProcessSenderKeyDistribution stores a member's sender key, as whatsmeow's
+// handleSenderKeyDistributionMessage does.
+func (e *Endpoint) ProcessSenderKeyDistribution(ctx context.Context, group string, sender *protocol.SignalAddress, skdm []byte) error {
+	m, err := protocol.NewSenderKeyDistributionMessageFromBytes(skdm, pb.SenderKeyDistributionMessage)
+	if err != nil {
+		return err
+	}
+	builder := groups.NewGroupSessionBuilder(e.Device, pb)
+	if err := builder.Process(ctx, protocol.NewSenderKeyName(group, sender), m); err != nil {
+		return &Failure{Class: classOf(err), Err: err}
+	}
+	return nil
+}
+
+// GroupDecrypt decrypts a skmsg as whatsmeow's decryptGroupMsg does.
+func (e *Endpoint) GroupDecrypt(ctx context.Context, group string, sender *protocol.SignalAddress, ct []byte) ([]byte, error) {
+	name := protocol.NewSenderKeyName(group, sender)
+	builder := groups.NewGroupSessionBuilder(e.Device, pb)
+	cipher := groups.NewGroupCipher(builder, name, e.Device)
+	msg, err := protocol.NewSenderKeyMessageFromBytes(ct, pb.SenderKeyMessage)
+	if err != nil {
+		return nil, &Failure{Class: Other, Err: err}
+	}
+	pt, err := cipher.Decrypt(ctx, msg)
+	if err != nil {
+		return nil, &Failure{Class: classOf(err), Err: err}
+	}
+	out, err := Unpad(pt)
+	if err != nil {
+		return nil, &Failure{Class: Other, Err: err}
+	}
+	return out, nil
+}
+
+// Pad adds WhatsApp's v2 padding: N copies of byte N, N in 1..15. N is drawn
+// from crypto/rand.Reader like whatsmeow's padMessage.
+func Pad(b []byte) []byte {
+	var n [1]byte
+	if _, err := rand.Read(n[:]); err != nil {
+		panic(err)
+	}
+	n[0] &= 0xf
+	if n[0] == 0 {
+		n[0] = 0xf
+	}
+	return append(append([]byte{}, b...), bytes.Repeat(n[:], int(n[0]))...)
+}
+
+// Unpad removes and checks the padding, as whatsmeow's unpadMessage does.
+func Unpad(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, errors.New("plaintext is empty")
+	}
+	n := int(b[len(b)-1])
+	if n == 0 || n > len(b) || !bytes.Equal(b[len(b)-n:], bytes.Repeat([]byte{byte(n)}, n)) {
+		return nil, errors.New("plaintext doesn't have expected padding")
+	}
+	return b[:len(b)-n], nil
+}

@@ -1,0 +1,153 @@
+package endpoint
+
+import (
+	"context"
+
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/sim"
+	"github.com/badmac/badmac/stores"
+)
+
+// Probe sits between store.Device and a candidate store. Every call is a
+// yield point of the controlled scheduler and, when a Trace is set, one line
+// of the history; errors from the store are marked as StoreErr; the bytes a
+// decrypt loaded are kept for classification.
+type Probe struct {
+	Set   stores.Set
+	Trace func(ctx context.Context, call string)
+}
+
+type captureKey struct{}
+
+type capture struct {
+	loaded bool
+	record []byte
+}
+
+func (p *Probe) enter(ctx context.Context, call string) {
+	if p.Trace != nil {
+		p.Trace(ctx, call)
+	}
+	sim.Yield(ctx, call)
+}
+
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StoreErr{Err: err}
+}
+
+func (p *Probe) PutIdentity(ctx context.Context, address string, key [32]byte) error {
+	p.enter(ctx, "PutIdentity "+address)
+	return wrap(p.Set.Identities.PutIdentity(ctx, address, key))
+}
+
+func (p *Probe) DeleteAllIdentities(ctx context.Context, phone string) error {
+	p.enter(ctx, "DeleteAllIdentities "+phone)
+	return wrap(p.Set.Identities.DeleteAllIdentities(ctx, phone))
+}
+
+func (p *Probe) DeleteIdentity(ctx context.Context, address string) error {
+	p.enter(ctx, "DeleteIdentity "+address)
+	return wrap(p.Set.Identities.DeleteIdentity(ctx, address))
+}
+
+func (p *Probe) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
+	p.enter(ctx, "IsTrustedIdentity "+address)
+	ok, err := p.Set.Identities.IsTrustedIdentity(ctx, address, key)
+	return ok, wrap(err)
+}
+
+func (p *Probe) GetSession(ctx context.Context, address string) ([]byte, error) {
+	p.enter(ctx, "GetSession "+address)
+	b, err := p.Set.Sessions.GetSession(ctx, address)
+	if c, ok := ctx.Value(captureKey{}).(*capture); ok && err == nil {
+		c.loaded, c.record = true, append([]byte(nil), b...)
+	}
+	return b, wrap(err)
+}
+
+func (p *Probe) HasSession(ctx context.Context, address string) (bool, error) {
+	p.enter(ctx, "HasSession "+address)
+	ok, err := p.Set.Sessions.HasSession(ctx, address)
+	return ok, wrap(err)
+}
+
+func (p *Probe) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
+	p.enter(ctx, "GetManySessions")
+	m, err := p.Set.Sessions.GetManySessions(ctx, addresses)
+	return m, wrap(err)
+}
+
+func (p *Probe) PutSession(ctx context.Context, address string, session []byte) error {
+	p.enter(ctx, "PutSession "+address)
+	return wrap(p.Set.Sessions.PutSession(ctx, address, session))
+}
+
+func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	p.enter(ctx, "PutManySessions")
+	return wrap(p.Set.Sessions.PutManySessions(ctx, sessions))
+}
+
+func (p *Probe) DeleteAllSessions(ctx context.Context, phone string) error {
+	p.enter(ctx, "DeleteAllSessions "+phone)
+	return wrap(p.Set.Sessions.DeleteAllSessions(ctx, phone))
+}
+
+func (p *Probe) DeleteSession(ctx context.Context, address string) error {
+	p.enter(ctx, "DeleteSession "+address)
+	return wrap(p.Set.Sessions.DeleteSession(ctx, address))
+}
+
+func (p *Probe) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	p.enter(ctx, "MigratePNToLID")
+	return wrap(p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
+}
+
+func (p *Probe) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
+	p.enter(ctx, "GetOrGenPreKeys")
+	k, err := p.Set.PreKeys.GetOrGenPreKeys(ctx, count)
+	return k, wrap(err)
+}
+
+func (p *Probe) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
+	p.enter(ctx, "GenOnePreKey")
+	k, err := p.Set.PreKeys.GenOnePreKey(ctx)
+	return k, wrap(err)
+}
+
+func (p *Probe) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
+	p.enter(ctx, "GetPreKey")
+	k, err := p.Set.PreKeys.GetPreKey(ctx, id)
+	return k, wrap(err)
+}
+
+func (p *Probe) RemovePreKey(ctx context.Context, id uint32) error {
+	p.enter(ctx, "RemovePreKey")
+	return wrap(p.Set.PreKeys.RemovePreKey(ctx, id))
+}
+
+func (p *Probe) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
+	p.enter(ctx, "MarkPreKeysAsUploaded")
+	return wrap(p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
+}
+
+func (p *Probe) UploadedPreKeyCount(ctx context.Context) (int, error) {
+	p.enter(ctx, "UploadedPreKeyCount")
+	n, err := p.Set.PreKeys.UploadedPreKeyCount(ctx)
+	return n, wrap(err)
+}
+
+func (p *Probe) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
+	p.enter(ctx, "PutSenderKey "+user)
+	return wrap(p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
+}
+
+func (p *Probe) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
+	p.enter(ctx, "GetSenderKey "+user)
+	b, err := p.Set.SenderKeys.GetSenderKey(ctx, group, user)
+	return b, wrap(err)
+}

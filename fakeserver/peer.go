@@ -1,0 +1,164 @@
+package fakeserver
+
+import (
+	"context"
+	"fmt"
+
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/stores"
+)
+
+// MaxRetries is where WhatsApp clients give up on a message.
+const MaxRetries = 5
+
+// Peer is one device of a contact: its own identity on a reference store.
+// Peers are driven from one goroutine and never yield.
+type Peer struct {
+	*endpoint.Endpoint
+	Name   string // "alice.0"
+	srv    *Server
+	sent   map[string]Payload
+	skdmTo map[string]bool
+}
+
+// NewPeer creates a contact device with fresh credentials, uploads its
+// prekeys to srv and returns it.
+func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Peer, error) {
+	st, err := stores.MustLookup("reference").Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set, err := st.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jid := types.JID{User: user, Server: types.DefaultUserServer, Device: device}
+	e := endpoint.New(jid, endpoint.NewCreds(), set)
+	pks, err := set.PreKeys.GetOrGenPreKeys(ctx, 20)
+	if err != nil {
+		return nil, err
+	}
+	srv.Upload(e.Address(), e.Bundle, pks)
+	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
+		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
+}
+
+// ensureSession fetches the device's bundle if there is no session yet, as a
+// WhatsApp client does before its first message to a device.
+func (p *Peer) ensureSession(ctx context.Context, to *protocol.SignalAddress) error {
+	has, err := p.Device.ContainsSession(ctx, to)
+	if err != nil || has {
+		return err
+	}
+	b, err := p.srv.FetchBundle(to)
+	if err != nil {
+		return err
+	}
+	return p.ProcessBundle(ctx, to, b)
+}
+
+func (p *Peer) encryptTo(ctx context.Context, to *protocol.SignalAddress, pl Payload) (string, []byte, error) {
+	if err := p.ensureSession(ctx, to); err != nil {
+		return "", nil, fmt.Errorf("%s: session with %s: %w", p.Name, to, err)
+	}
+	return p.Encrypt(ctx, to, pl.Encode())
+}
+
+// Send encrypts a direct message and queues it for the device.
+func (p *Peer) Send(ctx context.Context, to *protocol.SignalAddress, msg, body string) (*Delivery, error) {
+	pl := Payload{ID: msg, Body: body}
+	kind, ct, err := p.encryptTo(ctx, to, pl)
+	if err != nil {
+		return nil, err
+	}
+	p.sent[msg] = pl
+	id, n := p.srv.NextCopy(msg)
+	d := &Delivery{ID: id, Msg: msg, Copy: n, From: p.Address(), To: to, Kind: kind, CT: ct}
+	p.srv.ToDevice(d)
+	return d, nil
+}
+
+// SendGroup encrypts a group message with the peer's sender key. The first
+// one to a device also carries the distribution message in a DM part.
+func (p *Peer) SendGroup(ctx context.Context, to *protocol.SignalAddress, group, msg, body string) (*Delivery, error) {
+	pl := Payload{ID: msg, Body: body}
+	// Creating the distribution message creates the sender key on first use.
+	skdm, err := p.SenderKeyDistribution(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := p.GroupEncrypt(ctx, group, pl.Encode())
+	if err != nil {
+		return nil, err
+	}
+	p.sent[msg] = pl
+	id, n := p.srv.NextCopy(msg)
+	d := &Delivery{ID: id, Msg: msg, Copy: n, From: p.Address(), To: to, Kind: endpoint.SkMsg, CT: ct, Group: group}
+	if !p.skdmTo[to.String()] {
+		d.DMKind, d.DMCT, err = p.encryptTo(ctx, to, Payload{ID: msg + "/skdm", SKDM: skdm})
+		if err != nil {
+			return nil, err
+		}
+		p.skdmTo[to.String()] = true
+	}
+	p.srv.ToDevice(d)
+	return d, nil
+}
+
+// Retry answers a retry receipt for msg as WhatsApp does: rebuild the
+// session from the fresh bundle in the receipt and resend as pkmsg. For a
+// group message the resend is a direct message to the device. It returns
+// nil when the message is past MaxRetries.
+func (p *Peer) Retry(ctx context.Context, to *protocol.SignalAddress, msg string, retry int, b *prekey.Bundle) (*Delivery, error) {
+	if retry > MaxRetries {
+		return nil, nil
+	}
+	pl, ok := p.sent[msg]
+	if !ok {
+		return nil, fmt.Errorf("%s: retry for unknown message %s", p.Name, msg)
+	}
+	if err := p.ProcessBundle(ctx, to, b); err != nil {
+		return nil, fmt.Errorf("%s: rebuild for %s: %w", p.Name, msg, err)
+	}
+	kind, ct, err := p.Encrypt(ctx, to, pl.Encode())
+	if err != nil {
+		return nil, err
+	}
+	id, n := p.srv.NextCopy(msg)
+	d := &Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: p.Address(), To: to, Kind: kind, CT: ct}
+	p.srv.ToDevice(d)
+	return d, nil
+}
+
+// Redeliver queues another copy of an already queued ciphertext, as the
+// offline queue does when an ack is lost.
+func (p *Peer) Redeliver(d *Delivery) *Delivery {
+	id, n := p.srv.NextCopy(d.Msg)
+	c := *d
+	c.ID, c.Copy = id, n
+	p.srv.ToDevice(&c)
+	return &c
+}
+
+// Read decrypts a delivery from the device.
+func (p *Peer) Read(ctx context.Context, d *Delivery) (Payload, error) {
+	pt, err := p.DecryptDM(ctx, d.From, d.Kind, d.CT)
+	if err != nil {
+		return Payload{}, err
+	}
+	return DecodePayload(pt)
+}
+
+// FreshBundle is the bundle a peer puts in its retry receipt: a new one-time
+// prekey generated for the purpose.
+func (p *Peer) FreshBundle(ctx context.Context) (*prekey.Bundle, error) {
+	pk, err := p.Device.PreKeys.GenOnePreKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.Bundle(pk), nil
+}

@@ -1,0 +1,170 @@
+// Package fakeserver is the fake side of WhatsApp: contacts with their own
+// Signal identities and reference stores (Peer), and the server between them
+// and the device under test (Server) that hands out prekey bundles, queues
+// deliveries offline until they are taken, and routes retry receipts.
+//
+// Nothing here opens a socket: the harness calls it directly.
+package fakeserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/whatsmeow/util/keys"
+)
+
+// Payload is what a message carries inside its encryption: an id the oracle
+// checks, a body, and optionally a sender key distribution message.
+type Payload struct {
+	ID   string `json:"id"`
+	Body string `json:"body"`
+	SKDM []byte `json:"skdm,omitempty"`
+}
+
+// Encode returns the wire form of p.
+func (p Payload) Encode() []byte {
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// DecodePayload parses a decrypted plaintext.
+func DecodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("payload %q: %w", b, err)
+	}
+	return p, nil
+}
+
+// Delivery is one copy of one message on its way: first sends, retries
+// (rebuilt and resent as pkmsg) and redelivered duplicates are each their own
+// Delivery with their own ID ("m3", "m3.2", …).
+type Delivery struct {
+	ID    string // delivery id, unique in a run
+	Msg   string // message id, shared by all copies
+	Copy  int    // 1 for the first copy
+	Retry int    // retry count that produced this copy (0 for a first send)
+	From  *protocol.SignalAddress
+	To    *protocol.SignalAddress
+	Kind  string // pkmsg, msg or skmsg
+	CT    []byte
+	// Group messages: the skmsg, plus a DM part carrying the sender key
+	// distribution when the sender has not given it to this device yet.
+	Group  string
+	DMKind string
+	DMCT   []byte
+}
+
+// Server queues deliveries and holds the prekeys devices uploaded.
+type Server struct {
+	mu       sync.Mutex
+	preKeys  map[string][]*keys.PreKey
+	bundles  map[string]func(*keys.PreKey) *prekey.Bundle
+	inbound  []*Delivery
+	outbound []*Delivery
+	copies   map[string]int
+}
+
+// New returns an empty server.
+func New() *Server {
+	return &Server{
+		preKeys: make(map[string][]*keys.PreKey),
+		bundles: make(map[string]func(*keys.PreKey) *prekey.Bundle),
+		copies:  make(map[string]int),
+	}
+}
+
+// Upload registers a device's bundle maker and its uploaded one-time prekeys.
+func (s *Server) Upload(addr *protocol.SignalAddress, bundle func(*keys.PreKey) *prekey.Bundle, pks []*keys.PreKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bundles[addr.String()] = bundle
+	s.preKeys[addr.String()] = append(s.preKeys[addr.String()], pks...)
+}
+
+// FetchBundle hands out the device's bundle with one unused one-time prekey,
+// removing it from the pool as WhatsApp's server does; when the pool is
+// empty the bundle has no one-time prekey.
+func (s *Server) FetchBundle(addr *protocol.SignalAddress) (*prekey.Bundle, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mk, ok := s.bundles[addr.String()]
+	if !ok {
+		return nil, fmt.Errorf("no bundle uploaded for %s", addr)
+	}
+	var pk *keys.PreKey
+	if pool := s.preKeys[addr.String()]; len(pool) > 0 {
+		pk, s.preKeys[addr.String()] = pool[0], pool[1:]
+	}
+	return mk(pk), nil
+}
+
+// NextCopy numbers a new copy of message msg and returns its delivery id.
+func (s *Server) NextCopy(msg string) (id string, copy int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.copies[msg]++
+	n := s.copies[msg]
+	if n == 1 {
+		return msg, 1
+	}
+	return fmt.Sprintf("%s.%d", msg, n), n
+}
+
+// ToDevice queues a delivery for the device under test.
+func (s *Server) ToDevice(d *Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inbound = append(s.inbound, d)
+}
+
+// ToPeer queues a delivery from the device to a peer.
+func (s *Server) ToPeer(d *Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outbound = append(s.outbound, d)
+}
+
+func take(q *[]*Delivery, id string) *Delivery {
+	for i, d := range *q {
+		if id == "" || d.ID == id {
+			*q = append((*q)[:i:i], (*q)[i+1:]...)
+			return d
+		}
+	}
+	return nil
+}
+
+// TakeInbound removes and returns the pending delivery with the id (the
+// oldest one when id is empty), or nil.
+func (s *Server) TakeInbound(id string) *Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return take(&s.inbound, id)
+}
+
+// TakeOutbound is TakeInbound for deliveries to peers.
+func (s *Server) TakeOutbound(id string) *Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return take(&s.outbound, id)
+}
+
+// Pending returns the ids of the queued deliveries, each direction in order.
+func (s *Server) Pending() (inbound, outbound []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.inbound {
+		inbound = append(inbound, d.ID)
+	}
+	for _, d := range s.outbound {
+		outbound = append(outbound, d.ID)
+	}
+	return
+}

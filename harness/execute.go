@@ -1,0 +1,122 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/badmac/badmac/stores"
+)
+
+// Source decides the next op of a run as it goes; generators (seeded random,
+// PCT, rapid) implement it. Next returns false when the source is done.
+type Source interface {
+	Next(r *Run) (Op, bool)
+}
+
+// Execute runs a schedule's setup with ops from src on variant v, drains it,
+// then runs the recorded schedule as the protocol baseline (serial, on the
+// reference store) and blames the pair for what the baseline survives. The
+// returned schedule is the fully explicit one: it replays byte for byte.
+func Execute(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode, src Source) (*Schedule, *Result, error) {
+	r, err := Start(ctx, setup, v, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	for {
+		op, ok := src.Next(r)
+		if !ok {
+			break
+		}
+		if err := r.Apply(op); err != nil {
+			r.Stop()
+			return nil, nil, err
+		}
+	}
+	return r.Stop()
+}
+
+// Start opens a run with crypto/rand seeded from the schedule's seed; the
+// caller applies ops and must call Stop. Only one run is started at a time
+// per process (Start waits for the previous Stop).
+func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*Run, error) {
+	restore := seedRandom(setup.Seed, 0)
+	r, err := Open(ctx, setup, v, mode)
+	if err != nil {
+		restore()
+		return nil, err
+	}
+	r.restore = restore
+	return r, nil
+}
+
+// Stop drains the run, closes it, runs the baseline and blames.
+func (r *Run) Stop() (*Schedule, *Result, error) {
+	if r.restore == nil {
+		return nil, nil, fmt.Errorf("run stopped twice")
+	}
+	sched := r.Schedule()
+	res, err := r.Finish()
+	r.Close()
+	r.restore()
+	r.restore = nil
+	if err != nil {
+		return nil, nil, err
+	}
+	base, err := Baseline(r.ctx, sched)
+	if err != nil {
+		return nil, nil, fmt.Errorf("baseline: %w", err)
+	}
+	Blame(res, base)
+	return sched, res, nil
+}
+
+// Baseline runs the schedule serially on the reference store.
+func Baseline(ctx context.Context, s *Schedule) (*Result, error) {
+	var res *Result
+	var err error
+	withSeededRandom(s.Seed, 1, func() {
+		var r *Run
+		r, err = Open(ctx, s, stores.MustLookup("reference"), Serial)
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		for _, op := range s.Ops {
+			if err = r.Apply(op); err != nil {
+				return
+			}
+		}
+		res, err = r.Finish()
+	})
+	return res, err
+}
+
+// Replay runs an explicit schedule on its own store, as recorded.
+func Replay(ctx context.Context, s *Schedule, mode Mode) (*Result, error) {
+	v, err := stores.Lookup(s.Store)
+	if err != nil {
+		return nil, err
+	}
+	_, res, err := Execute(ctx, s, v, mode, &opList{ops: s.Ops})
+	return res, err
+}
+
+type opList struct {
+	ops []Op
+	i   int
+}
+
+func (l *opList) Next(*Run) (Op, bool) {
+	if l.i >= len(l.ops) {
+		return Op{}, false
+	}
+	l.i++
+	return l.ops[l.i-1], true
+}
+
+// Ops is a Source that yields a fixed list.
+func Ops(ops []Op) Source { return &opList{ops: ops} }
+
+// HistoryText is the history as one text block.
+func (res *Result) HistoryText() string { return strings.Join(res.History, "\n") + "\n" }

@@ -1,0 +1,224 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Op is one step of a schedule. Ops print as one line and parse back.
+//
+//	send P M        peer P (alice.0) encrypts direct message M and queues it
+//	group P M       peer P sends group message M (skmsg, with the sender key
+//	                distribution in a DM part the first time)
+//	deliver D [@I]  device instance I starts a task receiving delivery D
+//	reply P M [@I]  device instance I starts a task sending reply M to P
+//	step T          run task T (named after its delivery) to its next yield point
+//	run T           step task T until it ends or blocks
+//	read D          the peer reads delivery D from the device
+//	dup D           the server queues another copy of delivery D (offline
+//	                queue redelivery after a lost ack)
+//
+// An op that does not apply when it runs (a task that is finished or
+// blocked, a delivery not queued) does nothing, so any subsequence of a
+// schedule is a schedule: that is what lets shrinking delete ops freely.
+type Op struct {
+	Verb string
+	Args []string
+	Inst int
+}
+
+// String prints the op in its text form.
+func (o Op) String() string {
+	s := o.Verb
+	if len(o.Args) > 0 {
+		s += " " + strings.Join(o.Args, " ")
+	}
+	if o.Inst != 0 {
+		s += fmt.Sprintf(" @%d", o.Inst)
+	}
+	return s
+}
+
+var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1}
+
+// Schedule is a whole run as data: the setup and every op. Printed, it
+// replays byte for byte.
+type Schedule struct {
+	Seed       uint64
+	Scenario   string
+	Discipline Discipline
+	Store      string
+	Contacts   []Contact
+	Group      string
+	Instances  int
+	Ops        []Op
+}
+
+// Contact is a peer user and how many devices it has.
+type Contact struct {
+	User    string
+	Devices int
+}
+
+// Version is the schedule format version.
+const Version = "badmac schedule v1"
+
+// String prints the schedule in its text form.
+func (s *Schedule) String() string {
+	var b strings.Builder
+	fmt.Fprintln(&b, Version)
+	fmt.Fprintf(&b, "seed %d\n", s.Seed)
+	fmt.Fprintf(&b, "scenario %s\n", s.Scenario)
+	fmt.Fprintf(&b, "discipline %s\n", s.Discipline)
+	fmt.Fprintf(&b, "store %s\n", s.Store)
+	var cs []string
+	for _, c := range s.Contacts {
+		cs = append(cs, fmt.Sprintf("%s:%d", c.User, c.Devices))
+	}
+	fmt.Fprintf(&b, "contacts %s\n", strings.Join(cs, " "))
+	if s.Group != "" {
+		fmt.Fprintf(&b, "group %s\n", s.Group)
+	}
+	if s.Instances > 1 {
+		fmt.Fprintf(&b, "instances %d\n", s.Instances)
+	}
+	fmt.Fprintln(&b, "ops")
+	for _, o := range s.Ops {
+		fmt.Fprintln(&b, o.String())
+	}
+	return b.String()
+}
+
+// Clone returns a copy whose ops can be changed independently.
+func (s *Schedule) Clone() *Schedule {
+	c := *s
+	c.Contacts = append([]Contact(nil), s.Contacts...)
+	c.Ops = append([]Op(nil), s.Ops...)
+	return &c
+}
+
+// Parse reads a schedule in its text form. Errors name the line.
+func Parse(r io.Reader) (*Schedule, error) {
+	sc := bufio.NewScanner(r)
+	s := &Schedule{Instances: 1}
+	line := 0
+	inOps := false
+	seen := map[string]bool{}
+	fail := func(format string, a ...any) (*Schedule, error) {
+		return nil, fmt.Errorf("schedule line %d: %s", line, fmt.Sprintf(format, a...))
+	}
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = strings.TrimSpace(text[:i])
+		}
+		if line == 1 {
+			if text != Version {
+				return fail("want %q, got %q", Version, text)
+			}
+			continue
+		}
+		if text == "" {
+			continue
+		}
+		f := strings.Fields(text)
+		if inOps {
+			op := Op{Verb: f[0]}
+			n, ok := opArity[f[0]]
+			if !ok {
+				return fail("unknown op %q", f[0])
+			}
+			args := f[1:]
+			if len(args) > 0 && strings.HasPrefix(args[len(args)-1], "@") {
+				inst, err := strconv.Atoi(args[len(args)-1][1:])
+				if err != nil || inst < 0 {
+					return fail("bad instance %q", args[len(args)-1])
+				}
+				op.Inst = inst
+				args = args[:len(args)-1]
+			}
+			if len(args) != n {
+				return fail("%s takes %d arguments, got %d", f[0], n, len(args))
+			}
+			op.Args = args
+			s.Ops = append(s.Ops, op)
+			continue
+		}
+		key := f[0]
+		if seen[key] {
+			return fail("%s given twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "ops":
+			inOps = true
+		case "seed":
+			if len(f) != 2 {
+				return fail("seed takes one number")
+			}
+			v, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return fail("bad seed %q", f[1])
+			}
+			s.Seed = v
+		case "scenario", "store", "group":
+			if len(f) != 2 {
+				return fail("%s takes one word", key)
+			}
+			switch key {
+			case "scenario":
+				s.Scenario = f[1]
+			case "store":
+				s.Store = f[1]
+			default:
+				s.Group = f[1]
+			}
+		case "discipline":
+			if len(f) != 2 {
+				return fail("discipline takes one word")
+			}
+			d, err := ParseDiscipline(f[1])
+			if err != nil {
+				return fail("%v", err)
+			}
+			s.Discipline = d
+		case "instances":
+			n, err := strconv.Atoi(strings.Join(f[1:], ""))
+			if err != nil || n < 1 || n > 8 {
+				return fail("instances takes a number from 1 to 8")
+			}
+			s.Instances = n
+		case "contacts":
+			for _, c := range f[1:] {
+				user, devs, ok := strings.Cut(c, ":")
+				n, err := strconv.Atoi(devs)
+				if !ok || err != nil || n < 1 || n > 16 || user == "" {
+					return fail("bad contact %q (want user:devices)", c)
+				}
+				s.Contacts = append(s.Contacts, Contact{User: user, Devices: n})
+			}
+		default:
+			return fail("unknown header %q", key)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("schedule: %w", err)
+	}
+	if line == 0 {
+		return nil, fmt.Errorf("schedule line 1: empty file")
+	}
+	if !inOps {
+		return fail("no ops section")
+	}
+	if len(s.Contacts) == 0 {
+		return fail("no contacts")
+	}
+	if s.Store == "" {
+		return fail("no store")
+	}
+	return s, nil
+}

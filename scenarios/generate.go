@@ -1,0 +1,213 @@
+package scenarios
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/badmac/badmac/harness"
+)
+
+// Policy picks which task runs at each yield point.
+type Policy string
+
+const (
+	// Random steps a uniformly chosen runnable task.
+	Random Policy = "random"
+	// PCT (probabilistic concurrency testing) runs the highest-priority
+	// runnable task and demotes the running one at a few random points,
+	// which finds bugs of small depth with good probability.
+	PCT Policy = "pct"
+)
+
+// Policies lists the policies.
+var Policies = []Policy{Random, PCT}
+
+// ParsePolicy checks a policy name.
+func ParsePolicy(s string) (Policy, error) {
+	for _, p := range Policies {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("unknown policy %q (known: random, pct)", s)
+}
+
+// Generator is a harness.Source that produces a scenario's workload with a
+// seeded scheduling policy. It reacts to the run (which tasks are live,
+// what is queued), and the run records every op, so the schedule it leaves
+// behind is explicit and replays without the generator.
+type Generator struct {
+	sc     Scenario
+	policy Policy
+	rng    *rand.Rand
+	sent   int
+	replies int
+	ops    int
+	prio   map[string]int
+	change map[int]bool
+	// pendingReply holds a reply the bot decided to send after a receive.
+	wantReply []string
+	seenDone  map[string]int
+}
+
+// maxOps bounds a schedule's length.
+const maxOps = 600
+
+// NewGenerator returns the generator for one schedule.
+func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
+	g := &Generator{sc: sc, policy: policy, rng: rand.New(rand.NewPCG(seed, 0x62_61_64_6d_61_63)),
+		prio: map[string]int{}, change: map[int]bool{}, seenDone: map[string]int{}}
+	// PCT with depth 3: two priority change points among the first ops.
+	for range 2 {
+		g.change[g.rng.IntN(8*sc.Messages+1)] = true
+	}
+	return g
+}
+
+func (g *Generator) msgName(n int) string {
+	if g.sc.Group {
+		return fmt.Sprintf("g%d", n)
+	}
+	return fmt.Sprintf("m%d", n)
+}
+
+// Next implements harness.Source.
+func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
+	g.ops++
+	if g.ops > maxOps {
+		return harness.Op{}, false
+	}
+	peers := g.sc.peerNames()
+	// The bot decides to reply when a receive from a peer completes.
+	for _, p := range peers {
+		if n := r.HeardFrom(p); n > g.seenDone[p] {
+			for range n - g.seenDone[p] {
+				if g.sc.Reply > 0 && g.rng.Float64() < g.sc.Reply {
+					g.wantReply = append(g.wantReply, p)
+				}
+			}
+			g.seenDone[p] = n
+		}
+	}
+	in, out := r.Pending()
+	runnable := r.Runnable()
+	if g.sc.Instances > 1 {
+		return g.nextReplica(r, peers, in, out, runnable)
+	}
+	type choice struct {
+		w  float64
+		op func() harness.Op
+	}
+	var cs []choice
+	if g.sent < g.sc.Messages {
+		w := 1.0
+		if g.sc.Burst {
+			w = 50
+		}
+		cs = append(cs, choice{w, func() harness.Op {
+			g.sent++
+			verb := "send"
+			if g.sc.Group {
+				verb = "group"
+			}
+			return harness.Op{Verb: verb, Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}
+		}})
+	}
+	if len(in) > 0 {
+		cs = append(cs, choice{2, func() harness.Op {
+			d := in[0]
+			if g.sc.Reorder {
+				d = in[g.rng.IntN(len(in))]
+			}
+			return harness.Op{Verb: "deliver", Args: []string{d}}
+		}})
+	}
+	if len(g.wantReply) > 0 {
+		cs = append(cs, choice{2, func() harness.Op {
+			p := g.wantReply[0]
+			g.wantReply = g.wantReply[1:]
+			g.replies++
+			return harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}}
+		}})
+	}
+	if len(out) > 0 {
+		cs = append(cs, choice{1, func() harness.Op {
+			d := out[0]
+			if g.sc.Reorder {
+				d = out[g.rng.IntN(len(out))]
+			}
+			return harness.Op{Verb: "read", Args: []string{d}}
+		}})
+	}
+	if g.sc.Reorder {
+		if done := r.Delivered(); len(done) > 0 && g.rng.IntN(6) == 0 {
+			cs = append(cs, choice{0.5, func() harness.Op {
+				return harness.Op{Verb: "dup", Args: []string{done[g.rng.IntN(len(done))]}}
+			}})
+		}
+	}
+	if len(runnable) > 0 {
+		cs = append(cs, choice{4, func() harness.Op {
+			return harness.Op{Verb: "step", Args: []string{g.pick(runnable)}}
+		}})
+	}
+	if len(cs) == 0 {
+		return harness.Op{}, false
+	}
+	total := 0.0
+	for _, c := range cs {
+		total += c.w
+	}
+	x := g.rng.Float64() * total
+	for _, c := range cs {
+		if x < c.w {
+			return c.op(), true
+		}
+		x -= c.w
+	}
+	return cs[len(cs)-1].op(), true
+}
+
+// pick chooses the task to step under the policy.
+func (g *Generator) pick(runnable []string) string {
+	if g.policy != PCT {
+		return runnable[g.rng.IntN(len(runnable))]
+	}
+	best := ""
+	for _, t := range runnable {
+		if _, ok := g.prio[t]; !ok {
+			g.prio[t] = 10 + g.rng.IntN(1000)
+		}
+		if best == "" || g.prio[t] > g.prio[best] {
+			best = t
+		}
+	}
+	if g.change[g.ops] {
+		g.prio[best] = g.rng.IntN(10) // demote below every fresh task
+	}
+	return best
+}
+
+// nextReplica drives the replica scenario: device processes take turns, each
+// delivery and reply handled to its end by one instance, so any failure is
+// from state one process did not see the other write.
+func (g *Generator) nextReplica(r *harness.Run, peers, in, out, runnable []string) (harness.Op, bool) {
+	inst := g.rng.IntN(g.sc.Instances)
+	switch {
+	case len(runnable) > 0:
+		return harness.Op{Verb: "run", Args: []string{runnable[0]}}, true
+	case len(out) > 0:
+		return harness.Op{Verb: "read", Args: []string{out[0]}}, true
+	case len(g.wantReply) > 0:
+		p := g.wantReply[0]
+		g.wantReply = g.wantReply[1:]
+		g.replies++
+		return harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}, Inst: inst}, true
+	case len(in) > 0:
+		return harness.Op{Verb: "deliver", Args: []string{in[0]}, Inst: inst}, true
+	case g.sent < g.sc.Messages:
+		g.sent++
+		return harness.Op{Verb: "send", Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}, true
+	}
+	return harness.Op{}, false
+}

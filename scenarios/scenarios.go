@@ -1,0 +1,90 @@
+// Package scenarios names the workloads badmac runs and generates their
+// schedules: seeded random or PCT interleavings for the CLI, and rapid
+// state-machine actions for property tests, so that shrinking yields
+// minimal counterexamples.
+package scenarios
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/badmac/badmac/harness"
+)
+
+// Scenario is a named workload: who talks, how much, and what the bot and
+// the server do around it.
+type Scenario struct {
+	Name string
+	Doc  string
+	// Contacts who send; Group makes them send to one group (sender keys).
+	Contacts []harness.Contact
+	Group    bool
+	// Messages is how many messages the peers send in one schedule.
+	Messages int
+	// Reply is the chance the bot replies after each message it receives.
+	Reply float64
+	// Burst sends everything before anything is delivered.
+	Burst bool
+	// Reorder delivers queued messages in random order and redelivers
+	// copies of delivered ones, as an offline queue does.
+	Reorder bool
+	// Instances > 1 runs that many device processes on one store, taking
+	// turns: each delivery is handled to its end by one of them.
+	Instances int
+}
+
+var all = []Scenario{
+	{Name: "burst", Doc: "N concurrent deliveries from one contact",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Burst: true},
+	{Name: "reply", Doc: "the bot replies while receiving: the case that produces Bad MAC",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.7},
+	{Name: "multi", Doc: "several contacts and devices at once, with replies",
+		Contacts: []harness.Contact{{User: "alice", Devices: 2}, {User: "bob", Devices: 1}}, Messages: 9, Reply: 0.5, Burst: true},
+	{Name: "group", Doc: "sender keys: several senders in one group",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}}, Group: true, Messages: 9, Burst: true},
+	{Name: "reorder", Doc: "out-of-order delivery and redelivered duplicates",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.3, Reorder: true},
+	{Name: "replica", Doc: "two device processes on one store taking turns (an overlapping deploy)",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.8, Instances: 2},
+}
+
+// All returns the scenarios in report order.
+func All() []Scenario { return append([]Scenario(nil), all...) }
+
+// Default is what plain `badmac run` uses.
+var Default = []string{"burst", "reply", "multi", "group", "reorder"}
+
+// Lookup returns a scenario by name.
+func Lookup(name string) (Scenario, error) {
+	for _, s := range all {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	var names []string
+	for _, s := range all {
+		names = append(names, s.Name)
+	}
+	return Scenario{}, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(names, ", "))
+}
+
+// Setup is the schedule header for this scenario.
+func (s Scenario) Setup(seed uint64, d harness.Discipline, store string) *harness.Schedule {
+	sch := &harness.Schedule{Seed: seed, Scenario: s.Name, Discipline: d, Store: store,
+		Contacts: s.Contacts, Instances: max(1, s.Instances)}
+	if s.Group {
+		sch.Group = "group"
+	}
+	return sch
+}
+
+// peerNames lists "user.device" for every contact device.
+func (s Scenario) peerNames() []string {
+	var out []string
+	for _, c := range s.Contacts {
+		for d := range c.Devices {
+			out = append(out, fmt.Sprintf("%s.%d", c.User, d))
+		}
+	}
+	return out
+}
