@@ -1,0 +1,73 @@
+package sqlstores_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.mau.fi/whatsmeow/store"
+)
+
+func TestDecryptionTxnSQLite(t *testing.T)   { testDecryptionTxn(t, "sqlite") }
+func TestDecryptionTxnPostgres(t *testing.T) { testDecryptionTxn(t, "postgres") }
+
+// testDecryptionTxn pins down what whatsmeow's DoDecryptionTxn does for two
+// processes decrypting from one session at once: both read v0, A writes and
+// commits, then B writes. SQLite fails B (its snapshot is stale), so no state
+// is lost but B's message is; PostgreSQL (READ COMMITTED, plain SELECT)
+// lets B overwrite A's write, the lost update that ends in Bad MAC.
+func testDecryptionTxn(t *testing.T, name string) {
+	ctx := context.Background()
+	st := openVariant(t, name)
+	defer st.Close()
+	a, b := instance(t, st), instance(t, st)
+	const addr = "1:0"
+	if err := a.Sessions.PutSession(ctx, addr, []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	bufA, okA := a.Sessions.(store.EventBuffer)
+	bufB, okB := b.Sessions.(store.EventBuffer)
+	if !okA || !okB {
+		t.Fatalf("sessions store %T is not a store.EventBuffer", a.Sessions)
+	}
+
+	bRead, aDone := make(chan struct{}), make(chan struct{})
+	errB := make(chan error, 1)
+	go func() {
+		errB <- bufB.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+			if got, err := b.Sessions.GetSession(ctx, addr); err != nil || string(got) != "v0" {
+				t.Errorf("B read %q, %v; want v0", got, err)
+			}
+			close(bRead)
+			<-aDone
+			return b.Sessions.PutSession(ctx, addr, []byte("vB"))
+		})
+	}()
+	<-bRead
+	errA := bufA.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		if got, err := a.Sessions.GetSession(ctx, addr); err != nil || string(got) != "v0" {
+			t.Errorf("A read %q, %v; want v0", got, err)
+		}
+		return a.Sessions.PutSession(ctx, addr, []byte("vA"))
+	})
+	close(aDone)
+	eb := <-errB
+	final, err := a.Sessions.GetSession(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("A: %v; B: %v; final %q", errA, eb, final)
+	if errA != nil {
+		t.Fatalf("A's transaction failed: %v", errA)
+	}
+	switch name {
+	case "sqlite":
+		if eb == nil || !strings.Contains(eb.Error(), "database is locked") || string(final) != "vA" {
+			t.Fatalf("B: %v, final %q; want SQLITE_BUSY and vA kept", eb, final)
+		}
+	case "postgres":
+		if eb != nil || string(final) != "vB" {
+			t.Fatalf("B: %v, final %q; want B to succeed and overwrite vA (lost update)", eb, final)
+		}
+	}
+}
