@@ -1,0 +1,90 @@
+// Command badmac runs schedules of the Signal send and receive paths against
+// key stores and prints failure rates per (discipline, store, scenario).
+//
+//	badmac                 run the default suite on the in-memory stores
+//	badmac run [flags]     choose disciplines, stores, scenarios, seed, mode
+//	badmac replay FILE     replay a saved schedule and print its history
+//
+// Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
+// for a failure, 2 bad input or environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	_ "github.com/badmac/badmac/stores/sqlstores"
+)
+
+func main() {
+	os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is bad input: exit 2 with one line.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+
+func badInput(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// Main runs the CLI and returns its exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	code, err := dispatch(ctx, args, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "badmac: %v\n", err)
+		var u usageError
+		if errors.As(err, &u) || code == 0 {
+			return 2
+		}
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runCmd(ctx, args, stdout, stderr)
+	case "replay":
+		return replayCmd(ctx, args, stdout)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0, nil
+	}
+	return 2, badInput("unknown command %q (commands: run, replay, help)", cmd)
+}
+
+const usage = `badmac: chaos tests for WhatsApp Signal key stores
+
+  badmac [run] [flags]   run schedules and print the failure table
+  badmac replay FILE     replay a saved schedule, print its history and outcome
+  badmac help            this text
+
+Run 'badmac run -h' for the run flags.
+`
+
+// newFlags returns a flag set whose errors come back as one-line errors.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return true, nil
+		}
+		return false, badInput("%v", err)
+	}
+	return false, nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// Same seed, same output, byte for byte.
+func TestSameSeedSameOutput(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"run", "-schedules", "4", "-scenarios", "reply,group", "-out", dir, "-seed", "9"}
+	c1, o1, _ := run(t, args...)
+	c2, o2, _ := run(t, args...)
+	require.Equal(t, o1, o2)
+	require.Equal(t, c1, c2)
+	require.Contains(t, o1, "locked *")
+}
+
+// A failing pair's replay command reproduces its failure.
+func TestReplayCommandReproduces(t *testing.T) {
+	dir := t.TempDir()
+	code, out, _ := run(t, "run", "-schedules", "6", "-scenarios", "reply", "-disciplines", "concurrent",
+		"-stores", "mutexed", "-must-pass", "concurrent/mutexed", "-out", dir)
+	require.Equal(t, 1, code, out)
+	m := regexp.MustCompile(`replay: badmac replay (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	rc, rout, rerr := run(t, "replay", m[1])
+	require.Equal(t, 1, rc, rerr)
+	require.Contains(t, rout, "FAIL: ")
+	// The summary the run printed for the row is the replay's too.
+	sum := regexp.MustCompile(`FAIL concurrent/mutexed/reply: (.*)`).FindStringSubmatch(out)
+	require.Contains(t, rout, "FAIL: "+sum[1])
+}
+
+// Must-pass pairs pass: exit 0.
+func TestMustPassPairsPass(t *testing.T) {
+	code, out, _ := run(t, "run", "-schedules", "5", "-disciplines", "locked", "-stores", "reference,mutexed", "-out", t.TempDir())
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "PASS")
+}
+
+// The embedded SQLite store through whatsmeow's sqlstore.
+func TestSQLiteRow(t *testing.T) {
+	code, out, errs := run(t, "run", "-schedules", "3", "-disciplines", "locked", "-stores", "sqlite", "-scenarios", "reply",
+		"-must-pass", "locked/sqlite", "-out", t.TempDir())
+	require.Equal(t, 0, code, out+errs)
+	require.Contains(t, out, "sqlite")
+}
+
+// Bad input: one line on stderr, exit 2, never a panic.
+func TestBadInput(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.txt")
+	require.NoError(t, os.WriteFile(bad, []byte("badmac schedule v1\nseed 1\nstore reference\ncontacts alice:1\nops\nfly alice.0\n"), 0o644))
+	old := filepath.Join(t.TempDir(), "old.txt")
+	require.NoError(t, os.WriteFile(old, []byte("badmac schedule v0\n"), 0o644))
+	cases := map[string][]string{
+		"unknown flag":      {"run", "-bogus"},
+		"unknown store":     {"run", "-stores", "nosuch"},
+		"unknown scenario":  {"run", "-scenarios", "nosuch"},
+		"unknown command":   {"frobnicate"},
+		"malformed replay":  {"replay", bad},
+		"version mismatch":  {"replay", old},
+		"missing file":      {"replay", filepath.Join(t.TempDir(), "none.txt")},
+		"bad must-pass":     {"run", "-must-pass", "locked"},
+		"bad schedules":     {"run", "-schedules", "0"},
+		"postgres down dsn": {"run", "-stores", "postgres"},
+	}
+	t.Setenv("BADMAC_POSTGRES_DSN", "postgres://u:secret@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2")
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, _, errs := run(t, args...)
+			require.Equal(t, 2, code)
+			require.Equal(t, 1, strings.Count(errs, "\n"), "want one line, got %q", errs)
+			require.True(t, strings.HasPrefix(errs, "badmac: "), errs)
+			require.NotContains(t, errs, "secret")
+		})
+	}
+	_, _, errs := run(t, "replay", bad)
+	require.Contains(t, errs, "line 6")
+}

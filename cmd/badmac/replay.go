@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error) {
+	fs := newFlags("replay")
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
+		return 2, err
+	}
+	if fs.NArg() != 1 {
+		return 2, badInput("replay takes one schedule file")
+	}
+	path := fs.Arg(0)
+	f, err := os.Open(path)
+	if err != nil {
+		return 2, badInput("%v", err)
+	}
+	defer f.Close()
+	s, err := harness.Parse(f)
+	if err != nil {
+		return 2, badInput("%s: %v", path, err)
+	}
+	defer sqlstores.Shutdown()
+	res, err := harness.Replay(ctx, s, harness.Controlled)
+	if err != nil {
+		return 2, fmt.Errorf("%s: %w", path, err)
+	}
+	fmt.Fprint(stdout, s.String())
+	fmt.Fprintln(stdout, "history")
+	fmt.Fprint(stdout, res.HistoryText())
+	for _, m := range res.Messages {
+		fmt.Fprintf(stdout, "outcome %s %s %s\n", m.ID, m.Dir, m.Outcome())
+	}
+	if res.Failed() {
+		fmt.Fprintf(stdout, "FAIL: %s\n", res.Summary())
+		return 1, nil
+	}
+	fmt.Fprintln(stdout, "PASS: no blamed failures")
+	return 0, nil
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/reports"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// defaultStores are the in-memory variants: no setup needed.
+const defaultStores = "reference,uncached,mutexed,cached"
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlags("run")
+	disc := fs.String("disciplines", "concurrent,whatsmeow,locked", "client disciplines, comma-separated")
+	storeList := fs.String("stores", defaultStores, "stores, comma-separated (also: sqlite, postgres)")
+	scens := fs.String("scenarios", strings.Join(scenarios.Default, ","), "scenarios, comma-separated")
+	n := fs.Int("schedules", 10, "schedules per (discipline, store, scenario)")
+	seed := fs.Uint64("seed", 1, "base seed; the same seed gives the same output")
+	mode := fs.String("mode", "controlled", "controlled (deterministic, replayable) or free (real goroutines)")
+	policy := fs.String("policy", "random", "scheduling policy in controlled mode: random or pct")
+	mustPass := fs.String("must-pass", "locked/reference,locked/mutexed", "discipline/store pairs that must have zero blamed failures")
+	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
+	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
+		return 2, err
+	}
+	if fs.NArg() > 0 {
+		return 2, badInput("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := scenarios.Config{Seed: *seed, Schedules: *n, ShrinkBudget: *shrink}
+	switch harness.Mode(*mode) {
+	case harness.Controlled, harness.Free:
+		cfg.Mode = harness.Mode(*mode)
+	default:
+		return 2, badInput("unknown mode %q (known: controlled, free)", *mode)
+	}
+	var err error
+	if cfg.Policy, err = scenarios.ParsePolicy(*policy); err != nil {
+		return 2, badInput("%v", err)
+	}
+	if *n < 1 || *n > 100000 {
+		return 2, badInput("-schedules must be between 1 and 100000, got %d", *n)
+	}
+	var ds []harness.Discipline
+	for _, s := range split(*disc) {
+		d, err := harness.ParseDiscipline(s)
+		if err != nil {
+			return 2, badInput("%v", err)
+		}
+		ds = append(ds, d)
+	}
+	var vs []stores.Variant
+	for _, s := range split(*storeList) {
+		v, err := stores.Lookup(s)
+		if err != nil {
+			return 2, badInput("%v", err)
+		}
+		vs = append(vs, v)
+	}
+	var scs []scenarios.Scenario
+	for _, s := range split(*scens) {
+		sc, err := scenarios.Lookup(s)
+		if err != nil {
+			return 2, badInput("%v", err)
+		}
+		scs = append(scs, sc)
+	}
+	must := map[string]bool{}
+	for _, p := range split(*mustPass) {
+		d, s, ok := strings.Cut(p, "/")
+		if !ok {
+			return 2, badInput("-must-pass wants discipline/store pairs, got %q", p)
+		}
+		if _, err := harness.ParseDiscipline(d); err != nil {
+			return 2, badInput("-must-pass: %v", err)
+		}
+		if _, err := stores.Lookup(s); err != nil {
+			return 2, badInput("-must-pass: %v", err)
+		}
+		must[p] = true
+	}
+	if len(ds) == 0 || len(vs) == 0 || len(scs) == 0 {
+		return 2, badInput("nothing to run: give at least one discipline, store and scenario")
+	}
+	defer sqlstores.Shutdown()
+	// Check every store opens before spending time on the others.
+	for _, v := range vs {
+		st, err := v.Open(ctx)
+		if err != nil {
+			return 2, fmt.Errorf("store %s: %w", v.Name, err)
+		}
+		st.Close()
+	}
+
+	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Pass: true}
+	for _, sc := range scs {
+		for _, d := range ds {
+			for _, v := range vs {
+				pr, err := scenarios.RunPair(ctx, sc, d, v, cfg)
+				if err != nil {
+					return 2, fmt.Errorf("%s/%s/%s: %w", d, v.Name, sc.Name, err)
+				}
+				row := toRow(pr, must[string(d)+"/"+v.Name])
+				if pr.First != nil && cfg.Mode == harness.Controlled {
+					path, err := saveSchedule(*out, pr.First)
+					if err != nil {
+						return 2, err
+					}
+					row.Replay = "badmac replay " + path
+					row.Counterexample = pr.First.String()
+				} else if pr.First != nil {
+					row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, v.Name, sc.Name, *seed)
+				}
+				if row.MustPass && row.Blamed > 0 {
+					rep.Pass = false
+				}
+				rep.Rows = append(rep.Rows, row)
+			}
+		}
+	}
+	if err := reports.WriteTable(stdout, rep); err != nil {
+		return 2, err
+	}
+	if !rep.Pass {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func toRow(pr *scenarios.PairResult, must bool) reports.Row {
+	c := pr.Counts
+	f := c.Failures
+	r := reports.Row{
+		Discipline: string(pr.Discipline), Store: pr.Store, Scenario: pr.Scenario, MustPass: must,
+		Schedules: pr.Schedules, FailedSchedules: pr.Failed,
+		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates,
+		Lost: c.Lost, Wrong: c.Wrong, Blamed: c.Blamed,
+		BadMAC: f[endpoint.BadMAC], OldCounter: f[endpoint.OldCounter], NoSession: f[endpoint.NoSession],
+		InvalidPreKey: f[endpoint.InvalidPreKey], UntrustedIdentity: f[endpoint.UntrustedIdentity],
+		NoSenderKey: f[endpoint.NoSenderKey], StoreError: f[endpoint.StoreError], OtherError: f[endpoint.Other],
+	}
+	if c.Messages > 0 {
+		r.Rate = float64(c.Blamed) / float64(c.Messages)
+	}
+	r.RateLo, r.RateHi = harness.Wilson(c.Blamed, c.Messages)
+	if pr.FirstResult != nil {
+		r.Summary = pr.FirstResult.Summary()
+	}
+	return r
+}
+
+func saveSchedule(dir string, s *harness.Schedule) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("failure directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d.txt", s.Discipline, s.Store, s.Scenario, s.Seed))
+	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
+		return "", fmt.Errorf("saving schedule: %w", err)
+	}
+	return path, nil
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
