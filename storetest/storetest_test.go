@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/badmac/badmac/storetest"
 	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/storetest"
 )
 
 func reference() (stores.Set, error) {
