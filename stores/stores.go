@@ -160,7 +160,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-
 // MustLookup is Lookup for built-in names; it panics on an unknown name.
 func MustLookup(name string) Variant {
 	v, err := Lookup(name)
