@@ -37,14 +37,14 @@ func ParsePolicy(s string) (Policy, error) {
 // what is queued), and the run records every op, so the schedule it leaves
 // behind is explicit and replays without the generator.
 type Generator struct {
-	sc     Scenario
-	policy Policy
-	rng    *rand.Rand
-	sent   int
+	sc      Scenario
+	policy  Policy
+	rng     *rand.Rand
+	sent    int
 	replies int
-	ops    int
-	prio   map[string]int
-	change map[int]bool
+	ops     int
+	prio    map[string]int
+	change  map[int]bool
 	// pendingReply holds a reply the bot decided to send after a receive.
 	wantReply []string
 	seenDone  map[string]int
