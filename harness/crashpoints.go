@@ -17,6 +17,19 @@ type CrashPoint struct {
 	Mode     string // what the crash did with each pending write (k, d, g)
 	Schedule *Schedule
 	Result   *Result
+	// ClientSide lists the blamed messages that the reference store loses
+	// too under the same crash (the same explicit schedule): the client's
+	// load→decrypt→store→ack is not atomic, so a crash inside it loses the
+	// message whatever the store (whatsmeow's decrypted-event buffer in a
+	// transaction is the cure). StoreBlamed lists the rest.
+	ClientSide  []string
+	StoreBlamed []string
+}
+
+// StoreFailed reports whether the store itself is blamed at this point:
+// messages the reference store survives, or credentials.
+func (p CrashPoint) StoreFailed() bool {
+	return len(p.StoreBlamed) > 0 || p.Result.RegeneratedCreds || p.Result.StartRefused
 }
 
 // String is the readable form of a failing point.
@@ -25,7 +38,11 @@ func (p CrashPoint) String() string {
 	if p.Mode != "" {
 		mode = fmt.Sprintf(" mode %s", p.Mode)
 	}
-	return fmt.Sprintf("crash %s [%d pending%s]: %s", p.Location, p.Pending, mode, p.Result.Summary())
+	client := ""
+	if len(p.ClientSide) > 0 {
+		client = fmt.Sprintf(" (client-side, reference loses them too: %s)", strings.Join(p.ClientSide, " "))
+	}
+	return fmt.Sprintf("crash %s [%d pending%s]: %s%s", p.Location, p.Pending, mode, p.Result.Summary(), client)
 }
 
 // CrashReport is a crash-point enumeration over one conversation.
@@ -34,8 +51,13 @@ type CrashReport struct {
 	Writes int          // write points in the crash-free run
 	Runs   int          // runs made (one per point and mode)
 	Points []CrashPoint // every point run
-	Failed []CrashPoint // the points whose run the pair is blamed for
-	Counts Counts       // totals over every run
+	Failed []CrashPoint // the points where the store is blamed (StoreFailed)
+	// ClientSide are the points that fail only as the reference store does.
+	ClientSide []CrashPoint
+	Counts     Counts // totals over every run (blamed against the serial baseline)
+	// StoreBlamed totals the messages the store is blamed for beyond the
+	// reference store under the same crashes.
+	StoreBlamed int
 }
 
 // CrashOptions tunes an enumeration.
@@ -89,14 +111,55 @@ func EnumerateCrashes(ctx context.Context, base *Schedule, v stores.Variant, opt
 			}
 			rep.Runs++
 			p := CrashPoint{K: k, Location: loc, Pending: pending, Mode: modes[i], Schedule: sched, Result: res}
+			if err := p.judge(ctx); err != nil {
+				return nil, fmt.Errorf("crash after write %d: reference run: %w", k, err)
+			}
 			rep.Points = append(rep.Points, p)
 			rep.Counts.Add(res.Counts())
-			if res.Failed() {
+			rep.StoreBlamed += len(p.StoreBlamed)
+			switch {
+			case p.StoreFailed():
 				rep.Failed = append(rep.Failed, p)
+			case res.Failed():
+				rep.ClientSide = append(rep.ClientSide, p)
 			}
 		}
 	}
 	return rep, nil
+}
+
+// judge splits the blamed messages into client-side (the reference store
+// loses them too when the same explicit schedule, crash included, runs on
+// it) and store-blamed.
+func (p *CrashPoint) judge(ctx context.Context) error {
+	if !p.Result.Failed() {
+		return nil
+	}
+	ref := stores.MustLookup("reference")
+	refOut := map[string]Outcome{}
+	if p.Schedule.Store != ref.Name {
+		rs := p.Schedule.Clone()
+		rs.Store = ref.Name
+		_, rres, err := Execute(ctx, rs, ref, Controlled, Ops(rs.Ops))
+		if err != nil {
+			return err
+		}
+		for _, m := range rres.Messages {
+			refOut[m.ID] = m.Outcome()
+		}
+	} else {
+		for _, m := range p.Result.Messages {
+			refOut[m.ID] = m.Outcome()
+		}
+	}
+	for _, id := range p.Result.Blamed {
+		if o, ok := refOut[id]; ok && o != Delivered {
+			p.ClientSide = append(p.ClientSide, id)
+		} else {
+			p.StoreBlamed = append(p.StoreBlamed, id)
+		}
+	}
+	return nil
 }
 
 // runCrash runs ops with a crash after write k (k 0: none) and returns the
@@ -186,7 +249,11 @@ func (s *crashSource) Next(r *Run) (Op, bool) {
 // schedule that replays it.
 func (rep *CrashReport) Text(schedules bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "store %s: %d write points, %d runs, %d failing\n", rep.Store, rep.Writes, rep.Runs, len(rep.Failed))
+	fmt.Fprintf(&b, "store %s: %d write points, %d runs, %d store-blamed, %d client-side only\n",
+		rep.Store, rep.Writes, rep.Runs, len(rep.Failed), len(rep.ClientSide))
+	for _, p := range rep.ClientSide {
+		fmt.Fprintf(&b, "  client-side: %s\n", p)
+	}
 	for _, p := range rep.Failed {
 		fmt.Fprintf(&b, "  %s\n", p)
 		if schedules {

@@ -11,6 +11,7 @@ import (
 // with the given seed: the fixed workload a crash enumeration replays on
 // every store.
 func Conversation(ctx context.Context, sc Scenario, d harness.Discipline, policy Policy, seed uint64) (*harness.Schedule, error) {
+	sc.Crash = "" // the conversation itself runs without crashes
 	setup := sc.Setup(seed, d, "reference")
 	sched, _, err := harness.Execute(ctx, setup, stores.MustLookup("reference"), harness.Controlled, NewGenerator(sc, policy, seed))
 	return sched, err
