@@ -52,6 +52,30 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
 }
 
+// Reinstall is the contact reinstalling WhatsApp: a new identity key and
+// registration id, a new empty store, new prekeys on the server. Messages
+// it already sent can still be resent on a retry receipt (from the new
+// install, as a phone's backup restores chat history).
+func (p *Peer) Reinstall(ctx context.Context) error {
+	st, err := stores.MustLookup("reference").Open(ctx)
+	if err != nil {
+		return err
+	}
+	set, err := st.Instance(ctx)
+	if err != nil {
+		return err
+	}
+	e := endpoint.New(p.JID, endpoint.NewCreds(), set)
+	pks, err := set.PreKeys.GetOrGenPreKeys(ctx, 20)
+	if err != nil {
+		return err
+	}
+	p.srv.Upload(e.Address(), e.Bundle, pks)
+	p.Endpoint = e
+	p.skdmTo = make(map[string]bool)
+	return nil
+}
+
 // ensureSession fetches the device's bundle if there is no session yet, as a
 // WhatsApp client does before its first message to a device.
 func (p *Peer) ensureSession(ctx context.Context, to *protocol.SignalAddress) error {

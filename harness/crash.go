@@ -106,6 +106,24 @@ func (r *Run) restart() {
 }
 
 // writeCalls are the store calls that change state.
+// rollback is a backup restore (or a volume rolled back): the device dies,
+// its storage comes back as the last snapshot, and it restarts from that.
+// Without a snapshot, or on storage that cannot restore, it is a crash. In
+// the serial baseline it is a clean restart.
+func (r *Run) rollback() {
+	if r.down {
+		return
+	}
+	r.crash("")
+	sn, ok := r.storage.(stores.Snapshotter)
+	if r.mode == Serial || !ok || r.snap == nil {
+		return
+	}
+	sn.Restore(r.snap)
+	r.log("rollback: storage restored from the backup")
+	r.restart()
+}
+
 var writeCalls = map[string]bool{
 	"PutIdentity": true, "DeleteAllIdentities": true, "DeleteIdentity": true,
 	"PutSession": true, "PutManySessions": true, "DeleteAllSessions": true, "DeleteSession": true,

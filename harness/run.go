@@ -74,6 +74,7 @@ type Run struct {
 	lastCall map[string]string // task name -> last store call traced
 	writes   []string          // every write call entered, "PutSession alice:0 (m3)"
 	writer   []string          // task that entered each write
+	snap     map[string][]byte // the last backup (snapshot op)
 }
 
 // job is a device task as started, so a crash can redo it: a receive is
@@ -375,6 +376,25 @@ func (r *Run) Apply(op Op) error {
 		r.crash(mode)
 	case "restart":
 		r.restart()
+	case "snapshot":
+		if sn, ok := r.storage.(stores.Snapshotter); ok && r.mode != Serial {
+			r.snap = sn.Snapshot()
+			r.log("%s: backup of the durable state taken", op)
+		}
+	case "rollback":
+		r.rollback()
+	case "reinstall":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		if err := p.Reinstall(ctx); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+		delete(r.byAddr, p.Address().String())
+		r.byAddr[p.Address().String()] = p
+		r.log("%s: new identity and registration id", op)
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}
@@ -600,7 +620,7 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 
 func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) (fakeserver.Payload, error) {
 	if del.DMCT != nil {
-		pt, err := d.DecryptDM(ctx, del.From, del.DMKind, del.DMCT)
+		pt, err := decryptDM(ctx, d, del.From, del.DMKind, del.DMCT)
 		if err != nil {
 			return fakeserver.Payload{}, err
 		}
@@ -617,7 +637,7 @@ func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) 
 	if del.Kind == endpoint.SkMsg {
 		pt, err = d.GroupDecrypt(ctx, del.Group, del.From, del.CT)
 	} else {
-		pt, err = d.DecryptDM(ctx, del.From, del.Kind, del.CT)
+		pt, err = decryptDM(ctx, d, del.From, del.Kind, del.CT)
 	}
 	if err != nil {
 		return fakeserver.Payload{}, err
@@ -627,6 +647,23 @@ func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) 
 		return pl, &endpoint.Failure{Class: endpoint.Other, Err: err}
 	}
 	return pl, nil
+}
+
+// decryptDM is whatsmeow's decryptDM: a pkmsg from a contact whose identity
+// key changed (a reinstall) clears the stored identity and session
+// (clearUntrustedIdentity) and is decrypted again.
+func decryptDM(ctx context.Context, d *device, from *protocol.SignalAddress, kind string, ct []byte) ([]byte, error) {
+	pt, err := d.DecryptDM(ctx, from, kind, ct)
+	if err == nil || kind != endpoint.PkMsg || endpoint.ClassOf(err) != endpoint.UntrustedIdentity {
+		return pt, err
+	}
+	if err := d.Device.Identities.DeleteIdentity(ctx, from.String()); err != nil {
+		return nil, err
+	}
+	if err := d.Device.Sessions.DeleteSession(ctx, from.String()); err != nil {
+		return nil, err
+	}
+	return d.DecryptDM(ctx, from, kind, ct)
 }
 
 // send encrypts a reply (or, with a bundle, rebuilds the session from a

@@ -26,6 +26,11 @@ import (
 //	                writes past its end are dropped (default: all dropped)
 //	restart         a crashed device comes back from its durable state
 //	                (the run restarts a crashed device itself at the end)
+//	snapshot        a backup of the device storage's durable state
+//	rollback        the device dies and its storage is restored from the
+//	                last backup, then it restarts (no backup: a crash)
+//	reinstall P     contact device P reinstalls WhatsApp: new identity and
+//	                registration id, its old session gone
 //
 // An op that does not apply when it runs (a task that is finished or
 // blocked, a delivery not queued) does nothing, so any subsequence of a
@@ -49,7 +54,7 @@ func (o Op) String() string {
 }
 
 var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "restart": 0}
+	"crash": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1}
 
 // opOptional is how many trailing arguments an op may leave out.
 var opOptional = map[string]int{"crash": 1}

@@ -52,6 +52,7 @@ type Generator struct {
 	// numbers at which the device crashes.
 	queue   []harness.Op
 	crashAt map[int]bool
+	snapped bool
 }
 
 // maxOps bounds a schedule's length.
@@ -237,6 +238,8 @@ func (s Scenario) crashes() int {
 		return 0
 	case CrashRestart:
 		return 3
+	case CrashRollback:
+		return 2
 	}
 	return 1
 }
@@ -245,6 +248,15 @@ func (s Scenario) crashes() int {
 func (g *Generator) crashOp(r *harness.Run) harness.Op {
 	op := harness.Op{Verb: "crash"}
 	switch g.sc.Crash {
+	case CrashRollback:
+		if !g.snapped {
+			g.snapped = true
+			return harness.Op{Verb: "snapshot"}
+		}
+		return harness.Op{Verb: "rollback"}
+	case CrashReinstall:
+		peers := g.sc.peerNames()
+		return harness.Op{Verb: "reinstall", Args: []string{peers[g.rng.IntN(len(peers))]}}
 	case CrashTorn:
 		// Each pending write kept, dropped or torn at random.
 		n := r.PendingWrites()

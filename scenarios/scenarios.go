@@ -47,6 +47,12 @@ const (
 	// CrashRestart: clean restarts (running tasks finish, then crash and
 	// restart) between bursts: only what a store never persists is lost.
 	CrashRestart CrashKind = "restart"
+	// CrashRollback: a backup of the device's storage is taken, later
+	// restored (a backup restore, a lost volume).
+	CrashRollback CrashKind = "rollback"
+	// CrashReinstall: a contact reinstalls WhatsApp (new identity and
+	// registration id) mid-conversation.
+	CrashReinstall CrashKind = "reinstall"
 )
 
 var all = []Scenario{
@@ -68,6 +74,10 @@ var all = []Scenario{
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashTorn},
 	{Name: "restart", Doc: "clean restarts between bursts of a conversation with replies",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Messages: 10, Reply: 0.6, Crash: CrashRestart},
+	{Name: "rollback", Doc: "the device's storage is restored from an older backup mid-conversation",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRollback},
+	{Name: "reinstall", Doc: "a contact reinstalls WhatsApp: new identity and registration id, new session",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashReinstall},
 }
 
 // All returns the scenarios in report order.
