@@ -13,6 +13,7 @@ import (
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/signalerror"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
@@ -666,6 +667,23 @@ func decryptDM(ctx context.Context, d *device, from *protocol.SignalAddress, kin
 	return d.DecryptDM(ctx, from, kind, ct)
 }
 
+// processBundle is whatsmeow's encryptMessageForDevice around a bundle: a
+// bundle with a changed identity key clears the stored identity (and
+// session) and is processed again.
+func processBundle(ctx context.Context, d *device, to *protocol.SignalAddress, b *prekey.Bundle) error {
+	err := d.ProcessBundle(ctx, to, b)
+	if !errors.Is(err, signalerror.ErrUntrustedIdentity) {
+		return err
+	}
+	if err := d.Device.Identities.DeleteIdentity(ctx, to.String()); err != nil {
+		return err
+	}
+	if err := d.Device.Sessions.DeleteSession(ctx, to.String()); err != nil {
+		return err
+	}
+	return d.ProcessBundle(ctx, to, b)
+}
+
 // send encrypts a reply (or, with a bundle, rebuilds the session from a
 // retry receipt's keys first, as whatsmeow's handleRetryReceipt does) and
 // queues it for the peer.
@@ -674,7 +692,7 @@ func (r *Run) send(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, 
 	defer unlock()
 	fail := func(err error) { r.log("%s: send failed: %v", id, err) }
 	if b != nil {
-		if err := d.ProcessBundle(ctx, p.Address(), b); err != nil {
+		if err := processBundle(ctx, d, p.Address(), b); err != nil {
 			fail(err)
 			return
 		}
@@ -684,7 +702,7 @@ func (r *Run) send(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, 
 	} else if !has {
 		bundle, err := r.srv.FetchBundle(p.Address())
 		if err == nil {
-			err = d.ProcessBundle(ctx, p.Address(), bundle)
+			err = processBundle(ctx, d, p.Address(), bundle)
 		}
 		if err != nil {
 			fail(err)
