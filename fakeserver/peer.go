@@ -2,10 +2,12 @@ package fakeserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/signalerror"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
@@ -23,6 +25,9 @@ type Peer struct {
 	srv    *Server
 	sent   map[string]Payload
 	skdmTo map[string]bool
+	// IdentityChanges counts the times the peer accepted a new identity key
+	// for the device ("security code changed").
+	IdentityChanges int
 }
 
 // NewPeer creates a contact device with fresh credentials, uploads its
@@ -45,6 +50,30 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 	srv.Upload(e.Address(), e.Bundle, pks)
 	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
 		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
+}
+
+// Reinstall is the contact reinstalling WhatsApp: a new identity key and
+// registration id, a new empty store, new prekeys on the server. Messages
+// it already sent can still be resent on a retry receipt (from the new
+// install, as a phone's backup restores chat history).
+func (p *Peer) Reinstall(ctx context.Context) error {
+	st, err := stores.MustLookup("reference").Open(ctx)
+	if err != nil {
+		return err
+	}
+	set, err := st.Instance(ctx)
+	if err != nil {
+		return err
+	}
+	e := endpoint.New(p.JID, endpoint.NewCreds(), set)
+	pks, err := set.PreKeys.GetOrGenPreKeys(ctx, 20)
+	if err != nil {
+		return err
+	}
+	p.srv.Upload(e.Address(), e.Bundle, pks)
+	p.Endpoint = e
+	p.skdmTo = make(map[string]bool)
+	return nil
 }
 
 // ensureSession fetches the device's bundle if there is no session yet, as a
@@ -121,7 +150,11 @@ func (p *Peer) Retry(ctx context.Context, to *protocol.SignalAddress, msg string
 	if !ok {
 		return nil, fmt.Errorf("%s: retry for unknown message %s", p.Name, msg)
 	}
-	if err := p.ProcessBundle(ctx, to, b); err != nil {
+	err := p.ProcessBundle(ctx, to, b)
+	if errors.Is(err, signalerror.ErrUntrustedIdentity) && p.acceptNewIdentity(ctx, to) {
+		err = p.ProcessBundle(ctx, to, b)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: rebuild for %s: %w", p.Name, msg, err)
 	}
 	kind, ct, err := p.Encrypt(ctx, to, pl.Encode())
@@ -147,10 +180,22 @@ func (p *Peer) Redeliver(d *Delivery) *Delivery {
 // Read decrypts a delivery from the device.
 func (p *Peer) Read(ctx context.Context, d *Delivery) (Payload, error) {
 	pt, err := p.DecryptDM(ctx, d.From, d.Kind, d.CT)
+	if errors.Is(err, signalerror.ErrUntrustedIdentity) && d.Kind == endpoint.PkMsg && p.acceptNewIdentity(ctx, d.From) {
+		pt, err = p.DecryptDM(ctx, d.From, d.Kind, d.CT)
+	}
 	if err != nil {
 		return Payload{}, err
 	}
 	return DecodePayload(pt)
+}
+
+// acceptNewIdentity is what a WhatsApp client does when a contact's
+// identity key changes (a reinstall, or a bot that lost its creds): show
+// "security code changed" and trust the new key. It reports whether there
+// was an identity to forget.
+func (p *Peer) acceptNewIdentity(ctx context.Context, addr *protocol.SignalAddress) bool {
+	p.IdentityChanges++
+	return p.Device.Identities.DeleteIdentity(ctx, addr.String()) == nil
 }
 
 // FreshBundle is the bundle a peer puts in its retry receipt: a new one-time

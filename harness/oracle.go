@@ -94,12 +94,24 @@ type Result struct {
 	// BaselineFailures counts messages that failed even in the baseline:
 	// the protocol's own limits, never counted against the pair.
 	BaselineFailures int
+	// Crashes counts crash ops that hit a live device.
+	Crashes int
+	// RegeneratedCreds: a restart came up with other credentials (identity,
+	// registration id or signed prekey) than the device had: a failure of
+	// its own (Baileys' unreadable creds.json becomes a new identity).
+	RegeneratedCreds bool
+	// StartRefused: a restart refused to start (the store found its
+	// credentials unreadable); the device stayed down. The baseline never
+	// refuses, so this is blamed too, but it is the correct behaviour next
+	// to RegeneratedCreds: detected, not papered over.
+	StartRefused bool
 }
 
 func (r *Run) result() *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := &Result{History: append([]string(nil), r.history...)}
+	res := &Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
+		RegeneratedCreds: r.regenerated, StartRefused: r.refused}
 	for _, id := range r.order {
 		res.Messages = append(res.Messages, r.msgs[id])
 	}
@@ -117,6 +129,10 @@ type Counts struct {
 	Failures   map[endpoint.Class]int // failed attempts by class
 	Blamed     int
 	Baseline   int
+	// Crash and restart outcomes (runs, not messages).
+	Crashes          int
+	RegeneratedCreds int
+	StartRefused     int
 }
 
 // Add folds another run's counts in.
@@ -129,6 +145,9 @@ func (c *Counts) Add(o Counts) {
 	c.Wrong += o.Wrong
 	c.Blamed += o.Blamed
 	c.Baseline += o.Baseline
+	c.Crashes += o.Crashes
+	c.RegeneratedCreds += o.RegeneratedCreds
+	c.StartRefused += o.StartRefused
 	if c.Failures == nil {
 		c.Failures = map[endpoint.Class]int{}
 	}
@@ -139,7 +158,14 @@ func (c *Counts) Add(o Counts) {
 
 // Counts totals the result.
 func (res *Result) Counts() Counts {
-	c := Counts{Failures: map[endpoint.Class]int{}, Blamed: len(res.Blamed), Baseline: res.BaselineFailures}
+	c := Counts{Failures: map[endpoint.Class]int{}, Blamed: len(res.Blamed), Baseline: res.BaselineFailures,
+		Crashes: res.Crashes}
+	if res.RegeneratedCreds {
+		c.RegeneratedCreds = 1
+	}
+	if res.StartRefused {
+		c.StartRefused = 1
+	}
 	for _, m := range res.Messages {
 		c.Messages++
 		switch m.Outcome() {
@@ -162,7 +188,11 @@ func (res *Result) Counts() Counts {
 }
 
 // Failed reports whether the pair is blamed for anything in this run.
-func (res *Result) Failed() bool { return len(res.Blamed) > 0 }
+// Regenerated credentials and a refused start count as failures of their
+// own, whatever happened to the messages.
+func (res *Result) Failed() bool {
+	return len(res.Blamed) > 0 || res.RegeneratedCreds || res.StartRefused
+}
 
 // Blame compares a candidate result with the baseline of the same schedule.
 // A message counts against the pair when the baseline delivered it cleanly
@@ -192,6 +222,12 @@ func (res *Result) Summary() string {
 		return "no failures"
 	}
 	var parts []string
+	if res.RegeneratedCreds {
+		parts = append(parts, "REGENERATED CREDENTIALS")
+	}
+	if res.StartRefused {
+		parts = append(parts, "start refused (creds unreadable)")
+	}
 	for _, id := range res.Blamed {
 		for _, m := range res.Messages {
 			if m.ID != id {

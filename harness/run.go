@@ -13,6 +13,7 @@ import (
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/signalerror"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
@@ -62,6 +63,29 @@ type Run struct {
 	// received counts completed receives per peer address, for generators
 	// that only reply to contacts the bot has heard from.
 	received map[string]int
+
+	// Crash and restart (DESIGN §7).
+	jobs        map[string]job // device tasks by name, to redo after a crash
+	down        bool           // crashed and not restarted (or refused to start)
+	redo        []job          // killed or refused work to redo at restart
+	crashes     int
+	regenerated bool // a restart came up with other credentials
+	refused     bool // a restart refused to start
+	// Store-write points, for crash-point enumeration.
+	lastCall map[string]string // task name -> last store call traced
+	writes   []string          // every write call entered, "PutSession alice:0 (m3)"
+	writer   []string          // task that entered each write
+	snap     map[string][]byte // the last backup (snapshot op)
+}
+
+// job is a device task as started, so a crash can redo it: a receive is
+// requeued by the server (never acknowledged), a send runs again.
+type job struct {
+	name, kind, addr string
+	inst             int
+	msg              string
+	requeue          *fakeserver.Delivery
+	fn               func(ctx context.Context, d *device, tk *ticket, id string)
 }
 
 type receipt struct {
@@ -85,6 +109,7 @@ func Open(ctx context.Context, s *Schedule, v stores.Variant, mode Mode) (*Run, 
 		sched: s.Clone(), mode: mode, variant: v, ctx: ctx,
 		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
 		msgs: map[string]*Message{}, tasks: map[string]*sim.Task{}, received: map[string]int{},
+		jobs: map[string]job{}, lastCall: map[string]string{},
 	}
 	r.sched.Ops = nil
 	if mode == Controlled {
@@ -96,36 +121,14 @@ func Open(ctx context.Context, s *Schedule, v stores.Variant, mode Mode) (*Run, 
 	}
 	r.storage = st
 	creds := endpoint.NewCreds()
-	n := max(s.Instances, 1)
-	jid := types.JID{User: DeviceUser, Server: types.DefaultUserServer}
-	for i := range n {
-		set, err := st.Instance(ctx)
-		if err != nil {
-			st.Close()
-			return nil, fmt.Errorf("store %s instance %d: %w", v.Name, i, err)
-		}
-		if err := set.Complete(); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("store %s: %w", v.Name, err)
-		}
-		d := &device{Endpoint: endpoint.New(jid, creds, set), inst: i}
-		inst := i
-		d.Probe.Trace = func(ctx context.Context, call string) {
-			if t := sim.TaskFrom(ctx); t != nil {
-				r.log("%s%s %s", t.Name, instSuffix(inst), call)
-			}
-		}
-		r.devs = append(r.devs, d)
-	}
-	pks, err := r.devs[0].Device.PreKeys.GetOrGenPreKeys(ctx, 50)
-	if err == nil && len(pks) > 0 {
-		err = r.devs[0].Device.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID)
-	}
-	if err != nil {
+	if err := r.newDevices(creds); err != nil {
 		st.Close()
-		return nil, fmt.Errorf("store %s: generating prekeys: %w", v.Name, err)
+		return nil, err
 	}
-	r.srv.Upload(r.devs[0].Address(), r.devs[0].Bundle, pks)
+	if err := r.register(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	for _, c := range s.Contacts {
 		for dev := range c.Devices {
 			p, err := fakeserver.NewPeer(ctx, r.srv, c.User, uint16(dev))
@@ -138,6 +141,58 @@ func Open(ctx context.Context, s *Schedule, v stores.Variant, mode Mode) (*Run, 
 		}
 	}
 	return r, nil
+}
+
+// newDevices builds the device instances over fresh store instances.
+func (r *Run) newDevices(creds endpoint.Creds) error {
+	n := max(r.sched.Instances, 1)
+	jid := types.JID{User: DeviceUser, Server: types.DefaultUserServer}
+	r.devs = nil
+	for i := range n {
+		set, err := r.storage.Instance(r.ctx)
+		if err != nil {
+			return fmt.Errorf("store %s instance %d: %w", r.variant.Name, i, err)
+		}
+		if err := set.Complete(); err != nil {
+			return fmt.Errorf("store %s: %w", r.variant.Name, err)
+		}
+		d := &device{Endpoint: endpoint.New(jid, creds, set), inst: i}
+		inst := i
+		d.Probe.Trace = func(ctx context.Context, call string) {
+			if t := sim.TaskFrom(ctx); t != nil {
+				r.log("%s%s %s", t.Name, instSuffix(inst), call)
+				r.noteCall(t.Name, call)
+			}
+		}
+		r.devs = append(r.devs, d)
+	}
+	return nil
+}
+
+// register is pairing: prekeys generated and uploaded, credentials saved in
+// the store if it keeps them, then a flush point.
+func (r *Run) register() error {
+	ctx := r.ctx
+	d := r.devs[0]
+	pks, err := d.Device.PreKeys.GetOrGenPreKeys(ctx, 50)
+	if err == nil && len(pks) > 0 {
+		err = d.Device.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID)
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: generating prekeys: %w", r.variant.Name, err)
+	}
+	r.srv.Upload(d.Address(), d.Bundle, pks)
+	if cs, ok := r.storage.(stores.CredsStore); ok {
+		if err := cs.SaveCreds(ctx, d.Creds.Encode()); err != nil {
+			return fmt.Errorf("store %s: saving creds: %w", r.variant.Name, err)
+		}
+	}
+	if f, ok := r.storage.(stores.Flusher); ok {
+		if err := f.Flush(ctx); err != nil {
+			return fmt.Errorf("store %s: flush: %w", r.variant.Name, err)
+		}
+	}
+	return nil
 }
 
 func instSuffix(i int) string {
@@ -255,7 +310,7 @@ func (r *Run) Apply(op Op) error {
 		r.addMessage(&Message{ID: msg, Dir: In, Peer: p.Name, Body: body})
 		r.log("%s: %s %s", op, d.Kind, d.ID)
 	case "deliver":
-		if op.Inst >= len(r.devs) {
+		if r.down || op.Inst >= len(r.devs) {
 			return nil
 		}
 		d := r.srv.TakeInbound(op.Args[0])
@@ -266,7 +321,7 @@ func (r *Run) Apply(op Op) error {
 		r.startReceive(op.Inst, d)
 	case "reply":
 		p, ok := r.peers[op.Args[0]]
-		if !ok || op.Inst >= len(r.devs) {
+		if !ok || r.down || op.Inst >= len(r.devs) {
 			return nil
 		}
 		msg := op.Args[1]
@@ -277,9 +332,10 @@ func (r *Run) Apply(op Op) error {
 		r.addMessage(&Message{ID: msg, Dir: Out, Peer: p.Name, Body: body})
 		id, _ := r.srv.NextCopy(msg)
 		r.log("%s", op)
-		dev := r.devs[op.Inst]
-		tk := r.reserve(dev, "send", p.Address().String())
-		r.start(id, op.Inst, func(ctx context.Context) { r.send(ctx, dev, p, msg, id, body, 0, nil, tk) })
+		r.start(job{name: id, inst: op.Inst, kind: "send", addr: p.Address().String(), msg: msg,
+			fn: func(ctx context.Context, d *device, tk *ticket, id string) {
+				r.send(ctx, d, p, msg, id, body, 0, nil, tk)
+			}})
 	case "step":
 		if r.sim == nil {
 			return nil
@@ -313,6 +369,33 @@ func (r *Run) Apply(op Op) error {
 		}
 		c := r.peers[r.byAddr[d.From.String()].Name].Redeliver(d)
 		r.log("%s: queued %s", op, c.ID)
+	case "crash":
+		mode := ""
+		if len(op.Args) > 0 {
+			mode = op.Args[0]
+		}
+		r.crash(mode)
+	case "restart":
+		r.restart()
+	case "snapshot":
+		if sn, ok := r.storage.(stores.Snapshotter); ok && r.mode != Serial {
+			r.snap = sn.Snapshot()
+			r.log("%s: backup of the durable state taken", op)
+		}
+	case "rollback":
+		r.rollback()
+	case "reinstall":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		if err := p.Reinstall(ctx); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+		delete(r.byAddr, p.Address().String())
+		r.byAddr[p.Address().String()] = p
+		r.log("%s: new identity and registration id", op)
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}
@@ -344,8 +427,18 @@ func (r *Run) findDelivered(id string) *fakeserver.Delivery {
 }
 
 // start begins a device task: parked in controlled mode, run to its end in
-// serial mode, a goroutine in free mode.
-func (r *Run) start(name string, inst int, fn func(ctx context.Context)) {
+// serial mode, a goroutine in free mode. While the device is down the job
+// waits for the restart.
+func (r *Run) start(j job) {
+	if r.down {
+		r.redo = append(r.redo, j)
+		return
+	}
+	r.jobs[j.name] = j
+	name, inst := j.name, j.inst
+	d := r.devs[inst]
+	tk := r.reserve(d, j.kind, j.addr)
+	fn := func(ctx context.Context) { j.fn(ctx, d, tk, name) }
 	switch r.mode {
 	case Controlled:
 		t := r.sim.Spawn(r.ctx, name, fn)
@@ -364,9 +457,8 @@ func (r *Run) start(name string, inst int, fn func(ctx context.Context)) {
 
 // startReceive starts the device task that takes delivery d.
 func (r *Run) startReceive(inst int, d *fakeserver.Delivery) {
-	dev := r.devs[inst]
-	tk := r.reserve(dev, "receive", d.From.String())
-	r.start(d.ID, inst, func(ctx context.Context) { r.receive(ctx, dev, d, tk) })
+	r.start(job{name: d.ID, inst: inst, kind: "receive", addr: d.From.String(), msg: d.Msg, requeue: d,
+		fn: func(ctx context.Context, dev *device, tk *ticket, _ string) { r.receive(ctx, dev, d, tk) }})
 }
 
 // afterStep lets the peers answer the retry receipts the device sent.
@@ -394,6 +486,9 @@ func (r *Run) afterStep() {
 // deliveries are taken, retries answered, until nothing is left.
 func (r *Run) Finish() (*Result, error) {
 	for r.err == nil {
+		if r.down {
+			r.restart() // the process manager brings a crashed device back
+		}
 		if r.mode == Free {
 			r.wg.Wait()
 			r.afterStep()
@@ -410,7 +505,7 @@ func (r *Run) Finish() (*Result, error) {
 			}
 		}
 		in, out := r.srv.Pending()
-		if len(in) > 0 {
+		if len(in) > 0 && !r.down {
 			d := r.srv.TakeInbound(in[0])
 			r.log("drain: deliver %s", d.ID)
 			r.startReceive(0, d)
@@ -526,7 +621,7 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 
 func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) (fakeserver.Payload, error) {
 	if del.DMCT != nil {
-		pt, err := d.DecryptDM(ctx, del.From, del.DMKind, del.DMCT)
+		pt, err := decryptDM(ctx, d, del.From, del.DMKind, del.DMCT)
 		if err != nil {
 			return fakeserver.Payload{}, err
 		}
@@ -543,7 +638,7 @@ func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) 
 	if del.Kind == endpoint.SkMsg {
 		pt, err = d.GroupDecrypt(ctx, del.Group, del.From, del.CT)
 	} else {
-		pt, err = d.DecryptDM(ctx, del.From, del.Kind, del.CT)
+		pt, err = decryptDM(ctx, d, del.From, del.Kind, del.CT)
 	}
 	if err != nil {
 		return fakeserver.Payload{}, err
@@ -555,6 +650,40 @@ func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) 
 	return pl, nil
 }
 
+// decryptDM is whatsmeow's decryptDM: a pkmsg from a contact whose identity
+// key changed (a reinstall) clears the stored identity and session
+// (clearUntrustedIdentity) and is decrypted again.
+func decryptDM(ctx context.Context, d *device, from *protocol.SignalAddress, kind string, ct []byte) ([]byte, error) {
+	pt, err := d.DecryptDM(ctx, from, kind, ct)
+	if err == nil || kind != endpoint.PkMsg || endpoint.ClassOf(err) != endpoint.UntrustedIdentity {
+		return pt, err
+	}
+	if err := d.Device.Identities.DeleteIdentity(ctx, from.String()); err != nil {
+		return nil, err
+	}
+	if err := d.Device.Sessions.DeleteSession(ctx, from.String()); err != nil {
+		return nil, err
+	}
+	return d.DecryptDM(ctx, from, kind, ct)
+}
+
+// processBundle is whatsmeow's encryptMessageForDevice around a bundle: a
+// bundle with a changed identity key clears the stored identity (and
+// session) and is processed again.
+func processBundle(ctx context.Context, d *device, to *protocol.SignalAddress, b *prekey.Bundle) error {
+	err := d.ProcessBundle(ctx, to, b)
+	if !errors.Is(err, signalerror.ErrUntrustedIdentity) {
+		return err
+	}
+	if err := d.Device.Identities.DeleteIdentity(ctx, to.String()); err != nil {
+		return err
+	}
+	if err := d.Device.Sessions.DeleteSession(ctx, to.String()); err != nil {
+		return err
+	}
+	return d.ProcessBundle(ctx, to, b)
+}
+
 // send encrypts a reply (or, with a bundle, rebuilds the session from a
 // retry receipt's keys first, as whatsmeow's handleRetryReceipt does) and
 // queues it for the peer.
@@ -563,7 +692,7 @@ func (r *Run) send(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, 
 	defer unlock()
 	fail := func(err error) { r.log("%s: send failed: %v", id, err) }
 	if b != nil {
-		if err := d.ProcessBundle(ctx, p.Address(), b); err != nil {
+		if err := processBundle(ctx, d, p.Address(), b); err != nil {
 			fail(err)
 			return
 		}
@@ -573,7 +702,7 @@ func (r *Run) send(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, 
 	} else if !has {
 		bundle, err := r.srv.FetchBundle(p.Address())
 		if err == nil {
-			err = d.ProcessBundle(ctx, p.Address(), bundle)
+			err = processBundle(ctx, d, p.Address(), bundle)
 		}
 		if err != nil {
 			fail(err)
@@ -618,10 +747,12 @@ func (r *Run) read(del *fakeserver.Delivery) {
 		return
 	}
 	id, _ := r.srv.NextCopy(del.Msg)
-	dev := r.devs[0]
 	r.log("%s: retry %d of %s to the device, resent as %s", p.Name, del.Retry+1, del.Msg, id)
-	tk := r.reserve(dev, "retry-handling", p.Address().String())
-	r.start(id, 0, func(ctx context.Context) { r.send(ctx, dev, p, del.Msg, id, m.Body, del.Retry+1, b, tk) })
+	retry := del.Retry + 1
+	r.start(job{name: id, kind: "retry-handling", addr: p.Address().String(), msg: del.Msg,
+		fn: func(ctx context.Context, d *device, tk *ticket, id string) {
+			r.send(ctx, d, p, del.Msg, id, m.Body, retry, b, tk)
+		}})
 }
 
 func (r *Run) message(id string) *Message {

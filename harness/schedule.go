@@ -20,6 +20,17 @@ import (
 //	read D          the peer reads delivery D from the device
 //	dup D           the server queues another copy of delivery D (offline
 //	                queue redelivery after a lost ack)
+//	crash [MODE]    the device dies: live device tasks never run again, the
+//	                storage drops its volatile state; MODE says per pending
+//	                write whether it is kept (k), dropped (d) or torn (g),
+//	                writes past its end are dropped (default: all dropped)
+//	restart         a crashed device comes back from its durable state
+//	                (the run restarts a crashed device itself at the end)
+//	snapshot        a backup of the device storage's durable state
+//	rollback        the device dies and its storage is restored from the
+//	                last backup, then it restarts (no backup: a crash)
+//	reinstall P     contact device P reinstalls WhatsApp: new identity and
+//	                registration id, its old session gone
 //
 // An op that does not apply when it runs (a task that is finished or
 // blocked, a delivery not queued) does nothing, so any subsequence of a
@@ -42,7 +53,11 @@ func (o Op) String() string {
 	return s
 }
 
-var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1}
+var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
+	"crash": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1}
+
+// opOptional is how many trailing arguments an op may leave out.
+var opOptional = map[string]int{"crash": 1}
 
 // Schedule is a whole run as data: the setup and every op. Printed, it
 // replays byte for byte.
@@ -141,8 +156,11 @@ func Parse(r io.Reader) (*Schedule, error) {
 				op.Inst = inst
 				args = args[:len(args)-1]
 			}
-			if len(args) != n {
+			if len(args) < n || len(args) > n+opOptional[f[0]] {
 				return fail("%s takes %d arguments, got %d", f[0], n, len(args))
+			}
+			if f[0] == "crash" && len(args) == 1 && strings.Trim(args[0], "kdg") != "" {
+				return fail("crash mode %q: want letters k, d, g", args[0])
 			}
 			op.Args = args
 			s.Ops = append(s.Ops, op)

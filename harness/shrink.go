@@ -60,6 +60,12 @@ func (res *Result) Signature() string {
 		}
 		rank["outcome:"+string(m.Outcome())]++
 	}
+	if res.RegeneratedCreds {
+		return "RegeneratedCreds"
+	}
+	if res.StartRefused {
+		return "StartRefused"
+	}
 	for _, k := range []string{"BadMAC", "OldCounter", "NoSession", "InvalidPreKey", "UntrustedIdentity", "NoSenderKey", "StoreError", "Other",
 		"outcome:wrong", "outcome:duplicate", "outcome:lost", "outcome:recovered"} {
 		if rank[k] > 0 {

@@ -36,6 +36,12 @@ type Row struct {
 	NoSenderKey       int `json:"no_sender_key"`
 	StoreError        int `json:"store_error"`
 	OtherError        int `json:"other_error"`
+	// Crash and restart (DESIGN §7): crashes injected, and the schedules
+	// in which a restart came up with regenerated credentials or refused to
+	// start (creds unreadable).
+	Crashes          int `json:"crashes"`
+	RegeneratedCreds int `json:"regenerated_creds"`
+	StartRefused     int `json:"start_refused"`
 	// Blamed counts messages whose outcome is worse than in the protocol
 	// baseline; the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`

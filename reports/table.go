@@ -10,7 +10,7 @@ import (
 
 // Columns are the table's headers, in order; README explains each.
 var Columns = []string{"discipline", "store", "scenario", "sched", "failed", "msgs", "delivered",
-	"BadMAC", "OldCounter", "NoSession", "other err", "recovered", "lost", "dup", "blamed", "fail rate (95% CI)"}
+	"BadMAC", "OldCounter", "NoSession", "other err", "recovered", "lost", "dup", "crashes", "regen creds", "blamed", "fail rate (95% CI)"}
 
 // Cells returns a row's table cells in Columns order.
 func (r Row) Cells() []string {
@@ -21,7 +21,8 @@ func (r Row) Cells() []string {
 	return []string{name, r.Store, r.Scenario,
 		fmt.Sprint(r.Schedules), fmt.Sprint(r.FailedSchedules), fmt.Sprint(r.Messages), fmt.Sprint(r.Delivered),
 		fmt.Sprint(r.BadMAC), fmt.Sprint(r.OldCounter), fmt.Sprint(r.NoSession), fmt.Sprint(r.OtherErrors()),
-		fmt.Sprint(r.Recovered), fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicates), fmt.Sprint(r.Blamed),
+		fmt.Sprint(r.Recovered), fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicates),
+		fmt.Sprint(r.Crashes), regen(r), fmt.Sprint(r.Blamed),
 		fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*r.Rate, 100*r.RateLo, 100*r.RateHi)}
 }
 
@@ -61,4 +62,12 @@ func anySlice(s []string) []any {
 		out[i] = v
 	}
 	return out
+}
+
+// regen shows regenerated credentials, and refused starts after a slash.
+func regen(r Row) string {
+	if r.StartRefused > 0 {
+		return fmt.Sprintf("%d/%d refused", r.RegeneratedCreds, r.StartRefused)
+	}
+	return fmt.Sprint(r.RegeneratedCreds)
 }

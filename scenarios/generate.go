@@ -48,6 +48,11 @@ type Generator struct {
 	// pendingReply holds a reply the bot decided to send after a receive.
 	wantReply []string
 	seenDone  map[string]int
+	// Crash scenarios: ops queued to follow the current one, and the op
+	// numbers at which the device crashes.
+	queue   []harness.Op
+	crashAt map[int]bool
+	snapped bool
 }
 
 // maxOps bounds a schedule's length.
@@ -60,6 +65,12 @@ func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
 	// PCT with depth 3: two priority change points among the first ops.
 	for range 2 {
 		g.change[g.rng.IntN(8*sc.Messages+1)] = true
+	}
+	if sc.Crash != "" {
+		g.crashAt = map[int]bool{}
+		for range sc.crashes() {
+			g.crashAt[1+g.rng.IntN(8*sc.Messages)] = true
+		}
 	}
 	return g
 }
@@ -76,6 +87,14 @@ func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
 	g.ops++
 	if g.ops > maxOps {
 		return harness.Op{}, false
+	}
+	if len(g.queue) > 0 {
+		op := g.queue[0]
+		g.queue = g.queue[1:]
+		return op, true
+	}
+	if g.crashAt[g.ops] && !r.Down() {
+		return g.crashOp(r), true
 	}
 	peers := g.sc.peerNames()
 	// The bot decides to reply when a receive from a peer completes.
@@ -210,4 +229,59 @@ func (g *Generator) nextReplica(r *harness.Run, peers, in, out, runnable []strin
 		return harness.Op{Verb: "send", Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}, true
 	}
 	return harness.Op{}, false
+}
+
+// crashes is how many crashes a schedule of the scenario has.
+func (s Scenario) crashes() int {
+	switch s.Crash {
+	case "":
+		return 0
+	case CrashRestart:
+		return 3
+	case CrashRollback:
+		return 2
+	}
+	return 1
+}
+
+// crashOp is the scenario's crash (queueing what follows it).
+func (g *Generator) crashOp(r *harness.Run) harness.Op {
+	op := harness.Op{Verb: "crash"}
+	switch g.sc.Crash {
+	case CrashRollback:
+		if !g.snapped {
+			g.snapped = true
+			return harness.Op{Verb: "snapshot"}
+		}
+		return harness.Op{Verb: "rollback"}
+	case CrashReinstall:
+		peers := g.sc.peerNames()
+		return harness.Op{Verb: "reinstall", Args: []string{peers[g.rng.IntN(len(peers))]}}
+	case CrashTorn:
+		// Each pending write kept, dropped or torn at random.
+		n := r.PendingWrites()
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "kdg"[g.rng.IntN(3)]
+		}
+		if n > 0 {
+			op.Args = []string{string(b)}
+		}
+	case CrashRestart:
+		// A clean restart: let the device finish what it is doing first.
+		for _, t := range r.Runnable() {
+			g.queue = append(g.queue, harness.Op{Verb: "run", Args: []string{t}})
+		}
+		g.queue = append(g.queue, harness.Op{Verb: "crash"}, harness.Op{Verb: "restart"})
+		return g.next()
+	}
+	g.queue = append(g.queue, harness.Op{Verb: "restart"})
+	return op
+}
+
+// next pops the queue.
+func (g *Generator) next() harness.Op {
+	op := g.queue[0]
+	g.queue = g.queue[1:]
+	return op
 }

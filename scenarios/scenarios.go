@@ -31,7 +31,29 @@ type Scenario struct {
 	// Instances > 1 runs that many device processes on one store, taking
 	// turns: each delivery is handled to its end by one of them.
 	Instances int
+	// Crash is what goes wrong with the device's process or storage.
+	Crash CrashKind
 }
+
+// CrashKind says which crash ops a scenario's generator adds.
+type CrashKind string
+
+const (
+	// CrashRandom: one crash at a random point, then a restart.
+	CrashRandom CrashKind = "crash"
+	// CrashTorn: one crash at a random point that keeps, drops or tears
+	// each pending write at random, then a restart.
+	CrashTorn CrashKind = "torn"
+	// CrashRestart: clean restarts (running tasks finish, then crash and
+	// restart) between bursts: only what a store never persists is lost.
+	CrashRestart CrashKind = "restart"
+	// CrashRollback: a backup of the device's storage is taken, later
+	// restored (a backup restore, a lost volume).
+	CrashRollback CrashKind = "rollback"
+	// CrashReinstall: a contact reinstalls WhatsApp (new identity and
+	// registration id) mid-conversation.
+	CrashReinstall CrashKind = "reinstall"
+)
 
 var all = []Scenario{
 	{Name: "burst", Doc: "N concurrent deliveries from one contact",
@@ -46,6 +68,16 @@ var all = []Scenario{
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.3, Reorder: true},
 	{Name: "replica", Doc: "two device processes on one store taking turns (an overlapping deploy)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.8, Instances: 2},
+	{Name: "crash", Doc: "a conversation with replies and a device crash at a random store-write point (CrashPoints enumerates them all)",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRandom},
+	{Name: "torn", Doc: "a crash at a random point that keeps, drops or tears each unsynced write (file stores)",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashTorn},
+	{Name: "restart", Doc: "clean restarts between bursts of a conversation with replies",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Messages: 10, Reply: 0.6, Crash: CrashRestart},
+	{Name: "rollback", Doc: "the device's storage is restored from an older backup mid-conversation",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRollback},
+	{Name: "reinstall", Doc: "a contact reinstalls WhatsApp: new identity and registration id, new session",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashReinstall},
 }
 
 // All returns the scenarios in report order.

@@ -23,7 +23,11 @@ type Task struct {
 	done    bool
 	blocked func() bool // set while waiting for a lock; true while it cannot run
 	panicV  any
+	killed  bool
 }
+
+// abandoned unwinds a killed task's goroutine.
+type abandoned struct{}
 
 // Scheduler runs tasks one at a time. It is driven from a single goroutine
 // (the driver); tasks only run between Step's hand-off and their next yield.
@@ -59,11 +63,16 @@ func (s *Scheduler) Spawn(ctx context.Context, name string, fn func(ctx context.
 		<-t.resume
 		defer func() {
 			if r := recover(); r != nil {
-				t.panicV = r
+				if _, ok := r.(abandoned); !ok {
+					t.panicV = r
+				}
 			}
 			t.done = true
 			s.parked <- struct{}{}
 		}()
+		if t.killed {
+			return
+		}
 		fn(tctx)
 	}()
 	return t
@@ -136,7 +145,25 @@ func (s *Scheduler) Drain() bool {
 func (t *Task) park() {
 	t.sched.parked <- struct{}{}
 	<-t.resume
+	if t.killed {
+		panic(abandoned{})
+	}
 }
+
+// Abandon kills a task, as a crash kills a process: it never runs again.
+// Its goroutine is unwound at its yield point (deferred calls run, but no
+// further store call does: a killed task's next yield panics again).
+func (s *Scheduler) Abandon(t *Task) {
+	if t == nil || t.done {
+		return
+	}
+	t.killed = true
+	t.resume <- struct{}{}
+	<-s.parked
+}
+
+// Killed reports whether the task was abandoned.
+func (t *Task) Killed() bool { return t.killed }
 
 // Yield marks a yield point. Under a controlled task it hands control back to
 // the driver; elsewhere it returns at once.
@@ -144,6 +171,9 @@ func Yield(ctx context.Context, point string) {
 	t := TaskFrom(ctx)
 	if t == nil {
 		return
+	}
+	if t.killed {
+		panic(abandoned{})
 	}
 	t.sched.Point = point
 	t.sched.Yields++

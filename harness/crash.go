@@ -1,0 +1,194 @@
+package harness
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/stores"
+)
+
+// crash kills the device: every live device task is abandoned (it never
+// runs again), the storage drops its volatile state (mode says what happens
+// to each pending write, see stores.Crasher) and the device is down until a
+// restart. Killed receives were never acknowledged, so the server requeues
+// them at the restart; killed sends run again then. In the serial baseline
+// nothing is in flight and the reference store is durable: a crash is a
+// clean restart. A crash of a device that is down does nothing.
+func (r *Run) crash(mode string) {
+	if r.down {
+		return
+	}
+	if r.mode == Free {
+		r.wg.Wait() // free mode cannot kill a goroutine: the crash lands between tasks
+		r.afterStep()
+	}
+	var killed []string
+	if r.sim != nil {
+		for _, t := range r.sim.Live() {
+			r.sim.Abandon(t)
+			killed = append(killed, t.Name)
+			if j, ok := r.jobs[t.Name]; ok {
+				r.redo = append(r.redo, j)
+			}
+		}
+	}
+	lost := 0
+	if c, ok := r.storage.(stores.Crasher); ok {
+		lost = c.PendingWrites()
+		c.Crash(mode)
+	}
+	r.down = true
+	r.crashes++
+	r.log("crash %q: killed [%s], %d pending writes hit", mode, strings.Join(killed, " "), lost)
+	if r.mode == Serial {
+		r.restart()
+	}
+}
+
+// restart brings a crashed device back from what its storage holds: new
+// store instances, credentials reloaded (a store that keeps none keeps the
+// harness's copy), compared with the previous ones. Fresh credentials are a
+// failure of their own (RegeneratedCreds); a store that refuses to start
+// leaves the device down for good (StartRefused). Restarting a device that
+// is up does nothing.
+func (r *Run) restart() {
+	if !r.down || r.refused {
+		return
+	}
+	old := r.devs[0].Creds
+	creds := old
+	fresh := false
+	if cs, ok := r.storage.(stores.CredsStore); ok {
+		b, err := cs.LoadCreds(r.ctx)
+		if err == nil && b != nil {
+			creds, err = endpoint.DecodeCreds(b)
+		}
+		switch {
+		case err != nil:
+			r.refused = true
+			r.log("restart refused: %v", err)
+			return
+		case b == nil:
+			creds, fresh = endpoint.NewCreds(), true
+		}
+	}
+	if err := r.newDevices(creds); err != nil {
+		r.fail(fmt.Errorf("restart: %w", err))
+		return
+	}
+	if !creds.Same(old) {
+		r.regenerated = true
+		r.log("restart: CREDENTIALS REGENERATED (fresh %v): identity and registration id changed", fresh)
+		if err := r.register(); err != nil {
+			r.fail(fmt.Errorf("restart: %w", err))
+			return
+		}
+	} else {
+		r.log("restart: credentials intact")
+	}
+	r.down = false
+	redo := r.redo
+	r.redo = nil
+	for _, j := range redo {
+		if j.requeue != nil {
+			c := *j.requeue
+			c.ID, c.Copy = r.srv.NextCopy(c.Msg)
+			r.srv.ToDevice(&c)
+			r.log("restart: server redelivers unacknowledged %s as %s", j.name, c.ID)
+			continue
+		}
+		id, _ := r.srv.NextCopy(j.msg)
+		r.log("restart: %s %s runs again as %s", j.kind, j.name, id)
+		j.name = id
+		r.start(j)
+	}
+}
+
+// writeCalls are the store calls that change state.
+// rollback is a backup restore (or a volume rolled back): the device dies,
+// its storage comes back as the last snapshot, and it restarts from that.
+// Without a snapshot, or on storage that cannot restore, it is a crash. In
+// the serial baseline it is a clean restart.
+func (r *Run) rollback() {
+	if r.down {
+		return
+	}
+	r.crash("")
+	sn, ok := r.storage.(stores.Snapshotter)
+	if r.mode == Serial || !ok || r.snap == nil {
+		return
+	}
+	sn.Restore(r.snap)
+	r.log("rollback: storage restored from the backup")
+	r.restart()
+}
+
+var writeCalls = map[string]bool{
+	"PutIdentity": true, "DeleteAllIdentities": true, "DeleteIdentity": true,
+	"PutSession": true, "PutManySessions": true, "DeleteAllSessions": true, "DeleteSession": true,
+	"MigratePNToLID": true, "GetOrGenPreKeys": true, "GenOnePreKey": true, "RemovePreKey": true,
+	"MarkPreKeysAsUploaded": true, "PutSenderKey": true,
+}
+
+func isWrite(call string) bool {
+	verb, _, _ := strings.Cut(call, " ")
+	return writeCalls[verb]
+}
+
+// noteCall records a store call a task is about to make (the trace runs
+// before the call's yield point; the call itself runs when the task is
+// stepped next).
+func (r *Run) noteCall(task, call string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastCall[task] = call
+	if isWrite(call) {
+		r.writes = append(r.writes, call)
+		r.writer = append(r.writer, task)
+	}
+}
+
+// WritesDone counts the store writes that have completed: entered, and the
+// task that entered it has been stepped past it (or killed after it).
+func (r *Run) WritesDone() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.writes)
+	if r.sim == nil {
+		return n
+	}
+	for name, call := range r.lastCall {
+		if t := r.tasks[name]; t != nil && !t.Done() && isWrite(call) {
+			n-- // parked at the yield point before this write
+		}
+	}
+	return n
+}
+
+// WriteLocation describes the point right after write k (1-based):
+// "after PutSession alice:0 (in m3), before RemovePreKey (m3)".
+func (r *Run) WriteLocation(k int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k < 1 || k > len(r.writes) {
+		return fmt.Sprintf("write %d of %d", k, len(r.writes))
+	}
+	task := r.writer[k-1]
+	next := "end of " + task
+	if t := r.tasks[task]; t != nil && !t.Done() {
+		next = r.lastCall[task] + " (" + task + ")"
+	}
+	return fmt.Sprintf("after %s (%s, write %d), before %s", r.writes[k-1], task, k, next)
+}
+
+// PendingWrites is how many writes the storage would lose in a crash now.
+func (r *Run) PendingWrites() int {
+	if c, ok := r.storage.(stores.Crasher); ok {
+		return c.PendingWrites()
+	}
+	return 0
+}
+
+// Down reports whether the device is crashed and not restarted.
+func (r *Run) Down() bool { return r.down }

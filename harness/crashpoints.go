@@ -1,0 +1,266 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/badmac/badmac/stores"
+)
+
+// CrashPoint is one crash injected right after a store write.
+type CrashPoint struct {
+	K        int    // the crash lands right after the K-th completed write
+	Location string // "after PutSession alice:0 (m3, write 5), before RemovePreKey (m3)"
+	Pending  int    // writes the storage had not made durable at the crash
+	Mode     string // what the crash did with each pending write (k, d, g)
+	Schedule *Schedule
+	Result   *Result
+	// ClientSide lists the blamed messages that the reference store loses
+	// too under the same crash (the same explicit schedule): the client's
+	// load→decrypt→store→ack is not atomic, so a crash inside it loses the
+	// message whatever the store (whatsmeow's decrypted-event buffer in a
+	// transaction is the cure). StoreBlamed lists the rest.
+	ClientSide  []string
+	StoreBlamed []string
+}
+
+// StoreFailed reports whether the store itself is blamed at this point:
+// messages the reference store survives, or credentials.
+func (p CrashPoint) StoreFailed() bool {
+	return len(p.StoreBlamed) > 0 || p.Result.RegeneratedCreds || p.Result.StartRefused
+}
+
+// String is the readable form of a failing point.
+func (p CrashPoint) String() string {
+	mode := ""
+	if p.Mode != "" {
+		mode = fmt.Sprintf(" mode %s", p.Mode)
+	}
+	client := ""
+	if len(p.ClientSide) > 0 {
+		client = fmt.Sprintf(" (client-side, reference loses them too: %s)", strings.Join(p.ClientSide, " "))
+	}
+	return fmt.Sprintf("crash %s [%d pending%s]: %s%s", p.Location, p.Pending, mode, p.Result.Summary(), client)
+}
+
+// CrashReport is a crash-point enumeration over one conversation.
+type CrashReport struct {
+	Store  string
+	Writes int          // write points in the crash-free run
+	Runs   int          // runs made (one per point and mode)
+	Points []CrashPoint // every point run
+	Failed []CrashPoint // the points where the store is blamed (StoreFailed)
+	// ClientSide are the points that fail only as the reference store does.
+	ClientSide []CrashPoint
+	Counts     Counts // totals over every run (blamed against the serial baseline)
+	// StoreBlamed totals the messages the store is blamed for beyond the
+	// reference store under the same crashes.
+	StoreBlamed int
+}
+
+// CrashOptions tunes an enumeration.
+type CrashOptions struct {
+	// Modes returns the crash modes to try at a point with n pending writes
+	// (nil: one crash that drops every pending write).
+	Modes func(pending int) []string
+	// Every enumerates every Every-th write point (0 or 1: all of them);
+	// sampling for long schedules.
+	Every int
+}
+
+// EnumerateCrashes runs base (an explicit schedule, as a generator left it)
+// once on v to count its store-write points, then once per write point k
+// (and per mode) with a crash injected right after the k-th write, a
+// restart, and the rest of the conversation. Every run is fully explicit
+// (run ops become steps, the final drain becomes ops, the crash and restart
+// are ops), so each point's Schedule replays byte for byte.
+func EnumerateCrashes(ctx context.Context, base *Schedule, v stores.Variant, opt CrashOptions) (*CrashReport, error) {
+	setup := base.Clone()
+	setup.Store = v.Name
+	setup.Ops = nil
+	_, res, writes, err := runCrash(ctx, setup, base.Ops, v, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	rep := &CrashReport{Store: v.Name, Writes: writes}
+	if res.Failed() {
+		return nil, fmt.Errorf("%s fails without a crash: %s", v.Name, res.Summary())
+	}
+	step := max(opt.Every, 1)
+	for k := 1; k <= writes; k += step {
+		var pending int
+		var loc string
+		modes := []string{""}
+		first := true
+		for i := 0; i < len(modes); i++ {
+			pick := func(r *Run) string {
+				if first {
+					pending, loc = r.PendingWrites(), r.WriteLocation(k)
+					if opt.Modes != nil {
+						modes = opt.Modes(pending)
+					}
+					first = false
+				}
+				return modes[i]
+			}
+			sched, res, _, err := runCrash(ctx, setup, base.Ops, v, k, pick)
+			if err != nil {
+				return nil, fmt.Errorf("crash after write %d: %w", k, err)
+			}
+			rep.Runs++
+			p := CrashPoint{K: k, Location: loc, Pending: pending, Mode: modes[i], Schedule: sched, Result: res}
+			if err := p.judge(ctx); err != nil {
+				return nil, fmt.Errorf("crash after write %d: reference run: %w", k, err)
+			}
+			rep.Points = append(rep.Points, p)
+			rep.Counts.Add(res.Counts())
+			rep.StoreBlamed += len(p.StoreBlamed)
+			switch {
+			case p.StoreFailed():
+				rep.Failed = append(rep.Failed, p)
+			case res.Failed():
+				rep.ClientSide = append(rep.ClientSide, p)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// judge splits the blamed messages into client-side (the reference store
+// loses them too when the same explicit schedule, crash included, runs on
+// it) and store-blamed.
+func (p *CrashPoint) judge(ctx context.Context) error {
+	if !p.Result.Failed() {
+		return nil
+	}
+	ref := stores.MustLookup("reference")
+	refOut := map[string]Outcome{}
+	if p.Schedule.Store != ref.Name {
+		rs := p.Schedule.Clone()
+		rs.Store = ref.Name
+		_, rres, err := Execute(ctx, rs, ref, Controlled, Ops(rs.Ops))
+		if err != nil {
+			return err
+		}
+		for _, m := range rres.Messages {
+			refOut[m.ID] = m.Outcome()
+		}
+	} else {
+		for _, m := range p.Result.Messages {
+			refOut[m.ID] = m.Outcome()
+		}
+	}
+	for _, id := range p.Result.Blamed {
+		if o, ok := refOut[id]; ok && o != Delivered {
+			p.ClientSide = append(p.ClientSide, id)
+		} else {
+			p.StoreBlamed = append(p.StoreBlamed, id)
+		}
+	}
+	return nil
+}
+
+// runCrash runs ops with a crash after write k (k 0: none) and returns the
+// explicit schedule, the judged result and the writes counted.
+func runCrash(ctx context.Context, setup *Schedule, ops []Op, v stores.Variant, k int, mode func(*Run) string) (*Schedule, *Result, int, error) {
+	r, err := Start(ctx, setup, v, Controlled)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	src := &crashSource{ops: ops, k: k, mode: mode}
+	for {
+		op, ok := src.Next(r)
+		if !ok {
+			break
+		}
+		if err := r.Apply(op); err != nil {
+			r.Stop()
+			return nil, nil, 0, err
+		}
+	}
+	writes := r.WritesDone()
+	sched, res, err := r.Stop()
+	return sched, res, writes, err
+}
+
+// crashSource replays ops with every run expanded into steps, injects
+// crash+restart once k writes have completed, then drains explicitly.
+type crashSource struct {
+	ops     []Op
+	i       int
+	running string // task a run op is stepping
+	k       int
+	mode    func(*Run) string
+	crashed bool
+	queue   []Op
+}
+
+func (s *crashSource) Next(r *Run) (Op, bool) {
+	if len(s.queue) > 0 {
+		op := s.queue[0]
+		s.queue = s.queue[1:]
+		return op, true
+	}
+	if s.k > 0 && !s.crashed && r.WritesDone() >= s.k {
+		s.crashed = true
+		s.running = ""
+		c := Op{Verb: "crash"}
+		if m := s.mode(r); m != "" {
+			c.Args = []string{m}
+		}
+		s.queue = append(s.queue, Op{Verb: "restart"})
+		return c, true
+	}
+	if s.running != "" {
+		if slices.Contains(r.Runnable(), s.running) {
+			return Op{Verb: "step", Args: []string{s.running}}, true
+		}
+		s.running = ""
+	}
+	if s.i < len(s.ops) {
+		op := s.ops[s.i]
+		s.i++
+		if op.Verb == "run" {
+			s.running = op.Args[0]
+			return s.Next(r)
+		}
+		return op, true
+	}
+	// Drain as Finish does, but as ops.
+	if r.Down() {
+		return Op{Verb: "restart"}, true
+	}
+	if rs := r.Runnable(); len(rs) > 0 {
+		return Op{Verb: "step", Args: []string{rs[0]}}, true
+	}
+	in, out := r.Pending()
+	if len(in) > 0 {
+		return Op{Verb: "deliver", Args: []string{in[0]}}, true
+	}
+	if len(out) > 0 {
+		return Op{Verb: "read", Args: []string{out[0]}}, true
+	}
+	return Op{}, false
+}
+
+// Text is the readable report: one line per failing point with the
+// schedule that replays it.
+func (rep *CrashReport) Text(schedules bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "store %s: %d write points, %d runs, %d store-blamed, %d client-side only\n",
+		rep.Store, rep.Writes, rep.Runs, len(rep.Failed), len(rep.ClientSide))
+	for _, p := range rep.ClientSide {
+		fmt.Fprintf(&b, "  client-side: %s\n", p)
+	}
+	for _, p := range rep.Failed {
+		fmt.Fprintf(&b, "  %s\n", p)
+		if schedules {
+			for _, line := range strings.Split(strings.TrimSpace(p.Schedule.String()), "\n") {
+				fmt.Fprintf(&b, "    | %s\n", line)
+			}
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,47 @@
+package scenarios
+
+import (
+	"context"
+	"testing"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
+)
+
+// TestCrashScenarios runs each crash scenario on a few stores with the
+// locked discipline (so concurrency is not the cause) and checks what each
+// must show.
+func TestCrashScenarios(t *testing.T) {
+	ctx := context.Background()
+	type key struct{ sc, st string }
+	got := map[key]*PairResult{}
+	for _, name := range []string{"crash", "torn", "restart", "rollback", "reinstall"} {
+		sc, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []string{"reference", "debounced", "files", "files-atomic"} {
+			pr, err := RunPair(ctx, sc, harness.Locked, stores.MustLookup(st), Config{Mode: harness.Controlled, Policy: Random, Seed: 1, Schedules: 12})
+			if err != nil {
+				t.Fatalf("%s/%s: %v", name, st, err)
+			}
+			got[key{name, st}] = pr
+			c := pr.Counts
+			t.Logf("%-9s %-12s failed %2d/%d  msgs %3d delivered %3d recovered %2d lost %2d BadMAC %2d crashes %2d regen %d refused %d",
+				name, st, pr.Failed, pr.Schedules, c.Messages, c.Delivered, c.Recovered, c.Lost, c.Failures["BadMAC"], c.Crashes, c.RegeneratedCreds, c.StartRefused)
+		}
+	}
+	for _, st := range []string{"reference", "files-atomic"} {
+		for _, sc := range []string{"restart", "reinstall"} {
+			if pr := got[key{sc, st}]; pr.Failed != 0 {
+				t.Errorf("%s on durable %s: %d failing schedules: %s\n%s", sc, st, pr.Failed, pr.FirstResult.Summary(), pr.First)
+			}
+		}
+	}
+	if pr := got[key{"restart", "reference"}]; pr.Counts.Crashes == 0 {
+		t.Error("restart scenario never restarted")
+	}
+	if pr := got[key{"rollback", "reference"}]; pr.Failed == 0 {
+		t.Error("rollback: restoring an old backup never hurt, even after replies")
+	}
+}
