@@ -178,7 +178,9 @@ func TestCachedReplicasGoStale(t *testing.T) {
 	for _, st := range []string{"reference", "mutexed", "uncached"} {
 		pr, err := RunPair(context.Background(), sc, harness.Locked, stores.MustLookup(st), cfg)
 		require.NoError(t, err)
-		require.Zero(t, pr.Failed, "%s replicas: %s", st, pr.FirstResult.Summary())
+		if pr.Failed > 0 {
+			t.Errorf("%s replicas: %d schedules failed: %s", st, pr.Failed, pr.FirstResult.Summary())
+		}
 	}
 }
 
