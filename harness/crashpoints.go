@@ -169,16 +169,8 @@ func runCrash(ctx context.Context, setup *Schedule, ops []Op, v stores.Variant, 
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	src := &crashSource{ops: ops, k: k, mode: mode}
-	for {
-		op, ok := src.Next(r)
-		if !ok {
-			break
-		}
-		if err := r.Apply(op); err != nil {
-			r.Stop()
-			return nil, nil, 0, err
-		}
+	if err := r.Drive(&crashSource{ops: ops, k: k, mode: mode}); err != nil {
+		return nil, nil, 0, err
 	}
 	writes := r.WritesDone()
 	sched, res, err := r.Stop()

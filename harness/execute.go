@@ -23,17 +23,24 @@ func Execute(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode, 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.Drive(src); err != nil {
+		return nil, nil, err
+	}
+	return r.Stop()
+}
+
+// Drive applies ops from src until it is done. On error the run is stopped.
+func (r *Run) Drive(src Source) error {
 	for {
 		op, ok := src.Next(r)
 		if !ok {
-			break
+			return nil
 		}
 		if err := r.Apply(op); err != nil {
 			r.Stop()
-			return nil, nil, err
+			return err
 		}
 	}
-	return r.Stop()
 }
 
 // Start opens a run with crypto/rand seeded from the schedule's seed; the
