@@ -71,6 +71,9 @@ func OpenPostgres(ctx context.Context, dsn string) (stores.Storage, error) {
 		newContainer: func(context.Context) (*sqlstore.Container, error) {
 			return d.container(), nil
 		},
+		exec: func(ctx context.Context, query string, args ...any) error {
+			return execOne(ctx, d.raw, query, args...)
+		},
 		release: func(ctx context.Context) error {
 			defer srv.release(d)
 			if d.dropped.Load() {
