@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"regexp"
 	"strings"
@@ -8,7 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
 
@@ -52,4 +56,36 @@ func TestRealDatabasesSuite(t *testing.T) {
 			require.Contains(t, out, "FAIL concurrent/"+store+"/")
 		})
 	}
+}
+
+// The test binary doubles as `badmac device` for TestDeviceSubcommand.
+func TestMain(m *testing.M) {
+	if os.Getenv("BADMAC_CMD_CHILD") == "1" {
+		os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// `badmac device` is the child procs drives: killed by its failpoint,
+// restarted on the same SQLite file, with the oracle's verdict.
+func TestDeviceSubcommand(t *testing.T) {
+	ctx := context.Background()
+	defer sqlstores.Shutdown()
+	st, err := stores.MustLookup("sqlite").Open(ctx)
+	require.NoError(t, err)
+	defer st.Close()
+	loc, ok := sqlstores.Locate(st)
+	require.True(t, ok)
+	child := procs.Child{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_CMD_CHILD=1"), Loc: loc, Seed: 3}
+	res, err := procs.Converse(ctx, procs.Config{Seed: 3, Messages: 4, Reply: 1}, child.Launch, 3)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Kills, "%v", res.History)
+	require.False(t, res.RegeneratedCreds)
+	for _, m := range res.Messages {
+		require.Contains(t, []harness.Outcome{harness.Delivered, harness.Lost}, m.Outcome(), "%s", m.ID)
+	}
+	// A bad flag is exit 2 with one line.
+	code, _, errs := run(t, "device", "-jid", "not a jid")
+	require.Equal(t, 2, code)
+	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
 }

@@ -68,6 +68,7 @@ func OpenPostgres(ctx context.Context, dsn string) (stores.Storage, error) {
 	return &dbStorage{
 		what: d.what,
 		jid:  jid,
+		loc:  Locator{Driver: "postgres", DSN: dsn, Database: d.name, JID: jid},
 		newContainer: func(context.Context) (*sqlstore.Container, error) {
 			return d.container(), nil
 		},
