@@ -89,3 +89,22 @@ func TestDeviceSubcommand(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
 }
+
+// Two device processes on one PostgreSQL database, the same account: taking
+// turns (replica) nothing breaks; at once (overlap) even the locked client
+// loses messages and its sessions Bad MAC, because its locks are per process.
+// The row has a replay command that reproduces the failure.
+func TestTwoReplicasPostgres(t *testing.T) {
+	needPostgres(t)
+	dir := t.TempDir()
+	code, out, errs := run(t, "run", "-stores", "postgres", "-disciplines", "locked", "-scenarios", "replica,overlap",
+		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir)
+	require.Equal(t, 1, code, out+errs)
+	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+replica\s+│\s+6\s+│\s+0\s+│`, out)
+	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+overlap\s+│\s+6\s+│\s+[1-6]\s+│`, out)
+	m := regexp.MustCompile(`FAIL locked/postgres/overlap: (.*)\n\s+replay: badmac replay (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	rc, rout, rerr := run(t, "replay", m[2])
+	require.Equal(t, 1, rc, rerr)
+	require.Contains(t, rout, "FAIL: "+m[1])
+}
