@@ -108,3 +108,16 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	require.Equal(t, 1, rc, rerr)
 	require.Contains(t, rout, "FAIL: "+m[1])
 }
+
+// The txn discipline needs a store with DoDecryptionTxn: on any other it is
+// bad input (exit 2, one line), never silently another discipline.
+func TestTxnNeedsTransactions(t *testing.T) {
+	code, _, errs := run(t, "run", "-disciplines", "txn", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "1", "-out", t.TempDir())
+	require.Equal(t, 2, code, errs)
+	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
+	require.Contains(t, errs, "store mutexed has no DoDecryptionTxn")
+	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "sqlite", "-scenarios", "reply,crash", "-schedules", "3",
+		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir())
+	require.Equal(t, 0, code, out+errs)
+	require.Regexp(t, `│\s+txn \*\s+│\s+sqlite\s+│\s+crash\s+│`, out)
+}
