@@ -140,6 +140,9 @@ func (p *CrashPoint) judge(ctx context.Context) error {
 	if p.Schedule.Store != ref.Name {
 		rs := p.Schedule.Clone()
 		rs.Store = ref.Name
+		if rs.Discipline == Txn {
+			rs.Discipline = Locked // the reference store has no transactions
+		}
 		_, rres, err := Execute(ctx, rs, ref, Controlled, Ops(rs.Ops))
 		if err != nil {
 			return err

@@ -18,10 +18,17 @@ const (
 	Whatsmeow Discipline = "whatsmeow"
 	// Locked: one lock per Signal address across load→decrypt/encrypt→store.
 	Locked Discipline = "locked"
+	// Txn: whatsmeow with EnableDecryptedEventBuffer: one event at a time
+	// per process (sends and retry handling included), each receive's
+	// decrypt and the plaintext it buffers committed in one store
+	// transaction (store.EventBuffer.DoDecryptionTxn); a redelivered
+	// ciphertext is answered from the buffer. Stores without
+	// DoDecryptionTxn are refused.
+	Txn Discipline = "txn"
 )
 
 // Disciplines lists every discipline in report order.
-var Disciplines = []Discipline{Concurrent, Whatsmeow, Locked}
+var Disciplines = []Discipline{Concurrent, Whatsmeow, Locked, Txn}
 
 // ParseDiscipline checks a discipline name.
 func ParseDiscipline(s string) (Discipline, error) {

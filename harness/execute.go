@@ -78,8 +78,14 @@ func (r *Run) Stop() (*Schedule, *Result, error) {
 	return sched, res, nil
 }
 
-// Baseline runs the schedule serially on the reference store.
+// Baseline runs the schedule serially on the reference store. The reference
+// store has no transactions, so a txn schedule's baseline is the locked
+// client: what the protocol survives without the buffer.
 func Baseline(ctx context.Context, s *Schedule) (*Result, error) {
+	if s.Discipline == Txn {
+		s = s.Clone()
+		s.Discipline = Locked
+	}
 	var res *Result
 	var err error
 	withSeededRandom(s.Seed, 1, func() {

@@ -5,15 +5,18 @@ package harness
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/protocol"
 	"go.mau.fi/libsignal/signalerror"
+	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
@@ -155,6 +158,17 @@ func (r *Run) newDevices(creds endpoint.Creds) error {
 		}
 		if err := set.Complete(); err != nil {
 			return fmt.Errorf("store %s: %w", r.variant.Name, err)
+		}
+		if r.sched.Discipline == Txn {
+			if _, ok := set.Sessions.(store.EventBuffer); !ok {
+				return fmt.Errorf("store %s has no DoDecryptionTxn (the txn discipline needs a store.EventBuffer)", r.variant.Name)
+			}
+			if n > 1 && r.mode == Controlled {
+				// A transaction held across a yield point blocks the other
+				// instance inside the database, where the scheduler cannot
+				// switch back to the holder.
+				return fmt.Errorf("txn discipline with %d instances needs -mode free", n)
+			}
 		}
 		d := &device{Endpoint: endpoint.New(jid, creds, set), inst: i}
 		inst := i
@@ -540,6 +554,9 @@ type device struct {
 	addrs sim.KeyedFIFO // locked: one queue per Signal address
 	recv  sim.FIFO      // whatsmeow: one receive at a time, in arrival order
 	send  sim.Mutex     // whatsmeow: messageSendLock
+	// txn: one event at a time, so that one process's transactions never
+	// wait on each other inside the database.
+	events sim.FIFO
 }
 
 // ticket is a place reserved in a discipline's lock when a task starts.
@@ -557,6 +574,8 @@ func (r *Run) reserve(d *device, kind, addr string) *ticket {
 	case Locked:
 		f := d.addrs.Get(addr)
 		return &ticket{fifo: f, n: f.Reserve()}
+	case Txn:
+		return &ticket{fifo: &d.events, n: d.events.Reserve()}
 	case Whatsmeow:
 		switch kind {
 		case "receive":
@@ -588,7 +607,13 @@ func (t *ticket) lock(ctx context.Context) func() {
 func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, tk *ticket) {
 	r.noteCopy(del)
 	unlock := tk.lock(ctx)
-	pl, err := r.decrypt(ctx, d, del)
+	var pl fakeserver.Payload
+	var err error
+	if r.sched.Discipline == Txn {
+		pl, err = r.bufferedDecrypt(ctx, d, del)
+	} else {
+		pl, err = r.decrypt(ctx, d, del)
+	}
 	unlock()
 	a := Attempt{Delivery: del.ID}
 	if err != nil {
@@ -617,6 +642,43 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 	r.mu.Lock()
 	r.receipts = append(r.receipts, receipt{msg: del.Msg, peer: del.From, retry: del.Retry + 1, b: d.Bundle(pk)})
 	r.mu.Unlock()
+}
+
+// bufferedDecrypt is whatsmeow's bufferedDecrypt (EnableDecryptedEventBuffer):
+// a ciphertext already in the buffer is answered from it; otherwise decrypt
+// and buffer the plaintext in one DoDecryptionTxn. A task killed inside the
+// transaction cancels its context, which rolls the transaction back, as
+// the database does for a dead process's connection.
+func (r *Run) bufferedDecrypt(ctx context.Context, d *device, del *fakeserver.Delivery) (fakeserver.Payload, error) {
+	buf := d.Probe.Set.Sessions.(store.EventBuffer) // checked in newDevices
+	hash := sha256.Sum256(append(append([]byte(nil), del.DMCT...), del.CT...))
+	if ev, err := buf.GetBufferedEvent(ctx, hash); err != nil {
+		return fakeserver.Payload{}, &endpoint.StoreErr{Err: err}
+	} else if ev != nil && ev.Plaintext != nil {
+		r.log("%s: answered from the decrypted-event buffer", del.ID)
+		return fakeserver.DecodePayload(ev.Plaintext)
+	} else if ev != nil {
+		// whatsmeow's EventAlreadyProcessed: a replay, dropped like an
+		// old counter (not a failure once the message was accepted).
+		return fakeserver.Payload{}, &endpoint.Failure{Class: endpoint.OldCounter, Err: errors.New("event already processed (decrypted-event buffer)")}
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pl fakeserver.Payload
+	err := buf.DoDecryptionTxn(tctx, func(ctx context.Context) error {
+		var err error
+		if pl, err = r.decrypt(ctx, d, del); err != nil {
+			return err
+		}
+		return buf.PutBufferedEvent(ctx, hash, pl.Encode(), time.Unix(0, 0))
+	})
+	if err == nil {
+		// Handled: whatsmeow then clears the plaintext, keeping the hash.
+		if cerr := buf.ClearBufferedEventPlaintext(ctx, hash); cerr != nil {
+			r.log("%s: clearing the buffered plaintext: %v", del.ID, cerr)
+		}
+	}
+	return pl, err
 }
 
 func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) (fakeserver.Payload, error) {

@@ -84,6 +84,14 @@ func (g *Generator) msgName(n int) string {
 
 // Next implements harness.Source.
 func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
+	op, ok := g.choose(r)
+	if ok && g.sc.Overlap && (op.Verb == "deliver" || op.Verb == "reply") {
+		op.Inst = g.rng.IntN(g.sc.Instances) // either process takes it, while the other runs
+	}
+	return op, ok
+}
+
+func (g *Generator) choose(r *harness.Run) (harness.Op, bool) {
 	g.ops++
 	if g.ops > maxOps {
 		return harness.Op{}, false
@@ -110,7 +118,7 @@ func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
 	}
 	in, out := r.Pending()
 	runnable := r.Runnable()
-	if g.sc.Instances > 1 {
+	if g.sc.Instances > 1 && !g.sc.Overlap {
 		return g.nextReplica(r, peers, in, out, runnable)
 	}
 	type choice struct {

@@ -31,6 +31,9 @@ type Scenario struct {
 	// Instances > 1 runs that many device processes on one store, taking
 	// turns: each delivery is handled to its end by one of them.
 	Instances int
+	// Overlap makes the instances run at once instead of taking turns:
+	// deliveries and replies go to either, interleaved like any tasks.
+	Overlap bool
 	// Crash is what goes wrong with the device's process or storage.
 	Crash CrashKind
 }
@@ -68,6 +71,8 @@ var all = []Scenario{
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.3, Reorder: true},
 	{Name: "replica", Doc: "two device processes on one store taking turns (an overlapping deploy)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.8, Instances: 2},
+	{Name: "overlap", Doc: "two device processes on one store at once, both handling the account's messages (an overlapping deploy)",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 8, Reply: 0.8, Instances: 2, Overlap: true},
 	{Name: "crash", Doc: "a conversation with replies and a device crash at a random store-write point (CrashPoints enumerates them all)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRandom},
 	{Name: "torn", Doc: "a crash at a random point that keeps, drops or tears each unsynced write (file stores)",

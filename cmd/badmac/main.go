@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/badmac/badmac/procs"
 	_ "github.com/badmac/badmac/stores/sqlstores"
 )
 
@@ -54,6 +55,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return runCmd(ctx, args, stdout, stderr)
 	case "replay":
 		return replayCmd(ctx, args, stdout)
+	case "device": // hidden: the device under test as a child process (package procs)
+		return procs.ChildMain(ctx, args, os.Stdin, stdout, stderr), nil
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0, nil

@@ -68,8 +68,12 @@ func OpenPostgres(ctx context.Context, dsn string) (stores.Storage, error) {
 	return &dbStorage{
 		what: d.what,
 		jid:  jid,
+		loc:  Locator{Driver: "postgres", DSN: dsn, Database: d.name, JID: jid},
 		newContainer: func(context.Context) (*sqlstore.Container, error) {
 			return d.container(), nil
+		},
+		exec: func(ctx context.Context, query string, args ...any) error {
+			return execOne(ctx, d.raw, query, args...)
 		},
 		release: func(ctx context.Context) error {
 			defer srv.release(d)

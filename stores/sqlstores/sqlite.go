@@ -151,6 +151,14 @@ func OpenSQLite(ctx context.Context, path string) (stores.Storage, error) {
 			}
 			return c, nil
 		},
+		exec: func(ctx context.Context, query string, args ...any) error {
+			db, err := sql.Open("sqlite", sqliteDSN(path))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return execOne(ctx, db, query, args...)
+		},
 		release: func(context.Context) error { return removeSQLite(path) },
 	}, path}, nil
 }

@@ -58,6 +58,9 @@ type dbStorage struct {
 	jid  types.JID
 	// newContainer connects a fresh container, as a starting process would.
 	newContainer func(ctx context.Context) (*sqlstore.Container, error)
+	loc          Locator // postgres: where the rows are, for Locate
+	// exec runs one statement on the database outside any container.
+	exec func(ctx context.Context, query string, args ...any) error
 	// release drops what Open created, after the containers are closed.
 	release func(ctx context.Context) error
 

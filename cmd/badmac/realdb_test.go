@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/procs"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// needPostgres skips without a server, except in CI, which must run it.
+func needPostgres(t *testing.T) {
+	t.Helper()
+	if os.Getenv(sqlstores.PostgresEnv) != "" {
+		return
+	}
+	msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// The whole default suite on whatsmeow's sqlstore over real databases: every
+// scenario has a row per (discipline, store), locked rows are never blamed.
+func TestRealDatabasesSuite(t *testing.T) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			if store == "postgres" {
+				needPostgres(t)
+			}
+			code, out, errs := run(t, "run", "-stores", store, "-disciplines", "locked,concurrent",
+				"-schedules", "2", "-shrink", "0", "-must-pass", "locked/"+store, "-out", t.TempDir())
+			require.Equal(t, 0, code, out+errs)
+			for _, sc := range scenarios.Default {
+				for _, d := range []string{`locked \*`, "concurrent"} {
+					re := regexp.MustCompile(`│\s+` + d + `\s+│\s+` + store + `\s+│\s+` + sc + `\s+│([^\n]*)`)
+					m := re.FindStringSubmatch(out)
+					require.NotNil(t, m, "no %s/%s/%s row in\n%s", d, store, sc, out)
+					if d != "concurrent" {
+						cells := strings.Split(m[1], "│")
+						blamed := strings.TrimSpace(cells[len(cells)-3])
+						require.Equal(t, "0", blamed, "locked/%s/%s blamed: %s", store, sc, m[0])
+					}
+				}
+			}
+			// concurrent over a real database still breaks sessions (DESIGN §4).
+			require.Contains(t, out, "FAIL concurrent/"+store+"/")
+		})
+	}
+}
+
+// The test binary doubles as `badmac device` for TestDeviceSubcommand.
+func TestMain(m *testing.M) {
+	if os.Getenv("BADMAC_CMD_CHILD") == "1" {
+		os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// `badmac device` is the child procs drives: killed by its failpoint,
+// restarted on the same SQLite file, with the oracle's verdict.
+func TestDeviceSubcommand(t *testing.T) {
+	ctx := context.Background()
+	defer sqlstores.Shutdown()
+	st, err := stores.MustLookup("sqlite").Open(ctx)
+	require.NoError(t, err)
+	defer st.Close()
+	loc, ok := sqlstores.Locate(st)
+	require.True(t, ok)
+	child := procs.Child{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_CMD_CHILD=1"), Loc: loc, Seed: 3}
+	res, err := procs.Converse(ctx, procs.Config{Seed: 3, Messages: 4, Reply: 1}, child.Launch, 3)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Kills, "%v", res.History)
+	require.False(t, res.RegeneratedCreds)
+	for _, m := range res.Messages {
+		require.Contains(t, []harness.Outcome{harness.Delivered, harness.Lost}, m.Outcome(), "%s", m.ID)
+	}
+	// A bad flag is exit 2 with one line.
+	code, _, errs := run(t, "device", "-jid", "not a jid")
+	require.Equal(t, 2, code)
+	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
+}
+
+// Two device processes on one PostgreSQL database, the same account: taking
+// turns (replica) nothing breaks; at once (overlap) even the locked client
+// loses messages and its sessions Bad MAC, because its locks are per process.
+// The row has a replay command that reproduces the failure.
+func TestTwoReplicasPostgres(t *testing.T) {
+	needPostgres(t)
+	dir := t.TempDir()
+	code, out, errs := run(t, "run", "-stores", "postgres", "-disciplines", "locked", "-scenarios", "replica,overlap",
+		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir)
+	require.Equal(t, 1, code, out+errs)
+	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+replica\s+│\s+6\s+│\s+0\s+│`, out)
+	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+overlap\s+│\s+6\s+│\s+[1-6]\s+│`, out)
+	m := regexp.MustCompile(`FAIL locked/postgres/overlap: (.*)\n\s+replay: badmac replay (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	rc, rout, rerr := run(t, "replay", m[2])
+	require.Equal(t, 1, rc, rerr)
+	require.Contains(t, rout, "FAIL: "+m[1])
+}
+
+// The txn discipline needs a store with DoDecryptionTxn: on any other it is
+// bad input (exit 2, one line), never silently another discipline.
+func TestTxnNeedsTransactions(t *testing.T) {
+	code, _, errs := run(t, "run", "-disciplines", "txn", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "1", "-out", t.TempDir())
+	require.Equal(t, 2, code, errs)
+	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
+	require.Contains(t, errs, "store mutexed has no DoDecryptionTxn")
+	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "sqlite", "-scenarios", "reply,crash", "-schedules", "3",
+		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir())
+	require.Equal(t, 0, code, out+errs)
+	require.Regexp(t, `│\s+txn \*\s+│\s+sqlite\s+│\s+crash\s+│`, out)
+}

@@ -1,0 +1,72 @@
+package procs
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// ChildMain is `badmac device`: the device under test as a child process on
+// an existing database, answering Requests on stdin with Responses on
+// stdout until stdin closes. With -die-after N it kills itself with SIGKILL
+// right after its Nth store write (no deferred function, no flush, no
+// rollback runs). Crypto randomness is seeded from -seed (and
+// -incarnation), so a run replays. It returns the exit code.
+func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("device", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	driver := fs.String("driver", "", "sqlite or postgres")
+	dsn := fs.String("dsn", "", "SQLite file, or PostgreSQL server DSN")
+	database := fs.String("database", "", "PostgreSQL database")
+	jid := fs.String("jid", "", "device row JID")
+	dieAfter := fs.Int("die-after", 0, "SIGKILL self right after this many store writes (0: never)")
+	seed := fs.Uint64("seed", 0, "seed for crypto/rand")
+	inc := fs.Int("incarnation", 0, "restart count, mixed into the seed")
+	txn := fs.Bool("txn", false, "decrypt inside the store's transaction with whatsmeow's decrypted-event buffer")
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "badmac device: %v\n", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		return fail(err)
+	}
+	j, err := types.ParseJID(*jid)
+	if err != nil {
+		return fail(fmt.Errorf("-jid: %w", err))
+	}
+	setRandom(*seed, byte(*inc)+0x40)
+	st, err := sqlstores.Attach(ctx, sqlstores.Locator{Driver: *driver, DSN: *dsn, Database: *database, JID: j})
+	if err != nil {
+		return fail(err)
+	}
+	die := func() {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	d, err := NewDevice(ctx, st, *txn, *dieAfter, die)
+	if err != nil {
+		return fail(err)
+	}
+	in := bufio.NewScanner(stdin)
+	in.Buffer(make([]byte, 1<<20), 16<<20)
+	enc := json.NewEncoder(stdout)
+	for in.Scan() {
+		var req Request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			return fail(fmt.Errorf("request: %w", err))
+		}
+		if err := enc.Encode(d.Handle(ctx, req)); err != nil {
+			return fail(err)
+		}
+	}
+	return 0
+}

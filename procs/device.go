@@ -1,0 +1,172 @@
+package procs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/stores"
+)
+
+// DeviceJID is the Signal identity of the device under test.
+var DeviceJID = types.JID{User: "bot", Server: types.DefaultUserServer}
+
+// Device is the device under test behind the line protocol: the same
+// libsignal calls over whatsmeow's store.Device as harness runs, one
+// request at a time (a process that handles its messages in order).
+type Device struct {
+	storage stores.Storage
+	set     stores.Set
+	ep      *endpoint.Endpoint
+	// buffer, when set, is whatsmeow's decrypted-event buffer
+	// (EnableDecryptedEventBuffer): decrypt and persist in one transaction,
+	// a redelivered ciphertext answered from the buffer.
+	buffer store.EventBuffer
+	writes *counter
+}
+
+// NewDevice opens the device over storage. dieAfter > 0 calls die right
+// after the dieAfter-th store write of recv and send requests completes.
+// txn turns on the decrypted-event buffer; storage must offer it.
+func NewDevice(ctx context.Context, storage stores.Storage, txn bool, dieAfter int, die func()) (*Device, error) {
+	set, err := storage.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{storage: storage, writes: &counter{after: dieAfter, die: die}}
+	if txn {
+		eb, ok := set.Sessions.(store.EventBuffer)
+		if !ok {
+			return nil, fmt.Errorf("store %T has no DoDecryptionTxn (not a store.EventBuffer)", set.Sessions)
+		}
+		d.buffer = eb
+	}
+	d.set = countWrites(set, d.writes)
+	return d, nil
+}
+
+func (d *Device) creds() stores.CredsStore {
+	cs, _ := d.storage.(stores.CredsStore)
+	return cs
+}
+
+// Handle answers one request.
+func (d *Device) Handle(ctx context.Context, req Request) Response {
+	resp, err := d.handle(ctx, req)
+	if err != nil {
+		resp.OK, resp.Err = false, err.Error()
+	}
+	resp.Writes = d.writes.n
+	return resp
+}
+
+func (d *Device) handle(ctx context.Context, req Request) (Response, error) {
+	cs := d.creds()
+	switch req.Op {
+	case OpInit:
+		if cs == nil {
+			return Response{}, errors.New("storage keeps no credentials")
+		}
+		creds := endpoint.NewCreds()
+		if err := cs.SaveCreds(ctx, creds.Encode()); err != nil {
+			return Response{}, err
+		}
+		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		pks, err := d.ep.Device.PreKeys.GetOrGenPreKeys(ctx, 30)
+		if err == nil && len(pks) > 0 {
+			err = d.ep.Device.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID)
+		}
+		if err != nil {
+			return Response{}, err
+		}
+		d.writes.arm()
+		return Response{OK: true, Creds: creds.Encode(), PreKeys: toPreKeys(pks)}, nil
+	case OpHello:
+		if cs == nil {
+			return Response{}, errors.New("storage keeps no credentials")
+		}
+		b, err := cs.LoadCreds(ctx)
+		if err != nil {
+			return Response{}, err
+		}
+		creds, err := endpoint.DecodeCreds(b)
+		if err != nil {
+			return Response{}, err
+		}
+		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		d.writes.arm()
+		return Response{OK: true, Creds: creds.Encode()}, nil
+	}
+	if d.ep == nil {
+		return Response{}, fmt.Errorf("%s before init or hello", req.Op)
+	}
+	peer := protocol.NewSignalAddress(req.Peer, req.PeerID)
+	switch req.Op {
+	case OpRecv:
+		pt, err := d.decrypt(ctx, peer, req.Kind, req.CT)
+		if err == nil {
+			return Response{OK: true, PT: pt}, nil
+		}
+		resp := Response{Class: string(endpoint.ClassOf(err)), Err: err.Error()}
+		if endpoint.ClassOf(err) != endpoint.OldCounter {
+			// whatsmeow's retry receipt carries a fresh one-time prekey.
+			pk, gerr := d.ep.Device.PreKeys.GenOnePreKey(ctx)
+			if gerr != nil {
+				return resp, gerr
+			}
+			resp.PreKeys = toPreKeys([]*keys.PreKey{pk})
+		}
+		return resp, nil
+	case OpSend:
+		if req.Bundle != nil {
+			b, err := req.Bundle.ToBundle()
+			if err != nil {
+				return Response{}, err
+			}
+			if err := d.ep.ProcessBundle(ctx, peer, b); err != nil {
+				return Response{}, err
+			}
+		} else if has, err := d.ep.Device.ContainsSession(ctx, peer); err != nil {
+			return Response{}, err
+		} else if !has {
+			return Response{NeedBundle: true}, nil
+		}
+		kind, ct, err := d.ep.Encrypt(ctx, peer, req.PT)
+		if err != nil {
+			return Response{}, err
+		}
+		return Response{OK: true, Kind: kind, CT: ct}, nil
+	}
+	return Response{}, fmt.Errorf("unknown op %q", req.Op)
+}
+
+// decrypt is whatsmeow's bufferedDecrypt around decryptDM.
+func (d *Device) decrypt(ctx context.Context, peer *protocol.SignalAddress, kind string, ct []byte) ([]byte, error) {
+	if d.buffer == nil {
+		return d.ep.DecryptDM(ctx, peer, kind, ct)
+	}
+	hash := sha256.Sum256(ct)
+	buf, err := d.buffer.GetBufferedEvent(ctx, hash)
+	if err != nil {
+		return nil, &endpoint.StoreErr{Err: err}
+	} else if buf != nil && buf.Plaintext != nil {
+		return buf.Plaintext, nil
+	}
+	var pt []byte
+	err = d.buffer.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		var err error
+		if pt, err = d.ep.DecryptDM(ctx, peer, kind, ct); err != nil {
+			return err
+		}
+		return d.buffer.PutBufferedEvent(ctx, hash, pt, time.Unix(0, 0))
+	})
+	return pt, err
+}

@@ -1,0 +1,121 @@
+// Package procs runs the device under test as a real child process on a real
+// database (DESIGN §7): the parent holds the fake peer, the server and the
+// oracle; the child (`badmac device`) holds the device's store and does its
+// decrypts and encrypts; the child is killed with SIGKILL at a failpoint
+// (right after its Nth store write), restarted on the same database, and
+// driven on. What the oracle sees afterwards is what the database really made
+// durable, not a model of it.
+//
+// Parent and child speak JSON lines: one Request on the child's stdin, one
+// Response on its stdout, strictly in turn.
+package procs
+
+import (
+	"errors"
+
+	"go.mau.fi/libsignal/ecc"
+	"go.mau.fi/libsignal/keys/identity"
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/libsignal/util/optional"
+	"go.mau.fi/whatsmeow/util/keys"
+)
+
+// Request ops.
+const (
+	OpInit  = "init"  // first start: draw credentials and prekeys, save them
+	OpHello = "hello" // a restart: load the credentials from the database
+	OpRecv  = "recv"  // decrypt a delivery (pkmsg or msg)
+	OpSend  = "send"  // encrypt a reply, building the session from Bundle first if given
+)
+
+// Request is one line from the parent.
+type Request struct {
+	Op     string  `json:"op"`
+	Peer   string  `json:"peer,omitempty"` // Signal address name of the contact
+	PeerID uint32  `json:"peer_dev,omitempty"`
+	Kind   string  `json:"kind,omitempty"` // pkmsg or msg
+	CT     []byte  `json:"ct,omitempty"`
+	PT     []byte  `json:"pt,omitempty"`
+	Bundle *Bundle `json:"bundle,omitempty"`
+}
+
+// Response is one line from the child.
+type Response struct {
+	OK      bool     `json:"ok"`
+	Creds   []byte   `json:"creds,omitempty"`   // endpoint.Creds.Encode
+	PreKeys []PreKey `json:"prekeys,omitempty"` // init: to upload; recv failure: the retry receipt's one
+	PT      []byte   `json:"pt,omitempty"`
+	Kind    string   `json:"kind,omitempty"`
+	CT      []byte   `json:"ct,omitempty"`
+	// NeedBundle: send found no session; the parent fetches a bundle.
+	NeedBundle bool   `json:"need_bundle,omitempty"`
+	Class      string `json:"class,omitempty"` // endpoint.Class of a failed decrypt
+	Err        string `json:"err,omitempty"`
+	// Writes counts the store writes this incarnation has made so far.
+	Writes int `json:"writes"`
+}
+
+// PreKey is a one-time prekey (the private half: this is a test bench).
+type PreKey struct {
+	ID   uint32 `json:"id"`
+	Priv []byte `json:"priv"`
+}
+
+func toPreKeys(pks []*keys.PreKey) []PreKey {
+	out := make([]PreKey, len(pks))
+	for i, pk := range pks {
+		out[i] = PreKey{ID: pk.KeyID, Priv: pk.Priv[:]}
+	}
+	return out
+}
+
+// Key rebuilds the prekey.
+func (p PreKey) Key() (*keys.PreKey, error) {
+	if len(p.Priv) != 32 {
+		return nil, errors.New("prekey: bad key length")
+	}
+	return &keys.PreKey{KeyPair: *keys.NewKeyPairFromPrivateKey([32]byte(p.Priv)), KeyID: p.ID}, nil
+}
+
+// Bundle is a prekey bundle on the wire.
+type Bundle struct {
+	RegistrationID uint32  `json:"reg"`
+	DeviceID       uint32  `json:"dev"`
+	PreKeyID       *uint32 `json:"pk_id,omitempty"`
+	PreKey         []byte  `json:"pk,omitempty"`
+	SignedPreKeyID uint32  `json:"spk_id"`
+	SignedPreKey   []byte  `json:"spk"`
+	Signature      []byte  `json:"sig"`
+	Identity       []byte  `json:"identity"`
+}
+
+// FromBundle encodes b.
+func FromBundle(b *prekey.Bundle) *Bundle {
+	spk, id := b.SignedPreKey().PublicKey(), b.IdentityKey().PublicKey().PublicKey()
+	sig := b.SignedPreKeySignature()
+	w := &Bundle{RegistrationID: b.RegistrationID(), DeviceID: b.DeviceID(), SignedPreKeyID: b.SignedPreKeyID(),
+		SignedPreKey: spk[:], Signature: sig[:], Identity: id[:]}
+	if o := b.PreKeyID(); o != nil && !o.IsEmpty && b.PreKey() != nil {
+		v, pk := o.Value, b.PreKey().PublicKey()
+		w.PreKeyID, w.PreKey = &v, pk[:]
+	}
+	return w
+}
+
+// ToBundle decodes w.
+func (w *Bundle) ToBundle() (*prekey.Bundle, error) {
+	if len(w.SignedPreKey) != 32 || len(w.Signature) != 64 || len(w.Identity) != 32 {
+		return nil, errors.New("bundle: bad key lengths")
+	}
+	id := optional.NewEmptyUint32()
+	var pk ecc.ECPublicKeyable
+	if w.PreKeyID != nil {
+		if len(w.PreKey) != 32 {
+			return nil, errors.New("bundle: bad prekey length")
+		}
+		id, pk = optional.NewOptionalUint32(*w.PreKeyID), ecc.NewDjbECPublicKey([32]byte(w.PreKey))
+	}
+	return prekey.NewBundle(w.RegistrationID, w.DeviceID, id, w.SignedPreKeyID, pk,
+		ecc.NewDjbECPublicKey([32]byte(w.SignedPreKey)), [64]byte(w.Signature),
+		identity.NewKey(ecc.NewDjbECPublicKey([32]byte(w.Identity)))), nil
+}

@@ -1,0 +1,50 @@
+package sqlstores
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+)
+
+// BenchTargets are the backends whose per-message cost is compared with the
+// in-memory reference: reference first, then sqlite, then postgres when
+// BADMAC_POSTGRES_DSN is set.
+func BenchTargets() []string {
+	t := []string{"reference", "sqlite"}
+	if os.Getenv(PostgresEnv) != "" {
+		t = append(t, "postgres")
+	}
+	return t
+}
+
+// BenchScenario is the workload PerMessage runs: the bot replies while
+// receiving, under the correct (locked) client, so that every message
+// costs a full load→decrypt/encrypt→store on the backend.
+const BenchScenario = "reply"
+
+// PerMessage runs schedules schedules of BenchScenario (seeds 1..) on the
+// named store through the whole harness (controlled scheduler, oracle,
+// serial baseline on the reference store included) and returns the wall
+// time and the messages the oracle followed. Divide one backend's
+// time/messages by the reference's from the same process for the ratio.
+func PerMessage(ctx context.Context, store string, schedules int) (time.Duration, int, error) {
+	v, err := stores.Lookup(store)
+	if err != nil {
+		return 0, 0, err
+	}
+	sc, err := scenarios.Lookup(BenchScenario)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	pr, err := scenarios.RunPair(ctx, sc, harness.Locked, v, scenarios.Config{
+		Mode: harness.Controlled, Policy: scenarios.Random, Seed: 1, Schedules: schedules})
+	if err != nil {
+		return 0, 0, err
+	}
+	return time.Since(start), pr.Counts.Messages, nil
+}
