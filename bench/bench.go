@@ -202,3 +202,18 @@ func Median[T int | time.Duration](xs []T) T {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// findFailing returns schedule 0 of seed for b if it fails.
+func findFailing(ctx context.Context, b Broken, seed uint64) (*harness.Schedule, bool) {
+	sc, err := scenarios.Lookup(b.Scenario)
+	if err != nil {
+		return nil, false
+	}
+	v := stores.MustLookup(b.Store)
+	s := scenarios.SeedFor(seed, 0)
+	sched, res, err := harness.Execute(ctx, sc.Setup(s, b.Discipline, v.Name), v, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, s))
+	if err != nil || !res.Failed() {
+		return nil, false
+	}
+	return sched, true
+}
