@@ -97,7 +97,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			if err := measureRaw(); err != nil {
 				return 2, err
 			}
-			t, err := bench.Harness(ctx, v, *msgs)
+			t, err := bench.Harness(ctx, v, *msgs, true)
 			if err != nil {
 				return 2, err
 			}
