@@ -208,3 +208,13 @@ func TestHTMLInChromium(t *testing.T) {
 	require.Regexp(t, `<tr class="event">`, dom)
 	require.Regexp(t, `class="ev ev-attempt failed"`, dom)
 }
+
+// Shrinking a reinstall failure deletes the ops that recreated a session
+// between a reply's ContainsSession and its Encrypt; libsignal's nil
+// dereference there is a NoSession failure, not a crash of the run.
+func TestReinstallShrinkDoesNotPanic(t *testing.T) {
+	code, out, errs := run(t, "run", "-schedules", "3", "-scenarios", "reinstall", "-disciplines", "whatsmeow", "-stores", "reference",
+		"-must-pass", "", "-out", t.TempDir())
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "FAIL whatsmeow/reference/reinstall")
+}
