@@ -354,9 +354,10 @@ func (r *Run) Apply(op Op) error {
 		if r.sim == nil {
 			return nil
 		}
-		t := r.tasks[op.Args[0]]
-		for t != nil && t.Runnable() {
-			r.sim.Step(t)
+		// Only a receive that failed queues work for afterStep (a retry
+		// receipt), after its last store call: nothing is left undone by
+		// running the task through its yield points.
+		if r.sim.Run(r.tasks[op.Args[0]]) {
 			r.afterStep()
 		}
 	case "read":
