@@ -185,7 +185,10 @@ th { background: #f6f8fa; position: sticky; top: 0; }
 #results tr.gated.failed td { background: #ffd8d3; }
 svg text { font: 12px system-ui, sans-serif; }
 .bar-concurrent { fill: #cf222e; } .bar-whatsmeow { fill: #bf8700; } .bar-locked { fill: #1a7f37; }
-.timeline td { vertical-align: top; font: 12px ui-monospace, monospace; min-width: 6em; white-space: nowrap; }
+.timeline { table-layout: fixed; width: 100%; max-width: 1400px; }
+.timeline th:first-child { width: 2.5em; }
+.timeline td { vertical-align: top; font: 12px ui-monospace, monospace; overflow-wrap: anywhere; }
+.timeline tr:has(.ev-crash) td, .timeline tr:has(.failed) td { background: #fffbf0; }
 .timeline td.n { color: #6e7781; text-align: right; }
 .ev { display: inline-block; padding: 1px 4px; border-radius: 3px; }
 .ev-peer { background: #ddf4ff; } .ev-server { background: #f6f8fa; } .ev-store { background: #fbefff; }
