@@ -218,3 +218,25 @@ func TestReinstallShrinkDoesNotPanic(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "FAIL whatsmeow/reference/reinstall")
 }
+
+// The history a run reports for its counterexample (JSON) is what
+// replaying the saved file prints, line for line, with the same summary.
+func TestReplayMatchesReportedHistory(t *testing.T) {
+	_, code, out, _ := runFailing(t, "-json")
+	require.Equal(t, 1, code)
+	var rep reports.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	row := rep.Rows[0]
+	path := strings.TrimPrefix(row.Replay, "badmac replay ")
+	saved, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, row.Counterexample, string(saved))
+
+	code, rout, _ := run(t, "replay", path)
+	require.Equal(t, 1, code)
+	_, hist, ok := strings.Cut(rout, "\nhistory\n")
+	require.True(t, ok)
+	hist, _, _ = strings.Cut(hist, "\noutcome ")
+	require.Equal(t, strings.Join(row.History, "\n"), hist)
+	require.Contains(t, rout, "FAIL: "+row.Summary+"\n")
+}
