@@ -191,7 +191,7 @@ svg text { font: 12px system-ui, sans-serif; }
 .timeline tr:has(.ev-crash) td, .timeline tr:has(.failed) td { background: #fffbf0; }
 .timeline td.n { color: #6e7781; text-align: right; }
 .ev { display: inline-block; padding: 1px 4px; border-radius: 3px; }
-.ev-peer { background: #ddf4ff; } .ev-server { background: #f6f8fa; } .ev-store { background: #fbefff; }
+.ev-peer { background: #ddf4ff; } .ev-server { background: #f6f8fa; } .ev-device { background: #eef1f4; } .ev-store { background: #fbefff; }
 .ev-attempt { background: #dafbe1; } .ev-crash { background: #fff1c5; font-weight: bold; }
 .ev.failed { background: #cf222e; color: #fff; font-weight: bold; }
 pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }

@@ -90,14 +90,17 @@ func TestMarkdownCap(t *testing.T) {
 func TestTimelineLanes(t *testing.T) {
 	h := []string{"send alice.0 m1: pkmsg m1", "deliver m1", "m1 GetSession alice:0", "m1@1 PutSession alice:0",
 		"m1: ok", "r2: BadMAC (no valid sessions)", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
-		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2"}
+		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2", "reply alice.0 r3 @1", "drain: deliver m4",
+		"dup m1: queued m1.2", "r3: send failed: store: boom", "alice.0: gives up on m2 after 5 retries",
+		"m5: retry receipt: store: boom"}
 	want := []struct {
 		lane   Lane
 		task   string
 		failed bool
-	}{{LanePeer, "", false}, {LaneServer, "", false}, {LaneStore, "m1", false}, {LaneStore, "m1@1", false},
+	}{{LanePeer, "", false}, {LaneDevice, "m1", false}, {LaneStore, "m1", false}, {LaneStore, "m1@1", false},
 		{LaneAttempt, "m1", false}, {LaneAttempt, "r2", true}, {LaneCrash, "", false}, {LaneCrash, "", false},
-		{LanePeer, "alice.0", false}, {LanePeer, "", false}}
+		{LanePeer, "alice.0", false}, {LanePeer, "", false}, {LaneDevice, "r3", false}, {LaneDevice, "m4", false},
+		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}}
 	for i, e := range Timeline(h) {
 		if e.Lane != want[i].lane || e.Task != want[i].task || e.Failed != want[i].failed {
 			t.Errorf("%q: got %+v, want %+v", h[i], e, want[i])

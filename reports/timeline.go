@@ -9,14 +9,15 @@ type Lane string
 
 const (
 	LanePeer    Lane = "peer"    // a contact encrypts, reads, answers a retry
-	LaneServer  Lane = "server"  // a delivery is handed to the device, a copy queued
+	LaneServer  Lane = "server"  // a copy queued again (offline queue redelivery)
+	LaneDevice  Lane = "device"  // a device task starts (a delivery taken, a reply), a send fails
 	LaneStore   Lane = "store"   // a device task calls the store (a yield point)
-	LaneAttempt Lane = "attempt" // a decryption attempt's outcome (device or peer), a failed send
+	LaneAttempt Lane = "attempt" // a decryption attempt's outcome, at the device or the peer
 	LaneCrash   Lane = "crash"   // crash, restart, backup, rollback, reinstall
 )
 
 // Lanes in display order.
-var Lanes = []Lane{LanePeer, LaneServer, LaneStore, LaneAttempt, LaneCrash}
+var Lanes = []Lane{LanePeer, LaneServer, LaneDevice, LaneStore, LaneAttempt, LaneCrash}
 
 // Event is one history line placed in a lane.
 type Event struct {
@@ -64,16 +65,27 @@ func classify(l string) Event {
 		return Event{Lane: LaneCrash, Text: l}
 	case f[0] == "send" || f[0] == "group" || f[0] == "read" || f[0] == "drain:" && len(f) > 1 && f[1] == "read":
 		return Event{Lane: LanePeer, Text: l}
-	case f[0] == "deliver" || f[0] == "dup" || f[0] == "reply" || f[0] == "drain:":
+	case (f[0] == "deliver" || f[0] == "reply") && len(f) > 1:
+		task := f[1]
+		if f[0] == "reply" && len(f) > 2 {
+			task = f[2]
+		}
+		return Event{Lane: LaneDevice, Task: task, Text: l}
+	case f[0] == "drain:" && len(f) > 2 && f[1] == "deliver":
+		return Event{Lane: LaneDevice, Task: f[2], Text: l}
+	case f[0] == "dup" || f[0] == "drain:":
 		return Event{Lane: LaneServer, Text: l}
 	case len(f) >= 2 && strings.HasSuffix(f[0], ":") && f[1] == "ok":
 		return Event{Lane: LaneAttempt, Task: head, Text: strings.Join(f[1:], " ")}
 	case len(f) >= 2 && strings.HasSuffix(f[0], ":") && isClass(f[1]):
 		return Event{Lane: LaneAttempt, Task: head, Text: strings.Join(f[1:], " "), Failed: true}
-	case strings.HasSuffix(f[0], ":") && strings.Contains(l, "retry"):
-		return Event{Lane: LanePeer, Task: head, Text: strings.Join(f[1:], " ")}
+	case len(f) >= 3 && strings.HasSuffix(f[0], ":") && f[1] == "send" && f[2] == "failed:":
+		return Event{Lane: LaneDevice, Task: head, Text: strings.Join(f[1:], " "), Failed: true}
+	case len(f) >= 3 && strings.HasSuffix(f[0], ":") && f[1] == "retry" && f[2] == "receipt:":
+		return Event{Lane: LaneDevice, Task: head, Text: strings.Join(f[1:], " ")}
 	case strings.HasSuffix(f[0], ":"):
-		return Event{Lane: LaneAttempt, Task: head, Text: strings.Join(f[1:], " ")}
+		// A peer answering a retry receipt, giving up, or sending its own.
+		return Event{Lane: LanePeer, Task: head, Text: strings.Join(f[1:], " ")}
 	}
 	return Event{Lane: LaneServer, Text: l}
 }
