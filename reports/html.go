@@ -226,13 +226,13 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 <section class="counterexample" id="{{.ID}}">
 <h3>{{.Discipline}}/{{.Store}}/{{.Scenario}}{{if .MustPass}} (must pass){{end}}: {{.Summary}}</h3>
 <p>Replay: <code>{{.Replay}}</code></p>
-<table class="timeline">
+{{if not .Events}}<p>No replayed history (free-mode failures are not replayable).</p>{{else}}<table class="timeline">
 <thead><tr><th>#</th>{{range $.Lanes}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
 {{range $e := .Events}}<tr class="event"><td class="n">{{$e.N}}</td>{{range $e.Cells}}<td>{{if .}}<span class="ev ev-{{$e.Lane}}{{if $e.Failed}} failed{{end}}">{{if $e.Task}}<span class="task">{{$e.Task}}</span> {{end}}{{$e.Text}}</span>{{end}}</td>{{end}}</tr>
 {{end}}</tbody>
-</table>
-<details><summary>schedule</summary><pre>{{.Counterexample}}</pre></details>
+</table>{{end}}
+{{if .Counterexample}}<details><summary>schedule</summary><pre>{{.Counterexample}}</pre></details>{{end}}
 </section>
 {{end}}
 <script>

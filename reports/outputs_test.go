@@ -128,3 +128,16 @@ func TestHTMLStructure(t *testing.T) {
 		t.Error("page refers to the network")
 	}
 }
+
+// A free-mode failure has a replay hint but no history: no empty timeline.
+func TestHTMLFreeModeFailure(t *testing.T) {
+	rep := sampleReport(1)
+	rep.Rows[0].History, rep.Rows[0].Counterexample = nil, ""
+	var b strings.Builder
+	if err := WriteHTML(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "No replayed history") || strings.Contains(b.String(), `class="timeline"`) {
+		t.Error("free-mode failure rendered as an empty timeline")
+	}
+}
