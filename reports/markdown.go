@@ -91,7 +91,7 @@ func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
 	return err
 }
 
-func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+func mdEscape(s string) string { return strings.NewReplacer("|", `\|`, "*", `\*`).Replace(s) }
 
 func htmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)

@@ -109,7 +109,7 @@ func TestReportFiles(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, len(md), reports.MarkdownLimit)
 	require.Contains(t, string(md), "**FAIL**")
-	require.Contains(t, string(md), "| concurrent * | mutexed | reply |")
+	require.Contains(t, string(md), `| concurrent \* | mutexed | reply |`)
 
 	html, err := os.ReadFile(filepath.Join(dir, "r.html"))
 	require.NoError(t, err)
