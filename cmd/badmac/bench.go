@@ -19,7 +19,7 @@ import (
 
 // benchCmd prints throughput per store against the raw libsignal loop,
 // schedules per second, and time to the first failure of broken pairs.
-func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 	fs := newFlags("bench")
 	def := defaultStores + ",sqlite"
 	if os.Getenv("BADMAC_POSTGRES_DSN") != "" {

@@ -59,7 +59,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	case "shrink":
 		return shrinkCmd(ctx, args, stdout)
 	case "bench":
-		return benchCmd(ctx, args, stdout, stderr)
+		return benchCmd(ctx, args, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0, nil
