@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"go.mau.fi/libsignal/ecc"
 	"go.mau.fi/libsignal/groups"
@@ -113,7 +114,21 @@ const (
 )
 
 // Encrypt pads and encrypts plaintext for remote over the stored session.
+//
+// libsignal's Encrypt dereferences nil on a record with no session state (a
+// session deleted between the caller's ContainsSession and this load, as a
+// concurrent reinstall handling does); that comes back as a NoSession
+// failure instead of a crash of the whole run.
 func (e *Endpoint) Encrypt(ctx context.Context, remote *protocol.SignalAddress, plaintext []byte) (kind string, ct []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			re, ok := r.(runtime.Error)
+			if !ok {
+				panic(r) // the scheduler unwinding a killed task, say
+			}
+			kind, ct, err = "", nil, &Failure{Class: NoSession, Err: fmt.Errorf("libsignal encrypt: %v", re)}
+		}
+	}()
 	builder := session.NewBuilderFromSignal(e.Device, remote, pb)
 	cipher := session.NewCipher(builder, remote)
 	msg, err := cipher.Encrypt(ctx, Pad(plaintext))

@@ -7,7 +7,7 @@
 package fakeserver
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -19,25 +19,44 @@ import (
 // Payload is what a message carries inside its encryption: an id the oracle
 // checks, a body, and optionally a sender key distribution message.
 type Payload struct {
-	ID   string `json:"id"`
-	Body string `json:"body"`
-	SKDM []byte `json:"skdm,omitempty"`
+	ID   string
+	Body string
+	SKDM []byte
 }
 
-// Encode returns the wire form of p.
+// Encode returns the wire form of p: id and body each length-prefixed
+// (uvarint), then the distribution message. (It was JSON: 4% of a run's
+// CPU went to encoding/json for a three-field record.)
 func (p Payload) Encode() []byte {
-	b, err := json.Marshal(p)
-	if err != nil {
-		panic(err)
-	}
-	return b
+	b := make([]byte, 0, 2*binary.MaxVarintLen64+len(p.ID)+len(p.Body)+len(p.SKDM))
+	b = binary.AppendUvarint(b, uint64(len(p.ID)))
+	b = append(b, p.ID...)
+	b = binary.AppendUvarint(b, uint64(len(p.Body)))
+	b = append(b, p.Body...)
+	return append(b, p.SKDM...)
 }
 
 // DecodePayload parses a decrypted plaintext.
 func DecodePayload(b []byte) (Payload, error) {
 	var p Payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("payload %q: %w", b, err)
+	rest := b
+	field := func() (string, bool) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return "", false
+		}
+		f := string(rest[k : k+int(n)])
+		rest = rest[k+int(n):]
+		return f, true
+	}
+	var ok1, ok2 bool
+	p.ID, ok1 = field()
+	p.Body, ok2 = field()
+	if !ok1 || !ok2 {
+		return Payload{}, fmt.Errorf("payload %q: truncated", b)
+	}
+	if len(rest) > 0 {
+		p.SKDM = append([]byte(nil), rest...)
 	}
 	return p, nil
 }

@@ -92,7 +92,9 @@ type Result struct {
 	// baseline (filled by Check).
 	Blamed []string
 	// BaselineFailures counts messages that failed even in the baseline:
-	// the protocol's own limits, never counted against the pair.
+	// the protocol's own limits, never counted against the pair. Only
+	// counted when the run had a message not delivered cleanly (otherwise
+	// the baseline is not run).
 	BaselineFailures int
 	// Crashes counts crash ops that hit a live device.
 	Crashes int

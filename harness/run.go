@@ -174,7 +174,7 @@ func (r *Run) newDevices(creds endpoint.Creds) error {
 		inst := i
 		d.Probe.Trace = func(ctx context.Context, call string) {
 			if t := sim.TaskFrom(ctx); t != nil {
-				r.log("%s%s %s", t.Name, instSuffix(inst), call)
+				r.logLine(t.Name + instSuffix(inst) + " " + call)
 				r.noteCall(t.Name, call)
 			}
 		}
@@ -216,10 +216,14 @@ func instSuffix(i int) string {
 	return fmt.Sprintf("@%d", i)
 }
 
-func (r *Run) log(format string, a ...any) {
+func (r *Run) log(format string, a ...any) { r.logLine(fmt.Sprintf(format, a...)) }
+
+// logLine appends a history line; the store-call trace, the hottest
+// caller, builds its line by concatenation rather than fmt.
+func (r *Run) logLine(line string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.history = append(r.history, fmt.Sprintf(format, a...))
+	r.history = append(r.history, line)
+	r.mu.Unlock()
 }
 
 func (r *Run) fail(err error) {
@@ -364,9 +368,10 @@ func (r *Run) Apply(op Op) error {
 		if r.sim == nil {
 			return nil
 		}
-		t := r.tasks[op.Args[0]]
-		for t != nil && t.Runnable() {
-			r.sim.Step(t)
+		// Only a receive that failed queues work for afterStep (a retry
+		// receipt), after its last store call: nothing is left undone by
+		// running the task through its yield points.
+		if r.sim.Run(r.tasks[op.Args[0]]) {
 			r.afterStep()
 		}
 	case "read":

@@ -4,6 +4,9 @@ package reports
 
 // Report is the outcome of one badmac invocation.
 type Report struct {
+	// Format names the JSON schema version (schema.json); it changes only
+	// when a field changes meaning or goes away.
+	Format    string `json:"format"`
 	Seed      uint64 `json:"seed"`
 	Mode      string `json:"mode"`
 	Schedules int    `json:"schedules_per_row"`
@@ -53,6 +56,9 @@ type Row struct {
 	// Counterexample is the first failing schedule's text.
 	Counterexample string `json:"counterexample,omitempty"`
 	Summary        string `json:"summary,omitempty"`
+	// History is the replayed history of the counterexample, one event a
+	// line (what `badmac replay` prints); Timeline places it in lanes.
+	History []string `json:"history,omitempty"`
 }
 
 // OtherErrors sums the failure classes without a column of their own.

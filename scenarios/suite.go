@@ -28,6 +28,8 @@ type Config struct {
 	Schedules int
 	// ShrinkBudget bounds the runs spent shrinking the first failure (0: no shrink).
 	ShrinkBudget int
+	// Progress, if set, is called after each schedule (a progress bar).
+	Progress func()
 }
 
 // SeedFor is the seed of schedule i of a run with base seed: the same for
@@ -45,6 +47,9 @@ func RunPair(ctx context.Context, sc Scenario, d harness.Discipline, v stores.Va
 			return nil, err
 		}
 		pr.Schedules++
+		if cfg.Progress != nil {
+			cfg.Progress()
+		}
 		pr.Counts.Add(res.Counts())
 		if res.Failed() {
 			pr.Failed++

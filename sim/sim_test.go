@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +31,49 @@ func TestAbandon(t *testing.T) {
 	}
 	if len(s.Live()) != 0 || s.Step(a) || s.Step(b) {
 		t.Fatal("abandoned tasks still run")
+	}
+}
+
+// Run passes yield points without returning to the driver, and stops when
+// the task blocks, as repeated Steps would.
+func TestRunThroughYields(t *testing.T) {
+	s := New()
+	var mu Mutex
+	ctx := context.Background()
+	var trace []string
+	a := s.Spawn(ctx, "a", func(ctx context.Context) {
+		mu.Lock(ctx)
+		Yield(ctx, "a1")
+		trace = append(trace, "a1")
+		Yield(ctx, "a2")
+		trace = append(trace, "a2")
+		mu.Unlock(ctx)
+	})
+	b := s.Spawn(ctx, "b", func(ctx context.Context) {
+		Yield(ctx, "b1")
+		trace = append(trace, "b1")
+		mu.Lock(ctx)
+		trace = append(trace, "b locked")
+		mu.Unlock(ctx)
+	})
+	s.Step(a) // a holds the lock, parked at a1
+	if !s.Run(b) || b.Done() || b.Runnable() {
+		t.Fatalf("b should run past b1 and block on the lock: done=%v", b.Done())
+	}
+	if !s.Run(a) || !a.Done() {
+		t.Fatal("a should run to its end")
+	}
+	if !s.Run(b) || !b.Done() {
+		t.Fatal("b should finish once a released the lock")
+	}
+	want := "b1 a1 a2 b locked"
+	if got := strings.Join(trace, " "); got != want {
+		t.Fatalf("trace %q, want %q", got, want)
+	}
+	if s.Yields != 3 { // a1, b1, a2
+		t.Fatalf("%d yields counted, want 3", s.Yields)
+	}
+	if s.Run(a) {
+		t.Fatal("Run of a finished task")
 	}
 }

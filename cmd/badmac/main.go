@@ -4,6 +4,8 @@
 //	badmac                 run the default suite on the in-memory stores
 //	badmac run [flags]     choose disciplines, stores, scenarios, seed, mode
 //	badmac replay FILE     replay a saved schedule and print its history
+//	badmac shrink FILE     minimise a failing schedule
+//	badmac bench           throughput against raw libsignal, time to first failure
 //
 // Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
 // for a failure, 2 bad input or environment.
@@ -57,17 +59,25 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return replayCmd(ctx, args, stdout)
 	case "device": // hidden: the device under test as a child process (package procs)
 		return procs.ChildMain(ctx, args, os.Stdin, stdout, stderr), nil
+	case "shrink":
+		return shrinkCmd(ctx, args, stdout)
+	case "bench":
+		return benchCmd(ctx, args, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, help)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, help)", cmd)
 }
 
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
   badmac replay FILE     replay a saved schedule, print its history and outcome
+  badmac shrink FILE [-o OUT] [-budget N]
+                         minimise a failing schedule (exit 1: it fails, 0: it passes)
+  badmac bench [flags]   messages/s through the harness against raw libsignal,
+                         schedules/s, time to the first failure per broken pair
   badmac help            this text
 
 Run 'badmac run -h' for the run flags.

@@ -78,6 +78,13 @@ func TestBadInput(t *testing.T) {
 		"bad must-pass":     {"run", "-must-pass", "locked"},
 		"bad schedules":     {"run", "-schedules", "0"},
 		"postgres down dsn": {"run", "-stores", "postgres"},
+		"html dir missing":  {"run", "-html", filepath.Join(t.TempDir(), "no", "r.html")},
+		"shrink no file":    {"shrink"},
+		"shrink two files":  {"shrink", bad, old},
+		"shrink budget":     {"shrink", bad, "-budget", "0"},
+		"shrink malformed":  {"shrink", bad},
+		"bench bad pair":    {"bench", "-broken", "locked/reference"},
+		"bench bad store":   {"bench", "-stores", "nosuch"},
 	}
 	t.Setenv("BADMAC_POSTGRES_DSN", "postgres://u:secret@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2")
 	for name, args := range cases {

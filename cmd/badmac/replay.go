@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -19,14 +18,9 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 		return 2, badInput("replay takes one schedule file")
 	}
 	path := fs.Arg(0)
-	f, err := os.Open(path)
+	s, err := readSchedule(path)
 	if err != nil {
-		return 2, badInput("%v", err)
-	}
-	defer f.Close()
-	s, err := harness.Parse(f)
-	if err != nil {
-		return 2, badInput("%s: %v", path, err)
+		return 2, err
 	}
 	defer sqlstores.Shutdown()
 	res, err := harness.Replay(ctx, s, harness.Controlled)

@@ -21,7 +21,7 @@ const defaultStores = "reference,uncached,mutexed,cached"
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("run")
-	disc := fs.String("disciplines", "concurrent,whatsmeow,locked", "client disciplines, comma-separated")
+	disc := fs.String("disciplines", "concurrent,whatsmeow,locked", "client disciplines, comma-separated (also: txn, on stores with DoDecryptionTxn)")
 	storeList := fs.String("stores", defaultStores, "stores, comma-separated (also: sqlite, postgres)")
 	scens := fs.String("scenarios", strings.Join(scenarios.Default, ","), "scenarios, comma-separated")
 	n := fs.Int("schedules", 10, "schedules per (discipline, store, scenario)")
@@ -31,6 +31,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	mustPass := fs.String("must-pass", "locked/reference,locked/mutexed", "discipline/store pairs that must have zero blamed failures")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
 	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
+	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
+	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE` (for $GITHUB_STEP_SUMMARY; capped at 512 KiB)")
+	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per discipline/store/scenario")
+	htmlFile := fs.String("html", "", "also write a self-contained HTML report to `FILE`: table, chart, counterexample timelines")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -102,6 +106,21 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		st.Close()
 	}
 
+	outputs := []*string{mdFile, junitFile, htmlFile}
+	for _, p := range outputs {
+		if *p != "" {
+			if err := checkWritable(*p); err != nil {
+				return 2, badInput("%v", err)
+			}
+		}
+	}
+
+	if !*asJSON && stderrIsTerminal(stderr) {
+		bar := newProgress(stderr, len(scs)*len(ds)*len(vs)**n)
+		defer bar.Finish()
+		cfg.Progress = func() { bar.Add(1) }
+	}
+
 	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Pass: true}
 	for _, sc := range scs {
 		for _, d := range ds {
@@ -118,6 +137,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 					}
 					row.Replay = "badmac replay " + path
 					row.Counterexample = pr.First.String()
+					row.History = pr.FirstResult.History
 				} else if pr.First != nil {
 					row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, v.Name, sc.Name, *seed)
 				}
@@ -128,7 +148,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			}
 		}
 	}
-	if err := reports.WriteTable(stdout, rep); err != nil {
+	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
+		return 2, err
+	}
+	write := reports.WriteTable
+	if *asJSON {
+		write = reports.WriteJSON
+	}
+	if err := write(stdout, rep); err != nil {
 		return 2, err
 	}
 	if !rep.Pass {

@@ -1,0 +1,223 @@
+// Package bench measures badmac: messages per second through the harness
+// against the raw libsignal loop in the same process, schedules per second,
+// and how fast broken pairs are caught. `badmac bench` prints it; the
+// testing.B benchmarks in this package cover the hot paths.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+)
+
+// Raw runs n messages one way between two endpoints on the reference store
+// with no harness: no scheduler, no trace, no oracle, no seeded reader. It
+// is libsignal through whatsmeow's store.Device (record serialization
+// included), as a bot runs it. Session setup is outside the timing.
+func Raw(ctx context.Context, n int) (time.Duration, error) {
+	open := func(user string) (*endpoint.Endpoint, error) {
+		st, err := stores.MustLookup("reference").Open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		set, err := st.Instance(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return endpoint.New(types.JID{User: user, Server: types.DefaultUserServer}, endpoint.NewCreds(), set), nil
+	}
+	a, err := open("alice")
+	if err != nil {
+		return 0, err
+	}
+	b, err := open("bot")
+	if err != nil {
+		return 0, err
+	}
+	pks, err := b.Device.PreKeys.GetOrGenPreKeys(ctx, 1)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.ProcessBundle(ctx, b.Address(), b.Bundle(pks[0])); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := range n {
+		kind, ct, err := a.Encrypt(ctx, b.Address(), fmt.Appendf(nil, "m%d hello m%d", i, i))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := b.DecryptDM(ctx, a.Address(), kind, ct); err != nil {
+			return 0, fmt.Errorf("raw loop message %d: %w", i, err)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// Conversation is the schedule the harness rate is measured on: n messages
+// from one contact, each delivered and handled to its end, under the locked
+// discipline (the same one-way traffic as Raw).
+func Conversation(store string, n int) *harness.Schedule {
+	s := &harness.Schedule{Seed: 1, Scenario: "bench", Discipline: harness.Locked, Store: store,
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Instances: 1}
+	for i := 1; i <= n; i++ {
+		m := fmt.Sprintf("m%d", i)
+		s.Ops = append(s.Ops, harness.Op{Verb: "send", Args: []string{"alice.0", m}},
+			harness.Op{Verb: "deliver", Args: []string{m}}, harness.Op{Verb: "run", Args: []string{m}})
+	}
+	return s
+}
+
+// HarnessTimes are the times of one conversation through the harness.
+type HarnessTimes struct {
+	Messages int
+	// Run is the controlled run alone, setup to drain (no baseline).
+	Run time.Duration
+	// Baseline is the protocol baseline of the same schedule; badmac run
+	// pays it only for schedules with a message not delivered cleanly.
+	Baseline time.Duration
+}
+
+// Harness runs Conversation(v.Name, n) through the harness in controlled
+// mode and times the run and, with baseline, separately its baseline.
+// Setup (store, prekeys, peers) is inside the timing, as it is for every
+// schedule.
+func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (HarnessTimes, error) {
+	s := Conversation(v.Name, n)
+	start := time.Now()
+	r, err := harness.Start(ctx, s, v, harness.Controlled)
+	if err != nil {
+		return HarnessTimes{}, err
+	}
+	for _, op := range s.Ops {
+		if err := r.Apply(op); err != nil {
+			r.Drain()
+			return HarnessTimes{}, err
+		}
+	}
+	sched, res, err := r.Drain()
+	if err != nil {
+		return HarnessTimes{}, err
+	}
+	t := HarnessTimes{Run: time.Since(start)}
+	for _, m := range res.Messages {
+		if m.Outcome() != harness.Delivered {
+			return t, fmt.Errorf("store %s: bench message %s %s", v.Name, m.ID, m.Outcome())
+		}
+	}
+	t.Messages = len(res.Messages)
+	if !baseline {
+		return t, nil
+	}
+	start = time.Now()
+	if _, err := harness.Baseline(ctx, sched); err != nil {
+		return t, err
+	}
+	t.Baseline = time.Since(start)
+	return t, nil
+}
+
+// Schedules runs n schedules of sc on (d, v) as badmac run does (baseline
+// and shrinking included) and returns the time taken.
+func Schedules(ctx context.Context, sc scenarios.Scenario, d harness.Discipline, v stores.Variant, n int, seed uint64) (time.Duration, error) {
+	start := time.Now()
+	_, err := scenarios.RunPair(ctx, sc, d, v, scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: seed, Schedules: n})
+	return time.Since(start), err
+}
+
+// Broken is a pair known to fail, and the scenario that shows it.
+type Broken struct {
+	Discipline harness.Discipline
+	Store      string
+	Scenario   string
+}
+
+func (b Broken) String() string { return fmt.Sprintf("%s/%s/%s", b.Discipline, b.Store, b.Scenario) }
+
+// BrokenPairs are the pairs `badmac bench` times to a first failure.
+var BrokenPairs = []Broken{
+	{harness.Concurrent, "mutexed", "reply"},
+	{harness.Whatsmeow, "reference", "reply"},
+	{harness.Locked, "cached", "replica"},
+	{harness.Locked, "debounced", "crash"},
+}
+
+// FirstFailure is one trial of hunting a broken pair.
+type FirstFailure struct {
+	Schedules int           // schedules run up to and including the first failing one
+	Time      time.Duration // time to find it (not to shrink it)
+	ShrunkOps int           // ops in the shrunk counterexample
+	Found     bool
+}
+
+// HuntFirstFailure runs schedules of b from seed until one fails (at most
+// limit), then shrinks it with the given budget.
+func HuntFirstFailure(ctx context.Context, b Broken, seed uint64, limit, shrinkBudget int) (FirstFailure, error) {
+	sc, err := scenarios.Lookup(b.Scenario)
+	if err != nil {
+		return FirstFailure{}, err
+	}
+	v, err := stores.Lookup(b.Store)
+	if err != nil {
+		return FirstFailure{}, err
+	}
+	var f FirstFailure
+	start := time.Now()
+	for i := range limit {
+		s := scenarios.SeedFor(seed, i)
+		sched, res, err := harness.Execute(ctx, sc.Setup(s, b.Discipline, v.Name), v, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, s))
+		if err != nil {
+			return f, err
+		}
+		f.Schedules = i + 1
+		if !res.Failed() {
+			continue
+		}
+		f.Time, f.Found = time.Since(start), true
+		small, _, err := harness.Shrink(ctx, sched, v, harness.Controlled, shrinkBudget)
+		if err != nil {
+			return f, err
+		}
+		f.ShrunkOps = len(small.Ops)
+		return f, nil
+	}
+	f.Time = time.Since(start)
+	return f, nil
+}
+
+// Median returns the median of xs (the mean of the middle two for an even
+// count); 0 for none.
+func Median[T int | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]T(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// findFailing returns schedule 0 of seed for b if it fails.
+func findFailing(ctx context.Context, b Broken, seed uint64) (*harness.Schedule, bool) {
+	sc, err := scenarios.Lookup(b.Scenario)
+	if err != nil {
+		return nil, false
+	}
+	v := stores.MustLookup(b.Store)
+	s := scenarios.SeedFor(seed, 0)
+	sched, res, err := harness.Execute(ctx, sc.Setup(s, b.Discipline, v.Name), v, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, s))
+	if err != nil || !res.Failed() {
+		return nil, false
+	}
+	return sched, true
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// readSchedule opens and parses a schedule file; errors are one line that
+// names the file and, for malformed content, the line.
+func readSchedule(path string) (*harness.Schedule, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	defer f.Close()
+	s, err := harness.Parse(f)
+	if err != nil {
+		return nil, badInput("%s: %v", path, err)
+	}
+	if _, err := stores.Lookup(s.Store); err != nil {
+		return nil, badInput("%s: %v", path, err)
+	}
+	return s, nil
+}
+
+// shrinkCmd minimises a failing schedule from elsewhere (a CI artifact, a
+// hand-written script) and writes the shrunk schedule.
+func shrinkCmd(ctx context.Context, args []string, stdout io.Writer) (int, error) {
+	fs := newFlags("shrink")
+	out := fs.String("o", "", "write the shrunk schedule to `OUT` (default: stdout)")
+	budget := fs.Int("budget", 200, "runs to spend shrinking")
+	// Flags may come after the file: badmac shrink FILE -o OUT.
+	var files []string
+	for {
+		if help, err := parseFlags(fs, args, stdout); help || err != nil {
+			return 2, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(files) != 1 {
+		return 2, badInput("shrink takes one schedule file")
+	}
+	if *budget < 1 {
+		return 2, badInput("-budget must be at least 1, got %d", *budget)
+	}
+	if *out != "" {
+		if err := checkWritable(*out); err != nil {
+			return 2, badInput("%v", err)
+		}
+	}
+	path := files[0]
+	s, err := readSchedule(path)
+	if err != nil {
+		return 2, err
+	}
+	defer sqlstores.Shutdown()
+	v := stores.MustLookup(s.Store)
+	small, res, err := harness.Shrink(ctx, s, v, harness.Controlled, *budget)
+	if err != nil {
+		return 2, fmt.Errorf("%s: %w", path, err)
+	}
+	if !res.Failed() {
+		fmt.Fprintf(stdout, "PASS: %s has no blamed failures; nothing to shrink\n", path)
+		return 0, nil
+	}
+	text := small.String()
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+			return 2, fmt.Errorf("writing %s: %w", *out, err)
+		}
+		fmt.Fprintf(stdout, "shrunk %s from %d to %d ops: %s\nreplay: badmac replay %s\n", path, len(s.Ops), len(small.Ops), res.Summary(), *out)
+		return 1, nil
+	}
+	fmt.Fprint(stdout, text)
+	fmt.Fprintf(stdout, "# shrunk from %d to %d ops: %s\n", len(s.Ops), len(small.Ops), res.Summary())
+	return 1, nil
+}

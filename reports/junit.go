@@ -1,0 +1,128 @@
+package reports
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// JUnit XML, the subset CI systems read: testsuites > testsuite > testcase
+// with an optional failure.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name       string          `xml:"name,attr"`
+	Tests      int             `xml:"tests,attr"`
+	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
+	Skipped    int             `xml:"skipped,attr"`
+	Properties []junitProperty `xml:"properties>property,omitempty"`
+	Cases      []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",cdata"`
+}
+
+// JUnit suite names: the gate's pairs, and the rest.
+const (
+	JUnitMustPass = "badmac must-pass"
+	JUnitOther    = "badmac not gated"
+)
+
+// WriteJUnit writes one test case per (discipline, store, scenario) row,
+// named discipline/store/scenario. A row with blamed failures is a failed
+// test case whose failure carries the summary, the replay command and the
+// counterexample. Must-pass pairs (the gate: exit code 1) go in the suite
+// "badmac must-pass", the others in "badmac not gated", so a CI view tells
+// a broken gate from pairs known to be broken.
+func WriteJUnit(w io.Writer, rep *Report) error {
+	gated := junitSuite{Name: JUnitMustPass}
+	other := junitSuite{Name: JUnitOther}
+	for _, r := range rep.Rows {
+		s := &other
+		if r.MustPass {
+			s = &gated
+		}
+		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", r.Discipline, r.Store, r.Scenario), Classname: "badmac." + r.Discipline}
+		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages blamed (%.2f%% [%.2f, %.2f])",
+			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi)
+		failed := r.Blamed > 0 || r.FailedSchedules > 0
+		if failed {
+			var text strings.Builder
+			fmt.Fprintf(&text, "%s\n%s\n", r.Summary, stats)
+			if r.Replay != "" {
+				fmt.Fprintf(&text, "replay: %s\n", r.Replay)
+			}
+			if r.Counterexample != "" {
+				fmt.Fprintf(&text, "\n%s", r.Counterexample)
+			}
+			c.Failure = &junitFailure{Message: r.Summary, Type: failureType(r), Text: text.String()}
+			s.Failures++
+		} else {
+			c.SystemOut = stats
+		}
+		s.Tests++
+		s.Cases = append(s.Cases, c)
+	}
+	root := junitSuites{Name: "badmac"}
+	for _, s := range []junitSuite{gated, other} {
+		if s.Tests == 0 {
+			continue
+		}
+		s.Properties = []junitProperty{{"seed", fmt.Sprint(rep.Seed)}, {"mode", rep.Mode}, {"schedules_per_row", fmt.Sprint(rep.Schedules)}}
+		root.Tests += s.Tests
+		root.Failures += s.Failures
+		root.Suites = append(root.Suites, s)
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(root); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+// failureType is the worst class the row saw, as the failure's type.
+func failureType(r Row) string {
+	switch {
+	case r.RegeneratedCreds > 0:
+		return "RegeneratedCreds"
+	case r.BadMAC > 0:
+		return "BadMAC"
+	case r.OldCounter > 0:
+		return "OldCounter"
+	case r.NoSession > 0:
+		return "NoSession"
+	case r.OtherErrors() > 0:
+		return "OtherError"
+	case r.StartRefused > 0:
+		return "StartRefused"
+	}
+	return "Blamed"
+}

@@ -1,0 +1,98 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// MarkdownLimit is the default cap on WriteMarkdown's output: GitHub
+// refuses a step summary over 1 MiB, so stay well under it.
+const MarkdownLimit = 512 << 10
+
+// MarkdownOptions tune WriteMarkdown.
+type MarkdownOptions struct {
+	// Limit caps the output in bytes (0: MarkdownLimit).
+	Limit int
+	// FullReport says where the whole report is (an artifact name, a
+	// path); it is named when the output is truncated.
+	FullReport string
+}
+
+// WriteMarkdown writes the report for a GitHub step summary: the verdict,
+// the table, and per failing row its summary, replay command and
+// counterexample. Past the limit it stops at a whole row and says where
+// the full report is.
+func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
+	limit := opt.Limit
+	if limit <= 0 {
+		limit = MarkdownLimit
+	}
+	var b strings.Builder
+	verdict := "**PASS**: every must-pass pair had zero blamed failures"
+	if !rep.Pass {
+		verdict = "**FAIL**: a must-pass pair was blamed for a failure"
+	}
+	fmt.Fprintf(&b, "## badmac\n\n%s\n\nseed %d, mode %s, %d schedules per row; `*` = must pass\n\n", verdict, rep.Seed, rep.Mode, rep.Schedules)
+	head := b.String()
+
+	var parts []string // each a whole row of the table or a whole failure
+	var table strings.Builder
+	table.WriteString("| " + strings.Join(Columns, " | ") + " |\n|")
+	for range Columns {
+		table.WriteString("---|")
+	}
+	table.WriteString("\n")
+	parts = append(parts, table.String())
+	for _, r := range rep.Rows {
+		cells := r.Cells()
+		for i, c := range cells {
+			cells[i] = mdEscape(c)
+		}
+		parts = append(parts, "| "+strings.Join(cells, " | ")+" |\n")
+	}
+	parts = append(parts, "\n")
+	for _, r := range rep.Rows {
+		if r.Replay == "" {
+			continue
+		}
+		var f strings.Builder
+		gate := ""
+		if r.MustPass {
+			gate = " (must pass)"
+		}
+		fmt.Fprintf(&f, "<details><summary>FAIL %s/%s/%s%s: %s</summary>\n\n", r.Discipline, r.Store, r.Scenario, gate, htmlEscape(r.Summary))
+		fmt.Fprintf(&f, "```\n%s\n```\n\n", r.Replay)
+		if r.Counterexample != "" {
+			fmt.Fprintf(&f, "```\n%s```\n\n", r.Counterexample)
+		}
+		f.WriteString("</details>\n\n")
+		parts = append(parts, f.String())
+	}
+
+	more := func(left int) string {
+		where := opt.FullReport
+		if where == "" {
+			where = "`badmac run --json` or `--html`"
+		}
+		return fmt.Sprintf("\n\n**Truncated**: %d more parts (table rows or failures) left out to stay under %d bytes; the full report is in %s.\n", left, limit, where)
+	}
+	var out strings.Builder
+	out.WriteString(head)
+	for i, p := range parts {
+		// Keep room for the truncation note.
+		if out.Len()+len(p)+len(more(len(parts)-i)) > limit {
+			out.WriteString(more(len(parts) - i))
+			break
+		}
+		out.WriteString(p)
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
+}
+
+func mdEscape(s string) string { return strings.NewReplacer("|", `\|`, "*", `\*`).Replace(s) }
+
+func htmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

@@ -1,0 +1,143 @@
+package reports
+
+import (
+	"encoding/xml"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func sampleReport(failing int) *Report {
+	rep := &Report{Seed: 7, Mode: "controlled", Schedules: 4, Pass: false}
+	for i := range failing + 2 {
+		r := Row{Discipline: "concurrent", Store: fmt.Sprintf("store%d", i), Scenario: "reply", Schedules: 4, Messages: 40, Delivered: 40}
+		if i < failing {
+			r.MustPass = i == 0
+			r.FailedSchedules, r.Blamed, r.Delivered, r.BadMAC = 2, 5, 35, 5
+			r.Rate = 5.0 / 40
+			r.Summary = "r2 lost [BadMAC]"
+			r.Replay = fmt.Sprintf("badmac replay f%d.txt", i)
+			r.Counterexample = "badmac schedule v1\nseed 1\nops\n" + strings.Repeat("step m1\n", 200)
+			r.History = []string{"send alice.0 m1: pkmsg m1", "deliver m1", "m1 GetSession alice:0", "m1: ok", "r2: BadMAC (no valid sessions)"}
+		}
+		rep.Rows = append(rep.Rows, r)
+	}
+	return rep
+}
+
+// JUnit: one case per row, failures where blamed, in a must-pass suite and
+// a not-gated suite; the failure carries the replay command.
+func TestJUnitCounts(t *testing.T) {
+	rep := sampleReport(3)
+	var b strings.Builder
+	if err := WriteJUnit(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal([]byte(b.String()), &got); err != nil {
+		t.Fatalf("junit does not parse: %v\n%s", err, b.String())
+	}
+	if got.Tests != 5 || got.Failures != 3 || len(got.Suites) != 2 {
+		t.Fatalf("tests=%d failures=%d suites=%d, want 5, 3, 2", got.Tests, got.Failures, len(got.Suites))
+	}
+	g, o := got.Suites[0], got.Suites[1]
+	if g.Name != JUnitMustPass || g.Tests != 1 || g.Failures != 1 || o.Tests != 4 || o.Failures != 2 {
+		t.Fatalf("suites: %+v / %+v", g, o)
+	}
+	f := g.Cases[0].Failure
+	if f == nil || !strings.Contains(f.Text, "replay: badmac replay f0.txt") || f.Message != "r2 lost [BadMAC]" || f.Type != "BadMAC" {
+		t.Fatalf("failure: %+v", f)
+	}
+	if g.Cases[0].Name != "concurrent/store0/reply" {
+		t.Fatalf("case name %q", g.Cases[0].Name)
+	}
+}
+
+// Markdown stays under its limit, cuts at a whole part and says where the
+// full report is; uncapped, everything is there.
+func TestMarkdownCap(t *testing.T) {
+	rep := sampleReport(40)
+	var full strings.Builder
+	if err := WriteMarkdown(&full, rep, MarkdownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(full.String(), "Truncated") || strings.Count(full.String(), "<details>") != 40 {
+		t.Fatalf("uncapped output is not whole (%d bytes)", full.Len())
+	}
+	const limit = 20000
+	if full.Len() <= limit {
+		t.Fatalf("sample too small to test the cap: %d bytes", full.Len())
+	}
+	var b strings.Builder
+	if err := WriteMarkdown(&b, rep, MarkdownOptions{Limit: limit, FullReport: "artifact badmac-report"}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if len(out) > limit {
+		t.Fatalf("%d bytes over the %d limit", len(out), limit)
+	}
+	if !strings.Contains(out, "Truncated") || !strings.Contains(out, "artifact badmac-report") {
+		t.Fatalf("no truncation note:\n%s", out[len(out)-300:])
+	}
+	if strings.Count(out, "<details>") != strings.Count(out, "</details>") || strings.Count(out, "```")%2 != 0 {
+		t.Fatal("cut inside a failure block")
+	}
+	if !strings.HasPrefix(out, "## badmac\n\n**FAIL**") {
+		t.Fatalf("no verdict first: %q", out[:40])
+	}
+}
+
+func TestTimelineLanes(t *testing.T) {
+	h := []string{"send alice.0 m1: pkmsg m1", "deliver m1", "m1 GetSession alice:0", "m1@1 PutSession alice:0",
+		"m1: ok", "r2: BadMAC (no valid sessions)", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
+		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2", "reply alice.0 r3 @1", "drain: deliver m4",
+		"dup m1: queued m1.2", "r3: send failed: store: boom", "alice.0: gives up on m2 after 5 retries",
+		"m5: retry receipt: store: boom"}
+	want := []struct {
+		lane   Lane
+		task   string
+		failed bool
+	}{{LanePeer, "", false}, {LaneDevice, "m1", false}, {LaneStore, "m1", false}, {LaneStore, "m1@1", false},
+		{LaneAttempt, "m1", false}, {LaneAttempt, "r2", true}, {LaneCrash, "", false}, {LaneCrash, "", false},
+		{LanePeer, "alice.0", false}, {LanePeer, "", false}, {LaneDevice, "r3", false}, {LaneDevice, "m4", false},
+		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}}
+	for i, e := range Timeline(h) {
+		if e.Lane != want[i].lane || e.Task != want[i].task || e.Failed != want[i].failed {
+			t.Errorf("%q: got %+v, want %+v", h[i], e, want[i])
+		}
+	}
+}
+
+// The HTML page holds the table, one bar per (store, discipline) and a
+// timeline per failing row with its failed attempt marked.
+func TestHTMLStructure(t *testing.T) {
+	var b strings.Builder
+	if err := WriteHTML(&b, sampleReport(2)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{`<table id="results">`, `<svg id="chart"`, `class="counterexample" id="tl-concurrent-store1-reply"`, `class="ev ev-attempt failed"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if n := strings.Count(out, "<rect "); n != 4 {
+		t.Errorf("%d bars, want 4", n)
+	}
+	if strings.Contains(out, "http://") && !strings.Contains(out, `xmlns="http://www.w3.org/2000/svg"`) || strings.Contains(out, "https://") || strings.Contains(out, "src=") {
+		t.Error("page refers to the network")
+	}
+}
+
+// A free-mode failure has a replay hint but no history: no empty timeline.
+func TestHTMLFreeModeFailure(t *testing.T) {
+	rep := sampleReport(1)
+	rep.Rows[0].History, rep.Rows[0].Counterexample = nil, ""
+	var b strings.Builder
+	if err := WriteHTML(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "No replayed history") || strings.Contains(b.String(), `class="timeline"`) {
+		t.Error("free-mode failure rendered as an empty timeline")
+	}
+}
