@@ -347,12 +347,12 @@ type conv struct {
 	killTimer *time.Timer
 	inflight  int
 	srv       *fakeserver.Server
-	alice  *fakeserver.Peer
-	dev    *endpoint.Endpoint // public side of the device, for bundles
-	creds  endpoint.Creds
-	msgs   map[string]*harness.Message
-	order  []string
-	res    *Result
+	alice     *fakeserver.Peer
+	dev       *endpoint.Endpoint // public side of the device, for bundles
+	creds     endpoint.Creds
+	msgs      map[string]*harness.Message
+	order     []string
+	res       *Result
 }
 
 func (c *conv) add(m *harness.Message) { c.msgs[m.ID] = m; c.order = append(c.order, m.ID) }

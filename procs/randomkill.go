@@ -35,7 +35,9 @@ func NewRandomKill(seed uint64, requests int, meanRequest time.Duration) RandomK
 	return RandomKill{Request: n, Delay: time.Duration(rng.Int64N(int64(2*meanRequest) + 1))}
 }
 
-func (k RandomKill) String() string { return fmt.Sprintf("SIGKILL %v after request %d", k.Delay, k.Request) }
+func (k RandomKill) String() string {
+	return fmt.Sprintf("SIGKILL %v after request %d", k.Delay, k.Request)
+}
 
 // ConverseRandomKill runs the conversation against real child processes
 // (Child.Launch) and kills the first incarnation at the random moment k;
