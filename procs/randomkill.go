@@ -6,7 +6,6 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
-	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -87,26 +86,16 @@ func LocalAt(storage stores.Storage, txn bool, request, writes int) Launcher {
 	}
 }
 
-// JudgeAny is Judge against the best of several models: a message is
-// store-blamed only when the real run ends worse than in every model (a
-// kill whose last write may or may not have committed has two).
+// JudgeAny judges the real run against each of several models of its kill
+// point (a kill whose last write may or may not have committed has two)
+// and returns the verdict that blames the store least: the real run is
+// store-blamed only when no model explains it.
 func JudgeAny(real, base *Result, models ...*Result) Verdict {
-	best := &Result{}
-	byID := map[string]*harness.Message{}
+	var best Verdict
 	for i, m := range models {
-		for _, msg := range m.Messages {
-			if b, ok := byID[msg.ID]; !ok || rank[msg.Outcome()] < rank[b.Outcome()] {
-				byID[msg.ID] = msg
-			}
-		}
-		if i == 0 {
-			best.RegeneratedCreds = m.RegeneratedCreds
+		if v := Judge(real, m, base); i == 0 || len(v.StoreBlamed) < len(best.StoreBlamed) {
+			best = v
 		}
 	}
-	for _, msg := range real.Messages {
-		if b, ok := byID[msg.ID]; ok {
-			best.Messages = append(best.Messages, b)
-		}
-	}
-	return Judge(real, best, base)
+	return best
 }
