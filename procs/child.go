@@ -31,6 +31,7 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	dieAfter := fs.Int("die-after", 0, "SIGKILL self right after this many store writes (0: never)")
 	seed := fs.Uint64("seed", 0, "seed for crypto/rand")
 	inc := fs.Int("incarnation", 0, "restart count, mixed into the seed")
+	report := fs.Bool("report-writes", false, "write a line to stderr after each counted store write (the parent's view of a kill at a random moment)")
 	txn := fs.Bool("txn", false, "decrypt inside the store's transaction with whatsmeow's decrypted-event buffer")
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "badmac device: %v\n", err)
@@ -55,6 +56,9 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	d, err := NewDevice(ctx, st, *txn, *dieAfter, die)
 	if err != nil {
 		return fail(err)
+	}
+	if *report {
+		d.writes.report = func() { _, _ = io.WriteString(stderr, writeLine) }
 	}
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)

@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"go.mau.fi/whatsmeow/util/keys"
 
@@ -50,7 +52,7 @@ type Child struct {
 func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
 	args := append(append([]string(nil), c.Args...),
 		"-driver", c.Loc.Driver, "-dsn", c.Loc.DSN, "-database", c.Loc.Database, "-jid", c.Loc.JID.String(),
-		"-seed", strconv.FormatUint(c.Seed, 10), "-incarnation", strconv.Itoa(inc), "-die-after", strconv.Itoa(dieAfter))
+		"-seed", strconv.FormatUint(c.Seed, 10), "-incarnation", strconv.Itoa(inc), "-die-after", strconv.Itoa(dieAfter), "-report-writes")
 	if c.Txn {
 		args = append(args, "-txn")
 	}
@@ -95,13 +97,29 @@ func (p *childProc) Do(_ context.Context, req Request) (Response, error) {
 		return resp, nil
 	}
 	// Write or read failed: the process is gone. Only a SIGKILL (the
-	// failpoint) counts as the expected death.
+	// failpoint, or the parent's Kill) counts as the expected death.
 	p.done = true
 	werr := p.cmd.Wait()
 	if strings.Contains(fmt.Sprint(werr), "signal: killed") {
 		return Response{}, ErrDied
 	}
-	return Response{}, fmt.Errorf("device process exited (%v): %s", werr, strings.TrimSpace(p.stderr.String()))
+	return Response{}, fmt.Errorf("device process exited (%v): %s", werr, p.errText())
+}
+
+// Kill sends SIGKILL now: the kill at a random moment. Safe to call
+// while Do runs.
+func (p *childProc) Kill() { _ = p.cmd.Process.Kill() }
+
+// ReportedWrites is the store writes the process reported as completed on
+// stderr before it died (-report-writes); valid after Do returned ErrDied.
+// A write can commit and the process die before it reports it.
+func (p *childProc) ReportedWrites() int {
+	return strings.Count(p.stderr.String(), writeLine)
+}
+
+// errText is the process's stderr without its write reports.
+func (p *childProc) errText() string {
+	return strings.TrimSpace(strings.ReplaceAll(p.stderr.String(), writeLine, ""))
 }
 
 func (p *childProc) Close() error {
@@ -112,7 +130,7 @@ func (p *childProc) Close() error {
 	_ = p.in.Close()
 	err := p.cmd.Wait()
 	if err != nil {
-		return fmt.Errorf("device process: %v: %s", err, strings.TrimSpace(p.stderr.String()))
+		return fmt.Errorf("device process: %v: %s", err, p.errText())
 	}
 	return nil
 }
@@ -135,11 +153,34 @@ type killed struct{}
 type localProc struct {
 	d    *Device
 	dead bool
+	// LocalAt's failpoint: request number atReq dies after atWrites of
+	// its writes, or after it.
+	reqs, atReq, atWrites int
 }
 
 func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err error) {
 	if p.dead {
 		return Response{}, ErrDied
+	}
+	at := false
+	if req.Op == OpRecv || req.Op == OpSend {
+		p.reqs++
+		at = p.atReq > 0 && p.reqs == p.atReq
+	}
+	if at && p.atWrites == 0 {
+		p.dead = true
+		return Response{}, ErrDied
+	}
+	if at {
+		p.d.writes.mu.Lock()
+		p.d.writes.after = p.d.writes.n + p.atWrites
+		p.d.writes.mu.Unlock()
+		defer func() {
+			if err == nil {
+				p.dead = true
+				resp, err = Response{}, ErrDied
+			}
+		}()
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -168,6 +209,13 @@ type Result struct {
 	Messages []*harness.Message
 	History  []string
 	Kills    int // incarnations that died at the failpoint
+	// KillPoints says where each death happened.
+	KillPoints []KillPoint
+	// Requests counts recv and send requests sent (redone ones included).
+	Requests int
+	// Overlapped counts requests sent while another process had one in
+	// flight (replicas).
+	Overlapped int
 	// RegeneratedCreds: a restart loaded other credentials than the first
 	// incarnation saved.
 	RegeneratedCreds bool
@@ -178,82 +226,133 @@ type Result struct {
 // Converse runs the conversation against the device, killed right after
 // its dieAfter-th store write (0: never) and restarted.
 func Converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int) (*Result, error) {
+	return converse(ctx, cfg, launch, dieAfter, nil)
+}
+
+func converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int, rk *RandomKill) (*Result, error) {
 	defer withRandom(cfg.Seed, 0)()
+	c, w, err := start(ctx, launch, dieAfter)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { w.proc.Close() }()
+	c.rk = rk
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rng := mrand.New(mrand.NewPCG(cfg.Seed, 0x70726f6373))
+	for i := 1; i <= cfg.Messages; {
+		var ds []*fakeserver.Delivery
+		for n := 1 + rng.IntN(2); n > 0 && i <= cfg.Messages; n-- {
+			d, err := c.send(fmt.Sprintf("m%d", i))
+			if err != nil {
+				return nil, err
+			}
+			i++
+			ds = append(ds, d)
+		}
+		for _, d := range ds {
+			if err := c.deliver(w, d); err != nil {
+				return nil, err
+			}
+		}
+		if rng.Float64() < cfg.Reply {
+			if err := c.reply(w, fmt.Sprintf("r%d", i-1)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if c.killTimer != nil {
+		c.killTimer.Stop()
+	}
+	return c.finish(w), nil
+}
+
+// start makes the conversation's server and contact, launches incarnation 0
+// (failpoint dieAfter) and initializes it: credentials and prekeys saved,
+// the bundle uploaded.
+func start(ctx context.Context, launch Launcher, dieAfter int) (*conv, *worker, error) {
 	c := &conv{ctx: ctx, launch: launch, srv: fakeserver.New(), msgs: map[string]*harness.Message{}, res: &Result{}}
 	var err error
 	if c.alice, err = fakeserver.NewPeer(ctx, c.srv, "alice", 0); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if c.proc, err = launch(ctx, 0, dieAfter); err != nil {
-		return nil, err
+	w := &worker{}
+	if w.proc, err = launch(ctx, 0, dieAfter); err != nil {
+		return nil, nil, err
 	}
-	defer func() { c.proc.Close() }()
-	resp, err := c.proc.Do(ctx, Request{Op: OpInit})
+	resp, err := w.proc.Do(ctx, Request{Op: OpInit})
 	if err == nil && !resp.OK {
 		err = errors.New(resp.Err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("init: %w", err)
+		w.proc.Close()
+		return nil, nil, fmt.Errorf("init: %w", err)
 	}
 	if c.creds, err = endpoint.DecodeCreds(resp.Creds); err != nil {
-		return nil, err
+		w.proc.Close()
+		return nil, nil, err
 	}
 	var pks []*keys.PreKey
-	for _, w := range resp.PreKeys {
-		pk, err := w.Key()
+	for _, k := range resp.PreKeys {
+		pk, err := k.Key()
 		if err != nil {
-			return nil, err
+			w.proc.Close()
+			return nil, nil, err
 		}
 		pks = append(pks, pk)
 	}
 	c.dev = &endpoint.Endpoint{JID: DeviceJID, Creds: c.creds}
 	c.srv.Upload(c.dev.Address(), c.dev.Bundle, pks)
+	return c, w, nil
+}
 
-	rng := mrand.New(mrand.NewPCG(cfg.Seed, 0x70726f6373))
-	for i := 1; i <= cfg.Messages; {
-		var ds []*fakeserver.Delivery
-		for n := 1 + rng.IntN(2); n > 0 && i <= cfg.Messages; n-- {
-			id := fmt.Sprintf("m%d", i)
-			i++
-			d, err := c.alice.Send(ctx, c.dev.Address(), id, "hello "+id)
-			if err != nil {
-				return nil, err
-			}
-			c.srv.TakeInbound(d.ID)
-			c.add(&harness.Message{ID: id, Dir: harness.In, Peer: c.alice.Name, Body: "hello " + id})
-			ds = append(ds, d)
-		}
-		for _, d := range ds {
-			if err := c.deliver(d); err != nil {
-				return nil, err
-			}
-		}
-		if rng.Float64() < cfg.Reply {
-			if err := c.reply(fmt.Sprintf("r%d", i-1)); err != nil {
-				return nil, err
-			}
-		}
+// send has the contact send message id to the device; the server holds it.
+func (c *conv) send(id string) (*fakeserver.Delivery, error) {
+	d, err := c.alice.Send(c.ctx, c.dev.Address(), id, "hello "+id)
+	if err != nil {
+		return nil, err
 	}
-	c.res.Writes += c.writes
+	c.srv.TakeInbound(d.ID)
+	c.add(&harness.Message{ID: id, Dir: harness.In, Peer: c.alice.Name, Body: "hello " + id})
+	return d, nil
+}
+
+// finish totals the writes and lists the messages in order.
+func (c *conv) finish(ws ...*worker) *Result {
+	for _, w := range ws {
+		c.res.Writes += w.writes
+	}
 	for _, id := range c.order {
 		c.res.Messages = append(c.res.Messages, c.msgs[id])
 	}
-	return c.res, nil
+	return c.res
 }
 
-type conv struct {
-	ctx    context.Context
-	launch Launcher
+// worker is one device process slot: its current incarnation.
+type worker struct {
 	proc   Proc
 	inc    int
 	writes int // of the current incarnation
-	srv    *fakeserver.Server
-	alice  *fakeserver.Peer
-	dev    *endpoint.Endpoint // public side of the device, for bundles
-	creds  endpoint.Creds
-	msgs   map[string]*harness.Message
-	order  []string
-	res    *Result
+}
+
+// conv is the parent side of a conversation. mu guards everything in it
+// (the contact, the server, the oracle's messages); deliver and reply hold
+// it except while a request is in flight, so that requests to different
+// processes run at once.
+type conv struct {
+	ctx       context.Context
+	launch    Launcher
+	mu        sync.Mutex
+	rk        *RandomKill
+	killTimer *time.Timer
+	inflight  int
+	srv       *fakeserver.Server
+	alice     *fakeserver.Peer
+	dev       *endpoint.Endpoint // public side of the device, for bundles
+	creds     endpoint.Creds
+	msgs      map[string]*harness.Message
+	order     []string
+	res       *Result
 }
 
 func (c *conv) add(m *harness.Message) { c.msgs[m.ID] = m; c.order = append(c.order, m.ID) }
@@ -265,24 +364,41 @@ func (c *conv) log(format string, a ...any) {
 // do sends a request; if the process dies, it is restarted (reloading its
 // credentials from the database) and ErrDied returned for the caller to
 // redo its work.
-func (c *conv) do(req Request) (Response, error) {
-	resp, err := c.proc.Do(c.ctx, req)
+func (c *conv) do(w *worker, req Request) (Response, error) {
+	c.res.Requests++
+	if c.rk != nil && c.res.Requests == c.rk.Request && c.killTimer == nil {
+		if k, ok := w.proc.(interface{ Kill() }); ok {
+			c.killTimer = time.AfterFunc(c.rk.Delay, k.Kill)
+		}
+	}
+	if c.inflight++; c.inflight > 1 {
+		c.res.Overlapped++
+	}
+	c.mu.Unlock()
+	resp, err := w.proc.Do(c.ctx, req)
+	c.mu.Lock()
+	c.inflight--
 	if err == nil {
-		c.writes = resp.Writes
+		w.writes = resp.Writes
 		return resp, nil
 	}
 	if !errors.Is(err, ErrDied) {
 		return resp, err
 	}
+	kp := KillPoint{Request: c.res.Requests, Op: req.Op, WritesBefore: w.writes, Writes: -1}
+	if r, ok := w.proc.(interface{ ReportedWrites() int }); ok {
+		kp.Writes = r.ReportedWrites()
+	}
+	c.res.KillPoints = append(c.res.KillPoints, kp)
 	c.res.Kills++
-	c.res.Writes += c.writes
-	c.inc++
-	c.log("killed during %s after %d writes; restart %d", req.Op, c.writes, c.inc)
-	c.writes = 0
-	if c.proc, err = c.launch(c.ctx, c.inc, 0); err != nil {
+	c.res.Writes += w.writes
+	w.inc++
+	c.log("killed during %s after %d writes; restart %d", req.Op, w.writes, w.inc)
+	w.writes = 0
+	if w.proc, err = c.launch(c.ctx, w.inc, 0); err != nil {
 		return Response{}, fmt.Errorf("restart: %w", err)
 	}
-	h, err := c.proc.Do(c.ctx, Request{Op: OpHello})
+	h, err := w.proc.Do(c.ctx, Request{Op: OpHello})
 	if err == nil && !h.OK {
 		err = errors.New(h.Err)
 	}
@@ -299,9 +415,9 @@ func (c *conv) do(req Request) (Response, error) {
 // deliver hands a delivery to the device until it is accepted, fails for
 // good, or retries run out; a death redelivers the same ciphertext (it was
 // never acknowledged).
-func (c *conv) deliver(d *fakeserver.Delivery) error {
+func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 	for d != nil {
-		resp, err := c.do(Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT})
+		resp, err := c.do(w, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT})
 		if errors.Is(err, ErrDied) {
 			cp := *d
 			cp.ID, cp.Copy = c.srv.NextCopy(d.Msg)
@@ -343,7 +459,7 @@ func (c *conv) deliver(d *fakeserver.Delivery) error {
 // reply has the device send msg to the contact, who reads it; a failed read
 // sends a retry receipt with the contact's fresh bundle, and the device
 // resends from a rebuilt session.
-func (c *conv) reply(msg string) error {
+func (c *conv) reply(w *worker, msg string) error {
 	body := "reply " + msg
 	c.add(&harness.Message{ID: msg, Dir: harness.Out, Peer: c.alice.Name, Body: body})
 	m := c.msgs[msg]
@@ -352,7 +468,7 @@ func (c *conv) reply(msg string) error {
 	var bundle *Bundle
 	retry := 0
 	for {
-		resp, err := c.do(Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: pt, Bundle: bundle})
+		resp, err := c.do(w, Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: pt, Bundle: bundle})
 		if errors.Is(err, ErrDied) {
 			continue // the send runs again
 		} else if err != nil {

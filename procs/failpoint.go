@@ -19,6 +19,8 @@ type counter struct {
 	n     int
 	after int
 	die   func()
+	// report, when set, is told of each counted write (before die).
+	report func()
 }
 
 func (c *counter) arm() {
@@ -36,7 +38,11 @@ func (c *counter) wrote(err error) error {
 	}
 	c.n++
 	hit := c.after > 0 && c.n == c.after
+	report := c.report
 	c.mu.Unlock()
+	if report != nil {
+		report()
+	}
 	if hit {
 		c.die()
 	}

@@ -55,6 +55,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	switch cmd {
 	case "run":
 		return runCmd(ctx, args, stdout, stderr)
+	case "procs":
+		return procsCmd(ctx, args, stdout, stderr)
 	case "replay":
 		return replayCmd(ctx, args, stdout)
 	case "device": // hidden: the device under test as a child process (package procs)
