@@ -69,7 +69,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, help)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, help)", cmd)
 }
 
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
@@ -80,6 +80,8 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          minimise a failing schedule (exit 1: it fails, 0: it passes)
   badmac bench [flags]   messages/s through the harness against raw libsignal,
                          schedules/s, time to the first failure per broken pair
+  badmac procs [flags]   the device as real child processes on sqlite/postgres:
+                         SIGKILL at write points and random moments, two replicas at once
   badmac help            this text
 
 Run 'badmac run -h' for the run flags.
