@@ -107,6 +107,14 @@ func (s *Server) Upload(addr *protocol.SignalAddress, bundle func(*keys.PreKey) 
 	s.preKeys[addr.String()] = append(s.preKeys[addr.String()], pks...)
 }
 
+// Unclaimed returns the device's uploaded one-time prekeys that no bundle
+// has handed out yet: what must still be in its store.
+func (s *Server) Unclaimed(addr *protocol.SignalAddress) []*keys.PreKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*keys.PreKey(nil), s.preKeys[addr.String()]...)
+}
+
 // FetchBundle hands out the device's bundle with one unused one-time prekey,
 // removing it from the pool as WhatsApp's server does; when the pool is
 // empty the bundle has no one-time prekey.

@@ -86,6 +86,7 @@ func (r *Run) restart() {
 		}
 	} else {
 		r.log("restart: credentials intact")
+		r.checkPreKeys()
 	}
 	r.down = false
 	redo := r.redo
@@ -192,3 +193,21 @@ func (r *Run) PendingWrites() int {
 
 // Down reports whether the device is crashed and not restarted.
 func (r *Run) Down() bool { return r.down }
+
+// checkPreKeys is the restart invariant for one-time prekeys: every prekey
+// the server still hands out must be in the store, with the same key, or the
+// contact that gets it in a bundle fails with InvalidPreKey.
+func (r *Run) checkPreKeys() {
+	dev := r.devs[0]
+	lost := 0
+	for _, pk := range r.srv.Unclaimed(dev.Address()) {
+		got, err := dev.Device.PreKeys.GetPreKey(r.ctx, pk.KeyID)
+		if err != nil || got == nil || *got.Priv != *pk.Priv {
+			lost++
+		}
+	}
+	if lost > 0 {
+		r.lostPreKeys += lost
+		r.log("restart: %d UNUSED PREKEYS LOST (uploaded, not yet handed out)", lost)
+	}
+}

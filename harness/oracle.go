@@ -107,13 +107,16 @@ type Result struct {
 	// refuses, so this is blamed too, but it is the correct behaviour next
 	// to RegeneratedCreds: detected, not papered over.
 	StartRefused bool
+	// LostPreKeys counts one-time prekeys that were uploaded and not yet
+	// handed out but were gone from the store after a restart.
+	LostPreKeys int
 }
 
 func (r *Run) result() *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := &Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
-		RegeneratedCreds: r.regenerated, StartRefused: r.refused}
+		RegeneratedCreds: r.regenerated, StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
 	for _, id := range r.order {
 		res.Messages = append(res.Messages, r.msgs[id])
 	}
@@ -135,6 +138,7 @@ type Counts struct {
 	Crashes          int
 	RegeneratedCreds int
 	StartRefused     int
+	LostPreKeys      int
 }
 
 // Add folds another run's counts in.
@@ -150,6 +154,7 @@ func (c *Counts) Add(o Counts) {
 	c.Crashes += o.Crashes
 	c.RegeneratedCreds += o.RegeneratedCreds
 	c.StartRefused += o.StartRefused
+	c.LostPreKeys += o.LostPreKeys
 	if c.Failures == nil {
 		c.Failures = map[endpoint.Class]int{}
 	}
@@ -161,7 +166,7 @@ func (c *Counts) Add(o Counts) {
 // Counts totals the result.
 func (res *Result) Counts() Counts {
 	c := Counts{Failures: map[endpoint.Class]int{}, Blamed: len(res.Blamed), Baseline: res.BaselineFailures,
-		Crashes: res.Crashes}
+		Crashes: res.Crashes, LostPreKeys: res.LostPreKeys}
 	if res.RegeneratedCreds {
 		c.RegeneratedCreds = 1
 	}
@@ -193,7 +198,7 @@ func (res *Result) Counts() Counts {
 // Regenerated credentials and a refused start count as failures of their
 // own, whatever happened to the messages.
 func (res *Result) Failed() bool {
-	return len(res.Blamed) > 0 || res.RegeneratedCreds || res.StartRefused
+	return len(res.Blamed) > 0 || res.RegeneratedCreds || res.StartRefused || res.LostPreKeys > 0
 }
 
 // Blame compares a candidate result with the baseline of the same schedule.
@@ -229,6 +234,9 @@ func (res *Result) Summary() string {
 	}
 	if res.StartRefused {
 		parts = append(parts, "start refused (creds unreadable)")
+	}
+	if res.LostPreKeys > 0 {
+		parts = append(parts, fmt.Sprintf("%d UNUSED PREKEYS LOST", res.LostPreKeys))
 	}
 	for _, id := range res.Blamed {
 		for _, m := range res.Messages {

@@ -73,6 +73,7 @@ type Run struct {
 	redo        []job          // killed or refused work to redo at restart
 	crashes     int
 	regenerated bool // a restart came up with other credentials
+	lostPreKeys int  // uploaded, unclaimed prekeys missing after restarts
 	refused     bool // a restart refused to start
 	// Store-write points, for crash-point enumeration.
 	lastCall map[string]string // task name -> last store call traced

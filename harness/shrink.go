@@ -66,6 +66,9 @@ func (res *Result) Signature() string {
 	if res.StartRefused {
 		return "StartRefused"
 	}
+	if res.LostPreKeys > 0 {
+		return "LostPreKeys"
+	}
 	for _, k := range []string{"BadMAC", "OldCounter", "NoSession", "InvalidPreKey", "UntrustedIdentity", "NoSenderKey", "StoreError", "Other",
 		"outcome:wrong", "outcome:duplicate", "outcome:lost", "outcome:recovered"} {
 		if rank[k] > 0 {

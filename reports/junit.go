@@ -123,6 +123,8 @@ func failureType(r Row) string {
 		return "OtherError"
 	case r.StartRefused > 0:
 		return "StartRefused"
+	case r.LostPreKeys > 0:
+		return "LostPreKeys"
 	}
 	return "Blamed"
 }

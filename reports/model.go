@@ -45,6 +45,9 @@ type Row struct {
 	Crashes          int `json:"crashes"`
 	RegeneratedCreds int `json:"regenerated_creds"`
 	StartRefused     int `json:"start_refused"`
+	// LostPreKeys counts uploaded, unclaimed one-time prekeys missing from
+	// the store after restarts (a restart invariant).
+	LostPreKeys int `json:"lost_prekeys"`
 	// Blamed counts messages whose outcome is worse than in the protocol
 	// baseline; the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`

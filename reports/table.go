@@ -10,7 +10,7 @@ import (
 
 // Columns are the table's headers, in order; README explains each.
 var Columns = []string{"discipline", "store", "scenario", "sched", "failed", "msgs", "delivered",
-	"BadMAC", "OldCounter", "NoSession", "other err", "recovered", "lost", "dup", "crashes", "regen creds", "blamed", "fail rate (95% CI)"}
+	"BadMAC", "OldCounter", "NoSession", "other err", "recovered", "lost", "dup", "crashes", "regen creds", "lost pk", "blamed", "fail rate (95% CI)"}
 
 // Cells returns a row's table cells in Columns order.
 func (r Row) Cells() []string {
@@ -22,7 +22,7 @@ func (r Row) Cells() []string {
 		fmt.Sprint(r.Schedules), fmt.Sprint(r.FailedSchedules), fmt.Sprint(r.Messages), fmt.Sprint(r.Delivered),
 		fmt.Sprint(r.BadMAC), fmt.Sprint(r.OldCounter), fmt.Sprint(r.NoSession), fmt.Sprint(r.OtherErrors()),
 		fmt.Sprint(r.Recovered), fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicates),
-		fmt.Sprint(r.Crashes), regen(r), fmt.Sprint(r.Blamed),
+		fmt.Sprint(r.Crashes), regen(r), fmt.Sprint(r.LostPreKeys), fmt.Sprint(r.Blamed),
 		fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*r.Rate, 100*r.RateLo, 100*r.RateHi)}
 }
 

@@ -1,10 +1,14 @@
 package scenarios
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
 )
 
 // TornModes samples the torn-write cases at a crash point with n pending
@@ -57,4 +61,23 @@ func TestTornWrites(t *testing.T) {
 	if regen+badmac == 0 {
 		t.Fatalf("files: no torn write gave regenerated creds or Bad MAC:\n%s", inPlace.Text(false))
 	}
+}
+
+// Restart invariant: one-time prekeys the device uploaded and the server has
+// not handed out must still be in the store after a restart. Torn in-place
+// file writes lose some; atomic files and the reference store never do.
+func TestUnusedPreKeysSurviveRestart(t *testing.T) {
+	sc, err := Lookup("torn")
+	require.NoError(t, err)
+	cfg := Config{Mode: harness.Controlled, Policy: Random, Seed: 1, Schedules: 8}
+	lost := map[string]int{}
+	for _, st := range []string{"reference", "files-atomic", "files"} {
+		pr, err := RunPair(context.Background(), sc, harness.Locked, stores.MustLookup(st), cfg)
+		require.NoError(t, err)
+		lost[st] = pr.Counts.LostPreKeys
+	}
+	t.Logf("unused prekeys lost over %d torn schedules: %v", cfg.Schedules, lost)
+	require.Zero(t, lost["reference"])
+	require.Zero(t, lost["files-atomic"])
+	require.Positive(t, lost["files"])
 }
