@@ -47,7 +47,7 @@ func (r *Run) Drive(src Source) error {
 // caller applies ops and must call Stop. Only one run is started at a time
 // per process (Start waits for the previous Stop).
 func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*Run, error) {
-	restore := seedRandom(setup.Seed, 0)
+	restore := SeedRandom(setup.Seed, 0)
 	r, err := Open(ctx, setup, v, mode)
 	if err != nil {
 		restore()

@@ -16,6 +16,10 @@ type seededReader struct {
 	c  *mrand.ChaCha8
 }
 
+// NewSeededReader returns the ChaCha8 stream SeedRandom installs, for a
+// process that seeds crypto/rand.Reader for good (a child device).
+func NewSeededReader(seed uint64, stream byte) io.Reader { return newSeededReader(seed, stream) }
+
 func newSeededReader(seed uint64, stream byte) *seededReader {
 	var s [32]byte
 	binary.LittleEndian.PutUint64(s[:], seed)
@@ -31,9 +35,10 @@ func (r *seededReader) Read(p []byte) (int, error) {
 
 var randMu sync.Mutex
 
-// seedRandom seeds crypto/rand.Reader until the returned func is called.
-// Runs that use it are serialized: the reader is process-global.
-func seedRandom(seed uint64, stream byte) (restore func()) {
+// SeedRandom seeds crypto/rand.Reader until the returned func is called.
+// Everything that seeds it goes through here, so that users are serialized:
+// the reader is process-global.
+func SeedRandom(seed uint64, stream byte) (restore func()) {
 	randMu.Lock()
 	old := rand.Reader
 	rand.Reader = newSeededReader(seed, stream)
@@ -45,7 +50,7 @@ func seedRandom(seed uint64, stream byte) (restore func()) {
 
 // withSeededRandom runs fn with crypto/rand.Reader seeded.
 func withSeededRandom(seed uint64, stream byte, fn func()) {
-	defer seedRandom(seed, stream)()
+	defer SeedRandom(seed, stream)()
 	fn()
 }
 
