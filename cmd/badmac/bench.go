@@ -44,13 +44,9 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			return 2, badInput("%s must be at least 1, got %d", name, v)
 		}
 	}
-	var vs []stores.Variant
-	for _, s := range split(*storeList) {
-		v, err := stores.Lookup(s)
-		if err != nil {
-			return 2, badInput("%v", err)
-		}
-		vs = append(vs, v)
+	vs, err := lookupStores(*storeList)
+	if err != nil {
+		return 2, err
 	}
 	var broken []bench.Broken
 	for _, s := range split(*brokenList) {

@@ -63,13 +63,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		ds = append(ds, d)
 	}
-	var vs []stores.Variant
-	for _, s := range split(*storeList) {
-		v, err := stores.Lookup(s)
-		if err != nil {
-			return 2, badInput("%v", err)
-		}
-		vs = append(vs, v)
+	vs, err := lookupStores(*storeList)
+	if err != nil {
+		return 2, err
 	}
 	var scs []scenarios.Scenario
 	for _, s := range split(*scens) {
@@ -197,6 +193,19 @@ func saveSchedule(dir string, s *harness.Schedule) (string, error) {
 		return "", fmt.Errorf("saving schedule: %w", err)
 	}
 	return path, nil
+}
+
+// lookupStores resolves a comma-separated list of store names.
+func lookupStores(list string) ([]stores.Variant, error) {
+	var vs []stores.Variant
+	for _, s := range split(list) {
+		v, err := stores.Lookup(s)
+		if err != nil {
+			return nil, badInput("%v", err)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }
 
 func split(s string) []string {
