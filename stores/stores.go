@@ -85,8 +85,6 @@ type memStorage struct {
 func (m *memStorage) Instance(context.Context) (Set, error) { return m.mk(m.backend), nil }
 func (m *memStorage) Close() error                          { return nil }
 
-// Backend exposes the bytes behind an in-memory storage (for snapshots).
-func (m *memStorage) Backend() *Memory { return m.backend }
 
 func memVariant(name, doc string, mk func(b *Memory) Set) Variant {
 	return Variant{Name: name, Doc: doc, Open: func(context.Context) (Storage, error) {
