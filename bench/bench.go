@@ -24,15 +24,7 @@ import (
 // included), as a bot runs it. Session setup is outside the timing.
 func Raw(ctx context.Context, n int) (time.Duration, error) {
 	open := func(user string) (*endpoint.Endpoint, error) {
-		st, err := stores.MustLookup("reference").Open(ctx)
-		if err != nil {
-			return nil, err
-		}
-		set, err := st.Instance(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return endpoint.New(types.JID{User: user, Server: types.DefaultUserServer}, endpoint.NewCreds(), set), nil
+		return endpoint.OnReference(ctx, types.JID{User: user, Server: types.DefaultUserServer})
 	}
 	a, err := open("alice")
 	if err != nil {

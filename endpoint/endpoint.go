@@ -262,3 +262,17 @@ func Unpad(b []byte) ([]byte, error) {
 	}
 	return b[:len(b)-n], nil
 }
+
+// OnReference returns an endpoint with fresh credentials on a store of its
+// own: the in-memory reference store. Peers and the raw benchmark loop use it.
+func OnReference(ctx context.Context, jid types.JID) (*Endpoint, error) {
+	st, err := stores.MustLookup("reference").Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set, err := st.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return New(jid, NewCreds(), set), nil
+}

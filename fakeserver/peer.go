@@ -11,7 +11,6 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/stores"
 )
 
 // MaxRetries is where WhatsApp clients give up on a message.
@@ -33,23 +32,27 @@ type Peer struct {
 // NewPeer creates a contact device with fresh credentials, uploads its
 // prekeys to srv and returns it.
 func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Peer, error) {
-	st, err := stores.MustLookup("reference").Open(ctx)
+	e, err := install(ctx, srv, types.JID{User: user, Server: types.DefaultUserServer, Device: device})
 	if err != nil {
 		return nil, err
 	}
-	set, err := st.Instance(ctx)
+	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
+		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
+}
+
+// install is a fresh WhatsApp install of jid: new credentials on a new
+// reference store, 20 one-time prekeys uploaded to srv.
+func install(ctx context.Context, srv *Server, jid types.JID) (*endpoint.Endpoint, error) {
+	e, err := endpoint.OnReference(ctx, jid)
 	if err != nil {
 		return nil, err
 	}
-	jid := types.JID{User: user, Server: types.DefaultUserServer, Device: device}
-	e := endpoint.New(jid, endpoint.NewCreds(), set)
-	pks, err := set.PreKeys.GetOrGenPreKeys(ctx, 20)
+	pks, err := e.Device.PreKeys.GetOrGenPreKeys(ctx, 20)
 	if err != nil {
 		return nil, err
 	}
 	srv.Upload(e.Address(), e.Bundle, pks)
-	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
-		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
+	return e, nil
 }
 
 // Reinstall is the contact reinstalling WhatsApp: a new identity key and
@@ -57,20 +60,10 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 // it already sent can still be resent on a retry receipt (from the new
 // install, as a phone's backup restores chat history).
 func (p *Peer) Reinstall(ctx context.Context) error {
-	st, err := stores.MustLookup("reference").Open(ctx)
+	e, err := install(ctx, p.srv, p.JID)
 	if err != nil {
 		return err
 	}
-	set, err := st.Instance(ctx)
-	if err != nil {
-		return err
-	}
-	e := endpoint.New(p.JID, endpoint.NewCreds(), set)
-	pks, err := set.PreKeys.GetOrGenPreKeys(ctx, 20)
-	if err != nil {
-		return err
-	}
-	p.srv.Upload(e.Address(), e.Bundle, pks)
 	p.Endpoint = e
 	p.skdmTo = make(map[string]bool)
 	return nil

@@ -85,7 +85,6 @@ type memStorage struct {
 func (m *memStorage) Instance(context.Context) (Set, error) { return m.mk(m.backend), nil }
 func (m *memStorage) Close() error                          { return nil }
 
-
 func memVariant(name, doc string, mk func(b *Memory) Set) Variant {
 	return Variant{Name: name, Doc: doc, Open: func(context.Context) (Storage, error) {
 		return &memStorage{backend: NewMemory(), mk: mk}, nil
