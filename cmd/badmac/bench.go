@@ -67,12 +67,8 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 		broken = append(broken, bench.Broken{Discipline: d, Store: p[1], Scenario: p[2]})
 	}
 	defer sqlstores.Shutdown()
-	for _, v := range vs {
-		st, err := v.Open(ctx)
-		if err != nil {
-			return 2, fmt.Errorf("store %s: %w", v.Name, err)
-		}
-		st.Close()
+	if err := probeStores(ctx, vs); err != nil {
+		return 2, err
 	}
 
 	var raws []time.Duration

@@ -93,13 +93,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		return 2, badInput("nothing to run: give at least one discipline, store and scenario")
 	}
 	defer sqlstores.Shutdown()
-	// Check every store opens before spending time on the others.
-	for _, v := range vs {
-		st, err := v.Open(ctx)
-		if err != nil {
-			return 2, fmt.Errorf("store %s: %w", v.Name, err)
-		}
-		st.Close()
+	if err := probeStores(ctx, vs); err != nil {
+		return 2, err
 	}
 
 	outputs := []*string{mdFile, junitFile, htmlFile}
@@ -206,6 +201,19 @@ func lookupStores(list string) ([]stores.Variant, error) {
 		vs = append(vs, v)
 	}
 	return vs, nil
+}
+
+// probeStores opens and closes every store once, so an unreachable database
+// is a one-line error before any time is spent on the others.
+func probeStores(ctx context.Context, vs []stores.Variant) error {
+	for _, v := range vs {
+		st, err := v.Open(ctx)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", v.Name, err)
+		}
+		st.Close()
+	}
+	return nil
 }
 
 func split(s string) []string {
