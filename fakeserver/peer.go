@@ -160,16 +160,6 @@ func (p *Peer) Retry(ctx context.Context, to *protocol.SignalAddress, msg string
 	return d, nil
 }
 
-// Redeliver queues another copy of an already queued ciphertext, as the
-// offline queue does when an ack is lost.
-func (p *Peer) Redeliver(d *Delivery) *Delivery {
-	id, n := p.srv.NextCopy(d.Msg)
-	c := *d
-	c.ID, c.Copy = id, n
-	p.srv.ToDevice(&c)
-	return &c
-}
-
 // Read decrypts a delivery from the device.
 func (p *Peer) Read(ctx context.Context, d *Delivery) (Payload, error) {
 	pt, err := p.DecryptDM(ctx, d.From, d.Kind, d.CT)

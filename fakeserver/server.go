@@ -151,6 +151,15 @@ func (s *Server) ToDevice(d *Delivery) {
 	s.inbound = append(s.inbound, d)
 }
 
+// Redeliver queues another copy of a ciphertext the device already took, as
+// the offline queue does when an ack is lost or the device died before it.
+func (s *Server) Redeliver(d *Delivery) *Delivery {
+	c := *d
+	c.ID, c.Copy = s.NextCopy(d.Msg)
+	s.ToDevice(&c)
+	return &c
+}
+
 // ToPeer queues a delivery from the device to a peer.
 func (s *Server) ToPeer(d *Delivery) {
 	s.mu.Lock()

@@ -93,9 +93,7 @@ func (r *Run) restart() {
 	r.redo = nil
 	for _, j := range redo {
 		if j.requeue != nil {
-			c := *j.requeue
-			c.ID, c.Copy = r.srv.NextCopy(c.Msg)
-			r.srv.ToDevice(&c)
+			c := r.srv.Redeliver(j.requeue)
 			r.log("restart: server redelivers unacknowledged %s as %s", j.name, c.ID)
 			continue
 		}

@@ -387,7 +387,7 @@ func (r *Run) Apply(op Op) error {
 		if d == nil {
 			return nil
 		}
-		c := r.peers[r.byAddr[d.From.String()].Name].Redeliver(d)
+		c := r.srv.Redeliver(d)
 		r.log("%s: queued %s", op, c.ID)
 	case "crash":
 		mode := ""
