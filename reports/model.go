@@ -48,6 +48,10 @@ type Row struct {
 	// LostPreKeys counts uploaded, unclaimed one-time prekeys missing from
 	// the store after restarts (a restart invariant).
 	LostPreKeys int `json:"lost_prekeys"`
+	// BaselineFailures counts messages that failed even in the protocol
+	// baseline (the schedule run serially on the reference store): limits of
+	// the protocol, never blamed on the pair.
+	BaselineFailures int `json:"baseline_failures"`
 	// Blamed counts messages whose outcome is worse than in the protocol
 	// baseline; the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`
