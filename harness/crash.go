@@ -23,6 +23,7 @@ func (r *Run) crash(mode string) {
 		r.wg.Wait() // free mode cannot kill a goroutine: the crash lands between tasks
 		r.afterStep()
 	}
+	r.crashPoints = append(r.crashPoints, "crash "+r.crashLocation())
 	var killed []string
 	if r.sim != nil {
 		for _, t := range r.sim.Live() {
@@ -119,6 +120,7 @@ func (r *Run) rollback() {
 		return
 	}
 	sn.Restore(r.snap)
+	r.crashPoints[len(r.crashPoints)-1] += ", storage restored from the backup"
 	r.log("rollback: storage restored from the backup")
 	r.restart()
 }
@@ -179,6 +181,39 @@ func (r *Run) WriteLocation(k int) string {
 		next = r.lastCall[task] + " (" + task + ")"
 	}
 	return fmt.Sprintf("after %s (%s, write %d), before %s", r.writes[k-1], task, k, next)
+}
+
+// crashLocation names the point a crash lands at now: right after the
+// last store write that has completed (a task parked at the yield point
+// before a write has not made it), in WriteLocation's words.
+func (r *Run) crashLocation() string {
+	r.mu.Lock()
+	k := 0
+	for i := len(r.writes) - 1; i >= 0 && k == 0; i-- {
+		task := r.writer[i]
+		parked := false
+		if t := r.tasks[task]; t != nil && !t.Done() && isWrite(r.lastCall[task]) && r.lastWrite(task) == i {
+			parked = true
+		}
+		if !parked {
+			k = i + 1
+		}
+	}
+	r.mu.Unlock()
+	if k == 0 {
+		return "after registration, before any store write by a device task"
+	}
+	return r.WriteLocation(k)
+}
+
+// lastWrite is the index of the last write task entered (-1: none).
+func (r *Run) lastWrite(task string) int {
+	for i := len(r.writer) - 1; i >= 0; i-- {
+		if r.writer[i] == task {
+			return i
+		}
+	}
+	return -1
 }
 
 // PendingWrites is how many writes the storage would lose in a crash now.

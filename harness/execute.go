@@ -57,23 +57,72 @@ func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*
 	return r, nil
 }
 
-// Stop drains the run, closes it, runs the baseline and blames. A run in
-// which every message was delivered cleanly cannot be blamed for anything,
-// so its baseline is skipped (half the cost of a passing schedule).
+// Stop drains the run, closes it, runs the baselines and judges (Judge). A
+// run in which every message was delivered cleanly cannot be blamed for
+// anything, so its baselines are skipped (half the cost of a passing
+// schedule).
 func (r *Run) Stop() (*Schedule, *Result, error) {
 	sched, res, err := r.Drain()
 	if err != nil {
 		return nil, nil, err
 	}
+	// Only a controlled run replays: the reference store can be run on the
+	// same interleaving (free mode leaves no explicit schedule).
+	replayable := r.mode == Controlled
 	if res.clean() {
+		res.StoreJudged = replayable && r.variant.Name != referenceStore
 		return sched, res, nil
 	}
 	base, err := Baseline(r.ctx, sched)
 	if err != nil {
 		return nil, nil, fmt.Errorf("baseline: %w", err)
 	}
-	Blame(res, base)
+	var ref *Result
+	switch {
+	case !replayable:
+	case r.variant.Name == referenceStore:
+		ref = res // the reference store is its own reference: n/a
+	default:
+		if ref, err = SameClient(r.ctx, sched); err != nil {
+			return nil, nil, fmt.Errorf("reference run: %w", err)
+		}
+	}
+	Judge(res, base, ref)
+	res.StoreJudged = ref != nil && ref != res
 	return sched, res, nil
+}
+
+// referenceStore is the store every candidate is compared with.
+const referenceStore = "reference"
+
+// SameClient runs an explicit schedule on the reference store under the
+// same discipline, in controlled mode, with the same crypto/rand stream as
+// the candidate's run: what a perfect store gives this client on this
+// interleaving, crashes included (docs/design.md §5). The reference store
+// has no transactions, so txn runs as locked, as in Baseline. Its result is
+// not judged.
+func SameClient(ctx context.Context, s *Schedule) (*Result, error) {
+	s = s.Clone()
+	if s.Discipline == Txn {
+		s.Discipline = Locked
+	}
+	var res *Result
+	var err error
+	withSeededRandom(s.Seed, 0, func() {
+		var r *Run
+		r, err = Open(ctx, s, stores.MustLookup(referenceStore), Controlled)
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		for _, op := range s.Ops {
+			if err = r.Apply(op); err != nil {
+				return
+			}
+		}
+		res, err = r.Finish()
+	})
+	return res, err
 }
 
 // Drain finishes and closes the run without the baseline: the result is
@@ -139,6 +188,35 @@ func Replay(ctx context.Context, s *Schedule, mode Mode) (*Result, error) {
 	}
 	_, res, err := Execute(ctx, s, v, mode, &opList{ops: s.Ops})
 	return res, err
+}
+
+// ShrinkKeeping deletes ops from s while keep holds for the judged result,
+// as Shrink does for a failure's signature (first in large chunks, then
+// one at a time); budget bounds the runs. The library-failure finding is
+// shrunk with it: keep is "the baseline still fails a message".
+func ShrinkKeeping(ctx context.Context, s *Schedule, v stores.Variant, mode Mode, budget int, keep func(*Result) bool) (*Schedule, *Result, error) {
+	best, bestRes, err := Execute(ctx, s, v, mode, Ops(s.Ops))
+	if err != nil || !keep(bestRes) {
+		return s, bestRes, err
+	}
+	runs := 0
+	for chunk := len(best.Ops) / 2; chunk >= 1; chunk /= 2 {
+		for i := 0; i+chunk <= len(best.Ops); {
+			if runs >= budget {
+				return best, bestRes, nil
+			}
+			runs++
+			c := best.Clone()
+			c.Ops = append(append([]Op(nil), best.Ops[:i]...), best.Ops[i+chunk:]...)
+			sched, r, err := Execute(ctx, c, v, mode, Ops(c.Ops))
+			if err != nil || !keep(r) {
+				i += chunk
+				continue
+			}
+			best, bestRes = sched, r
+		}
+	}
+	return best, bestRes, nil
 }
 
 type opList struct {

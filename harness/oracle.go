@@ -84,20 +84,49 @@ func (m *Message) Failures() []Attempt {
 	return out
 }
 
-// Result is what a run produced: every message and the history.
+// Result is what a run produced: every message and the history, judged
+// three ways (docs/design.md §5): against the protocol baseline (the pair's
+// verdict, the gate), against the reference store under the same client and
+// the same explicit schedule (the store's verdict), and, in runs a crash hit,
+// what that crash costs even a perfect store (client-side).
 type Result struct {
 	Messages []*Message
 	History  []string
-	// Blamed lists the messages whose outcome is worse than in the protocol
-	// baseline (filled by Check).
+	// Blamed lists the pair failures: messages whose outcome is worse than
+	// in the protocol baseline (Worse), other than the client-side ones.
+	// Filled by Judge.
 	Blamed []string
-	// BaselineFailures counts messages that failed even in the baseline:
-	// the protocol's own limits, never counted against the pair. Only
-	// counted when the run had a message not delivered cleanly (otherwise
-	// the baseline is not run).
+	// StoreBlamed lists the store failures: messages worse than on the
+	// reference store under the same discipline and the same explicit
+	// schedule. Only meaningful when StoreJudged.
+	StoreBlamed []string
+	// StoreJudged is false when the store was not compared with the
+	// reference store: the candidate is the reference store itself, or the
+	// run is not replayable (free mode). A clean run is judged (nothing can
+	// be worse than anything).
+	StoreJudged bool
+	// ClientSide lists the messages, in runs a crash hit, that are worse
+	// than in the protocol baseline but no worse than on the reference store
+	// under the same client and the same crash: the client's non-atomic
+	// load→decrypt→store→ack (or a restore from a backup) loses them
+	// whatever the store. Never blamed on the pair or the store.
+	ClientSide []string
+	// BaselineFailures counts messages the protocol baseline itself did not
+	// deliver cleanly; LibraryFailures lists those it lost, duplicated or
+	// got wrong: failures of the protocol or of libsignal with a perfect
+	// store and a serial client (reported on their own, never blamed).
+	// Only counted when the run had a message not delivered cleanly
+	// (otherwise the baseline is not run).
 	BaselineFailures int
-	// Crashes counts crash ops that hit a live device.
-	Crashes int
+	LibraryFailures  []string
+	// BaselineSummary describes the library failures as the baseline
+	// ended them ("m3 lost [OldCounter]").
+	BaselineSummary string
+	// Crashes counts crash ops that hit a live device; CrashPoints says
+	// where each landed ("crash after PutSession alice:0 (m1, write 2),
+	// before RemovePreKey (m1)").
+	Crashes     int
+	CrashPoints []string
 	// RegeneratedCreds: a restart came up with other credentials (identity,
 	// registration id or signed prekey) than the device had: a failure of
 	// its own (Baileys' unreadable creds.json becomes a new identity).
@@ -116,6 +145,7 @@ func (r *Run) result() *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := &Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
+		CrashPoints:      append([]string(nil), r.crashPoints...),
 		RegeneratedCreds: r.regenerated, StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
 	for _, id := range r.order {
 		res.Messages = append(res.Messages, r.msgs[id])
@@ -132,8 +162,17 @@ type Counts struct {
 	Lost       int
 	Wrong      int
 	Failures   map[endpoint.Class]int // failed attempts by class
-	Blamed     int
-	Baseline   int
+	// Blamed: pair failures (the gate); StoreBlamed: store failures, over
+	// the StoreJudged runs; StoreNA: runs whose store was not judged
+	// against the reference store; ClientSide: crash losses a perfect store
+	// suffers too; Baseline: messages the baseline did not deliver cleanly,
+	// Library: those it lost, duplicated or got wrong.
+	Blamed      int
+	StoreBlamed int
+	StoreNA     int
+	ClientSide  int
+	Baseline    int
+	Library     int
 	// Crash and restart outcomes (runs, not messages).
 	Crashes          int
 	RegeneratedCreds int
@@ -150,7 +189,11 @@ func (c *Counts) Add(o Counts) {
 	c.Lost += o.Lost
 	c.Wrong += o.Wrong
 	c.Blamed += o.Blamed
+	c.StoreBlamed += o.StoreBlamed
+	c.StoreNA += o.StoreNA
+	c.ClientSide += o.ClientSide
 	c.Baseline += o.Baseline
+	c.Library += o.Library
 	c.Crashes += o.Crashes
 	c.RegeneratedCreds += o.RegeneratedCreds
 	c.StartRefused += o.StartRefused
@@ -166,7 +209,11 @@ func (c *Counts) Add(o Counts) {
 // Counts totals the result.
 func (res *Result) Counts() Counts {
 	c := Counts{Failures: map[endpoint.Class]int{}, Blamed: len(res.Blamed), Baseline: res.BaselineFailures,
+		StoreBlamed: len(res.StoreBlamed), ClientSide: len(res.ClientSide), Library: len(res.LibraryFailures),
 		Crashes: res.Crashes, LostPreKeys: res.LostPreKeys}
+	if !res.StoreJudged {
+		c.StoreNA = 1
+	}
 	if res.RegeneratedCreds {
 		c.RegeneratedCreds = 1
 	}
@@ -194,37 +241,119 @@ func (res *Result) Counts() Counts {
 	return c
 }
 
-// Failed reports whether the pair is blamed for anything in this run.
-// Regenerated credentials and a refused start count as failures of their
-// own, whatever happened to the messages.
+// Failed is the verdict on one schedule, the only one: the pair fails when
+// it is blamed for a message (worse than the protocol baseline, client-side
+// crash losses excepted), when a restart regenerated credentials or refused
+// to start (the reference store always starts, so starting was right), when
+// uploaded prekeys were lost, or when a store call returned an error. Every
+// output (FAIL lines, exit code, JSON, JUnit, HTML, Markdown, storetest)
+// derives from it; reports.Row.Failed is its row-level form.
 func (res *Result) Failed() bool {
-	return len(res.Blamed) > 0 || res.RegeneratedCreds || res.StartRefused || res.LostPreKeys > 0
+	return len(res.Blamed) > 0 || res.RegeneratedCreds || res.StartRefused || res.LostPreKeys > 0 || res.storeErrors() > 0
 }
 
-// Blame compares a candidate result with the baseline of the same schedule.
-// A message counts against the pair when the baseline delivered it cleanly
-// and the candidate did not.
-func Blame(cand, base *Result) {
-	baseOut := map[string]Outcome{}
-	for _, m := range base.Messages {
-		baseOut[m.ID] = m.Outcome()
+// storeErrors counts failed attempts whose store call returned an error.
+func (res *Result) storeErrors() int {
+	n := 0
+	for _, m := range res.Messages {
+		for _, a := range m.Attempts {
+			if !a.OK && a.Class == endpoint.StoreError {
+				n++
+			}
+		}
 	}
-	cand.Blamed = nil
+	return n
+}
+
+// outcomeRank orders outcomes from best to worst.
+var outcomeRank = map[Outcome]int{Delivered: 0, Recovered: 1, Duplicate: 2, Lost: 3, Wrong: 4}
+
+// Worse reports whether message m ended worse than b, the same message in
+// another run: a worse outcome (delivered < recovered < duplicate < lost <
+// wrong), or a failed attempt of a class b never had. b nil (the message
+// does not exist in the other run) counts as delivered cleanly.
+func Worse(m, b *Message) bool {
+	if b == nil {
+		return m.Outcome() != Delivered
+	}
+	if outcomeRank[m.Outcome()] > outcomeRank[b.Outcome()] {
+		return true
+	}
+	had := map[endpoint.Class]bool{}
+	for _, a := range b.Failures() {
+		had[a.Class] = true
+	}
+	for _, a := range m.Failures() {
+		if !had[a.Class] {
+			return true
+		}
+	}
+	return false
+}
+
+func byID(res *Result) map[string]*Message {
+	out := map[string]*Message{}
+	if res != nil {
+		for _, m := range res.Messages {
+			out[m.ID] = m
+		}
+	}
+	return out
+}
+
+// Blame judges a candidate against the protocol baseline of the same
+// schedule alone: every message worse than the baseline is a pair failure.
+// Judge is the full verdict; Blame is it without a reference-store run.
+func Blame(cand, base *Result) { Judge(cand, base, nil) }
+
+// Judge fills cand's verdict from the protocol baseline base (the schedule
+// serially on the reference store) and ref, the same explicit schedule on
+// the reference store under the same discipline (nil: the store is not
+// judged; cand itself when the candidate is the reference store, which is
+// then judged by definition and reported n/a by StoreJudged false).
+func Judge(cand, base, ref *Result) {
+	bm, rm := byID(base), byID(ref)
+	cand.Blamed, cand.StoreBlamed, cand.ClientSide, cand.LibraryFailures, cand.BaselineSummary = nil, nil, nil, nil, ""
 	cand.BaselineFailures = 0
-	for _, m := range cand.Messages {
-		bo, ok := baseOut[m.ID]
-		if ok && bo != Delivered {
+	for _, m := range base.Messages {
+		switch m.Outcome() {
+		case Delivered:
+		case Recovered:
 			cand.BaselineFailures++
+		default:
+			cand.BaselineFailures++
+			cand.LibraryFailures = append(cand.LibraryFailures, m.ID)
+		}
+	}
+	cand.BaselineSummary = strings.Join(base.describe(cand.LibraryFailures), "; ")
+	for _, m := range cand.Messages {
+		worseRef := ref != nil && Worse(m, rm[m.ID])
+		if worseRef && ref != cand {
+			cand.StoreBlamed = append(cand.StoreBlamed, m.ID)
+		}
+		if !Worse(m, bm[m.ID]) {
 			continue
 		}
-		if m.Outcome() != Delivered {
-			cand.Blamed = append(cand.Blamed, m.ID)
+		if cand.Crashes > 0 && ref != nil && !worseRef {
+			cand.ClientSide = append(cand.ClientSide, m.ID)
+			continue
 		}
+		cand.Blamed = append(cand.Blamed, m.ID)
 	}
 }
 
-// Summary is a one-line description of what the pair is blamed for.
+// Summary is a one-line description of what the pair is blamed for; in a
+// run a crash hit it starts with where the crash landed.
 func (res *Result) Summary() string {
+	s := res.failures()
+	if len(res.CrashPoints) > 0 && res.Failed() {
+		s = strings.Join(res.CrashPoints, "; ") + ": " + s
+	}
+	return s
+}
+
+// failures is Summary without where the crashes landed.
+func (res *Result) failures() string {
 	if !res.Failed() {
 		return "no failures"
 	}
@@ -238,7 +367,17 @@ func (res *Result) Summary() string {
 	if res.LostPreKeys > 0 {
 		parts = append(parts, fmt.Sprintf("%d UNUSED PREKEYS LOST", res.LostPreKeys))
 	}
-	for _, id := range res.Blamed {
+	if n := res.storeErrors(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d STORE ERRORS", n))
+	}
+	parts = append(parts, res.describe(res.Blamed)...)
+	return strings.Join(parts, "; ")
+}
+
+// describe is "m3 lost [OldCounter]" for each listed message.
+func (res *Result) describe(ids []string) []string {
+	var parts []string
+	for _, id := range ids {
 		for _, m := range res.Messages {
 			if m.ID != id {
 				continue
@@ -250,7 +389,16 @@ func (res *Result) Summary() string {
 			parts = append(parts, fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " ")))
 		}
 	}
-	return strings.Join(parts, "; ")
+	return parts
+}
+
+// LibrarySummary describes the messages the protocol baseline itself
+// failed ("" when none): a failure of the protocol or of libsignal.
+func (res *Result) LibrarySummary() string {
+	if len(res.LibraryFailures) == 0 {
+		return ""
+	}
+	return "in the protocol baseline (one task at a time, reference store): " + res.BaselineSummary
 }
 
 // Wilson returns the 95% Wilson score interval for k failures in n trials.

@@ -75,6 +75,7 @@ type Run struct {
 	regenerated bool // a restart came up with other credentials
 	lostPreKeys int  // uploaded, unclaimed prekeys missing after restarts
 	refused     bool // a restart refused to start
+	crashPoints []string // where each crash that hit a live device landed (crash.go)
 	// Store-write points, for crash-point enumeration.
 	lastCall map[string]string // task name -> last store call traced
 	writes   []string          // every write call entered, "PutSession alice:0 (m3)"

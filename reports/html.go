@@ -15,8 +15,11 @@ import (
 func WriteHTML(w io.Writer, rep *Report) error {
 	d := htmlData{Rep: rep, Columns: Columns, Lanes: Lanes}
 	for _, r := range rep.Rows {
-		d.Rows = append(d.Rows, htmlRow{Row: r, Cells: r.Cells(), Failed: r.Blamed > 0 || r.FailedSchedules > 0})
-		if r.Replay == "" {
+		d.Rows = append(d.Rows, htmlRow{Row: r, Cells: r.Cells(), Failed: r.Failed()})
+		if r.Library != nil {
+			d.Library = append(d.Library, r)
+		}
+		if !r.Failed() || r.Replay == "" {
 			continue
 		}
 		tl := htmlTimeline{Row: r, ID: fmt.Sprintf("tl-%s-%s-%s", r.Discipline, r.Store, r.Scenario)}
@@ -42,7 +45,13 @@ type htmlData struct {
 	Rows      []htmlRow
 	Chart     svgChart
 	Timelines []htmlTimeline
+	Library   []Row // rows whose baseline failed too, with their finding
 }
+
+// Verdict is the gate and its line, for the banner.
+func (d htmlData) Verdict() string     { return d.Rep.Verdict() }
+func (d htmlData) VerdictLine() string { return d.Rep.VerdictLine() }
+func (d htmlData) Legend() string      { return Legend }
 
 type htmlRow struct {
 	Row
@@ -176,6 +185,8 @@ h2 { font-size: 1.15em; margin-top: 1.6em; }
 .verdict { font-weight: bold; padding: .4em .7em; border-radius: 4px; display: inline-block; }
 .pass { background: #dafbe1; color: #116329; }
 .fail { background: #ffebe9; color: #a40e26; }
+.notgated { background: #eaeef2; color: #57606a; }
+.legend { background: none; padding: 0; font-size: 12px; color: #57606a; }
 table { border-collapse: collapse; font-size: 12.5px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 6px; }
 th { background: #f6f8fa; position: sticky; top: 0; }
@@ -201,8 +212,10 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 <body>
 <h1>badmac report</h1>
 <p>seed {{.Rep.Seed}}, mode {{.Rep.Mode}}, {{.Rep.Schedules}} schedules per row; * = must pass</p>
-{{if .Rep.Pass}}<p class="verdict pass">PASS: every must-pass pair had zero blamed failures</p>
-{{else}}<p class="verdict fail">FAIL: a must-pass pair was blamed for a failure</p>{{end}}
+{{if eq .Verdict "pass"}}<p class="verdict pass">{{.VerdictLine}}</p>
+{{else if eq .Verdict "fail"}}<p class="verdict fail">{{.VerdictLine}}</p>
+{{else}}<p class="verdict notgated">{{.VerdictLine}}</p>{{end}}
+<pre class="legend">{{.Legend}}</pre>
 
 <h2>Results</h2>
 <label><input type="checkbox" id="only-failed"> show only rows with failures</label>
@@ -219,6 +232,17 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 {{range .Chart.Labels}}<text x="{{.X}}" y="{{.Y}}" text-anchor="end">{{.Text}}</text>
 {{end}}{{range .Chart.Bars}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Title}}</title></rect><text x="{{.TextX}}" y="{{.Y}}" dy="11">{{.Value}}</text>
 {{end}}</svg>
+
+<h2>Baseline failures</h2>
+<p>Messages the protocol baseline (one task at a time, reference store) fails too: the protocol's or libsignal's, never blamed on a pair or a store.</p>
+{{if not .Library}}<p>None.</p>{{end}}
+{{range .Library}}<section class="library"><h3>{{.Discipline}}/{{.Store}}/{{.Scenario}}: {{.LibraryFailures}} messages: {{.Library.Summary}}</h3>
+{{if .Library.Replay}}<p>Replay: <code>{{.Library.Replay}}</code></p>{{end}}
+{{if .Library.Counterexample}}<details><summary>schedule</summary><pre>{{.Library.Counterexample}}</pre></details>{{end}}
+{{if .Library.History}}<details><summary>history</summary><pre>{{range .Library.History}}{{.}}
+{{end}}</pre></details>{{end}}
+</section>
+{{end}}
 
 <h2>Counterexamples</h2>
 {{if not .Timelines}}<p>No failing rows.</p>{{end}}

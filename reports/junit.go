@@ -52,8 +52,8 @@ const (
 )
 
 // WriteJUnit writes one test case per (discipline, store, scenario) row,
-// named discipline/store/scenario. A row with blamed failures is a failed
-// test case whose failure carries the summary, the replay command and the
+// named discipline/store/scenario. A row that failed (Row.Failed) is a
+// failed test case whose failure carries the summary, the replay command and the
 // counterexample. Must-pass pairs (the gate: exit code 1) go in the suite
 // "badmac must-pass", the others in "badmac not gated", so a CI view tells
 // a broken gate from pairs known to be broken.
@@ -66,10 +66,15 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 			s = &gated
 		}
 		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", r.Discipline, r.Store, r.Scenario), Classname: "badmac." + r.Discipline}
-		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages blamed (%.2f%% [%.2f, %.2f])",
-			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi)
-		failed := r.Blamed > 0 || r.FailedSchedules > 0
-		if failed {
+		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages pair-blamed (%.2f%% [%.2f, %.2f]); store-blamed %s; client-side %d; baseline (library) failures %d",
+			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi, r.StoreCell(), r.ClientSide, r.LibraryFailures)
+		if r.Library != nil {
+			stats += "\nbaseline: " + r.Library.Summary
+			if r.Library.Replay != "" {
+				stats += "\n  replay: " + r.Library.Replay
+			}
+		}
+		if r.Failed() {
 			var text strings.Builder
 			fmt.Fprintf(&text, "%s\n%s\n", r.Summary, stats)
 			if r.Replay != "" {
@@ -80,9 +85,8 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 			}
 			c.Failure = &junitFailure{Message: r.Summary, Type: failureType(r), Text: text.String()}
 			s.Failures++
-		} else {
-			c.SystemOut = stats
 		}
+		c.SystemOut = stats
 		s.Tests++
 		s.Cases = append(s.Cases, c)
 	}
@@ -91,7 +95,8 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 		if s.Tests == 0 {
 			continue
 		}
-		s.Properties = []junitProperty{{"seed", fmt.Sprint(rep.Seed)}, {"mode", rep.Mode}, {"schedules_per_row", fmt.Sprint(rep.Schedules)}}
+		s.Properties = []junitProperty{{"seed", fmt.Sprint(rep.Seed)}, {"mode", rep.Mode}, {"schedules_per_row", fmt.Sprint(rep.Schedules)},
+			{"gate", rep.Verdict()}}
 		root.Tests += s.Tests
 		root.Failures += s.Failures
 		root.Suites = append(root.Suites, s)
@@ -113,6 +118,8 @@ func failureType(r Row) string {
 	switch {
 	case r.RegeneratedCreds > 0:
 		return "RegeneratedCreds"
+	case r.StoreError > 0:
+		return "StoreError"
 	case r.BadMAC > 0:
 		return "BadMAC"
 	case r.OldCounter > 0:

@@ -29,11 +29,9 @@ func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
 		limit = MarkdownLimit
 	}
 	var b strings.Builder
-	verdict := "**PASS**: every must-pass pair had zero blamed failures"
-	if !rep.Pass {
-		verdict = "**FAIL**: a must-pass pair was blamed for a failure"
-	}
-	fmt.Fprintf(&b, "## badmac\n\n%s\n\nseed %d, mode %s, %d schedules per row; `*` = must pass\n\n", verdict, rep.Seed, rep.Mode, rep.Schedules)
+	verdict, rest, _ := strings.Cut(rep.VerdictLine(), ": ")
+	fmt.Fprintf(&b, "## badmac\n\n**%s**: %s\n\nseed %d, mode %s, %d schedules per row; `*` = must pass\n\n%s\n\n",
+		verdict, rest, rep.Seed, rep.Mode, rep.Schedules, strings.ReplaceAll(Legend, "\n", "  \n"))
 	head := b.String()
 
 	var parts []string // each a whole row of the table or a whole failure
@@ -52,22 +50,44 @@ func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
 		parts = append(parts, "| "+strings.Join(cells, " | ")+" |\n")
 	}
 	parts = append(parts, "\n")
+	block := func(title, replay, counterexample string) string {
+		var f strings.Builder
+		fmt.Fprintf(&f, "<details><summary>%s</summary>\n\n", htmlEscape(title))
+		if replay != "" {
+			fmt.Fprintf(&f, "```\n%s\n```\n\n", replay)
+		}
+		if counterexample != "" {
+			fmt.Fprintf(&f, "```\n%s```\n\n", counterexample)
+		}
+		f.WriteString("</details>\n\n")
+		return f.String()
+	}
 	for _, r := range rep.Rows {
-		if r.Replay == "" {
+		if !r.Failed() {
 			continue
 		}
-		var f strings.Builder
 		gate := ""
 		if r.MustPass {
 			gate = " (must pass)"
 		}
-		fmt.Fprintf(&f, "<details><summary>FAIL %s/%s/%s%s: %s</summary>\n\n", r.Discipline, r.Store, r.Scenario, gate, htmlEscape(r.Summary))
-		fmt.Fprintf(&f, "```\n%s\n```\n\n", r.Replay)
-		if r.Counterexample != "" {
-			fmt.Fprintf(&f, "```\n%s```\n\n", r.Counterexample)
+		parts = append(parts, block(fmt.Sprintf("FAIL %s%s: %s", r.Name(), gate, r.Summary), r.Replay, r.Counterexample))
+	}
+	first := true
+	for _, r := range rep.Rows {
+		if r.LibraryFailures == 0 {
+			continue
 		}
-		f.WriteString("</details>\n\n")
-		parts = append(parts, f.String())
+		if first {
+			parts = append(parts, "### Baseline failures (the protocol's or libsignal's, never blamed)\n\n")
+			first = false
+		}
+		title := fmt.Sprintf("BASELINE %s: %d messages", r.Name(), r.LibraryFailures)
+		replay, ce := "", ""
+		if r.Library != nil {
+			title += ": " + r.Library.Summary
+			replay, ce = r.Library.Replay, r.Library.Counterexample
+		}
+		parts = append(parts, block(title, replay, ce))
 	}
 
 	more := func(left int) string {

@@ -2,6 +2,11 @@
 // the terminal table, and machine-readable forms.
 package reports
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Report is the outcome of one badmac invocation.
 type Report struct {
 	// Format names the JSON schema version (schema.json); it changes only
@@ -11,8 +16,63 @@ type Report struct {
 	Mode      string `json:"mode"`
 	Schedules int    `json:"schedules_per_row"`
 	Rows      []Row  `json:"rows"`
-	// Pass is false when a must-pass pair was blamed for a failure.
-	Pass bool `json:"pass"`
+	// Gate is the verdict (Verdict): GatePass, GateFail or GateNotGated.
+	// Pass is true exactly when Gate is GatePass: a run with no must-pass
+	// row is never reported as passing. Both are set by WriteJSON from
+	// Verdict, so they cannot disagree with the rows.
+	Gate string `json:"gate"`
+	Pass bool   `json:"pass"`
+}
+
+// The gate's verdicts.
+const (
+	GatePass     = "pass"      // every must-pass row passed (exit 0)
+	GateFail     = "fail"      // a must-pass row failed (exit 1)
+	GateNotGated = "not gated" // no must-pass row (-must-pass none): no verdict (exit 0)
+)
+
+// Verdict is the gate, the only one: GateFail when a must-pass row failed
+// (Row.Failed), GatePass when every must-pass row passed, GateNotGated
+// when the report has no must-pass row. The exit code, JSON, JUnit, HTML,
+// Markdown and the table all call it.
+func (rep *Report) Verdict() string {
+	gated := false
+	for _, r := range rep.Rows {
+		if !r.MustPass {
+			continue
+		}
+		gated = true
+		if r.Failed() {
+			return GateFail
+		}
+	}
+	if !gated {
+		return GateNotGated
+	}
+	return GatePass
+}
+
+// VerdictLine is the verdict in one line, as every output prints it.
+func (rep *Report) VerdictLine() string {
+	switch rep.Verdict() {
+	case GateFail:
+		var names []string
+		for _, r := range rep.Rows {
+			if r.MustPass && r.Failed() {
+				names = append(names, r.Name())
+			}
+		}
+		return "FAIL: must-pass rows failed: " + strings.Join(names, ", ")
+	case GatePass:
+		n := 0
+		for _, r := range rep.Rows {
+			if r.MustPass {
+				n++
+			}
+		}
+		return fmt.Sprintf("PASS: all %d must-pass rows passed (no pair failures, credentials, lost prekeys or store errors)", n)
+	}
+	return "NOT GATED: no must-pass pair (-must-pass none), no verdict"
 }
 
 // Row is one (discipline, store, scenario) triple over many schedules.
@@ -22,7 +82,9 @@ type Row struct {
 	Scenario   string `json:"scenario"`
 	MustPass   bool   `json:"must_pass"`
 	Schedules  int    `json:"schedules"`
-	// FailedSchedules counts schedules with at least one blamed message.
+	// FailedSchedules counts the schedules that failed (harness
+	// Result.Failed: a pair failure, credentials, lost prekeys, a store
+	// error).
 	FailedSchedules int `json:"failed_schedules"`
 	Messages        int `json:"messages"`
 	Delivered       int `json:"delivered"`
@@ -52,8 +114,25 @@ type Row struct {
 	// baseline (the schedule run serially on the reference store): limits of
 	// the protocol, never blamed on the pair.
 	BaselineFailures int `json:"baseline_failures"`
-	// Blamed counts messages whose outcome is worse than in the protocol
-	// baseline; the failure rate is Blamed/Messages.
+	// LibraryFailures counts messages the protocol baseline itself lost,
+	// duplicated or got wrong (a perfect store, one task at a time): the
+	// protocol's or libsignal's failures, reported on their own, never
+	// blamed. Library is the first such schedule, shrunk.
+	LibraryFailures int      `json:"library_failures"`
+	Library         *Finding `json:"library,omitempty"`
+	// ClientSide counts messages, in schedules a crash hit, worse than in
+	// the protocol baseline but lost as badly on the reference store under
+	// the same client and the same crash: the client's non-atomic
+	// decrypt→store→ack (or a restore from a backup), never blamed.
+	ClientSide int `json:"client_side"`
+	// StoreBlamed counts the store failures: messages worse than on the
+	// reference store under the same discipline and the same explicit
+	// schedule. nil (JSON null) when not judged: the candidate is the
+	// reference store itself, or free mode (nothing to replay).
+	StoreBlamed *int `json:"store_blamed"`
+	// Blamed counts the pair failures: messages worse than in the protocol
+	// baseline (outcome or a new failure class), client-side ones excepted;
+	// the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`
 	Rate   float64 `json:"failure_rate"`
 	RateLo float64 `json:"failure_rate_lo95"`
@@ -71,4 +150,33 @@ type Row struct {
 // OtherErrors sums the failure classes without a column of their own.
 func (r Row) OtherErrors() int {
 	return r.InvalidPreKey + r.UntrustedIdentity + r.NoSenderKey + r.StoreError + r.OtherError
+}
+
+// Finding is one shrunk schedule and what its replay shows.
+type Finding struct {
+	Replay         string   `json:"replay,omitempty"`
+	Counterexample string   `json:"counterexample,omitempty"`
+	Summary        string   `json:"summary"`
+	History        []string `json:"history,omitempty"`
+}
+
+// Name is "discipline/store/scenario".
+func (r Row) Name() string { return r.Discipline + "/" + r.Store + "/" + r.Scenario }
+
+// Failed is the row's verdict, the only one: a schedule failed (the
+// harness's Result.Failed), or the row's counts show anything an output
+// calls a failure: pair-blamed messages, regenerated credentials, a refused
+// start, lost prekeys, store errors. Store failures and client-side losses
+// are shown beside it, not in it: the gate is the pair's.
+func (r Row) Failed() bool {
+	return r.FailedSchedules > 0 || r.Blamed > 0 || r.RegeneratedCreds > 0 || r.StartRefused > 0 ||
+		r.LostPreKeys > 0 || r.StoreError > 0
+}
+
+// StoreCell is the store-blamed count, or "n/a" when not judged.
+func (r Row) StoreCell() string {
+	if r.StoreBlamed == nil {
+		return "n/a"
+	}
+	return fmt.Sprint(*r.StoreBlamed)
 }

@@ -18,6 +18,10 @@ type PairResult struct {
 	// First is the first failing schedule, shrunk, and its result.
 	First       *harness.Schedule
 	FirstResult *harness.Result
+	// Library is the first schedule whose protocol baseline failed a
+	// message too (a failure of the protocol or libsignal), shrunk.
+	Library       *harness.Schedule
+	LibraryResult *harness.Result
 }
 
 // Config says how to run a pair.
@@ -51,6 +55,9 @@ func RunPair(ctx context.Context, sc Scenario, d harness.Discipline, v stores.Va
 			cfg.Progress()
 		}
 		pr.Counts.Add(res.Counts())
+		if len(res.LibraryFailures) > 0 && pr.Library == nil {
+			pr.Library, pr.LibraryResult = sched, res
+		}
 		if res.Failed() {
 			pr.Failed++
 			if pr.First == nil {
@@ -64,6 +71,14 @@ func RunPair(ctx context.Context, sc Scenario, d harness.Discipline, v stores.Va
 			return nil, err
 		}
 		pr.First, pr.FirstResult = s, r
+	}
+	if pr.Library != nil && cfg.ShrinkBudget > 0 && cfg.Mode == harness.Controlled {
+		keep := func(r *harness.Result) bool { return len(r.LibraryFailures) > 0 }
+		s, r, err := harness.ShrinkKeeping(ctx, pr.Library, v, cfg.Mode, cfg.ShrinkBudget, keep)
+		if err != nil {
+			return nil, err
+		}
+		pr.Library, pr.LibraryResult = s, r
 	}
 	return pr, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,7 +29,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	seed := fs.Uint64("seed", 1, "base seed; the same seed gives the same output")
 	mode := fs.String("mode", "controlled", "controlled (deterministic, replayable) or free (real goroutines)")
 	policy := fs.String("policy", "random", "scheduling policy in controlled mode: random or pct")
-	mustPass := fs.String("must-pass", "locked/reference,locked/mutexed", "discipline/store pairs that must have zero blamed failures")
+	mustPass := fs.String("must-pass", defaultMustPass, "discipline/store pairs that must pass (the gate; each must be in the run), or none (no gate; the default keeps only the pairs in the run)")
+	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
 	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
@@ -75,22 +77,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		scs = append(scs, sc)
 	}
-	must := map[string]bool{}
-	for _, p := range split(*mustPass) {
-		d, s, ok := strings.Cut(p, "/")
-		if !ok {
-			return 2, badInput("-must-pass wants discipline/store pairs, got %q", p)
-		}
-		if _, err := harness.ParseDiscipline(d); err != nil {
-			return 2, badInput("-must-pass: %v", err)
-		}
-		if _, err := stores.Lookup(s); err != nil {
-			return 2, badInput("-must-pass: %v", err)
-		}
-		must[p] = true
-	}
 	if len(ds) == 0 || len(vs) == 0 || len(scs) == 0 {
 		return 2, badInput("nothing to run: give at least one discipline, store and scenario")
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "must-pass" })
+	must, err := parseMustPass(*mustPass, explicit, ds, vs)
+	if err != nil {
+		return 2, err
 	}
 	defer sqlstores.Shutdown()
 	if err := probeStores(ctx, vs); err != nil {
@@ -112,7 +106,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		cfg.Progress = func() { bar.Add(1) }
 	}
 
-	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Pass: true}
+	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n}
 	for _, sc := range scs {
 		for _, d := range ds {
 			for _, v := range vs {
@@ -122,7 +116,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 				}
 				row := toRow(pr, must[string(d)+"/"+v.Name])
 				if pr.First != nil && cfg.Mode == harness.Controlled {
-					path, err := saveSchedule(*out, pr.First)
+					path, err := saveSchedule(*out, pr.First, "")
 					if err != nil {
 						return 2, err
 					}
@@ -132,8 +126,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 				} else if pr.First != nil {
 					row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, v.Name, sc.Name, *seed)
 				}
-				if row.MustPass && row.Blamed > 0 {
-					rep.Pass = false
+				if pr.Library != nil && cfg.Mode == harness.Controlled {
+					path, err := saveSchedule(*out, pr.Library, "-baseline")
+					if err != nil {
+						return 2, err
+					}
+					row.Library = &reports.Finding{Replay: "badmac replay " + path, Counterexample: pr.Library.String(),
+						Summary: pr.LibraryResult.LibrarySummary(), History: pr.LibraryResult.History}
 				}
 				rep.Rows = append(rep.Rows, row)
 			}
@@ -142,17 +141,72 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
 		return 2, err
 	}
-	write := reports.WriteTable
 	if *asJSON {
-		write = reports.WriteJSON
+		err = reports.WriteJSON(stdout, rep)
+	} else {
+		err = reports.WriteTable(stdout, rep, reports.TableOptions{Wide: *wide})
 	}
-	if err := write(stdout, rep); err != nil {
+	if err != nil {
 		return 2, err
 	}
-	if !rep.Pass {
-		return 1, nil
+	return exitCode(rep), nil
+}
+
+// exitCode is the gate's verdict as an exit code: 1 when a must-pass row
+// failed, else 0 (a run that was not gated says so in every output).
+func exitCode(rep *reports.Report) int {
+	if rep.Verdict() == reports.GateFail {
+		return 1
 	}
-	return 0, nil
+	return 0
+}
+
+// defaultMustPass is the gate when -must-pass is not given: the correct
+// client on the stores that are correct per call, as far as they are in
+// the run.
+const defaultMustPass = "locked/reference,locked/mutexed"
+
+// parseMustPass reads -must-pass: "none" is no gate, on purpose; explicit
+// pairs must all be in the run (a gate that did not run is no gate); the
+// default keeps the pairs that are in the run. Either way a gate with no
+// pair in the run is bad input.
+func parseMustPass(list string, explicit bool, ds []harness.Discipline, vs []stores.Variant) (map[string]bool, error) {
+	must := map[string]bool{}
+	if strings.TrimSpace(list) == "none" {
+		return must, nil
+	}
+	inRun := map[string]bool{}
+	for _, d := range ds {
+		for _, v := range vs {
+			inRun[string(d)+"/"+v.Name] = true
+		}
+	}
+	for _, p := range split(list) {
+		d, s, ok := strings.Cut(p, "/")
+		if !ok {
+			return nil, badInput("-must-pass wants discipline/store pairs or none, got %q", p)
+		}
+		if _, err := harness.ParseDiscipline(d); err != nil {
+			return nil, badInput("-must-pass: %v", err)
+		}
+		if _, err := stores.Lookup(s); err != nil {
+			return nil, badInput("-must-pass: %v", err)
+		}
+		if !inRun[p] {
+			if explicit {
+				return nil, badInput("-must-pass %s is not in the run (give its discipline in -disciplines and its store in -stores)", p)
+			}
+			continue
+		}
+		must[p] = true
+	}
+	if len(must) == 0 {
+		if explicit {
+			return nil, badInput("-must-pass: no pair given (-must-pass none runs without a gate)")
+		}
+		return nil, badInput("no must-pass pair in the run (the default is %s): give -must-pass discipline/store, or -must-pass none for no gate", defaultMustPass)
+	}
+	return must, nil
 }
 
 func toRow(pr *scenarios.PairResult, must bool) reports.Row {
@@ -164,10 +218,16 @@ func toRow(pr *scenarios.PairResult, must bool) reports.Row {
 		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates,
 		Lost: c.Lost, Wrong: c.Wrong, Blamed: c.Blamed,
 		Crashes: c.Crashes, RegeneratedCreds: c.RegeneratedCreds, StartRefused: c.StartRefused,
-		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline,
+		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline, LibraryFailures: c.Library, ClientSide: c.ClientSide,
 		BadMAC: f[endpoint.BadMAC], OldCounter: f[endpoint.OldCounter], NoSession: f[endpoint.NoSession],
 		InvalidPreKey: f[endpoint.InvalidPreKey], UntrustedIdentity: f[endpoint.UntrustedIdentity],
 		NoSenderKey: f[endpoint.NoSenderKey], StoreError: f[endpoint.StoreError], OtherError: f[endpoint.Other],
+	}
+	if c.StoreNA < pr.Schedules {
+		// Judged in every schedule or in none: the candidate is the
+		// reference store, or the mode is free.
+		n := c.StoreBlamed
+		r.StoreBlamed = &n
 	}
 	if c.Messages > 0 {
 		r.Rate = float64(c.Blamed) / float64(c.Messages)
@@ -179,11 +239,11 @@ func toRow(pr *scenarios.PairResult, must bool) reports.Row {
 	return r
 }
 
-func saveSchedule(dir string, s *harness.Schedule) (string, error) {
+func saveSchedule(dir string, s *harness.Schedule, suffix string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("failure directory %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d.txt", s.Discipline, s.Store, s.Scenario, s.Seed))
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", s.Discipline, s.Store, s.Scenario, s.Seed, suffix))
 	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
 		return "", fmt.Errorf("saving schedule: %w", err)
 	}
