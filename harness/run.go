@@ -72,10 +72,11 @@ type Run struct {
 	down        bool           // crashed and not restarted (or refused to start)
 	redo        []job          // killed or refused work to redo at restart
 	crashes     int
-	regenerated bool     // a restart came up with other credentials
-	lostPreKeys int      // uploaded, unclaimed prekeys missing after restarts
-	refused     bool     // a restart refused to start
-	crashPoints []string // where each crash that hit a live device landed (crash.go)
+	regenerated bool // a restart came up with other credentials
+	lostPreKeys int  // uploaded, unclaimed prekeys missing after restarts
+	refused     bool // a restart refused to start
+	// crashPoints: where each crash that hit a live device landed (crash.go).
+	crashPoints []string
 	// Store-write points, for crash-point enumeration.
 	lastCall map[string]string // task name -> last store call traced
 	writes   []string          // every write call entered, "PutSession alice:0 (m3)"
