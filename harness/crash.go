@@ -23,7 +23,7 @@ func (r *Run) crash(mode string) {
 		r.wg.Wait() // free mode cannot kill a goroutine: the crash lands between tasks
 		r.afterStep()
 	}
-	r.crashPoints = append(r.crashPoints, "crash "+r.crashLocation())
+	r.verdict.crashPoints = append(r.verdict.crashPoints, "crash "+r.crashLocation())
 	var killed []string
 	if r.sim != nil {
 		for _, t := range r.sim.Live() {
@@ -120,7 +120,7 @@ func (r *Run) rollback() {
 		return
 	}
 	sn.Restore(r.snap)
-	r.crashPoints[len(r.crashPoints)-1] += ", storage restored from the backup"
+	r.verdict.crashPoints[len(r.verdict.crashPoints)-1] += ", storage restored from the backup"
 	r.log("rollback: storage restored from the backup")
 	r.restart()
 }

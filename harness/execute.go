@@ -36,11 +36,65 @@ func (r *Run) Drive(src Source) error {
 		if !ok {
 			return nil
 		}
-		if err := r.Apply(op); err != nil {
+		if err := r.apply(op); err != nil {
 			r.Stop()
 			return err
 		}
 	}
+}
+
+// verdictState is what judging a run needs beyond its ops.
+type verdictState struct {
+	// crashPoints: where each crash that hit a live device landed.
+	crashPoints []string
+	// Store calls with yield points of their own (a backend round trip, a
+	// store's lock) split one step of the reference store into several.
+	// inside: tasks stopped inside a store call; skip: the step ops
+	// SameClient leaves out, those that stopped inside a store call: on
+	// the reference store the step that leaves the call runs it whole
+	// (docs/design.md §5).
+	inside map[string]bool
+	atCall map[string]bool // parked at the yield point before a store call
+	skip   map[int]bool
+}
+
+// apply is Apply with the bookkeeping SameClient needs to follow the
+// candidate's interleaving on the reference store.
+func (r *Run) apply(op Op) error {
+	if r.sim == nil || (op.Verb != "step" && op.Verb != "run") || len(op.Args) == 0 {
+		return r.Apply(op)
+	}
+	v := &r.verdict
+	if v.inside == nil {
+		v.inside, v.atCall, v.skip = map[string]bool{}, map[string]bool{}, map[int]bool{}
+	}
+	name, i := op.Args[0], len(r.sched.Ops)
+	y0 := r.sim.Yields
+	err := r.Apply(op)
+	t := r.tasks[name]
+	switch {
+	case t == nil || t.Done():
+		v.inside[name], v.atCall[name] = false, false
+	case r.sim.Yields > y0 && !strings.HasPrefix(r.sim.Point, "backend."):
+		// Parked before a store call, or (run) blocked after passing one:
+		// a store's own lock is taken inside the call.
+		v.inside[name] = op.Verb == "run" && !t.Runnable()
+		v.atCall[name] = !v.inside[name]
+	case r.sim.Yields > y0:
+		v.inside[name], v.atCall[name] = true, false // at a backend round trip
+	default:
+		// No yield point passed: blocked on a lock. Inside the call when
+		// the step started at one (the store's lock), else a discipline's.
+		v.inside[name] = v.inside[name] || v.atCall[name]
+		v.atCall[name] = false
+	}
+	// A store call takes effect in the step that leaves it (a backend
+	// round trip yields before it reads or writes), so the reference
+	// store runs the call whole in that step and not in those before it.
+	if op.Verb == "step" && v.inside[name] {
+		v.skip[i] = true
+	}
+	return err
 }
 
 // Start opens a run with crypto/rand seeded from the schedule's seed; the
@@ -83,7 +137,7 @@ func (r *Run) Stop() (*Schedule, *Result, error) {
 	case r.variant.Name == referenceStore:
 		ref = res // the reference store is its own reference: n/a
 	default:
-		if ref, err = SameClient(r.ctx, sched); err != nil {
+		if ref, err = SameClient(r.ctx, sched, r.verdict.skip); err != nil {
 			return nil, nil, fmt.Errorf("reference run: %w", err)
 		}
 	}
@@ -98,10 +152,12 @@ const referenceStore = "reference"
 // SameClient runs an explicit schedule on the reference store under the
 // same discipline, in controlled mode, with the same crypto/rand stream as
 // the candidate's run: what a perfect store gives this client on this
-// interleaving, crashes included (docs/design.md §5). The reference store
-// has no transactions, so txn runs as locked, as in Baseline. Its result is
-// not judged.
-func SameClient(ctx context.Context, s *Schedule) (*Result, error) {
+// interleaving, crashes included (docs/design.md §5). skip lists the ops
+// (by index) to leave out: steps the candidate took inside a store call,
+// which the reference store runs in one. The reference store has no
+// transactions, so txn runs as locked, as in Baseline. Its result is not
+// judged.
+func SameClient(ctx context.Context, s *Schedule, skip map[int]bool) (*Result, error) {
 	s = s.Clone()
 	if s.Discipline == Txn {
 		s.Discipline = Locked
@@ -115,7 +171,10 @@ func SameClient(ctx context.Context, s *Schedule) (*Result, error) {
 			return
 		}
 		defer r.Close()
-		for _, op := range s.Ops {
+		for i, op := range s.Ops {
+			if skip[i] {
+				continue
+			}
 			if err = r.Apply(op); err != nil {
 				return
 			}

@@ -145,7 +145,7 @@ func (r *Run) result() *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := &Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
-		CrashPoints:      append([]string(nil), r.crashPoints...),
+		CrashPoints:      append([]string(nil), r.verdict.crashPoints...),
 		RegeneratedCreds: r.regenerated, StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
 	for _, id := range r.order {
 		res.Messages = append(res.Messages, r.msgs[id])

@@ -75,8 +75,8 @@ type Run struct {
 	regenerated bool // a restart came up with other credentials
 	lostPreKeys int  // uploaded, unclaimed prekeys missing after restarts
 	refused     bool // a restart refused to start
-	// crashPoints: where each crash that hit a live device landed (crash.go).
-	crashPoints []string
+	// What the verdict needs beyond the ops (execute.go).
+	verdict verdictState
 	// Store-write points, for crash-point enumeration.
 	lastCall map[string]string // task name -> last store call traced
 	writes   []string          // every write call entered, "PutSession alice:0 (m3)"

@@ -47,7 +47,16 @@ const failuresWidth = 20
 func (r Row) compactCells() []string {
 	return []string{r.label(), r.Store, r.Scenario, fmt.Sprintf("%d/%d", r.Schedules, r.FailedSchedules),
 		fmt.Sprint(r.Messages), fmt.Sprint(r.Blamed), r.StoreCell(), fmt.Sprint(r.ClientSide), r.MainFailures(failuresWidth),
-		fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*r.Rate, 100*r.RateLo, 100*r.RateHi)}
+		fmt.Sprintf("%s%% [%s, %s]", pct(r.Rate), pct(r.RateLo), pct(r.RateHi))}
+}
+
+// pct is a percentage in at most 5 characters that keeps two significant
+// digits of small rates (an interval's upper end of 0.04% is not 0.0%).
+func pct(x float64) string {
+	if 100*x < 10 {
+		return fmt.Sprintf("%.2f", 100*x)
+	}
+	return fmt.Sprintf("%.1f", 100*x)
 }
 
 // MainFailures names the row's most frequent failures, most first, in at
