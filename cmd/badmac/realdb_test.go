@@ -98,7 +98,7 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	needPostgres(t)
 	dir := t.TempDir()
 	code, out, errs := run(t, "run", "-stores", "postgres", "-disciplines", "locked", "-scenarios", "replica,overlap",
-		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir)
+		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir, "-wide")
 	require.Equal(t, 1, code, out+errs)
 	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+replica\s+│\s+6\s+│\s+0\s+│`, out)
 	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+overlap\s+│\s+6\s+│\s+[1-6]\s+│`, out)
@@ -117,7 +117,7 @@ func TestTxnNeedsTransactions(t *testing.T) {
 	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
 	require.Contains(t, errs, "store mutexed has no DoDecryptionTxn")
 	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "sqlite", "-scenarios", "reply,crash", "-schedules", "3",
-		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir())
+		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir(), "-wide")
 	require.Equal(t, 0, code, out+errs)
 	require.Regexp(t, `│\s+txn \*\s+│\s+sqlite\s+│\s+crash\s+│`, out)
 }
