@@ -202,3 +202,27 @@ func TestTableWidth(t *testing.T) {
 	}
 	require.Regexp(t, regexp.MustCompile(`│\s+concurrent\s+│\s+files-atomic\s+│\s+reinstall\s+│`), wide)
 }
+
+// procs has run's gate: the random-kill rows must pass by default, the
+// exit code is the verdict's, and -must-pass none says "not gated", never
+// PASS, over the same rows.
+func TestProcsGate(t *testing.T) {
+	t.Setenv("BADMAC_CMD_CHILD", "1") // the test binary is the child `badmac device`
+	code, out, errs := run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-messages", "3")
+	require.Contains(t, []int{0, 1}, code, errs)
+	require.Regexp(t, `random kill \*`, out)
+	require.NotRegexp(t, `two replicas \*`, out)
+	verdict := regexp.MustCompile(`(?m)^(PASS|FAIL|NOT GATED): .*$`).FindStringSubmatch(out)
+	require.NotNil(t, verdict, out)
+	require.Equal(t, map[string]int{"PASS": 0, "FAIL": 1}[verdict[1]], code, out)
+	// The gate fails exactly when the gated row printed FAIL; a failing
+	// two-replica row is shown, not gated.
+	killFailed := regexp.MustCompile(`(?m)^FAIL random kill/sqlite`).MatchString(out)
+	require.Equal(t, killFailed, verdict[1] == "FAIL", out)
+
+	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-messages", "3", "-must-pass", "none")
+	require.Equal(t, 0, code, errs)
+	require.Regexp(t, `(?m)^NOT GATED: `, out)
+	require.NotContains(t, out, "PASS")
+	require.NotRegexp(t, `\*`, strings.Split(out, "seeds ")[0])
+}
