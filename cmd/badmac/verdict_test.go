@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
 	"github.com/badmac/badmac/reports"
@@ -162,6 +164,21 @@ func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
 	require.Nil(t, r.StoreBlamed)
 	require.True(t, rep.Pass)
 	require.Contains(t, js, `"store_blamed": null`)
+	validate(t, js)
+}
+
+// validate checks a JSON report against the embedded schema.
+func validate(t *testing.T, js string) {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(reports.Schema))
+	require.NoError(t, err)
+	require.NoError(t, c.AddResource("schema.json", doc))
+	sch, err := c.Compile("schema.json")
+	require.NoError(t, err)
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(js))
+	require.NoError(t, err)
+	require.NoError(t, sch.Validate(inst))
 }
 
 // Crash scenarios tell stores apart: debounced loses its buffered writes
