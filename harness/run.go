@@ -174,8 +174,18 @@ func (r *Run) newDevices(creds endpoint.Creds) error {
 		d := &device{Endpoint: endpoint.New(jid, creds, set), inst: i}
 		if r.sched.Discipline == Txn && r.mode == Controlled {
 			d.Probe.Gate = func(ctx context.Context, call string) {
-				if isWrite(call) && ctx.Value(inTxnKey{}) == nil {
-					d.txn.Lock(ctx) // wait for an open decryption transaction
+				switch {
+				case !isWrite(call):
+				case ctx.Value(inTxnKey{}) != nil:
+					// The transaction's first write takes the database's
+					// write lock (SQLite) or the row's (PostgreSQL) until
+					// it commits.
+					if !d.txnWrote {
+						d.txn.Lock(ctx)
+						d.txnWrote = true
+					}
+				default:
+					d.txn.Lock(ctx) // a write waits for a transaction that wrote
 					d.txn.Unlock(ctx)
 				}
 			}
@@ -571,11 +581,16 @@ type device struct {
 	addrs sim.KeyedFIFO // locked: one queue per Signal address
 	recv  sim.FIFO      // whatsmeow: one receive at a time, in arrival order
 	send  sim.Mutex     // whatsmeow: messageSendLock
-	// txn, controlled mode: held by a receive across its DoDecryptionTxn.
-	// A write outside the transaction waits for it, as SQLite's writer
-	// lock and PostgreSQL's row locks make it wait; the scheduler must see
-	// that wait or it would block inside the database (docs/design.md §6).
-	txn sim.Mutex
+	// txn, controlled mode: held by a receive's DoDecryptionTxn from its
+	// first write to its end. A write outside the transaction waits for
+	// it, as SQLite's writer lock and PostgreSQL's row locks make it wait;
+	// the scheduler must see that wait or it would block inside the
+	// database (docs/design.md §6). Before the transaction's first write
+	// nothing waits: an outside write commits, and the database decides
+	// what the transaction's own write then meets (SQLite:
+	// SQLITE_BUSY_SNAPSHOT; PostgreSQL READ COMMITTED: it overwrites).
+	txn      sim.Mutex
+	txnWrote bool
 	// whatsmeow's in-memory retry state (retry.go), per process: the
 	// receipts it sent (messageRetries) and its side of the receipts it
 	// got (incomingRetryRequestCounter, sessionRecreateHistory).
@@ -707,10 +722,12 @@ func (r *Run) bufferedDecrypt(ctx context.Context, d *device, del *fakeserver.De
 	}
 	tctx, cancel := context.WithCancel(context.WithValue(ctx, inTxnKey{}, true))
 	defer cancel()
-	if r.mode == Controlled {
-		d.txn.Lock(ctx)
-		defer d.txn.Unlock(ctx)
-	}
+	defer func() {
+		if d.txnWrote {
+			d.txnWrote = false
+			d.txn.Unlock(ctx)
+		}
+	}()
 	var pl fakeserver.Payload
 	err := buf.DoDecryptionTxn(tctx, func(ctx context.Context) error {
 		var err error
