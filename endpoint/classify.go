@@ -14,7 +14,7 @@ import (
 // Class is the kind of a failed decryption attempt.
 type Class string
 
-// The failure classes of DESIGN §5.
+// The failure classes of docs/design.md §5.
 const (
 	BadMAC            Class = "BadMAC"
 	OldCounter        Class = "OldCounter"

@@ -67,7 +67,7 @@ type Run struct {
 	// that only reply to contacts the bot has heard from.
 	received map[string]int
 
-	// Crash and restart (DESIGN §7).
+	// Crash and restart (docs/design.md §7).
 	jobs        map[string]job // device tasks by name, to redo after a crash
 	down        bool           // crashed and not restarted (or refused to start)
 	redo        []job          // killed or refused work to redo at restart
