@@ -14,7 +14,7 @@ import (
 // Class is the kind of a failed decryption attempt.
 type Class string
 
-// The failure classes of DESIGN §5.
+// The failure classes of docs/design.md §5.
 const (
 	BadMAC            Class = "BadMAC"
 	OldCounter        Class = "OldCounter"
@@ -78,13 +78,15 @@ func classOf(err error) Class {
 // classify turns a libsignal decrypt error into a Failure. libsignal reports
 // a MAC mismatch on every state as ErrNoValidSessions; to tell Bad MAC from a
 // missing session we re-run the per-state decrypt on a fresh copy of the
-// record this attempt loaded (captured by the Probe).
-func classify(ctx context.Context, cipher *session.Cipher, err error, cap *capture, msg *protocol.SignalMessage) error {
+// record the attempt decrypted from (used): for a msg the record as loaded,
+// for a pkmsg the record after X3DH, whose current state is the one the
+// message built (docs/design.md §3).
+func classify(ctx context.Context, cipher *session.Cipher, err error, used []byte, msg *protocol.SignalMessage) error {
 	class := classOf(err)
 	if errors.Is(err, signalerror.ErrNoValidSessions) && msg != nil {
 		class = NoSession
-		if cap.loaded && cap.record != nil {
-			rec, derr := record.NewSessionFromBytes(cap.record, pb.Session, pb.State)
+		if used != nil {
+			rec, derr := record.NewSessionFromBytes(used, pb.Session, pb.State)
 			if derr == nil {
 				states := append([]*record.State{rec.SessionState()}, rec.PreviousSessionStates()...)
 				for _, st := range states {

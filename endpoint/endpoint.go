@@ -151,30 +151,69 @@ func (e *Endpoint) DecryptDM(ctx context.Context, remote *protocol.SignalAddress
 	var pt []byte
 	var err error
 	var inner *protocol.SignalMessage
+	// used is the record libsignal decrypted from, as bytes: what the
+	// classifier re-runs the MAC check on.
+	var used []byte
 	switch kind {
 	case PkMsg:
 		var m *protocol.PreKeySignalMessage
 		m, err = protocol.NewPreKeySignalMessageFromBytes(ct, pb.PreKeySignalMessage, pb.SignalMessage)
 		if err == nil {
 			inner = m.WhisperMessage()
-			pt, err = cipher.DecryptMessage(ctx, m)
+			pt, used, err = e.decryptPreKey(ctx, builder, cipher, remote, m)
 		}
 	case Msg:
 		inner, err = protocol.NewSignalMessageFromBytes(ct, pb.SignalMessage)
 		if err == nil {
 			pt, err = cipher.Decrypt(ctx, inner)
+			if cap.loaded {
+				used = cap.record
+			}
 		}
 	default:
 		err = fmt.Errorf("unknown message kind %q", kind)
 	}
 	if err != nil {
-		return nil, classify(ctx, cipher, err, cap, inner)
+		return nil, classify(ctx, cipher, err, used, inner)
 	}
 	out, err := Unpad(pt)
 	if err != nil {
 		return nil, &Failure{Class: Other, Err: err}
 	}
 	return out, nil
+}
+
+// decryptPreKey is libsignal's Cipher.DecryptMessageReturnKey
+// (go.mau.fi/libsignal v0.2.1 session/SessionCipher.go), which whatsmeow's
+// decryptDM calls for a pkmsg, step for step and with the same store calls
+// in the same order: load, X3DH (builder.Process), decrypt, store, remove
+// the one-time prekey. It is spelled out here only to keep a copy of the
+// record as X3DH left it, before DecryptWithRecord mutates it: a pkmsg
+// whose MAC fails in the new state (the right prekey id with another key)
+// is a Bad MAC, which the record as loaded cannot show.
+func (e *Endpoint) decryptPreKey(ctx context.Context, builder *session.Builder, cipher *session.Cipher, remote *protocol.SignalAddress, m *protocol.PreKeySignalMessage) (pt, used []byte, err error) {
+	rec, err := e.Device.LoadSession(ctx, remote)
+	if err != nil {
+		return nil, nil, err
+	}
+	unsigned, err := builder.Process(ctx, rec, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	used = rec.Serialize()
+	pt, _, err = cipher.DecryptWithRecord(ctx, rec, m.WhisperMessage())
+	if err != nil {
+		return nil, used, err
+	}
+	if err := e.Device.StoreSession(ctx, remote, rec); err != nil {
+		return nil, used, err
+	}
+	if !unsigned.IsEmpty {
+		if err := e.Device.RemovePreKey(ctx, unsigned.Value); err != nil {
+			return nil, used, err
+		}
+	}
+	return pt, used, nil
 }
 
 // GroupEncrypt encrypts for a group with this endpoint's sender key. The

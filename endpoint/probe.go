@@ -2,6 +2,8 @@ package endpoint
 
 import (
 	"context"
+	"sort"
+	"strings"
 
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
@@ -17,6 +19,10 @@ import (
 type Probe struct {
 	Set   stores.Set
 	Trace func(ctx context.Context, call string)
+	// Gate, when set, runs after the yield point and before the call: a
+	// harness parks a task there while something it models (a database
+	// lock) would make the call wait.
+	Gate func(ctx context.Context, call string)
 }
 
 type captureKey struct{}
@@ -31,6 +37,9 @@ func (p *Probe) enter(ctx context.Context, call string) {
 		p.Trace(ctx, call)
 	}
 	sim.Yield(ctx, call)
+	if p.Gate != nil {
+		p.Gate(ctx, call)
+	}
 }
 
 func wrap(err error) error {
@@ -77,7 +86,7 @@ func (p *Probe) HasSession(ctx context.Context, address string) (bool, error) {
 }
 
 func (p *Probe) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
-	p.enter(ctx, "GetManySessions")
+	p.enter(ctx, "GetManySessions "+strings.Join(addresses, ","))
 	m, err := p.Set.Sessions.GetManySessions(ctx, addresses)
 	return m, wrap(err)
 }
@@ -88,7 +97,12 @@ func (p *Probe) PutSession(ctx context.Context, address string, session []byte) 
 }
 
 func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
-	p.enter(ctx, "PutManySessions")
+	addrs := make([]string, 0, len(sessions))
+	for a := range sessions {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs) // map order must not reach the history
+	p.enter(ctx, "PutManySessions "+strings.Join(addrs, ","))
 	return wrap(p.Set.Sessions.PutManySessions(ctx, sessions))
 }
 

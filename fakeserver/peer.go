@@ -13,9 +13,6 @@ import (
 	"github.com/badmac/badmac/endpoint"
 )
 
-// MaxRetries is where WhatsApp clients give up on a message.
-const MaxRetries = 5
-
 // Peer is one device of a contact: its own identity on a reference store.
 // Peers are driven from one goroutine and never yield.
 type Peer struct {
@@ -23,7 +20,12 @@ type Peer struct {
 	Name   string // "alice.0"
 	srv    *Server
 	sent   map[string]Payload
+	group  map[string]string // message id -> group, for group messages
 	skdmTo map[string]bool
+	// Retries counts the receipts the peer sends for the device's
+	// messages; Handler is its side of the device's receipts.
+	Retries RetryCounter
+	Handler RetryHandler
 	// IdentityChanges counts the times the peer accepted a new identity key
 	// for the device ("security code changed").
 	IdentityChanges int
@@ -37,7 +39,7 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 		return nil, err
 	}
 	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
-		sent: make(map[string]Payload), skdmTo: make(map[string]bool)}, nil
+		sent: make(map[string]Payload), group: make(map[string]string), skdmTo: make(map[string]bool)}, nil
 }
 
 // install is a fresh WhatsApp install of jid: new credentials on a new
@@ -66,6 +68,7 @@ func (p *Peer) Reinstall(ctx context.Context) error {
 	}
 	p.Endpoint = e
 	p.skdmTo = make(map[string]bool)
+	p.Retries, p.Handler = RetryCounter{}, RetryHandler{} // a new process
 	return nil
 }
 
@@ -118,6 +121,7 @@ func (p *Peer) SendGroup(ctx context.Context, to *protocol.SignalAddress, group,
 		return nil, err
 	}
 	p.sent[msg] = pl
+	p.group[msg] = group
 	id, n := p.srv.NextCopy(msg)
 	d := &Delivery{ID: id, Msg: msg, Copy: n, From: p.Address(), To: to, Kind: endpoint.SkMsg, CT: ct, Group: group}
 	if !p.skdmTo[to.String()] {
@@ -131,10 +135,13 @@ func (p *Peer) SendGroup(ctx context.Context, to *protocol.SignalAddress, group,
 	return d, nil
 }
 
-// Retry answers a retry receipt for msg as WhatsApp does: rebuild the
-// session from the fresh bundle in the receipt and resend as pkmsg. For a
-// group message the resend is a direct message to the device. It returns
-// nil when the message is past MaxRetries.
+// Retry answers a retry receipt for msg with count retry as whatsmeow's
+// handleRetryReceipt does (retry.go): with <keys> (b non-nil) rebuild the
+// session from them; without, rebuild from a fetched bundle only when
+// ShouldRecreate says so, else re-encrypt on the existing session. The
+// resend is a DM carrying the retry count; for a group message it also
+// carries the peer's sender key distribution. It returns nil when the
+// receipt is dropped (the tenth for one message) or past MaxRetries.
 func (p *Peer) Retry(ctx context.Context, to *protocol.SignalAddress, msg string, retry int, b *prekey.Bundle) (*Delivery, error) {
 	if retry > MaxRetries {
 		return nil, nil
@@ -143,19 +150,42 @@ func (p *Peer) Retry(ctx context.Context, to *protocol.SignalAddress, msg string
 	if !ok {
 		return nil, fmt.Errorf("%s: retry for unknown message %s", p.Name, msg)
 	}
-	err := p.ProcessBundle(ctx, to, b)
-	if errors.Is(err, signalerror.ErrUntrustedIdentity) && p.acceptNewIdentity(ctx, to) {
-		err = p.ProcessBundle(ctx, to, b)
+	if !p.Handler.Admit(to, msg) {
+		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: rebuild for %s: %w", p.Name, msg, err)
+	rebuilt := ""
+	if b != nil {
+		rebuilt = "rebuilt from the receipt's keys"
+	} else if reason, ok := p.Handler.ShouldRecreate(ctx, p.Endpoint, to, retry); ok {
+		var err error
+		if b, err = p.srv.FetchBundle(to); err != nil {
+			return nil, fmt.Errorf("%s: fetching a bundle for %s: %w", p.Name, msg, err)
+		}
+		rebuilt = "rebuilt from a fetched bundle: " + reason
+	}
+	if b != nil {
+		err := p.ProcessBundle(ctx, to, b)
+		if errors.Is(err, signalerror.ErrUntrustedIdentity) && p.acceptNewIdentity(ctx, to) {
+			err = p.ProcessBundle(ctx, to, b)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: rebuild for %s: %w", p.Name, msg, err)
+		}
+	}
+	group := p.group[msg]
+	if group != "" {
+		skdm, err := p.SenderKeyDistribution(ctx, group)
+		if err != nil {
+			return nil, err
+		}
+		pl.SKDM = skdm
 	}
 	kind, ct, err := p.Encrypt(ctx, to, pl.Encode())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: encrypting retry %d of %s: %w", p.Name, retry, msg, err)
 	}
 	id, n := p.srv.NextCopy(msg)
-	d := &Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: p.Address(), To: to, Kind: kind, CT: ct}
+	d := &Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: p.Address(), To: to, Kind: kind, CT: ct, Group: group, Rebuilt: rebuilt}
 	p.srv.ToDevice(d)
 	return d, nil
 }

@@ -75,9 +75,14 @@ type Delivery struct {
 	CT    []byte
 	// Group messages: the skmsg, plus a DM part carrying the sender key
 	// distribution when the sender has not given it to this device yet.
+	// A retry of a group message is a DM with Group set and the sender
+	// key distribution in its payload.
 	Group  string
 	DMKind string
 	DMCT   []byte
+	// Rebuilt says why a retry's sender rebuilt the session first (empty:
+	// re-encrypted on the session it had), for the history.
+	Rebuilt string
 }
 
 // Server queues deliveries and holds the prekeys devices uploaded.

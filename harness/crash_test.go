@@ -18,6 +18,9 @@ deliver m1
 run m1
 reply alice.0 r1
 run r1
+reply alice.0 r1b
+run r1b
+read r1b
 read r1
 send alice.0 m2
 deliver m2
@@ -69,17 +72,29 @@ func TestCrashRestartOps(t *testing.T) {
 
 // TestRetryCycle is the seed's cycle on a debounced store: OK, a crash
 // loses the ratchet step a reply went out on, the peer's next message is
-// Bad MAC, the retry receipt's bundle rebuilds the session and the resent
-// pkmsg is OK. Then the seed's "→ Bad MAC" again: the bot's reply r3 went
-// out on the stale session before the rebuild arrived; the peer decrypts it
-// with its archived state, which libsignal promotes back to current, so the
-// peer's m4 is on the broken session again: Bad MAC, retry, OK.
+// Bad MAC. whatsmeow's first retry receipt has no keys, so the peer
+// re-encrypts on the broken session: Bad MAC again; the second carries a
+// bundle, the peer rebuilds and the resent pkmsg is OK (retry.go
+// sendRetryReceipt, handleRetryReceipt). Then the seed's "→ Bad MAC"
+// again: the bot's reply r3b went out on the stale session before the
+// rebuild arrived; the peer decrypts it with its archived state, which
+// libsignal promotes back to current, so the peer's m4 is on the broken
+// session again: Bad MAC twice, rebuild, OK.
 func TestRetryCycle(t *testing.T) {
 	text := strings.Replace(crashSchedule, "STORE", "debounced", 1) + `deliver m3.2
 run m3.2
+reply alice.0 r3b
+run r3b
+read r3b
+deliver m3.3
+run m3.3
 send alice.0 m4
 deliver m4
 run m4
+deliver m4.2
+run m4.2
+deliver m4.3
+run m4.3
 reply alice.0 r4
 run r4
 read r4
@@ -109,12 +124,12 @@ read r4
 	}
 	got := strings.Join(cycle, " ")
 	t.Logf("cycle: %s", got)
-	if want := "m1:OK m2:OK m3:BadMAC m3.2:OK m4:BadMAC m4.2:OK"; got != want {
+	if want := "m1:OK m2:OK m3:BadMAC m3.2:BadMAC m3.3:OK m4:BadMAC m4.2:BadMAC m4.3:OK"; got != want {
 		t.Errorf("cycle %q, want %q", got, want)
 	}
-	// m3, m4 and the reply r4 (sent on the stale session) each fail once
-	// with Bad MAC and are recovered by a retry; nothing is lost.
-	if c.Recovered != 3 || c.Failures["BadMAC"] != 3 || c.Lost != 0 || c.Delivered != c.Messages-3 || c.Blamed != 3 {
-		t.Errorf("counts %+v: want three messages recovered after one Bad MAC each, none lost", c)
+	// m3 and m4 each fail twice with Bad MAC and are recovered by the
+	// second retry; nothing is lost.
+	if c.Recovered != 2 || c.Failures["BadMAC"] != 4 || c.Lost != 0 || c.Delivered != c.Messages-2 || c.Blamed != 2 {
+		t.Errorf("counts %+v: want two messages recovered after two Bad MACs each, none lost", c)
 	}
 }

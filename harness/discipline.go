@@ -18,10 +18,10 @@ const (
 	Whatsmeow Discipline = "whatsmeow"
 	// Locked: one lock per Signal address across load→decrypt/encrypt→store.
 	Locked Discipline = "locked"
-	// Txn: whatsmeow with EnableDecryptedEventBuffer: one event at a time
-	// per process (sends and retry handling included), each receive's
-	// decrypt and the plaintext it buffers committed in one store
-	// transaction (store.EventBuffer.DoDecryptionTxn); a redelivered
+	// Txn: whatsmeow with EnableDecryptedEventBuffer: the locks of
+	// Whatsmeow, plus each receive's decrypt and the plaintext it buffers
+	// committed in one store transaction (store.EventBuffer.DoDecryptionTxn,
+	// which takes no lock and serialises no send); a redelivered
 	// ciphertext is answered from the buffer. Stores without
 	// DoDecryptionTxn are refused.
 	Txn Discipline = "txn"

@@ -67,7 +67,7 @@ type Run struct {
 	// that only reply to contacts the bot has heard from.
 	received map[string]int
 
-	// Crash and restart (DESIGN §7).
+	// Crash and restart (docs/design.md §7).
 	jobs        map[string]job // device tasks by name, to redo after a crash
 	down        bool           // crashed and not restarted (or refused to start)
 	redo        []job          // killed or refused work to redo at restart
@@ -174,6 +174,24 @@ func (r *Run) newDevices(creds endpoint.Creds) error {
 			}
 		}
 		d := &device{Endpoint: endpoint.New(jid, creds, set), inst: i}
+		if r.sched.Discipline == Txn && r.mode == Controlled {
+			d.Probe.Gate = func(ctx context.Context, call string) {
+				switch {
+				case !isWrite(call):
+				case ctx.Value(inTxnKey{}) != nil:
+					// The transaction's first write takes the database's
+					// write lock (SQLite) or the row's (PostgreSQL) until
+					// it commits.
+					if !d.txnWrote {
+						d.txn.Lock(ctx)
+						d.txnWrote = true
+					}
+				default:
+					d.txn.Lock(ctx) // a write waits for a transaction that wrote
+					d.txn.Unlock(ctx)
+				}
+			}
+		}
 		inst := i
 		d.Probe.Trace = func(ctx context.Context, call string) {
 			if t := sim.TaskFrom(ctx); t != nil {
@@ -356,7 +374,7 @@ func (r *Run) applyOp(op Op) error {
 		r.log("%s", op)
 		r.start(job{name: id, inst: op.Inst, kind: "send", addr: p.Address().String(), msg: msg,
 			fn: func(ctx context.Context, d *device, tk *ticket, id string) {
-				r.send(ctx, d, p, msg, id, body, 0, nil, tk)
+				r.sendMessage(ctx, d, p, msg, id, body, tk)
 			}})
 	case "step":
 		if r.sim == nil {
@@ -497,10 +515,13 @@ func (r *Run) afterStep() {
 			r.fail(fmt.Errorf("peer %s answering retry %d of %s: %w", p.Name, rc.retry, rc.msg, err))
 			return
 		}
-		if d != nil {
+		switch {
+		case d == nil:
+			r.log("%s: drops retry %d of %s", p.Name, rc.retry, rc.msg)
+		case d.Rebuilt != "":
+			r.log("%s: retry %d of %s queued as %s (%s, %s)", p.Name, rc.retry, rc.msg, d.ID, d.Kind, d.Rebuilt)
+		default:
 			r.log("%s: retry %d of %s queued as %s (%s)", p.Name, rc.retry, rc.msg, d.ID, d.Kind)
-		} else {
-			r.log("%s: gives up on %s after %d retries", p.Name, rc.msg, fakeserver.MaxRetries)
 		}
 	}
 }
@@ -563,10 +584,24 @@ type device struct {
 	addrs sim.KeyedFIFO // locked: one queue per Signal address
 	recv  sim.FIFO      // whatsmeow: one receive at a time, in arrival order
 	send  sim.Mutex     // whatsmeow: messageSendLock
-	// txn: one event at a time, so that one process's transactions never
-	// wait on each other inside the database.
-	events sim.FIFO
+	// txn, controlled mode: held by a receive's DoDecryptionTxn from its
+	// first write to its end. A write outside the transaction waits for
+	// it, as SQLite's writer lock and PostgreSQL's row locks make it wait;
+	// the scheduler must see that wait or it would block inside the
+	// database (docs/design.md §6). Before the transaction's first write
+	// nothing waits: an outside write commits, and the database decides
+	// what the transaction's own write then meets (SQLite:
+	// SQLITE_BUSY_SNAPSHOT; PostgreSQL READ COMMITTED: it overwrites).
+	txn      sim.Mutex
+	txnWrote bool
+	// whatsmeow's in-memory retry state (retry.go), per process: the
+	// receipts it sent (messageRetries) and its side of the receipts it
+	// got (incomingRetryRequestCounter, sessionRecreateHistory).
+	retries fakeserver.RetryCounter
+	handler fakeserver.RetryHandler
 }
+
+type inTxnKey struct{}
 
 // ticket is a place reserved in a discipline's lock when a task starts.
 type ticket struct {
@@ -576,16 +611,17 @@ type ticket struct {
 }
 
 // reserve takes the place a task will wait for under the run's discipline:
-// locked queues every task on its peer's address; whatsmeow queues receives
-// and serializes sends, and lets retry handling run free.
+// locked queues every task on its peer's address; whatsmeow (and txn, which
+// only adds the transaction) queues receives, serializes sends
+// (messageSendLock, whatsmeow send.go SendMessage) and lets retry handling
+// run free (receipt.go handleReceipt starts handleRetryReceipt in a
+// goroutine of its own, under no lock).
 func (r *Run) reserve(d *device, kind, addr string) *ticket {
 	switch r.sched.Discipline {
 	case Locked:
 		f := d.addrs.Get(addr)
 		return &ticket{fifo: f, n: f.Reserve()}
-	case Txn:
-		return &ticket{fifo: &d.events, n: d.events.Reserve()}
-	case Whatsmeow:
+	case Whatsmeow, Txn:
 		switch kind {
 		case "receive":
 			return &ticket{fifo: &d.recv, n: d.recv.Reserve()}
@@ -638,18 +674,34 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 	}
 	r.record(del.Msg, a)
 	if err == nil || a.Class == endpoint.OldCounter {
+		return // whatsmeow's decryptMessages ignores an old counter
+	}
+	r.sendRetryReceipt(ctx, d, del, err)
+}
+
+// sendRetryReceipt is whatsmeow's (retry.go): count the failure per message,
+// stop at MaxRetries, attach a fresh prekey bundle only from count 2, or at
+// once for a group message whose sender key is unknown and that came with
+// no DM part (decryptMessages' isUnavailable, passed as
+// forceIncludeIdentity). A failed GenOnePreKey sends the receipt without keys.
+func (r *Run) sendRetryReceipt(ctx context.Context, d *device, del *fakeserver.Delivery, err error) {
+	count := d.retries.Next(del.Msg, del.Retry)
+	if count >= fakeserver.MaxRetries {
+		r.log("%s: no retry receipt (count %d)", del.ID, count)
 		return
 	}
-	if del.Retry >= fakeserver.MaxRetries {
-		return
-	}
-	pk, gerr := d.Device.PreKeys.GenOnePreKey(ctx)
-	if gerr != nil {
-		r.log("%s: retry receipt: %v", del.ID, gerr)
-		return
+	force := del.Kind == endpoint.SkMsg && del.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
+	var b *prekey.Bundle
+	if fakeserver.WantsKeys(count, force) {
+		pk, gerr := d.Device.PreKeys.GenOnePreKey(ctx)
+		if gerr != nil {
+			r.log("%s: retry receipt without keys: %v", del.ID, gerr)
+		} else {
+			b = d.Bundle(pk)
+		}
 	}
 	r.mu.Lock()
-	r.receipts = append(r.receipts, receipt{msg: del.Msg, peer: del.From, retry: del.Retry + 1, b: d.Bundle(pk)})
+	r.receipts = append(r.receipts, receipt{msg: del.Msg, peer: del.From, retry: count, b: b})
 	r.mu.Unlock()
 }
 
@@ -671,8 +723,14 @@ func (r *Run) bufferedDecrypt(ctx context.Context, d *device, del *fakeserver.De
 		// old counter (not a failure once the message was accepted).
 		return fakeserver.Payload{}, &endpoint.Failure{Class: endpoint.OldCounter, Err: errors.New("event already processed (decrypted-event buffer)")}
 	}
-	tctx, cancel := context.WithCancel(ctx)
+	tctx, cancel := context.WithCancel(context.WithValue(ctx, inTxnKey{}, true))
 	defer cancel()
+	defer func() {
+		if d.txnWrote {
+			d.txnWrote = false
+			d.txn.Unlock(ctx)
+		}
+	}()
 	var pl fakeserver.Payload
 	err := buf.DoDecryptionTxn(tctx, func(ctx context.Context) error {
 		var err error
@@ -718,6 +776,13 @@ func (r *Run) decrypt(ctx context.Context, d *device, del *fakeserver.Delivery) 
 	if err != nil {
 		return pl, &endpoint.Failure{Class: endpoint.Other, Err: err}
 	}
+	if del.Kind != endpoint.SkMsg && del.Group != "" && pl.SKDM != nil {
+		// A group message resent on a retry receipt: a DM carrying the
+		// sender key distribution (handleRetryReceipt adds it).
+		if err := d.ProcessSenderKeyDistribution(ctx, del.Group, del.From, pl.SKDM); err != nil {
+			return pl, err
+		}
+	}
 	return pl, nil
 }
 
@@ -755,47 +820,107 @@ func processBundle(ctx context.Context, d *device, to *protocol.SignalAddress, b
 	return d.ProcessBundle(ctx, to, b)
 }
 
-// send encrypts a reply (or, with a bundle, rebuilds the session from a
-// retry receipt's keys first, as whatsmeow's handleRetryReceipt does) and
-// queues it for the peer.
-func (r *Run) send(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, body string, retry int, b *prekey.Bundle, tk *ticket) {
+// sendMessage is whatsmeow's SendMessage to one contact device (send.go
+// SendMessage, sendDM, encryptMessageForDevices): load the sessions with
+// GetManySessions into a per-send cache (store/sessioncache.go
+// WithCachedSessions), fetch a bundle for a device with none, encrypt from
+// the cache, write the cache back with PutManySessions
+// (PutCachedSessions). Identity calls go to the store directly.
+func (r *Run) sendMessage(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, body string, tk *ticket) {
 	unlock := tk.lock(ctx)
 	defer unlock()
-	fail := func(err error) { r.log("%s: send failed: %v", id, err) }
-	if b != nil {
-		if err := processBundle(ctx, d, p.Address(), b); err != nil {
-			fail(err)
-			return
-		}
-	} else if has, err := d.Device.ContainsSession(ctx, p.Address()); err != nil {
-		fail(err)
+	addr := p.Address()
+	existing, cctx, err := d.Device.WithCachedSessions(ctx, []string{addr.String()})
+	if err != nil {
+		r.log("%s: send failed: %v", id, err)
 		return
-	} else if !has {
-		bundle, err := r.srv.FetchBundle(p.Address())
-		if err == nil {
-			err = processBundle(ctx, d, p.Address(), bundle)
+	}
+	var b *prekey.Bundle
+	if has, ok := existing[addr.String()]; ok && !has {
+		// fetchPreKeysNoError: a device without a bundle is skipped.
+		if b, err = r.srv.FetchBundle(addr); err != nil {
+			r.log("%s: fetching a bundle: %v", id, err)
 		}
-		if err != nil {
-			fail(err)
-			return
+	}
+	kind, ct, err := encryptForDevice(cctx, d, addr, msg, body, b, existing)
+	if perr := d.Device.PutCachedSessions(cctx); perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
+		r.log("%s: send failed: %v", id, err)
+		return
+	}
+	r.toPeer(d, p, msg, id, 0, kind, ct)
+}
+
+// handleRetryReceipt is whatsmeow's (retry.go) for a receipt from p with
+// count retry and, when the receipt had <keys>, bundle b: dropped from the
+// tenth receipt for one message; without keys, shouldRecreateSession
+// decides whether to rebuild from a fetched bundle; then
+// encryptMessageForDevice with no session cache (GetSession/PutSession).
+func (r *Run) handleRetryReceipt(ctx context.Context, d *device, p *fakeserver.Peer, msg, id, body string, retry int, b *prekey.Bundle, tk *ticket) {
+	unlock := tk.lock(ctx)
+	defer unlock()
+	addr := p.Address()
+	if !d.handler.Admit(addr, msg) {
+		r.log("%s: retry receipt %d dropped", id, retry)
+		return
+	}
+	if b == nil {
+		if reason, ok := d.handler.ShouldRecreate(ctx, d.Endpoint, addr, retry); ok {
+			var err error
+			if b, err = r.srv.FetchBundle(addr); err != nil {
+				r.log("%s: send failed: fetching a bundle: %v", id, err)
+				return
+			}
+			r.log("%s: recreating the session (%s)", id, reason)
+		}
+	}
+	kind, ct, err := encryptForDevice(ctx, d, addr, msg, body, b, nil)
+	if err != nil {
+		r.log("%s: send failed: %v", id, err)
+		return
+	}
+	r.toPeer(d, p, msg, id, retry, kind, ct)
+}
+
+// encryptForDevice is whatsmeow's encryptMessageForDevice (send.go): with a
+// bundle, build a session from it first; without, a device with no session
+// is an error (existing, when given, is what the send's prefetch found).
+func encryptForDevice(ctx context.Context, d *device, to *protocol.SignalAddress, msg, body string, b *prekey.Bundle, existing map[string]bool) (string, []byte, error) {
+	if b != nil {
+		if err := processBundle(ctx, d, to, b); err != nil {
+			return "", nil, fmt.Errorf("failed to process prekey bundle: %w", err)
+		}
+	} else {
+		has, checked := existing[to.String()]
+		if !checked {
+			var err error
+			if has, err = d.Device.ContainsSession(ctx, to); err != nil {
+				return "", nil, err
+			}
+		}
+		if !has {
+			return "", nil, fmt.Errorf("no signal session established with %s", to)
 		}
 	}
 	pl := fakeserver.Payload{ID: msg, Body: body}
-	k, ct, err := d.Encrypt(ctx, p.Address(), pl.Encode())
-	if err != nil {
-		fail(err)
-		return
-	}
+	return d.Encrypt(ctx, to, pl.Encode())
+}
+
+// toPeer queues what the device sent; a delivery id "r3.2" is copy 2.
+func (r *Run) toPeer(d *device, p *fakeserver.Peer, msg, id string, retry int, kind string, ct []byte) {
 	n := 1
 	if i := strings.LastIndexByte(id, '.'); i >= 0 {
 		fmt.Sscanf(id[i+1:], "%d", &n)
 	}
-	r.srv.ToPeer(&fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: d.Address(), To: p.Address(), Kind: k, CT: ct})
+	r.srv.ToPeer(&fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: d.Address(), To: p.Address(), Kind: kind, CT: ct})
 }
 
 // read is the peer taking a delivery from the device. A failure other than
-// old counter sends a retry receipt with the peer's fresh bundle; the device
-// handles it in a task of its own that takes no receive lock.
+// old counter makes the peer send a retry receipt by whatsmeow's rules
+// (sendRetryReceipt: counted per message, none from count 5, keys from
+// count 2); the device handles it in a task of its own.
 func (r *Run) read(del *fakeserver.Delivery) {
 	p := r.byAddr[del.To.String()]
 	pl, err := p.Read(r.ctx, del)
@@ -809,20 +934,31 @@ func (r *Run) read(del *fakeserver.Delivery) {
 		a.Wrong = pl.ID != del.Msg || pl.Body != m.Body
 	}
 	r.record(del.Msg, a)
-	if err == nil || a.Class == endpoint.OldCounter || del.Retry >= fakeserver.MaxRetries {
+	if err == nil || a.Class == endpoint.OldCounter {
 		return
 	}
-	b, berr := p.FreshBundle(r.ctx)
-	if berr != nil {
-		r.fail(fmt.Errorf("peer %s: fresh bundle: %w", p.Name, berr))
+	retry := p.Retries.Next(del.Msg, del.Retry)
+	if retry >= fakeserver.MaxRetries {
+		r.log("%s: no retry receipt for %s (count %d)", p.Name, del.ID, retry)
 		return
+	}
+	var b *prekey.Bundle
+	if fakeserver.WantsKeys(retry, false) {
+		var berr error
+		if b, berr = p.FreshBundle(r.ctx); berr != nil {
+			r.fail(fmt.Errorf("peer %s: fresh bundle: %w", p.Name, berr))
+			return
+		}
 	}
 	id, _ := r.srv.NextCopy(del.Msg)
-	r.log("%s: retry %d of %s to the device, resent as %s", p.Name, del.Retry+1, del.Msg, id)
-	retry := del.Retry + 1
+	keys := ""
+	if b != nil {
+		keys = " with keys"
+	}
+	r.log("%s: retry %d of %s to the device%s, resent as %s", p.Name, retry, del.Msg, keys, id)
 	r.start(job{name: id, kind: "retry-handling", addr: p.Address().String(), msg: del.Msg,
 		fn: func(ctx context.Context, d *device, tk *ticket, id string) {
-			r.send(ctx, d, p, del.Msg, id, m.Body, retry, b, tk)
+			r.handleRetryReceipt(ctx, d, p, del.Msg, id, m.Body, retry, b, tk)
 		}})
 }
 

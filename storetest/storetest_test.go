@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,22 @@ func (d *dropper) PutSession(ctx context.Context, addr string, b []byte) error {
 		return nil
 	}
 	return d.All.PutSession(ctx, addr, b)
+}
+
+// PutManySessions is the send path's write (whatsmeow's PutCachedSessions):
+// each session in it counts as one PutSession, so sends lose writes too.
+func (d *dropper) PutManySessions(ctx context.Context, m map[string][]byte) error {
+	addrs := make([]string, 0, len(m))
+	for a := range m {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs) // which write is dropped must not depend on map order
+	for _, addr := range addrs {
+		if err := d.PutSession(ctx, addr, m[addr]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func broken() (stores.Set, error) {
