@@ -238,5 +238,13 @@ func Parse(r io.Reader) (*Schedule, error) {
 	if s.Store == "" {
 		return fail("no store")
 	}
+	// String always writes these two; without them a schedule would not
+	// print back as one that parses.
+	if s.Scenario == "" {
+		return fail("no scenario")
+	}
+	if s.Discipline == "" {
+		return fail("no discipline")
+	}
 	return s, nil
 }

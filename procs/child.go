@@ -19,7 +19,8 @@ import (
 // an existing database, answering Requests on stdin with Responses on
 // stdout until stdin closes. With -die-after N it kills itself with SIGKILL
 // right after its Nth store write (no deferred function, no flush, no
-// rollback runs). Crypto randomness is seeded from -seed (and
+// rollback runs). A request's StopAt step makes it report and wait for
+// the parent's SIGKILL (a kill at a random moment). Crypto randomness is seeded from -seed (and
 // -incarnation), so a run replays. It returns the exit code.
 func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("device", flag.ContinueOnError)
@@ -63,6 +64,15 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
 	enc := json.NewEncoder(stdout)
+	// At a request's StopAt step: say so, then wait, mid-request, for the
+	// parent's SIGKILL. The parent writes nothing more, so stdin only ends
+	// if the parent is gone.
+	d.OnStop(func(step, writes int) {
+		_ = enc.Encode(Response{Stopped: true, Step: step, Writes: writes})
+		_, _ = io.Copy(io.Discard, stdin)
+		fmt.Fprintf(stderr, "badmac device: stopped at step %d and the parent went away\n", step)
+		os.Exit(3)
+	})
 	for in.Scan() {
 		var req Request
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {

@@ -58,14 +58,38 @@ func (d *Device) creds() stores.CredsStore {
 	return cs
 }
 
-// Handle answers one request.
+// Handle answers one request. A recv or send request with StopAt > 0
+// calls the device's stop function (OnStop) when its step StopAt begins:
+// step s is the start of its s-th store call, and the step after its last
+// call is the moment before it answers.
 func (d *Device) Handle(ctx context.Context, req Request) Response {
+	counted := req.Op == OpRecv || req.Op == OpSend
+	if counted {
+		d.writes.mu.Lock()
+		d.writes.steps, d.writes.stopAt = 0, req.StopAt
+		d.writes.mu.Unlock()
+	}
 	resp, err := d.handle(ctx, req)
 	if err != nil {
 		resp.OK, resp.Err = false, err.Error()
 	}
-	resp.Writes = d.writes.n
+	d.writes.mu.Lock()
+	resp.Writes, resp.Calls = d.writes.n, d.writes.steps
+	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
+	d.writes.stopAt = 0
+	d.writes.mu.Unlock()
+	if late {
+		d.writes.stop(resp.Calls+1, resp.Writes)
+	}
 	return resp
+}
+
+// OnStop sets what happens when a request's StopAt step begins; stop must
+// not return (it unwinds or the process is killed while it waits).
+func (d *Device) OnStop(stop func(step, writes int)) {
+	d.writes.mu.Lock()
+	defer d.writes.mu.Unlock()
+	d.writes.stop = stop
 }
 
 func (d *Device) handle(ctx context.Context, req Request) (Response, error) {
@@ -154,6 +178,8 @@ func (d *Device) decrypt(ctx context.Context, peer *protocol.SignalAddress, kind
 		return d.ep.DecryptDM(ctx, peer, kind, ct)
 	}
 	hash := sha256.Sum256(ct)
+	// The buffer's calls go to the store unwrapped; they are steps too.
+	d.writes.before()
 	buf, err := d.buffer.GetBufferedEvent(ctx, hash)
 	if err != nil {
 		return nil, &endpoint.StoreErr{Err: err}
@@ -166,6 +192,7 @@ func (d *Device) decrypt(ctx context.Context, peer *protocol.SignalAddress, kind
 		if pt, err = d.ep.DecryptDM(ctx, peer, kind, ct); err != nil {
 			return err
 		}
+		d.writes.before()
 		return d.buffer.PutBufferedEvent(ctx, hash, pt, time.Unix(0, 0))
 	})
 	return pt, err

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"go.mau.fi/whatsmeow/util/keys"
 
@@ -77,11 +76,12 @@ func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
 }
 
 type childProc struct {
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	out    *bufio.Scanner
-	stderr bytes.Buffer
-	done   bool
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	out     *bufio.Scanner
+	stderr  bytes.Buffer
+	done    bool
+	stopped *Response
 }
 
 func (p *childProc) Do(_ context.Context, req Request) (Response, error) {
@@ -94,7 +94,12 @@ func (p *childProc) Do(_ context.Context, req Request) (Response, error) {
 		if err := json.Unmarshal(p.out.Bytes(), &resp); err != nil {
 			return Response{}, fmt.Errorf("device process: bad response: %w", err)
 		}
-		return resp, nil
+		if !resp.Stopped {
+			return resp, nil
+		}
+		// The child is waiting at its StopAt step: kill it there.
+		p.stopped = &resp
+		p.Kill()
 	}
 	// Write or read failed: the process is gone. Only a SIGKILL (the
 	// failpoint, or the parent's Kill) counts as the expected death.
@@ -109,6 +114,15 @@ func (p *childProc) Do(_ context.Context, req Request) (Response, error) {
 // Kill sends SIGKILL now: the kill at a random moment. Safe to call
 // while Do runs.
 func (p *childProc) Kill() { _ = p.cmd.Process.Kill() }
+
+// StoppedAt is the step a StopAt request reached before the process was
+// killed there, and the store writes the incarnation had completed then.
+func (p *childProc) StoppedAt() (step, writes int, ok bool) {
+	if p.stopped == nil {
+		return 0, 0, false
+	}
+	return p.stopped.Step, p.stopped.Writes, true
+}
 
 // ReportedWrites is the store writes the process reported as completed on
 // stderr before it died (-report-writes); valid after Do returned ErrDied.
@@ -144,7 +158,7 @@ func Local(storage stores.Storage, txn bool) Launcher {
 		if err != nil {
 			return nil, err
 		}
-		return &localProc{d: d}, nil
+		return newLocalProc(d), nil
 	}
 }
 
@@ -156,6 +170,21 @@ type localProc struct {
 	// LocalAt's failpoint: request number atReq dies after atWrites of
 	// its writes, or after it.
 	reqs, atReq, atWrites int
+	// stopStep, stopWrites: where a StopAt request stopped (stopStep > 0).
+	stopStep, stopWrites int
+}
+
+func newLocalProc(d *Device) *localProc {
+	p := &localProc{d: d}
+	d.OnStop(func(step, writes int) {
+		p.stopStep, p.stopWrites = step, writes
+		panic(killed{})
+	})
+	return p
+}
+
+func (p *localProc) StoppedAt() (step, writes int, ok bool) {
+	return p.stopStep, p.stopWrites, p.stopStep > 0
 }
 
 func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err error) {
@@ -213,6 +242,9 @@ type Result struct {
 	KillPoints []KillPoint
 	// Requests counts recv and send requests sent (redone ones included).
 	Requests int
+	// Calls is the store calls of each answered recv or send request, in
+	// order: the steps NewRandomKill picks from.
+	Calls []int
 	// Overlapped counts requests sent while another process had one in
 	// flight (replicas).
 	Overlapped int
@@ -260,9 +292,6 @@ func converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int, rk
 				return nil, err
 			}
 		}
-	}
-	if c.killTimer != nil {
-		c.killTimer.Stop()
 	}
 	return c.finish(w), nil
 }
@@ -340,19 +369,18 @@ type worker struct {
 // it except while a request is in flight, so that requests to different
 // processes run at once.
 type conv struct {
-	ctx       context.Context
-	launch    Launcher
-	mu        sync.Mutex
-	rk        *RandomKill
-	killTimer *time.Timer
-	inflight  int
-	srv       *fakeserver.Server
-	alice     *fakeserver.Peer
-	dev       *endpoint.Endpoint // public side of the device, for bundles
-	creds     endpoint.Creds
-	msgs      map[string]*harness.Message
-	order     []string
-	res       *Result
+	ctx      context.Context
+	launch   Launcher
+	mu       sync.Mutex
+	rk       *RandomKill
+	inflight int
+	srv      *fakeserver.Server
+	alice    *fakeserver.Peer
+	dev      *endpoint.Endpoint // public side of the device, for bundles
+	creds    endpoint.Creds
+	msgs     map[string]*harness.Message
+	order    []string
+	res      *Result
 }
 
 func (c *conv) add(m *harness.Message) { c.msgs[m.ID] = m; c.order = append(c.order, m.ID) }
@@ -366,10 +394,8 @@ func (c *conv) log(format string, a ...any) {
 // redo its work.
 func (c *conv) do(w *worker, req Request) (Response, error) {
 	c.res.Requests++
-	if c.rk != nil && c.res.Requests == c.rk.Request && c.killTimer == nil {
-		if k, ok := w.proc.(interface{ Kill() }); ok {
-			c.killTimer = time.AfterFunc(c.rk.Delay, k.Kill)
-		}
+	if c.rk != nil && c.res.Requests == c.rk.Request {
+		req.StopAt = c.rk.Step
 	}
 	if c.inflight++; c.inflight > 1 {
 		c.res.Overlapped++
@@ -380,13 +406,19 @@ func (c *conv) do(w *worker, req Request) (Response, error) {
 	c.inflight--
 	if err == nil {
 		w.writes = resp.Writes
+		c.res.Calls = append(c.res.Calls, resp.Calls)
 		return resp, nil
 	}
 	if !errors.Is(err, ErrDied) {
 		return resp, err
 	}
 	kp := KillPoint{Request: c.res.Requests, Op: req.Op, WritesBefore: w.writes, Writes: -1}
-	if r, ok := w.proc.(interface{ ReportedWrites() int }); ok {
+	if s, ok := w.proc.(interface{ StoppedAt() (int, int, bool) }); ok {
+		if step, writes, ok := s.StoppedAt(); ok {
+			kp.Step, kp.Writes = step, writes
+		}
+	}
+	if r, ok := w.proc.(interface{ ReportedWrites() int }); ok && kp.Step == 0 {
 		kp.Writes = r.ReportedWrites()
 	}
 	c.res.KillPoints = append(c.res.KillPoints, kp)

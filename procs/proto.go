@@ -37,6 +37,10 @@ type Request struct {
 	CT     []byte  `json:"ct,omitempty"`
 	PT     []byte  `json:"pt,omitempty"`
 	Bundle *Bundle `json:"bundle,omitempty"`
+	// StopAt > 0 stops the device when step StopAt of this request begins
+	// (Device.Handle): a child answers with a Response whose Stopped is
+	// set and waits for the parent's SIGKILL.
+	StopAt int `json:"stop_at,omitempty"`
 }
 
 // Response is one line from the child.
@@ -53,6 +57,12 @@ type Response struct {
 	Err        string `json:"err,omitempty"`
 	// Writes counts the store writes this incarnation has made so far.
 	Writes int `json:"writes"`
+	// Calls counts the store calls this request made (its steps).
+	Calls int `json:"calls,omitempty"`
+	// Stopped: the request reached its StopAt step, Step, and the process
+	// is waiting to be killed; nothing else in the response is set.
+	Stopped bool `json:"stopped,omitempty"`
+	Step    int  `json:"step,omitempty"`
 }
 
 // PreKey is a one-time prekey (the private half: this is a test bench).

@@ -4,38 +4,52 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
-	"time"
 
 	"github.com/badmac/badmac/stores"
 )
 
 // writeLine is what a child started with -report-writes writes to stderr
-// after each counted store write.
+// after each counted store write (the parent's count for a -die-after kill).
 const writeLine = "badmac-write\n"
 
-// RandomKill is a kill at a random moment: the parent sends SIGKILL Delay
-// after it sent recv or send request number Request (1-based), whatever
-// the child is doing then: mid-request, between two of its store writes or
-// inside one, or idle after answering (then the next request finds it dead).
+// RandomKill is a kill at a random moment, placed by count so that a
+// loaded machine kills at the same place as an idle one: request number
+// Request (1-based, recv and send requests), step Step of it. Step s is
+// the start of the request's s-th store call (a read or a write: between a
+// load and the write that follows it, between two writes, or inside a
+// decrypt's transaction), and the step after its last call is the moment
+// before it answers. The child stops there, says so, and the parent sends
+// it a real SIGKILL.
 type RandomKill struct {
 	Request int
-	Delay   time.Duration
+	Step    int
 }
 
-// NewRandomKill draws a kill from seed: a request among the first
-// requests-1 of a conversation that makes requests, and a delay up to
-// twice the mean request time.
-func NewRandomKill(seed uint64, requests int, meanRequest time.Duration) RandomKill {
-	rng := mrand.New(mrand.NewPCG(seed, 0x6b696c6c))
-	n := 1
-	if requests > 2 {
-		n = 1 + rng.IntN(requests-1)
+// NewRandomKill draws a kill from seed, uniformly over every step of base,
+// a run of the same conversation without kills (base.Calls). The
+// conversation is deterministic up to the kill, so the step exists in the
+// killed run too.
+func NewRandomKill(seed uint64, base *Result) RandomKill {
+	total := 0
+	for _, n := range base.Calls {
+		total += n + 1
 	}
-	return RandomKill{Request: n, Delay: time.Duration(rng.Int64N(int64(2*meanRequest) + 1))}
+	if total == 0 {
+		return RandomKill{Request: 1, Step: 1}
+	}
+	rng := mrand.New(mrand.NewPCG(seed, 0x6b696c6c))
+	u := rng.IntN(total)
+	for i, n := range base.Calls {
+		if u <= n {
+			return RandomKill{Request: i + 1, Step: u + 1}
+		}
+		u -= n + 1
+	}
+	panic("unreachable")
 }
 
 func (k RandomKill) String() string {
-	return fmt.Sprintf("SIGKILL %v after request %d", k.Delay, k.Request)
+	return fmt.Sprintf("SIGKILL at step %d of request %d", k.Step, k.Request)
 }
 
 // ConverseRandomKill runs the conversation against real child processes
@@ -50,9 +64,12 @@ type KillPoint struct {
 	Request      int    // the recv or send request that found it dead (1-based)
 	Op           string // that request's op
 	WritesBefore int    // store writes the incarnation had answered for before it
-	// Writes is the store writes it reported before dying (-1: unknown).
-	// One more may have committed unreported.
+	// Writes is the store writes it had completed when it died (-1:
+	// unknown): exact for a RandomKill; for a failpoint kill, the writes it
+	// reported, and one more may have committed unreported.
 	Writes int
+	// Step is the step a RandomKill stopped it at (0: not a RandomKill).
+	Step int
 }
 
 // InRequest is the writes made inside the request that found the process
@@ -65,7 +82,11 @@ func (k KillPoint) InRequest() int {
 }
 
 func (k KillPoint) String() string {
-	return fmt.Sprintf("died in request %d (%s) after %d of its writes (%d in all)", k.Request, k.Op, k.InRequest(), k.Writes)
+	at := ""
+	if k.Step > 0 {
+		at = fmt.Sprintf(" at step %d", k.Step)
+	}
+	return fmt.Sprintf("died in request %d (%s)%s after %d of its writes (%d in all)", k.Request, k.Op, at, k.InRequest(), k.Writes)
 }
 
 // LocalAt is Local whose first incarnation dies in request number request
@@ -78,12 +99,20 @@ func LocalAt(storage stores.Storage, txn bool, request, writes int) Launcher {
 		if err != nil {
 			return nil, err
 		}
-		p := &localProc{d: d}
+		p := newLocalProc(d)
 		if inc == 0 {
 			p.atReq, p.atWrites = request, writes
 		}
 		return p, nil
 	}
+}
+
+// Model is the in-process model of where a RandomKill killed the real
+// run: the same conversation on storage whose first incarnation dies in
+// the same request after the same writes. The stop is at a store-call
+// boundary and its writes are counted exactly, so there is one model.
+func (k KillPoint) Model(storage stores.Storage) Launcher {
+	return LocalAt(storage, false, k.Request, k.InRequest())
 }
 
 // JudgeAny judges the real run against each of several models of its kill

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
@@ -111,13 +110,12 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			if err != nil {
 				return 2, err
 			}
-			t0 := time.Now()
 			base, err := procs.Converse(ctx, c, l, 0)
 			done()
 			if err != nil {
 				return 2, fmt.Errorf("%s seed %d: %w", v.Name, s, err)
 			}
-			k := procs.NewRandomKill(s, base.Requests, time.Since(t0)/time.Duration(base.Requests+1))
+			k := procs.NewRandomKill(s, base)
 			if l, done, err = launcher(v, s); err != nil {
 				return 2, err
 			}
