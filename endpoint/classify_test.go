@@ -250,3 +250,26 @@ func TestClasses(t *testing.T) {
 		})
 	}
 }
+
+// garbledSessions returns well-formed JSON with every field missing for
+// any session: libsignal's record decoder dereferences nil on it.
+type garbledSessions struct{ store.SessionStore }
+
+func (garbledSessions) GetSession(context.Context, string) ([]byte, error) { return []byte(`{}`), nil }
+func (garbledSessions) HasSession(context.Context, string) (bool, error)   { return true, nil }
+
+// A store that returns a record libsignal cannot decode gets a failure of
+// class Other on the message, never a panic that takes the run down.
+func TestUndecodableRecordIsAFailure(t *testing.T) {
+	w := newWorld(t)
+	w.established()
+	kind, ct := w.send("m2")
+	w.dev.Device.Sessions = garbledSessions{w.dev.Device.Sessions}
+	_, err := w.dev.DecryptDM(w.ctx, w.peer.Address(), kind, ct)
+	if err == nil {
+		t.Fatal("decrypted from an undecodable record")
+	}
+	if got := ClassOf(err); got != Other {
+		t.Fatalf("class %s (%v), want %s", got, err, Other)
+	}
+}
