@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Discipline is how the client under test calls its store (DESIGN §4).
+// Discipline is how the client under test calls its store (docs/design.md §4).
 type Discipline string
 
 // The client disciplines.

@@ -1,5 +1,5 @@
 // Package procs runs the device under test as a real child process on a real
-// database (DESIGN §7): the parent holds the fake peer, the server and the
+// database (docs/design.md §7): the parent holds the fake peer, the server and the
 // oracle; the child (`badmac device`) holds the device's store and does its
 // decrypts and encrypts; the child is killed with SIGKILL at a failpoint
 // (right after its Nth store write), restarted on the same database, and

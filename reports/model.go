@@ -92,7 +92,7 @@ type Row struct {
 	Duplicates      int `json:"duplicates"`
 	Lost            int `json:"lost"`
 	Wrong           int `json:"wrong_plaintext"`
-	// Failed attempts by class (DESIGN §5).
+	// Failed attempts by class (docs/design.md §5).
 	BadMAC            int `json:"bad_mac"`
 	OldCounter        int `json:"old_counter"`
 	NoSession         int `json:"no_session"`
@@ -101,7 +101,7 @@ type Row struct {
 	NoSenderKey       int `json:"no_sender_key"`
 	StoreError        int `json:"store_error"`
 	OtherError        int `json:"other_error"`
-	// Crash and restart (DESIGN §7): crashes injected, and the schedules
+	// Crash and restart (docs/design.md §7): crashes injected, and the schedules
 	// in which a restart came up with regenerated credentials or refused to
 	// start (creds unreadable).
 	Crashes          int `json:"crashes"`

@@ -7,7 +7,7 @@ import (
 	"sync"
 )
 
-// Durability (DESIGN §7): a storage's state is durable state plus volatile
+// Durability (docs/design.md §7): a storage's state is durable state plus volatile
 // state (caches, pending debounced writes, unsynced file data). The optional
 // interfaces below let the harness crash a storage, flush it at a flush
 // point, and persist the device's credentials in it.

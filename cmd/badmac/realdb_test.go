@@ -52,7 +52,7 @@ func TestRealDatabasesSuite(t *testing.T) {
 					}
 				}
 			}
-			// concurrent over a real database still breaks sessions (DESIGN §4).
+			// concurrent over a real database still breaks sessions (docs/design.md §4).
 			require.Contains(t, out, "FAIL concurrent/"+store+"/")
 		})
 	}
