@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.mau.fi/libsignal/signalerror"
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waAdv"
@@ -25,7 +26,7 @@ import (
 	"go.mau.fi/whatsmeow/types/events"
 	waLog "go.mau.fi/whatsmeow/util/log"
 	"google.golang.org/protobuf/proto"
-	_ "modernc.org/sqlite" // the pure-Go driver behind sqlstore's "sqlite" dialect
+	"modernc.org/sqlite" // also the driver behind sqlstore's "sqlite" dialect
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver/waweb"
@@ -222,7 +223,8 @@ func (l *clientLog) emit(level, msg string, args []any) {
 // state as endpoint.classify does; it is counted as BadMAC, which is what
 // it is whenever a session exists (a missing session is ErrNoSessionForUser).
 // An event already processed (the decrypted-event buffer saw the
-// ciphertext) is a replay refused, counted as OldCounter.
+// ciphertext) is a replay refused, counted as OldCounter. A database error
+// under the decrypt is a StoreError.
 func classOf(err error) endpoint.Class {
 	switch {
 	case err == nil:
@@ -231,6 +233,8 @@ func classOf(err error) endpoint.Class {
 		return endpoint.BadMAC
 	case errors.Is(err, whatsmeow.EventAlreadyProcessed):
 		return endpoint.OldCounter
+	case errors.As(err, new(*sqlite.Error)), errors.As(err, new(*pgconn.PgError)):
+		return endpoint.StoreError // the database refused (SQLITE_BUSY, say), not the ratchet
 	}
 	return endpoint.ClassOf(err)
 }

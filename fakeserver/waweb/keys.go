@@ -103,6 +103,6 @@ func parseBundle(device uint32, parent waBinary.Node) (*prekey.Bundle, error) {
 		ecc.NewDjbECPublicKey(spk.pub), *spk.sig, identity.NewKey(ecc.NewDjbECPublicKey([32]byte(idk)))), nil
 }
 
-func optionalEmpty() *optional.Uint32       { return optional.NewEmptyUint32() }
-func optionalOf(n uint32) *optional.Uint32  { return optional.NewOptionalUint32(n) }
-func djb(k [32]byte) ecc.ECPublicKeyable    { return ecc.NewDjbECPublicKey(k) }
+func optionalEmpty() *optional.Uint32      { return optional.NewEmptyUint32() }
+func optionalOf(n uint32) *optional.Uint32 { return optional.NewOptionalUint32(n) }
+func djb(k [32]byte) ecc.ECPublicKeyable   { return ecc.NewDjbECPublicKey(k) }

@@ -168,7 +168,9 @@ func (l *Ledger) pendingLocked() []string {
 			for _, a := range m.Attempts {
 				accepted = accepted || a.OK
 			}
-			if !accepted && !f.sendErr && f.failures < MaxRetries {
+			// An old counter is dropped silently (no retry receipt): final.
+			dropped := len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
+			if !accepted && !dropped && !f.sendErr && f.failures < MaxRetries {
 				p = append(p, id+" (not accepted by the peer)")
 			}
 		default:
@@ -181,7 +183,7 @@ func (l *Ledger) pendingLocked() []string {
 // Settled reports whether nothing is in flight: every inbound copy was
 // decrypted (or failed) by the device and answered with a receipt or the
 // last retry, and every reply was accepted by its peer, failed MaxRetries
-// times or failed to send.
+// times, was dropped as an old counter or failed to send.
 func (l *Ledger) Settled() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

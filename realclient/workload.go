@@ -1,0 +1,126 @@
+package realclient
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+)
+
+// Config is one conversation through the real client.
+type Config struct {
+	Seed     uint64
+	Messages int // messages the contacts send
+	Contacts int // contacts (one device each), 1..len(contactNames)
+	// Burst is the most stanzas sent back to back before the server waits
+	// for the device to settle (every copy answered, every reply read).
+	// Burst 1 is one stanza in flight: the run is then deterministic.
+	Burst  int
+	Reply  Reply
+	Buffer bool
+	Dir    string        // where the SQLite file goes
+	Settle time.Duration // longest wait for a burst to settle (default 60 s)
+	Log    func(string)  // client warnings and errors (nil: dropped)
+}
+
+var contactNames = []string{"alice", "bob", "carol", "dave"}
+
+// BotJID is the device under test.
+var BotJID = types.JID{User: "10000000001", Device: 5, Server: types.DefaultUserServer}
+
+// Result is what a conversation produced.
+type Result struct {
+	Messages  []*harness.Message
+	RetriesIn int // retry receipts from the device
+	// RetriesOut counts retry receipts the peers sent for the device's replies.
+	RetriesOut int
+	ServerLog  []string
+}
+
+// Counts totals the result as a report row does. There is no protocol
+// baseline for the real client: every message not delivered cleanly counts.
+func (r *Result) Counts() harness.Counts {
+	res := &harness.Result{Messages: r.Messages}
+	c := res.Counts()
+	for _, m := range r.Messages {
+		if m.Outcome() != harness.Delivered {
+			c.Blamed++
+		}
+	}
+	return c
+}
+
+// Converse runs one conversation on a new server and a new SQLite database:
+// the seed picks the burst sizes and which contact sends each message; the
+// client's goroutines then run freely.
+func Converse(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Contacts < 1 || cfg.Contacts > len(contactNames) {
+		return nil, fmt.Errorf("realclient: %d contacts (1..%d)", cfg.Contacts, len(contactNames))
+	}
+	if cfg.Burst < 1 || cfg.Messages < 1 {
+		return nil, fmt.Errorf("realclient: burst %d, messages %d: both must be at least 1", cfg.Burst, cfg.Messages)
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 60 * time.Second
+	}
+	ca := waweb.DefaultCA()
+	Trust(ca)
+	srv, err := waweb.Listen(ca)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	cv := waweb.NewConversation(srv)
+	var peers []*fakeserver.Peer
+	for _, name := range contactNames[:cfg.Contacts] {
+		p, err := cv.AddPeer(ctx, name, 1)
+		if err != nil {
+			return nil, err
+		}
+		peers = append(peers, p)
+	}
+	c, err := OpenSQLite(ctx, filepath.Join(cfg.Dir, fmt.Sprintf("client-%d.db", cfg.Seed)))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	dev, err := Provision(ctx, c, BotJID)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
+	bot, err := Start(sctx, srv, cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer bot.Stop()
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbad3ac))
+	for i := 0; i < cfg.Messages; {
+		k := 1 + rng.IntN(cfg.Burst)
+		for j := 0; j < k && i < cfg.Messages; j++ {
+			i++
+			p := peers[rng.IntN(len(peers))]
+			id := fmt.Sprintf("m%d", i)
+			if err := cv.Send(ctx, p, id, fmt.Sprintf("%s says %d", p.Name, i)); err != nil {
+				return nil, err
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
+		err := cv.L.Wait(sctx)
+		cancel()
+		if err != nil {
+			// The partial result carries the server log of the stuck run.
+			return &Result{Messages: cv.L.Messages(), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+		}
+	}
+	in, out := cv.L.Retries()
+	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log()}, nil
+}
