@@ -249,3 +249,14 @@ func Trust(ca *waweb.CA) {
 	defer trustMu.Unlock()
 	whatsmeow.WACertPubKey = *ca.Root.Pub
 }
+
+// Send is the bot starting a conversation: a text to a contact, followed
+// by the ledger as message id.
+func (b *Bot) Send(to types.JID, id, body string) {
+	b.L.Expect(id, harness.Out, to.String(), body)
+	_, err := b.Client.SendMessage(context.Background(), to.ToNonAD(),
+		&waE2E.Message{Conversation: proto.String(body)}, whatsmeow.SendRequestExtra{ID: id})
+	if err != nil {
+		b.L.SendFailed(id, err)
+	}
+}
