@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
 )
 
 // Config is one conversation through the real client.
@@ -25,7 +27,12 @@ type Config struct {
 	Burst  int
 	Reply  Reply
 	Buffer bool
-	Dir    string        // where the SQLite file goes
+	Dir    string // where the SQLite file goes
+	// Store is the candidate key store: "sqlite" (default) is whatsmeow's
+	// sqlstore for everything; any other stores variant takes over the four
+	// Signal interfaces of the device (sessions, prekeys, identities, sender
+	// keys) while the rest of the device stays in SQLite.
+	Store  string
 	Settle time.Duration // longest wait for a burst to settle (default 60 s)
 	Log    func(string)  // client warnings and errors (nil: dropped)
 }
@@ -95,6 +102,27 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Store != "" && cfg.Store != "sqlite" {
+		if cfg.Buffer {
+			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (store sqlite)", cfg.Store)
+		}
+		v, err := stores.Lookup(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: %w", err)
+		}
+		st, err := v.Open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+		defer st.Close()
+		set, err := st.Instance(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+		if err := Plug(dev, set); err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
 	bot, err := Start(sctx, srv, cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log})
 	cancel()
@@ -123,4 +151,15 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	in, out := cv.L.Retries()
 	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log()}, nil
+}
+
+// Plug puts a candidate key store under a whatsmeow device: the four
+// interfaces whatsmeow's Signal paths call (decryptDM, the send path's
+// session cache, retry receipts, prekey upload) go to set.
+func Plug(dev *store.Device, set stores.Set) error {
+	if err := set.Complete(); err != nil {
+		return err
+	}
+	dev.Sessions, dev.PreKeys, dev.Identities, dev.SenderKeys = set.Sessions, set.PreKeys, set.Identities, set.SenderKeys
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/realclient"
+	"github.com/badmac/badmac/stores"
 )
 
 // clientCmd is `badmac client`: the reply workload through an unmodified
@@ -30,6 +31,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	seed := fs.Uint64("seed", 1, "first seed")
 	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async, none (comma-separated)")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
+	storeList := fs.String("stores", "sqlite", "candidate stores under the client's Signal interfaces (sqlite: whatsmeow's sqlstore; any other variant: its four Signal stores, the rest of the device in SQLite)")
 	verbose := fs.Bool("v", false, "print the client's warnings on stderr")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -63,6 +65,16 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if len(modes) == 0 || len(bufs) == 0 {
 		return 2, badInput("nothing to run: give -replies and -buffer")
 	}
+	var storeNames []string
+	for _, s := range split(*storeList) {
+		if _, err := stores.Lookup(s); err != nil {
+			return 2, badInput("%v", err)
+		}
+		storeNames = append(storeNames, s)
+	}
+	if len(storeNames) == 0 {
+		return 2, badInput("nothing to run: give -stores")
+	}
 	dir, err := os.MkdirTemp("", "badmac-client-")
 	if err != nil {
 		return 2, fmt.Errorf("client: temp dir: %w", err)
@@ -77,59 +89,64 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "failed (95% CI)")
 	for _, mode := range modes {
 		for _, buf := range bufs {
-			name := "client-" + string(mode)
-			if buf {
-				name += "+buffer"
-			}
-			var c harness.Counts
-			rin, rout := 0, 0
-			for i := 0; i < *runs; i++ {
-				cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
-					Reply: mode, Buffer: buf, Dir: dir, Log: log}
-				res, err := realclient.Converse(ctx, cfg)
-				if err != nil && *verbose && res != nil {
-					for _, l := range res.ServerLog {
-						fmt.Fprintln(stderr, "server:", l)
+			for _, storeName := range storeNames {
+				if buf && storeName != "sqlite" {
+					continue // the buffer is sqlstore's transaction
+				}
+				name := "client-" + string(mode)
+				if buf {
+					name += "+buffer"
+				}
+				var c harness.Counts
+				rin, rout := 0, 0
+				for i := 0; i < *runs; i++ {
+					cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
+						Reply: mode, Buffer: buf, Dir: dir, Log: log, Store: storeName}
+					res, err := realclient.Converse(ctx, cfg)
+					if err != nil && *verbose && res != nil {
+						for _, l := range res.ServerLog {
+							fmt.Fprintln(stderr, "server:", l)
+						}
+					}
+					if err != nil {
+						return 2, fmt.Errorf("%s seed %d: %w", name, cfg.Seed, err)
+					}
+					c.Add(res.Counts())
+					rin += res.RetriesIn
+					rout += res.RetriesOut
+				}
+				other := 0
+				for k, n := range c.Failures {
+					if k != endpoint.BadMAC && k != endpoint.OldCounter && k != endpoint.NoSession && k != endpoint.StoreError {
+						other += n
 					}
 				}
-				if err != nil {
-					return 2, fmt.Errorf("%s seed %d: %w", name, cfg.Seed, err)
+				lo, hi := harness.Wilson(c.Blamed, c.Messages)
+				rate := 0.0
+				if c.Messages > 0 {
+					rate = float64(c.Blamed) / float64(c.Messages)
 				}
-				c.Add(res.Counts())
-				rin += res.RetriesIn
-				rout += res.RetriesOut
-			}
-			other := 0
-			for k, n := range c.Failures {
-				if k != endpoint.BadMAC && k != endpoint.OldCounter && k != endpoint.NoSession && k != endpoint.StoreError {
-					other += n
+				if err := t.Append(name, storeName, fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
+					fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
+					fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
+					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout),
+					fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)); err != nil {
+					return 2, err
 				}
-			}
-			lo, hi := harness.Wilson(c.Blamed, c.Messages)
-			rate := 0.0
-			if c.Messages > 0 {
-				rate = float64(c.Blamed) / float64(c.Messages)
-			}
-			if err := t.Append(name, "sqlite", fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
-				fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
-				fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
-				fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout),
-				fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)); err != nil {
-				return 2, err
 			}
 		}
 	}
 	if err := t.Render(); err != nil {
 		return 2, err
 	}
-	fmt.Fprintf(stdout, "real whatsmeow client (unmodified) on SQLite, loopback fake server; seeds %d..%d, %d messages from %d contact(s) each\n",
+	fmt.Fprintf(stdout, "real whatsmeow client (unmodified), loopback fake server; seeds %d..%d, %d messages from %d contact(s) each\n",
 		*seed, *seed+uint64(*runs)-1, *msgs, *contacts)
 	fmt.Fprintln(stdout, "msgs counts both directions (the contacts' messages and the bot's replies); failed = not delivered cleanly (no protocol baseline here)")
 	if *burst == 1 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -seed %d -replies %s -buffer %s\n",
-			*runs, *msgs, *contacts, *burst, *seed, *replies, *buffers)
+		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -seed %d -replies %s -buffer %s -stores %s\n",
+			*runs, *msgs, *contacts, *burst, *seed, *replies, *buffers, *storeList)
 	}
 	return 0, nil
 }
