@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
@@ -52,6 +53,8 @@ type rig struct {
 	bot  *Bot
 	logs *logs
 	path string
+	db   *sqlstore.Container
+	opts Options
 }
 
 func newRig(t *testing.T, opts Options) *rig {
@@ -75,20 +78,45 @@ func newRig(t *testing.T, opts Options) *rig {
 	if r.peer, err = r.cv.AddPeer(ctx, "alice", 1); err != nil {
 		t.Fatal(err)
 	}
-	c, err := OpenSQLite(ctx, r.path)
-	if err != nil {
+	if r.db, err = OpenSQLite(ctx, r.path); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	dev, err := Provision(ctx, c, botJID)
+	t.Cleanup(func() { _ = r.db.Close() })
+	dev, err := Provision(ctx, r.db, botJID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Log = r.logs.add
+	r.opts = opts
 	if r.bot, err = Start(ctx, srv, r.cv.L, dev, opts); err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// restart stops the client, closes the database, runs whileDown and starts
+// a new client on the same database file, as a redeploy does.
+func (r *rig) restart(t *testing.T, whileDown func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r.bot.Stop()
+	r.bot = nil
+	if err := r.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whileDown()
+	var err error
+	if r.db, err = OpenSQLite(ctx, r.path); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := r.db.GetDevice(ctx, botJID)
+	if err != nil || dev == nil {
+		t.Fatalf("device %s after restart: %v (nil: %t)", botJID, err, dev == nil)
+	}
+	if r.bot, err = Start(ctx, r.srv, r.cv.L, dev, r.opts); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (r *rig) send(t *testing.T, id, body string) {

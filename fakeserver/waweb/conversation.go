@@ -52,6 +52,7 @@ func NewConversation(s *Server) *Conversation {
 	s.mu.Lock()
 	s.onNode = cv.onNode
 	s.onLogin = cv.redeliver
+	s.onClose = cv.disconnected
 	s.mu.Unlock()
 	return cv
 }
@@ -164,6 +165,18 @@ func (cv *Conversation) redeliver() {
 		in := cv.inbound[id]
 		cv.pushLocked(id, in.node, fmt.Sprint(in.node.GetChildByTag("enc").Attrs["type"]), 0)
 	}
+}
+
+// disconnected: copies the device had not answered when its connection
+// went are no longer expected to be (a killed device never will); they stay
+// in the offline queue and go again on the next login.
+func (cv *Conversation) disconnected() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for _, id := range cv.pending {
+		cv.L.orphan(id)
+	}
+	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
 }
 
 func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {

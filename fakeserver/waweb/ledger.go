@@ -220,3 +220,29 @@ func (l *Ledger) SendFailed(id string, err error) {
 	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
 	l.touch()
 }
+
+// orphan forgets copies of id the device did not attempt.
+func (l *Ledger) orphan(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if m, ok := l.msgs[id]; ok && l.st[id].copies > len(m.Attempts) {
+		l.st[id].copies = len(m.Attempts)
+		l.touch()
+	}
+}
+
+// Abandon ends the replies the device registered but never got to the
+// server (it was killed before or during SendMessage): each is lost, with
+// reason as its one attempt.
+func (l *Ledger) Abandon(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.order {
+		m, f := l.msgs[id], l.st[id]
+		if m.Dir == harness.Out && f.copies == 0 && !f.sendErr {
+			f.sendErr = true
+			m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
+		}
+	}
+	l.touch()
+}

@@ -48,6 +48,7 @@ type Server struct {
 	logs    []string
 	onNode  func(c *conn, n *waBinary.Node) bool // the conversation's stanzas
 	onLogin func()
+	onClose func()
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -235,10 +236,14 @@ func (c *conn) close() {
 	c.cancel()
 	_ = c.ws.CloseNow()
 	c.s.mu.Lock()
+	var on func()
 	if c.s.conn == c {
-		c.s.conn = nil
+		c.s.conn, on = nil, c.s.onClose
 	}
 	c.s.mu.Unlock()
+	if on != nil {
+		on()
+	}
 }
 
 // frame reads one length-prefixed frame. The client's first websocket
