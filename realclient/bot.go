@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -85,10 +86,19 @@ func Provision(ctx context.Context, c *sqlstore.Container, jid types.JID) (*stor
 	return dev, nil
 }
 
+// Recorder is where the bot reports what the client did: *waweb.Ledger in
+// process, a line protocol to the parent from a child process.
+type Recorder interface {
+	Expect(id, dir, peer, body string)
+	Known(id string) bool
+	Attempt(id string, ok bool, body string, class endpoint.Class, err error)
+	SendFailed(id string, err error)
+}
+
 // Bot is a connected whatsmeow client replying to texts.
 type Bot struct {
 	Client *whatsmeow.Client
-	L      *waweb.Ledger
+	L      Recorder
 	opts   Options
 
 	connected chan struct{}
@@ -98,15 +108,16 @@ type Bot struct {
 	texts     []string // "id=body" of every accepted text, in order
 }
 
-// Start connects a client on dev to srv and waits until whatsmeow reports
-// Connected (prekeys counted or uploaded, passive set).
-func Start(ctx context.Context, srv *waweb.Server, l *waweb.Ledger, dev *store.Device, opts Options) (*Bot, error) {
+// Start connects a client on dev to the server hc dials (waweb's
+// Server.HTTPClient) and waits until whatsmeow reports Connected (prekeys
+// counted or uploaded, passive set).
+func Start(ctx context.Context, hc *http.Client, l Recorder, dev *store.Device, opts Options) (*Bot, error) {
 	if opts.Reply == "" {
 		opts.Reply = NoReply
 	}
 	b := &Bot{L: l, opts: opts, connected: make(chan struct{})}
 	cli := whatsmeow.NewClient(dev, &clientLog{b: b})
-	cli.SetWebsocketHTTPClient(srv.HTTPClient())
+	cli.SetWebsocketHTTPClient(hc)
 	cli.EnableDecryptedEventBuffer = opts.Buffer
 	cli.AddEventHandler(b.handle)
 	b.Client = cli

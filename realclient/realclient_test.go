@@ -88,7 +88,7 @@ func newRig(t *testing.T, opts Options) *rig {
 	}
 	opts.Log = r.logs.add
 	r.opts = opts
-	if r.bot, err = Start(ctx, srv, r.cv.L, dev, opts); err != nil {
+	if r.bot, err = Start(ctx, srv.HTTPClient(), r.cv.L, dev, opts); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -114,7 +114,7 @@ func (r *rig) restart(t *testing.T, whileDown func()) {
 	if err != nil || dev == nil {
 		t.Fatalf("device %s after restart: %v (nil: %t)", botJID, err, dev == nil)
 	}
-	if r.bot, err = Start(ctx, r.srv, r.cv.L, dev, r.opts); err != nil {
+	if r.bot, err = Start(ctx, r.srv.HTTPClient(), r.cv.L, dev, r.opts); err != nil {
 		t.Fatal(err)
 	}
 }

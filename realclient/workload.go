@@ -124,7 +124,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
-	bot, err := Start(sctx, srv, cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log})
+	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log})
 	cancel()
 	if err != nil {
 		return nil, err

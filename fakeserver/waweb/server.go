@@ -90,8 +90,11 @@ func (s *Server) Close() error {
 
 // HTTPClient is the client to give whatsmeow's Client.SetWebsocketHTTPClient:
 // every request goes to this server, whatever host the URL names.
-func (s *Server) HTTPClient() *http.Client {
-	addr := s.ln.Addr().String()
+func (s *Server) HTTPClient() *http.Client { return HTTPClientFor(s.ln.Addr().String()) }
+
+// HTTPClientFor is HTTPClient for a server at addr in another process. It
+// refuses any address that is not on the loopback interface.
+func HTTPClientFor(addr string) *http.Client {
 	base := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	return &http.Client{Transport: rewrite{addr: addr, rt: base}}
 }
@@ -102,6 +105,10 @@ type rewrite struct {
 }
 
 func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	host, _, err := net.SplitHostPort(r.addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("waweb: %q is not a loopback address", r.addr)
+	}
 	req = req.Clone(req.Context())
 	u := *req.URL
 	u.Scheme, u.Host = "http", r.addr
