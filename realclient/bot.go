@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"strings"
 	"sync"
@@ -51,6 +52,20 @@ type Options struct {
 	Buffer bool
 	// Log receives the client's warnings and errors, one line each (nil: dropped).
 	Log func(string)
+	// ReplyRate is the share of texts answered (0 means all), decided per
+	// message id from Seed so that a rerun answers the same texts.
+	ReplyRate float64
+	Seed      uint64
+}
+
+// answers reports whether the bot replies to message id.
+func (o Options) answers(id string) bool {
+	if o.ReplyRate <= 0 || o.ReplyRate >= 1 {
+		return true
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%s", o.Seed, id)
+	return float64(h.Sum64()>>11)/(1<<53) < o.ReplyRate
 }
 
 // OpenSQLite opens (creating if needed) a whatsmeow database in the SQLite
@@ -166,7 +181,7 @@ func (b *Bot) handle(evt any) {
 		b.texts = append(b.texts, id+"="+body)
 		b.mu.Unlock()
 		b.L.Attempt(id, true, body, "", nil)
-		if b.opts.Reply == NoReply || b.L.Known(ReplyID(id)) {
+		if b.opts.Reply == NoReply || !b.opts.answers(id) || b.L.Known(ReplyID(id)) {
 			return
 		}
 		rid := ReplyID(id)

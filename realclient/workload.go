@@ -24,10 +24,12 @@ type Config struct {
 	// Burst is the most stanzas sent back to back before the server waits
 	// for the device to settle (every copy answered, every reply read).
 	// Burst 1 is one stanza in flight: the run is then deterministic.
-	Burst  int
-	Reply  Reply
-	Buffer bool
-	Dir    string // where the SQLite file goes
+	Burst int
+	Reply Reply
+	// ReplyRate is the share of texts the bot answers (0: all).
+	ReplyRate float64
+	Buffer    bool
+	Dir       string // where the SQLite file goes
 	// Store is the candidate key store: "sqlite" (default) is whatsmeow's
 	// sqlstore for everything; any other stores variant takes over the four
 	// Signal interfaces of the device (sessions, prekeys, identities, sender
@@ -124,7 +126,8 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
-	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log})
+	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
+		ReplyRate: cfg.ReplyRate, Seed: cfg.Seed})
 	cancel()
 	if err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	contacts := fs.Int("contacts", 1, "contacts (1..4)")
 	burst := fs.Int("burst", 4, "most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
 	seed := fs.Uint64("seed", 1, "first seed")
+	rate := fs.Float64("reply-rate", 1, "share of texts the bot answers (the harness's reply scenario: 0.7)")
 	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async, none (comma-separated)")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
 	storeList := fs.String("stores", "sqlite", "candidate stores under the client's Signal interfaces (sqlite: whatsmeow's sqlstore; any other variant: its four Signal stores, the rest of the device in SQLite)")
@@ -41,6 +42,9 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	if *runs < 1 || *runs > 1000 || *msgs < 1 || *msgs > 10000 || *contacts < 1 || *contacts > 4 || *burst < 1 || *burst > 100 {
 		return 2, badInput("-runs must be 1..1000, -messages 1..10000, -contacts 1..4, -burst 1..100")
+	}
+	if !(*rate > 0 && *rate <= 1) {
+		return 2, badInput("-reply-rate must be in (0, 1], not %v", *rate)
 	}
 	var modes []realclient.Reply
 	for _, r := range split(*replies) {
@@ -101,7 +105,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				rin, rout := 0, 0
 				for i := 0; i < *runs; i++ {
 					cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
-						Reply: mode, Buffer: buf, Dir: dir, Log: log, Store: storeName}
+						Reply: mode, ReplyRate: *rate, Buffer: buf, Dir: dir, Log: log, Store: storeName}
 					res, err := realclient.Converse(ctx, cfg)
 					if err != nil && *verbose && res != nil {
 						for _, l := range res.ServerLog {
@@ -145,8 +149,8 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if *burst == 1 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -seed %d -replies %s -buffer %s -stores %s\n",
-			*runs, *msgs, *contacts, *burst, *seed, *replies, *buffers, *storeList)
+		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -seed %d -replies %s -buffer %s -stores %s\n",
+			*runs, *msgs, *contacts, *burst, *rate, *seed, *replies, *buffers, *storeList)
 	}
 	return 0, nil
 }
