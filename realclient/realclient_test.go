@@ -2,7 +2,6 @@ package realclient
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.mau.fi/whatsmeow"
+	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 
@@ -135,15 +136,19 @@ func hasLine(log []string, prefix string) bool {
 	return slices.ContainsFunc(log, func(s string) bool { return strings.HasPrefix(s, prefix) })
 }
 
-func TestServerListensOnLoopbackOnly(t *testing.T) {
-	srv, err := waweb.Listen(waweb.DefaultCA())
-	if err != nil {
-		t.Fatal(err)
+// An iq the server does not know is answered with an error at once (never
+// left for whatsmeow's 75 s timeout) and logged.
+func TestUnknownIQAnsweredWithError(t *testing.T) {
+	r := newRig(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := r.bot.Client.DangerousInternals().SendIQ(ctx, whatsmeow.DangerousInfoQuery{
+		Namespace: "w:nosuch", Type: "get", To: types.ServerJID, Content: []waBinary.Node{{Tag: "x"}}})
+	if err == nil || !strings.Contains(err.Error(), "501") {
+		t.Fatalf("unknown iq: err = %v, want a 501 error", err)
 	}
-	defer srv.Close()
-	addr, ok := srv.Addr().(*net.TCPAddr)
-	if !ok || !addr.IP.Equal(net.IPv4(127, 0, 0, 1)) {
-		t.Fatalf("listener on %v, want 127.0.0.1", srv.Addr())
+	if !hasLine(r.srv.Log(), "server: unknown iq answered with error 501") {
+		t.Errorf("unknown iq not logged:\n%s", strings.Join(r.srv.Log(), "\n"))
 	}
 }
 
