@@ -72,3 +72,38 @@ func TestRestartContinuesConversation(t *testing.T) {
 	checkAllDelivered(t, r, 8)
 	checkDurable(t, r, identity)
 }
+
+// A network drop in the middle of a burst: the server closes the socket,
+// whatsmeow reconnects by itself, the stanzas it had not acknowledged come
+// again from the offline queue, and the conversation goes on. No text is
+// lost; what happened to the replies in flight is logged.
+func TestReconnectRedeliversUnacknowledged(t *testing.T) {
+	r := newRig(t, Options{Reply: Inline})
+	r.send(t, "m1", "before the drop")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, id := range []string{"m2", "m3", "m4"} {
+		if err := r.cv.Send(ctx, r.peer, id, "burst "+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.srv.Kick()
+	if err := r.cv.L.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.send(t, "m5", "after the drop")
+	if n := countLines(r.srv.Log(), "login "); n < 2 {
+		t.Errorf("%d logins, want the client to reconnect", n)
+	}
+	for _, m := range r.cv.L.Messages() {
+		o := m.Outcome()
+		switch {
+		case m.Dir == harness.In && (o == harness.Lost || o == harness.Wrong):
+			t.Errorf("%s: %s %+v", m.ID, o, m.Attempts)
+		case (m.ID == "m5" || m.ID == "re-m5") && o != harness.Delivered:
+			t.Errorf("%s after the reconnect: %s %+v", m.ID, o, m.Attempts)
+		case o != harness.Delivered:
+			t.Logf("around the drop: %s %s %+v", m.ID, o, m.Attempts)
+		}
+	}
+}
