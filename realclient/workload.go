@@ -29,7 +29,11 @@ type Config struct {
 	// ReplyRate is the share of texts the bot answers (0: all).
 	ReplyRate float64
 	Buffer    bool
-	Dir       string // where the SQLite file goes
+	// Drop is the chance that the server drops the connection right after
+	// sending a burst (a network drop; whatsmeow reconnects by itself and
+	// the unacknowledged stanzas come again).
+	Drop float64
+	Dir  string // where the SQLite file goes
 	// Store is the candidate key store: "sqlite" (default) is whatsmeow's
 	// sqlstore for everything; any other stores variant takes over the four
 	// Signal interfaces of the device (sessions, prekeys, identities, sender
@@ -51,6 +55,7 @@ type Result struct {
 	// RetriesOut counts retry receipts the peers sent for the device's replies.
 	RetriesOut int
 	ServerLog  []string
+	Drops      int // connections the server dropped
 }
 
 // Counts totals the result as a report row does. There is no protocol
@@ -134,6 +139,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer bot.Stop()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbad3ac))
+	drops := 0
 	for i := 0; i < cfg.Messages; {
 		k := 1 + rng.IntN(cfg.Burst)
 		for j := 0; j < k && i < cfg.Messages; j++ {
@@ -144,6 +150,10 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 				return nil, err
 			}
 		}
+		if cfg.Drop > 0 && rng.Float64() < cfg.Drop {
+			srv.Kick()
+			drops++
+		}
 		sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
 		err := cv.L.Wait(sctx)
 		cancel()
@@ -153,7 +163,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	in, out := cv.L.Retries()
-	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log()}, nil
+	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log(), Drops: drops}, nil
 }
 
 // Plug puts a candidate key store under a whatsmeow device: the four

@@ -29,6 +29,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	contacts := fs.Int("contacts", 1, "contacts (1..4)")
 	burst := fs.Int("burst", 4, "most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
 	seed := fs.Uint64("seed", 1, "first seed")
+	drop := fs.Float64("drop", 0, "chance the server drops the connection after a burst (whatsmeow reconnects)")
 	rate := fs.Float64("reply-rate", 1, "share of texts the bot answers (the harness's reply scenario: 0.7)")
 	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async, none (comma-separated)")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
@@ -42,6 +43,9 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	if *runs < 1 || *runs > 1000 || *msgs < 1 || *msgs > 10000 || *contacts < 1 || *contacts > 4 || *burst < 1 || *burst > 100 {
 		return 2, badInput("-runs must be 1..1000, -messages 1..10000, -contacts 1..4, -burst 1..100")
+	}
+	if !(*drop >= 0 && *drop <= 1) {
+		return 2, badInput("-drop must be in [0, 1], not %v", *drop)
 	}
 	if !(*rate > 0 && *rate <= 1) {
 		return 2, badInput("-reply-rate must be in (0, 1], not %v", *rate)
@@ -90,7 +94,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
 	t.Header("discipline", "store", "scenario", "runs", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
-		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "failed (95% CI)")
+		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "drops", "failed (95% CI)")
 	for _, mode := range modes {
 		for _, buf := range bufs {
 			for _, storeName := range storeNames {
@@ -102,10 +106,10 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 					name += "+buffer"
 				}
 				var c harness.Counts
-				rin, rout := 0, 0
+				rin, rout, drops := 0, 0, 0
 				for i := 0; i < *runs; i++ {
 					cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
-						Reply: mode, ReplyRate: *rate, Buffer: buf, Dir: dir, Log: log, Store: storeName}
+						Reply: mode, ReplyRate: *rate, Drop: *drop, Buffer: buf, Dir: dir, Log: log, Store: storeName}
 					res, err := realclient.Converse(ctx, cfg)
 					if err != nil && *verbose && res != nil {
 						for _, l := range res.ServerLog {
@@ -118,6 +122,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 					c.Add(res.Counts())
 					rin += res.RetriesIn
 					rout += res.RetriesOut
+					drops += res.Drops
 				}
 				other := 0
 				for k, n := range c.Failures {
@@ -133,7 +138,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				if err := t.Append(name, storeName, fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
 					fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
 					fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
-					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout),
+					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout), fmt.Sprint(drops),
 					fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)); err != nil {
 					return 2, err
 				}
@@ -149,8 +154,8 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if *burst == 1 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -seed %d -replies %s -buffer %s -stores %s\n",
-			*runs, *msgs, *contacts, *burst, *rate, *seed, *replies, *buffers, *storeList)
+		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
+			*runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
 	}
 	return 0, nil
 }
