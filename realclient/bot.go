@@ -121,6 +121,19 @@ type Bot struct {
 	replies   sync.WaitGroup
 	mu        sync.Mutex
 	texts     []string // "id=body" of every accepted text, in order
+	inHandler int      // message handlers running now
+	overlap   int      // times a handler started while another ran
+}
+
+// Overlaps counts the times an events.Message handler started while
+// another was still running. whatsmeow runs handlers one at a time per
+// connection; after a reconnect the new connection's handler queue runs
+// while the old connection's last handler (say, blocked in an inline
+// SendMessage) is still going.
+func (b *Bot) Overlaps() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.overlap
 }
 
 // Start connects a client on dev to the server hc dials (waweb's
@@ -179,7 +192,16 @@ func (b *Bot) handle(evt any) {
 		id, body := e.Info.ID, e.Message.GetConversation()
 		b.mu.Lock()
 		b.texts = append(b.texts, id+"="+body)
+		if b.inHandler > 0 {
+			b.overlap++
+		}
+		b.inHandler++
 		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			b.inHandler--
+			b.mu.Unlock()
+		}()
 		b.L.Attempt(id, true, body, "", nil)
 		if b.opts.Reply == NoReply || !b.opts.answers(id) || b.L.Known(ReplyID(id)) {
 			return

@@ -56,6 +56,8 @@ type Result struct {
 	RetriesOut int
 	ServerLog  []string
 	Drops      int // connections the server dropped
+	// Overlaps counts message handlers that started while another ran.
+	Overlaps int
 }
 
 // Counts totals the result as a report row does. There is no protocol
@@ -163,7 +165,8 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	in, out := cv.L.Retries()
-	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log(), Drops: drops}, nil
+	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log(), Drops: drops,
+		Overlaps: bot.Overlaps()}, nil
 }
 
 // Plug puts a candidate key store under a whatsmeow device: the four

@@ -94,7 +94,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
 	t.Header("discipline", "store", "scenario", "runs", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
-		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "drops", "failed (95% CI)")
+		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "drops", "handler overlaps", "failed (95% CI)")
 	for _, mode := range modes {
 		for _, buf := range bufs {
 			for _, storeName := range storeNames {
@@ -106,7 +106,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 					name += "+buffer"
 				}
 				var c harness.Counts
-				rin, rout, drops := 0, 0, 0
+				rin, rout, drops, overlaps := 0, 0, 0, 0
 				for i := 0; i < *runs; i++ {
 					cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
 						Reply: mode, ReplyRate: *rate, Drop: *drop, Buffer: buf, Dir: dir, Log: log, Store: storeName}
@@ -123,6 +123,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 					rin += res.RetriesIn
 					rout += res.RetriesOut
 					drops += res.Drops
+					overlaps += res.Overlaps
 				}
 				other := 0
 				for k, n := range c.Failures {
@@ -138,7 +139,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				if err := t.Append(name, storeName, fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
 					fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
 					fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
-					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout), fmt.Sprint(drops),
+					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout), fmt.Sprint(drops), fmt.Sprint(overlaps),
 					fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)); err != nil {
 					return 2, err
 				}
