@@ -38,7 +38,10 @@ type Config struct {
 	// sqlstore for everything; any other stores variant takes over the four
 	// Signal interfaces of the device (sessions, prekeys, identities, sender
 	// keys) while the rest of the device stays in SQLite.
-	Store  string
+	Store string
+	// NewSet, when set, is the candidate store instead of Store: a fresh
+	// one per conversation (Check uses it).
+	NewSet func() (stores.Set, error)
 	Settle time.Duration // longest wait for a burst to settle (default 60 s)
 	Log    func(string)  // client warnings and errors (nil: dropped)
 }
@@ -111,7 +114,15 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store != "" && cfg.Store != "sqlite" {
+	if cfg.NewSet != nil {
+		set, err := cfg.NewSet()
+		if err != nil {
+			return nil, fmt.Errorf("realclient: new store: %w", err)
+		}
+		if err := Plug(dev, set); err != nil {
+			return nil, fmt.Errorf("realclient: new store: %w", err)
+		}
+	} else if cfg.Store != "" && cfg.Store != "sqlite" {
 		if cfg.Buffer {
 			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (store sqlite)", cfg.Store)
 		}
