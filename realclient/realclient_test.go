@@ -11,6 +11,7 @@ import (
 
 	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 
@@ -60,6 +61,13 @@ type rig struct {
 
 func newRig(t *testing.T, opts Options) *rig {
 	t.Helper()
+	return newRigWith(t, opts, nil)
+}
+
+// newRigWith is newRig with a hook on the provisioned device (to plug a
+// candidate store under it).
+func newRigWith(t *testing.T, opts Options, plug func(*store.Device)) *rig {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ca := waweb.DefaultCA()
@@ -86,6 +94,9 @@ func newRig(t *testing.T, opts Options) *rig {
 	dev, err := Provision(ctx, r.db, botJID)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if plug != nil {
+		plug(dev)
 	}
 	opts.Log = r.logs.add
 	r.opts = opts

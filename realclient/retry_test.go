@@ -2,12 +2,16 @@ package realclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.mau.fi/whatsmeow/store"
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
@@ -173,4 +177,50 @@ func TestReplyFreeRunAccounting(t *testing.T) {
 	}
 	c := res.Counts()
 	fmt.Fprintf(os.Stderr, "free run, async replies: %d msgs, %d not delivered cleanly, failures %v\n", c.Messages, c.Blamed, c.Failures)
+}
+
+// failingReads is a session store whose reads fail once broken is set.
+type failingReads struct {
+	store.SessionStore
+	broken atomic.Bool
+}
+
+func (f *failingReads) GetSession(ctx context.Context, addr string) ([]byte, error) {
+	if f.broken.Load() {
+		return nil, errors.New("disk on fire")
+	}
+	return f.SessionStore.GetSession(ctx, addr)
+}
+
+// Every copy of a message failing: whatsmeow sends retry receipts with
+// counts 1 to 4, <keys> from count 2, none after the 5th failure; the
+// message is lost after 5 attempts, and the ledger, the server log and the
+// counts agree.
+func TestRetryGivesUpAfterFive(t *testing.T) {
+	var fr *failingReads
+	r := newRigWith(t, Options{Reply: Inline}, func(dev *store.Device) {
+		fr = &failingReads{SessionStore: dev.Sessions}
+		dev.Sessions = fr
+	})
+	r.send(t, "m1", "fine")
+	fr.broken.Store(true)
+	r.send(t, "m2", "never readable")
+	m := message(t, r, "m2")
+	if o := m.Outcome(); o != harness.Lost || len(m.Attempts) != MaxAttempts {
+		t.Fatalf("m2: %s after %d attempts, want lost after %d: %+v", o, len(m.Attempts), MaxAttempts, m.Attempts)
+	}
+	log := r.srv.Log()
+	for c := 1; c <= 4; c++ {
+		want := fmt.Sprintf("retry-receipt m2 count=%d keys=%t", c, c > 1)
+		if !hasLine(log, want) {
+			t.Errorf("server log has no %q", want)
+		}
+	}
+	in, _ := r.cv.L.Retries()
+	if n := countLines(log, "retry-receipt m2 "); n != 4 || in != 4 {
+		t.Errorf("retry receipts: server log %d, ledger %d, want 4", n, in)
+	}
+	if c := r.cv.L.Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
+		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
+	}
 }

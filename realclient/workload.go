@@ -51,6 +51,10 @@ var contactNames = []string{"alice", "bob", "carol", "dave"}
 // BotJID is the device under test.
 var BotJID = types.JID{User: "10000000001", Device: 5, Server: types.DefaultUserServer}
 
+// MaxAttempts is where whatsmeow gives up on a message it cannot decrypt
+// (waweb.MaxRetries).
+const MaxAttempts = waweb.MaxRetries
+
 // Result is what a conversation produced.
 type Result struct {
 	Messages  []*harness.Message

@@ -26,8 +26,11 @@ func TestClientBadInput(t *testing.T) {
 // One stanza in flight: the real client's rows are deterministic, and
 // nothing fails.
 func TestClientOneInFlight(t *testing.T) {
-	code, out, errs := run(t, "client", "-runs", "1", "-messages", "4", "-burst", "1", "-buffer", "off")
+	args := []string{"client", "-runs", "1", "-messages", "4", "-burst", "1", "-buffer", "off"}
+	code, out, errs := run(t, args...)
 	require.Equal(t, 0, code, errs)
+	_, again, _ := run(t, args...)
+	require.Equal(t, out, again, "same seed, one stanza in flight: the same output byte for byte")
 	for _, row := range []string{"client-inline", "client-async"} {
 		line := ""
 		for _, l := range strings.Split(out, "\n") {

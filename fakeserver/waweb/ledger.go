@@ -246,3 +246,8 @@ func (l *Ledger) Abandon(reason string) {
 	}
 	l.touch()
 }
+
+// Counts totals the ledger as a report row does.
+func (l *Ledger) Counts() harness.Counts {
+	return (&harness.Result{Messages: l.Messages()}).Counts()
+}
