@@ -92,6 +92,7 @@ func TestReconnectRedeliversUnacknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.send(t, "m5", "after the drop")
+	t.Logf("message handlers that overlapped another: %d", r.bot.Overlaps())
 	if n := countLines(r.srv.Log(), "login "); n < 2 {
 		t.Errorf("%d logins, want the client to reconnect", n)
 	}

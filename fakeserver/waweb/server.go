@@ -189,9 +189,9 @@ type conn struct {
 	cancel context.CancelFunc
 
 	wmu      sync.Mutex
-	write_   cipher.AEAD
+	wkey     cipher.AEAD
 	wcount   uint32
-	read     cipher.AEAD
+	rkey     cipher.AEAD
 	rcount   uint32
 	buf      []byte
 	loggedIn bool // guarded by s.mu
@@ -219,7 +219,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		pt, err := c.read.Open(nil, iv(c.rcount), frame, nil)
+		pt, err := c.rkey.Open(nil, iv(c.rcount), frame, nil)
 		c.rcount++
 		if err != nil {
 			s.Logf("server: decrypt frame: %v", err)
@@ -292,7 +292,7 @@ func (c *conn) write(n waBinary.Node) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	ct := c.write_.Seal(nil, iv(c.wcount), data, nil)
+	ct := c.wkey.Seal(nil, iv(c.wcount), data, nil)
 	c.wcount++
 	return c.writeFrame(ct)
 }
@@ -386,7 +386,7 @@ func (c *conn) handshake() error {
 	if err := proto.Unmarshal(pl, &payload); err != nil {
 		return fmt.Errorf("client payload: %w", err)
 	}
-	if c.write_, c.read, err = ns.finish(); err != nil {
+	if c.wkey, c.rkey, err = ns.finish(); err != nil {
 		return err
 	}
 	if payload.Username == nil {
