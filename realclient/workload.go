@@ -7,13 +7,18 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
+	waLog "go.mau.fi/whatsmeow/util/log"
 
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
 )
 
 // Config is one conversation through the real client.
@@ -34,10 +39,10 @@ type Config struct {
 	// the unacknowledged stanzas come again).
 	Drop float64
 	Dir  string // where the SQLite file goes
-	// Store is the candidate key store: "sqlite" (default) is whatsmeow's
-	// sqlstore for everything; any other stores variant takes over the four
-	// Signal interfaces of the device (sessions, prekeys, identities, sender
-	// keys) while the rest of the device stays in SQLite.
+	// Store is the candidate key store: "sqlite" (default) and "postgres"
+	// are whatsmeow's sqlstore for the whole device; any other stores
+	// variant takes over the four Signal interfaces of the device (sessions,
+	// prekeys, identities, sender keys) while the rest stays in SQLite.
 	Store string
 	// NewSet, when set, is the candidate store instead of Store: a fresh
 	// one per conversation (Check uses it).
@@ -109,11 +114,11 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		peers = append(peers, p)
 	}
-	c, err := OpenSQLite(ctx, filepath.Join(cfg.Dir, fmt.Sprintf("client-%d.db", cfg.Seed)))
+	c, done, err := openDevice(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer done()
 	dev, err := Provision(ctx, c, BotJID)
 	if err != nil {
 		return nil, err
@@ -126,9 +131,9 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		if err := Plug(dev, set); err != nil {
 			return nil, fmt.Errorf("realclient: new store: %w", err)
 		}
-	} else if cfg.Store != "" && cfg.Store != "sqlite" {
+	} else if cfg.Store != "" && cfg.Store != "sqlite" && cfg.Store != "postgres" {
 		if cfg.Buffer {
-			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (store sqlite)", cfg.Store)
+			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)", cfg.Store)
 		}
 		v, err := stores.Lookup(cfg.Store)
 		if err != nil {
@@ -193,4 +198,39 @@ func Plug(dev *store.Device, set stores.Set) error {
 	}
 	dev.Sessions, dev.PreKeys, dev.Identities, dev.SenderKeys = set.Sessions, set.PreKeys, set.Identities, set.SenderKeys
 	return nil
+}
+
+// openDevice opens the database the whole device lives in: whatsmeow's
+// sqlstore on a new PostgreSQL database (store postgres: the stores
+// variant creates it on $BADMAC_POSTGRES_DSN's server and drops it after)
+// or on a SQLite file in cfg.Dir (anything else).
+func openDevice(ctx context.Context, cfg Config) (*sqlstore.Container, func(), error) {
+	if cfg.Store != "postgres" || cfg.NewSet != nil {
+		c, err := OpenSQLite(ctx, filepath.Join(cfg.Dir, fmt.Sprintf("client-%d.db", cfg.Seed)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { _ = c.Close() }, nil
+	}
+	v, err := stores.Lookup("postgres")
+	if err != nil {
+		return nil, nil, fmt.Errorf("realclient: %w", err)
+	}
+	st, err := v.Open(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("realclient: store postgres: %w", err)
+	}
+	loc, ok := sqlstores.Locate(st)
+	if !ok {
+		st.Close()
+		return nil, nil, fmt.Errorf("realclient: store postgres: database cannot be located")
+	}
+	pc, err := pgx.ParseConfig(loc.DSN)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("realclient: store postgres: %s: %w", sqlstores.Redact(loc.DSN), err)
+	}
+	pc.Database = loc.Database
+	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
+	return c, func() { _ = c.Close(); st.Close() }, nil
 }

@@ -33,7 +33,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	rate := fs.Float64("reply-rate", 1, "share of texts the bot answers (the harness's reply scenario: 0.7)")
 	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async, none (comma-separated)")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
-	storeList := fs.String("stores", "sqlite", "candidate stores under the client's Signal interfaces (sqlite: whatsmeow's sqlstore; any other variant: its four Signal stores, the rest of the device in SQLite)")
+	storeList := fs.String("stores", "sqlite", "candidate stores (sqlite, postgres: whatsmeow's sqlstore for the whole device; any other variant: the device's four Signal stores, the rest in SQLite)")
 	verbose := fs.Bool("v", false, "print the client's warnings on stderr")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -98,7 +98,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	for _, mode := range modes {
 		for _, buf := range bufs {
 			for _, storeName := range storeNames {
-				if buf && storeName != "sqlite" {
+				if buf && storeName != "sqlite" && storeName != "postgres" {
 					continue // the buffer is sqlstore's transaction
 				}
 				name := "client-" + string(mode)
