@@ -15,6 +15,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores/sqlstores"
 )
 
 func countLines(log []string, prefix string) int {
@@ -222,5 +223,27 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 	}
 	if c := r.cv.L.Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
 		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
+	}
+}
+
+// The whole device in whatsmeow's sqlstore on PostgreSQL, the decrypted-
+// event buffer off and on: with one stanza in flight nothing fails.
+func TestPostgresOneInFlight(t *testing.T) {
+	if os.Getenv(sqlstores.PostgresEnv) == "" {
+		msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, buf := range []bool{false, true} {
+		res, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
+			Reply: Async, Buffer: buf, Store: "postgres", Dir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("buffer %t: %v", buf, err)
+		}
+		if c := res.Counts(); c.Messages != 12 || c.Blamed != 0 {
+			t.Errorf("buffer %t: %+v, want 12 messages delivered", buf, c)
+		}
 	}
 }
