@@ -230,17 +230,26 @@ func (b *Bot) reply(to types.JID, rid, body string) {
 	}
 }
 
-// clientLog is the client's logger. Two of whatsmeow's log calls are the
+// clientLog is the client's logger. Three of whatsmeow's log calls are the
 // only place a failed decryption shows (message.go decryptMessages at the
 // pinned commit): "Error decrypting message" (a retry receipt follows) and
-// "Ignoring message" (an old counter or an already processed event: a
-// normal receipt, the message is dropped silently). Each is an attempt.
+// "Ignoring message" (a warning for an old counter, a debug line for an
+// event already processed: a normal receipt, the message is dropped
+// silently). Each is an attempt.
 type clientLog struct {
 	b   *Bot
 	mod string
 }
 
 func (l *clientLog) Warnf(msg string, args ...any) {
+	l.attempt(msg, args)
+	l.emit("WARN", msg, args)
+}
+
+// attempt records a failed or dropped decryption from one of whatsmeow's
+// log calls. "Ignoring message" is a warning for an old counter and a debug
+// line for an event the decrypted-event buffer already processed.
+func (l *clientLog) attempt(msg string, args []any) {
 	switch msg {
 	case "Error decrypting message %s from %s: %v", "Ignoring message %s from %s: %v":
 		if len(args) == 3 {
@@ -249,12 +258,11 @@ func (l *clientLog) Warnf(msg string, args ...any) {
 			l.b.L.Attempt(id, false, "", classOf(err), err)
 		}
 	}
-	l.emit("WARN", msg, args)
 }
 
 func (l *clientLog) Errorf(msg string, args ...any) { l.emit("ERROR", msg, args) }
 func (l *clientLog) Infof(string, ...any)           {}
-func (l *clientLog) Debugf(string, ...any)          {}
+func (l *clientLog) Debugf(msg string, args ...any) { l.attempt(msg, args) }
 func (l *clientLog) Sub(mod string) waLog.Logger {
 	return &clientLog{b: l.b, mod: strings.TrimPrefix(l.mod+"/"+mod, "/")}
 }

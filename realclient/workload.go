@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -185,7 +186,22 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	in, out := cv.L.Retries()
-	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: srv.Log(), Drops: drops,
+	log := srv.Log()
+	// The table's retry counts come from the ledger; they must be the
+	// server's log, line for line.
+	logIn, logOut := 0, 0
+	for _, l := range log {
+		switch {
+		case strings.HasPrefix(l, "retry-receipt "):
+			logIn++
+		case strings.HasPrefix(l, "peer ") && strings.Contains(l, ": retry-receipt "):
+			logOut++
+		}
+	}
+	if logIn != in || logOut != out {
+		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
+	}
+	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
 		Overlaps: bot.Overlaps()}, nil
 }
 

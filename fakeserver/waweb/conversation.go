@@ -35,6 +35,7 @@ type Conversation struct {
 	inbound   map[string]*inbound
 	pending   []string // inbound ids not yet acknowledged, in send order
 	recreated map[string]bool
+	receipts  []queuedReceipt // the peers' retry receipts for an offline device
 	seq       int64
 }
 
@@ -164,6 +165,15 @@ func (cv *Conversation) redeliver() {
 	for _, id := range cv.pending {
 		in := cv.inbound[id]
 		cv.pushLocked(id, in.node, fmt.Sprint(in.node.GetChildByTag("enc").Attrs["type"]), 0)
+	}
+	rs := cv.receipts
+	cv.receipts = nil
+	for i, r := range rs {
+		if !cv.S.send(r.node) {
+			cv.receipts = append(cv.receipts, rs[i:]...)
+			return
+		}
+		cv.sentReceipt(r)
 	}
 }
 
@@ -367,10 +377,24 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 	}
 	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": p.JID, "id": id, "type": "retry",
 		"t": time.Now().Unix()}, Content: kids}
-	cv.L.update(id, func(f *flow) { f.retries++ })
+	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {
-		cv.S.Logf("server: retry receipt %s: device offline (dropped)", id)
+		// Like the real server, keep it for the device's next login.
+		cv.S.Logf("queue retry-receipt %s (device offline)", id)
+		cv.receipts = append(cv.receipts, r)
 		return
 	}
-	cv.S.Logf("peer %s: retry-receipt %s count=%d keys=%t", p.Name, id, failures, failures > 1)
+	cv.sentReceipt(r)
+}
+
+type queuedReceipt struct {
+	peer  string
+	id    string
+	count int
+	node  waBinary.Node
+}
+
+func (cv *Conversation) sentReceipt(r queuedReceipt) {
+	cv.S.Logf("peer %s: retry-receipt %s count=%d keys=%t", r.peer, r.id, r.count, r.count > 1)
+	cv.L.update(r.id, func(f *flow) { f.retries++ })
 }
