@@ -177,7 +177,7 @@ func TestReplyFreeRunAccounting(t *testing.T) {
 		t.Errorf("retry receipts from the device: ledger %d, server log %d", res.RetriesIn, n)
 	}
 	c := res.Counts()
-	fmt.Fprintf(os.Stderr, "free run, async replies: %d msgs, %d not delivered cleanly, failures %v\n", c.Messages, c.Blamed, c.Failures)
+	t.Logf("free run, async replies: %d msgs, %d not delivered cleanly, failures %v", c.Messages, c.Blamed, c.Failures)
 }
 
 // failingReads is a session store whose reads fail once broken is set.
