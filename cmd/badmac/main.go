@@ -57,6 +57,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return runCmd(ctx, args, stdout, stderr)
 	case "procs":
 		return procsCmd(ctx, args, stdout, stderr)
+	case "client":
+		return clientCmd(ctx, args, stdout, stderr)
 	case "replay":
 		return replayCmd(ctx, args, stdout)
 	case "device": // hidden: the device under test as a child process (package procs)
@@ -69,7 +71,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, help)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, client, help)", cmd)
 }
 
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
@@ -82,6 +84,8 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          schedules/s, time to the first failure per broken pair
   badmac procs [flags]   the device as real child processes on sqlite/postgres:
                          SIGKILL at write points and random moments, two replicas at once
+  badmac client [flags]  the reply workload through a real whatsmeow Client on a
+                         loopback fake WhatsApp server (client-inline, client-async)
   badmac help            this text
 
 Run 'badmac run -h' for the run flags.

@@ -1,0 +1,400 @@
+package waweb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/signalerror"
+	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/harness"
+)
+
+// Conversation is the fake contacts on a Server: peers that send the device
+// messages as WhatsApp delivers them (<message><enc type=pkmsg|msg>), keep
+// each stanza until the device acknowledges it and redeliver it on the next
+// login, answer the device's retry receipts as whatsmeow's
+// handleRetryReceipt does, decrypt the device's replies and send retry
+// receipts when they cannot. Every message and attempt goes to Ledger.
+type Conversation struct {
+	S *Server
+	L *Ledger
+
+	mu        sync.Mutex // peers are not safe for concurrent use
+	peers     map[string]*fakeserver.Peer
+	inbound   map[string]*inbound
+	pending   []string // inbound ids not yet acknowledged, in send order
+	recreated map[string]bool
+	receipts  []queuedReceipt // the peers' retry receipts for an offline device
+	seq       int64
+}
+
+type inbound struct {
+	peer *fakeserver.Peer
+	body string
+	t    int64
+	node waBinary.Node // the latest copy
+}
+
+// NewConversation attaches a conversation to s.
+func NewConversation(s *Server) *Conversation {
+	cv := &Conversation{S: s, L: NewLedger(), peers: map[string]*fakeserver.Peer{},
+		inbound: map[string]*inbound{}, recreated: map[string]bool{}}
+	s.mu.Lock()
+	s.onNode = cv.onNode
+	s.onLogin = cv.redeliver
+	s.onClose = cv.disconnected
+	s.mu.Unlock()
+	return cv
+}
+
+// AddPeer creates a contact device with its own identity on a reference
+// store, uploads its prekeys and lists it in usync answers.
+func (cv *Conversation) AddPeer(ctx context.Context, user string, device uint16) (*fakeserver.Peer, error) {
+	p, err := fakeserver.NewPeer(ctx, cv.S.Core, user, device)
+	if err != nil {
+		return nil, fmt.Errorf("waweb: peer %s.%d: %w", user, device, err)
+	}
+	cv.mu.Lock()
+	cv.peers[p.JID.String()] = p
+	cv.mu.Unlock()
+	cv.S.AddUser(p.JID)
+	return p, nil
+}
+
+func (cv *Conversation) device() *protocol.SignalAddress { return cv.S.Device().SignalAddress() }
+
+// Text is the plaintext of a text message as a WhatsApp client sends it.
+func Text(body string) []byte {
+	b, _ := proto.Marshal(&waE2E.Message{Conversation: proto.String(body)})
+	return b
+}
+
+// Send encrypts body from p to the device as message id and delivers it
+// (or keeps it for the next login when the device is offline).
+func (cv *Conversation) Send(ctx context.Context, p *fakeserver.Peer, id, body string) error {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if _, dup := cv.inbound[id]; dup || cv.L.Known(id) {
+		return fmt.Errorf("waweb: message id %s used twice", id)
+	}
+	dev := cv.device()
+	has, err := p.Device.ContainsSession(ctx, dev)
+	if err != nil {
+		return fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
+	}
+	if !has {
+		b, err := cv.S.Core.FetchBundle(dev)
+		if err != nil {
+			return fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
+		}
+		if err := p.ProcessBundle(ctx, dev, b); err != nil {
+			return fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
+		}
+	}
+	cv.L.Expect(id, harness.In, p.Name, body)
+	cv.seq++
+	in := &inbound{peer: p, body: body, t: time.Now().Unix()}
+	cv.inbound[id] = in
+	return cv.deliverLocked(ctx, id, in, 0)
+}
+
+// deliverLocked encrypts the body again on the peer's session and sends it
+// (a retry when count > 0).
+func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inbound, count int) error {
+	kind, ct, err := in.peer.Encrypt(ctx, cv.device(), Text(in.body))
+	if err != nil {
+		return fmt.Errorf("waweb: %s: encrypt %s: %w", in.peer.Name, id, err)
+	}
+	enc := waBinary.Attrs{"v": "2", "type": kind}
+	if count > 0 {
+		enc["count"] = count
+	}
+	in.node = waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{"from": in.peer.JID, "id": id, "t": in.t,
+		"type": "text"}, Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	cv.pendingAddLocked(id)
+	cv.pushLocked(id, in.node, kind, count)
+	return nil
+}
+
+func (cv *Conversation) pendingAddLocked(id string) {
+	for _, p := range cv.pending {
+		if p == id {
+			return
+		}
+	}
+	cv.pending = append(cv.pending, id)
+}
+
+func (cv *Conversation) pendingDropLocked(id string) {
+	for i, p := range cv.pending {
+		if p == id {
+			cv.pending = append(cv.pending[:i:i], cv.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// pushLocked sends one copy; when no client is logged in the copy waits
+// in the offline queue and counts when it is sent.
+func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, count int) {
+	if !cv.S.send(n) {
+		cv.S.Logf("queue %s (device offline)", id)
+		return
+	}
+	cv.S.Logf("deliver %s %s count=%d", id, kind, count)
+	cv.L.update(id, func(f *flow) { f.copies++ })
+}
+
+// redeliver is the offline queue on login: every stanza not acknowledged
+// yet goes again, in order (the same ciphertext: the server does not know
+// whether the device decrypted it).
+func (cv *Conversation) redeliver() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for _, id := range cv.pending {
+		in := cv.inbound[id]
+		cv.pushLocked(id, in.node, fmt.Sprint(in.node.GetChildByTag("enc").Attrs["type"]), 0)
+	}
+	rs := cv.receipts
+	cv.receipts = nil
+	for i, r := range rs {
+		if !cv.S.send(r.node) {
+			cv.receipts = append(cv.receipts, rs[i:]...)
+			return
+		}
+		cv.sentReceipt(r)
+	}
+}
+
+// disconnected: copies the device had not answered when its connection
+// went are no longer expected to be (a killed device never will); they stay
+// in the offline queue and go again on the next login.
+func (cv *Conversation) disconnected() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for _, id := range cv.pending {
+		cv.L.orphan(id)
+	}
+	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
+}
+
+func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
+	ctx := context.Background()
+	switch n.Tag {
+	case "receipt":
+		cv.onReceipt(ctx, n)
+	case "ack":
+		id, _ := n.Attrs["id"].(string)
+		if class, _ := n.Attrs["class"].(string); class != "message" {
+			return false
+		}
+		cv.mu.Lock()
+		if _, ok := cv.inbound[id]; ok {
+			cv.pendingDropLocked(id)
+		}
+		cv.mu.Unlock()
+		cv.S.Logf("ack %s error=%v", id, n.Attrs["error"])
+		cv.L.update(id, func(f *flow) { f.acks++ })
+	case "message":
+		cv.onMessage(ctx, c, n)
+	case "presence", "chatstate":
+		cv.S.Logf("%s from device", n.Tag)
+	default:
+		return false
+	}
+	return true
+}
+
+func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
+	id, _ := n.Attrs["id"].(string)
+	typ, _ := n.Attrs["type"].(string)
+	if typ != "retry" {
+		cv.mu.Lock()
+		cv.pendingDropLocked(id)
+		cv.mu.Unlock()
+		cv.S.Logf("receipt %s type=%q", id, typ)
+		cv.L.update(id, func(f *flow) { f.receipt = true })
+		return
+	}
+	count := 0
+	if r, ok := n.GetOptionalChildByTag("retry"); ok {
+		count = r.AttrGetter().Int("count")
+	}
+	_, hasKeys := n.GetOptionalChildByTag("keys")
+	cv.S.Logf("retry-receipt %s count=%d keys=%t", id, count, hasKeys)
+	cv.L.update(id, func(f *flow) { f.retries++ })
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	in, ok := cv.inbound[id]
+	if !ok {
+		cv.S.Logf("server: retry receipt for unknown message %s", id)
+		return
+	}
+	if err := cv.resendLocked(ctx, id, in, count, n); err != nil {
+		cv.S.Logf("server: retry %s: %v", id, err)
+	}
+}
+
+// resendLocked is the peer answering a retry receipt as whatsmeow's
+// handleRetryReceipt does (retry.go at the pinned commit): rebuild from the
+// <keys> in the receipt when present; else fetch a bundle when it has no
+// session, or at count >= 2 once (shouldRecreateSession: once an hour);
+// else encrypt again on the session it has. The copy carries the count.
+func (cv *Conversation) resendLocked(ctx context.Context, id string, in *inbound, count int, n *waBinary.Node) error {
+	p, dev := in.peer, cv.device()
+	var b *prekey.Bundle
+	var why string
+	if _, ok := n.GetOptionalChildByTag("keys"); ok {
+		var err error
+		if b, err = parseBundle(uint32(cv.S.Device().Device), *n); err != nil {
+			return fmt.Errorf("keys in retry receipt: %w", err)
+		}
+		why = "keys in receipt"
+	} else if has, err := p.Device.ContainsSession(ctx, dev); err != nil {
+		return err
+	} else if !has || (count >= 2 && !cv.recreated[p.Name]) {
+		cv.recreated[p.Name] = true
+		if b, err = cv.S.Core.FetchBundle(dev); err != nil {
+			return err
+		}
+		why = "fetched bundle"
+	}
+	if b != nil {
+		err := p.ProcessBundle(ctx, dev, b)
+		if errors.Is(err, signalerror.ErrUntrustedIdentity) {
+			p.IdentityChanges++
+			if derr := p.Device.Identities.DeleteIdentity(ctx, dev.String()); derr != nil {
+				return derr
+			}
+			err = p.ProcessBundle(ctx, dev, b)
+		}
+		if err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		cv.S.Logf("peer %s rebuilt session for %s (%s)", p.Name, id, why)
+	}
+	return cv.deliverLocked(ctx, id, in, count)
+}
+
+// onMessage routes the device's outgoing message to the peers and acks it.
+func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node) {
+	id, _ := n.Attrs["id"].(string)
+	to, _ := n.Attrs["to"].(types.JID)
+	if err := c.write(waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "message", "id": id,
+		"from": to, "t": time.Now().Unix()}}); err != nil {
+		cv.S.Logf("server: ack %s: %v", id, err)
+	}
+	type part struct {
+		jid types.JID
+		enc waBinary.Node
+	}
+	var parts []part
+	if ps, ok := n.GetOptionalChildByTag("participants"); ok {
+		for _, t := range ps.GetChildrenByTag("to") {
+			jid, _ := t.Attrs["jid"].(types.JID)
+			parts = append(parts, part{jid, t.GetChildByTag("enc")})
+		}
+	} else if enc, ok := n.GetOptionalChildByTag("enc"); ok {
+		parts = append(parts, part{to, enc}) // a resend on a retry receipt
+	}
+	for _, pt := range parts {
+		cv.toPeer(ctx, id, pt.jid, pt.enc)
+	}
+}
+
+func (cv *Conversation) toPeer(ctx context.Context, id string, jid types.JID, enc waBinary.Node) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	p, ok := cv.peers[jid.String()]
+	if !ok {
+		cv.S.Logf("server: message %s for unknown device %s", id, jid)
+		return
+	}
+	kind, _ := enc.Attrs["type"].(string)
+	ct, _ := enc.Content.([]byte)
+	count := enc.AttrGetter().OptionalInt("count")
+	cv.L.update(id, func(f *flow) { f.copies++ })
+	dev := cv.device()
+	pt, err := p.DecryptDM(ctx, dev, kind, ct)
+	if errors.Is(err, signalerror.ErrUntrustedIdentity) && kind == endpoint.PkMsg {
+		p.IdentityChanges++
+		if derr := p.Device.Identities.DeleteIdentity(ctx, dev.String()); derr == nil {
+			pt, err = p.DecryptDM(ctx, dev, kind, ct)
+		}
+	}
+	if err != nil {
+		class := endpoint.ClassOf(err)
+		cv.S.Logf("peer %s: %s %s count=%d failed: %s", p.Name, id, kind, count, class)
+		cv.L.Attempt(id, false, "", class, err)
+		if class == endpoint.OldCounter {
+			return // whatsmeow drops an old counter silently, with a normal receipt
+		}
+		cv.retryToDeviceLocked(ctx, p, id)
+		return
+	}
+	var m waE2E.Message
+	if err := proto.Unmarshal(pt, &m); err != nil {
+		cv.S.Logf("peer %s: %s not a message protobuf", p.Name, id)
+		cv.L.Attempt(id, false, "", endpoint.Other, fmt.Errorf("protobuf: %w", err))
+		return
+	}
+	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
+	cv.L.Attempt(id, true, m.GetConversation(), "", nil)
+}
+
+// retryToDeviceLocked is the peer's whatsmeow sending a retry receipt for
+// a message from the device it could not decrypt: <keys> from count 2, none
+// at count 5 (sendRetryReceipt, retry.go).
+func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.Peer, id string) {
+	var failures int
+	cv.L.update(id, func(f *flow) { failures = f.failures })
+	if failures >= MaxRetries {
+		cv.S.Logf("peer %s: no more retry receipts for %s", p.Name, id)
+		return
+	}
+	kids := []waBinary.Node{
+		{Tag: "retry", Attrs: waBinary.Attrs{"count": failures, "id": id, "t": time.Now().Unix(), "v": 1}},
+		{Tag: "registration", Content: be32(p.Creds.RegistrationID)},
+	}
+	if failures > 1 {
+		b, err := p.FreshBundle(ctx)
+		if err != nil {
+			cv.S.Logf("server: %s: fresh bundle: %v", p.Name, err)
+			return
+		}
+		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
+	}
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": p.JID, "id": id, "type": "retry",
+		"t": time.Now().Unix()}, Content: kids}
+	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
+	if !cv.S.send(n) {
+		// Like the real server, keep it for the device's next login.
+		cv.S.Logf("queue retry-receipt %s (device offline)", id)
+		cv.receipts = append(cv.receipts, r)
+		return
+	}
+	cv.sentReceipt(r)
+}
+
+type queuedReceipt struct {
+	peer  string
+	id    string
+	count int
+	node  waBinary.Node
+}
+
+func (cv *Conversation) sentReceipt(r queuedReceipt) {
+	cv.S.Logf("peer %s: retry-receipt %s count=%d keys=%t", r.peer, r.id, r.count, r.count > 1)
+	cv.L.update(r.id, func(f *flow) { f.retries++ })
+}

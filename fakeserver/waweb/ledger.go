@@ -1,0 +1,253 @@
+package waweb
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+)
+
+// MaxRetries is where whatsmeow stops: sendRetryReceipt sends no receipt
+// once its count reaches 5 (retry.go at the pinned commit), so a message
+// gets at most 5 decryption attempts and 4 retry receipts.
+const MaxRetries = 5
+
+// Ledger follows every message both ways for the oracle: the copies the
+// server sent, what the device made of each (reported by the device side,
+// which sees whatsmeow's events and log), the peers' decryptions of the
+// device's replies, and the receipts. It also tells when nothing is in
+// flight any more (Settled).
+type Ledger struct {
+	mu      sync.Mutex
+	msgs    map[string]*harness.Message
+	order   []string
+	st      map[string]*flow
+	changed chan struct{}
+}
+
+type flow struct {
+	copies   int  // copies the server sent (in) or received (out)
+	receipt  bool // in: a normal receipt came back
+	acks     int  // in: failures the server saw (acks without receipt)
+	failures int  // out: the peer's failed decryptions
+	retries  int  // retry receipts (in: from the device; out: from the peer)
+	sendErr  bool // out: the device's SendMessage failed
+}
+
+// NewLedger returns an empty ledger.
+func NewLedger() *Ledger {
+	return &Ledger{msgs: map[string]*harness.Message{}, st: map[string]*flow{}, changed: make(chan struct{})}
+}
+
+func (l *Ledger) touch() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *Ledger) msg(id, dir, peer, body string) (*harness.Message, *flow) {
+	m, ok := l.msgs[id]
+	if !ok {
+		m = &harness.Message{ID: id, Dir: dir, Peer: peer, Body: body}
+		l.msgs[id] = m
+		l.st[id] = &flow{}
+		l.order = append(l.order, id)
+	}
+	return m, l.st[id]
+}
+
+// Expect registers a message before its first copy: inbound by the server,
+// a reply by the device before it calls SendMessage.
+func (l *Ledger) Expect(id, dir, peer, body string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msg(id, dir, peer, body)
+	l.touch()
+}
+
+// Known reports whether id was registered.
+func (l *Ledger) Known(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.msgs[id]
+	return ok
+}
+
+// Body is the plaintext sent as id.
+func (l *Ledger) Body(id string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.msgs[id]
+	if !ok {
+		return "", false
+	}
+	return m.Body, true
+}
+
+func copyName(id string, n int) string {
+	if n <= 1 {
+		return id
+	}
+	return fmt.Sprintf("%s.%d", id, n)
+}
+
+// Attempt records one decryption of id: by the device (inbound) or by a
+// peer (a reply). Attempts are numbered in the order they are recorded,
+// which for one message is the order of its copies (whatsmeow handles one
+// stanza at a time; a peer is driven under the conversation's lock).
+func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, f := l.msg(id, "?", "", "")
+	a := harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
+	if ok && body != m.Body {
+		a.Wrong = true
+	}
+	if err != nil {
+		a.Err = err.Error()
+	}
+	m.Attempts = append(m.Attempts, a)
+	if !ok && m.Dir == harness.Out {
+		f.failures++
+	}
+	l.touch()
+}
+
+func (l *Ledger) update(id string, fn func(*flow)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, f := l.msg(id, "?", "", "")
+	fn(f)
+	l.touch()
+}
+
+// Messages returns the messages in the order they were registered.
+func (l *Ledger) Messages() []*harness.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*harness.Message, 0, len(l.order))
+	for _, id := range l.order {
+		m := *l.msgs[id]
+		m.Attempts = append([]harness.Attempt(nil), m.Attempts...)
+		out = append(out, &m)
+	}
+	return out
+}
+
+// Retries returns the retry receipts seen, by direction.
+func (l *Ledger) Retries() (in, out int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, f := range l.st {
+		if l.msgs[id].Dir == harness.Out {
+			out += f.retries
+		} else {
+			in += f.retries
+		}
+	}
+	return
+}
+
+// pendingLocked lists the messages still in flight and why.
+func (l *Ledger) pendingLocked() []string {
+	var p []string
+	for _, id := range l.order {
+		m, f := l.msgs[id], l.st[id]
+		switch m.Dir {
+		case harness.In:
+			if len(m.Attempts) < f.copies {
+				p = append(p, id+" (copy not yet decrypted)")
+			} else if !f.receipt && f.acks < MaxRetries {
+				p = append(p, id+" (no receipt)")
+			}
+		case harness.Out:
+			accepted := false
+			for _, a := range m.Attempts {
+				accepted = accepted || a.OK
+			}
+			// An old counter is dropped silently (no retry receipt): final.
+			dropped := len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
+			if !accepted && !dropped && !f.sendErr && f.failures < MaxRetries {
+				p = append(p, id+" (not accepted by the peer)")
+			}
+		default:
+			p = append(p, id+" (unknown message)")
+		}
+	}
+	return p
+}
+
+// Settled reports whether nothing is in flight: every inbound copy was
+// decrypted (or failed) by the device and answered with a receipt or the
+// last retry, and every reply was accepted by its peer, failed MaxRetries
+// times, was dropped as an old counter or failed to send.
+func (l *Ledger) Settled() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pendingLocked()) == 0
+}
+
+// Wait blocks until Settled or ctx ends; then it returns what is still in
+// flight.
+func (l *Ledger) Wait(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		p := l.pendingLocked()
+		ch := l.changed
+		l.mu.Unlock()
+		if len(p) == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			sort.Strings(p)
+			return fmt.Errorf("still in flight: %s: %w", strings.Join(p, ", "), ctx.Err())
+		}
+	}
+}
+
+// SendFailed records that the device's SendMessage for reply id failed: the
+// reply is lost, with the error as its one attempt.
+func (l *Ledger) SendFailed(id string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, f := l.msg(id, harness.Out, "", "")
+	f.sendErr = true
+	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
+	l.touch()
+}
+
+// orphan forgets copies of id the device did not attempt.
+func (l *Ledger) orphan(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if m, ok := l.msgs[id]; ok && l.st[id].copies > len(m.Attempts) {
+		l.st[id].copies = len(m.Attempts)
+		l.touch()
+	}
+}
+
+// Abandon ends the replies the device registered but never got to the
+// server (it was killed before or during SendMessage): each is lost, with
+// reason as its one attempt.
+func (l *Ledger) Abandon(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.order {
+		m, f := l.msgs[id], l.st[id]
+		if m.Dir == harness.Out && f.copies == 0 && !f.sendErr {
+			f.sendErr = true
+			m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
+		}
+	}
+	l.touch()
+}
+
+// Counts totals the ledger as a report row does.
+func (l *Ledger) Counts() harness.Counts {
+	return (&harness.Result{Messages: l.Messages()}).Counts()
+}

@@ -1,0 +1,170 @@
+package realclient
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(EnvChild) == "1" {
+		os.Exit(ChildMain(os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// SIGKILL of the real client in a child process while a burst is being
+// handled, then a new process on the same SQLite file: the conversation
+// continues, the identity and every prekey the server still hands out
+// survived, and the ledger accounts for every message. What the kill did to
+// the messages in flight is logged: a message decrypted and stored but not
+// yet acknowledged comes again and meets an old counter (whatsmeow's
+// decrypt→store→ack is not atomic: client-side, not the store's fault).
+func TestSIGKILLContinuesConversation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := waweb.DefaultCA()
+	srv, err := waweb.Listen(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cv := waweb.NewConversation(srv)
+	peer, err := cv.AddPeer(ctx, "alice", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bot.db")
+	db, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Provision(ctx, db, BotJID); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	defer func() {
+		if t.Failed() {
+			for _, l := range srv.Log() {
+				t.Log("server:", l)
+			}
+		}
+	}()
+
+	var once sync.Once
+	reached := make(chan struct{})
+	onLine := func(op, id string) {
+		if op == "attempt" && id == "m5" {
+			once.Do(func() { close(reached) })
+		}
+	}
+	child, err := StartChild(ctx, exe, srv, path, Inline, cv.L, onLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle := func() {
+		t.Helper()
+		if err := cv.L.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(id string) {
+		t.Helper()
+		if err := cv.Send(ctx, peer, id, "text "+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"m1", "m2", "m3"} {
+		send(id)
+		settle()
+	}
+	for _, id := range []string{"m4", "m5", "m6", "m7", "m8"} {
+		send(id)
+	}
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatal("the child never reached m5")
+	}
+	child.Kill()
+	cv.L.Abandon("device killed before the reply reached the server")
+	child2, err := StartChild(ctx, exe, srv, path, Inline, cv.L, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child2.Identity != child.Identity {
+		t.Errorf("identity changed across SIGKILL: %s -> %s", child.Identity, child2.Identity)
+	}
+	settle()
+	send("m9")
+	settle()
+	send("m10")
+	settle()
+	if err := child2.Stop(); err != nil {
+		t.Error(err)
+	}
+
+	// A reply the bot owed and never registered (killed between accepting
+	// the text and its SendMessage; the redelivered copy met an old counter
+	// so the handler never saw it again) is lost too.
+	for _, m := range cv.L.Messages() {
+		if m.Dir == harness.In && m.Outcome() != harness.Lost && !cv.L.Known(ReplyID(m.ID)) {
+			cv.L.Expect(ReplyID(m.ID), harness.Out, m.Peer, ReplyBody(m.Body))
+			t.Logf("%s was accepted but its reply was never sent", m.ID)
+		}
+	}
+	cv.L.Abandon("never sent: the bot was killed between the handler and SendMessage")
+	outcomes := map[harness.Outcome]int{}
+	for _, m := range cv.L.Messages() {
+		o := m.Outcome()
+		outcomes[o]++
+		if m.Dir == harness.In && len(m.Attempts) == 0 {
+			t.Errorf("%s never reached the device", m.ID)
+		}
+		switch m.ID {
+		case "m1", "m2", "m3", "m9", "m10", "re-m1", "re-m2", "re-m3", "re-m9", "re-m10":
+			if o != harness.Delivered {
+				t.Errorf("%s: %s %+v (outside the kill)", m.ID, o, m.Attempts)
+			}
+		default:
+			if o != harness.Delivered {
+				t.Logf("around the kill: %s %s %+v", m.ID, o, m.Attempts)
+			}
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+	if n := len(cv.L.Messages()); n != 20 {
+		t.Errorf("%d messages accounted for, want 20 (10 texts, 10 replies)", n)
+	}
+
+	// Nothing durable lost: every prekey the server still hands out is in
+	// the database.
+	db, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dev, err := db.GetDevice(ctx, BotJID)
+	if err != nil || dev == nil {
+		t.Fatalf("device after the run: %v", err)
+	}
+	unclaimed := srv.Core.Unclaimed(BotJID.SignalAddress())
+	for _, pk := range unclaimed {
+		if got, err := dev.PreKeys.GetPreKey(ctx, pk.KeyID); err != nil || got == nil {
+			t.Errorf("prekey %d handed out by the server is gone from the database (%v)", pk.KeyID, err)
+		}
+	}
+}

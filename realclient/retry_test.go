@@ -1,0 +1,249 @@
+package realclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mau.fi/whatsmeow/store"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+func countLines(log []string, prefix string) int {
+	n := 0
+	for _, s := range log {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func message(t *testing.T, r *rig, id string) *harness.Message {
+	t.Helper()
+	for _, m := range r.cv.L.Messages() {
+		if m.ID == id {
+			return m
+		}
+	}
+	t.Fatalf("no message %s in the ledger", id)
+	return nil
+}
+
+func classes(m *harness.Message) []endpoint.Class {
+	var out []endpoint.Class
+	for _, a := range m.Failures() {
+		out = append(out, a.Class)
+	}
+	return out
+}
+
+// The retry cycle end to end, device side: the device loses its session
+// with alice; her next msg fails (NoSession), whatsmeow sends a retry
+// receipt without keys (count 1), alice encrypts again on her session and
+// fails again, the count-2 receipt carries <keys>, alice rebuilds from them
+// and the pkmsg decrypts. The ledger's counts match the server's log.
+func TestRetryCycleDeviceLostSession(t *testing.T) {
+	r := newRig(t, Options{Reply: Inline})
+	r.send(t, "m1", "before")
+	ctx := context.Background()
+	if err := r.bot.Client.Store.Sessions.DeleteSession(ctx, r.peer.Address().String()); err != nil {
+		t.Fatal(err)
+	}
+	r.send(t, "m2", "after the loss")
+	m := message(t, r, "m2")
+	if o := m.Outcome(); o != harness.Recovered {
+		t.Fatalf("m2: %s, want recovered: %+v", o, m.Attempts)
+	}
+	if got := classes(m); !slices.Equal(got, []endpoint.Class{endpoint.NoSession, endpoint.NoSession}) {
+		t.Errorf("m2 failures %v, want two NoSession", got)
+	}
+	log := r.srv.Log()
+	for _, want := range []string{"retry-receipt m2 count=1 keys=false", "retry-receipt m2 count=2 keys=true",
+		"peer alice.1 rebuilt session for m2 (keys in receipt)", "deliver m2 pkmsg count=2", "peer alice.1: re-m2 msg count=0 ok"} {
+		if !hasLine(log, want) {
+			t.Errorf("server log has no %q:\n%s", want, strings.Join(log, "\n"))
+		}
+	}
+	in, _ := r.cv.L.Retries()
+	if n := countLines(log, "retry-receipt "); in != n || in != 2 {
+		t.Errorf("ledger counts %d retry receipts from the device, server log %d, want 2", in, n)
+	}
+	if n := countLines(log, "deliver m2 "); n != len(m.Attempts) {
+		t.Errorf("server delivered %d copies of m2, device made %d attempts", n, len(m.Attempts))
+	}
+}
+
+// The other direction: alice loses her session with the device; the bot's
+// next message fails at her end, her retry receipts go to the real client,
+// whatsmeow's handleRetryReceipt encrypts again at count 1 and rebuilds from
+// her <keys> at count 2; the pkmsg decrypts.
+func TestRetryCyclePeerLostSession(t *testing.T) {
+	r := newRig(t, Options{Reply: Inline})
+	r.send(t, "m1", "hello")
+	ctx := context.Background()
+	if err := r.peer.Device.Sessions.DeleteSession(ctx, BotJID.SignalAddress().String()); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.Send(r.peer.JID, "o1", "are you there?")
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := r.cv.L.Wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	m := message(t, r, "o1")
+	if o := m.Outcome(); o != harness.Recovered {
+		t.Fatalf("o1: %s, want recovered: %+v", o, m.Attempts)
+	}
+	if got := classes(m); !slices.Equal(got, []endpoint.Class{endpoint.NoSession, endpoint.NoSession}) {
+		t.Errorf("o1 failures %v, want two NoSession", got)
+	}
+	log := r.srv.Log()
+	for _, want := range []string{"peer alice.1: retry-receipt o1 count=1 keys=false", "peer alice.1: retry-receipt o1 count=2 keys=true",
+		"peer alice.1: o1 pkmsg count=2 ok"} {
+		if !hasLine(log, want) {
+			t.Errorf("server log has no %q:\n%s", want, strings.Join(log, "\n"))
+		}
+	}
+	_, out := r.cv.L.Retries()
+	if n := countLines(log, "peer alice.1: retry-receipt "); out != n || out != 2 {
+		t.Errorf("ledger counts %d retry receipts from the peer, server log %d, want 2", out, n)
+	}
+}
+
+// With one stanza in flight (burst 1) the real client's run is
+// deterministic: no send overlaps a receive, and nothing may fail, for
+// replies from the handler and from a goroutine alike.
+func TestReplyOneInFlightDelivers(t *testing.T) {
+	for _, mode := range []Reply{Inline, Async} {
+		t.Run(string(mode), func(t *testing.T) {
+			res, err := Converse(context.Background(), Config{Seed: 7, Messages: 8, Contacts: 2, Burst: 1,
+				Reply: mode, Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Counts()
+			if c.Messages != 16 || c.Delivered != 16 || c.Blamed != 0 {
+				t.Fatalf("%+v, want 16 messages (8 in, 8 replies) all delivered", c)
+			}
+		})
+	}
+}
+
+// Free running, replies from goroutines: whatever the interleaving, the
+// ledger accounts for every message and agrees with the server log.
+func TestReplyFreeRunAccounting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("free-running conversation")
+	}
+	res, err := Converse(context.Background(), Config{Seed: 3, Messages: 24, Contacts: 2, Burst: 4,
+		Reply: Async, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, replies := 0, 0
+	accepted := map[string]bool{}
+	for _, m := range res.Messages {
+		switch m.Dir {
+		case harness.In:
+			in++
+			for _, a := range m.Attempts {
+				accepted[m.ID] = accepted[m.ID] || a.OK
+			}
+		case harness.Out:
+			replies++
+		default:
+			t.Errorf("%s: no direction (a copy of a message nobody sent)", m.ID)
+		}
+	}
+	if in != 24 {
+		t.Errorf("%d inbound messages, want 24", in)
+	}
+	for id := range accepted {
+		if accepted[id] && !slices.ContainsFunc(res.Messages, func(m *harness.Message) bool { return m.ID == ReplyID(id) }) {
+			t.Errorf("%s accepted but no reply followed", id)
+		}
+	}
+	if n := countLines(res.ServerLog, "retry-receipt "); n != res.RetriesIn {
+		t.Errorf("retry receipts from the device: ledger %d, server log %d", res.RetriesIn, n)
+	}
+	c := res.Counts()
+	t.Logf("free run, async replies: %d msgs, %d not delivered cleanly, failures %v", c.Messages, c.Blamed, c.Failures)
+}
+
+// failingReads is a session store whose reads fail once broken is set.
+type failingReads struct {
+	store.SessionStore
+	broken atomic.Bool
+}
+
+func (f *failingReads) GetSession(ctx context.Context, addr string) ([]byte, error) {
+	if f.broken.Load() {
+		return nil, errors.New("disk on fire")
+	}
+	return f.SessionStore.GetSession(ctx, addr)
+}
+
+// Every copy of a message failing: whatsmeow sends retry receipts with
+// counts 1 to 4, <keys> from count 2, none after the 5th failure; the
+// message is lost after 5 attempts, and the ledger, the server log and the
+// counts agree.
+func TestRetryGivesUpAfterFive(t *testing.T) {
+	var fr *failingReads
+	r := newRigWith(t, Options{Reply: Inline}, func(dev *store.Device) {
+		fr = &failingReads{SessionStore: dev.Sessions}
+		dev.Sessions = fr
+	})
+	r.send(t, "m1", "fine")
+	fr.broken.Store(true)
+	r.send(t, "m2", "never readable")
+	m := message(t, r, "m2")
+	if o := m.Outcome(); o != harness.Lost || len(m.Attempts) != MaxAttempts {
+		t.Fatalf("m2: %s after %d attempts, want lost after %d: %+v", o, len(m.Attempts), MaxAttempts, m.Attempts)
+	}
+	log := r.srv.Log()
+	for c := 1; c <= 4; c++ {
+		want := fmt.Sprintf("retry-receipt m2 count=%d keys=%t", c, c > 1)
+		if !hasLine(log, want) {
+			t.Errorf("server log has no %q", want)
+		}
+	}
+	in, _ := r.cv.L.Retries()
+	if n := countLines(log, "retry-receipt m2 "); n != 4 || in != 4 {
+		t.Errorf("retry receipts: server log %d, ledger %d, want 4", n, in)
+	}
+	if c := r.cv.L.Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
+		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
+	}
+}
+
+// The whole device in whatsmeow's sqlstore on PostgreSQL, the decrypted-
+// event buffer off and on: with one stanza in flight nothing fails.
+func TestPostgresOneInFlight(t *testing.T) {
+	if os.Getenv(sqlstores.PostgresEnv) == "" {
+		msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, buf := range []bool{false, true} {
+		res, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
+			Reply: Async, Buffer: buf, Store: "postgres", Dir: t.TempDir()})
+		if err != nil {
+			t.Fatalf("buffer %t: %v", buf, err)
+		}
+		if c := res.Counts(); c.Messages != 12 || c.Blamed != 0 {
+			t.Errorf("buffer %t: %+v, want 12 messages delivered", buf, c)
+		}
+	}
+}

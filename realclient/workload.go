@@ -1,0 +1,252 @@
+package realclient
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/store/sqlstore"
+	"go.mau.fi/whatsmeow/types"
+	waLog "go.mau.fi/whatsmeow/util/log"
+
+	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// Config is one conversation through the real client.
+type Config struct {
+	Seed     uint64
+	Messages int // messages the contacts send
+	Contacts int // contacts (one device each), 1..len(contactNames)
+	// Burst is the most stanzas sent back to back before the server waits
+	// for the device to settle (every copy answered, every reply read).
+	// Burst 1 is one stanza in flight: the run is then deterministic.
+	Burst int
+	Reply Reply
+	// ReplyRate is the share of texts the bot answers (0: all).
+	ReplyRate float64
+	Buffer    bool
+	// Drop is the chance that the server drops the connection right after
+	// sending a burst (a network drop; whatsmeow reconnects by itself and
+	// the unacknowledged stanzas come again).
+	Drop float64
+	Dir  string // where the SQLite file goes
+	// Store is the candidate key store: "sqlite" (default) and "postgres"
+	// are whatsmeow's sqlstore for the whole device; any other stores
+	// variant takes over the four Signal interfaces of the device (sessions,
+	// prekeys, identities, sender keys) while the rest stays in SQLite.
+	Store string
+	// NewSet, when set, is the candidate store instead of Store: a fresh
+	// one per conversation (Check uses it).
+	NewSet func() (stores.Set, error)
+	Settle time.Duration // longest wait for a burst to settle (default 60 s)
+	Log    func(string)  // client warnings and errors (nil: dropped)
+}
+
+var contactNames = []string{"alice", "bob", "carol", "dave"}
+
+// BotJID is the device under test.
+var BotJID = types.JID{User: "10000000001", Device: 5, Server: types.DefaultUserServer}
+
+// MaxAttempts is where whatsmeow gives up on a message it cannot decrypt
+// (waweb.MaxRetries).
+const MaxAttempts = waweb.MaxRetries
+
+// Result is what a conversation produced.
+type Result struct {
+	Messages  []*harness.Message
+	RetriesIn int // retry receipts from the device
+	// RetriesOut counts retry receipts the peers sent for the device's replies.
+	RetriesOut int
+	ServerLog  []string
+	Drops      int // connections the server dropped
+	// Overlaps counts message handlers that started while another ran.
+	Overlaps int
+}
+
+// Counts totals the result as a report row does. There is no protocol
+// baseline for the real client: every message not delivered cleanly counts.
+func (r *Result) Counts() harness.Counts {
+	res := &harness.Result{Messages: r.Messages}
+	c := res.Counts()
+	for _, m := range r.Messages {
+		if m.Outcome() != harness.Delivered {
+			c.Blamed++
+		}
+	}
+	return c
+}
+
+// Converse runs one conversation on a new server and a new SQLite database:
+// the seed picks the burst sizes and which contact sends each message; the
+// client's goroutines then run freely.
+func Converse(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Contacts < 1 || cfg.Contacts > len(contactNames) {
+		return nil, fmt.Errorf("realclient: %d contacts (1..%d)", cfg.Contacts, len(contactNames))
+	}
+	if cfg.Burst < 1 || cfg.Messages < 1 {
+		return nil, fmt.Errorf("realclient: burst %d, messages %d: both must be at least 1", cfg.Burst, cfg.Messages)
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 60 * time.Second
+	}
+	ca := waweb.DefaultCA()
+	Trust(ca)
+	srv, err := waweb.Listen(ca)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Close()
+	cv := waweb.NewConversation(srv)
+	var peers []*fakeserver.Peer
+	for _, name := range contactNames[:cfg.Contacts] {
+		p, err := cv.AddPeer(ctx, name, 1)
+		if err != nil {
+			return nil, err
+		}
+		peers = append(peers, p)
+	}
+	c, done, err := openDevice(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	dev, err := Provision(ctx, c, BotJID)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NewSet != nil {
+		set, err := cfg.NewSet()
+		if err != nil {
+			return nil, fmt.Errorf("realclient: new store: %w", err)
+		}
+		if err := Plug(dev, set); err != nil {
+			return nil, fmt.Errorf("realclient: new store: %w", err)
+		}
+	} else if cfg.Store != "" && cfg.Store != "sqlite" && cfg.Store != "postgres" {
+		if cfg.Buffer {
+			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)", cfg.Store)
+		}
+		v, err := stores.Lookup(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: %w", err)
+		}
+		st, err := v.Open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+		defer st.Close()
+		set, err := st.Instance(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+		if err := Plug(dev, set); err != nil {
+			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
+	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
+		ReplyRate: cfg.ReplyRate, Seed: cfg.Seed})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer bot.Stop()
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbad3ac))
+	drops := 0
+	for i := 0; i < cfg.Messages; {
+		k := 1 + rng.IntN(cfg.Burst)
+		for j := 0; j < k && i < cfg.Messages; j++ {
+			i++
+			p := peers[rng.IntN(len(peers))]
+			id := fmt.Sprintf("m%d", i)
+			if err := cv.Send(ctx, p, id, fmt.Sprintf("%s says %d", p.Name, i)); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.Drop > 0 && rng.Float64() < cfg.Drop {
+			srv.Kick()
+			drops++
+		}
+		sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
+		err := cv.L.Wait(sctx)
+		cancel()
+		if err != nil {
+			// The partial result carries the server log of the stuck run.
+			return &Result{Messages: cv.L.Messages(), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+		}
+	}
+	in, out := cv.L.Retries()
+	log := srv.Log()
+	// The table's retry counts come from the ledger; they must be the
+	// server's log, line for line.
+	logIn, logOut := 0, 0
+	for _, l := range log {
+		switch {
+		case strings.HasPrefix(l, "retry-receipt "):
+			logIn++
+		case strings.HasPrefix(l, "peer ") && strings.Contains(l, ": retry-receipt "):
+			logOut++
+		}
+	}
+	if logIn != in || logOut != out {
+		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
+	}
+	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
+		Overlaps: bot.Overlaps()}, nil
+}
+
+// Plug puts a candidate key store under a whatsmeow device: the four
+// interfaces whatsmeow's Signal paths call (decryptDM, the send path's
+// session cache, retry receipts, prekey upload) go to set.
+func Plug(dev *store.Device, set stores.Set) error {
+	if err := set.Complete(); err != nil {
+		return err
+	}
+	dev.Sessions, dev.PreKeys, dev.Identities, dev.SenderKeys = set.Sessions, set.PreKeys, set.Identities, set.SenderKeys
+	return nil
+}
+
+// openDevice opens the database the whole device lives in: whatsmeow's
+// sqlstore on a new PostgreSQL database (store postgres: the stores
+// variant creates it on $BADMAC_POSTGRES_DSN's server and drops it after)
+// or on a SQLite file in cfg.Dir (anything else).
+func openDevice(ctx context.Context, cfg Config) (*sqlstore.Container, func(), error) {
+	if cfg.Store != "postgres" || cfg.NewSet != nil {
+		c, err := OpenSQLite(ctx, filepath.Join(cfg.Dir, fmt.Sprintf("client-%d.db", cfg.Seed)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { _ = c.Close() }, nil
+	}
+	v, err := stores.Lookup("postgres")
+	if err != nil {
+		return nil, nil, fmt.Errorf("realclient: %w", err)
+	}
+	st, err := v.Open(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("realclient: store postgres: %w", err)
+	}
+	loc, ok := sqlstores.Locate(st)
+	if !ok {
+		st.Close()
+		return nil, nil, fmt.Errorf("realclient: store postgres: database cannot be located")
+	}
+	pc, err := pgx.ParseConfig(loc.DSN)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("realclient: store postgres: %s: %w", sqlstores.Redact(loc.DSN), err)
+	}
+	pc.Database = loc.Database
+	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
+	return c, func() { _ = c.Close(); st.Close() }, nil
+}
