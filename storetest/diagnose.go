@@ -192,6 +192,9 @@ func (m *model) check(key string, c call, lastCrash int, stop string, multi bool
 		}
 		return fmt.Sprintf("%s returned %d bytes though nothing was written for %s", get, len(c.val), c.key)
 	}
+	if len(w.val) == 0 {
+		return fmt.Sprintf("%s returned a record after %s removed it%s", get, w.method, inst(w))
+	}
 	// An older record of the same key, or none: a write was lost.
 	older := -1
 	if len(c.val) > 0 {

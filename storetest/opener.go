@@ -24,7 +24,7 @@ type Opener func(dir string) (set stores.Set, close io.Closer, err error)
 
 // Capabilities a scenario needs from the store under test.
 const (
-	capReopen    = "reopen"     // a new instance from what the old one persisted
+	capReopen    = "reopen"      // a new instance from what the old one persisted
 	capInstances = "two at once" // two instances over one location
 )
 

@@ -59,9 +59,9 @@ func (tr *trace) snapshot() []call {
 // tally counts calls per method over a whole Check and the largest record
 // the store was handed and read back.
 type tally struct {
-	mu                   sync.Mutex
-	calls                map[string]int
-	maxWritten, maxRead  int
+	mu                      sync.Mutex
+	calls                   map[string]int
+	maxWritten, maxRead     int
 	maxWrittenBy, maxReadBy string
 }
 

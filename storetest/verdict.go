@@ -154,38 +154,29 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 		t.Fatalf("storetest: %s runs %d instances at once: it needs an Opener (storetest.RunOpener)", path, sched.Instances)
 		return
 	}
-	v := s.variant()
+	var j *shrunk
 	if os.Getenv(ShrinkEnv) != "" {
-		small, _, err := harness.Shrink(ctx, sched, v, harness.Controlled, o.ShrinkBudget)
-		if err != nil {
+		if j, err = shrink(ctx, s, sched, o.ShrinkBudget); err != nil {
 			t.Fatalf("storetest: shrinking %s: %v", path, err)
 			return
 		}
-		if len(small.Ops) < len(sched.Ops) {
+		if j != nil && len(j.sched.Ops) < len(sched.Ops) {
 			out := strings.TrimSuffix(path, ".txt") + ".shrunk.txt"
-			if err := os.WriteFile(out, []byte(annotate(small.String(), "# shrunk from "+path+"\n")), 0o644); err != nil {
+			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), "# shrunk from "+path+"\n")), 0o644); err != nil {
 				t.Fatalf("storetest: %v", err)
 				return
 			}
-			t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(small.Ops), out)
+			t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
 		}
-		sched = small
-		s.takeTraces()
 	}
-	_, res, err := harness.Execute(ctx, sched, v, harness.Controlled, harness.Ops(sched.Ops))
-	if err != nil {
-		t.Fatalf("storetest: replay %s: %v", path, err)
-		return
-	}
-	finds := diagnoseAll(s.takeTraces())
-	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
-	var blamed []string
-	if res.Failed() {
-		if blamed, err = worseThanReference(ctx, sched, res, harness.Controlled); err != nil {
-			t.Fatalf("storetest: %v", err)
+	if j == nil {
+		if j, err = judge(ctx, s, sched); err != nil {
+			t.Fatalf("storetest: replay %s: %v", path, err)
 			return
 		}
 	}
+	sched, res, finds, blamed := j.sched, j.res, j.finds, j.blamed
+	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
 	if html := os.Getenv(HTMLEnv); html != "" {
 		if err := writeHTML(html, sched, res, path, who); err != nil {
 			t.Fatalf("storetest: %s: %v", HTMLEnv, err)
