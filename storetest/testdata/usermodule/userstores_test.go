@@ -7,7 +7,7 @@ import (
 )
 
 // Few schedules per scenario: this module runs inside badmac's own tests.
-var opts = storetest.Options{Schedules: 3, FreeSchedules: 1, ShrinkBudget: 30}
+var opts = storetest.Options{Schedules: 2, FreeSchedules: 1, ShrinkBudget: 30}
 
 func TestCorrect(t *testing.T)     { storetest.CheckOpener(t, OpenCorrect, opts) }
 func TestUnlocked(t *testing.T)    { storetest.CheckOpener(t, OpenUnlocked, opts) }
