@@ -69,7 +69,7 @@ type Options struct {
 	// counts only when it fares worse than on the reference store.
 	Discipline harness.Discipline
 	// ShrinkBudget bounds the runs spent shrinking a failing schedule;
-	// default 100. $BADMAC_SHRINK_BUDGET overrides it.
+	// default 100, negative for none. $BADMAC_SHRINK_BUDGET overrides it.
 	ShrinkBudget int
 	// SkipConformance skips the direct method checks.
 	SkipConformance bool
