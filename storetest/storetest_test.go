@@ -71,7 +71,7 @@ func (r *record) Fatalf(f string, a ...any) { r.Errorf(f, a...) }
 // removeReplays deletes the schedule files the recorded failures name.
 func (r *record) removeReplays() {
 	for _, e := range r.errors {
-		for _, m := range regexp.MustCompile(storetest.ReplayEnv + `=(\S+)`).FindAllStringSubmatch(e, -1) {
+		for _, m := range regexp.MustCompile(storetest.ReplayEnv+`=(\S+)`).FindAllStringSubmatch(e, -1) {
 			os.Remove(m[1])
 		}
 	}
