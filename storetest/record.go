@@ -85,6 +85,29 @@ func (t *tally) count(method string) int {
 	return t.calls[method]
 }
 
+func (t *tally) counts() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.calls))
+	for k, v := range t.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// notIncreased lists the whatsmeow methods called no more often than in
+// before: what the scenarios never reached.
+func (t *tally) notIncreased(before map[string]int) []string {
+	var out []string
+	for _, m := range Methods() {
+		_, name, _ := strings.Cut(m, ".")
+		if t.count(name) <= before[name] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // signalInterfaces are the whatsmeow interfaces a Signal store implements;
 // the method list comes from them by reflection, so a method whatsmeow adds
 // is a method storetest reports as never called, not one it silently skips.

@@ -216,6 +216,7 @@ func check(t TB, s *subject, o Options) {
 			t.Logf("storetest: conformance checks not run (a constructor cannot reopen): %s", strings.Join(skipped, ", "))
 		}
 	}
+	before := s.tally.counts()
 	for _, sc := range scs {
 		n := o.Schedules
 		if sc.Name == LongLived.Name {
@@ -235,6 +236,9 @@ func check(t TB, s *subject, o Options) {
 	t.Logf("storetest: largest record the store was handed: %s (%s); largest read back: %s (%s)",
 		sizeString(s.tally.maxWritten), s.tally.maxWrittenBy, sizeString(s.tally.maxRead), s.tally.maxReadBy)
 	s.tally.mu.Unlock()
+	if only := s.tally.notIncreased(before); len(only) > 0 && len(scs) > 0 {
+		t.Logf("storetest: called by the conformance checks only, by no scenario: %s", strings.Join(only, ", "))
+	}
 	if !o.SkipConformance {
 		if un := s.tally.uncalled(); len(un) > 0 {
 			t.Errorf("storetest: never called: %s. whatsmeow's interfaces have methods this version of storetest does not exercise; update badmac", strings.Join(un, ", "))
