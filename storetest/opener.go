@@ -46,8 +46,6 @@ type subject struct {
 	closed []*trace
 }
 
-func (s *subject) can(capability string) bool { return s.open != nil }
-
 // variant adapts the subject to a badmac store variant: each Open is one
 // schedule's location.
 func (s *subject) variant() stores.Variant {
