@@ -1,18 +1,34 @@
-// Package storetest checks a whatsmeow key store the way badmac's CLI does,
-// from a store author's own `go test`:
+// Package storetest checks a whatsmeow key store from its author's own
+// `go test`, the way badmac's CLI checks its built-in stores. The simple
+// form takes a constructor of fresh in-memory stores:
 //
 //	func TestMyStore(t *testing.T) {
 //		storetest.Run(t, func() (stores.Set, error) {
-//			s := mystore.New(t.TempDir())
-//			return stores.SetOf(s), nil
+//			return stores.SetOf(mystore.New()), nil
 //		})
 //	}
 //
-// Each schedule gets a fresh store from the constructor. The store is driven
-// by the locked client discipline (one lock per address across
-// load→decrypt→store, the correct client), so any failure the protocol
-// baseline survives is the store's. A failure prints the shrunk schedule
-// and the command that replays it.
+// A store that persists anything takes the full form, an Opener over a
+// directory, so that crashes, restarts, a second process and a backup
+// restore reopen the store from what it really wrote:
+//
+//	func TestMyStore(t *testing.T) {
+//		storetest.RunOpener(t, func(dir string) (stores.Set, io.Closer, error) {
+//			s, err := mystore.Open(filepath.Join(dir, "keys.db"))
+//			return stores.SetOf(s), s, err
+//		})
+//	}
+//
+// Both run direct conformance checks of every store method (16 goroutines
+// at once among them), the scenarios under the controlled scheduler
+// (deterministic, shrunk, replayable), and the same scenarios with real
+// goroutines (meaningful under -race; reported with the seed and rerun).
+// The client is the locked discipline (one lock per Signal address across
+// load→decrypt→store), and a message counts against the store only when it
+// fares worse than on badmac's reference store under the same schedule, so
+// what is reported is the store's. A failure says first what the store did
+// wrong, from its call trace, then what production would show, then the
+// shrunk schedule and the command that replays it.
 package storetest
 
 import (
@@ -20,6 +36,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,15 +48,31 @@ import (
 	"github.com/badmac/badmac/stores"
 )
 
-// NewStore returns a fresh, empty store: the four whatsmeow interfaces.
+// NewStore returns a fresh, empty store: the four whatsmeow interfaces. It
+// cannot reopen what an earlier call returned; use an Opener for that.
 type NewStore func() (stores.Set, error)
 
 // Options tune Check; zero values are the defaults.
 type Options struct {
-	Scenarios  []string // default: burst, reply, multi, group, reorder
-	Schedules  int      // per scenario; default 20
-	Seed       uint64   // default 1
+	// Scenarios to run. Default: burst, reply, multi, group, reorder and
+	// longlived; with an Opener also crash, restart, replica, overlap and
+	// rollback.
+	Scenarios []string
+	// Schedules per scenario under the controlled scheduler; default 20.
+	Schedules int
+	// FreeSchedules per scenario with real goroutines; default 3, negative
+	// for none.
+	FreeSchedules int
+	Seed          uint64 // default 1
+	// Discipline of the client; default locked. Under another discipline
+	// the client's own races are not charged to the store: a message
+	// counts only when it fares worse than on the reference store.
 	Discipline harness.Discipline
+	// ShrinkBudget bounds the runs spent shrinking a failing schedule;
+	// default 100, negative for none. $BADMAC_SHRINK_BUDGET overrides it.
+	ShrinkBudget int
+	// SkipConformance skips the direct method checks.
+	SkipConformance bool
 }
 
 // TB is the part of testing.TB that Check uses.
@@ -48,46 +84,70 @@ type TB interface {
 	Fatalf(format string, args ...any)
 }
 
-// ReplayEnv names a schedule file for Run to replay instead of the suite.
-const ReplayEnv = "BADMAC_REPLAY"
+// Environment variables a user sets on the command storetest prints.
+const (
+	// ReplayEnv names a schedule file to replay instead of the suite.
+	ReplayEnv = "BADMAC_REPLAY"
+	// HTMLEnv, with ReplayEnv, writes the replay's timeline as HTML there.
+	HTMLEnv = "BADMAC_HTML"
+	// ShrinkEnv raises the shrink budget (with ReplayEnv: shrinks the file).
+	ShrinkEnv = "BADMAC_SHRINK_BUDGET"
+)
 
-// Run checks the store with the default options.
-func Run(t *testing.T, newStore NewStore) { Check(t, newStore, Options{}) }
+// LongLived is the scenario whose records grow as after months of use:
+// skipped message keys from out-of-order delivery, archived states after a
+// contact reinstalls, several contacts and devices.
+var LongLived = scenarios.Scenario{Name: "longlived",
+	Doc:      "a long conversation with gaps, redeliveries and a reinstall: records as big as real ones",
+	Contacts: []harness.Contact{{User: "alice", Devices: 2}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}},
+	Messages: 40, Reply: 0.5, Reorder: true, Crash: scenarios.CrashReinstall}
 
-// variant adapts a constructor to a badmac store variant.
-func variant(name string, newStore NewStore) stores.Variant {
-	return stores.Variant{Name: name, Doc: "the store under test", Open: func(context.Context) (stores.Storage, error) {
-		return &storage{newStore: newStore}, nil
-	}}
+// reopening are the scenarios added to the default set for an Opener.
+var reopening = []string{"crash", "restart", "replica", "overlap", "rollback"}
+
+// Run checks an in-memory store with the default options.
+func Run(t *testing.T, newStore NewStore) {
+	t.Helper()
+	Check(t, newStore, Options{})
 }
 
-type storage struct {
-	newStore NewStore
-	set      *stores.Set
+// RunOpener checks a store that persists, through an Opener, with the
+// default options.
+func RunOpener(t *testing.T, open Opener) {
+	t.Helper()
+	CheckOpener(t, open, Options{})
 }
 
-// Instance returns the same store each time: the suite's scenarios run one
-// device process.
-func (s *storage) Instance(context.Context) (stores.Set, error) {
-	if s.set == nil {
-		set, err := s.newStore()
-		if err != nil {
-			return stores.Set{}, err
-		}
-		s.set = &set
-	}
-	return *s.set, nil
-}
-
-func (s *storage) Close() error { return nil }
-
-// Check runs the suite (or the schedule named by $BADMAC_REPLAY) against the
-// store and reports every failing scenario with a replay command.
+// Check runs the suite (or the schedule named by $BADMAC_REPLAY) against
+// stores from a constructor. Scenarios that need to reopen the store are
+// refused: use CheckOpener.
 func Check(t TB, newStore NewStore, o Options) {
+	t.Helper()
+	check(t, &subject{newStore: newStore, tally: newTally()}, o)
+}
+
+// CheckOpener runs the suite (or the schedule named by $BADMAC_REPLAY)
+// against the store the Opener opens.
+func CheckOpener(t TB, open Opener, o Options) {
+	t.Helper()
+	check(t, &subject{open: open, tally: newTally()}, o)
+}
+
+func lookup(name string) (scenarios.Scenario, error) {
+	if name == LongLived.Name {
+		return LongLived, nil
+	}
+	return scenarios.Lookup(name)
+}
+
+func check(t TB, s *subject, o Options) {
 	t.Helper()
 	ctx := context.Background()
 	if o.Schedules == 0 {
 		o.Schedules = 20
+	}
+	if o.FreeSchedules == 0 {
+		o.FreeSchedules = 3
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
@@ -95,62 +155,206 @@ func Check(t TB, newStore NewStore, o Options) {
 	if o.Discipline == "" {
 		o.Discipline = harness.Locked
 	}
-	if len(o.Scenarios) == 0 {
-		o.Scenarios = scenarios.Default
+	if o.ShrinkBudget == 0 {
+		o.ShrinkBudget = 100
 	}
-	v := variant("yours", newStore)
-	if path := os.Getenv(ReplayEnv); path != "" {
-		replay(t, v, path)
+	if v := os.Getenv(ShrinkEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("storetest: $%s=%q: want a number of runs", ShrinkEnv, v)
+			return
+		}
+		o.ShrinkBudget = n
+	}
+	if len(o.Scenarios) == 0 {
+		o.Scenarios = append(append([]string(nil), scenarios.Default...), LongLived.Name)
+		if s.open != nil {
+			o.Scenarios = append(o.Scenarios, reopening...)
+		}
+	}
+	if _, err := harness.ParseDiscipline(string(o.Discipline)); err != nil {
+		t.Fatalf("storetest: %v", err)
 		return
 	}
+	if o.Discipline == harness.Txn {
+		t.Fatalf("storetest: the txn discipline needs the store's DoDecryptionTxn, which storetest does not drive; use locked, whatsmeow or concurrent")
+		return
+	}
+	var scs []scenarios.Scenario
 	for _, name := range o.Scenarios {
-		sc, err := scenarios.Lookup(name)
+		sc, err := lookup(name)
 		if err != nil {
 			t.Fatalf("storetest: %v", err)
 			return
 		}
-		pr, err := scenarios.RunPair(ctx, sc, o.Discipline, v,
-			scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: o.Seed, Schedules: o.Schedules, ShrinkBudget: 100})
-		if err != nil {
-			t.Fatalf("storetest: scenario %s: %v", name, err)
+		if need := needs[name]; need != "" && s.open == nil {
+			t.Fatalf("storetest: scenario %s needs a store that can %s, and a constructor cannot: "+
+				"pass an Opener (storetest.RunOpener / CheckOpener) that opens the store over a directory, so that %s",
+				name, capWords[need], capWhy[need])
 			return
 		}
-		if pr.First == nil {
-			t.Logf("storetest: %s: %d schedules, %d messages, no failures", name, pr.Schedules, pr.Counts.Messages)
-			continue
+		scs = append(scs, sc)
+	}
+	who := caller()
+	who.test = t.Name()
+	if path := os.Getenv(ReplayEnv); path != "" {
+		replay(t, s, path, o, who)
+		return
+	}
+	if !o.SkipConformance {
+		findings, skipped, err := conformance(ctx, s)
+		if err != nil {
+			t.Fatalf("storetest: %v", err)
+			return
 		}
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("badmac-%s-%s-seed%d.txt", sanitize(t.Name()), name, pr.First.Seed))
-		werr := os.WriteFile(path, []byte(pr.First.String()), 0o644)
-		cmd := fmt.Sprintf("%s=%s go test -run '^%s$' .", ReplayEnv, path, t.Name())
-		if werr != nil {
-			cmd = fmt.Sprintf("(could not save schedule: %v)", werr)
+		if len(findings) > 0 {
+			t.Errorf("storetest: conformance: what the store did wrong (direct calls, no scenario):\n  %s", strings.Join(findings, "\n  "))
+		} else {
+			t.Logf("storetest: conformance: every method answered as whatsmeow expects")
 		}
-		t.Errorf("storetest: scenario %s: %d of %d schedules failed (%d messages blamed): %s\nshrunk schedule (%d ops):\n%s\nreplay: %s",
-			name, pr.Failed, pr.Schedules, pr.Counts.Blamed, pr.FirstResult.Summary(), len(pr.First.Ops), pr.First, cmd)
+		if len(skipped) > 0 {
+			t.Logf("storetest: conformance checks not run (a constructor cannot reopen): %s", strings.Join(skipped, ", "))
+		}
+	}
+	before := s.tally.counts()
+	for _, sc := range scs {
+		n := o.Schedules
+		if sc.Name == LongLived.Name {
+			n = max(2, n/5) // each is ten schedules' work
+		}
+		if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who) {
+			continue // one failure per scenario is enough to read
+		}
+		// Two processes at once race each other in the client whatever the
+		// store does; only the controlled rerun on the reference store can
+		// tell the store's part, so overlap has no real-goroutine run.
+		if o.FreeSchedules > 0 && !sc.Overlap {
+			runScenario(ctx, t, s, sc, o, harness.Free, o.FreeSchedules, who)
+		}
+	}
+	s.tally.mu.Lock()
+	t.Logf("storetest: largest record the store was handed: %s (%s); largest read back: %s (%s)",
+		sizeString(s.tally.maxWritten), s.tally.maxWrittenBy, sizeString(s.tally.maxRead), s.tally.maxReadBy)
+	s.tally.mu.Unlock()
+	if only := s.tally.notIncreased(before); len(only) > 0 && len(scs) > 0 {
+		t.Logf("storetest: called by the conformance checks only, by no scenario: %s", strings.Join(only, ", "))
+	}
+	if !o.SkipConformance {
+		if un := s.tally.uncalled(); len(un) > 0 {
+			t.Errorf("storetest: never called: %s. whatsmeow's interfaces have methods this version of storetest does not exercise; update badmac", strings.Join(un, ", "))
+		}
 	}
 }
 
-func replay(t TB, v stores.Variant, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("storetest: %v", err)
-		return
+var capWords = map[string]string{capReopen: "reopen what it persisted", capInstances: "open two instances at once"}
+var capWhy = map[string]string{
+	capReopen:    "a crash or restart reopens what your store really wrote (a constructor would hand back the same in-memory object: a silent pass)",
+	capInstances: "two processes open your store over one location (a constructor would hand both the same object)",
+}
+
+// runScenario runs n schedules of sc in mode and reports the first failure.
+// It returns false when a schedule failed.
+func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, who testRef) bool {
+	t.Helper()
+	v := s.variant()
+	s.takeTraces()
+	var first *harness.Schedule
+	var firstRes *harness.Result
+	var firstFinds []string
+	var blamed []string
+	failed, messages := 0, 0
+	for i := range n {
+		seed := scenarios.SeedFor(o.Seed, i)
+		setup := sc.Setup(seed, o.Discipline, StoreName)
+		sched, res, err := harness.Execute(ctx, setup, v, mode, scenarios.NewGenerator(sc, scenarios.Random, seed))
+		if err != nil {
+			t.Fatalf("storetest: scenario %s (%s) seed %d: %v", sc.Name, mode, seed, err)
+			return false
+		}
+		finds := diagnoseAll(s.takeTraces())
+		messages += len(res.Messages)
+		var worse []string
+		if res.Failed() {
+			if worse, err = worseThanReference(ctx, sched, res, mode); err != nil {
+				t.Fatalf("storetest: scenario %s seed %d on the reference store: %v", sc.Name, seed, err)
+				return false
+			}
+		}
+		// With real goroutines, calls to one key from two tasks overlap and
+		// the trace order is not the store's: findings explain a blamed
+		// message but do not fail a schedule by themselves.
+		if len(worse) == 0 && (len(finds) == 0 || mode == harness.Free) {
+			continue
+		}
+		failed++
+		if first == nil {
+			first, firstRes, firstFinds, blamed = sched, res, finds, worse
+		}
 	}
-	defer f.Close()
-	s, err := harness.Parse(f)
-	if err != nil {
-		t.Fatalf("storetest: %s: %v", path, err)
-		return
+	label := map[harness.Mode]string{harness.Controlled: "controlled interleavings", harness.Free: "real goroutines"}[mode]
+	if first == nil {
+		t.Logf("storetest: %s (%s, %s client): %d schedules, %d messages, no failures", sc.Name, label, o.Discipline, n, messages)
+		return true
 	}
-	_, res, err := harness.Execute(context.Background(), s, v, harness.Controlled, harness.Ops(s.Ops))
-	if err != nil {
-		t.Fatalf("storetest: replay %s: %v", path, err)
-		return
+	var b strings.Builder
+	fmt.Fprintf(&b, "storetest: scenario %s (%s, %s client): %d of %d schedules failed\n", sc.Name, label, o.Discipline, failed, n)
+	if mode == harness.Free {
+		writeFailure(&b, firstFinds, firstRes, blamed)
+		fmt.Fprintf(&b, "seed %d (real goroutines: the interleaving is not recorded; rerun, ideally with -race):\n  %s\n",
+			first.Seed, who.command(nil))
+		t.Errorf("%s", b.String())
+		return false
 	}
-	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
-	if res.Failed() {
-		t.Errorf("storetest: replay of %s fails: %s", path, res.Summary())
+	if o.ShrinkBudget > 0 {
+		sh, err := shrink(ctx, s, first, o.ShrinkBudget)
+		if err != nil {
+			t.Fatalf("storetest: shrinking %s seed %d: %v", sc.Name, first.Seed, err)
+			return false
+		}
+		if sh != nil {
+			first, firstRes, firstFinds, blamed = sh.sched, sh.res, sh.finds, sh.blamed
+		}
 	}
+	writeFailure(&b, firstFinds, firstRes, blamed)
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("badmac-%s-%s-seed%d.txt", sanitize(t.Name()), sc.Name, first.Seed))
+	env := []string{ReplayEnv + "=" + path}
+	cmd := who.command(env)
+	text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") against your store\n# replay: "+cmd+"\n")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		cmd = fmt.Sprintf("(could not save the schedule: %v)", err)
+	}
+	fmt.Fprintf(&b, "shrunk schedule (%d ops):\n%s", len(first.Ops), first)
+	fmt.Fprintf(&b, "replay (from any directory of your module; add %s=timeline.html for an HTML timeline, %s=N to shrink further):\n  %s\n",
+		HTMLEnv, ShrinkEnv, cmd)
+	t.Errorf("%s", b.String())
+	return false
+}
+
+func diagnoseAll(trs []*trace) []string {
+	var out []string
+	for _, tr := range trs {
+		out = append(out, diagnose(tr.snapshot(), 4)...)
+	}
+	return out
+}
+
+// writeFailure writes what the store did wrong, then what production shows.
+func writeFailure(b *strings.Builder, finds []string, res *harness.Result, blamed []string) {
+	b.WriteString("what the store did wrong (from its call trace):\n")
+	if len(finds) == 0 {
+		b.WriteString("  no store call returned other than what was last written: the messages below fare worse than on the reference store for another reason (timing of a call, an error the store returned)\n")
+	}
+	for _, f := range finds {
+		b.WriteString("  " + f + "\n")
+	}
+	b.WriteString("what production would show:\n")
+	b.WriteString(symptoms(res, blamed))
+}
+
+// annotate inserts comment lines after a schedule's version line.
+func annotate(sched, comment string) string {
+	first, rest, _ := strings.Cut(sched, "\n")
+	return first + "\n" + comment + rest
 }
 
 func sanitize(s string) string {
@@ -160,4 +364,55 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// testRef is where the user's test lives: what a replay command names.
+type testRef struct {
+	pkg  string // import path of the test's package
+	test string // t.Name()
+}
+
+var selfPkg = reflect.TypeFor[Options]().PkgPath()
+
+// caller finds the user's test function on the stack: the first frame
+// outside this package. Its package path, not ".", makes the printed
+// command work from any directory of the user's module.
+func caller() testRef {
+	pcs := make([]uintptr, 32)
+	n := runtime.Callers(2, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		pkg := funcPackage(f.Function)
+		if pkg != "" && pkg != selfPkg && pkg != "testing" && pkg != "runtime" {
+			return testRef{pkg: strings.TrimSuffix(pkg, "_test")}
+		}
+		if !more {
+			return testRef{pkg: "."}
+		}
+	}
+}
+
+// funcPackage is the package path of a function name from runtime.Frame:
+// "example.com/m/sub_test.TestX.func1" → "example.com/m/sub_test".
+func funcPackage(fn string) string {
+	slash := strings.LastIndexByte(fn, '/')
+	dot := strings.IndexByte(fn[slash+1:], '.')
+	if dot < 0 {
+		return ""
+	}
+	return fn[:slash+1+dot]
+}
+
+// command is the go test command that runs this test again with env set.
+func (r testRef) command(env []string) string {
+	var parts []string
+	for _, p := range strings.Split(r.test, "/") {
+		parts = append(parts, "^"+regexp.QuoteMeta(p)+"$")
+	}
+	cmd := fmt.Sprintf("go test -count=1 -run '%s' %s", strings.Join(parts, "/"), r.pkg)
+	if len(env) > 0 {
+		cmd = strings.Join(env, " ") + " " + cmd
+	}
+	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/storetest"
 )
@@ -83,14 +85,26 @@ func (r *record) Logf(f string, a ...any)   { r.logs = append(r.logs, fmt.Sprint
 func (r *record) Errorf(f string, a ...any) { r.errors = append(r.errors, fmt.Sprintf(f, a...)) }
 func (r *record) Fatalf(f string, a ...any) { r.Errorf(f, a...) }
 
+// removeReplays deletes the schedule files the recorded failures name.
+func (r *record) removeReplays() {
+	for _, e := range r.errors {
+		for _, m := range regexp.MustCompile(storetest.ReplayEnv+`=(\S+)`).FindAllStringSubmatch(e, -1) {
+			os.Remove(m[1])
+		}
+	}
+}
+
 // A store that drops every third PutSession fails, with a replay command
 // that reproduces the failure.
 func TestBrokenStoreFails(t *testing.T) {
 	rec := &record{}
-	storetest.Check(rec, broken, storetest.Options{Schedules: 5, Scenarios: []string{"reply"}})
+	storetest.Check(rec, broken, storetest.Options{Schedules: 5, Scenarios: []string{"reply"}, SkipConformance: true})
 	require.Len(t, rec.errors, 1)
 	msg := rec.errors[0]
-	require.Contains(t, msg, "replay: "+storetest.ReplayEnv+"=")
+	require.Contains(t, msg, "what the store did wrong")
+	require.Contains(t, msg, "returned an older record than the last PutSession")
+	require.Contains(t, msg, storetest.ReplayEnv+"=")
+	require.Contains(t, msg, "github.com/badmac/badmac/storetest", "the replay names the package, not .")
 	path := strings.Fields(strings.SplitN(msg, storetest.ReplayEnv+"=", 2)[1])[0]
 	t.Logf("%s", msg)
 
@@ -100,4 +114,69 @@ func TestBrokenStoreFails(t *testing.T) {
 	require.Len(t, again.errors, 1, "replay must fail the same way")
 	require.Contains(t, again.errors[0], "fails")
 	os.Remove(path)
+}
+
+// A scenario that reopens the store, given a constructor that cannot, is an
+// error naming the missing capability, not a silent pass.
+func TestConstructorCannotReopen(t *testing.T) {
+	for sc, want := range map[string]string{"crash": "needs a store that can reopen", "replica": "needs a store that can open two instances at once"} {
+		rec := &record{}
+		storetest.Check(rec, reference, storetest.Options{Scenarios: []string{sc}})
+		require.Len(t, rec.errors, 1, sc)
+		require.Contains(t, rec.errors[0], want)
+		require.Contains(t, rec.errors[0], "Opener")
+	}
+}
+
+// keyedByUser keys sessions without the device id.
+type keyedByUser struct{ stores.All }
+
+func (k keyedByUser) user(a string) string { u, _, _ := strings.Cut(a, ":"); return u + ":0" }
+func (k keyedByUser) GetSession(ctx context.Context, a string) ([]byte, error) {
+	return k.All.GetSession(ctx, k.user(a))
+}
+func (k keyedByUser) PutSession(ctx context.Context, a string, b []byte) error {
+	return k.All.PutSession(ctx, k.user(a), b)
+}
+
+// The conformance check names both addresses of a store keyed without the
+// device id, and every whatsmeow method is called.
+func TestDiagnosisNamesAddresses(t *testing.T) {
+	rec := &record{}
+	storetest.Check(rec, func() (stores.Set, error) {
+		set, err := reference()
+		return stores.SetOf(keyedByUser{set.Sessions.(stores.All)}), err
+	}, storetest.Options{Scenarios: []string{"multi"}, Schedules: 3, FreeSchedules: -1})
+	defer rec.removeReplays()
+	require.NotEmpty(t, rec.errors)
+	require.Contains(t, rec.errors[0], "GetSession alice:0 returned the record PutSession wrote for alice:1")
+	for _, e := range rec.errors {
+		require.NotContains(t, e, "never called")
+	}
+}
+
+// Every method of the four whatsmeow interfaces is listed by reflection.
+func TestMethodsFromWhatsmeow(t *testing.T) {
+	ms := storetest.Methods()
+	require.Contains(t, ms, "SessionStore.PutManySessions")
+	require.Contains(t, ms, "SessionStore.GetManySessions")
+	require.Contains(t, ms, "SenderKeyStore.GetSenderKey")
+	require.Len(t, ms, 20)
+}
+
+// Under the whatsmeow discipline the client's own races (a send alongside
+// a receive: old counter at the peer) hit the reference store too: they are
+// not charged to a correct store.
+func TestWhatsmeowDisciplineBlamesOnlyTheStore(t *testing.T) {
+	rec := &record{}
+	storetest.Check(rec, reference, storetest.Options{Discipline: harness.Whatsmeow, Scenarios: []string{"reply", "multi"},
+		Schedules: 10, FreeSchedules: -1, SkipConformance: true})
+	require.Empty(t, rec.errors)
+	// And a broken store is still caught under it.
+	rec = &record{}
+	storetest.Check(rec, broken, storetest.Options{Discipline: harness.Whatsmeow, Scenarios: []string{"reply"},
+		Schedules: 5, FreeSchedules: -1, SkipConformance: true, ShrinkBudget: -1})
+	defer rec.removeReplays()
+	require.Len(t, rec.errors, 1)
+	require.Contains(t, rec.errors[0], "what the store did wrong")
 }

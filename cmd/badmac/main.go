@@ -6,6 +6,9 @@
 //	badmac replay FILE     replay a saved schedule and print its history
 //	badmac shrink FILE     minimise a failing schedule
 //	badmac bench           throughput against raw libsignal, time to first failure
+//	badmac procs           the device as real child processes on sqlite/postgres
+//	badmac list            every store, scenario and discipline, one line each
+//	badmac help            the commands (also: badmac -h; CMD -h for a command's flags)
 //
 // Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
 // for a failure, 2 bad input or environment.
@@ -18,8 +21,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"text/tabwriter"
 
+	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 	_ "github.com/badmac/badmac/stores/sqlstores"
 )
 
@@ -37,6 +45,9 @@ func badInput(format string, a ...any) error { return usageError{fmt.Errorf(form
 // Main runs the CLI and returns its exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return 0 // help was asked for and printed
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "badmac: %v\n", err)
 		var u usageError
@@ -49,6 +60,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	cmd := "run"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return 0, nil
+	}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
@@ -67,11 +82,76 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return shrinkCmd(ctx, args, stdout)
 	case "bench":
 		return benchCmd(ctx, args, stdout)
+	case "list":
+		if len(args) > 0 {
+			if isHelp(args[0]) {
+				fmt.Fprintln(stdout, synopsis["list"])
+				return 0, nil
+			}
+			return 2, badInput("list takes no arguments")
+		}
+		printLists(stdout)
+		return 0, nil
 	case "help":
+		if len(args) == 1 && synopsis[args[0]] != "" {
+			// badmac help CMD is CMD -h.
+			return dispatch(ctx, []string{args[0], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, client, help)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, client, list, help; badmac -h explains them)", cmd)
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+// errHelp is returned by a command whose -h printed its help: exit 0.
+var errHelp = errors.New("help printed")
+
+// synopsis is each command's first help line.
+var synopsis = map[string]string{
+	"run":    "usage: badmac [run] [flags]\n\nRun schedules of every (discipline, store, scenario) and print the failure table.\nExit 0: every must-pass pair passed; 1: a must-pass pair was blamed; 2: bad input.",
+	"replay": "usage: badmac replay FILE\n\nReplay a saved schedule (from badmac run -out, or from storetest), print its history\nand each message's outcome. Exit 1 when it fails, 0 when it passes.\nA schedule storetest recorded against your own store (store yours) replays here on\nthe reference store; to replay it on yours, run the go test command in the file.",
+	"shrink": "usage: badmac shrink FILE [-o OUT] [-budget N]\n\nDelete ops from a failing schedule while it still fails the same way.\nExit 1: it fails (shrunk schedule printed or written), 0: it passes.",
+	"bench":  "usage: badmac bench [flags]\n\nMessages per second through the harness against raw libsignal, schedules per second,\nand the time to the first failure of each broken pair.",
+	"procs":  "usage: badmac procs [flags]\n\nThe device as real child processes on sqlite/postgres: SIGKILL at write points\nand at random moments, two replicas on one database.",
+	"client": "usage: badmac client [flags]\n\nThe reply workload through a real whatsmeow Client on a loopback fake WhatsApp\nserver (client-inline, client-async); free-running, rerun by seed, not replayed.",
+	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each.",
+}
+
+// printLists writes every store, scenario and discipline with one line each.
+func printLists(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "stores (-stores):")
+	for _, v := range stores.Variants() {
+		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, v.Doc)
+	}
+	fmt.Fprintln(tw, "scenarios (-scenarios):")
+	def := map[string]bool{}
+	for _, n := range scenarios.Default {
+		def[n] = true
+	}
+	for _, sc := range scenarios.All() {
+		mark := ""
+		if def[sc.Name] {
+			mark = " (default)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", sc.Name, sc.Doc, mark)
+	}
+	fmt.Fprintln(tw, "disciplines (-disciplines):")
+	for _, d := range harness.Disciplines {
+		fmt.Fprintf(tw, "  %s\t%s\n", d, disciplineDoc[d])
+	}
+	tw.Flush()
+}
+
+// disciplineDoc says in one line what each client discipline does
+// (docs/design.md §4).
+var disciplineDoc = map[harness.Discipline]string{
+	harness.Concurrent: "deliveries and replies run at once, nothing held across load→decrypt→store",
+	harness.Whatsmeow:  "whatsmeow today: receives one at a time, sends and retry handling alongside them",
+	harness.Locked:     "one lock per Signal address across load→decrypt/encrypt→store (the correct client)",
+	harness.Txn:        "whatsmeow's decrypted-event buffer: each decrypt in a store transaction (stores with DoDecryptionTxn)",
 }
 
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
@@ -86,9 +166,11 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          SIGKILL at write points and random moments, two replicas at once
   badmac client [flags]  the reply workload through a real whatsmeow Client on a
                          loopback fake WhatsApp server (client-inline, client-async)
-  badmac help            this text
+  badmac list            every store, scenario and discipline, one line each
+  badmac help [CMD]      this text, or CMD's flags (same as badmac CMD -h)
 
-Run 'badmac run -h' for the run flags.
+Exit codes: 0 pass, 1 a failure that must not happen, 2 bad input.
+Run 'badmac CMD -h' for a command's flags.
 `
 
 // newFlags returns a flag set whose errors come back as one-line errors.
@@ -98,14 +180,55 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses a command's flags. On -h it prints the command's help
+// and returns errHelp (exit 0); counts given as negative numbers are
+// refused (every number flag of badmac counts something).
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return true, nil
+			printHelp(fs, stdout)
+			return true, errHelp
 		}
-		return false, badInput("%v", err)
+		return false, badInput("%s: %v", fs.Name(), err)
 	}
-	return false, nil
+	var bad error
+	fs.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || bad != nil {
+			return
+		}
+		switch v := g.Get().(type) {
+		case int:
+			if v < 0 {
+				bad = badInput("-%s must not be negative, got %d", f.Name, v)
+			}
+		case int64:
+			if v < 0 {
+				bad = badInput("-%s must not be negative, got %d", f.Name, v)
+			}
+		}
+	})
+	return false, bad
+}
+
+// printHelp is a command's help: its synopsis, its flags, and for flags
+// naming stores, scenarios or disciplines, every name with one line.
+func printHelp(fs *flag.FlagSet, w io.Writer) {
+	if syn := synopsis[fs.Name()]; syn != "" {
+		fmt.Fprintf(w, "%s\n", syn)
+	}
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if fs.Lookup("stores") != nil || fs.Lookup("scenarios") != nil || fs.Lookup("disciplines") != nil {
+		fmt.Fprintln(w)
+		var b strings.Builder
+		printLists(&b)
+		fmt.Fprint(w, b.String())
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
@@ -23,10 +24,31 @@ func readSchedule(path string) (*harness.Schedule, error) {
 	if err != nil {
 		return nil, badInput("%s: %v", path, err)
 	}
+	if s.Store == yours {
+		return s, nil // the caller decides: replay on the reference store, or explain
+	}
 	if _, err := stores.Lookup(s.Store); err != nil {
 		return nil, badInput("%s: %v", path, err)
 	}
 	return s, nil
+}
+
+// yours is the store name in schedules storetest records against a user's
+// own store, which this binary cannot open.
+const yours = "yours"
+
+// storetestCommand is the go test command storetest wrote into a schedule
+// file ("# replay: …"), or a generic one.
+func storetestCommand(path string) string {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if c, ok := strings.CutPrefix(line, "# replay: "); ok {
+				return c
+			}
+		}
+	}
+	return "BADMAC_REPLAY=" + path + " go test -run '^YourTest$' your/package"
 }
 
 // shrinkCmd minimises a failing schedule from elsewhere (a CI artifact, a
@@ -62,6 +84,11 @@ func shrinkCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 	s, err := readSchedule(path)
 	if err != nil {
 		return 2, err
+	}
+	if s.Store == yours {
+		// Shrinking needs the failing store; the reference store passes.
+		return 2, badInput("%s was recorded by storetest against your own store, which only your test can open; "+
+			"shrink it there: BADMAC_SHRINK_BUDGET=%d %s", path, *budget, storetestCommand(path))
 	}
 	defer sqlstores.Shutdown()
 	v := stores.MustLookup(s.Store)

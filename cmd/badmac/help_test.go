@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+)
+
+// badmac -h lists every subcommand and exits 0; so does every
+// subcommand's -h, with its own usage line.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		code, out, errs := run(t, args...)
+		require.Equal(t, 0, code, errs)
+		for _, c := range []string{"[run]", "replay", "shrink", "bench", "procs", "list", "help"} {
+			require.Contains(t, out, "  badmac "+c, "%v", args)
+		}
+	}
+	for _, c := range []string{"run", "replay", "shrink", "bench", "procs", "list"} {
+		code, out, errs := run(t, c, "-h")
+		require.Equal(t, 0, code, "%s -h: %s", c, errs)
+		require.Contains(t, out, "usage: badmac ", c)
+		require.Empty(t, errs, c)
+		code, out2, _ := run(t, "help", c)
+		require.Equal(t, 0, code)
+		require.Equal(t, out, out2, "badmac help %s is %s -h", c, c)
+	}
+}
+
+// badmac list and run -h name every store, scenario and discipline.
+func TestListNamesEverything(t *testing.T) {
+	for _, args := range [][]string{{"list"}, {"run", "-h"}} {
+		code, out, _ := run(t, args...)
+		require.Equal(t, 0, code)
+		for _, v := range stores.Variants() {
+			require.Regexp(t, `(?m)^  `+v.Name+` +\S`, out, "%v: store %s", args, v.Name)
+		}
+		for _, sc := range scenarios.All() {
+			require.Regexp(t, `(?m)^  `+sc.Name+` +\S`, out, "%v: scenario %s", args, sc.Name)
+		}
+		for _, d := range harness.Disciplines {
+			require.Regexp(t, `(?m)^  `+string(d)+` +\S`, out, "%v: discipline %s", args, d)
+		}
+	}
+}
+
+// Negative counts are refused with one line and exit 2.
+func TestNegativeNumbersRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "-shrink", "-5"}, {"run", "-schedules", "-1"}, {"shrink", "-budget", "-3", "x.txt"},
+		{"bench", "-rounds", "-1"}, {"procs", "-seeds", "-2"},
+	} {
+		code, out, errs := run(t, args...)
+		require.Equal(t, 2, code, "%v", args)
+		require.Empty(t, out)
+		require.Regexp(t, `^badmac: -\w+ must not be negative, got -\d+\n$`, errs, "%v", args)
+	}
+}
+
+// A schedule storetest recorded against a user's store replays here on the
+// reference store; shrink explains where it can be shrunk.
+func TestStoretestScheduleAccepted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.txt")
+	text := "badmac schedule v1\n# replay: BADMAC_REPLAY=" + "s.txt go test -run '^TestX$' example.com/m\nseed 3\nscenario reply\ndiscipline locked\nstore yours\ncontacts alice:1\nops\nsend alice.0 m1\ndeliver m1\nrun m1\n"
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	code, out, errs := run(t, "replay", path)
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "replaying it on the reference store")
+	require.Contains(t, out, "example.com/m")
+	require.Contains(t, out, "PASS")
+	code, _, errs = run(t, "shrink", path)
+	require.Equal(t, 2, code)
+	require.Contains(t, errs, "BADMAC_SHRINK_BUDGET=200 BADMAC_REPLAY=s.txt go test")
+	require.Equal(t, 1, strings.Count(errs, "\n"))
+}

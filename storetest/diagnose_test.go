@@ -1,0 +1,60 @@
+package storetest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func put(key, val string) call {
+	return call{method: "PutSession", key: key, val: []byte(val), ok: true}
+}
+func putMany(key, val string) call {
+	return call{method: "PutManySessions", key: key, val: []byte(val), ok: true}
+}
+func get(key, val string) call {
+	return call{method: "GetSession", key: key, val: []byte(val), ok: true}
+}
+func ev(name string) call { return call{event: name} }
+
+// Each way a store can answer wrongly gets its own plain words; a store
+// that answers right gets none.
+func TestDiagnose(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		calls []call
+		want  string
+	}{
+		{"right", []call{put("a:0", "1"), put("a:0", "2"), get("a:0", "2"), get("b:0", "")}, ""},
+		{"other key", []call{put("a:0", "1"), put("a:1", "2"), get("a:0", "2")},
+			"GetSession a:0 returned the record PutSession wrote for a:1"},
+		{"older", []call{put("a:0", "1"), put("a:0", "2"), put("a:0", "3"), get("a:0", "1")},
+			"GetSession a:0 returned an older record than the last PutSession (write 1 of 3; writes 2 to 3 lost)"},
+		{"lost", []call{put("a:0", "1"), get("a:0", "")},
+			"GetSession a:0 returned nothing after PutSession wrote it (write 1 of 1 lost)"},
+		{"batch", []call{putMany("c:0", "1"), get("c:0", "")},
+			"PutManySessions dropped c:0 (GetSession then returned nothing)"},
+		{"crash", []call{put("a:0", "1"), put("a:0", "2"), ev("crash"), get("a:0", "1")},
+			"after reopen, PutSession a:0 from before the crash is missing (GetSession returned write 1 of 2)"},
+		{"close", []call{put("a:0", "1"), ev("close"), get("a:0", "")},
+			"after reopen, PutSession a:0 from before Close is missing (GetSession returned nothing)"},
+		{"rollback restores", []call{put("a:0", "1"), ev("snapshot"), put("a:0", "2"), ev("crash"), ev("rollback"), get("a:0", "1")}, ""},
+		{"rollback not restored", []call{put("a:0", "1"), ev("snapshot"), put("a:0", "2"), ev("crash"), ev("rollback"), get("a:0", "2")},
+			"GetSession a:0 returned write 2 of 2, which the restored backup did not hold"},
+		{"deleted", []call{put("a:0", "1"), {method: "DeleteSession", key: "a:0", ok: true}, get("a:0", "1")},
+			"GetSession a:0 returned a record after DeleteSession removed it"},
+		{"torn", []call{put("a:0", "12345"), get("a:0", "123")},
+			"GetSession a:0 returned 3 bytes no call wrote (a torn or corrupted record; the last PutSession wrote 5 bytes)"},
+	} {
+		for i := range tc.calls {
+			tc.calls[i].seq = i
+		}
+		got := diagnose(tc.calls, 5)
+		if tc.want == "" {
+			require.Empty(t, got, tc.name)
+			continue
+		}
+		require.NotEmpty(t, got, tc.name)
+		require.Equal(t, tc.want, got[0], tc.name)
+	}
+}

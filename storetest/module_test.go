@@ -1,0 +1,114 @@
+package storetest_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestUserModule is storetest as a user meets it: a module of its own,
+// outside this repository (testdata/usermodule, copied to a temporary
+// directory, badmac replaced by this checkout), with five file-backed
+// stores, tested by `go test` there. The correct one passes every scenario,
+// crash, restart and replica included; the four broken ones fail with what
+// they did wrong; the replay command one of them prints, run verbatim from
+// the module root, replays the failure.
+func TestUserModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and tests a separate module (about a minute)")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(self))
+	mod := t.TempDir()
+	for _, f := range []string{"userstores.go", "userstores_test.go"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "usermodule", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(mod, f), b, 0o644))
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum")) // offline: every checksum badmac's build needs
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644))
+	gomod := "module example.com/userstores\n\ngo 1.26\n\nrequire github.com/badmac/badmac v0.0.0\n\nreplace github.com/badmac/badmac => " + root + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644))
+	env := append(os.Environ(), "GOFLAGS=-mod=mod")
+	for _, k := range []string{"BADMAC_REPLAY", "BADMAC_HTML", "BADMAC_SHRINK_BUDGET"} {
+		env = append(env, k+"=")
+	}
+
+	cmd := exec.Command(goBin, "test", "-count=1", "-v", ".")
+	cmd.Dir, cmd.Env = mod, env
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "four of the five stores must fail:\n%s", out)
+	tests := splitTests(string(out))
+
+	require.Contains(t, tests, "TestCorrect", "%s", out)
+	require.Contains(t, tests["TestCorrect"], "--- PASS: TestCorrect", "the correct file store passes every scenario")
+	for _, sc := range []string{"crash", "restart", "replica", "rollback", "overlap"} {
+		require.Regexp(t, `storetest: `+sc+` \(controlled interleavings, locked client\): \d+ schedules, \d+ messages, no failures`, tests["TestCorrect"])
+	}
+
+	want := map[string][]string{
+		// An unlocked whole-file read-modify-write loses sessions (or reads
+		// a torn file) when 16 goroutines write at once.
+		"TestUnlocked": {"16 goroutines at once: "},
+		// A write-back buffer loses what it held when the process dies.
+		"TestWriteBack": {"reopen after a crash: after reopen, PutSession", "from before the crash is missing",
+			"scenario crash (controlled interleavings, locked client)"},
+		"TestDropBatches": {"PutManySessions dropped carol:0"},
+		// Keyed by user only: the diagnosis names both addresses.
+		"TestKeyByUser": {"GetSession alice:0 returned the record PutSession wrote for alice:1"},
+	}
+	for name, subs := range want {
+		body := tests[name]
+		require.Contains(t, body, "--- FAIL: "+name, "%s must fail:\n%s", name, body)
+		for _, s := range subs {
+			require.Contains(t, body, s, "%s", body)
+		}
+	}
+
+	// The first replay command TestKeyByUser printed, verbatim, from the
+	// module root.
+	m := regexp.MustCompile(`(?m)^\s+(BADMAC_REPLAY=\S+ go test .*example\.com/userstores)$`).FindStringSubmatch(tests["TestKeyByUser"])
+	require.NotNil(t, m, "no replay command in:\n%s", tests["TestKeyByUser"])
+	require.Contains(t, m[1], "-run '^TestKeyByUser$'")
+	t.Logf("replaying: %s", m[1])
+	html := filepath.Join(t.TempDir(), "timeline.html")
+	rep := exec.Command("sh", "-c", "BADMAC_HTML="+html+" "+m[1])
+	rep.Dir, rep.Env = mod, env
+	rout, err := rep.CombinedOutput()
+	require.Error(t, err, "the replay must fail as the run did:\n%s", rout)
+	require.Contains(t, string(rout), "storetest: replay of ")
+	require.Contains(t, string(rout), "returned the record PutSession wrote for", "%s", rout)
+	page, err := os.ReadFile(html)
+	require.NoError(t, err)
+	require.True(t, bytes.Contains(page, []byte("<svg")) || bytes.Contains(page, []byte("<table")), "HTML report")
+	for _, p := range regexp.MustCompile(`BADMAC_REPLAY=(\S+)`).FindAllStringSubmatch(string(out), -1) {
+		os.Remove(p[1])
+	}
+}
+
+// splitTests cuts verbose go test output into each top-level test's lines.
+func splitTests(out string) map[string]string {
+	tests := map[string]string{}
+	cur := ""
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if name, ok := strings.CutPrefix(line, "=== RUN   "); ok {
+			cur = strings.TrimSpace(name)
+		}
+		if cur != "" {
+			tests[cur] += line
+		}
+	}
+	return tests
+}

@@ -1,0 +1,311 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/stores"
+)
+
+// call is one store call as the store answered it: what a diagnosis reads.
+// Only session and sender-key calls carry keys and records; the rest are
+// counted.
+type call struct {
+	seq    int
+	inst   int    // which open instance (0 first; reopens count up)
+	method string // "PutSession", "GetSession", ...
+	key    string // "alice:0", or "group/alice:0" for sender keys
+	val    []byte // written, or returned by a get
+	ok     bool   // the call returned no error
+	event  string // "crash", "snapshot", "rollback", "close": no call
+}
+
+// trace is the store calls of one run (or of one conformance check), in the
+// order the store answered them, shared by every instance over one location.
+type trace struct {
+	mu    sync.Mutex
+	calls []call
+	tally *tally
+}
+
+func newTrace(t *tally) *trace { return &trace{tally: t} }
+
+func (tr *trace) add(c call) {
+	tr.mu.Lock()
+	c.seq = len(tr.calls)
+	tr.calls = append(tr.calls, c)
+	tr.mu.Unlock()
+	if c.event == "" {
+		tr.tally.note(c.method, len(c.val), strings.HasPrefix(c.method, "Get"))
+	}
+}
+
+func (tr *trace) event(name string, inst int) { tr.add(call{event: name, inst: inst}) }
+
+func (tr *trace) snapshot() []call {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]call(nil), tr.calls...)
+}
+
+// tally counts calls per method over a whole Check and the largest record
+// the store was handed and read back.
+type tally struct {
+	mu                      sync.Mutex
+	calls                   map[string]int
+	maxWritten, maxRead     int
+	maxWrittenBy, maxReadBy string
+}
+
+func newTally() *tally { return &tally{calls: map[string]int{}} }
+
+func (t *tally) note(method string, size int, read bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls[method]++
+	if read && size > t.maxRead {
+		t.maxRead, t.maxReadBy = size, method
+	}
+	if !read && size > t.maxWritten {
+		t.maxWritten, t.maxWrittenBy = size, method
+	}
+}
+
+func (t *tally) count(method string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.calls[method]
+}
+
+func (t *tally) counts() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.calls))
+	for k, v := range t.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// notIncreased lists the whatsmeow methods called no more often than in
+// before: what the scenarios never reached.
+func (t *tally) notIncreased(before map[string]int) []string {
+	var out []string
+	for _, m := range Methods() {
+		_, name, _ := strings.Cut(m, ".")
+		if t.count(name) <= before[name] {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// signalInterfaces are the whatsmeow interfaces a Signal store implements;
+// the method list comes from them by reflection, so a method whatsmeow adds
+// is a method storetest reports as never called, not one it silently skips.
+var signalInterfaces = []reflect.Type{
+	reflect.TypeFor[store.SessionStore](),
+	reflect.TypeFor[store.PreKeyStore](),
+	reflect.TypeFor[store.IdentityStore](),
+	reflect.TypeFor[store.SenderKeyStore](),
+}
+
+// Methods lists "Interface.Method" for every method of the four whatsmeow
+// interfaces, sorted.
+func Methods() []string {
+	var out []string
+	for _, it := range signalInterfaces {
+		for i := range it.NumMethod() {
+			out = append(out, it.Name()+"."+it.Method(i).Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// uncalled lists the methods of the whatsmeow interfaces the tally never saw.
+func (t *tally) uncalled() []string {
+	var out []string
+	for _, m := range Methods() {
+		_, name, _ := strings.Cut(m, ".")
+		if t.count(name) == 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// recorder wraps one instance of the store under test and records every
+// call it answers in the run's trace.
+type recorder struct {
+	set  stores.Set
+	tr   *trace
+	inst int
+}
+
+var _ stores.All = (*recorder)(nil)
+
+func (r *recorder) rec(method, key string, val []byte, err error) {
+	r.tr.add(call{inst: r.inst, method: method, key: key, val: append([]byte(nil), val...), ok: err == nil})
+}
+
+func (r *recorder) count(method string, err error) { r.rec(method, "", nil, err) }
+
+func (r *recorder) PutIdentity(ctx context.Context, address string, key [32]byte) error {
+	err := r.set.Identities.PutIdentity(ctx, address, key)
+	r.count("PutIdentity", err)
+	return err
+}
+
+func (r *recorder) DeleteAllIdentities(ctx context.Context, phone string) error {
+	err := r.set.Identities.DeleteAllIdentities(ctx, phone)
+	r.count("DeleteAllIdentities", err)
+	return err
+}
+
+func (r *recorder) DeleteIdentity(ctx context.Context, address string) error {
+	err := r.set.Identities.DeleteIdentity(ctx, address)
+	r.count("DeleteIdentity", err)
+	return err
+}
+
+func (r *recorder) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
+	ok, err := r.set.Identities.IsTrustedIdentity(ctx, address, key)
+	r.count("IsTrustedIdentity", err)
+	return ok, err
+}
+
+func (r *recorder) GetSession(ctx context.Context, address string) ([]byte, error) {
+	b, err := r.set.Sessions.GetSession(ctx, address)
+	r.rec("GetSession", address, b, err)
+	return b, err
+}
+
+func (r *recorder) HasSession(ctx context.Context, address string) (bool, error) {
+	ok, err := r.set.Sessions.HasSession(ctx, address)
+	var v []byte
+	if ok {
+		v = []byte{1}
+	}
+	r.rec("HasSession", address, v, err)
+	return ok, err
+}
+
+func (r *recorder) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
+	m, err := r.set.Sessions.GetManySessions(ctx, addresses)
+	for _, a := range addresses {
+		r.rec("GetManySessions", a, m[a], err)
+	}
+	if len(addresses) == 0 {
+		r.count("GetManySessions", err)
+	}
+	return m, err
+}
+
+func (r *recorder) PutSession(ctx context.Context, address string, session []byte) error {
+	err := r.set.Sessions.PutSession(ctx, address, session)
+	r.rec("PutSession", address, session, err)
+	return err
+}
+
+func (r *recorder) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	err := r.set.Sessions.PutManySessions(ctx, sessions)
+	addrs := make([]string, 0, len(sessions))
+	for a := range sessions {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		r.rec("PutManySessions", a, sessions[a], err)
+	}
+	if len(addrs) == 0 {
+		r.count("PutManySessions", err)
+	}
+	return err
+}
+
+func (r *recorder) DeleteAllSessions(ctx context.Context, phone string) error {
+	err := r.set.Sessions.DeleteAllSessions(ctx, phone)
+	r.rec("DeleteAllSessions", phone, nil, err)
+	return err
+}
+
+func (r *recorder) DeleteSession(ctx context.Context, address string) error {
+	err := r.set.Sessions.DeleteSession(ctx, address)
+	r.rec("DeleteSession", address, nil, err)
+	return err
+}
+
+func (r *recorder) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	err := r.set.Sessions.MigratePNToLID(ctx, pn, lid)
+	r.rec("MigratePNToLID", pn.User+">"+lid.User, nil, err)
+	return err
+}
+
+func (r *recorder) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
+	k, err := r.set.PreKeys.GetOrGenPreKeys(ctx, count)
+	r.count("GetOrGenPreKeys", err)
+	return k, err
+}
+
+func (r *recorder) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
+	k, err := r.set.PreKeys.GenOnePreKey(ctx)
+	r.count("GenOnePreKey", err)
+	return k, err
+}
+
+func (r *recorder) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
+	k, err := r.set.PreKeys.GetPreKey(ctx, id)
+	r.count("GetPreKey", err)
+	return k, err
+}
+
+func (r *recorder) RemovePreKey(ctx context.Context, id uint32) error {
+	err := r.set.PreKeys.RemovePreKey(ctx, id)
+	r.count("RemovePreKey", err)
+	return err
+}
+
+func (r *recorder) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
+	err := r.set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID)
+	r.count("MarkPreKeysAsUploaded", err)
+	return err
+}
+
+func (r *recorder) UploadedPreKeyCount(ctx context.Context) (int, error) {
+	n, err := r.set.PreKeys.UploadedPreKeyCount(ctx)
+	r.count("UploadedPreKeyCount", err)
+	return n, err
+}
+
+func (r *recorder) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
+	err := r.set.SenderKeys.PutSenderKey(ctx, group, user, session)
+	r.rec("PutSenderKey", group+"/"+user, session, err)
+	return err
+}
+
+func (r *recorder) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
+	b, err := r.set.SenderKeys.GetSenderKey(ctx, group, user)
+	r.rec("GetSenderKey", group+"/"+user, b, err)
+	return b, err
+}
+
+// recordedSet wraps set so that every call lands in tr as instance inst.
+func recordedSet(set stores.Set, tr *trace, inst int) stores.Set {
+	return stores.SetOf(&recorder{set: set, tr: tr, inst: inst})
+}
+
+func sizeString(n int) string {
+	if n >= 1024 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,219 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/reports"
+	"github.com/badmac/badmac/stores"
+)
+
+// outcomeRank orders outcomes from best to worst.
+var outcomeRank = map[harness.Outcome]int{harness.Delivered: 0, harness.Recovered: 1, harness.Duplicate: 2, harness.Lost: 3, harness.Wrong: 4}
+
+// worseThanReference runs the same explicit schedule, same discipline, on
+// badmac's reference store and lists the messages that fared worse on the
+// store under test: what the store is to blame for, whatever the client
+// discipline's own races cost (those hit the reference store too). The
+// reference store makes its calls at the same yield points, so in
+// controlled mode the interleaving is the same. In free mode the rerun has
+// its own interleaving; a message counts when the reference run delivered
+// it cleanly.
+func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result, mode harness.Mode) ([]string, error) {
+	_, rr, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
+	if err != nil {
+		return nil, fmt.Errorf("reference store: %w", err)
+	}
+	refOut := map[string]harness.Outcome{}
+	for _, m := range rr.Messages {
+		refOut[m.ID] = m.Outcome()
+	}
+	blamed := map[string]bool{}
+	for _, id := range res.Blamed {
+		blamed[id] = true
+	}
+	var out []string
+	for _, m := range res.Messages {
+		ro, ok := refOut[m.ID]
+		if !ok {
+			ro = harness.Delivered
+		}
+		if blamed[m.ID] && outcomeRank[m.Outcome()] > outcomeRank[ro] {
+			out = append(out, m.ID)
+		}
+	}
+	if res.LostPreKeys > rr.LostPreKeys || res.RegeneratedCreds && !rr.RegeneratedCreds || res.StartRefused && !rr.StartRefused {
+		out = append(out, "(restart)")
+	}
+	return out, nil
+}
+
+// classWords say each failure class as a production log does.
+var classWords = map[endpoint.Class]string{
+	endpoint.BadMAC:            "Bad MAC (\"no valid sessions\")",
+	endpoint.OldCounter:        "old counter (whatsmeow drops the message silently)",
+	endpoint.NoSession:         "no session",
+	endpoint.InvalidPreKey:     "invalid prekey id",
+	endpoint.UntrustedIdentity: "untrusted identity",
+	endpoint.NoSenderKey:       "no sender key",
+	endpoint.StoreError:        "store error",
+	endpoint.Other:             "other decrypt error",
+}
+
+// symptoms is what the store's failures look like in production: failed
+// decrypts per class, at the bot (the contacts' messages) and at the
+// contacts (the bot's replies), then what became of the blamed messages.
+func symptoms(res *harness.Result, blamed []string) string {
+	bl := map[string]bool{}
+	for _, id := range blamed {
+		bl[id] = true
+	}
+	at := map[string]map[endpoint.Class]int{}
+	outcomes := map[harness.Outcome][]string{}
+	for _, m := range res.Messages {
+		if !bl[m.ID] {
+			continue
+		}
+		where := "at the bot (decrypting the contacts' messages)"
+		if m.Dir == harness.Out {
+			where = "at the contact (decrypting the bot's replies)"
+		}
+		for _, a := range m.Failures() {
+			if at[where] == nil {
+				at[where] = map[endpoint.Class]int{}
+			}
+			at[where][a.Class]++
+		}
+		outcomes[m.Outcome()] = append(outcomes[m.Outcome()], m.ID)
+	}
+	var b strings.Builder
+	wheres := make([]string, 0, len(at))
+	for w := range at {
+		wheres = append(wheres, w)
+	}
+	sort.Strings(wheres)
+	for _, w := range wheres {
+		var parts []string
+		for _, c := range endpoint.Classes {
+			if n := at[w][c]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d× %s", n, classWords[c]))
+			}
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", w, strings.Join(parts, ", "))
+	}
+	words := []struct {
+		o harness.Outcome
+		s string
+	}{
+		{harness.Recovered, "decrypted only after retry receipts (in production: errors in the log, a delay, a new session)"},
+		{harness.Lost, "never decrypted: lost"},
+		{harness.Duplicate, "delivered twice"},
+		{harness.Wrong, "decrypted to the wrong plaintext"},
+	}
+	for _, w := range words {
+		if ids := outcomes[w.o]; len(ids) > 0 {
+			fmt.Fprintf(&b, "  %d of %d messages %s: %s\n", len(ids), len(res.Messages), w.s, strings.Join(ids, " "))
+		}
+	}
+	if res.RegeneratedCreds || res.StartRefused || res.LostPreKeys > 0 {
+		fmt.Fprintf(&b, "  after restarts: %s\n", res.Summary())
+	}
+	if b.Len() == 0 {
+		b.WriteString("  nothing yet: every message got through in this schedule, but a store that answers like this breaks sessions once a reply goes out on the record it lost\n")
+	}
+	return b.String()
+}
+
+// replay runs the schedule file named by $BADMAC_REPLAY on the store under
+// test: its history, diagnosis and outcome; with $BADMAC_HTML an HTML
+// timeline; with $BADMAC_SHRINK_BUDGET it shrinks the file first.
+func replay(t TB, s *subject, path string, o Options, who testRef) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("storetest: %s: %v", ReplayEnv, err)
+		return
+	}
+	sched, err := harness.Parse(f)
+	f.Close()
+	if err != nil {
+		t.Fatalf("storetest: %s: %v", path, err)
+		return
+	}
+	if sched.Store != StoreName {
+		t.Fatalf("storetest: %s was recorded against badmac's store %q, not yours: replay it with badmac replay %s", path, sched.Store, path)
+		return
+	}
+	if sched.Instances > 1 && s.open == nil {
+		t.Fatalf("storetest: %s runs %d instances at once: it needs an Opener (storetest.RunOpener)", path, sched.Instances)
+		return
+	}
+	var j *shrunk
+	if os.Getenv(ShrinkEnv) != "" {
+		if j, err = shrink(ctx, s, sched, o.ShrinkBudget); err != nil {
+			t.Fatalf("storetest: shrinking %s: %v", path, err)
+			return
+		}
+		if j != nil && len(j.sched.Ops) < len(sched.Ops) {
+			out := strings.TrimSuffix(path, ".txt") + ".shrunk.txt"
+			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), "# shrunk from "+path+"\n")), 0o644); err != nil {
+				t.Fatalf("storetest: %v", err)
+				return
+			}
+			t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
+		}
+	}
+	if j == nil {
+		if j, err = judge(ctx, s, sched); err != nil {
+			t.Fatalf("storetest: replay %s: %v", path, err)
+			return
+		}
+	}
+	sched, res, finds, blamed := j.sched, j.res, j.finds, j.blamed
+	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
+	if html := os.Getenv(HTMLEnv); html != "" {
+		if err := writeHTML(html, sched, res, path, who); err != nil {
+			t.Fatalf("storetest: %s: %v", HTMLEnv, err)
+			return
+		}
+		t.Logf("storetest: HTML timeline written to %s", html)
+	}
+	if len(blamed) == 0 && len(finds) == 0 {
+		t.Logf("storetest: replay of %s: no failures", path)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "storetest: replay of %s fails (%d ops):\n", path, len(sched.Ops))
+	writeFailure(&b, finds, res, blamed)
+	t.Errorf("%s", b.String())
+}
+
+// writeHTML writes the replay's timeline with badmac's HTML report: one row.
+func writeHTML(path string, s *harness.Schedule, res *harness.Result, from string, who testRef) error {
+	c := res.Counts()
+	row := reports.Row{Discipline: string(s.Discipline), Store: s.Store, Scenario: s.Scenario, Schedules: 1,
+		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates, Lost: c.Lost, Wrong: c.Wrong,
+		BadMAC: c.Failures[endpoint.BadMAC], OldCounter: c.Failures[endpoint.OldCounter], NoSession: c.Failures[endpoint.NoSession],
+		InvalidPreKey: c.Failures[endpoint.InvalidPreKey], UntrustedIdentity: c.Failures[endpoint.UntrustedIdentity],
+		NoSenderKey: c.Failures[endpoint.NoSenderKey], StoreError: c.Failures[endpoint.StoreError], OtherError: c.Failures[endpoint.Other],
+		Blamed: len(res.Blamed), Replay: who.command([]string{ReplayEnv + "=" + from}), Counterexample: s.String(),
+		Summary: res.Summary(), History: res.History}
+	if res.Failed() {
+		row.FailedSchedules = 1
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := reports.WriteHTML(f, &reports.Report{Format: "badmac storetest replay", Seed: s.Seed, Mode: string(harness.Controlled), Schedules: 1, Rows: []reports.Row{row}, Pass: !res.Failed()}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
