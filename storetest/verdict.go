@@ -13,41 +13,40 @@ import (
 	"github.com/badmac/badmac/stores"
 )
 
-// outcomeRank orders outcomes from best to worst.
-var outcomeRank = map[harness.Outcome]int{harness.Delivered: 0, harness.Recovered: 1, harness.Duplicate: 2, harness.Lost: 3, harness.Wrong: 4}
-
-// worseThanReference runs the same explicit schedule, same discipline, on
-// badmac's reference store and lists the messages that fared worse on the
-// store under test: what the store is to blame for, whatever the client
-// discipline's own races cost (those hit the reference store too). The
-// reference store makes its calls at the same yield points, so in
-// controlled mode the interleaving is the same. In free mode the rerun has
-// its own interleaving; a message counts when the reference run delivered
-// it cleanly.
+// worseThanReference lists what the store is to blame for: the messages
+// that fared worse than on badmac's reference store under the same client
+// discipline and the same explicit schedule (whatever the discipline's own
+// races cost hits the reference store too), and "(restart)" when a restart
+// regenerated credentials, refused to start or lost prekeys (the reference
+// store never does). In controlled mode this is the harness's own store
+// attribution (harness.Judge, Result.StoreBlamed), the same verdict the CLI
+// prints. A free-mode run has no explicit interleaving to replay, so its
+// schedule is run again on the reference store in controlled mode and
+// compared with the same order (harness.Worse).
 func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result, mode harness.Mode) ([]string, error) {
-	_, rr, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
-	if err != nil {
-		return nil, fmt.Errorf("reference store: %w", err)
-	}
-	refOut := map[string]harness.Outcome{}
-	for _, m := range rr.Messages {
-		refOut[m.ID] = m.Outcome()
-	}
-	blamed := map[string]bool{}
-	for _, id := range res.Blamed {
-		blamed[id] = true
-	}
 	var out []string
-	for _, m := range res.Messages {
-		ro, ok := refOut[m.ID]
-		if !ok {
-			ro = harness.Delivered
+	if res.StoreJudged {
+		out = append(out, res.StoreBlamed...)
+	} else {
+		_, rr, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
+		if err != nil {
+			return nil, fmt.Errorf("reference store: %w", err)
 		}
-		if blamed[m.ID] && outcomeRank[m.Outcome()] > outcomeRank[ro] {
-			out = append(out, m.ID)
+		ref := map[string]*harness.Message{}
+		for _, m := range rr.Messages {
+			ref[m.ID] = m
+		}
+		blamed := map[string]bool{}
+		for _, id := range res.Blamed {
+			blamed[id] = true
+		}
+		for _, m := range res.Messages {
+			if blamed[m.ID] && harness.Worse(m, ref[m.ID]) {
+				out = append(out, m.ID)
+			}
 		}
 	}
-	if res.LostPreKeys > rr.LostPreKeys || res.RegeneratedCreds && !rr.RegeneratedCreds || res.StartRefused && !rr.StartRefused {
+	if res.LostPreKeys > 0 || res.RegeneratedCreds || res.StartRefused {
 		out = append(out, "(restart)")
 	}
 	return out, nil
