@@ -43,11 +43,11 @@ func (r *Run) Drive(src Source) error {
 	}
 }
 
-// Start opens a run with crypto/rand seeded from the schedule's seed; the
-// caller applies ops and must call Stop. Only one run is started at a time
-// per process (Start waits for the previous Stop).
+// Start opens a run whose crypto/rand is seeded from the schedule's seed;
+// the caller applies ops from the same goroutine and must call Stop. Runs
+// on different goroutines run in parallel, each on its own stream.
 func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*Run, error) {
-	restore := SeedRandom(setup.Seed, 0)
+	restore := bindRandom(setup.Seed, 0)
 	r, err := Open(ctx, setup, v, mode)
 	if err != nil {
 		restore()
