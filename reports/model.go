@@ -13,6 +13,9 @@ type Report struct {
 	Rows      []Row  `json:"rows"`
 	// Pass is false when a must-pass pair was blamed for a failure.
 	Pass bool `json:"pass"`
+	// Shard is "K/N" for a report of one slice of every row's schedules
+	// (badmac run -shard); badmac merge combines all N. Empty otherwise.
+	Shard string `json:"shard,omitempty"`
 }
 
 // Row is one (discipline, store, scenario) triple over many schedules.
@@ -66,6 +69,9 @@ type Row struct {
 	// History is the replayed history of the counterexample, one event a
 	// line (what `badmac replay` prints); Timeline places it in lanes.
 	History []string `json:"history,omitempty"`
+	// FirstFailing is the number of the failing schedule the counterexample
+	// was shrunk from: the lowest, so that merged shards pick the same one.
+	FirstFailing *int `json:"first_failing_schedule,omitempty"`
 }
 
 // OtherErrors sums the failure classes without a column of their own.

@@ -68,9 +68,13 @@ var (
 	disp      *dispatcher
 )
 
-// install makes the dispatcher crypto/rand.Reader. It writes the variable
-// only when something else (a child process seeding itself for good) put
-// another reader there, so concurrent runs only ever read it.
+// The dispatcher is installed before main starts, while nothing can read
+// crypto/rand.Reader concurrently.
+func init() { install() }
+
+// install makes the dispatcher crypto/rand.Reader. After init it writes the
+// variable only when something else (a child process seeding itself for
+// good) put another reader there, so concurrent runs only ever read it.
 func install() *dispatcher {
 	installMu.Lock()
 	defer installMu.Unlock()

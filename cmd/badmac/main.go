@@ -5,6 +5,7 @@
 //	badmac run [flags]     choose disciplines, stores, scenarios, seed, mode
 //	badmac replay FILE     replay a saved schedule and print its history
 //	badmac shrink FILE     minimise a failing schedule
+//	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
 //
 // Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
@@ -62,22 +63,27 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	case "device": // hidden: the device under test as a child process (package procs)
 		return procs.ChildMain(ctx, args, os.Stdin, stdout, stderr), nil
 	case "shrink":
-		return shrinkCmd(ctx, args, stdout)
+		return shrinkCmd(ctx, args, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args, stdout)
+	case "merge":
+		return mergeCmd(ctx, args, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, help)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, merge, bench, procs, help)", cmd)
 }
 
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
   badmac replay FILE     replay a saved schedule, print its history and outcome
-  badmac shrink FILE [-o OUT] [-budget N]
+  badmac shrink FILE [-o OUT] [-budget N] [-time D] [-workers N]
                          minimise a failing schedule (exit 1: it fails, 0: it passes)
+  badmac merge A.json B.json …
+                         combine the -json reports of badmac run -shard K/N
+                         into the unsharded run's report, table and exit code
   badmac bench [flags]   messages/s through the harness against raw libsignal,
                          schedules/s, time to the first failure per broken pair
   badmac procs [flags]   the device as real child processes on sqlite/postgres:
