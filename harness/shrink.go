@@ -385,6 +385,7 @@ func deleteMessages(s *Schedule, lo, hi int) *Schedule {
 	}
 	return c
 }
+
 // Signature is what a shrink must preserve: the worst blamed failure class
 // (Bad MAC first), or the worst outcome when no attempt failed.
 func (res *Result) Signature() string {
