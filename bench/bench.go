@@ -121,7 +121,7 @@ func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (Harne
 // and shrinking included) and returns the time taken.
 func Schedules(ctx context.Context, sc scenarios.Scenario, d harness.Discipline, v stores.Variant, n int, seed uint64) (time.Duration, error) {
 	start := time.Now()
-	_, err := scenarios.RunPair(ctx, sc, d, v, scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: seed, Schedules: n})
+	_, err := scenarios.RunPair(ctx, sc, d, v, scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: seed, Schedules: n, Workers: 1})
 	return time.Since(start), err
 }
 

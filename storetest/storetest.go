@@ -37,6 +37,10 @@ type Options struct {
 	Schedules  int      // per scenario; default 20
 	Seed       uint64   // default 1
 	Discipline harness.Discipline
+	// Workers is how many schedules run at once (default GOMAXPROCS), so
+	// the constructor is called from several goroutines. The result is the
+	// same for any count.
+	Workers int
 }
 
 // TB is the part of testing.TB that Check uses.
@@ -110,7 +114,7 @@ func Check(t TB, newStore NewStore, o Options) {
 			return
 		}
 		pr, err := scenarios.RunPair(ctx, sc, o.Discipline, v,
-			scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: o.Seed, Schedules: o.Schedules, ShrinkBudget: 100})
+			scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: o.Seed, Schedules: o.Schedules, ShrinkBudget: 200, Workers: o.Workers})
 		if err != nil {
 			t.Fatalf("storetest: scenario %s: %v", name, err)
 			return

@@ -84,3 +84,16 @@ func TestBrokenStoreFails(t *testing.T) {
 	require.Contains(t, again.errors[0], "fails")
 	os.Remove(path)
 }
+
+// The report is the same for one worker and for two: the same failing
+// schedule, shrunk the same way.
+func TestBrokenStoreWorkers(t *testing.T) {
+	var msgs []string
+	for _, w := range []int{1, 2} {
+		rec := &record{}
+		storetest.Check(rec, broken, storetest.Options{Schedules: 6, Scenarios: []string{"reply", "burst"}, Workers: w})
+		require.NotEmpty(t, rec.errors)
+		msgs = append(msgs, strings.Join(rec.errors, "\n"))
+	}
+	require.Equal(t, msgs[0], msgs[1])
+}

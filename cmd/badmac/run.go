@@ -30,7 +30,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	policy := fs.String("policy", "random", "scheduling policy in controlled mode: random or pct")
 	mustPass := fs.String("must-pass", "locked/reference,locked/mutexed", "discipline/store pairs that must have zero blamed failures")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
-	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
+	shrink := fs.Int("shrink", 200, "runs to spend shrinking each failing row's counterexample (0: none)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE` (for $GITHUB_STEP_SUMMARY; capped at 512 KiB)")
 	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per discipline/store/scenario")
