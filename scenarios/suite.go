@@ -200,10 +200,12 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 		}()
 	}
 	wg.Wait()
-	for k, o := range outs {
+	for _, o := range outs {
 		if o.err != nil {
-			return nil, o.err
+			return nil, o.err // the lowest-numbered schedule's error
 		}
+	}
+	for k, o := range outs {
 		if !o.done {
 			if err := ctx.Err(); err != nil {
 				return nil, err
