@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -86,4 +88,25 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	p := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
 	return p
+}
+
+// badmac shrink shows its progress on a terminal (runs, length, the
+// reduction under way) and prints the same shrunk schedule either way.
+func TestShrinkProgress(t *testing.T) {
+	dir := t.TempDir()
+	code, out, _ := run(t, "run", "-schedules", "4", "-scenarios", "reply", "-disciplines", "concurrent", "-stores", "mutexed",
+		"-must-pass", "concurrent/mutexed", "-shrink", "0", "-out", dir)
+	require.Equal(t, 1, code)
+	saved := regexp.MustCompile(`replay: badmac replay (\S+)`).FindStringSubmatch(out)[1]
+	code, plain, errs := run(t, "shrink", saved, "-budget", "40")
+	require.Equal(t, 1, code, errs)
+	require.Empty(t, errs)
+
+	old := stderrIsTerminal
+	t.Cleanup(func() { stderrIsTerminal = old })
+	stderrIsTerminal = func(io.Writer) bool { return true }
+	code, tty, errs := run(t, "shrink", saved, "-budget", "40")
+	require.Equal(t, 1, code)
+	require.Equal(t, plain, tty)
+	require.Regexp(t, `shrink \d+→\d+ ops, \d+ contact devices \((contacts|messages|steps|ops)\)`, errs)
 }
