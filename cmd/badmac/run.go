@@ -35,6 +35,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE` (for $GITHUB_STEP_SUMMARY; capped at 512 KiB)")
 	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per discipline/store/scenario")
 	htmlFile := fs.String("html", "", "also write a self-contained HTML report to `FILE`: table, chart, counterexample timelines")
+	shrinkTime := fs.Duration("shrink-time", 0, "also stop each shrink after this long (0: no limit; a limit makes counterexamples depend on the machine's speed)")
 	workers := fs.Int("workers", 0, "schedules run at once (0: GOMAXPROCS); the output is the same for any count")
 	shardFlag := fs.String("shard", "", "run only slice `K/N` (1 ≤ K ≤ N) of every row's schedules; combine the -json reports with badmac merge")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
@@ -43,9 +44,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := scenarios.Config{Seed: *seed, Schedules: *n, ShrinkBudget: *shrink, Workers: *workers}
-	if *workers < 0 {
-		return 2, badInput("-workers must be at least 0, got %d", *workers)
+	cfg := scenarios.Config{Seed: *seed, Schedules: *n, ShrinkBudget: *shrink, ShrinkTime: *shrinkTime, Workers: *workers}
+	if *workers < 0 || *shrinkTime < 0 {
+		return 2, badInput("-workers and -shrink-time must not be negative")
 	}
 	shard, err := parseShard(*shardFlag)
 	if err != nil {
