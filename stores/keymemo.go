@@ -52,3 +52,11 @@ func NewPreKey(id uint32) *keys.PreKey {
 	priv[31] |= 64
 	return &keys.PreKey{KeyPair: *KeyPairFromPrivate(priv), KeyID: id}
 }
+
+// ResetKeyMemo forgets every remembered key, so that timings compared with
+// each other start equal (badmac bench).
+func ResetKeyMemo() {
+	keyMemo.Lock()
+	keyMemo.pub = nil
+	keyMemo.Unlock()
+}
