@@ -77,24 +77,37 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 		return 2, err
 	}
 
-	var raws []time.Duration
+	var raws, rawCPUs []time.Duration
 	rate := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 	rawRate := func() float64 { return rate(*msgs, bench.Median(raws)) }
-	measureRaw := func() error {
-		d, err := bench.Raw(ctx, *msgs)
-		raws = append(raws, d)
-		return err
+	measureRaw := func() (bench.Times, error) {
+		t, err := bench.RawTimed(ctx, *msgs)
+		raws, rawCPUs = append(raws, t.Wall), append(rawCPUs, t.CPU)
+		return t, err
+	}
+	// cpuRatio is raw CPU / harness CPU per round, the median over rounds:
+	// each round's two loops run back to back.
+	cpuRatio := func(raw, h []time.Duration) string {
+		var rs []int
+		for i := range h {
+			if h[i] <= 0 || raw[i] <= 0 {
+				return "-"
+			}
+			rs = append(rs, int(1000*raw[i].Seconds()/h[i].Seconds()))
+		}
+		return fmt.Sprintf("%.2f", float64(bench.Median(rs))/1000)
 	}
 	fmt.Fprintf(stdout, "%s %s/%s, GOMAXPROCS %d\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "throughput: %d one-way messages per conversation, median of %d rounds; harness = controlled run, locked discipline, setup included\n", *msgs, *rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "store\tharness msg/s\tratio\t+baseline msg/s\tratio\tsched/s (reply, 1 worker)\t")
+	fmt.Fprintln(tw, "store\tharness msg/s\tratio\tcpu ratio\t+baseline msg/s\tratio\tcpu ratio\tsched/s (reply, 1 worker)\t")
 	for _, v := range vs {
-		var runs, withBase []time.Duration
+		var runs, withBase, rawCPU, runCPU, baseCPU []time.Duration
 		for range *rounds {
 			// Raw rounds interleave with the store's so both see the same
 			// machine state.
-			if err := measureRaw(); err != nil {
+			rt, err := measureRaw()
+			if err != nil {
 				return 2, err
 			}
 			t, err := bench.Harness(ctx, v, *msgs, true)
@@ -103,6 +116,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			}
 			runs = append(runs, t.Run)
 			withBase = append(withBase, t.Run+t.Baseline)
+			rawCPU, runCPU, baseCPU = append(rawCPU, rt.CPU), append(runCPU, t.RunCPU), append(baseCPU, t.RunCPU+t.BaselineCPU)
 		}
 		sc, _ := scenarios.Lookup("reply")
 		d, err := bench.Schedules(ctx, sc, harness.Locked, v, *nsched, 1)
@@ -110,10 +124,12 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			return 2, err
 		}
 		h, hb := rate(*msgs, bench.Median(runs)), rate(*msgs, bench.Median(withBase))
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f\t\n", v.Name, h, h/rawRate(), hb, hb/rawRate(), rate(*nsched, d))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.1f\t\n", v.Name, h, h/rawRate(), cpuRatio(rawCPU, runCPU),
+			hb, hb/rawRate(), cpuRatio(rawCPU, baseCPU), rate(*nsched, d))
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s; ratio = harness / raw\n", rawRate())
+	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s, %.0f msg/CPU-s; ratio = harness / raw in wall time, cpu ratio in process CPU time\n",
+		rawRate(), rate(*msgs, bench.Median(rawCPUs)))
 	fmt.Fprintln(stdout, "+baseline: the run plus its protocol baseline; badmac run skips the baseline of schedules that delivered every message cleanly")
 
 	if len(broken) > 0 {
