@@ -1,14 +1,17 @@
 // Package seeded makes crypto/rand reproducible per run without making it
 // a lock every run waits on. libsignal and whatsmeow draw ratchet keys,
-// identities, signatures and padding from crypto/rand.Reader (a package
-// variable: libsignal ecc.GenerateKeyPair and CalculateSignature,
-// keyhelper, cipher/Cbc.go; whatsmeow util/keys through go.mau.fi/util
-// random.Bytes, which calls rand.Read). So the process gets one Reader that
-// dispatches on the calling goroutine: a run binds its own goroutines (the
-// driver, every scheduler task, free-mode goroutines) to its own stream, and
-// any other goroutine reads the real crypto/rand. Runs on other goroutines
-// therefore proceed in parallel, each drawing exactly the bytes it would
-// draw alone.
+// identities, signatures and padding from crypto/rand.Reader, a package
+// variable (go.mau.fi/libsignal v0.2.1: ecc/Curve.go GenerateKeyPair and
+// CalculateSignature, util/keyhelper, cipher/Cbc.go; whatsmeow
+// v0.0.0-20251217143725-11cf47c62d32: util/keys through go.mau.fi/util
+// v0.9.4 random.Bytes, which calls rand.Read, and Go 1.26's rand.Read reads
+// Reader once it is not the default one). None of them uses the Go 1.26
+// functions that ignore a replaced Reader (crypto/ecdh, ed25519
+// GenerateKey). So the process gets one Reader that dispatches on the
+// calling goroutine: a run binds its own goroutines (the driver, every
+// scheduler task, free-mode goroutines) to its own stream, and any other
+// goroutine reads the real crypto/rand. Runs on other goroutines therefore
+// proceed in parallel, each drawing exactly the bytes it would draw alone.
 package seeded
 
 import (
