@@ -55,3 +55,28 @@ func TestRunPairWorkersAndShards(t *testing.T) {
 	require.Equal(t, cfg.Schedules, schedules)
 	require.Equal(t, want.FirstIndex, first)
 }
+
+// RunPairs runs rows at once on one pool and returns what RunPair returns
+// for each row alone.
+func TestRunPairsSameAsOneByOne(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{Mode: harness.Controlled, Policy: Random, Seed: 2, Schedules: 3, ShrinkBudget: 10, Workers: 2}
+	pairs := []Pair{
+		{scenario(t, "reply"), harness.Concurrent, stores.MustLookup("reference")},
+		{scenario(t, "burst"), harness.Locked, stores.MustLookup("mutexed")},
+		{scenario(t, "reorder"), harness.Whatsmeow, stores.MustLookup("uncached")},
+	}
+	got, err := RunPairs(ctx, pairs, cfg)
+	require.NoError(t, err)
+	require.Len(t, got, len(pairs))
+	for i, p := range pairs {
+		want, err := RunPair(ctx, p.Scenario, p.Discipline, p.Variant, cfg)
+		require.NoError(t, err)
+		require.Equal(t, want.Scenario+want.Store, got[i].Scenario+got[i].Store, "row %d out of order", i)
+		require.Equal(t, want.Counts, got[i].Counts)
+		require.Equal(t, want.FirstIndex, got[i].FirstIndex)
+		if want.First != nil {
+			require.Equal(t, want.First.String(), got[i].First.String())
+		}
+	}
+}
