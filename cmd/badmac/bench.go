@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -175,6 +176,10 @@ func pairNames(bs []bench.Broken) string {
 	return strings.Join(out, ",")
 }
 
+// lastRunPool is the worker pool of the last runCmd, for bench to read
+// how busy it was kept.
+var lastRunPool atomic.Pointer[harness.Pool]
+
 // benchDefaultRun times the default `badmac run` (every flag at its
 // default, so its counterexamples are the ones a user gets) with one worker
 // and with two, checks that their stdout is the same byte for byte, runs it
@@ -187,6 +192,7 @@ func benchDefaultRun(ctx context.Context, stdout io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "badmac-failures")
+	var util float64
 	runOnce := func(extra ...string) (int, string, time.Duration, error) {
 		var b bytes.Buffer
 		stores.ResetKeyMemo() // every timed run starts cold
@@ -194,6 +200,9 @@ func benchDefaultRun(ctx context.Context, stdout io.Writer) error {
 		code, err := runCmd(ctx, append([]string{"-out", out}, extra...), &b, io.Discard)
 		if err != nil {
 			return code, "", 0, fmt.Errorf("default run %v: %w", extra, err)
+		}
+		if p := lastRunPool.Load(); p != nil {
+			util = p.Utilisation()
 		}
 		return code, b.String(), time.Since(start), nil
 	}
@@ -207,6 +216,7 @@ func benchDefaultRun(ctx context.Context, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\ndefault badmac run: -workers 1 %s, -workers 2 %s: %.2fx; stdout identical: %v, exit %d and %d\n",
 		t1.Round(10*time.Millisecond), t2.Round(10*time.Millisecond), t1.Seconds()/t2.Seconds(), out1 == out2, code1, code2)
+	fmt.Fprintf(stdout, "-workers 2 kept its 2 workers busy %.0f%% of the run: on 2 free cores about %.2fx (2 × that share)\n", 100*util, 2*util)
 
 	files, err := filepath.Glob(filepath.Join(out, "*.txt"))
 	if err != nil {

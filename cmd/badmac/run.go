@@ -131,6 +131,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			}
 		}
 	}
+	cfg.Pool = harness.NewPool(*workers)
+	lastRunPool.Store(cfg.Pool)
 	results, err := scenarios.RunPairs(ctx, pairs, cfg)
 	if err != nil {
 		return 2, err
