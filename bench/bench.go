@@ -23,35 +23,44 @@ import (
 // is libsignal through whatsmeow's store.Device (record serialization
 // included), as a bot runs it. Session setup is outside the timing.
 func Raw(ctx context.Context, n int) (time.Duration, error) {
+	t, err := RawTimed(ctx, n)
+	return t.Wall, err
+}
+
+// Times are the wall and process CPU time of one measurement.
+type Times struct{ Wall, CPU time.Duration }
+
+// RawTimed is Raw with the CPU time of the loop as well.
+func RawTimed(ctx context.Context, n int) (Times, error) {
 	open := func(user string) (*endpoint.Endpoint, error) {
 		return endpoint.OnReference(ctx, types.JID{User: user, Server: types.DefaultUserServer})
 	}
 	a, err := open("alice")
 	if err != nil {
-		return 0, err
+		return Times{}, err
 	}
 	b, err := open("bot")
 	if err != nil {
-		return 0, err
+		return Times{}, err
 	}
 	pks, err := b.Device.PreKeys.GetOrGenPreKeys(ctx, 1)
 	if err != nil {
-		return 0, err
+		return Times{}, err
 	}
 	if err := a.ProcessBundle(ctx, b.Address(), b.Bundle(pks[0])); err != nil {
-		return 0, err
+		return Times{}, err
 	}
-	start := time.Now()
+	start, cpu := time.Now(), ProcessCPU()
 	for i := range n {
 		kind, ct, err := a.Encrypt(ctx, b.Address(), fmt.Appendf(nil, "m%d hello m%d", i, i))
 		if err != nil {
-			return 0, err
+			return Times{}, err
 		}
 		if _, err := b.DecryptDM(ctx, a.Address(), kind, ct); err != nil {
-			return 0, fmt.Errorf("raw loop message %d: %w", i, err)
+			return Times{}, fmt.Errorf("raw loop message %d: %w", i, err)
 		}
 	}
-	return time.Since(start), nil
+	return Times{Wall: time.Since(start), CPU: ProcessCPU() - cpu}, nil
 }
 
 // Conversation is the schedule the harness rate is measured on: n messages
@@ -76,6 +85,8 @@ type HarnessTimes struct {
 	// Baseline is the protocol baseline of the same schedule; badmac run
 	// pays it only for schedules with a message not delivered cleanly.
 	Baseline time.Duration
+	// RunCPU and BaselineCPU are the process CPU times of the same.
+	RunCPU, BaselineCPU time.Duration
 }
 
 // Harness runs Conversation(v.Name, n) through the harness in controlled
@@ -84,7 +95,7 @@ type HarnessTimes struct {
 // schedule.
 func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (HarnessTimes, error) {
 	s := Conversation(v.Name, n)
-	start := time.Now()
+	start, cpu := time.Now(), ProcessCPU()
 	r, err := harness.Start(ctx, s, v, harness.Controlled)
 	if err != nil {
 		return HarnessTimes{}, err
@@ -99,7 +110,7 @@ func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (Harne
 	if err != nil {
 		return HarnessTimes{}, err
 	}
-	t := HarnessTimes{Run: time.Since(start)}
+	t := HarnessTimes{Run: time.Since(start), RunCPU: ProcessCPU() - cpu}
 	for _, m := range res.Messages {
 		if m.Outcome() != harness.Delivered {
 			return t, fmt.Errorf("store %s: bench message %s %s", v.Name, m.ID, m.Outcome())
@@ -109,11 +120,11 @@ func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (Harne
 	if !baseline {
 		return t, nil
 	}
-	start = time.Now()
+	start, cpu = time.Now(), ProcessCPU()
 	if _, err := harness.Baseline(ctx, sched); err != nil {
 		return t, err
 	}
-	t.Baseline = time.Since(start)
+	t.Baseline, t.BaselineCPU = time.Since(start), ProcessCPU()-cpu
 	return t, nil
 }
 
@@ -121,7 +132,7 @@ func Harness(ctx context.Context, v stores.Variant, n int, baseline bool) (Harne
 // and shrinking included) and returns the time taken.
 func Schedules(ctx context.Context, sc scenarios.Scenario, d harness.Discipline, v stores.Variant, n int, seed uint64) (time.Duration, error) {
 	start := time.Now()
-	_, err := scenarios.RunPair(ctx, sc, d, v, scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: seed, Schedules: n})
+	_, err := scenarios.RunPair(ctx, sc, d, v, scenarios.Config{Mode: harness.Controlled, Policy: scenarios.Random, Seed: seed, Schedules: n, Workers: 1})
 	return time.Since(start), err
 }
 

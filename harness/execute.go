@@ -98,11 +98,11 @@ func (r *Run) Apply(op Op) error {
 	return err
 }
 
-// Start opens a run with crypto/rand seeded from the schedule's seed; the
-// caller applies ops and must call Stop. Only one run is started at a time
-// per process (Start waits for the previous Stop).
+// Start opens a run whose crypto/rand is seeded from the schedule's seed;
+// the caller applies ops from the same goroutine and must call Stop. Runs
+// on different goroutines run in parallel, each on its own stream.
 func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*Run, error) {
-	restore := SeedRandom(setup.Seed, 0)
+	restore := bindRandom(setup.Seed, 0)
 	r, err := Open(ctx, setup, v, mode)
 	if err != nil {
 		restore()
@@ -248,35 +248,6 @@ func Replay(ctx context.Context, s *Schedule, mode Mode) (*Result, error) {
 	}
 	_, res, err := Execute(ctx, s, v, mode, &opList{ops: s.Ops})
 	return res, err
-}
-
-// ShrinkKeeping deletes ops from s while keep holds for the judged result,
-// as Shrink does for a failure's signature (first in large chunks, then
-// one at a time); budget bounds the runs. The library-failure finding is
-// shrunk with it: keep is "the baseline still fails a message".
-func ShrinkKeeping(ctx context.Context, s *Schedule, v stores.Variant, mode Mode, budget int, keep func(*Result) bool) (*Schedule, *Result, error) {
-	best, bestRes, err := Execute(ctx, s, v, mode, Ops(s.Ops))
-	if err != nil || !keep(bestRes) {
-		return s, bestRes, err
-	}
-	runs := 0
-	for chunk := len(best.Ops) / 2; chunk >= 1; chunk /= 2 {
-		for i := 0; i+chunk <= len(best.Ops); {
-			if runs >= budget {
-				return best, bestRes, nil
-			}
-			runs++
-			c := best.Clone()
-			c.Ops = append(append([]Op(nil), best.Ops[:i]...), best.Ops[i+chunk:]...)
-			sched, r, err := Execute(ctx, c, v, mode, Ops(c.Ops))
-			if err != nil || !keep(r) {
-				i += chunk
-				continue
-			}
-			best, bestRes = sched, r
-		}
-	}
-	return best, bestRes, nil
 }
 
 type opList struct {

@@ -1,57 +1,42 @@
 package harness
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"io"
-	mrand "math/rand/v2"
 	"sync"
+
+	"github.com/badmac/badmac/seeded"
 )
 
-// seededReader is a ChaCha8 stream: libsignal and whatsmeow draw ratchet
-// keys, identities and padding from crypto/rand.Reader, so replacing it
-// makes a run's key material, and so its history, reproducible.
-type seededReader struct {
-	mu sync.Mutex
-	c  *mrand.ChaCha8
-}
-
-// NewSeededReader returns the ChaCha8 stream SeedRandom installs, for a
+// NewSeededReader returns the ChaCha8 stream a run draws from, for a
 // process that seeds crypto/rand.Reader for good (a child device).
-func NewSeededReader(seed uint64, stream byte) io.Reader { return newSeededReader(seed, stream) }
-
-func newSeededReader(seed uint64, stream byte) *seededReader {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	s[31] = stream
-	return &seededReader{c: mrand.NewChaCha8(s)}
-}
-
-func (r *seededReader) Read(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.c.Read(p)
-}
+func NewSeededReader(seed uint64, stream byte) io.Reader { return seeded.NewStream(seed, stream) }
 
 var randMu sync.Mutex
 
-// SeedRandom seeds crypto/rand.Reader until the returned func is called.
-// Everything that seeds it goes through here, so that users are serialized:
-// the reader is process-global.
+// SeedRandom seeds crypto/rand for every goroutine that no run has bound
+// until the returned func is called. It is for drivers whose randomness is
+// drawn on goroutines they do not name (procs' parent side); its users are
+// serialized. Runs (Start, Baseline) bind their own goroutines instead
+// (bindRandom) and run in parallel.
 func SeedRandom(seed uint64, stream byte) (restore func()) {
 	randMu.Lock()
-	old := rand.Reader
-	rand.Reader = newSeededReader(seed, stream)
+	undo := seeded.SetGlobal(seeded.NewStream(seed, stream))
 	return func() {
-		rand.Reader = old
+		undo()
 		randMu.Unlock()
 	}
 }
 
-// withSeededRandom runs fn with crypto/rand.Reader seeded.
-func withSeededRandom(seed uint64, stream byte, fn func()) {
-	defer SeedRandom(seed, stream)()
-	fn()
+// bindRandom makes the calling goroutine, and the scheduler tasks and
+// free-mode goroutines it starts, draw from the (seed, stream) ChaCha8
+// stream: one run's key material, and so its history, is reproducible
+// while other runs draw from their own streams on other goroutines.
+func bindRandom(seed uint64, stream byte) (unbind func()) {
+	return seeded.Bind(seeded.NewStream(seed, stream))
 }
 
-var _ io.Reader = (*seededReader)(nil)
+// withSeededRandom runs fn with the calling goroutine bound to (seed, stream).
+func withSeededRandom(seed uint64, stream byte, fn func()) {
+	defer bindRandom(seed, stream)()
+	fn()
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/seeded"
 	"github.com/badmac/badmac/sim"
 	"github.com/badmac/badmac/stores"
 )
@@ -489,10 +490,10 @@ func (r *Run) start(j job) {
 		r.afterStep()
 	case Free:
 		r.wg.Add(1)
-		go func() {
+		seeded.Go(func() { // on the run's crypto/rand stream
 			defer r.wg.Done()
 			fn(r.ctx)
-		}()
+		})
 	}
 }
 

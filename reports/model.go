@@ -22,6 +22,9 @@ type Report struct {
 	// Verdict, so they cannot disagree with the rows.
 	Gate string `json:"gate"`
 	Pass bool   `json:"pass"`
+	// Shard is "K/N" for a report of one slice of every row's schedules
+	// (badmac run -shard); badmac merge combines all N. Empty otherwise.
+	Shard string `json:"shard,omitempty"`
 }
 
 // The gate's verdicts.
@@ -145,6 +148,9 @@ type Row struct {
 	// History is the replayed history of the counterexample, one event a
 	// line (what `badmac replay` prints); Timeline places it in lanes.
 	History []string `json:"history,omitempty"`
+	// FirstFailing is the number of the failing schedule the counterexample
+	// was shrunk from: the lowest, so that merged shards pick the same one.
+	FirstFailing *int `json:"first_failing_schedule,omitempty"`
 }
 
 // OtherErrors sums the failure classes without a column of their own.
@@ -154,6 +160,9 @@ func (r Row) OtherErrors() int {
 
 // Finding is one shrunk schedule and what its replay shows.
 type Finding struct {
+	// Schedule is the number of the schedule the finding was shrunk from
+	// (the lowest with a library failure; badmac merge keeps the lowest).
+	Schedule       int      `json:"schedule"`
 	Replay         string   `json:"replay,omitempty"`
 	Counterexample string   `json:"counterexample,omitempty"`
 	Summary        string   `json:"summary"`

@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/badmac/badmac/seeded"
 )
 
 type ctxKey struct{}
@@ -60,7 +62,8 @@ func (s *Scheduler) Spawn(ctx context.Context, name string, fn func(ctx context.
 	t := &Task{ID: len(s.tasks) + 1, Name: name, sched: s, resume: make(chan struct{})}
 	s.tasks = append(s.tasks, t)
 	tctx := context.WithValue(ctx, ctxKey{}, t)
-	go func() {
+	// The task draws crypto/rand from the stream of the run that spawns it.
+	seeded.Go(func() {
 		growStack(0)
 		<-t.resume
 		defer func() {
@@ -76,7 +79,7 @@ func (s *Scheduler) Spawn(ctx context.Context, name string, fn func(ctx context.
 			return
 		}
 		fn(tctx)
-	}()
+	})
 	return t
 }
 

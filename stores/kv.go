@@ -175,7 +175,7 @@ func decodePreKey(id uint32, v []byte) (*keys.PreKey, bool, error) {
 	if len(v) != 33 {
 		return nil, false, fmt.Errorf("prekey %d has %d bytes, want 33", id, len(v))
 	}
-	kp := keys.NewKeyPairFromPrivateKey([32]byte(v[:32]))
+	kp := KeyPairFromPrivate([32]byte(v[:32]))
 	return &keys.PreKey{KeyPair: *kp, KeyID: id}, v[32] == 1, nil
 }
 
@@ -229,7 +229,7 @@ func (s *KV) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey,
 		return nil, err
 	}
 	for uint32(len(out)) < count {
-		pk := keys.NewPreKey(next)
+		pk := NewPreKey(next)
 		if err := s.Backend.Put(ctx, preKeyName(next), encodePreKey(pk, false)); err != nil {
 			return nil, err
 		}
@@ -245,7 +245,7 @@ func (s *KV) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	pk := keys.NewPreKey(next)
+	pk := NewPreKey(next)
 	if err := s.Backend.Put(ctx, preKeyName(next), encodePreKey(pk, true)); err != nil {
 		return nil, err
 	}

@@ -1,17 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/badmac/badmac/bench"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -31,7 +37,8 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	nsched := fs.Int("schedules", 20, "schedules per store for schedules/second (scenario reply, locked)")
 	trials := fs.Int("trials", 5, "trials per broken pair (different seeds)")
 	limit := fs.Int("limit", 200, "schedules per trial before giving up on a broken pair")
-	shrinkBudget := fs.Int("shrink", 100, "runs to spend shrinking each first failure")
+	shrinkBudget := fs.Int("shrink", 200, "runs to spend shrinking each first failure")
+	defaultRun := fs.Bool("default-run", true, "also time the default badmac run with -workers 1 and 2 and as 4 merged shards, and measure its counterexamples")
 	brokenList := fs.String("broken", pairNames(bench.BrokenPairs), "discipline/store/scenario triples to time to a first failure ('' for none)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -71,24 +78,37 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 		return 2, err
 	}
 
-	var raws []time.Duration
+	var raws, rawCPUs []time.Duration
 	rate := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 	rawRate := func() float64 { return rate(*msgs, bench.Median(raws)) }
-	measureRaw := func() error {
-		d, err := bench.Raw(ctx, *msgs)
-		raws = append(raws, d)
-		return err
+	measureRaw := func() (bench.Times, error) {
+		t, err := bench.RawTimed(ctx, *msgs)
+		raws, rawCPUs = append(raws, t.Wall), append(rawCPUs, t.CPU)
+		return t, err
+	}
+	// cpuRatio is raw CPU / harness CPU per round, the median over rounds:
+	// each round's two loops run back to back.
+	cpuRatio := func(raw, h []time.Duration) string {
+		var rs []int
+		for i := range h {
+			if h[i] <= 0 || raw[i] <= 0 {
+				return "-"
+			}
+			rs = append(rs, int(1000*raw[i].Seconds()/h[i].Seconds()))
+		}
+		return fmt.Sprintf("%.2f", float64(bench.Median(rs))/1000)
 	}
 	fmt.Fprintf(stdout, "%s %s/%s, GOMAXPROCS %d\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "throughput: %d one-way messages per conversation, median of %d rounds; harness = controlled run, locked discipline, setup included\n", *msgs, *rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "store\tharness msg/s\tratio\t+baseline msg/s\tratio\tsched/s (reply)\t")
+	fmt.Fprintln(tw, "store\tharness msg/s\tratio\tcpu ratio\t+baseline msg/s\tratio\tcpu ratio\tsched/s (reply, 1 worker)\t")
 	for _, v := range vs {
-		var runs, withBase []time.Duration
+		var runs, withBase, rawCPU, runCPU, baseCPU []time.Duration
 		for range *rounds {
 			// Raw rounds interleave with the store's so both see the same
 			// machine state.
-			if err := measureRaw(); err != nil {
+			rt, err := measureRaw()
+			if err != nil {
 				return 2, err
 			}
 			t, err := bench.Harness(ctx, v, *msgs, true)
@@ -97,6 +117,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			}
 			runs = append(runs, t.Run)
 			withBase = append(withBase, t.Run+t.Baseline)
+			rawCPU, runCPU, baseCPU = append(rawCPU, rt.CPU), append(runCPU, t.RunCPU), append(baseCPU, t.RunCPU+t.BaselineCPU)
 		}
 		sc, _ := scenarios.Lookup("reply")
 		d, err := bench.Schedules(ctx, sc, harness.Locked, v, *nsched, 1)
@@ -104,16 +125,18 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			return 2, err
 		}
 		h, hb := rate(*msgs, bench.Median(runs)), rate(*msgs, bench.Median(withBase))
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.2f\t%.1f\t\n", v.Name, h, h/rawRate(), hb, hb/rawRate(), rate(*nsched, d))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.1f\t\n", v.Name, h, h/rawRate(), cpuRatio(rawCPU, runCPU),
+			hb, hb/rawRate(), cpuRatio(rawCPU, baseCPU), rate(*nsched, d))
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s; ratio = harness / raw\n", rawRate())
+	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s, %.0f msg/CPU-s; ratio = harness / raw in wall time, cpu ratio in process CPU time\n",
+		rawRate(), rate(*msgs, bench.Median(rawCPUs)))
 	fmt.Fprintln(stdout, "+baseline: the run plus its protocol baseline; badmac run skips the baseline of schedules that delivered every message cleanly")
 
 	if len(broken) > 0 {
 		fmt.Fprintf(stdout, "\ntime to first failure: median of %d trials (seeds 1..%d), at most %d schedules each, shrink budget %d\n", *trials, *trials, *limit, *shrinkBudget)
 		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "pair\tfound\tschedules\ttime\tshrunk ops\t")
+		fmt.Fprintln(tw, "pair\tfound\tschedules\ttime\tshrunk ops median\tmax\t")
 		for _, b := range broken {
 			var ns, ops []int
 			var ts []time.Duration
@@ -129,12 +152,18 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 				}
 			}
 			if found == 0 {
-				fmt.Fprintf(tw, "%s\t0/%d\t-\t-\t-\t\n", b, *trials)
+				fmt.Fprintf(tw, "%s\t0/%d\t-\t-\t-\t-\t\n", b, *trials)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%s\t%d\t\n", b, found, *trials, bench.Median(ns), bench.Median(ts).Round(time.Millisecond), bench.Median(ops))
+			fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%s\t%d\t%d\t\n", b, found, *trials, bench.Median(ns), bench.Median(ts).Round(time.Millisecond), bench.Median(ops), slices.Max(ops))
 		}
 		tw.Flush()
+		fmt.Fprintf(stdout, "hand-written minimal Bad MAC (harness/testdata/badmac-minimal.txt): %d ops\n", harness.MinimalBadMACOps())
+	}
+	if *defaultRun {
+		if err := benchDefaultRun(ctx, stdout); err != nil {
+			return 2, err
+		}
 	}
 	return 0, nil
 }
@@ -145,4 +174,92 @@ func pairNames(bs []bench.Broken) string {
 		out = append(out, b.String())
 	}
 	return strings.Join(out, ",")
+}
+
+// lastRunPool is the worker pool of the last runCmd, for bench to read
+// how busy it was kept.
+var lastRunPool atomic.Pointer[harness.Pool]
+
+// benchDefaultRun times the default `badmac run` (every flag at its
+// default, so its counterexamples are the ones a user gets) with one worker
+// and with two, checks that their stdout is the same byte for byte, runs it
+// again as 4 shards merged and checks the table and exit code are the
+// unsharded run's, and measures the saved counterexamples.
+func benchDefaultRun(ctx context.Context, stdout io.Writer) error {
+	dir, err := os.MkdirTemp("", "badmac-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "badmac-failures")
+	var util float64
+	runOnce := func(extra ...string) (int, string, time.Duration, error) {
+		var b bytes.Buffer
+		stores.ResetKeyMemo() // every timed run starts cold
+		start := time.Now()
+		code, err := runCmd(ctx, append([]string{"-out", out}, extra...), &b, io.Discard)
+		if err != nil {
+			return code, "", 0, fmt.Errorf("default run %v: %w", extra, err)
+		}
+		if p := lastRunPool.Load(); p != nil {
+			util = p.Utilisation()
+		}
+		return code, b.String(), time.Since(start), nil
+	}
+	code1, out1, t1, err := runOnce("-workers", "1")
+	if err != nil {
+		return err
+	}
+	code2, out2, t2, err := runOnce("-workers", "2")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\ndefault badmac run: -workers 1 %s, -workers 2 %s: %.2fx; stdout identical: %v, exit %d and %d\n",
+		t1.Round(10*time.Millisecond), t2.Round(10*time.Millisecond), t1.Seconds()/t2.Seconds(), out1 == out2, code1, code2)
+	fmt.Fprintf(stdout, "-workers 2 kept its 2 workers busy %.0f%% of the run: on 2 free cores about %.2fx (2 × that share)\n", 100*util, 2*util)
+
+	files, err := filepath.Glob(filepath.Join(out, "*.txt"))
+	if err != nil {
+		return err
+	}
+	var lens []int
+	for _, f := range files {
+		s, err := readSchedule(f)
+		if err != nil {
+			return err
+		}
+		lens = append(lens, len(s.Ops))
+	}
+	if len(lens) > 0 {
+		fmt.Fprintf(stdout, "its %d saved counterexamples: shrunk ops median %d, max %d (hand-written minimal Bad MAC: %d)\n",
+			len(lens), bench.Median(lens), slices.Max(lens), harness.MinimalBadMACOps())
+	}
+
+	var shards []*reports.Report
+	var names []string
+	start := time.Now()
+	for k := 1; k <= 4; k++ {
+		_, js, _, err := runOnce("-workers", "2", "-json", "-shard", fmt.Sprintf("%d/4", k))
+		if err != nil {
+			return err
+		}
+		var rep reports.Report
+		if err := json.Unmarshal([]byte(js), &rep); err != nil {
+			return fmt.Errorf("shard %d/4 report: %w", k, err)
+		}
+		shards, names = append(shards, &rep), append(names, fmt.Sprintf("shard %d/4", k))
+	}
+	merged, err := mergeReports(names, shards)
+	if err != nil {
+		return err
+	}
+	var table bytes.Buffer
+	if err := reports.WriteTable(&table, merged, reports.TableOptions{}); err != nil {
+		return err
+	}
+	mergedCode := exitCode(merged)
+	fmt.Fprintf(stdout, "4 shards (-workers 2 each, one after another) merged: %s; table identical: %v, exit %d\n",
+		time.Since(start).Round(10*time.Millisecond), table.String() == out2, mergedCode)
+
+	return nil
 }

@@ -5,6 +5,7 @@
 //	badmac run [flags]     choose disciplines, stores, scenarios, seed, mode
 //	badmac replay FILE     replay a saved schedule and print its history
 //	badmac shrink FILE     minimise a failing schedule
+//	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
 //	badmac procs           the device as real child processes on sqlite/postgres
 //	badmac list            every store, scenario and discipline, one line each
@@ -79,7 +80,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	case "device": // hidden: the device under test as a child process (package procs)
 		return procs.ChildMain(ctx, args, os.Stdin, stdout, stderr), nil
 	case "shrink":
-		return shrinkCmd(ctx, args, stdout)
+		return shrinkCmd(ctx, args, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args, stdout)
 	case "list":
@@ -92,6 +93,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		}
 		printLists(stdout)
 		return 0, nil
+	case "merge":
+		return mergeCmd(ctx, args, stdout)
 	case "help":
 		if len(args) == 1 && synopsis[args[0]] != "" {
 			// badmac help CMD is CMD -h.
@@ -100,7 +103,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fmt.Fprint(stdout, usage)
 		return 0, nil
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, bench, procs, client, list, help; badmac -h explains them)", cmd)
+	return 2, badInput("unknown command %q (commands: run, replay, shrink, merge, bench, procs, client, list, help; badmac -h explains them)", cmd)
 }
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
@@ -116,6 +119,7 @@ var synopsis = map[string]string{
 	"bench":  "usage: badmac bench [flags]\n\nMessages per second through the harness against raw libsignal, schedules per second,\nand the time to the first failure of each broken pair.",
 	"procs":  "usage: badmac procs [flags]\n\nThe device as real child processes on sqlite/postgres: SIGKILL at write points\nand at random moments, two replicas on one database.",
 	"client": "usage: badmac client [flags]\n\nThe reply workload through a real whatsmeow Client on a loopback fake WhatsApp\nserver (client-inline, client-async); free-running, rerun by seed, not replayed.",
+	"merge":  "usage: badmac merge SHARD.json…\n\nCombine the JSON reports of badmac run -shard K/N (all N shards of one run) into one\nreport, table and verdict, the same as the unsharded run with the same seed.",
 	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each.",
 }
 
@@ -158,8 +162,11 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
   badmac replay FILE     replay a saved schedule, print its history and outcome
-  badmac shrink FILE [-o OUT] [-budget N]
+  badmac shrink FILE [-o OUT] [-budget N] [-time D] [-workers N]
                          minimise a failing schedule (exit 1: it fails, 0: it passes)
+  badmac merge A.json B.json …
+                         combine the -json reports of badmac run -shard K/N
+                         into the unsharded run's report, table and exit code
   badmac bench [flags]   messages/s through the harness against raw libsignal,
                          schedules/s, time to the first failure per broken pair
   badmac procs [flags]   the device as real child processes on sqlite/postgres:

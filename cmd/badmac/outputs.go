@@ -78,3 +78,16 @@ func newProgress(w io.Writer, total int) *progressbar.ProgressBar {
 		progressbar.OptionSetPredictTime(true),
 	)
 }
+
+// newShrinkProgress is the candidate-run counter badmac shrink draws on
+// stderr, with the current length in its description.
+func newShrinkProgress(w io.Writer, budget int) *progressbar.ProgressBar {
+	return progressbar.NewOptions(budget,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("shrink"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(20),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}

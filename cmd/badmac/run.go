@@ -32,25 +32,35 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	mustPass := fs.String("must-pass", defaultMustPass, "discipline/store pairs that must pass (the gate; each must be in the run), or none (no gate; the default keeps only the pairs in the run)")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
-	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
+	shrink := fs.Int("shrink", 200, "runs to spend shrinking each failing row's counterexample (0: none)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE` (for $GITHUB_STEP_SUMMARY; capped at 512 KiB)")
 	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per discipline/store/scenario")
 	htmlFile := fs.String("html", "", "also write a self-contained HTML report to `FILE`: table, chart, counterexample timelines")
+	shrinkTime := fs.Duration("shrink-time", 0, "also stop each shrink after this long (0: no limit; a limit makes counterexamples depend on the machine's speed)")
+	workers := fs.Int("workers", 0, "schedules run at once (0: GOMAXPROCS); the output is the same for any count")
+	shardFlag := fs.String("shard", "", "run only slice `K/N` (1 ≤ K ≤ N) of every row's schedules; combine the -json reports with badmac merge")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := scenarios.Config{Seed: *seed, Schedules: *n, ShrinkBudget: *shrink}
+	cfg := scenarios.Config{Seed: *seed, Schedules: *n, ShrinkBudget: *shrink, ShrinkTime: *shrinkTime, Workers: *workers}
+	if *workers < 0 || *shrinkTime < 0 {
+		return 2, badInput("-workers and -shrink-time must not be negative")
+	}
+	shard, err := parseShard(*shardFlag)
+	if err != nil {
+		return 2, err
+	}
+	cfg.Shard, cfg.Shards = shard.K-1, shard.N
 	switch harness.Mode(*mode) {
 	case harness.Controlled, harness.Free:
 		cfg.Mode = harness.Mode(*mode)
 	default:
 		return 2, badInput("unknown mode %q (known: controlled, free)", *mode)
 	}
-	var err error
 	if cfg.Policy, err = scenarios.ParsePolicy(*policy); err != nil {
 		return 2, badInput("%v", err)
 	}
@@ -101,42 +111,49 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 
 	if !*asJSON && stderrIsTerminal(stderr) {
-		bar := newProgress(stderr, len(scs)*len(ds)*len(vs)**n)
+		bar := newProgress(stderr, len(scs)*len(ds)*len(vs)*len(cfg.Indices()))
 		defer bar.Finish()
 		cfg.Progress = func() { bar.Add(1) }
 	}
 
-	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n}
+	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Shard: shard.String()}
+	var pairs []scenarios.Pair
 	for _, sc := range scs {
 		for _, d := range ds {
 			for _, v := range vs {
-				pr, err := scenarios.RunPair(ctx, sc, d, v, cfg)
-				if err != nil {
-					return 2, fmt.Errorf("%s/%s/%s: %w", d, v.Name, sc.Name, err)
-				}
-				row := toRow(pr, must[string(d)+"/"+v.Name])
-				if pr.First != nil && cfg.Mode == harness.Controlled {
-					path, err := saveSchedule(*out, pr.First, "")
-					if err != nil {
-						return 2, err
-					}
-					row.Replay = "badmac replay " + path
-					row.Counterexample = pr.First.String()
-					row.History = pr.FirstResult.History
-				} else if pr.First != nil {
-					row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, v.Name, sc.Name, *seed)
-				}
-				if pr.Library != nil && cfg.Mode == harness.Controlled {
-					path, err := saveSchedule(*out, pr.Library, "-baseline")
-					if err != nil {
-						return 2, err
-					}
-					row.Library = &reports.Finding{Replay: "badmac replay " + path, Counterexample: pr.Library.String(),
-						Summary: pr.LibraryResult.LibrarySummary(), History: pr.LibraryResult.History}
-				}
-				rep.Rows = append(rep.Rows, row)
+				pairs = append(pairs, scenarios.Pair{Scenario: sc, Discipline: d, Variant: v})
 			}
 		}
+	}
+	cfg.Pool = harness.NewPool(*workers)
+	lastRunPool.Store(cfg.Pool)
+	results, err := scenarios.RunPairs(ctx, pairs, cfg)
+	if err != nil {
+		return 2, err
+	}
+	for _, pr := range results {
+		d, sc := pr.Discipline, pr.Scenario
+		row := toRow(pr, must[string(d)+"/"+pr.Store])
+		if pr.First != nil && cfg.Mode == harness.Controlled {
+			path, err := saveSchedule(*out, pr.First, "")
+			if err != nil {
+				return 2, err
+			}
+			row.Replay = "badmac replay " + path
+			row.Counterexample = pr.First.String()
+			row.History = pr.FirstResult.History
+		} else if pr.First != nil {
+			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, pr.Store, sc, *seed)
+		}
+		if pr.Library != nil && cfg.Mode == harness.Controlled {
+			path, err := saveSchedule(*out, pr.Library, "-baseline")
+			if err != nil {
+				return 2, err
+			}
+			row.Library = &reports.Finding{Schedule: pr.LibraryIndex, Replay: "badmac replay " + path, Counterexample: pr.Library.String(),
+				Summary: pr.LibraryResult.LibrarySummary(), History: pr.LibraryResult.History}
+		}
+		rep.Rows = append(rep.Rows, row)
 	}
 	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
 		return 2, err
@@ -235,6 +252,8 @@ func toRow(pr *scenarios.PairResult, must bool) reports.Row {
 	r.RateLo, r.RateHi = harness.Wilson(c.Blamed, c.Messages)
 	if pr.FirstResult != nil {
 		r.Summary = pr.FirstResult.Summary()
+		i := pr.FirstIndex
+		r.FirstFailing = &i
 	}
 	return r
 }

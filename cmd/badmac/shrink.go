@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
@@ -53,10 +54,12 @@ func storetestCommand(path string) string {
 
 // shrinkCmd minimises a failing schedule from elsewhere (a CI artifact, a
 // hand-written script) and writes the shrunk schedule.
-func shrinkCmd(ctx context.Context, args []string, stdout io.Writer) (int, error) {
+func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("shrink")
 	out := fs.String("o", "", "write the shrunk schedule to `OUT` (default: stdout)")
-	budget := fs.Int("budget", 200, "runs to spend shrinking")
+	budget := fs.Int("budget", 1000, "runs to spend shrinking")
+	limit := fs.Duration("time", time.Minute, "stop shrinking after this long (0: no limit; with a limit the result can depend on the machine's speed)")
+	workers := fs.Int("workers", 0, "candidates run at once (0: GOMAXPROCS); the result is the same for any count")
 	// Flags may come after the file: badmac shrink FILE -o OUT.
 	var files []string
 	for {
@@ -75,6 +78,9 @@ func shrinkCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 	if *budget < 1 {
 		return 2, badInput("-budget must be at least 1, got %d", *budget)
 	}
+	if *limit < 0 || *workers < 0 {
+		return 2, badInput("-time and -workers must not be negative")
+	}
 	if *out != "" {
 		if err := checkWritable(*out); err != nil {
 			return 2, badInput("%v", err)
@@ -92,7 +98,16 @@ func shrinkCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 	}
 	defer sqlstores.Shutdown()
 	v := stores.MustLookup(s.Store)
-	small, res, err := harness.Shrink(ctx, s, v, harness.Controlled, *budget)
+	o := harness.ShrinkOptions{Budget: *budget, Time: *limit, Pool: harness.NewPool(*workers)}
+	if stderrIsTerminal(stderr) {
+		bar := newShrinkProgress(stderr, *budget)
+		defer bar.Finish()
+		o.Progress = func(p harness.ShrinkProgress) {
+			bar.Describe(fmt.Sprintf("shrink %d→%d ops, %d contact devices (%s)", p.StartOps, p.Ops, p.Contacts, p.Pass))
+			bar.Set(p.Runs)
+		}
+	}
+	small, res, err := harness.ShrinkWith(ctx, s, v, harness.Controlled, o)
 	if err != nil {
 		return 2, fmt.Errorf("%s: %w", path, err)
 	}
