@@ -77,6 +77,6 @@ func TestStoretestScheduleAccepted(t *testing.T) {
 	require.Contains(t, out, "PASS")
 	code, _, errs = run(t, "shrink", path)
 	require.Equal(t, 2, code)
-	require.Contains(t, errs, "BADMAC_SHRINK_BUDGET=200 BADMAC_REPLAY=s.txt go test")
+	require.Contains(t, errs, "BADMAC_SHRINK_BUDGET=1000 BADMAC_REPLAY=s.txt go test")
 	require.Equal(t, 1, strings.Count(errs, "\n"))
 }
