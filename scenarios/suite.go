@@ -85,15 +85,11 @@ type outcome struct {
 
 // RunPair runs cfg's schedules of sc on (d, v), cfg.Workers at a time.
 func RunPair(ctx context.Context, sc Scenario, d harness.Discipline, v stores.Variant, cfg Config) (*PairResult, error) {
-	if cfg.Pool == nil {
-		cfg.Pool = harness.NewPool(cfg.Workers)
+	prs, err := RunPairs(ctx, []Pair{{sc, d, v}}, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Progress != nil {
-		var mu sync.Mutex
-		p := cfg.Progress
-		cfg.Progress = func() { mu.Lock(); p(); mu.Unlock() }
-	}
-	return runPair(ctx, Pair{sc, d, v}, cfg)
+	return prs[0], nil
 }
 
 // Pair names a row: scenario, discipline and store.

@@ -190,6 +190,23 @@ func newFlags(name string) *flag.FlagSet {
 // parseFlags parses a command's flags. On -h it prints the command's help
 // and returns errHelp (exit 0); counts given as negative numbers are
 // refused (every number flag of badmac counts something).
+// parseFlagsAndFiles parses flags that may come before, between and after
+// file arguments (badmac shrink FILE -o OUT, badmac merge a.json b.json
+// -json) and returns the files in order.
+func parseFlagsAndFiles(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	var files []string
+	for {
+		if _, err := parseFlags(fs, args, stdout); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return files, nil
+		}
+		files = append(files, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

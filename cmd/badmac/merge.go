@@ -50,16 +50,9 @@ func mergeCmd(_ context.Context, args []string, stdout io.Writer) (int, error) {
 	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`")
 	htmlFile := fs.String("html", "", "also write the HTML report to `FILE`")
 	// Flags may come after the files: badmac merge a.json b.json -json.
-	var files []string
-	for {
-		if help, err := parseFlags(fs, args, stdout); help || err != nil {
-			return 2, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseFlagsAndFiles(fs, args, stdout)
+	if err != nil {
+		return 2, err
 	}
 	if len(files) == 0 {
 		return 2, badInput("merge takes the shard reports (badmac run -shard K/N -json > FILE)")
@@ -83,18 +76,7 @@ func mergeCmd(_ context.Context, args []string, stdout io.Writer) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
-		return 2, err
-	}
-	if *asJSON {
-		err = reports.WriteJSON(stdout, rep)
-	} else {
-		err = reports.WriteTable(stdout, rep, reports.TableOptions{Wide: *wide})
-	}
-	if err != nil {
-		return 2, err
-	}
-	return exitCode(rep), nil
+	return writeReport(rep, stdout, *asJSON, *wide, *mdFile, *junitFile, *htmlFile)
 }
 
 func readReport(path string) (*reports.Report, error) {

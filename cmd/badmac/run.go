@@ -155,13 +155,20 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
-	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
+	return writeReport(rep, stdout, *asJSON, *wide, *mdFile, *junitFile, *htmlFile)
+}
+
+// writeReport writes the report files, then the table (or JSON) on
+// stdout, and returns the gate's exit code: run and merge end the same way.
+func writeReport(rep *reports.Report, stdout io.Writer, asJSON, wide bool, mdFile, junitFile, htmlFile string) (int, error) {
+	if err := writeOutputs(rep, mdFile, junitFile, htmlFile); err != nil {
 		return 2, err
 	}
-	if *asJSON {
+	var err error
+	if asJSON {
 		err = reports.WriteJSON(stdout, rep)
 	} else {
-		err = reports.WriteTable(stdout, rep, reports.TableOptions{Wide: *wide})
+		err = reports.WriteTable(stdout, rep, reports.TableOptions{Wide: wide})
 	}
 	if err != nil {
 		return 2, err

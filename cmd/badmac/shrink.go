@@ -61,16 +61,9 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	limit := fs.Duration("time", time.Minute, "stop shrinking after this long (0: no limit; with a limit the result can depend on the machine's speed)")
 	workers := fs.Int("workers", 0, "candidates run at once (0: GOMAXPROCS); the result is the same for any count")
 	// Flags may come after the file: badmac shrink FILE -o OUT.
-	var files []string
-	for {
-		if help, err := parseFlags(fs, args, stdout); help || err != nil {
-			return 2, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseFlagsAndFiles(fs, args, stdout)
+	if err != nil {
+		return 2, err
 	}
 	if len(files) != 1 {
 		return 2, badInput("shrink takes one schedule file")
