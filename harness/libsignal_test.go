@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,6 +51,14 @@ func TestLibsignalLateOldSession(t *testing.T) {
 	if len(res.Blamed) != 0 {
 		t.Errorf("blamed %v: the baseline fails the same way, so the store must not be blamed", res.Blamed)
 	}
+	// The report names it as the library's: a Bad MAC in the baseline is
+	// a library failure even though a retry recovered the message.
+	if !slices.Equal(res.LibraryFailures, []string{"r6"}) {
+		t.Errorf("library failures %v, want [r6]", res.LibraryFailures)
+	}
+	if !strings.Contains(res.LibrarySummary(), "r6 recovered [BadMAC") {
+		t.Errorf("library summary %q does not name r6's Bad MAC", res.LibrarySummary())
+	}
 
 	// Control: the same ops with m2 delivered before the rebuild, not
 	// late. Nothing fails but g4's missing sender key.
@@ -74,6 +83,13 @@ func TestLibsignalLateOldSession(t *testing.T) {
 	cb, err := Baseline(ctx, ctl)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// And the control names no library failure: g4's missing sender key
+	// is the protocol's ordering, recovered by a retry.
+	if cres, err := Replay(ctx, ctl, Controlled); err != nil {
+		t.Fatal(err)
+	} else if len(cres.LibraryFailures) != 0 {
+		t.Errorf("control: library failures %v, want none", cres.LibraryFailures)
 	}
 	for _, m := range cb.Messages {
 		want := ""

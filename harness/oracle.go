@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/badmac/badmac/endpoint"
@@ -333,6 +334,14 @@ func Judge(cand, base, ref *Result) {
 		case Delivered:
 		case Recovered:
 			cand.BaselineFailures++
+			// A Bad MAC with a perfect store and one task at a time is
+			// the library's, even when a retry recovered the message
+			// (libsignal-late-old-session.txt). Other recovered classes
+			// are the protocol's ordering (a group message before its
+			// sender key) and stay counted as baseline failures only.
+			if slices.ContainsFunc(m.Failures(), func(a Attempt) bool { return a.Class == endpoint.BadMAC }) {
+				cand.LibraryFailures = append(cand.LibraryFailures, m.ID)
+			}
 		default:
 			cand.BaselineFailures++
 			cand.LibraryFailures = append(cand.LibraryFailures, m.ID)
