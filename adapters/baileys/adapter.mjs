@@ -41,10 +41,10 @@ for (let i = 2; i < process.argv.length; i += 2) {
 }
 const pkg = VERSIONS[args.baileys]
 if (!pkg) die(`unknown Baileys version ${JSON.stringify(args.baileys)} (known: ${Object.keys(VERSIONS).join(', ')})`)
-const variant = args.variant || 'stock'
+let variant = args.variant || 'stock'
 if (!VARIANTS.includes(variant)) die(`unknown variant ${JSON.stringify(variant)} (known: ${VARIANTS.join(', ')})`)
 if (!args.dir) die('--dir is required')
-const seed = BigInt(args.seed || '0')
+let seed = BigInt(args.seed || '0')
 
 // ---- stdout is the protocol channel ---------------------------------------
 
@@ -289,12 +289,13 @@ function startTask(name, fn) {
 }
 
 // settle waits until nothing but parked tasks remain: no file I/O in flight
-// and the microtask queue drained twice over.
+// and the event loop turned twice with none.
 async function settle() {
 	let quietTurns = 0
 	while (quietTurns < 2) {
 		await new Promise((r) => setImmediate(r))
-		const busy = process.getActiveResourcesInfo().some((n) => n.startsWith('FSReq'))
+		// File I/O shows as FSReqPromise, FSReqCallback, CloseReq or a FileHandle.
+		const busy = process.getActiveResourcesInfo().some((n) => /Req|FileHandle/.test(n))
 		quietTurns = busy ? 0 : quietTurns + 1
 	}
 }
@@ -312,12 +313,26 @@ async function handle(req) {
 	}
 	case 'load': // a restart after a crash: the state on disk
 		if (dev) throw new Error('already loaded')
+		if (req.variant !== undefined) {
+			if (!VARIANTS.includes(req.variant)) throw new Error(`unknown variant ${JSON.stringify(req.variant)}`)
+			variant = req.variant
+		}
+		if (req.seed !== undefined) { seed = BigInt(req.seed); rngCounter = 0n }
 		await open()
 		return { creds: credsView(dev.creds) }
 	case 'restart': // a clean restart: parked tasks are abandoned, caches dropped
 		parked.clear(); tasks.clear()
 		await open()
 		return { creds: credsView(dev.creds) }
+	case 'reset': { // a new schedule in the same process (Baileys' import is slow)
+		if (!VARIANTS.includes(req.variant)) throw new Error(`unknown variant ${JSON.stringify(req.variant)} (known: ${VARIANTS.join(', ')})`)
+		if (typeof req.dir !== 'string' || !req.dir) throw new Error('reset: dir is required')
+		if (!/^[0-9]+$/.test(req.seed || '')) throw new Error('reset: seed must be a decimal string')
+		parked.clear(); tasks.clear()
+		dev = null; writes = 0; gateSeq = 0
+		variant = req.variant; args.dir = req.dir; seed = BigInt(req.seed); rngCounter = 0n
+		return {}
+	}
 	case 'prekey': { // a retry receipt's fresh one-time prekey
 		need()
 		const [pk] = await genPreKeys(1)
@@ -353,9 +368,13 @@ async function handle(req) {
 		// the file and written a prefix (in-place writes, no temp+rename).
 		// The adapter writes that prefix of what Baileys would have written
 		// and dies; the harness restarts it with 'load'.
+		// Without a gate: a crash inside the saveCreds that any creds.update
+		// triggers (Baileys saves creds on every prekey upload).
 		need()
-		const g = parked.get(req.gate)
-		if (!g || g.call !== 'save creds') throw new Error(`gate ${JSON.stringify(req.gate)} is not a parked creds save`)
+		if (req.gate !== undefined) {
+			const g = parked.get(req.gate)
+			if (!g || g.call !== 'save creds') throw new Error(`gate ${JSON.stringify(req.gate)} is not a parked creds save`)
+		}
 		const full = JSON.stringify(dev.creds, B.BufferJSON.replacer)
 		const n = Math.max(0, Math.min(full.length, Math.floor(full.length * (req.fraction ?? 0.5))))
 		await writeFile(join(args.dir, 'creds.json'), full.slice(0, n))
