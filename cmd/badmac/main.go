@@ -52,6 +52,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if ok, code, err := deviceDispatch(ctx, cmd, args, stdout, stderr); ok { // devices in other processes (device.go)
+		return code, err
+	}
 	switch cmd {
 	case "run":
 		return runCmd(ctx, args, stdout, stderr)
