@@ -181,6 +181,11 @@ func (c *Conn) Exited(d time.Duration) bool {
 	select {
 	case <-c.exited:
 		return true
+	default:
+	}
+	select {
+	case <-c.exited:
+		return true
 	case <-time.After(d):
 		return false
 	}

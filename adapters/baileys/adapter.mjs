@@ -134,9 +134,19 @@ async function open() {
 	const { state, saveCreds } = await B.useMultiFileAuthState(args.dir)
 	const files = state.keys
 	// The bottom store, gated: what every upper layer calls.
+	// The gate stands for the store's I/O. useMultiFileAuthState reads its
+	// arguments synchronously when called (it starts one writeFile per key
+	// before awaiting any), so the call is made on a copy taken at call
+	// time: a caller that mutates the object while the I/O is pending (6.x's
+	// transaction commit hands over its live mutations map) changes nothing
+	// on disk, as in the real store.
 	const bottom = {
-		get: (type, ids) => gated(`get ${type} ${ids.join(',')}`, () => files.get(type, ids)),
-		set: (data) => gated(`set ${describe(data)}`, () => { writes++; return files.set(data) }),
+		get: (type, ids) => { const c = [...ids]; return gated(`get ${type} ${c.join(',')}`, () => files.get(type, c)) },
+		set: (data) => {
+			const c = {}
+			for (const type in data) c[type] = { ...data[type] }
+			return gated(`set ${describe(c)}`, () => { writes++; return files.set(c) })
+		},
 	}
 	const save = () => gated('save creds', () => { writes++; return saveCreds() })
 	let keys

@@ -49,7 +49,7 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 	scens := fs.String("scenarios", strings.Join(baileys.DefaultScenarios, ","), "device scenarios, comma-separated: burst, reply, reorder, multi, torn")
 	n := fs.Int("schedules", 4, "schedules per (device, variant, scenario)")
 	seed := fs.Uint64("seed", 1, "base seed; the same seed gives the same output")
-	mustPass := fs.String("must-pass", "locked", "variants that must pass (the gate), or none")
+	mustPass := fs.String("must-pass", "locked", "variants (or variant/scenario) that must pass, or none; a bare variant covers every scenario but torn, whose defect is in the multi-file state every variant shares")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	wide := fs.Bool("wide", false, "print every column")
@@ -92,13 +92,22 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 	if len(versions) == 0 || len(vars) == 0 || len(scs) == 0 {
 		return 2, badInput("nothing to run: give -device, and at least one variant and scenario")
 	}
+	// must holds "variant/scenario" pairs.
 	must := map[string]bool{}
 	if strings.TrimSpace(*mustPass) != "none" {
-		for _, v := range split(*mustPass) {
+		for _, p := range split(*mustPass) {
+			v, scen, pair := strings.Cut(p, "/")
 			if !contains(vars, v) {
-				return 2, badInput("-must-pass %s is not in the run (give it in -variants), or -must-pass none", v)
+				return 2, badInput("-must-pass %s is not in the run (give it in -variants), or -must-pass none", p)
 			}
-			must[v] = true
+			for _, sc := range scs {
+				if (pair && sc.Name == scen) || (!pair && sc.Name != "torn") {
+					must[v+"/"+sc.Name] = true
+				}
+			}
+			if pair && !must[p] {
+				return 2, badInput("-must-pass %s: scenario %q is not in the run", p, scen)
+			}
 		}
 	}
 	opt := baileys.Options{Timeout: *timeout}
@@ -114,7 +123,7 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 		device := "baileys@" + version
 		for _, sc := range scs {
 			for _, v := range vars {
-				row, err := deviceRow(ctx, rn, device, v, sc, *n, *seed, *out, must[v])
+				row, err := deviceRow(ctx, rn, device, v, sc, *n, *seed, *out, must[v+"/"+sc.Name])
 				if err != nil {
 					rn.Close()
 					return 2, fmt.Errorf("%s/%s/%s: %w", device, v, sc.Name, err)

@@ -479,7 +479,7 @@ func (r *run) tear() error {
 		return fmt.Errorf("device %s: tear answered (ok=%v %s) instead of dying", r.rn.Device(), rep.OK, rep.Err)
 	}
 	if !r.rn.conn.Exited(0) {
-		return err
+		return err // not the death it asked for
 	}
 	r.crashes++
 	r.log("tear: the device died inside a creds.json write")
