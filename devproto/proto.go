@@ -29,8 +29,8 @@ const (
 	OpReset     = "reset"     // forget everything: a new, empty device in Dir with Variant and Seed (a new schedule)
 	OpPreKey    = "prekey"    // one fresh one-time prekey, saved (a retry receipt's)
 	OpState     = "state"     // credentials, store writes so far, parked gates, live tasks
-	OpDecrypt   = "decrypt"   // start task Task: decrypt CT (Kind pkmsg or msg) from Peer
-	OpEncrypt   = "encrypt"   // start task Task: encrypt PT to Peer (building the session from Bundle first if given)
+	OpDecrypt   = "decrypt"   // start task Task: decrypt CT (Kind pkmsg or msg) from Peer; PT comes back unpadded
+	OpEncrypt   = "encrypt"   // start task Task: pad and encrypt PT to Peer (building the session from Bundle first if given)
 	OpStep      = "step"      // let the task parked at Gate make its store call and run to its next gate or its end
 	OpTear      = "tear"      // crash inside the parked creds save at Gate: a prefix (Fraction) of the file is written, the device dies
 )

@@ -249,7 +249,7 @@ function receive({ peer, peer_dev: pdev, kind, ct }) {
 
 function send({ peer, peer_dev: pdev, pt, bundle }) {
 	const jid = jidOf(peer, pdev)
-	const data = unb64(pt, 'pt')
+	const data = B.writeRandomPadMax16(unb64(pt, 'pt'))
 	const work = async () => {
 		// relayMessage: assertSessions (keys.get session; a retry receipt's
 		// keys force a new session) then encrypt, inside keys.transaction.
@@ -353,7 +353,10 @@ async function handle(req) {
 		return { creds: credsView(dev.creds), writes, parked: [...parked.keys()], tasks: [...tasks.keys()].sort() }
 	case 'decrypt':
 		need()
-		startTask(req.task, async () => ({ pt: b64(await receive(req)) }))
+		// The protocol's pt is the message without WhatsApp's padding:
+		// Baileys unpads after decrypting (decode-wa-message), pads before
+		// encrypting (encodeWAMessage).
+		startTask(req.task, async () => ({ pt: b64(B.unpadRandomMax16(await receive(req))) }))
 		await settle()
 		return {}
 	case 'encrypt':

@@ -330,7 +330,7 @@ func (r *run) startReceive(d *fakeserver.Delivery) error {
 func (r *run) startSend(id string, j job, b *prekey.Bundle) error {
 	pl := fakeserver.Payload{ID: j.msg, Body: j.body}
 	req := devproto.Request{Op: devproto.OpEncrypt, Task: id, Peer: j.peer.JID.User, PeerDev: j.peer.JID.Device,
-		PT: endpoint.Pad(pl.Encode())}
+		PT: pl.Encode()}
 	if b != nil {
 		req.Bundle = toWire(b)
 	}
@@ -375,11 +375,7 @@ func (r *run) received(e devproto.Event, j job) error {
 	d := j.del
 	a := harness.Attempt{Delivery: d.ID, OK: e.OK}
 	if e.OK {
-		pt, err := endpoint.Unpad(e.PT)
-		var pl fakeserver.Payload
-		if err == nil {
-			pl, err = fakeserver.DecodePayload(pt)
-		}
+		pl, err := fakeserver.DecodePayload(e.PT)
 		m := r.msgs[d.Msg]
 		a.Wrong = err != nil || pl.ID != d.Msg || pl.Body != m.Body
 		r.heard[j.peer.Name]++
