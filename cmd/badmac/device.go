@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/devices/baileys"
+	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
@@ -27,6 +28,11 @@ func deviceDispatch(ctx context.Context, cmd string, args []string, stdout, stde
 				return true, code, err
 			}
 		}
+	case "device-v1": // hidden: the Go device speaking the device protocol on stdin/stdout
+		if err := godevice.Serve(ctx, os.Stdin, stdout); err != nil {
+			return true, 2, err
+		}
+		return true, 0, nil
 	case "replay":
 		if len(args) == 1 {
 			if b, err := os.ReadFile(args[0]); err == nil && strings.HasPrefix(string(b), baileys.ScheduleVersion) {

@@ -103,6 +103,10 @@ type Options struct {
 	Argv []string
 	// Timeout bounds every request (0: devproto.DefaultTimeout).
 	Timeout time.Duration
+	// BaselineVariant is the variant the protocol baseline runs on
+	// (empty: locked). Any variant is a valid baseline, since the baseline
+	// runs one task at a time; locked is the one without a cache.
+	BaselineVariant string
 }
 
 // starter starts a device process for version with its state in dir.

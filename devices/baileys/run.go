@@ -26,11 +26,12 @@ import (
 // Runner runs schedules on one device process, reset between schedules
 // (starting Node and importing Baileys takes seconds).
 type Runner struct {
-	version string
-	start   func(ctx context.Context, dir string) (*devproto.Conn, error)
-	conn    *devproto.Conn
-	tmp     string
-	n       int
+	version  string
+	start    func(ctx context.Context, dir string) (*devproto.Conn, error)
+	conn     *devproto.Conn
+	tmp      string
+	n        int
+	baseline string // the protocol baseline's variant
 }
 
 // NewRunner starts the device for a version ("6.17.16").
@@ -43,7 +44,10 @@ func NewRunner(ctx context.Context, version string, opt Options) (*Runner, error
 	if err != nil {
 		return nil, err
 	}
-	rn := &Runner{version: version, start: st, tmp: tmp}
+	rn := &Runner{version: version, start: st, tmp: tmp, baseline: opt.BaselineVariant}
+	if rn.baseline == "" {
+		rn.baseline = "locked"
+	}
 	if rn.conn, err = st(ctx, filepath.Join(tmp, "boot")); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -118,7 +122,7 @@ func (rn *Runner) Exec(ctx context.Context, s *Schedule, serial bool, gen Genera
 	defer harness.SeedRandom(s.Seed, 0xba)()
 	variant := s.Variant
 	if serial {
-		variant = "locked"
+		variant = rn.baseline
 	}
 	if err := r.setup(variant); err != nil {
 		return nil, nil, err
@@ -332,7 +336,7 @@ func (r *run) startSend(id string, j job, b *prekey.Bundle) error {
 	req := devproto.Request{Op: devproto.OpEncrypt, Task: id, Peer: j.peer.JID.User, PeerDev: j.peer.JID.Device,
 		PT: pl.Encode()}
 	if b != nil {
-		req.Bundle = toWire(b)
+		req.Bundle = devproto.FromBundle(b)
 	}
 	return r.startTask(id, j, req)
 }
@@ -354,18 +358,6 @@ func (r *run) startTask(id string, j job, req devproto.Request) error {
 		}
 	}
 	return nil
-}
-
-func toWire(b *prekey.Bundle) *devproto.Bundle {
-	spk, id := b.SignedPreKey().PublicKey(), b.IdentityKey().PublicKey().PublicKey()
-	sig := b.SignedPreKeySignature()
-	w := &devproto.Bundle{Reg: b.RegistrationID(), Dev: b.DeviceID(), SPKID: b.SignedPreKeyID(),
-		SPK: spk[:], Sig: sig[:], Identity: id[:]}
-	if o := b.PreKeyID(); o != nil && !o.IsEmpty && b.PreKey() != nil {
-		v, pk := o.Value, b.PreKey().PublicKey()
-		w.PreKeyID, w.PreKey = &v, pk[:]
-	}
-	return w
 }
 
 // received judges a finished receive and, on a failure other than old
