@@ -71,12 +71,13 @@ type gate struct{ id, task, call string }
 
 // job is a live device task.
 type job struct {
-	kind  string // receive or send
-	del   *fakeserver.Delivery
-	peer  *fakeserver.Peer
-	msg   string
-	body  string
-	retry int
+	kind    string // receive or send
+	del     *fakeserver.Delivery
+	peer    *fakeserver.Peer
+	msg     string
+	body    string
+	retry   int
+	fetched bool // a send that already fetched a bundle for want of a session
 }
 
 // run is one schedule being executed.
@@ -399,6 +400,17 @@ func (r *run) received(e devproto.Event, j job) error {
 }
 
 func (r *run) sent(e devproto.Event, j job) error {
+	if !e.OK && e.NeedBundle && !j.fetched {
+		// No session: Baileys' assertSessions fetches the contact's keys
+		// from the server and sends again on a new session (a pkmsg).
+		b, err := r.srv.FetchBundle(j.peer.Address())
+		if err != nil {
+			return fmt.Errorf("%s: fetching %s's bundle: %w", e.Task, j.peer.Name, err)
+		}
+		r.log("%s: no session with %s, bundle fetched", e.Task, j.peer.Name)
+		j.fetched = true
+		return r.startSend(e.Task, j, b)
+	}
 	if !e.OK {
 		r.log("%s: send failed: %s: %s", e.Task, e.Class, e.Err)
 		return nil
