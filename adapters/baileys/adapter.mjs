@@ -81,6 +81,23 @@ function seededBytes(n, cb) {
 nodeCrypto.randomBytes = seededBytes
 syncBuiltinESMExports()
 
+// ---- task attribution ------------------------------------------------------
+
+// A gate names the task whose async context made the call. Queues that run
+// a waiting job from the releasing job's context (p-queue, Baileys 7's
+// per-type key queues; async-lock, Baileys 6's file locks) would name the
+// wrong task; their jobs are bound to the context that queued them. This
+// changes names in the history only, never the order anything runs in.
+{
+	const { AsyncResource } = await import('node:async_hooks')
+	const PQueue = (await import('p-queue')).default
+	const add = PQueue.prototype.add
+	PQueue.prototype.add = function (fn, opts) { return add.call(this, AsyncResource.bind(fn), opts) }
+	const AsyncLock = require('async-lock')
+	const acquire = AsyncLock.prototype.acquire
+	AsyncLock.prototype.acquire = function (key, fn, ...rest) { return acquire.call(this, key, AsyncResource.bind(fn), ...rest) }
+}
+
 // ---- Baileys, imported from the installed package --------------------------
 
 const B = await import(pkg).then((m) => (m.makeCacheableSignalKeyStore ? m : m.default))
@@ -108,7 +125,10 @@ let events = []
 // task waits for a step; one made outside any task (provisioning) runs.
 function gated(call, fn) {
 	const t = tasksALS.getStore()
-	if (!t) return fn()
+	if (!t) {
+		if (process.env.BADMAC_DEBUG) require("fs").appendFileSync(process.env.BADMAC_DEBUG, `ungated: ${call}\n${new Error().stack}\n`)
+		return fn()
+	}
 	const id = `g${++gateSeq}`
 	return new Promise((resolve, reject) => {
 		parked.set(id, { task: t.name, call, release: () => fn().then(resolve, reject) })
@@ -173,6 +193,13 @@ async function open() {
 		// contact address's lock across load→decrypt/encrypt→store (below).
 		keys = B.addTransactionCapability(bottom, logger, txnOpts)
 		break
+	}
+	if (process.env.BADMAC_DEBUG) {
+		const tx = keys.transaction, fs = require('fs')
+		keys.transaction = (work, key) => {
+			fs.appendFileSync(process.env.BADMAC_DEBUG, `txn ${tasksALS.getStore()?.name} key=${key} nested=${keys.isInTransaction()}\n`)
+			return tx(work, key)
+		}
 	}
 	const auth = { creds: state.creds, keys }
 	const repo = pkg === 'baileys6' ? makeLibSignalRepository(auth) : makeLibSignalRepository(auth, logger, async () => undefined)
