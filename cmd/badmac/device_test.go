@@ -5,8 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/badmac/badmac/devices/baileys"
 )
 
 // A malformed reply, a crashed device and a silent device each end
@@ -59,5 +62,44 @@ func TestDeviceBadInput(t *testing.T) {
 			!strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", c.args, code, stderr.String(), c.want)
 		}
+	}
+}
+
+// The same seed gives the same table byte for byte, and each FAIL line's
+// replay command reproduces that failure (exit 1, the same summary).
+func TestDeviceRunDeterministicAndReplays(t *testing.T) {
+	if _, err := baileys.AdapterDir(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the Baileys adapter is not usable: %v", err)
+		}
+		t.Skipf("Baileys adapter not usable (%v)", err)
+	}
+	out := t.TempDir()
+	args := []string{"run", "-device", "baileys@6.17.16", "-variants", "stock,locked", "-scenarios", "reply",
+		"-schedules", "5", "-seed", "1", "-out", out}
+	var runs [2]bytes.Buffer
+	for i := range runs {
+		var stderr bytes.Buffer
+		if code := Main(context.Background(), args, &runs[i], &stderr); code != 0 {
+			t.Fatalf("exit %d: %s%s", code, runs[i].String(), stderr.String())
+		}
+	}
+	if runs[0].String() != runs[1].String() {
+		t.Fatalf("two runs with seed 1 differ:\n%s\n---\n%s", runs[0].String(), runs[1].String())
+	}
+	table := runs[0].String()
+	m := regexp.MustCompile(`(?m)^FAIL (baileys@6\.17\.16/stock/reply): (.*)\n  replay: badmac replay (\S+)$`).FindStringSubmatch(table)
+	if m == nil {
+		t.Fatalf("no failing stock row with a replay command in:\n%s", table)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"replay", m[3]}, &stdout, &stderr); code != 1 {
+		t.Fatalf("replay exit %d, want 1: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "FAIL: "+m[2]+"\n") {
+		t.Fatalf("replay does not end in %q:\n%s", "FAIL: "+m[2], stdout.String())
+	}
+	if strings.Contains(table, "FAIL baileys@6.17.16/locked") {
+		t.Fatalf("the locked variant failed:\n%s", table)
 	}
 }
