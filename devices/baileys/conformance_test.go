@@ -100,6 +100,9 @@ func TestConformance(t *testing.T) {
 			if !st.OK || string(st.Creds.Identity) != string(prov.Creds.Identity) || st.Creds.Reg != prov.Creds.Reg {
 				t.Errorf("state: credentials differ from provisioning")
 			}
+			if rs := call(devproto.Request{Op: devproto.OpRestart}); !rs.OK || string(rs.Creds.Identity) != string(prov.Creds.Identity) {
+				t.Errorf("restart: ok=%v err=%q, credentials changed", rs.OK, rs.Err)
+			}
 			pk := call(devproto.Request{Op: devproto.OpPreKey})
 			for _, p := range prov.PreKeys {
 				if !pk.OK || pk.PreKey.ID == p.ID {
