@@ -268,10 +268,32 @@ func (res *Result) storeErrors() int {
 // outcomeRank orders outcomes from best to worst.
 var outcomeRank = map[Outcome]int{Delivered: 0, Recovered: 1, Duplicate: 2, Lost: 3, Wrong: 4}
 
+// classRank orders failure classes by what they say about the state:
+// a missing session is mended by a retry, a Bad MAC means the ratchets
+// diverged, a store error that the store itself failed.
+var classRank = map[endpoint.Class]int{
+	endpoint.NoSession: 1, endpoint.OldCounter: 2, endpoint.InvalidPreKey: 3, endpoint.NoSenderKey: 3,
+	endpoint.UntrustedIdentity: 4, endpoint.BadMAC: 5, endpoint.StoreError: 6, endpoint.Other: 6,
+}
+
+// worstClass is the highest classRank among m's failed attempts (0: none).
+func worstClass(m *Message) int {
+	w := 0
+	for _, a := range m.Failures() {
+		w = max(w, classRank[a.Class])
+	}
+	return w
+}
+
 // Worse reports whether message m ended worse than b, the same message in
 // another run: a worse outcome (delivered < recovered < duplicate < lost <
-// wrong), or a failed attempt of a class b never had. b nil (the message
-// does not exist in the other run) counts as delivered cleanly.
+// wrong), or a failed attempt of a class b never had that is worse than
+// every class b had (classRank). A new class no worse than b's is not
+// blamed: the same libsignal error ("no valid sessions") is classified
+// NoSession on one state and BadMAC on another, and a reply queued across
+// a contact's reinstall meets one or the other depending on when it is
+// encrypted. b nil (the message does not exist in the other run) counts as
+// delivered cleanly.
 func Worse(m, b *Message) bool {
 	if b == nil {
 		return m.Outcome() != Delivered
@@ -279,16 +301,7 @@ func Worse(m, b *Message) bool {
 	if outcomeRank[m.Outcome()] > outcomeRank[b.Outcome()] {
 		return true
 	}
-	had := map[endpoint.Class]bool{}
-	for _, a := range b.Failures() {
-		had[a.Class] = true
-	}
-	for _, a := range m.Failures() {
-		if !had[a.Class] {
-			return true
-		}
-	}
-	return false
+	return worstClass(m) > worstClass(b)
 }
 
 func byID(res *Result) map[string]*Message {

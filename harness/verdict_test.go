@@ -31,8 +31,8 @@ func msg(outcome harness.Outcome, classes ...endpoint.Class) *harness.Message {
 	return m
 }
 
-// Blame is an order: a worse outcome, or a failure class the baseline did
-// not have, is worse; the same or better is not.
+// Blame is an order: a worse outcome, or a failure class worse than any
+// the baseline had, is worse; the same or better is not.
 func TestWorse(t *testing.T) {
 	bad, old, none := endpoint.BadMAC, endpoint.OldCounter, endpoint.NoSession
 	for _, c := range []struct {
@@ -49,6 +49,8 @@ func TestWorse(t *testing.T) {
 		{"duplicate vs recovered", msg(harness.Duplicate), msg(harness.Recovered, none), true},
 		{"wrong vs lost", msg(harness.Wrong), msg(harness.Lost, none), true},
 		{"recovered vs delivered", msg(harness.Recovered, bad), msg(harness.Delivered), true},
+		{"recovered NoSession vs recovered BadMAC (another class, no worse)", msg(harness.Recovered, none), msg(harness.Recovered, bad), false},
+		{"recovered BadMAC vs recovered NoSession", msg(harness.Recovered, bad), msg(harness.Recovered, none), true},
 		{"delivered vs missing", msg(harness.Delivered), nil, false},
 		{"lost vs missing", msg(harness.Lost), nil, true},
 	} {
@@ -152,4 +154,44 @@ func TestClientLossesAreNotTheStores(t *testing.T) {
 	require.Positive(t, pr.Counts.Blamed)
 	require.Zero(t, pr.Counts.StoreBlamed)
 	require.Zero(t, pr.Counts.StoreNA)
+}
+
+func result(crashes int, ms ...*harness.Message) *harness.Result {
+	return &harness.Result{Messages: ms, Crashes: crashes}
+}
+
+func named(id string, m *harness.Message) *harness.Message { m.ID = id; return m }
+
+// Judge's three attributions and the baseline's own failures.
+func TestJudge(t *testing.T) {
+	D, R, L := harness.Delivered, harness.Recovered, harness.Lost
+	old := endpoint.OldCounter
+	base := result(0, named("m1", msg(D)), named("m2", msg(D)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
+	// No crash: m1 lost on the candidate and on the reference store under
+	// the same client is the client's (pair-blamed, not store-blamed); m2
+	// lost on the candidate alone is both; m3 the baseline loses too: a
+	// library failure, blamed on nobody.
+	ref := result(0, named("m1", msg(L, old)), named("m2", msg(D)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
+	cand := result(0, named("m1", msg(L, old)), named("m2", msg(L, old)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
+	harness.Judge(cand, base, ref)
+	require.Equal(t, []string{"m1", "m2"}, cand.Blamed)
+	require.Equal(t, []string{"m2"}, cand.StoreBlamed)
+	require.Empty(t, cand.ClientSide)
+	require.Equal(t, []string{"m3"}, cand.LibraryFailures)
+	require.Equal(t, 2, cand.BaselineFailures)
+	require.Contains(t, cand.LibrarySummary(), "m3 lost [OldCounter]")
+	// The same with a crash: m1, lost on the reference store under the
+	// same crash too, is client-side and fails nothing.
+	cand.Crashes = 1
+	harness.Judge(cand, base, ref)
+	require.Equal(t, []string{"m2"}, cand.Blamed)
+	require.Equal(t, []string{"m1"}, cand.ClientSide)
+	require.True(t, cand.Failed())
+	cand = result(1, named("m1", msg(L, old)), named("m2", msg(D)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
+	harness.Judge(cand, base, ref)
+	require.False(t, cand.Failed(), cand.Summary())
+	// The reference store is its own reference: nothing store-blamed.
+	harness.Judge(ref, base, ref)
+	require.Empty(t, ref.StoreBlamed)
+	require.Equal(t, []string{"m1"}, ref.Blamed)
 }

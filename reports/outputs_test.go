@@ -1,10 +1,13 @@
 package reports
 
 import (
+	"bytes"
 	"encoding/xml"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 func sampleReport(failing int) *Report {
@@ -139,5 +142,57 @@ func TestHTMLFreeModeFailure(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "No replayed history") || strings.Contains(b.String(), `class="timeline"`) {
 		t.Error("free-mode failure rendered as an empty timeline")
+	}
+}
+
+// Baseline (library) failures have their own section in every output:
+// the table, Markdown, HTML and JSON, with their replay command.
+func TestLibrarySection(t *testing.T) {
+	rep := sampleReport(0)
+	rep.Rows[1].LibraryFailures = 2
+	rep.Rows[1].Library = &Finding{Replay: "badmac replay lib.txt", Summary: "in the protocol baseline: m3 lost [BadMAC]",
+		Counterexample: "badmac schedule v1\nseed 1\nops\n"}
+	var tb, md, ht, js strings.Builder
+	if err := WriteTable(&tb, rep, TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMarkdown(&md, rep, MarkdownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&ht, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"table": tb.String(), "markdown": md.String(), "html": ht.String(), "json": js.String()} {
+		if !strings.Contains(out, "m3 lost [BadMAC]") || !strings.Contains(out, "badmac replay lib.txt") {
+			t.Errorf("%s lacks the baseline failure:\n%s", name, out)
+		}
+	}
+	if !strings.Contains(tb.String(), "BASELINE concurrent/store1/reply: 2 messages") {
+		t.Errorf("table:\n%s", tb.String())
+	}
+	if !strings.Contains(js.String(), `"library_failures": 2`) {
+		t.Error("json lacks library_failures")
+	}
+	c := jsonschema.NewCompiler()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(js.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Validate(inst); err != nil {
+		t.Errorf("a report with a library finding does not validate: %v", err)
 	}
 }

@@ -17,10 +17,63 @@ func TestCellsMatchColumns(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	if err := WriteTable(&b, &Report{Rows: []Row{r}}); err != nil {
+	if err := WriteTable(&b, &Report{Rows: []Row{r}}, TableOptions{Wide: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "regen creds") {
 		t.Errorf("table lacks the regen creds column:\n%s", b.String())
+	}
+}
+
+// The compact table fits 120 columns with the longest built-in names and
+// large figures; MainFailures stays within its width.
+func TestCompactTableFits(t *testing.T) {
+	n := 17000
+	r := Row{Discipline: "concurrent", MustPass: true, Store: "files-atomic", Scenario: "reinstall", Schedules: 10000, FailedSchedules: 10000,
+		Messages: 170000, Blamed: 169999, StoreBlamed: &n, ClientSide: 12345, BadMAC: 123456, OldCounter: 99999, RegeneratedCreds: 10000,
+		Rate: 0.99999, RateLo: 0.9999, RateHi: 1}
+	var b strings.Builder
+	if err := WriteTable(&b, &Report{Rows: []Row{r}}, TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if len([]rune(line)) > 120 {
+			t.Errorf("%d columns: %q", len([]rune(line)), line)
+		}
+	}
+	if got := r.MainFailures(failuresWidth); len(got) > failuresWidth || !strings.HasPrefix(got, "regen 10000") {
+		t.Errorf("main failures %q", got)
+	}
+}
+
+// One verdict: Row.Failed for every failure kind, Report.Verdict over the
+// must-pass rows, and the three gate states.
+func TestVerdict(t *testing.T) {
+	for name, r := range map[string]Row{
+		"blamed": {Blamed: 1}, "failed schedule": {FailedSchedules: 1}, "regenerated": {RegeneratedCreds: 1},
+		"refused": {StartRefused: 1}, "lost prekeys": {LostPreKeys: 1}, "store error": {StoreError: 1},
+	} {
+		if !r.Failed() {
+			t.Errorf("%s: row passes", name)
+		}
+		r.MustPass = true
+		rep := &Report{Rows: []Row{{MustPass: true}, r}}
+		if rep.Verdict() != GateFail || !strings.HasPrefix(rep.VerdictLine(), "FAIL") {
+			t.Errorf("%s: verdict %s", name, rep.Verdict())
+		}
+		r.MustPass = false
+		rep = &Report{Rows: []Row{{MustPass: true}, r}}
+		if rep.Verdict() != GatePass {
+			t.Errorf("%s not gated: verdict %s", name, rep.Verdict())
+		}
+		rep = &Report{Rows: []Row{r}}
+		if rep.Verdict() != GateNotGated || strings.Contains(rep.VerdictLine(), "PASS") {
+			t.Errorf("%s, no gate: %s", name, rep.VerdictLine())
+		}
+	}
+	// Store failures and client-side losses are shown, not gated.
+	n := 3
+	if (Row{StoreBlamed: &n, ClientSide: 2, LibraryFailures: 1}).Failed() {
+		t.Error("store-blamed alone fails the row")
 	}
 }

@@ -218,7 +218,7 @@ func TestHTMLInChromium(t *testing.T) {
 // dereference there is a NoSession failure, not a crash of the run.
 func TestReinstallShrinkDoesNotPanic(t *testing.T) {
 	code, out, errs := run(t, "run", "-schedules", "3", "-scenarios", "reinstall", "-disciplines", "whatsmeow", "-stores", "reference",
-		"-must-pass", "", "-out", t.TempDir())
+		"-must-pass", "none", "-out", t.TempDir())
 	require.Equal(t, 0, code, errs)
 	require.Contains(t, out, "FAIL whatsmeow/reference/reinstall")
 }

@@ -38,7 +38,7 @@ func TestRealDatabasesSuite(t *testing.T) {
 				needPostgres(t)
 			}
 			code, out, errs := run(t, "run", "-stores", store, "-disciplines", "locked,concurrent",
-				"-schedules", "2", "-shrink", "0", "-must-pass", "locked/"+store, "-out", t.TempDir())
+				"-schedules", "2", "-shrink", "0", "-must-pass", "locked/"+store, "-out", t.TempDir(), "-wide")
 			require.Equal(t, 0, code, out+errs)
 			for _, sc := range scenarios.Default {
 				for _, d := range []string{`locked \*`, "concurrent"} {
@@ -47,7 +47,7 @@ func TestRealDatabasesSuite(t *testing.T) {
 					require.NotNil(t, m, "no %s/%s/%s row in\n%s", d, store, sc, out)
 					if d != "concurrent" {
 						cells := strings.Split(m[1], "│")
-						blamed := strings.TrimSpace(cells[len(cells)-3])
+						blamed := strings.TrimSpace(cells[len(cells)-7]) // pair-blamed
 						require.Equal(t, "0", blamed, "locked/%s/%s blamed: %s", store, sc, m[0])
 					}
 				}
@@ -98,7 +98,7 @@ func TestTwoReplicasPostgres(t *testing.T) {
 	needPostgres(t)
 	dir := t.TempDir()
 	code, out, errs := run(t, "run", "-stores", "postgres", "-disciplines", "locked", "-scenarios", "replica,overlap",
-		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir)
+		"-schedules", "6", "-shrink", "0", "-must-pass", "locked/postgres", "-out", dir, "-wide")
 	require.Equal(t, 1, code, out+errs)
 	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+replica\s+│\s+6\s+│\s+0\s+│`, out)
 	require.Regexp(t, `│\s+locked \*\s+│\s+postgres\s+│\s+overlap\s+│\s+6\s+│\s+[1-6]\s+│`, out)
@@ -112,12 +112,13 @@ func TestTwoReplicasPostgres(t *testing.T) {
 // The txn discipline needs a store with DoDecryptionTxn: on any other it is
 // bad input (exit 2, one line), never silently another discipline.
 func TestTxnNeedsTransactions(t *testing.T) {
-	code, _, errs := run(t, "run", "-disciplines", "txn", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "1", "-out", t.TempDir())
+	code, _, errs := run(t, "run", "-disciplines", "txn", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "1",
+		"-must-pass", "txn/mutexed", "-out", t.TempDir())
 	require.Equal(t, 2, code, errs)
 	require.Equal(t, 1, strings.Count(errs, "\n"), errs)
 	require.Contains(t, errs, "store mutexed has no DoDecryptionTxn")
 	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "sqlite", "-scenarios", "reply,crash", "-schedules", "3",
-		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir())
+		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir(), "-wide")
 	require.Equal(t, 0, code, out+errs)
 	require.Regexp(t, `│\s+txn \*\s+│\s+sqlite\s+│\s+crash\s+│`, out)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -33,10 +34,34 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 	for _, m := range res.Messages {
 		fmt.Fprintf(stdout, "outcome %s %s %s\n", m.ID, m.Dir, m.Outcome())
 	}
+	writeJudgement(stdout, res)
 	if res.Failed() {
 		fmt.Fprintf(stdout, "FAIL: %s\n", res.Summary())
 		return 1, nil
 	}
 	fmt.Fprintln(stdout, "PASS: no blamed failures")
 	return 0, nil
+}
+
+// writeJudgement prints the three attributions of a replayed schedule and
+// what the protocol baseline failed itself, one line each.
+func writeJudgement(w io.Writer, res *harness.Result) {
+	list := func(ids []string) string {
+		if len(ids) == 0 {
+			return "none"
+		}
+		return strings.Join(ids, " ")
+	}
+	fmt.Fprintf(w, "pair-blamed (worse than the protocol baseline): %s\n", list(res.Blamed))
+	if res.StoreJudged {
+		fmt.Fprintf(w, "store-blamed (worse than the reference store, same client and schedule): %s\n", list(res.StoreBlamed))
+	} else {
+		fmt.Fprintln(w, "store-blamed: n/a (the reference store is not judged against itself)")
+	}
+	if len(res.ClientSide) > 0 {
+		fmt.Fprintf(w, "client-side (lost in the crash on the reference store too): %s\n", list(res.ClientSide))
+	}
+	if len(res.LibraryFailures) > 0 {
+		fmt.Fprintf(w, "BASELINE: %s (the protocol's or libsignal's, never blamed)\n", res.LibrarySummary())
+	}
 }
