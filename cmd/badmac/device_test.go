@@ -102,4 +102,14 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	if strings.Contains(table, "FAIL baileys@6.17.16/locked") {
 		t.Fatalf("the locked variant failed:\n%s", table)
 	}
+	// -json: the same report, valid against the schema.
+	var js bytes.Buffer
+	stderr.Reset()
+	if code := Main(context.Background(), append(args, "-json"), &js, &stderr); code != 0 {
+		t.Fatalf("-json exit %d: %s", code, stderr.String())
+	}
+	validate(t, js.String())
+	if !strings.Contains(js.String(), `"discipline": "baileys@6.17.16"`) {
+		t.Fatalf("JSON rows not named for the version:\n%.500s", js.String())
+	}
 }
