@@ -78,6 +78,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
+  badmac run -device baileys@6.17.16[,baileys@7.0.0-rc14] [-variants …] [-scenarios …]
+                         the real Baileys key stores in a Node process (docs/device-protocol.md)
   badmac replay FILE     replay a saved schedule, print its history and outcome
   badmac shrink FILE [-o OUT] [-budget N]
                          minimise a failing schedule (exit 1: it fails, 0: it passes)
