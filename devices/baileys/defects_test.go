@@ -42,6 +42,26 @@ func TestKnownDefects(t *testing.T) {
 			},
 		},
 		{
+			// The same 6.x defect under the seed's fix (a mutex around each
+			// get and set, no cache): the mutex does not stop a decrypt from
+			// joining a send's global transaction. r2's commit is pending
+			// while m2 and m4 (decrypts) and r3, r4 (sends) run inside r2's
+			// transaction; all their writes are dropped. m2 carried the
+			// contact's new ratchet key and r4 went out on the device's new
+			// one; the contact answers on that chain, which the device no
+			// longer has: m6 Bad MAC, recovered by a retry receipt.
+			file: "baileys6-seedfix-reply-dropped-commit-badmac.txt", summary: "m6 recovered [BadMAC]",
+			mechanism: func(t *testing.T, h, _ string) {
+				inOrder(t, h, "reply alice.0 r2", "r2 get session alice.0", "m2: ok", "m4: ok", "r4: sent (msg)",
+					"r2 set session alice.0", "read r4", "r4: ok", "m6: BadMAC (No matching sessions found for message)")
+				for _, own := range []string{"m2 set session", "m4 set session", "r4 set session"} {
+					if strings.Contains(h, own) {
+						t.Errorf("%q: the task wrote its session itself; the defect is that its write is dropped", own)
+					}
+				}
+			},
+		},
+		{
 			// 7.x: per-key transaction mutexes, but a send's transaction is
 			// keyed by the bot's own jid and encryptMessage's nested
 			// transaction for the contact reuses it without taking the
