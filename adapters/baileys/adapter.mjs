@@ -81,6 +81,15 @@ function seededBytes(n, cb) {
 nodeCrypto.randomBytes = seededBytes
 syncBuiltinESMExports()
 
+// The clock is a counter: libsignal-node orders a record's sessions by
+// their last use (Date.now()), and a tie or its absence must not depend on
+// the machine's speed. One millisecond per call, from 2026-01-01; cache
+// TTLs (five minutes) are never reached within a run.
+{
+	let now = 1767225600000
+	Date.now = () => ++now
+}
+
 // ---- task attribution ------------------------------------------------------
 
 // A gate names the task whose async context made the call. Queues that run
