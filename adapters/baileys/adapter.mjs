@@ -374,7 +374,7 @@ async function handle(req) {
 		if (!VARIANTS.includes(req.variant)) throw new Error(`unknown variant ${JSON.stringify(req.variant)} (known: ${VARIANTS.join(', ')})`)
 		if (typeof req.dir !== 'string' || !req.dir) throw new Error('reset: dir is required')
 		if (!/^[0-9]+$/.test(req.seed || '')) throw new Error('reset: seed must be a decimal string')
-		parked.clear(); tasks.clear()
+		parked.clear(); tasks.clear(); events = []
 		dev = null; writes = 0; gateSeq = 0
 		variant = req.variant; args.dir = req.dir; seed = BigInt(req.seed); rngCounter = 0n
 		return {}
@@ -452,12 +452,14 @@ rl.on('line', (line) => {
 		if (req.v !== 1 || typeof req.id !== 'number' || typeof req.op !== 'string') {
 			return die(`bad request: want {"v":1,"id":N,"op":…}`)
 		}
-		events = []
+		// A reply carries every event since the last reply: one that came
+		// after a reply (quiescence misjudged) is late, never lost.
+		const take = () => { const evs = events; events = []; return evs }
 		try {
 			const res = await handle(req)
-			out({ id: req.id, ok: true, ...res, events })
+			out({ id: req.id, ok: true, ...res, events: take() })
 		} catch (e) {
-			out({ id: req.id, ok: false, err: String(e && e.message || e).split('\n')[0], events })
+			out({ id: req.id, ok: false, err: String(e && e.message || e).split('\n')[0], events: take() })
 		}
 	})
 })
