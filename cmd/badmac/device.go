@@ -60,6 +60,9 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	wide := fs.Bool("wide", false, "print every column")
 	timeout := fs.Duration("timeout", deviceTimeout, "per-request timeout: a device silent this long is an error")
+	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE`")
+	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`")
+	htmlFile := fs.String("html", "", "also write a self-contained HTML report to `FILE`")
 	adapter := fs.String("adapter", "", "device command overriding the Baileys adapter, space-separated (tests use fake devices)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -116,6 +119,13 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 			}
 		}
 	}
+	for _, p := range []string{*mdFile, *junitFile, *htmlFile} {
+		if p != "" {
+			if err := checkWritable(p); err != nil {
+				return 2, badInput("%v", err)
+			}
+		}
+	}
 	opt := baileys.Options{Timeout: *timeout}
 	if *adapter != "" {
 		opt.Argv = strings.Fields(*adapter)
@@ -138,6 +148,9 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 			}
 		}
 		rn.Close()
+	}
+	if err := writeOutputs(rep, *mdFile, *junitFile, *htmlFile); err != nil {
+		return 2, err
 	}
 	var err error
 	if *asJSON {

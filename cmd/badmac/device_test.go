@@ -55,6 +55,8 @@ func TestDeviceBadInput(t *testing.T) {
 		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "group"}, `unknown device scenario "group"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-variants", "stock", "-must-pass", "locked"}, "-must-pass locked is not in the run"},
 		{[]string{"replay", bad}, `schedule line 7: unknown op "stepp"`},
+		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
+		{[]string{"run", "-device", "baileys@6.17.16", "-timeout", "0s"}, "-timeout must be positive"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), c.args, &stdout, &stderr)
