@@ -76,6 +76,21 @@ func TestKnownDefects(t *testing.T) {
 			},
 		},
 		{
+			// The same 7.x lock skip ending in Bad MAC: r1's encrypt (its
+			// nested transaction for alice takes no lock on alice) and m2's
+			// decrypt (alice's own transaction) work on alice's session at
+			// once, from records loaded before the other's commit; one
+			// commit overwrites the other's ratchet state, and the contact's
+			// m6 fails Bad MAC (recovered by a retry receipt).
+			file: "baileys7-stock-reply-nested-txn-badmac.txt", summary: "m6 recovered [BadMAC]",
+			mechanism: func(t *testing.T, h, txn string) {
+				inOrder(t, txn, "txn r1 key=bot:0@s.whatsapp.net nested=false", "txn r1 key=alice@s.whatsapp.net nested=true",
+					"txn m2 key=alice@s.whatsapp.net nested=false")
+				inOrder(t, h, "reply alice.0 r1", "deliver m2", "r1 set session alice.0", "m2: ok",
+					"m6: BadMAC (No matching sessions found for message)")
+			},
+		},
+		{
 			// useMultiFileAuthState writes creds.json in place; a crash part
 			// way leaves a prefix, and on restart the unparsable file reads as
 			// null and becomes initAuthCreds(): a new identity and
@@ -128,5 +143,38 @@ func inOrder(t *testing.T, text string, lines ...string) {
 			t.Fatalf("%q not found after offset %d in:\n%s", l, at, text)
 		}
 		at += loc[1]
+	}
+}
+
+// The other direction: the locked variant (one lock per contact around
+// each whole receive and send, no cache) survives the schedules that break
+// stock and the seed's fix, on both versions.
+func TestLockedHolds(t *testing.T) {
+	if _, err := AdapterDir(); err != nil {
+		needAdapter(t, err)
+		t.Skip("Baileys adapter not installed")
+	}
+	ctx := context.Background()
+	for _, v := range Versions {
+		t.Run(v, func(t *testing.T) {
+			rn, err := NewRunner(ctx, v, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rn.Close()
+			for _, name := range []string{"reply", "multi"} {
+				sc, _ := LookupScenario(name)
+				for i := range 8 {
+					s := &Schedule{Device: "baileys@" + v, Variant: "locked", Scenario: name, Seed: uint64(1000 + i), Contacts: sc.Contacts}
+					o, err := rn.Run(ctx, s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if o.Result.Failed() {
+						t.Fatalf("locked failed: %s\n%s", o.Result.Summary(), o.Schedule)
+					}
+				}
+			}
+		})
 	}
 }
