@@ -57,6 +57,7 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 	seed := fs.Uint64("seed", 1, "base seed; the same seed gives the same output")
 	mustPass := fs.String("must-pass", "locked", "variants (or variant/scenario) that must pass, or none; a bare variant covers every scenario but torn, whose defect is in the multi-file state every variant shares")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
+	shrink := fs.Int("shrink", 20, "runs to spend shrinking each failing row's first counterexample (0: none)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	wide := fs.Bool("wide", false, "print every column")
 	timeout := fs.Duration("timeout", deviceTimeout, "per-request timeout: a device silent this long is an error")
@@ -69,6 +70,9 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 	}
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
+	}
+	if *shrink < 0 {
+		return 2, badInput("-shrink must be 0 or more, got %d", *shrink)
 	}
 	if *n < 1 || *n > 100000 {
 		return 2, badInput("-schedules must be between 1 and 100000, got %d", *n)
@@ -139,7 +143,7 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 		device := "baileys@" + version
 		for _, sc := range scs {
 			for _, v := range vars {
-				row, err := deviceRow(ctx, rn, device, v, sc, *n, *seed, *out, must[v+"/"+sc.Name])
+				row, err := deviceRow(ctx, rn, device, v, sc, *n, *seed, *out, *shrink, must[v+"/"+sc.Name])
 				if err != nil {
 					rn.Close()
 					return 2, fmt.Errorf("%s/%s/%s: %w", device, v, sc.Name, err)
@@ -167,7 +171,7 @@ func deviceRunCmd(ctx context.Context, args []string, stdout io.Writer) (int, er
 
 // deviceRow runs n schedules of one (device, variant, scenario) and saves
 // the first failing one.
-func deviceRow(ctx context.Context, rn *baileys.Runner, device, variant string, sc baileys.Scenario, n int, seed uint64, out string, must bool) (reports.Row, error) {
+func deviceRow(ctx context.Context, rn *baileys.Runner, device, variant string, sc baileys.Scenario, n int, seed uint64, out string, shrink int, must bool) (reports.Row, error) {
 	pr := &scenarios.PairResult{Scenario: sc.Name, Discipline: harness.Discipline(device), Store: variant}
 	var first *baileys.Outcome
 	for i := range n {
@@ -188,6 +192,13 @@ func deviceRow(ctx context.Context, rn *baileys.Runner, device, variant string, 
 				pr.FirstResult = o.Result
 			}
 		}
+	}
+	if first != nil && shrink > 0 {
+		s, err := rn.Shrink(ctx, first, shrink)
+		if err != nil {
+			return reports.Row{}, fmt.Errorf("shrinking: %w", err)
+		}
+		first, pr.FirstResult = s, s.Result
 	}
 	row := toRow(pr, must)
 	row.StoreBlamed = nil

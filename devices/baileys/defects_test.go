@@ -178,3 +178,43 @@ func TestLockedHolds(t *testing.T) {
 		})
 	}
 }
+
+// Shrink keeps a failing schedule failing with fewer ops.
+func TestShrink(t *testing.T) {
+	if _, err := AdapterDir(); err != nil {
+		needAdapter(t, err)
+		t.Skip("Baileys adapter not installed")
+	}
+	ctx := context.Background()
+	text, err := os.ReadFile(filepath.Join("testdata", "baileys7-stock-reply-nested-txn.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(string(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := NewRunner(ctx, "7.0.0-rc14", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rn.Close()
+	o, err := rn.Run(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := rn.Shrink(ctx, o, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !small.Result.Failed() || len(small.Schedule.Ops) >= len(o.Schedule.Ops) {
+		t.Fatalf("shrunk to %d ops (from %d), failed=%v", len(small.Schedule.Ops), len(o.Schedule.Ops), small.Result.Failed())
+	}
+	again, err := rn.Run(ctx, small.Schedule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Result.Summary() != small.Result.Summary() {
+		t.Fatalf("the shrunk schedule replays to %q, not %q", again.Result.Summary(), small.Result.Summary())
+	}
+}
