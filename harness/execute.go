@@ -36,7 +36,7 @@ func (r *Run) Drive(src Source) error {
 		if !ok {
 			return nil
 		}
-		if err := r.apply(op); err != nil {
+		if err := r.Apply(op); err != nil {
 			r.Stop()
 			return err
 		}
@@ -58,11 +58,12 @@ type verdictState struct {
 	skip   map[int]bool
 }
 
-// apply is Apply with the bookkeeping SameClient needs to follow the
-// candidate's interleaving on the reference store.
-func (r *Run) apply(op Op) error {
+// Apply runs one op and records it, with the bookkeeping SameClient needs
+// to follow the run's interleaving on the reference store. Ops that do not
+// apply do nothing.
+func (r *Run) Apply(op Op) error {
 	if r.sim == nil || (op.Verb != "step" && op.Verb != "run") || len(op.Args) == 0 {
-		return r.Apply(op)
+		return r.applyOp(op)
 	}
 	v := &r.verdict
 	if v.inside == nil {
@@ -70,7 +71,7 @@ func (r *Run) apply(op Op) error {
 	}
 	name, i := op.Args[0], len(r.sched.Ops)
 	y0 := r.sim.Yields
-	err := r.Apply(op)
+	err := r.applyOp(op)
 	t := r.tasks[name]
 	switch {
 	case t == nil || t.Done():

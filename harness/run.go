@@ -295,8 +295,9 @@ func (r *Run) Delivered() []string {
 	return out
 }
 
-// Apply runs one op and records it. Ops that do not apply do nothing.
-func (r *Run) Apply(op Op) error {
+// applyOp runs one op and records it (Apply, in execute.go, wraps it).
+// Ops that do not apply do nothing.
+func (r *Run) applyOp(op Op) error {
 	if r.err != nil {
 		return r.err
 	}
