@@ -207,8 +207,9 @@ func TestShrink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !small.Result.Failed() || len(small.Schedule.Ops) >= len(o.Schedule.Ops) {
-		t.Fatalf("shrunk to %d ops (from %d), failed=%v", len(small.Schedule.Ops), len(o.Schedule.Ops), small.Result.Failed())
+	if !small.Result.Failed() || len(small.Schedule.Ops) >= len(o.Schedule.Ops) || worst(small.Result) != worst(o.Result) {
+		t.Fatalf("shrunk to %d ops (from %d), failed=%v, worst class %q (was %q)", len(small.Schedule.Ops), len(o.Schedule.Ops),
+			small.Result.Failed(), worst(small.Result), worst(o.Result))
 	}
 	again, err := rn.Run(ctx, small.Schedule)
 	if err != nil {
