@@ -68,6 +68,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if ok, code, err := deviceDispatch(ctx, cmd, args, stdout, stderr); ok { // devices in other processes (device.go)
+		return code, err
+	}
 	switch cmd {
 	case "run":
 		return runCmd(ctx, args, stdout, stderr)
@@ -161,6 +164,8 @@ var disciplineDoc = map[harness.Discipline]string{
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
+  badmac run -device baileys@6.17.16[,baileys@7.0.0-rc14] [-variants …] [-scenarios …]
+                         the real Baileys key stores in a Node process (docs/device-protocol.md)
   badmac replay FILE     replay a saved schedule, print its history and outcome
   badmac shrink FILE [-o OUT] [-budget N] [-time D] [-workers N]
                          minimise a failing schedule (exit 1: it fails, 0: it passes)

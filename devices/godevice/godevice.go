@@ -1,0 +1,301 @@
+// Package godevice is the Go device speaking the device protocol (package
+// devproto, docs/device-protocol.md): whatsmeow's store.Device over the
+// in-memory reference store, with the same libsignal calls as the harness's
+// in-process device (package endpoint), every store call a gate. It is the
+// protocol's second implementation: the conformance test runs the same
+// schedules against it and against the Baileys adapter.
+//
+// Its one variant, "concurrent", holds nothing across load→decrypt→store:
+// tasks run at once and only the harness's steps order them. State lives in
+// memory, so load (a restart in a new process) and tear are refused.
+package godevice
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/devproto"
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
+)
+
+// Name is the device name in the hello line.
+const Name = "go@whatsmeow"
+
+type taskKey struct{}
+
+// progress is what a task reports when it stops: parked at a gate, or done.
+type progress struct {
+	gate    string
+	call    string
+	release chan struct{}
+	done    *devproto.Event
+}
+
+type task struct {
+	name string
+	ch   chan progress
+}
+
+type device struct {
+	ctx     context.Context
+	ep      *endpoint.Endpoint
+	restore func()
+	gates   int
+	writes  int
+	parked  map[string]progress
+	owner   map[string]*task
+	live    map[string]*task
+	variant string
+}
+
+// Serve answers requests on in with replies on out until in closes.
+func Serve(ctx context.Context, in io.Reader, out io.Writer) error {
+	d := &device{ctx: ctx, variant: "concurrent"}
+	defer func() {
+		if d.restore != nil {
+			d.restore()
+		}
+	}()
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(devproto.Hello{V: 1, Hello: devproto.Version, Device: Name, Variant: d.variant}); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var req devproto.Request
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return fmt.Errorf("request is not JSON: %w", err)
+		}
+		if req.V != 1 || req.Op == "" {
+			return errors.New(`bad request: want {"v":1,"id":N,"op":…}`)
+		}
+		rep, err := d.handle(req)
+		rep.V, rep.ID = 1, req.ID
+		if rep.Events == nil {
+			rep.Events = []devproto.Event{}
+		}
+		if err != nil {
+			rep.OK, rep.Err = false, err.Error()
+		} else {
+			rep.OK = true
+		}
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func (d *device) handle(req devproto.Request) (devproto.Reply, error) {
+	var rep devproto.Reply
+	switch req.Op {
+	case devproto.OpReset:
+		if req.Variant != "concurrent" {
+			return rep, fmt.Errorf("unknown variant %q (known: concurrent)", req.Variant)
+		}
+		seed, err := strconv.ParseUint(req.Seed, 10, 64)
+		if err != nil {
+			return rep, fmt.Errorf("reset: seed: %w", err)
+		}
+		if d.restore != nil {
+			d.restore()
+		}
+		// The process's crypto/rand is the device's: seeded per schedule.
+		d.restore = harness.SeedRandom(seed, 0x9d)
+		d.ep, d.gates, d.writes = nil, 0, 0
+		d.parked, d.owner, d.live = map[string]progress{}, map[string]*task{}, map[string]*task{}
+		return rep, nil
+	case devproto.OpProvision:
+		if d.parked == nil {
+			return rep, errors.New("provision before reset")
+		}
+		st, err := stores.MustLookup("reference").Open(d.ctx)
+		if err != nil {
+			return rep, err
+		}
+		set, err := st.Instance(d.ctx)
+		if err != nil {
+			return rep, err
+		}
+		d.ep = endpoint.New(types.JID{User: harness.DeviceUser, Server: types.DefaultUserServer}, endpoint.NewCreds(), set)
+		d.ep.Probe.Trace = d.gate
+		n := req.PreKeys
+		if n <= 0 {
+			n = 50
+		}
+		pks, err := d.ep.Device.PreKeys.GetOrGenPreKeys(d.ctx, uint32(n))
+		if err == nil {
+			err = d.ep.Device.PreKeys.MarkPreKeysAsUploaded(d.ctx, pks[len(pks)-1].KeyID)
+		}
+		if err != nil {
+			return rep, err
+		}
+		rep.Creds = d.creds()
+		for _, pk := range pks {
+			rep.PreKeys = append(rep.PreKeys, wirePreKey(pk))
+		}
+		return rep, nil
+	case devproto.OpLoad, devproto.OpTear:
+		return rep, fmt.Errorf("%s: the Go device keeps its state in memory", req.Op)
+	}
+	if d.ep == nil {
+		return rep, errors.New("not provisioned")
+	}
+	switch req.Op {
+	case devproto.OpRestart:
+		// Tasks are dropped (their goroutines stay parked until the
+		// process ends); the reference store has no cache to empty.
+		d.parked, d.owner, d.live = map[string]progress{}, map[string]*task{}, map[string]*task{}
+		rep.Creds = d.creds()
+	case devproto.OpPreKey:
+		pk, err := d.ep.Device.PreKeys.GenOnePreKey(d.ctx)
+		if err != nil {
+			return rep, err
+		}
+		p := wirePreKey(pk)
+		rep.Creds, rep.PreKey = d.creds(), &p
+	case devproto.OpState:
+		rep.Creds, rep.Writes = d.creds(), d.writes
+		for g := range d.parked {
+			rep.Parked = append(rep.Parked, g)
+		}
+		for t := range d.live {
+			rep.Tasks = append(rep.Tasks, t)
+		}
+		sort.Strings(rep.Parked)
+		sort.Strings(rep.Tasks)
+	case devproto.OpDecrypt, devproto.OpEncrypt:
+		if req.Task == "" || d.live[req.Task] != nil {
+			return rep, fmt.Errorf("task %q empty or already live", req.Task)
+		}
+		t := &task{name: req.Task, ch: make(chan progress)}
+		d.live[t.name] = t
+		addr := protocol.NewSignalAddress(req.Peer, uint32(req.PeerDev))
+		ctx := context.WithValue(d.ctx, taskKey{}, t)
+		if req.Op == devproto.OpDecrypt {
+			go d.decrypt(ctx, t, addr, req)
+		} else {
+			go d.encrypt(ctx, t, addr, req)
+		}
+		rep.Events = d.wait(t)
+	case devproto.OpStep:
+		p, ok := d.parked[req.Gate]
+		if !ok {
+			return rep, fmt.Errorf("no parked gate %q", req.Gate)
+		}
+		t := d.owner[req.Gate]
+		delete(d.parked, req.Gate)
+		delete(d.owner, req.Gate)
+		close(p.release)
+		rep.Events = d.wait(t)
+	default:
+		return rep, fmt.Errorf("unknown op %q", req.Op)
+	}
+	return rep, nil
+}
+
+// gate is the store probe's trace hook: a task stops before each store
+// call until the harness steps it. Calls outside tasks run.
+func (d *device) gate(ctx context.Context, call string) {
+	t, _ := ctx.Value(taskKey{}).(*task)
+	if t == nil {
+		return
+	}
+	rel := make(chan struct{})
+	t.ch <- progress{call: call, release: rel}
+	<-rel
+}
+
+// wait runs until task t parks or ends: tasks only stop at gates, so one
+// message from t means the device is quiescent again.
+func (d *device) wait(t *task) []devproto.Event {
+	p := <-t.ch
+	if p.done != nil {
+		delete(d.live, t.name)
+		return []devproto.Event{*p.done}
+	}
+	d.gates++
+	id := fmt.Sprintf("g%d", d.gates)
+	p.gate = id
+	d.parked[id], d.owner[id] = p, t
+	if isWrite(p.call) {
+		d.writes++
+	}
+	return []devproto.Event{{Task: t.name, Gate: id, Call: p.call}}
+}
+
+func isWrite(call string) bool {
+	for _, w := range []string{"Put", "Remove", "Delete", "Store", "Mark"} {
+		if len(call) >= len(w) && call[:len(w)] == w {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *device) decrypt(ctx context.Context, t *task, addr *protocol.SignalAddress, req devproto.Request) {
+	pt, err := d.ep.DecryptDM(ctx, addr, req.Kind, req.CT)
+	ev := devproto.Event{Task: t.name, Done: true}
+	if err != nil {
+		ev.Class, ev.Err = string(endpoint.ClassOf(err)), err.Error()
+	} else {
+		ev.OK, ev.PT = true, pt
+		if ev.PT == nil {
+			ev.PT = []byte{}
+		}
+	}
+	t.ch <- progress{done: &ev}
+}
+
+func (d *device) encrypt(ctx context.Context, t *task, addr *protocol.SignalAddress, req devproto.Request) {
+	ev := devproto.Event{Task: t.name, Done: true}
+	err := func() error {
+		if req.Bundle != nil {
+			b, err := req.Bundle.ToBundle()
+			if err != nil {
+				return err
+			}
+			if err := d.ep.ProcessBundle(ctx, addr, b); err != nil {
+				return err
+			}
+		} else if has, err := d.ep.Device.ContainsSession(ctx, addr); err != nil {
+			return err
+		} else if !has {
+			ev.NeedBundle = true
+			return &endpoint.Failure{Class: endpoint.NoSession, Err: errors.New("no session and no bundle")}
+		}
+		kind, ct, err := d.ep.Encrypt(ctx, addr, req.PT)
+		ev.Kind, ev.CT = kind, ct
+		return err
+	}()
+	if err != nil {
+		ev.Kind, ev.CT = "", nil
+		ev.Class, ev.Err = string(endpoint.ClassOf(err)), err.Error()
+	} else {
+		ev.OK = true
+	}
+	t.ch <- progress{done: &ev}
+}
+
+func (d *device) creds() *devproto.Creds {
+	c := d.ep.Creds
+	return &devproto.Creds{Reg: c.RegistrationID, Identity: c.Identity.Pub[:], SPKID: c.SignedPreKey.KeyID,
+		SPK: c.SignedPreKey.Pub[:], Sig: c.SignedPreKey.Signature[:]}
+}
+
+func wirePreKey(pk *keys.PreKey) devproto.PreKey {
+	return devproto.PreKey{ID: pk.KeyID, Pub: pk.Pub[:]}
+}

@@ -1,0 +1,237 @@
+// Package devproto is the device protocol: the harness drives a device under
+// test that lives in another process (any language) over its stdin and
+// stdout, one JSON object a line (docs/device-protocol.md). The device greets
+// with a Hello line; then every Request gets exactly one Reply, in turn.
+// A reply carries the Events of the request: the device's tasks that reached
+// a store call (a gate: the task waits there until the harness steps it) and
+// the tasks that finished. Because every store call waits for the harness,
+// the harness decides every interleaving and a schedule replays.
+//
+// Every line is validated; a device that sends a malformed line, exits, or
+// stays silent past the timeout is an error naming the request, never a hang.
+package devproto
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the protocol's name and version, the Hello line's "hello".
+const Version = "badmac device v1"
+
+// Request ops.
+const (
+	OpProvision = "provision" // first start: fresh credentials and Prekeys one-time prekeys, saved
+	OpLoad      = "load"      // start after a crash: the credentials on disk
+	OpRestart   = "restart"   // clean restart in the same process: tasks dropped, caches emptied, state reloaded
+	OpReset     = "reset"     // forget everything: a new, empty device in Dir with Variant and Seed (a new schedule)
+	OpPreKey    = "prekey"    // one fresh one-time prekey, saved (a retry receipt's)
+	OpState     = "state"     // credentials, store writes so far, parked gates, live tasks
+	OpDecrypt   = "decrypt"   // start task Task: decrypt CT (Kind pkmsg or msg) from Peer; PT comes back unpadded
+	OpEncrypt   = "encrypt"   // start task Task: pad and encrypt PT to Peer (building the session from Bundle first if given)
+	OpStep      = "step"      // let the task parked at Gate make its store call and run to its next gate or its end
+	OpTear      = "tear"      // crash inside the parked creds save at Gate: a prefix (Fraction) of the file is written, the device dies
+)
+
+// Hello is the device's first line.
+type Hello struct {
+	V       int    `json:"v"`
+	Hello   string `json:"hello"`
+	Device  string `json:"device"`
+	Variant string `json:"variant"`
+}
+
+// Request is one line to the device.
+type Request struct {
+	V        int     `json:"v"`
+	ID       int     `json:"id"`
+	Op       string  `json:"op"`
+	Task     string  `json:"task,omitempty"`
+	Peer     string  `json:"peer,omitempty"` // contact user
+	PeerDev  uint16  `json:"peer_dev,omitempty"`
+	Kind     string  `json:"kind,omitempty"` // pkmsg or msg
+	CT       []byte  `json:"ct,omitempty"`
+	PT       []byte  `json:"pt,omitempty"`
+	Bundle   *Bundle `json:"bundle,omitempty"`
+	Gate     string  `json:"gate,omitempty"`
+	PreKeys  int     `json:"prekeys,omitempty"`
+	Fraction float64 `json:"fraction,omitempty"`
+	Dir      string  `json:"dir,omitempty"`
+	Variant  string  `json:"variant,omitempty"`
+	Seed     string  `json:"seed,omitempty"` // decimal, for languages without 64-bit integers
+}
+
+// Reply is the device's answer to one Request.
+type Reply struct {
+	V       int      `json:"v"`
+	ID      int      `json:"id"`
+	OK      bool     `json:"ok"`
+	Err     string   `json:"err,omitempty"`
+	Creds   *Creds   `json:"creds,omitempty"`
+	PreKeys []PreKey `json:"prekeys,omitempty"`
+	PreKey  *PreKey  `json:"prekey,omitempty"`
+	Writes  int      `json:"writes,omitempty"`
+	Parked  []string `json:"parked,omitempty"`
+	Tasks   []string `json:"tasks,omitempty"`
+	Events  []Event  `json:"events"`
+}
+
+// Event is a task reaching a gate, or a task's end.
+type Event struct {
+	Task string `json:"task"`
+	// A gate: the task waits before store call Call ("get session alice.0").
+	Gate string `json:"gate,omitempty"`
+	Call string `json:"call,omitempty"`
+	// The end: OK with PT (decrypt) or Kind and CT (encrypt); or failed with
+	// Class (badmac's failure classes) and Err.
+	Done       bool   `json:"done,omitempty"`
+	OK         bool   `json:"ok,omitempty"`
+	PT         []byte `json:"pt,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+	CT         []byte `json:"ct,omitempty"`
+	Class      string `json:"class,omitempty"`
+	Err        string `json:"err,omitempty"`
+	NeedBundle bool   `json:"need_bundle,omitempty"`
+}
+
+// Creds are the device's public credentials (keys without their type byte).
+type Creds struct {
+	Reg      uint32 `json:"reg"`
+	Identity []byte `json:"identity"`
+	SPKID    uint32 `json:"spk_id"`
+	SPK      []byte `json:"spk"`
+	Sig      []byte `json:"sig"`
+}
+
+// PreKey is a one-time prekey's public half.
+type PreKey struct {
+	ID  uint32 `json:"id"`
+	Pub []byte `json:"pub"`
+}
+
+// Bundle is a contact's prekey bundle, for a session built from a retry
+// receipt's keys.
+type Bundle struct {
+	Reg      uint32  `json:"reg"`
+	Dev      uint32  `json:"dev"`
+	PreKeyID *uint32 `json:"pk_id,omitempty"`
+	PreKey   []byte  `json:"pk,omitempty"`
+	SPKID    uint32  `json:"spk_id"`
+	SPK      []byte  `json:"spk"`
+	Sig      []byte  `json:"sig"`
+	Identity []byte  `json:"identity"`
+}
+
+// classes are the failure classes a device may report (docs/design.md §5).
+var classes = map[string]bool{"BadMAC": true, "OldCounter": true, "NoSession": true, "InvalidPreKey": true,
+	"UntrustedIdentity": true, "NoSenderKey": true, "StoreError": true, "Other": true}
+
+// ParseHello decodes and checks the first line.
+func ParseHello(line []byte) (Hello, error) {
+	var h Hello
+	if err := strictUnmarshal(line, &h); err != nil {
+		return h, fmt.Errorf("hello line: %w", err)
+	}
+	if h.V != 1 || h.Hello != Version {
+		return h, fmt.Errorf("hello line: want v 1 %q, got v %d %q", Version, h.V, h.Hello)
+	}
+	if h.Device == "" {
+		return h, errors.New("hello line: no device name")
+	}
+	return h, nil
+}
+
+// ParseReply decodes and checks a reply to req.
+func ParseReply(line []byte, req Request) (Reply, error) {
+	var r Reply
+	if err := strictUnmarshal(line, &r); err != nil {
+		return r, err
+	}
+	if r.V != 1 {
+		return r, fmt.Errorf("protocol version %d, want 1", r.V)
+	}
+	if r.ID != req.ID {
+		return r, fmt.Errorf("reply to request %d, want %d", r.ID, req.ID)
+	}
+	if !r.OK && r.Err == "" {
+		return r, errors.New("failed reply without err")
+	}
+	for i, e := range r.Events {
+		if err := e.check(); err != nil {
+			return r, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if r.OK {
+		switch req.Op {
+		case OpProvision, OpLoad, OpRestart, OpPreKey, OpState:
+			if err := r.Creds.check(); err != nil {
+				return r, fmt.Errorf("%s reply: %w", req.Op, err)
+			}
+		}
+		if req.Op == OpProvision && len(r.PreKeys) == 0 {
+			return r, errors.New("provision reply: no prekeys")
+		}
+		if req.Op == OpPreKey && r.PreKey == nil {
+			return r, errors.New("prekey reply: no prekey")
+		}
+		for _, pk := range append(r.PreKeys, deref(r.PreKey)...) {
+			if len(pk.Pub) != 32 {
+				return r, fmt.Errorf("prekey %d: public key of %d bytes, want 32", pk.ID, len(pk.Pub))
+			}
+		}
+	}
+	return r, nil
+}
+
+func deref(p *PreKey) []PreKey {
+	if p == nil {
+		return nil
+	}
+	return []PreKey{*p}
+}
+
+func (c *Creds) check() error {
+	switch {
+	case c == nil:
+		return errors.New("no creds")
+	case len(c.Identity) != 32 || len(c.SPK) != 32:
+		return fmt.Errorf("creds: identity %d bytes, signed prekey %d bytes, want 32", len(c.Identity), len(c.SPK))
+	case len(c.Sig) != 64:
+		return fmt.Errorf("creds: signature of %d bytes, want 64", len(c.Sig))
+	}
+	return nil
+}
+
+func (e Event) check() error {
+	switch {
+	case e.Task == "":
+		return errors.New("no task")
+	case e.Done && e.Gate != "", !e.Done && e.Gate == "":
+		return errors.New("want exactly one of gate and done")
+	case e.Gate != "" && e.Call == "":
+		return errors.New("gate without call")
+	case e.Done && !e.OK && !classes[e.Class]:
+		return fmt.Errorf("failed task with unknown class %q", e.Class)
+	case e.Done && e.OK && e.PT == nil && e.CT == nil:
+		return errors.New("finished task with neither pt nor ct")
+	case e.Done && e.OK && e.CT != nil && e.Kind != "pkmsg" && e.Kind != "msg":
+		return fmt.Errorf("ciphertext of kind %q", e.Kind)
+	}
+	return nil
+}
+
+// strictUnmarshal rejects unknown fields: a misspelt field is a bug in the
+// device, not something to ignore.
+func strictUnmarshal(line []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("not a valid JSON line: %w", err)
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
