@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/protocol"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
@@ -150,26 +151,58 @@ func (d *Device) handle(ctx context.Context, req Request) (Response, error) {
 		}
 		return resp, nil
 	case OpSend:
-		if req.Bundle != nil {
-			b, err := req.Bundle.ToBundle()
-			if err != nil {
-				return Response{}, err
-			}
-			if err := d.ep.ProcessBundle(ctx, peer, b); err != nil {
-				return Response{}, err
-			}
-		} else if has, err := d.ep.Device.ContainsSession(ctx, peer); err != nil {
+		return d.send(ctx, peer, req)
+	}
+	return Response{}, fmt.Errorf("unknown op %q", req.Op)
+}
+
+// send encrypts a reply as whatsmeow does. A message (send.go SendMessage,
+// encryptMessageForDevices) loads the sessions with GetManySessions into a
+// per-send cache (store/sessioncache.go WithCachedSessions), builds a
+// session from a fetched bundle for a device with none, encrypts from the
+// cache and writes it back with PutManySessions (PutCachedSessions). The
+// answer to a retry receipt (retry.go handleRetryReceipt) encrypts without
+// the cache: GetSession/PutSession.
+func (d *Device) send(ctx context.Context, peer *protocol.SignalAddress, req Request) (Response, error) {
+	var b *prekey.Bundle
+	if req.Bundle != nil {
+		var err error
+		if b, err = req.Bundle.ToBundle(); err != nil {
+			return Response{}, err
+		}
+	}
+	sctx := ctx
+	if !req.Retry {
+		existing, cctx, err := d.ep.Device.WithCachedSessions(ctx, []string{peer.String()})
+		if err != nil {
+			return Response{}, err
+		}
+		if b == nil && !existing[peer.String()] {
+			return Response{NeedBundle: true}, nil
+		}
+		sctx = cctx
+	} else if b == nil {
+		if has, err := d.ep.Device.ContainsSession(ctx, peer); err != nil {
 			return Response{}, err
 		} else if !has {
 			return Response{NeedBundle: true}, nil
 		}
-		kind, ct, err := d.ep.Encrypt(ctx, peer, req.PT)
-		if err != nil {
+	}
+	if b != nil {
+		if err := d.ep.ProcessBundle(sctx, peer, b); err != nil {
 			return Response{}, err
 		}
-		return Response{OK: true, Kind: kind, CT: ct}, nil
 	}
-	return Response{}, fmt.Errorf("unknown op %q", req.Op)
+	kind, ct, err := d.ep.Encrypt(sctx, peer, req.PT)
+	if !req.Retry {
+		if perr := d.ep.Device.PutCachedSessions(sctx); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	if err != nil {
+		return Response{}, err
+	}
+	return Response{OK: true, Kind: kind, CT: ct}, nil
 }
 
 // decrypt is whatsmeow's bufferedDecrypt around decryptDM.

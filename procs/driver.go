@@ -500,7 +500,7 @@ func (c *conv) reply(w *worker, msg string) error {
 	var bundle *Bundle
 	retry := 0
 	for {
-		resp, err := c.do(w, Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: pt, Bundle: bundle})
+		resp, err := c.do(w, Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: pt, Bundle: bundle, Retry: retry > 0})
 		if errors.Is(err, ErrDied) {
 			continue // the send runs again
 		} else if err != nil {

@@ -37,6 +37,9 @@ type Request struct {
 	CT     []byte  `json:"ct,omitempty"`
 	PT     []byte  `json:"pt,omitempty"`
 	Bundle *Bundle `json:"bundle,omitempty"`
+	// Retry: the send answers a retry receipt, which whatsmeow encrypts
+	// without the send path's session cache (retry.go handleRetryReceipt).
+	Retry bool `json:"retry,omitempty"`
 	// StopAt > 0 stops the device when step StopAt of this request begins
 	// (Device.Handle): a child answers with a Response whose Stopped is
 	// set and waits for the parent's SIGKILL.
