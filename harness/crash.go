@@ -47,6 +47,49 @@ func (r *Run) crash(mode string) {
 	}
 }
 
+// stop is a clean shutdown (a deploy's SIGTERM): the device finishes what
+// it is doing, the store writes out what it buffered and closes
+// (stores.Stopper), and the device is down until restart. Tasks still
+// running are finished first, in start order, so a stop loses nothing a
+// correct store keeps; unlike a crash it is not counted as one.
+func (r *Run) stop() {
+	if r.down {
+		return
+	}
+	switch r.mode {
+	case Free:
+		r.wg.Wait()
+		r.afterStep()
+	case Controlled:
+		for {
+			rs := r.sim.Runnable()
+			if len(rs) == 0 {
+				break
+			}
+			r.sim.Run(rs[0])
+			r.afterStep()
+		}
+		// Tasks that can never run (none, with a correct discipline) are
+		// ended with the process and redone after the restart.
+		for _, t := range r.sim.Live() {
+			r.sim.Abandon(t)
+			if j, ok := r.jobs[t.Name]; ok {
+				r.redo = append(r.redo, j)
+			}
+		}
+	}
+	if s, ok := r.storage.(stores.Stopper); ok {
+		if err := s.Stop(r.ctx); err != nil {
+			r.log("stop: the store's clean shutdown failed: %v", err)
+		}
+	}
+	r.down = true
+	r.log("stop: clean shutdown")
+	if r.mode == Serial {
+		r.restart()
+	}
+}
+
 // restart brings a crashed device back from what its storage holds: new
 // store instances, credentials reloaded (a store that keeps none keeps the
 // harness's copy), compared with the previous ones. Fresh credentials are a

@@ -417,6 +417,8 @@ func (r *Run) applyOp(op Op) error {
 			mode = op.Args[0]
 		}
 		r.crash(mode)
+	case "stop":
+		r.stop()
 	case "restart":
 		r.restart()
 	case "snapshot":

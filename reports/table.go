@@ -138,15 +138,13 @@ func WriteTable(w io.Writer, rep *Report, opt TableOptions) error {
 	}
 	for _, r := range rep.Rows {
 		if r.LibraryFailures > 0 {
-			fmt.Fprintf(w, "BASELINE %s: %d messages the protocol baseline (serial, reference store) fails too: never blamed, the protocol's or libsignal's",
-				r.Name(), r.LibraryFailures)
+			fmt.Fprintf(w, "BASELINE %s: %d messages fail in the protocol baseline too (never blamed)\n", r.Name(), r.LibraryFailures)
 			if r.Library != nil {
-				fmt.Fprintf(w, "; %s", r.Library.Summary)
+				writeWrapped(w, "  ", r.Library.Summary)
 				if r.Library.Replay != "" {
-					fmt.Fprintf(w, "\n  replay: %s", r.Library.Replay)
+					fmt.Fprintf(w, "  replay: %s\n", r.Library.Replay)
 				}
 			}
-			fmt.Fprintln(w)
 		}
 	}
 	fmt.Fprintln(w, rep.VerdictLine())
@@ -157,7 +155,8 @@ func WriteTable(w io.Writer, rep *Report, opt TableOptions) error {
 // 120 columns).
 const Legend = "pair blamed: worse than the protocol baseline (one task at a time, reference store): the gate\n" +
 	"store blamed: worse than the reference store under the same client and schedule (n/a: not judged)\n" +
-	"client side: lost in a crash as on the reference store (the client's decrypt→store→ack is not atomic)"
+	"client side: lost in a crash as on the reference store (the client's decrypt→store→ack is not atomic)\n" +
+	"BASELINE: failed in the protocol baseline too, with a perfect store: the protocol's or libsignal's"
 
 // writeAligned prints rows right-aligned in columns two spaces apart (the
 // first three left-aligned).
@@ -206,4 +205,23 @@ func regen(r Row) string {
 		return fmt.Sprintf("%d/%d refused", r.RegeneratedCreds, r.StartRefused)
 	}
 	return fmt.Sprint(r.RegeneratedCreds)
+}
+
+// writeWrapped writes text in lines of at most 120 columns, each starting
+// with indent, broken at spaces (a word longer than a line stands alone).
+func writeWrapped(w io.Writer, indent, text string) {
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && len([]rune(line))+1+len([]rune(word)) > 120 {
+			fmt.Fprintln(w, line)
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	if line != indent {
+		fmt.Fprintln(w, line)
+	}
 }

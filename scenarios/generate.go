@@ -280,7 +280,7 @@ func (g *Generator) crashOp(r *harness.Run) harness.Op {
 		for _, t := range r.Runnable() {
 			g.queue = append(g.queue, harness.Op{Verb: "run", Args: []string{t}})
 		}
-		g.queue = append(g.queue, harness.Op{Verb: "crash"}, harness.Op{Verb: "restart"})
+		g.queue = append(g.queue, harness.Op{Verb: "stop"}, harness.Op{Verb: "restart"})
 		return g.next()
 	}
 	g.queue = append(g.queue, harness.Op{Verb: "restart"})

@@ -47,8 +47,9 @@ const (
 	// CrashTorn: one crash at a random point that keeps, drops or tears
 	// each pending write at random, then a restart.
 	CrashTorn CrashKind = "torn"
-	// CrashRestart: clean restarts (running tasks finish, then crash and
-	// restart) between bursts: only what a store never persists is lost.
+	// CrashRestart: clean restarts between bursts (running tasks finish,
+	// the store is stopped: its buffers written out, its instances closed;
+	// then restart): only what a store never persists is lost.
 	CrashRestart CrashKind = "restart"
 	// CrashRollback: a backup of the device's storage is taken, later
 	// restored (a backup restore, a lost volume).
@@ -77,7 +78,7 @@ var all = []Scenario{
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRandom},
 	{Name: "torn", Doc: "a crash at a random point that keeps, drops or tears each unsynced write (file stores)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashTorn},
-	{Name: "restart", Doc: "clean restarts between bursts of a conversation with replies",
+	{Name: "restart", Doc: "clean restarts between bursts of a conversation with replies (tasks finish, the store is stopped and closed, then reopened)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Messages: 10, Reply: 0.6, Crash: CrashRestart},
 	{Name: "rollback", Doc: "the device's storage is restored from an older backup mid-conversation",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRollback},

@@ -24,6 +24,17 @@ type Crasher interface {
 	PendingWrites() int
 }
 
+// Stopper is storage that a clean shutdown affects: the process is told
+// to stop (a deploy's SIGTERM), finishes what it is doing, closes its
+// store and exits. Stop writes out what the store buffered, closes open
+// instances, and leaves to the disk what the process had written: the
+// kernel keeps a dead process's unsynced writes, only a machine crash
+// loses them. Storage with no Stopper is as durable after a stop as it
+// was before it.
+type Stopper interface {
+	Stop(ctx context.Context) error
+}
+
 // Flusher is storage with a flush point (a clean shutdown, the end of
 // pairing): after Flush everything written so far is durable.
 type Flusher interface {
@@ -229,8 +240,12 @@ func newDebStorage() *debStorage {
 func (s *debStorage) Instance(context.Context) (Set, error) {
 	return SetOf(&KV{Backend: s.deb, Lock: newLock()}), nil
 }
-func (s *debStorage) Close() error                    { return nil }
-func (s *debStorage) Crash(mode string)               { s.deb.Crash(mode) }
+func (s *debStorage) Close() error      { return nil }
+func (s *debStorage) Crash(mode string) { s.deb.Crash(mode) }
+
+// Stop loses the buffer: the debounce timer dies with the process, and the
+// seed's debounced saveCreds has no shutdown hook that flushes it.
+func (s *debStorage) Stop(context.Context) error      { s.deb.Crash(""); return nil }
 func (s *debStorage) PendingWrites() int              { return s.deb.PendingWrites() }
 func (s *debStorage) Flush(ctx context.Context) error { return s.deb.Flush(ctx) }
 func (s *debStorage) Snapshot() map[string][]byte     { return s.mem.Snapshot() }

@@ -194,6 +194,17 @@ func (d *Disk) Crash(mode string) {
 	d.pending = nil
 }
 
+// Settle makes every pending write durable, as the kernel does with a
+// process's unsynced writes after the process exits cleanly.
+func (d *Disk) Settle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, op := range d.pending {
+		d.apply(op, 'k')
+	}
+	d.pending = nil
+}
+
 // PendingWrites counts unsynced writes.
 func (d *Disk) PendingWrites() int {
 	d.mu.Lock()
@@ -313,6 +324,7 @@ func (s *fileStorage) Instance(context.Context) (Set, error) {
 }
 func (s *fileStorage) Close() error                   { return nil }
 func (s *fileStorage) Crash(mode string)              { s.disk.Crash(mode) }
+func (s *fileStorage) Stop(context.Context) error     { s.disk.Settle(); return nil }
 func (s *fileStorage) PendingWrites() int             { return s.disk.PendingWrites() }
 func (s *fileStorage) Snapshot() map[string][]byte    { return s.disk.Snapshot() }
 func (s *fileStorage) Restore(snap map[string][]byte) { s.disk.Restore(snap) }

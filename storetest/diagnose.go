@@ -90,7 +90,7 @@ func diagnose(calls []call, limit int) []string {
 	for _, c := range calls {
 		if c.event != "" {
 			switch c.event {
-			case "crash", "close":
+			case "crash", "close", "stop":
 				lastCrash, stop = c.seq, c.event
 			case "snapshot":
 				cur, unk := m.copyState()
@@ -155,7 +155,7 @@ func after(w write, lastCrash int, stop string) string {
 	return ""
 }
 
-var stopWords = map[string]string{"crash": "before the crash", "close": "before Close"}
+var stopWords = map[string]string{"crash": "before the crash", "close": "before Close", "stop": "before the clean shutdown (Close)"}
 
 // check explains a get whose answer is not the current write of its key.
 func (m *model) check(key string, c call, lastCrash int, stop string, multi bool) string {

@@ -144,6 +144,18 @@ func (d *dirStorage) Crash(string) {
 
 func (d *dirStorage) PendingWrites() int { return 0 }
 
+// Stop is a clean shutdown: every open instance is closed, so a store
+// that writes back on Close gets to.
+func (d *dirStorage) Stop(context.Context) error {
+	var errs []error
+	for _, c := range d.live {
+		errs = append(errs, c.Close())
+	}
+	d.live = nil
+	d.tr.event("stop", d.n)
+	return errors.Join(errs...)
+}
+
 func (d *dirStorage) Close() error {
 	var errs []error
 	for _, c := range d.live {

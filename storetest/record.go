@@ -25,7 +25,7 @@ type call struct {
 	key    string // "alice:0", or "group/alice:0" for sender keys
 	val    []byte // written, or returned by a get
 	ok     bool   // the call returned no error
-	event  string // "crash", "snapshot", "rollback", "close": no call
+	event  string // "crash", "stop", "snapshot", "rollback", "close": no call
 }
 
 // trace is the store calls of one run (or of one conformance check), in the
