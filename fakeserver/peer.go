@@ -72,6 +72,18 @@ func (p *Peer) Reinstall(ctx context.Context) error {
 	return nil
 }
 
+// Rekey starts a new outgoing session with to from a fresh bundle, keeping
+// the contact's identity: its next message is a pkmsg with a new base key,
+// and the device archives its current state for it (libsignal keeps up to
+// 40 archived states: records grow as on a long-lived account).
+func (p *Peer) Rekey(ctx context.Context, to *protocol.SignalAddress) error {
+	b, err := p.srv.FetchBundle(to)
+	if err != nil {
+		return err
+	}
+	return p.ProcessBundle(ctx, to, b)
+}
+
 // ensureSession fetches the device's bundle if there is no session yet, as a
 // WhatsApp client does before its first message to a device.
 func (p *Peer) ensureSession(ctx context.Context, to *protocol.SignalAddress) error {

@@ -440,6 +440,16 @@ func (r *Run) applyOp(op Op) error {
 		delete(r.byAddr, p.Address().String())
 		r.byAddr[p.Address().String()] = p
 		r.log("%s: new identity and registration id", op)
+	case "rekey":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		if err := p.Rekey(ctx, r.devs[0].Address()); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+		r.log("%s: new session from a fresh bundle, same identity", op)
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}

@@ -54,7 +54,7 @@ func (o Op) String() string {
 }
 
 var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "stop": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1}
+	"crash": 0, "stop": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1, "rekey": 1}
 
 // opOptional is how many trailing arguments an op may leave out.
 var opOptional = map[string]int{"crash": 1}

@@ -241,6 +241,9 @@ func (g *Generator) nextReplica(r *harness.Run, peers, in, out, runnable []strin
 
 // crashes is how many crashes a schedule of the scenario has.
 func (s Scenario) crashes() int {
+	if s.Crashes > 0 && s.Crash != "" {
+		return s.Crashes
+	}
 	switch s.Crash {
 	case "":
 		return 0
@@ -262,9 +265,9 @@ func (g *Generator) crashOp(r *harness.Run) harness.Op {
 			return harness.Op{Verb: "snapshot"}
 		}
 		return harness.Op{Verb: "rollback"}
-	case CrashReinstall:
+	case CrashReinstall, CrashRekey:
 		peers := g.sc.peerNames()
-		return harness.Op{Verb: "reinstall", Args: []string{peers[g.rng.IntN(len(peers))]}}
+		return harness.Op{Verb: string(g.sc.Crash), Args: []string{peers[g.rng.IntN(len(peers))]}}
 	case CrashTorn:
 		// Each pending write kept, dropped or torn at random.
 		n := r.PendingWrites()

@@ -34,6 +34,9 @@ type Scenario struct {
 	// Overlap makes the instances run at once instead of taking turns:
 	// deliveries and replies go to either, interleaved like any tasks.
 	Overlap bool
+	// Crashes, if > 0, is how many Crash events a schedule has instead of
+	// the kind's default (a long-lived scenario reinstalls contacts often).
+	Crashes int
 	// Crash is what goes wrong with the device's process or storage.
 	Crash CrashKind
 }
@@ -57,6 +60,10 @@ const (
 	// CrashReinstall: a contact reinstalls WhatsApp (new identity and
 	// registration id) mid-conversation.
 	CrashReinstall CrashKind = "reinstall"
+	// CrashRekey: a contact starts a new session with the device from a
+	// fresh bundle, keeping its identity (as a client does after a failure
+	// of its own): the device archives the old state, so records grow.
+	CrashRekey CrashKind = "rekey"
 )
 
 var all = []Scenario{

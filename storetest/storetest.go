@@ -98,9 +98,9 @@ const (
 // skipped message keys from out-of-order delivery, archived states after a
 // contact reinstalls, several contacts and devices.
 var LongLived = scenarios.Scenario{Name: "longlived",
-	Doc:      "a long conversation with gaps, redeliveries and a reinstall: records as big as real ones",
+	Doc:      "a long conversation with gaps, redeliveries and contacts starting new sessions again and again: records as big as real ones",
 	Contacts: []harness.Contact{{User: "alice", Devices: 2}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}},
-	Messages: 40, Reply: 0.5, Reorder: true, Crash: scenarios.CrashReinstall}
+	Messages: 80, Reply: 0.5, Reorder: true, Crash: scenarios.CrashRekey, Crashes: 64}
 
 // reopening are the scenarios added to the default set for an Opener.
 var reopening = []string{"crash", "restart", "replica", "overlap", "rollback"}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -179,4 +180,24 @@ func TestWhatsmeowDisciplineBlamesOnlyTheStore(t *testing.T) {
 	defer rec.removeReplays()
 	require.Len(t, rec.errors, 1)
 	require.Contains(t, rec.errors[0], "what the store did wrong")
+}
+
+// The long-lived scenario hands the store records as big as a real
+// account's after months (libsignal's archived states after contacts start
+// new sessions, skipped keys): at least 12 KiB, where a fresh session is
+// about 1 KiB.
+func TestLongLivedRecordsAreBig(t *testing.T) {
+	rec := &record{}
+	storetest.Check(rec, reference, storetest.Options{Scenarios: []string{"longlived"}, Schedules: 10, FreeSchedules: -1, SkipConformance: true})
+	require.Empty(t, rec.errors)
+	re := regexp.MustCompile(`largest record the store was handed: ([0-9.]+) KiB`)
+	for _, l := range rec.logs {
+		if m := re.FindStringSubmatch(l); m != nil {
+			kib, err := strconv.ParseFloat(m[1], 64)
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, kib, 12.0, l)
+			return
+		}
+	}
+	t.Fatalf("no record size logged: %q", rec.logs)
 }
