@@ -25,9 +25,33 @@ func reference() (stores.Set, error) {
 	return st.Instance(context.Background())
 }
 
-// The reference store passes the suite.
+// The reference store passes the suite, with schedules on two workers.
 func TestReferencePasses(t *testing.T) {
-	storetest.Check(t, reference, storetest.Options{Schedules: 10})
+	storetest.Check(t, reference, storetest.Options{Schedules: 10, Workers: 2})
+}
+
+// A broken store's failure reads the same whatever the number of workers
+// (the conformance checks are left out: their 16 goroutines race a broken
+// store differently on every run, whatever Workers says):
+// the counterexample is the lowest-numbered failing schedule, shrunk the
+// same way, and the tallies (record sizes, methods called) merge to the
+// same lines.
+func TestWorkersSameOutput(t *testing.T) {
+	run := func(workers int) *record {
+		rec := &record{}
+		storetest.Check(rec, broken, storetest.Options{Schedules: 6, Scenarios: []string{"reply", "burst"},
+			FreeSchedules: -1, ShrinkBudget: 20, Workers: workers, SkipConformance: true})
+		rec.removeReplays()
+		return rec
+	}
+	one, two := run(1), run(2)
+	require.Len(t, one.errors, 2, "reply and burst must fail")
+	for _, e := range one.errors {
+		require.Contains(t, e, "shrunk schedule")
+	}
+	require.Equal(t, one.errors, two.errors)
+	require.Equal(t, one.logs, two.logs)
+	t.Logf("%s", strings.Join(two.errors, "\n"))
 }
 
 // dropper loses every third PutSession: a store with a lost-update bug.
