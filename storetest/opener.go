@@ -19,7 +19,9 @@ import (
 // never closed) and once per process when two run at once (replica,
 // overlap), so crash, restart, replica, overlap and rollback test what the
 // store really persists. A store kept elsewhere (a database) may use dir as
-// a name. close may be nil.
+// a name. close may be nil. Schedules run on Options.Workers goroutines
+// at once, so the Opener is called concurrently, each call with a
+// directory of its own.
 type Opener func(dir string) (set stores.Set, close io.Closer, err error)
 
 // Capabilities a scenario needs from the store under test.

@@ -55,6 +55,8 @@ import (
 
 // NewStore returns a fresh, empty store: the four whatsmeow interfaces. It
 // cannot reopen what an earlier call returned; use an Opener for that.
+// Schedules run on Options.Workers goroutines at once, so it is called
+// concurrently, once per schedule.
 type NewStore func() (stores.Set, error)
 
 // Options tune Check; zero values are the defaults.
