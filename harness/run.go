@@ -433,6 +433,12 @@ func (r *Run) applyOp(op Op) error {
 		if !ok {
 			return nil
 		}
+		if r.mode == Free {
+			// In-flight sends read the peer's endpoint: like a crash, the
+			// reinstall lands between free-mode tasks (go test -race).
+			r.wg.Wait()
+			r.afterStep()
+		}
 		if err := p.Reinstall(ctx); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err

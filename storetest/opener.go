@@ -19,7 +19,9 @@ import (
 // never closed) and once per process when two run at once (replica,
 // overlap), so crash, restart, replica, overlap and rollback test what the
 // store really persists. A store kept elsewhere (a database) may use dir as
-// a name. close may be nil.
+// a name. close may be nil. Schedules run on Options.Workers goroutines
+// at once, so the Opener is called concurrently, each call with a
+// directory of its own.
 type Opener func(dir string) (set stores.Set, close io.Closer, err error)
 
 // Capabilities a scenario needs from the store under test.
@@ -39,42 +41,51 @@ var needs = map[string]string{
 type subject struct {
 	newStore NewStore
 	open     Opener
-	tally    *tally
-	// traces of the runs since the last takeTraces, each with the
-	// findings of its diagnosis, in the order the runs closed.
-	mu     sync.Mutex
-	closed []*trace
+	// tally is the whole Check's: the conformance checks note into it
+	// directly, runs through their own runLog, merged in schedule order.
+	tally *tally
 }
 
-// variant adapts the subject to a badmac store variant: each Open is one
-// schedule's location.
-func (s *subject) variant() stores.Variant {
+// runLog is what one run's store instances recorded: the traces of its
+// locations, in the order they closed, and a tally of its calls. Each run
+// has its own, so runs on several workers at once neither interleave their
+// traces nor make the tally depend on which worker got there first: the
+// caller merges the tallies in schedule order (tally.merge).
+type runLog struct {
+	mu     sync.Mutex
+	closed []*trace
+	tally  *tally
+}
+
+func newRunLog() *runLog { return &runLog{tally: newTally()} }
+
+func (l *runLog) finished(tr *trace) {
+	l.mu.Lock()
+	l.closed = append(l.closed, tr)
+	l.mu.Unlock()
+}
+
+// traces returns the traces of the run's closed locations.
+func (l *runLog) traces() []*trace {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*trace(nil), l.closed...)
+}
+
+// variant adapts the subject to a badmac store variant whose locations
+// record into log: each Open is one schedule's location.
+func (s *subject) variant(log *runLog) stores.Variant {
 	return stores.Variant{Name: StoreName, Doc: "the store under test", Open: func(context.Context) (stores.Storage, error) {
-		tr := newTrace(s.tally)
+		tr := newTrace(log.tally)
 		if s.open == nil {
-			return &memStorage{subject: s, tr: tr}, nil
+			return &memStorage{subject: s, log: log, tr: tr}, nil
 		}
 		dir, err := os.MkdirTemp("", "badmac-storetest-")
 		if err != nil {
 			return nil, fmt.Errorf("storetest: location: %w", err)
 		}
-		return &dirStorage{subject: s, tr: tr, dir: dir}, nil
+		return &dirStorage{subject: s, log: log, tr: tr, dir: dir}, nil
 	}}
-}
-
-func (s *subject) finished(tr *trace) {
-	s.mu.Lock()
-	s.closed = append(s.closed, tr)
-	s.mu.Unlock()
-}
-
-// takeTraces returns the traces of the runs closed since the last call.
-func (s *subject) takeTraces() []*trace {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.closed
-	s.closed = nil
-	return out
 }
 
 // StoreName is the store name in schedules storetest writes.
@@ -84,6 +95,7 @@ const StoreName = "yours"
 // Scenarios that need more are refused before they run (needs).
 type memStorage struct {
 	subject *subject
+	log     *runLog
 	tr      *trace
 	set     *stores.Set
 }
@@ -105,7 +117,7 @@ func (m *memStorage) Instance(context.Context) (stores.Set, error) {
 }
 
 func (m *memStorage) Close() error {
-	m.subject.finished(m.tr)
+	m.log.finished(m.tr)
 	return nil
 }
 
@@ -113,6 +125,7 @@ func (m *memStorage) Close() error {
 // the store anew over the directory; a crash abandons the open instances.
 type dirStorage struct {
 	subject *subject
+	log     *runLog
 	tr      *trace
 	dir     string
 	n       int         // instances opened so far
@@ -163,7 +176,7 @@ func (d *dirStorage) Close() error {
 	}
 	d.live = nil
 	d.tr.event("close", d.n)
-	d.subject.finished(d.tr)
+	d.log.finished(d.tr)
 	errs = append(errs, os.RemoveAll(d.dir))
 	return errors.Join(errs...)
 }

@@ -79,6 +79,25 @@ func (t *tally) note(method string, size int, read bool) {
 	}
 }
 
+// merge adds o's calls to t and takes o's largest records where they are
+// larger: merged in schedule order, the result is what noting every call
+// of those runs one after another into t would give, ties included.
+func (t *tally) merge(o *tally) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for m, n := range o.calls {
+		t.calls[m] += n
+	}
+	if o.maxRead > t.maxRead {
+		t.maxRead, t.maxReadBy = o.maxRead, o.maxReadBy
+	}
+	if o.maxWritten > t.maxWritten {
+		t.maxWritten, t.maxWrittenBy = o.maxWritten, o.maxWrittenBy
+	}
+}
+
 func (t *tally) count(method string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

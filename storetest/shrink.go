@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"strings"
+	"sync"
 
 	"github.com/badmac/badmac/harness"
 )
@@ -13,18 +14,20 @@ type shrunk struct {
 	res    *harness.Result
 	finds  []string
 	blamed []string
+	log    *runLog // the run's traces and tally, merged by the caller
 }
 
 // judge runs an explicit schedule on the store under test (controlled) and
 // says what the store is to blame for: messages worse than on the
-// reference store, and findings of the call trace.
+// reference store, and findings of the call trace. The run's tally is in
+// j.log; the caller merges it (s.tally.merge) if the run counts.
 func judge(ctx context.Context, s *subject, sched *harness.Schedule) (*shrunk, error) {
-	s.takeTraces()
-	out, res, err := harness.Execute(ctx, sched, s.variant(), harness.Controlled, harness.Ops(sched.Ops))
+	log := newRunLog()
+	out, res, err := harness.Execute(ctx, sched, s.variant(log), harness.Controlled, harness.Ops(sched.Ops))
 	if err != nil {
 		return nil, err
 	}
-	j := &shrunk{sched: out, res: res, finds: diagnoseAll(s.takeTraces())}
+	j := &shrunk{sched: out, res: res, finds: diagnoseAll(log.traces()), log: log}
 	if res.Failed() {
 		if j.blamed, err = worseThanReference(ctx, out, res, harness.Controlled); err != nil {
 			return nil, err
@@ -55,39 +58,66 @@ func (j *shrunk) kind() string {
 // by the trace as well as by the messages, so a store that answers wrongly
 // before any message fails still shrinks. nil: the schedule did not fail
 // when rerun.
-func shrink(ctx context.Context, s *subject, sched *harness.Schedule, budget int) (*shrunk, error) {
+//
+// Candidates run on the pool a batch at a time: the next pool.Size()
+// deletions of the current pass, as if each before it fails. The first of
+// the batch that keeps the failure is taken and the later ones are thrown
+// away (their runs neither count against the budget nor reach the tally),
+// so the result, the runs spent and the tally are those of trying the
+// candidates one after another, for any pool size.
+func shrink(ctx context.Context, s *subject, sched *harness.Schedule, budget int, pool *harness.Pool) (*shrunk, error) {
 	best, err := judge(ctx, s, sched)
 	if err != nil {
 		return nil, err
 	}
+	s.tally.merge(best.log.tally)
 	want := best.kind()
 	if want == "" {
 		return nil, nil
 	}
 	runs := 0
-	try := func(ops []harness.Op) (bool, error) {
-		if runs >= budget {
-			return false, nil
-		}
-		runs++
-		c := best.sched.Clone()
-		c.Ops = ops
-		j, err := judge(ctx, s, c)
-		if err != nil || j.kind() != want {
-			return false, err
-		}
-		best = j
-		return true, nil
-	}
 	for chunk := len(best.sched.Ops) / 2; chunk >= 1; chunk /= 2 {
 		for i := 0; i+chunk <= len(best.sched.Ops); {
-			ops := append(append([]harness.Op(nil), best.sched.Ops[:i]...), best.sched.Ops[i+chunk:]...)
-			ok, err := try(ops)
-			if err != nil {
-				return nil, err
+			if runs >= budget {
+				return best, nil
 			}
-			if !ok {
-				i += chunk
+			var at []int
+			for p := i; p+chunk <= len(best.sched.Ops) && len(at) < min(pool.Size(), budget-runs); p += chunk {
+				at = append(at, p)
+			}
+			tried := make([]*shrunk, len(at))
+			errs := make([]error, len(at))
+			var wg sync.WaitGroup
+			for k, p := range at {
+				c := best.sched.Clone()
+				c.Ops = append(append([]harness.Op(nil), best.sched.Ops[:p]...), best.sched.Ops[p+chunk:]...)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if errs[k] = pool.Acquire(ctx); errs[k] != nil {
+						return
+					}
+					defer pool.Release()
+					tried[k], errs[k] = judge(ctx, s, c)
+				}()
+			}
+			wg.Wait()
+			kept := -1
+			for k := range at {
+				runs++
+				if errs[k] != nil {
+					return nil, errs[k]
+				}
+				s.tally.merge(tried[k].log.tally)
+				if tried[k].kind() == want {
+					kept = k
+					break
+				}
+			}
+			if kept >= 0 {
+				best, i = tried[kept], at[kept]
+			} else {
+				i = at[len(at)-1] + chunk
 			}
 		}
 	}

@@ -23,6 +23,10 @@
 // at once among them), the scenarios under the controlled scheduler
 // (deterministic, shrunk, replayable), and the same scenarios with real
 // goroutines (meaningful under -race; reported with the seed and rerun).
+// The schedules of a scenario run on Options.Workers goroutines at once
+// (default GOMAXPROCS), so the constructor or Opener is called
+// concurrently, once per schedule; what the test prints does not depend
+// on the number of workers.
 // The client is the locked discipline (one lock per Signal address across
 // load→decrypt→store), and a message counts against the store only when it
 // fares worse than on badmac's reference store under the same schedule, so
@@ -41,6 +45,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/badmac/badmac/harness"
@@ -50,6 +55,8 @@ import (
 
 // NewStore returns a fresh, empty store: the four whatsmeow interfaces. It
 // cannot reopen what an earlier call returned; use an Opener for that.
+// Schedules run on Options.Workers goroutines at once, so it is called
+// concurrently, once per schedule.
 type NewStore func() (stores.Set, error)
 
 // Options tune Check; zero values are the defaults.
@@ -73,6 +80,16 @@ type Options struct {
 	ShrinkBudget int
 	// SkipConformance skips the direct method checks.
 	SkipConformance bool
+	// Workers is how many schedules (and shrink candidates) run at once;
+	// default GOMAXPROCS, 1 for one at a time. Each run records its own
+	// store calls and the results merge in schedule order, so what the
+	// test prints is the same for any number. With more than one, the
+	// constructor or Opener is called from several goroutines at once,
+	// each call for a schedule of its own: a store whose instances share
+	// state outside what the call returns (a package variable, one file
+	// name for every dir) must guard it, and a store whose bug depends on
+	// such shared state fails less reproducibly than with Workers: 1.
+	Workers int
 }
 
 // TB is the part of testing.TB that Check uses.
@@ -217,20 +234,25 @@ func check(t TB, s *subject, o Options) {
 		}
 	}
 	before := s.tally.counts()
+	pool := harness.NewPool(o.Workers)
 	for _, sc := range scs {
 		n := o.Schedules
 		if sc.Name == LongLived.Name {
 			n = max(2, n/5) // each is ten schedules' work
 		}
-		if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who) {
+		if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
 			continue // one failure per scenario is enough to read
 		}
 		// Two processes race each other in the client whatever the store
-		// does (with real goroutines, replica's turns overlap too); only
-		// the controlled rerun on the reference store can tell the store's
-		// part, so scenarios with two instances have no real-goroutine run.
-		if o.FreeSchedules > 0 && sc.Instances <= 1 {
-			runScenario(ctx, t, s, sc, o, harness.Free, o.FreeSchedules, who)
+		// does (with real goroutines, replica's turns overlap too), and a
+		// contact that starts a new session or reinstalls while messages
+		// are in flight meets libsignal's own limits (a late message on
+		// the old session, docs/design.md §3) in an order the controlled
+		// rerun on the reference store does not repeat: only that rerun can
+		// tell the store's part, so these scenarios have no real-goroutine
+		// run.
+		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall {
+			runScenario(ctx, t, s, sc, o, harness.Free, o.FreeSchedules, who, pool)
 		}
 	}
 	s.tally.mu.Lock()
@@ -253,44 +275,133 @@ var capWhy = map[string]string{
 	capInstances: "two processes open your store over one location (a constructor would hand both the same object)",
 }
 
-// runScenario runs n schedules of sc in mode and reports the first failure.
-// It returns false when a schedule failed.
-func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, who testRef) bool {
+// scheduleOut is what one schedule of runScenario left: enough to count
+// it, merge its tally in order, and report it if it is the first failure.
+type scheduleOut struct {
+	done     bool
+	err      error // already worded for the test
+	messages int
+	failed   bool
+	tally    *tally
+	// The rest only for the lowest-numbered failing schedule so far.
+	sched *harness.Schedule
+	res   *harness.Result
+	finds []string
+	worse []string
+}
+
+// runScenario runs n schedules of sc in mode on the pool and reports the
+// first failure. It returns false when a schedule failed. Each schedule
+// records into a runLog of its own; counts, tallies and the reported
+// failure (the lowest-numbered failing schedule) are taken in schedule
+// order, so the output is that of running them one after another.
+func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, who testRef, pool *harness.Pool) bool {
 	t.Helper()
-	v := s.variant()
-	s.takeTraces()
-	var first *harness.Schedule
-	var firstRes *harness.Result
-	var firstFinds []string
-	var blamed []string
-	failed, messages := 0, 0
-	for i := range n {
+	outs := make([]scheduleOut, n)
+	var (
+		mu      sync.Mutex
+		next    int
+		lowest  = n // lowest failing schedule so far: later ones drop theirs
+		stopped bool
+	)
+	one := func(i int) {
+		so := &outs[i]
 		seed := scenarios.SeedFor(o.Seed, i)
 		setup := sc.Setup(seed, o.Discipline, StoreName)
-		sched, res, err := harness.Execute(ctx, setup, v, mode, scenarios.NewGenerator(sc, scenarios.Random, seed))
+		log := newRunLog()
+		sched, res, err := harness.Execute(ctx, setup, s.variant(log), mode, scenarios.NewGenerator(sc, scenarios.Random, seed))
 		if err != nil {
-			t.Fatalf("storetest: scenario %s (%s) seed %d: %v", sc.Name, mode, seed, err)
-			return false
+			so.err = fmt.Errorf("storetest: scenario %s (%s) seed %d: %w", sc.Name, mode, seed, err)
+			return
 		}
-		finds := diagnoseAll(s.takeTraces())
-		messages += len(res.Messages)
+		so.tally = log.tally
+		finds := diagnoseAll(log.traces())
+		so.messages = len(res.Messages)
 		var worse []string
 		if res.Failed() {
 			if worse, err = worseThanReference(ctx, sched, res, mode); err != nil {
-				t.Fatalf("storetest: scenario %s seed %d on the reference store: %v", sc.Name, seed, err)
-				return false
+				so.err = fmt.Errorf("storetest: scenario %s seed %d on the reference store: %w", sc.Name, seed, err)
+				return
 			}
 		}
+		so.done = true
 		// With real goroutines, calls to one key from two tasks overlap and
 		// the trace order is not the store's: findings explain a blamed
 		// message but do not fail a schedule by themselves.
 		if len(worse) == 0 && (len(finds) == 0 || mode == harness.Free) {
-			continue
+			return
 		}
-		failed++
-		if first == nil {
-			first, firstRes, firstFinds, blamed = sched, res, finds, worse
+		so.failed = true
+		mu.Lock()
+		defer mu.Unlock()
+		if i < lowest {
+			if lowest < n {
+				f := &outs[lowest]
+				f.sched, f.res, f.finds, f.worse = nil, nil, nil, nil
+			}
+			lowest = i
+			so.sched, so.res, so.finds, so.worse = sched, res, finds, worse
 		}
+	}
+	var wg sync.WaitGroup
+	for range min(pool.Size(), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				stop := stopped
+				mu.Unlock()
+				// After an error no new schedule starts: those before it
+				// have all started (they are taken in order) and finish.
+				if i >= n || stop {
+					return
+				}
+				if err := pool.Acquire(ctx); err != nil {
+					outs[i].err = err
+					return
+				}
+				one(i)
+				pool.Release()
+				if outs[i].err != nil {
+					mu.Lock()
+					stopped = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var fo *scheduleOut
+	failed, messages := 0, 0
+	for i := range outs {
+		out := &outs[i]
+		if out.err != nil {
+			t.Fatalf("%v", out.err)
+			return false
+		}
+		if !out.done {
+			t.Fatalf("storetest: scenario %s (%s): schedule %d did not run", sc.Name, mode, i)
+			return false
+		}
+		s.tally.merge(out.tally)
+		messages += out.messages
+		if out.failed {
+			failed++
+			if fo == nil {
+				fo = out
+			}
+		}
+	}
+	var (
+		first              *harness.Schedule
+		firstRes           *harness.Result
+		firstFinds, blamed []string
+	)
+	if fo != nil {
+		first, firstRes, firstFinds, blamed = fo.sched, fo.res, fo.finds, fo.worse
 	}
 	label := map[harness.Mode]string{harness.Controlled: "controlled interleavings", harness.Free: "real goroutines"}[mode]
 	if first == nil {
@@ -307,7 +418,7 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		return false
 	}
 	if o.ShrinkBudget > 0 {
-		sh, err := shrink(ctx, s, first, o.ShrinkBudget)
+		sh, err := shrink(ctx, s, first, o.ShrinkBudget, pool)
 		if err != nil {
 			t.Fatalf("storetest: shrinking %s seed %d: %v", sc.Name, first.Seed, err)
 			return false

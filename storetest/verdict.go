@@ -155,7 +155,7 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 	}
 	var j *shrunk
 	if os.Getenv(ShrinkEnv) != "" {
-		if j, err = shrink(ctx, s, sched, o.ShrinkBudget); err != nil {
+		if j, err = shrink(ctx, s, sched, o.ShrinkBudget, harness.NewPool(o.Workers)); err != nil {
 			t.Fatalf("storetest: shrinking %s: %v", path, err)
 			return
 		}
