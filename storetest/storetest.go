@@ -39,7 +39,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -428,11 +427,20 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		}
 	}
 	writeFailure(&b, firstFinds, firstRes, blamed)
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("badmac-%s-%s-seed%d.txt", sanitize(t.Name()), sc.Name, first.Seed))
-	env := []string{ReplayEnv + "=" + path}
-	cmd := who.command(env)
-	text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") against your store\n# replay: "+cmd+"\n")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+	// A file of its own: two go test processes at once (or two packages
+	// with a test of the same name) must not share or delete each other's.
+	var cmd string
+	f, err := os.CreateTemp("", fmt.Sprintf("badmac-%s-%s-seed%d-*.txt", sanitize(t.Name()), sc.Name, first.Seed))
+	if err == nil {
+		path := f.Name()
+		cmd = who.command([]string{ReplayEnv + "=" + path})
+		text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") against your store\n# replay: "+cmd+"\n")
+		_, err = f.WriteString(text)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		cmd = fmt.Sprintf("(could not save the schedule: %v)", err)
 	}
 	fmt.Fprintf(&b, "shrunk schedule (%d ops):\n%s", len(first.Ops), first)

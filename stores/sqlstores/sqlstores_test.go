@@ -238,8 +238,12 @@ func TestPostgresCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+	// Only this process's databases and its own "not ours": another test
+	// process (a second go test at once) has its own on the same server.
+	notOurs := fmt.Sprintf("badmac_not_ours_%d", os.Getpid())
 	databases := func() []string {
-		rows, err := admin.QueryContext(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'badmac\_%' ORDER BY 1`)
+		q := fmt.Sprintf(`SELECT datname FROM pg_database WHERE datname LIKE 'badmac\_%d\_%%' OR datname = '%s' ORDER BY 1`, os.Getpid(), notOurs)
+		rows, err := admin.QueryContext(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,10 +259,10 @@ func TestPostgresCleanup(t *testing.T) {
 		return out
 	}
 	// A database we did not create must survive.
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE badmac_not_ours`); err != nil {
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+notOurs); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.ExecContext(ctx, `DROP DATABASE badmac_not_ours`)
+	defer admin.ExecContext(ctx, `DROP DATABASE `+notOurs)
 
 	st, err := sqlstores.OpenPostgres(ctx, dsn)
 	if err != nil {
@@ -276,8 +280,8 @@ func TestPostgresCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := databases()
-	if len(after) != len(before)-1 || !contains(after, "badmac_not_ours") {
-		t.Fatalf("databases before Shutdown %v, after %v; want ours dropped, badmac_not_ours kept", before, after)
+	if len(after) != len(before)-1 || !contains(after, notOurs) {
+		t.Fatalf("databases before Shutdown %v, after %v; want ours dropped, %s kept", before, after, notOurs)
 	}
 }
 
