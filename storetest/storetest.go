@@ -39,6 +39,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -427,19 +428,13 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		}
 	}
 	writeFailure(&b, firstFinds, firstRes, blamed)
-	// A file of its own: two go test processes at once (or two packages
-	// with a test of the same name) must not share or delete each other's.
-	var cmd string
-	f, err := os.CreateTemp("", fmt.Sprintf("badmac-%s-%s-seed%d-*.txt", sanitize(t.Name()), sc.Name, first.Seed))
-	if err == nil {
-		path := f.Name()
-		cmd = who.command([]string{ReplayEnv + "=" + path})
-		text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") against your store\n# replay: "+cmd+"\n")
-		_, err = f.WriteString(text)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
+	// A file of this process's own: two go test processes at once must not
+	// share or delete each other's; within the process the name depends
+	// only on the test, scenario and seed.
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("badmac-%s-%s-seed%d-pid%d.txt", sanitize(t.Name()), sc.Name, first.Seed, os.Getpid()))
+	cmd := who.command([]string{ReplayEnv + "=" + path})
+	text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") against your store\n# replay: "+cmd+"\n")
+	err := os.WriteFile(path, []byte(text), 0o644)
 	if err != nil {
 		cmd = fmt.Sprintf("(could not save the schedule: %v)", err)
 	}
