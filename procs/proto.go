@@ -13,11 +13,10 @@ package procs
 import (
 	"errors"
 
-	"go.mau.fi/libsignal/ecc"
-	"go.mau.fi/libsignal/keys/identity"
 	"go.mau.fi/libsignal/keys/prekey"
-	"go.mau.fi/libsignal/util/optional"
 	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/devproto"
 )
 
 // Request ops.
@@ -90,45 +89,9 @@ func (p PreKey) Key() (*keys.PreKey, error) {
 	return &keys.PreKey{KeyPair: *keys.NewKeyPairFromPrivateKey([32]byte(p.Priv)), KeyID: p.ID}, nil
 }
 
-// Bundle is a prekey bundle on the wire.
-type Bundle struct {
-	RegistrationID uint32  `json:"reg"`
-	DeviceID       uint32  `json:"dev"`
-	PreKeyID       *uint32 `json:"pk_id,omitempty"`
-	PreKey         []byte  `json:"pk,omitempty"`
-	SignedPreKeyID uint32  `json:"spk_id"`
-	SignedPreKey   []byte  `json:"spk"`
-	Signature      []byte  `json:"sig"`
-	Identity       []byte  `json:"identity"`
-}
+// Bundle is a prekey bundle on the wire: the device protocol's
+// (devproto), the same JSON.
+type Bundle = devproto.Bundle
 
-// FromBundle encodes b.
-func FromBundle(b *prekey.Bundle) *Bundle {
-	spk, id := b.SignedPreKey().PublicKey(), b.IdentityKey().PublicKey().PublicKey()
-	sig := b.SignedPreKeySignature()
-	w := &Bundle{RegistrationID: b.RegistrationID(), DeviceID: b.DeviceID(), SignedPreKeyID: b.SignedPreKeyID(),
-		SignedPreKey: spk[:], Signature: sig[:], Identity: id[:]}
-	if o := b.PreKeyID(); o != nil && !o.IsEmpty && b.PreKey() != nil {
-		v, pk := o.Value, b.PreKey().PublicKey()
-		w.PreKeyID, w.PreKey = &v, pk[:]
-	}
-	return w
-}
-
-// ToBundle decodes w.
-func (w *Bundle) ToBundle() (*prekey.Bundle, error) {
-	if len(w.SignedPreKey) != 32 || len(w.Signature) != 64 || len(w.Identity) != 32 {
-		return nil, errors.New("bundle: bad key lengths")
-	}
-	id := optional.NewEmptyUint32()
-	var pk ecc.ECPublicKeyable
-	if w.PreKeyID != nil {
-		if len(w.PreKey) != 32 {
-			return nil, errors.New("bundle: bad prekey length")
-		}
-		id, pk = optional.NewOptionalUint32(*w.PreKeyID), ecc.NewDjbECPublicKey([32]byte(w.PreKey))
-	}
-	return prekey.NewBundle(w.RegistrationID, w.DeviceID, id, w.SignedPreKeyID, pk,
-		ecc.NewDjbECPublicKey([32]byte(w.SignedPreKey)), [64]byte(w.Signature),
-		identity.NewKey(ecc.NewDjbECPublicKey([32]byte(w.Identity)))), nil
-}
+// FromBundle encodes a libsignal bundle for the wire.
+func FromBundle(b *prekey.Bundle) *Bundle { return devproto.FromBundle(b) }
