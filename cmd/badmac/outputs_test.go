@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
 	"github.com/badmac/badmac/reports"
@@ -40,15 +39,7 @@ func TestJSONValidatesAgainstSchema(t *testing.T) {
 	require.Empty(t, errs)
 	require.True(t, strings.HasPrefix(out, "{"), "stdout is not only JSON: %.80q", out)
 
-	c := jsonschema.NewCompiler()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(reports.Schema))
-	require.NoError(t, err)
-	require.NoError(t, c.AddResource("schema.json", doc))
-	sch, err := c.Compile("schema.json")
-	require.NoError(t, err)
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
-	require.NoError(t, err)
-	require.NoError(t, sch.Validate(inst))
+	validate(t, out)
 
 	var rep reports.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
@@ -61,6 +52,7 @@ func TestJSONValidatesAgainstSchema(t *testing.T) {
 	require.Contains(t, failing.Replay, "badmac replay ")
 
 	// The schema rejects what it should: a missing field, a wrong type.
+	sch := schema(t)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &m))
 	delete(m["rows"].([]any)[0].(map[string]any), "blamed")

@@ -170,15 +170,21 @@ func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
 // validate checks a JSON report against the embedded schema.
 func validate(t *testing.T, js string) {
 	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(js))
+	require.NoError(t, err)
+	require.NoError(t, schema(t).Validate(inst))
+}
+
+// schema compiles the embedded JSON schema.
+func schema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
 	c := jsonschema.NewCompiler()
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(reports.Schema))
 	require.NoError(t, err)
 	require.NoError(t, c.AddResource("schema.json", doc))
 	sch, err := c.Compile("schema.json")
 	require.NoError(t, err)
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(js))
-	require.NoError(t, err)
-	require.NoError(t, sch.Validate(inst))
+	return sch
 }
 
 // Crash scenarios tell stores apart: debounced loses its buffered writes
