@@ -83,3 +83,23 @@ func TestStoretestScheduleAccepted(t *testing.T) {
 	require.Contains(t, errs, "BADMAC_SHRINK_BUDGET=1000 BADMAC_REPLAY=s.txt go test")
 	require.Equal(t, 1, strings.Count(errs, "\n"))
 }
+
+// Every command docs/troubleshooting.md prints runs as printed: not bad
+// input (exit 2), and not gated, so exit 0 (they reproduce failures on
+// purpose). The page once printed commands the gate refused.
+func TestTroubleshootingCommandsRun(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "troubleshooting.md"))
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		cmd, ok := strings.CutPrefix(line, "badmac ")
+		if !ok {
+			continue
+		}
+		n++
+		args := append(strings.Fields(cmd), "-out", t.TempDir())
+		code, _, errs := run(t, args...)
+		require.Equal(t, 0, code, "%s: %s", line, errs)
+	}
+	require.Positive(t, n, "no command found")
+}
