@@ -156,12 +156,13 @@ const referenceStore = "reference"
 // interleaving, crashes included (docs/design.md §5). skip lists the ops
 // (by index) to leave out: steps the candidate took inside a store call,
 // which the reference store runs in one. The reference store has no
-// transactions, so txn runs as locked, as in Baseline. Its result is not
-// judged.
+// transactions, so txn runs as whatsmeow: the same client locks without the
+// buffer (txn adds only the transaction; its send/receive races are the
+// client's, not the store's). Its result is not judged.
 func SameClient(ctx context.Context, s *Schedule, skip map[int]bool) (*Result, error) {
 	s = s.Clone()
 	if s.Discipline == Txn {
-		s.Discipline = Locked
+		s.Discipline = Whatsmeow
 	}
 	var res *Result
 	var err error
