@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
+	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -125,4 +127,22 @@ func TestTxnNeedsTransactions(t *testing.T) {
 		"-shrink", "0", "-must-pass", "txn/sqlite", "-out", t.TempDir(), "-wide")
 	require.NotEqual(t, 2, code, out+errs)
 	require.Regexp(t, `│\s+txn \*\s+│\s+sqlite\s+│\s+crash\s+│`, out)
+}
+
+// txn on PostgreSQL loses replies to whatsmeow's own send/receive race
+// (DoDecryptionTxn does not serialise sends): pair-blamed, and not charged
+// to the store, whose reference run is the same client without the buffer.
+func TestTxnRaceIsNotTheStores(t *testing.T) {
+	needPostgres(t)
+	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "postgres", "-scenarios", "reply",
+		"-schedules", "20", "-shrink", "0", "-must-pass", "none", "-json", "-out", t.TempDir())
+	require.Equal(t, 0, code, errs)
+	var rep reports.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Len(t, rep.Rows, 1)
+	r := rep.Rows[0]
+	require.Positive(t, r.Blamed, "the race did not show in 20 schedules")
+	require.Positive(t, r.OldCounter)
+	require.NotNil(t, r.StoreBlamed)
+	require.Zero(t, *r.StoreBlamed, "whatsmeow's race charged to a correct store")
 }
