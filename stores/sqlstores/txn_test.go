@@ -79,8 +79,8 @@ func testDecryptionTxn(t *testing.T, name string) {
 // Crash after every store write of one conversation, with and without the
 // decrypted-event buffer (DoDecryptionTxn), in the harness on SQLite: the
 // txn discipline rolls back a decrypt the crash interrupted, so the
-// client-side losses of the locked client (a pkmsg whose session was saved
-// but never acknowledged meets an old counter on redelivery) go away.
+// locked client's loss (a pkmsg whose session was saved but never
+// acknowledged meets an old counter on redelivery) goes away.
 func TestCrashPointsTxnSQLite(t *testing.T) {
 	ctx := context.Background()
 	sc, err := scenarios.Lookup("crash")
@@ -103,17 +103,21 @@ func TestCrashPointsTxnSQLite(t *testing.T) {
 		reps[d] = rep
 		t.Logf("%s/sqlite: %d crash points, %d with client-side losses, %d store-blamed; lost %d, recovered %d, dup %d of %d messages",
 			d, len(rep.Points), len(rep.ClientSide), len(rep.Failed), rep.Counts.Lost, rep.Counts.Recovered, rep.Counts.Duplicates, rep.Counts.Messages)
-		// txn is whatsmeow's client plus the transaction: its sends still
-		// race its receives (a send's cached session written back over a
-		// receive that committed meanwhile), which the locked baseline
-		// does not have; only locked must come out clean here.
+		// Only locked must come out clean here. txn on SQLite is
+		// store-blamed at one point (a crash inside m1's transaction, after
+		// its PutSession: every message of the first session then needs
+		// retries with InvalidPreKey); an open finding, not explained yet.
 		if len(rep.Failed) > 0 && d == harness.Locked {
 			t.Errorf("%s/sqlite: store blamed at %d points, first: %s", d, len(rep.Failed), rep.Failed[0])
 		} else if len(rep.Failed) > 0 {
-			t.Logf("%s/sqlite: blamed at %d points (the send/receive race), first: %s", d, len(rep.Failed), rep.Failed[0])
+			t.Logf("%s/sqlite: store blamed at %d points, first: %s", d, len(rep.Failed), rep.Failed[0])
 		}
 	}
-	if l, x := len(reps[harness.Locked].ClientSide), len(reps[harness.Txn].ClientSide); x >= l {
-		t.Errorf("txn has %d client-side crash points, locked %d: the transaction changed nothing", x, l)
+	// The cure is measured in messages lost: a crash between PutSession and
+	// the ack loses the pkmsg under locked and rolls back under txn. (Which
+	// points count as client-side is judged against the reference store
+	// under the same locks without the buffer, the same for both.)
+	if l, x := reps[harness.Locked].Counts.Lost, reps[harness.Txn].Counts.Lost; l == 0 || x >= l {
+		t.Errorf("txn lost %d messages over the crash points, locked %d: the transaction changed nothing", x, l)
 	}
 }
