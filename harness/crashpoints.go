@@ -165,7 +165,10 @@ type crashSource struct {
 	queue   []Op
 }
 
-func (s *crashSource) Next(r *Run) (Op, bool) {
+// Next needs the model's own run (its store-write count): crash points are
+// enumerated on the in-process model only.
+func (s *crashSource) Next(v View) (Op, bool) {
+	r := v.(*Run)
 	if len(s.queue) > 0 {
 		op := s.queue[0]
 		s.queue = s.queue[1:]

@@ -11,7 +11,7 @@ import (
 // Source decides the next op of a run as it goes; generators (seeded random,
 // PCT, rapid) implement it. Next returns false when the source is done.
 type Source interface {
-	Next(r *Run) (Op, bool)
+	Next(v View) (Op, bool)
 }
 
 // Execute runs a schedule's setup with ops from src on variant v, drains it,
@@ -19,14 +19,7 @@ type Source interface {
 // reference store) and blames the pair for what the baseline survives. The
 // returned schedule is the fully explicit one: it replays byte for byte.
 func Execute(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode, src Source) (*Schedule, *Result, error) {
-	r, err := Start(ctx, setup, v, mode)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := r.Drive(src); err != nil {
-		return nil, nil, err
-	}
-	return r.Stop()
+	return RunOn(ctx, Model{Variant: v}, setup, mode, src)
 }
 
 // Drive applies ops from src until it is done. On error the run is stopped.
@@ -112,39 +105,16 @@ func Start(ctx context.Context, setup *Schedule, v stores.Variant, mode Mode) (*
 	return r, nil
 }
 
-// Stop drains the run, closes it, runs the baselines and judges (Judge). A
-// run in which every message was delivered cleanly cannot be blamed for
-// anything, so its baselines are skipped (half the cost of a passing
-// schedule).
+// Stop drains the run, closes it, runs the baselines and judges it as
+// RunOn judges a Model run.
 func (r *Run) Stop() (*Schedule, *Result, error) {
 	sched, res, err := r.Drain()
 	if err != nil {
 		return nil, nil, err
 	}
-	// Only a controlled run replays: the reference store can be run on the
-	// same interleaving (free mode leaves no explicit schedule).
-	replayable := r.mode == Controlled
-	if res.clean() {
-		res.StoreJudged = replayable && r.variant.Name != referenceStore
-		return sched, res, nil
-	}
-	base, err := Baseline(r.ctx, sched)
-	if err != nil {
-		return nil, nil, fmt.Errorf("baseline: %w", err)
-	}
-	var ref *Result
-	switch {
-	case !replayable:
-	case r.variant.Name == referenceStore:
-		ref = res // the reference store is its own reference: n/a
-	default:
-		if ref, err = SameClient(r.ctx, sched, r.verdict.skip); err != nil {
-			return nil, nil, fmt.Errorf("reference run: %w", err)
-		}
-	}
-	Judge(res, base, ref)
-	res.StoreJudged = ref != nil && ref != res
-	return sched, res, nil
+	m := Model{Variant: r.variant}
+	m.noteReference(r, res)
+	return judge(r.ctx, m, sched, res)
 }
 
 // referenceStore is the store every candidate is compared with.
@@ -256,7 +226,7 @@ type opList struct {
 	i   int
 }
 
-func (l *opList) Next(*Run) (Op, bool) {
+func (l *opList) Next(View) (Op, bool) {
 	if l.i >= len(l.ops) {
 		return Op{}, false
 	}

@@ -93,6 +93,11 @@ func (m *Message) Failures() []Attempt {
 type Result struct {
 	Messages []*Message
 	History  []string
+	// What Model.Reference needs: whether the store attribution runs
+	// (a controlled run on a store other than the reference store), the
+	// run is on the reference store itself, and the steps to skip.
+	refNeeded, refSelf bool
+	skip               map[int]bool
 	// Blamed lists the pair failures: messages whose outcome is worse than
 	// in the protocol baseline (Worse), other than the client-side ones.
 	// Filled by Judge.

@@ -62,6 +62,9 @@ var opOptional = map[string]int{"crash": 1}
 // Schedule is a whole run as data: the setup and every op. Printed, it
 // replays byte for byte.
 type Schedule struct {
+	// Device is the device under test the schedule is for (its Name);
+	// empty for the in-process model.
+	Device     string
 	Seed       uint64
 	Scenario   string
 	Discipline Discipline
@@ -85,6 +88,9 @@ const Version = "badmac schedule v1"
 func (s *Schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintln(&b, Version)
+	if s.Device != "" {
+		fmt.Fprintf(&b, "device %s\n", s.Device)
+	}
 	fmt.Fprintf(&b, "seed %d\n", s.Seed)
 	fmt.Fprintf(&b, "scenario %s\n", s.Scenario)
 	fmt.Fprintf(&b, "discipline %s\n", s.Discipline)
@@ -183,11 +189,13 @@ func Parse(r io.Reader) (*Schedule, error) {
 				return fail("bad seed %q", f[1])
 			}
 			s.Seed = v
-		case "scenario", "store", "group":
+		case "scenario", "store", "group", "device":
 			if len(f) != 2 {
 				return fail("%s takes one word", key)
 			}
 			switch key {
+			case "device":
+				s.Device = f[1]
 			case "scenario":
 				s.Scenario = f[1]
 			case "store":

@@ -29,6 +29,9 @@ type ShrinkOptions struct {
 	// Keep, if set, replaces "fails the same way" as what a candidate must
 	// preserve (the library finding keeps "the baseline still fails").
 	Keep func(*Result) bool
+	// Device, if set, runs the candidates (RunOn) instead of the model on
+	// the variant given.
+	Device Device
 }
 
 // ShrinkProgress is what a progress display shows.
@@ -68,10 +71,13 @@ func Shrink(ctx context.Context, s *Schedule, v stores.Variant, mode Mode, budge
 // reproduces replaces the schedule at once; the explicit schedule it ran is
 // what is kept, so the result replays byte for byte.
 func ShrinkWith(ctx context.Context, s *Schedule, v stores.Variant, mode Mode, o ShrinkOptions) (*Schedule, *Result, error) {
+	if o.Device == nil {
+		o.Device = Model{Variant: v}
+	}
 	res := o.Known
 	if res == nil {
 		var err error
-		if _, res, err = Execute(ctx, s, v, mode, Ops(s.Ops)); err != nil {
+		if _, res, err = RunOn(ctx, o.Device, s, mode, Ops(s.Ops)); err != nil {
 			return s, res, err
 		}
 	}
@@ -188,7 +194,7 @@ func (sh *shrinker) first(pass string, n int, gen func(i int) *Schedule) int {
 				if sh.o.Pool != nil {
 					defer sh.o.Pool.Release()
 				}
-				sch, r, err := Execute(sh.ctx, c.s, sh.v, sh.mode, Ops(c.s.Ops))
+				sch, r, err := RunOn(sh.ctx, sh.o.Device, c.s, sh.mode, Ops(c.s.Ops))
 				c.ok = err == nil && sh.o.Keep(r)
 				c.sch, c.res = sch, r
 			}()

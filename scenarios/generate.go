@@ -83,7 +83,7 @@ func (g *Generator) msgName(n int) string {
 }
 
 // Next implements harness.Source.
-func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
+func (g *Generator) Next(r harness.View) (harness.Op, bool) {
 	op, ok := g.choose(r)
 	if ok && g.sc.Overlap && (op.Verb == "deliver" || op.Verb == "reply") {
 		op.Inst = g.rng.IntN(g.sc.Instances) // either process takes it, while the other runs
@@ -91,7 +91,7 @@ func (g *Generator) Next(r *harness.Run) (harness.Op, bool) {
 	return op, ok
 }
 
-func (g *Generator) choose(r *harness.Run) (harness.Op, bool) {
+func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	g.ops++
 	if g.ops > maxOps {
 		return harness.Op{}, false
@@ -218,7 +218,7 @@ func (g *Generator) pick(runnable []string) string {
 // nextReplica drives the replica scenario: device processes take turns, each
 // delivery and reply handled to its end by one instance, so any failure is
 // from state one process did not see the other write.
-func (g *Generator) nextReplica(r *harness.Run, peers, in, out, runnable []string) (harness.Op, bool) {
+func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []string) (harness.Op, bool) {
 	inst := g.rng.IntN(g.sc.Instances)
 	switch {
 	case len(runnable) > 0:
@@ -256,7 +256,7 @@ func (s Scenario) crashes() int {
 }
 
 // crashOp is the scenario's crash (queueing what follows it).
-func (g *Generator) crashOp(r *harness.Run) harness.Op {
+func (g *Generator) crashOp(r harness.View) harness.Op {
 	op := harness.Op{Verb: "crash"}
 	switch g.sc.Crash {
 	case CrashRollback:

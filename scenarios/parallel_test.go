@@ -62,9 +62,9 @@ func TestRunPairsSameAsOneByOne(t *testing.T) {
 	ctx := context.Background()
 	cfg := Config{Mode: harness.Controlled, Policy: Random, Seed: 2, Schedules: 3, ShrinkBudget: 10, Workers: 2}
 	pairs := []Pair{
-		{scenario(t, "reply"), harness.Concurrent, stores.MustLookup("reference")},
-		{scenario(t, "burst"), harness.Locked, stores.MustLookup("mutexed")},
-		{scenario(t, "reorder"), harness.Whatsmeow, stores.MustLookup("uncached")},
+		{scenario(t, "reply"), harness.Concurrent, stores.MustLookup("reference"), nil},
+		{scenario(t, "burst"), harness.Locked, stores.MustLookup("mutexed"), nil},
+		{scenario(t, "reorder"), harness.Whatsmeow, stores.MustLookup("uncached"), nil},
 	}
 	got, err := RunPairs(ctx, pairs, cfg)
 	require.NoError(t, err)

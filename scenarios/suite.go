@@ -12,6 +12,9 @@ import (
 
 // PairResult is a (discipline, store, scenario) over many schedules.
 type PairResult struct {
+	// Device is the device under test's name; empty for the in-process
+	// model (harness.Model).
+	Device     string
 	Scenario   string
 	Discipline harness.Discipline
 	Store      string
@@ -85,18 +88,37 @@ type outcome struct {
 
 // RunPair runs cfg's schedules of sc on (d, v), cfg.Workers at a time.
 func RunPair(ctx context.Context, sc Scenario, d harness.Discipline, v stores.Variant, cfg Config) (*PairResult, error) {
-	prs, err := RunPairs(ctx, []Pair{{sc, d, v}}, cfg)
+	prs, err := RunPairs(ctx, []Pair{{Scenario: sc, Discipline: d, Variant: v}}, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return prs[0], nil
 }
 
-// Pair names a row: scenario, discipline and store.
+// Pair names a row: scenario, discipline and store, and the device under
+// test (nil: the in-process model over Variant). A device row runs the same
+// scenario's schedules; Discipline is then what its protocol baseline runs.
 type Pair struct {
 	Scenario   Scenario
 	Discipline harness.Discipline
 	Variant    stores.Variant
+	Device     harness.Device
+}
+
+func (p Pair) device() harness.Device {
+	if p.Device == nil {
+		return harness.Model{Variant: p.Variant}
+	}
+	return p.Device
+}
+
+// setup is schedule seed's header for the pair.
+func (p Pair) setup(seed uint64) *harness.Schedule {
+	s := p.Scenario.Setup(seed, p.Discipline, p.Variant.Name)
+	if p.Device != nil {
+		s.Device = p.Device.Name()
+	}
+	return s
 }
 
 // RunPairs runs every pair, several at once on one pool of cfg.Workers
@@ -154,6 +176,10 @@ func RunPairs(ctx context.Context, pairs []Pair, cfg Config) ([]*PairResult, err
 func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 	sc, d, v := p.Scenario, p.Discipline, p.Variant
 	pr := &PairResult{Scenario: sc.Name, Discipline: d, Store: v.Name, FirstIndex: -1}
+	dev := p.device()
+	if p.Device != nil {
+		pr.Device = dev.Name()
+	}
 	idx := cfg.Indices()
 	outs := make([]outcome, len(idx))
 	var (
@@ -182,7 +208,7 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 					return
 				}
 				seed := SeedFor(cfg.Seed, idx[k])
-				sched, res, err := harness.Execute(ctx, sc.Setup(seed, d, v.Name), v, cfg.Mode, NewGenerator(sc, cfg.Policy, seed))
+				sched, res, err := harness.RunOn(ctx, dev, p.setup(seed), cfg.Mode, NewGenerator(sc, cfg.Policy, seed))
 				cfg.Pool.Release()
 				o := &outs[k]
 				if err != nil {
@@ -238,7 +264,7 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 	}
 	if pr.First != nil && cfg.ShrinkBudget > 0 && cfg.Mode == harness.Controlled {
 		s, r, err := harness.ShrinkWith(ctx, pr.First, v, cfg.Mode, harness.ShrinkOptions{
-			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.FirstResult})
+			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.FirstResult, Device: dev})
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +273,7 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 	if pr.Library != nil && cfg.ShrinkBudget > 0 && cfg.Mode == harness.Controlled {
 		keep := func(r *harness.Result) bool { return len(r.LibraryFailures) > 0 }
 		s, r, err := harness.ShrinkKeeping(ctx, pr.Library, v, cfg.Mode, harness.ShrinkOptions{
-			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.LibraryResult}, keep)
+			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.LibraryResult, Device: dev}, keep)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,84 @@
+// Package devices opens a device under test by name: the in-process model
+// (harness.Model), the Baileys adapter (devices/baileys), the device as a
+// child process (procs) and the real whatsmeow Client (realclient). Each
+// implements harness.Device, so a scenario runs on any of them unchanged and
+// the harness's oracle judges them all (docs/design.md §4.1).
+package devices
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/badmac/badmac/harness"
+)
+
+// Options are how devices that run another process start it.
+type Options struct {
+	// Exe is the badmac binary, for devices that run it as a child
+	// process (empty: os.Executable).
+	Exe string
+	// Timeout bounds each answer from a device process (0: its default).
+	Timeout time.Duration
+}
+
+// Opened is a device and what closing it takes (a process to end, files to
+// remove).
+type Opened struct {
+	harness.Device
+	Close func()
+	// Stores are the store names (the rows' store column) the device runs
+	// on by default, when the user names none.
+	Stores []string
+}
+
+type entry struct {
+	// match reports whether name is this kind's.
+	match func(name string) bool
+	// usage is the name pattern and what it is, for help and errors.
+	usage string
+	open  func(ctx context.Context, name string, o Options) (*Opened, error)
+}
+
+// ModelStores are the model's default stores: the in-memory variants, no
+// setup needed.
+const ModelStores = "reference,uncached,mutexed,cached"
+
+var kinds = []entry{
+	{
+		match: func(n string) bool { return n == "model" },
+		usage: "model (the in-process model of the client: disciplines over any store; the default)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			return &Opened{Device: nil, Close: func() {}, Stores: strings.Split(ModelStores, ",")}, nil
+		},
+	},
+}
+
+// Usage lists the device names Open knows, one per line.
+func Usage() string {
+	var b strings.Builder
+	for _, k := range kinds {
+		b.WriteString("  " + k.usage + "\n")
+	}
+	return b.String()
+}
+
+// Open opens the device named name. The model opens as a nil Device: a
+// scenarios.Pair with no Device runs the model over the pair's store.
+func Open(ctx context.Context, name string, o Options) (*Opened, error) {
+	for _, k := range kinds {
+		if k.match(name) {
+			d, err := k.open(ctx, name, o)
+			if err != nil {
+				return nil, fmt.Errorf("device %s: %w", name, err)
+			}
+			return d, nil
+		}
+	}
+	var names []string
+	for _, k := range kinds {
+		names = append(names, strings.SplitN(k.usage, " ", 2)[0])
+	}
+	return nil, fmt.Errorf("unknown device %q (known: %s)", name, strings.Join(names, ", "))
+}
