@@ -125,20 +125,22 @@ const referenceStore = "reference"
 // the candidate's run: what a perfect store gives this client on this
 // interleaving, crashes included (docs/design.md §5). skip lists the ops
 // (by index) to leave out: steps the candidate took inside a store call,
-// which the reference store runs in one. The reference store has no
-// transactions, so txn runs as whatsmeow: the same client locks without the
-// buffer (txn adds only the transaction; its send/receive races are the
-// client's, not the store's). Its result is not judged.
+// which the reference store runs in one. txn runs on the reference store
+// with transactions (stores.ReferenceTxn): the same client, the same
+// decrypted-event buffer, and a crash inside a transaction rolls it back
+// there too, so neither txn's own send/receive race nor what a correct
+// rollback leads to is charged to the candidate. Its result is not judged.
 func SameClient(ctx context.Context, s *Schedule, skip map[int]bool) (*Result, error) {
 	s = s.Clone()
+	ref := stores.MustLookup(referenceStore)
 	if s.Discipline == Txn {
-		s.Discipline = Whatsmeow
+		ref = stores.ReferenceTxn()
 	}
 	var res *Result
 	var err error
 	withSeededRandom(s.Seed, 0, func() {
 		var r *Run
-		r, err = Open(ctx, s, stores.MustLookup(referenceStore), Controlled)
+		r, err = Open(ctx, s, ref, Controlled)
 		if err != nil {
 			return
 		}

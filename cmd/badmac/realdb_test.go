@@ -131,7 +131,8 @@ func TestTxnNeedsTransactions(t *testing.T) {
 
 // txn on PostgreSQL loses replies to whatsmeow's own send/receive race
 // (DoDecryptionTxn does not serialise sends): pair-blamed, and not charged
-// to the store, whose reference run is the same client without the buffer.
+// to the store, whose reference run is the same client on the reference
+// store with transactions (stores.ReferenceTxn).
 func TestTxnRaceIsNotTheStores(t *testing.T) {
 	needPostgres(t)
 	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "postgres", "-scenarios", "reply",
