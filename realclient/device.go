@@ -206,7 +206,14 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	for {
 		op, ok := src.Next(r)
 		if !ok {
-			break
+			// The client may still be at work (an async reply, a retry):
+			// a generator decides again once it owes nothing.
+			if err := r.quiet(ctx); err != nil {
+				return nil, nil, fmt.Errorf("device %s: seed %d: %w", d.Name(), setup.Seed, err)
+			}
+			if op, ok = src.Next(r); !ok {
+				break
+			}
 		}
 		sched.Ops = append(sched.Ops, op)
 		if err := r.apply(ctx, op); err != nil {
@@ -376,7 +383,9 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		}
 		return r.cv.Send(ctx, p, op.Args[1], "hello "+op.Args[1])
 	case "deliver":
-		r.cv.Deliver(op.Args[0])
+		if id, ok := r.cv.Deliver(op.Args[0]); ok {
+			return r.handled(ctx, id)
+		}
 	case "reply":
 		p, ok := r.cv.Peer(op.Args[0])
 		if !ok || r.cv.L.Known(op.Args[1]) {
@@ -409,6 +418,26 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		return r.restart(ctx)
 	}
 	return nil
+}
+
+// handled waits until the client's handler queue has taken every copy of
+// message id it was sent (decrypted it or failed to): what the client heard
+// is then what the generator sees, as on the model, while the client's
+// goroutines (async replies, retry receipts) go on across ops.
+func (r *run) handled(ctx context.Context, id string) error {
+	wctx, cancel := context.WithTimeout(ctx, r.settle)
+	defer cancel()
+	for {
+		ch := r.cv.L.Changed()
+		if r.down || r.cv.L.Handled(id) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-wctx.Done():
+			return fmt.Errorf("waiting for the client to handle %s: %w", id, wctx.Err())
+		}
+	}
 }
 
 // read hands the held message name to its peer. A message the client is

@@ -101,22 +101,57 @@ func takeCopy(q *[]heldCopy, name string) (heldCopy, bool) {
 }
 
 // Deliver pushes the held stanza name to the device (or to the offline
-// queue for its next login). It reports false when nothing of that name
-// is held.
-func (cv *Conversation) Deliver(name string) bool {
+// queue for its next login) and returns its message id. It reports false
+// when nothing of that name is held.
+func (cv *Conversation) Deliver(name string) (string, bool) {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
 	if cv.hold == nil {
-		return false
+		return "", false
 	}
 	c, ok := takeCopy(&cv.hold.in, name)
 	if !ok {
-		return false
+		return "", false
 	}
-	cv.hold.copyN[c.id]-- // tookLocked names it again, as it was
+	// tookLocked names it again: a dup keeps its name, a first copy its id.
+	if name == c.id {
+		cv.hold.copyN[c.id]--
+	} else {
+		cv.hold.taken = append(cv.hold.taken, name)
+		cv.hold.nodes[name] = c.node
+	}
 	cv.pendingAddLocked(c.id)
-	cv.pushLocked(c.id, c.node, fmt.Sprint(c.node.GetChildByTag("enc").Attrs["type"]), 0)
-	return true
+	cv.pushNamedLocked(c.id, name, c.node, fmt.Sprint(c.node.GetChildByTag("enc").Attrs["type"]))
+	return c.id, true
+}
+
+// pushNamedLocked is pushLocked for a held copy that already has its name.
+func (cv *Conversation) pushNamedLocked(id, name string, n waBinary.Node, kind string) {
+	if name == id {
+		cv.pushLocked(id, n, kind, 0)
+		return
+	}
+	if !cv.S.send(n) {
+		cv.S.Logf("queue %s (device offline)", name)
+		cv.L.update(id, func(f *flow) { f.offline = true })
+		return
+	}
+	cv.S.Logf("deliver %s %s count=0", name, kind)
+	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
+}
+
+// Handled reports whether the device has handled every copy of message id
+// it was sent: decrypted it or failed to (an attempt each), none waiting
+// for a login.
+func (l *Ledger) Handled(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.msgs[id]
+	if !ok {
+		return true
+	}
+	f := l.st[id]
+	return !f.offline && len(m.Attempts) >= f.copies
 }
 
 // Dup queues another copy of a stanza the device already took (the
