@@ -277,6 +277,12 @@ func (b *Bot) scripted() {
 		return
 	}
 	send := func() {
+		// A recorder that follows sends (waweb.Ledger) keeps the client
+		// busy until SendMessage returns: a stop then does not cut its ack.
+		if s, ok := b.L.(interface{ Sending(string, bool) }); ok {
+			s.Sending(r.id, true)
+			defer s.Sending(r.id, false)
+		}
 		_, err := b.Client.SendMessage(context.Background(), r.to,
 			&waE2E.Message{Conversation: proto.String(r.body)}, whatsmeow.SendRequestExtra{ID: r.id})
 		if err != nil {

@@ -221,3 +221,24 @@ func TestParseName(t *testing.T) {
 		}
 	}
 }
+
+// The restart scenario's stop and restart ops close the client and open a
+// new one on the same database (and a new instance of the store): with
+// inline replies nothing is lost across them, on whatsmeow's sqlstore and
+// on an in-memory variant.
+func TestDeviceRestartContinues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real client over many schedules")
+	}
+	for _, store := range []string{"sqlite", "mutexed"} {
+		v, err := stores.Lookup(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := runDevice(t, &Device{Reply: Inline}, "restart", v, 6)
+		if pr.Failed != 0 {
+			t.Errorf("client-inline/%s/restart: %d of %d schedules failed: %s\n%s", store, pr.Failed, pr.Schedules,
+				pr.FirstResult.Summary(), pr.First)
+		}
+	}
+}

@@ -275,7 +275,10 @@ func (l *Ledger) busyLocked() []string {
 				accepted = accepted || a.OK
 			}
 			dropped := len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
-			if !accepted && !dropped && !f.sendErr && f.failures < MaxRetries && f.held == 0 {
+			switch {
+			case f.sending:
+				p = append(p, id+" (SendMessage has not returned)")
+			case !accepted && !dropped && !f.sendErr && f.failures < MaxRetries && f.held == 0:
 				p = append(p, id+" (not at the server)")
 			}
 		}
@@ -301,6 +304,13 @@ func (l *Ledger) WaitQuiet(ctx context.Context) error {
 			return fmt.Errorf("device still busy: %s: %w", strings.Join(p, ", "), ctx.Err())
 		}
 	}
+}
+
+// Sending records that the device's SendMessage for id started (on) or
+// returned: until it returns the device is busy, though the server has the
+// message (it waits for the server's ack, which a disconnect would cut off).
+func (l *Ledger) Sending(id string, on bool) {
+	l.update(id, func(f *flow) { f.sending = on })
 }
 
 // Changed is closed at the ledger's next change.

@@ -38,6 +38,7 @@ type flow struct {
 	sendErr  bool // out: the device's SendMessage failed
 	offline  bool // in: the last copy waits in the offline queue for a login
 	held     int  // out: copies the server holds until a peer reads them (Hold)
+	sending  bool // out: the device's SendMessage has not returned yet
 }
 
 // NewLedger returns an empty ledger.
