@@ -10,6 +10,7 @@ import (
 
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/store/sqlstore"
+	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
@@ -234,6 +235,7 @@ type run struct {
 	cv      *waweb.Conversation
 	peers   []string
 	db      *sqlstore.Container
+	jid     types.JID // the device's JID in db
 	closeDB func()
 	storage stores.Storage // the plugged candidate store; nil on sqlstore
 	bot     *Bot
@@ -275,7 +277,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 	if d.Variant != nil {
 		storeName = "" // the whole device on SQLite, the Signal keys on the variant
 	}
-	if r.db, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
+	if r.db, r.jid, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
 		return nil, err
 	}
 	v := d.Variant
@@ -291,7 +293,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 			return nil, fmt.Errorf("store %s: %w", v.Name, err)
 		}
 	}
-	dev, err := Provision(ctx, r.db, BotJID)
+	dev, err := Provision(ctx, r.db, r.jid)
 	if err != nil {
 		return nil, err
 	}
@@ -464,12 +466,12 @@ func (r *run) restart(ctx context.Context) error {
 	if !r.down {
 		return nil
 	}
-	dev, err := r.db.GetDevice(ctx, BotJID)
+	dev, err := r.db.GetDevice(ctx, r.jid)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	if dev == nil {
-		return fmt.Errorf("restart: device %s not in the database", BotJID)
+		return fmt.Errorf("restart: device %s not in the database", r.jid)
 	}
 	return r.start(ctx, dev)
 }

@@ -3,6 +3,7 @@ package realclient
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,25 @@ func TestDeviceRestartContinues(t *testing.T) {
 		pr := runDevice(t, &Device{Reply: Inline}, "restart", v, 6)
 		if pr.Failed != 0 {
 			t.Errorf("client-inline/%s/restart: %d of %d schedules failed: %s\n%s", store, pr.Failed, pr.Schedules,
+				pr.FirstResult.Summary(), pr.First)
+		}
+	}
+}
+
+// The device on whatsmeow's sqlstore over PostgreSQL ($BADMAC_POSTGRES_DSN),
+// plain and with the decrypted-event buffer: inline replies lose nothing.
+func TestDevicePostgres(t *testing.T) {
+	if os.Getenv("BADMAC_POSTGRES_DSN") == "" {
+		t.Skip("BADMAC_POSTGRES_DSN not set (eval \"$(scripts/postgres.sh)\")")
+	}
+	v, err := stores.Lookup("postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*Device{{Reply: Inline}, {Reply: Inline, Buffer: true}} {
+		pr := runDevice(t, d, "reply", v, 4)
+		if pr.Failed != 0 {
+			t.Errorf("%s/postgres/reply: %d of %d schedules failed: %s\n%s", d.Name(), pr.Failed, pr.Schedules,
 				pr.FirstResult.Summary(), pr.First)
 		}
 	}
