@@ -202,7 +202,14 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		cv.onReceipt(ctx, n)
 	case "ack":
 		id, _ := n.Attrs["id"].(string)
-		if class, _ := n.Attrs["class"].(string); class != "message" {
+		class, _ := n.Attrs["class"].(string)
+		if class == "receipt" {
+			// The device acknowledging a peer's receipt (a retry receipt
+			// for one of its replies): nothing for the server to do.
+			cv.S.Logf("ack receipt %s", id)
+			return true
+		}
+		if class != "message" {
 			return false
 		}
 		cv.mu.Lock()
