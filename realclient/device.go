@@ -49,11 +49,16 @@ import (
 // the client owes nothing (waweb.Ledger.Busy). Waiting is on the server's
 // ledger, never on a clock; Settle only bounds a wait that would hang.
 //
-// A schedule replays (its ops again, harness.Ops) on the same device, but
-// not byte for byte: the client's goroutines interleave as they will, so
-// replays fail again with a rate, not the same history. Check accepts
-// mode free only. crash, snapshot, rollback, reinstall, rekey, group
-// messages, contacts with several devices and two instances are refused.
+// Mode free: a schedule replays (its ops again, harness.Ops) on the same
+// device, but not byte for byte: the client's goroutines interleave as
+// they will, so replays fail again with a rate, not the same history.
+// Mode serial is one op in flight: after each op the run waits until the
+// client owes nothing, so an async reply never overlaps a receive; the
+// generator then sees the same client at every op and a seed gives the
+// same schedule and the same outcome for every message (the history's
+// lines within one op may come in another order). crash, snapshot,
+// rollback, reinstall, rekey, group messages, contacts with several
+// devices and two instances are refused.
 type Device struct {
 	// Reply is how the bot sends a reply op: Inline or Async.
 	Reply Reply
@@ -132,8 +137,8 @@ func scenarioOps(sc scenarios.Scenario) []string {
 // off sqlstore.
 func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	name := d.Name()
-	if mode != harness.Free {
-		return fmt.Errorf("device %s: mode %s: the real client's goroutines run freely, so it runs in mode free only", name, mode)
+	if mode != harness.Free && mode != harness.Serial {
+		return fmt.Errorf("device %s: mode %s: the real client's goroutines run freely, so it runs in mode free, or serial (one op at a time, each to its end)", name, mode)
 	}
 	if setup.Device != "" && setup.Device != name {
 		return fmt.Errorf("device %s: the schedule is for device %s", name, setup.Device)
@@ -219,6 +224,14 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 		sched.Ops = append(sched.Ops, op)
 		if err := r.apply(ctx, op); err != nil {
 			return nil, nil, fmt.Errorf("device %s: seed %d: %s: %w", d.Name(), setup.Seed, op, err)
+		}
+		if mode == harness.Serial {
+			// One op in flight: the client finishes what the op gave it
+			// (a copy decrypted and answered, a reply at the server, a
+			// retry answered) before the next.
+			if err := r.quiet(ctx); err != nil {
+				return nil, nil, fmt.Errorf("device %s: seed %d: after %s: %w", d.Name(), setup.Seed, op, err)
+			}
 		}
 	}
 	if err := r.drain(ctx); err != nil {

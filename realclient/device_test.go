@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,12 +50,19 @@ func runDevice(t *testing.T, dev harness.Device, name string, v stores.Variant, 
 // reference store and on whatsmeow's sqlstore. Async replies race the
 // receive that follows them in the handler queue (SendMessage takes only
 // messageSendLock, decryptDM no lock: docs/design.md §3): their rate is
-// logged, a measurement, not asserted.
+// logged, a measurement, not asserted
+// (BADMAC_CLIENT_SCHEDULES=N for a longer one).
 func TestDeviceScenariosOnRealClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real client over many schedules")
 	}
-	const n = 12
+	n := 12
+	if v := os.Getenv("BADMAC_CLIENT_SCHEDULES"); v != "" { // a longer measurement
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("BADMAC_CLIENT_SCHEDULES=%q: want a number of schedules", v)
+		}
+	}
 	for _, store := range []string{"reference", "sqlite"} {
 		v, err := stores.Lookup(store)
 		if err != nil {
@@ -178,7 +186,7 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		mode harness.Mode
 		want string
 	}{
-		{inline, setup("reply", "reference"), harness.Controlled, "device client-inline: mode controlled"},
+		{inline, setup("reply", "reference"), harness.Controlled, "device client-inline: mode controlled: the real client's goroutines run freely"},
 		{inline, setup("group", "reference"), harness.Free, "group group: no group messages"},
 		{inline, setup("multi", "reference"), harness.Free, "contact alice:2: one device per contact"},
 		{inline, setup("replica", "reference"), harness.Free, "instances 2"},
@@ -261,4 +269,59 @@ func TestDevicePostgres(t *testing.T) {
 				pr.FirstResult.Summary(), pr.First)
 		}
 	}
+}
+
+// Mode serial (one op in flight) is deterministic where it matters: the
+// same seed gives the same schedule and the same outcome for every
+// message, with async replies too (they cannot overlap a receive there),
+// and a store that drops PutManySessions fails the same messages in the
+// same way on every run.
+func TestDeviceSerialIsDeterministic(t *testing.T) {
+	sc, err := scenarios.Lookup("reply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := func(res *harness.Result) string {
+		var b strings.Builder
+		for _, m := range res.Messages {
+			fmt.Fprintf(&b, "%s %s %s %s;", m.ID, m.Dir, m.Outcome(), worstOf(m))
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		dev    *Device
+		store  string
+		failed bool
+	}{{&Device{Reply: Async}, "sqlite", false}, {&Device{Reply: Inline, Variant: &dropBatchVariant}, "drop-put-many", true}} {
+		for i := range 3 {
+			seed := scenarios.SeedFor(3, i)
+			var first, firstOut string
+			for run := range 2 {
+				s, res, err := harness.RunOn(context.Background(), c.dev, sc.Setup(seed, harness.Whatsmeow, c.store), harness.Serial,
+					scenarios.NewGenerator(sc, scenarios.Random, seed))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Failed() != c.failed {
+					t.Errorf("%s/%s seed %d run %d: failed %t, want %t: %s", c.dev.Name(), c.store, seed, run, res.Failed(), c.failed, res.Summary())
+				}
+				if run == 0 {
+					first, firstOut = s.String(), outcomes(res)
+					continue
+				}
+				if s.String() != first || outcomes(res) != firstOut {
+					t.Errorf("%s/%s seed %d: two serial runs differ:\n%s\n%s\nvs\n%s\n%s", c.dev.Name(), c.store, seed, first, firstOut, s, outcomes(res))
+				}
+			}
+		}
+	}
+}
+
+// worstOf lists a message's failure classes.
+func worstOf(m *harness.Message) string {
+	var cls []string
+	for _, a := range m.Failures() {
+		cls = append(cls, string(a.Class))
+	}
+	return strings.Join(cls, ",")
 }
