@@ -253,7 +253,8 @@ func TestDeviceRestartContinues(t *testing.T) {
 }
 
 // The device on whatsmeow's sqlstore over PostgreSQL ($BADMAC_POSTGRES_DSN),
-// plain and with the decrypted-event buffer: inline replies lose nothing.
+// plain and with the decrypted-event buffer: inline replies lose nothing;
+// async replies' rate is logged.
 func TestDevicePostgres(t *testing.T) {
 	if os.Getenv("BADMAC_POSTGRES_DSN") == "" {
 		t.Skip("BADMAC_POSTGRES_DSN not set (eval \"$(scripts/postgres.sh)\")")
@@ -262,8 +263,11 @@ func TestDevicePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []*Device{{Reply: Inline}, {Reply: Inline, Buffer: true}} {
+	for _, d := range []*Device{{Reply: Inline}, {Reply: Inline, Buffer: true}, {Reply: Async}, {Reply: Async, Buffer: true}} {
 		pr := runDevice(t, d, "reply", v, 4)
+		if d.Reply == Async {
+			continue // whatsmeow's send/receive race: a rate, logged
+		}
 		if pr.Failed != 0 {
 			t.Errorf("%s/postgres/reply: %d of %d schedules failed: %s\n%s", d.Name(), pr.Failed, pr.Schedules,
 				pr.FirstResult.Summary(), pr.First)
