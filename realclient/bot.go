@@ -4,7 +4,9 @@
 // that replies to every text the way bots do: from inside the handler
 // (whatsmeow runs handlers in its handler queue, one stanza at a time) or
 // from a goroutine the handler starts. What the client decrypts, fails to
-// decrypt or drops is recorded in the conversation's ledger.
+// decrypt or drops is recorded in the conversation's ledger. Device runs
+// the harness's schedules (any scenario's) on it, judged by the harness's
+// oracle; Converse is the older workload driver behind `badmac client`.
 package realclient
 
 import (
