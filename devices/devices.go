@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/realclient"
 )
 
 // Options are how devices that run another process start it.
@@ -51,6 +52,18 @@ var kinds = []entry{
 		usage: "model (the in-process model of the client: disciplines over any store; the default)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			return &Opened{Device: nil, Close: func() {}, Stores: strings.Split(ModelStores, ",")}, nil
+		},
+	},
+	{
+		match: func(n string) bool { _, ok := realclient.ParseName(n); return ok },
+		usage: "client-inline|client-async[+buffer] (the real whatsmeow Client on the loopback fake server, replying from its handler or a goroutine; +buffer: EnableDecryptedEventBuffer, stores sqlite/postgres; mode free)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			d, _ := realclient.ParseName(name)
+			st := []string{"reference", "sqlite"}
+			if d.Buffer {
+				st = []string{"sqlite"}
+			}
+			return &Opened{Device: d, Close: func() {}, Stores: st}, nil
 		},
 	},
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,7 +56,7 @@ type Config struct {
 var contactNames = []string{"alice", "bob", "carol", "dave"}
 
 // BotJID is the device under test.
-var BotJID = types.JID{User: "10000000001", Device: 5, Server: types.DefaultUserServer}
+var BotJID = types.JID{User: fmt.Sprint(BotUser), Device: 5, Server: types.DefaultUserServer}
 
 // MaxAttempts is where whatsmeow gives up on a message it cannot decrypt
 // (waweb.MaxRetries).
@@ -115,12 +116,12 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		peers = append(peers, p)
 	}
-	c, done, err := openDevice(ctx, cfg)
+	c, jid, done, err := openDevice(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	dev, err := Provision(ctx, c, BotJID)
+	dev, err := Provision(ctx, c, jid)
 	if err != nil {
 		return nil, err
 	}
@@ -216,37 +217,53 @@ func Plug(dev *store.Device, set stores.Set) error {
 	return nil
 }
 
-// openDevice opens the database the whole device lives in: whatsmeow's
-// sqlstore on a new PostgreSQL database (store postgres: the stores
-// variant creates it on $BADMAC_POSTGRES_DSN's server and drops it after)
-// or on a SQLite file in cfg.Dir (anything else).
-func openDevice(ctx context.Context, cfg Config) (*sqlstore.Container, func(), error) {
+// openDevice opens the database the whole device lives in and names the
+// device's JID there: whatsmeow's sqlstore on PostgreSQL (store postgres:
+// the stores variant's database on $BADMAC_POSTGRES_DSN's server, which the
+// runs of a process share, so each run's device has a JID of its own and
+// its rows are deleted at the end) or on a SQLite file in cfg.Dir
+// (anything else; the device is BotJID).
+func openDevice(ctx context.Context, cfg Config) (*sqlstore.Container, types.JID, func(), error) {
 	if cfg.Store != "postgres" || cfg.NewSet != nil {
 		c, err := OpenSQLite(ctx, filepath.Join(cfg.Dir, fmt.Sprintf("client-%d.db", cfg.Seed)))
 		if err != nil {
-			return nil, nil, err
+			return nil, types.JID{}, nil, err
 		}
-		return c, func() { _ = c.Close() }, nil
+		return c, BotJID, func() { _ = c.Close() }, nil
 	}
 	v, err := stores.Lookup("postgres")
 	if err != nil {
-		return nil, nil, fmt.Errorf("realclient: %w", err)
+		return nil, types.JID{}, nil, fmt.Errorf("realclient: %w", err)
 	}
 	st, err := v.Open(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("realclient: store postgres: %w", err)
+		return nil, types.JID{}, nil, fmt.Errorf("realclient: store postgres: %w", err)
 	}
 	loc, ok := sqlstores.Locate(st)
 	if !ok {
 		st.Close()
-		return nil, nil, fmt.Errorf("realclient: store postgres: database cannot be located")
+		return nil, types.JID{}, nil, fmt.Errorf("realclient: store postgres: database cannot be located")
 	}
 	pc, err := pgx.ParseConfig(loc.DSN)
 	if err != nil {
 		st.Close()
-		return nil, nil, fmt.Errorf("realclient: store postgres: %s: %w", sqlstores.Redact(loc.DSN), err)
+		return nil, types.JID{}, nil, fmt.Errorf("realclient: store postgres: %s: %w", sqlstores.Redact(loc.DSN), err)
 	}
 	pc.Database = loc.Database
-	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
-	return c, func() { _ = c.Close(); st.Close() }, nil
+	raw := stdlib.OpenDB(*pc)
+	c := sqlstore.NewWithDB(raw, "postgres", waLog.Noop)
+	// The login payload carries the user as a number: a numeric JID.
+	jid := types.JID{User: fmt.Sprint(BotUser + pgBotSeq.Add(1)), Device: BotJID.Device, Server: types.DefaultUserServer}
+	return c, jid, func() {
+		// Cascades to every per-device table (sqlstores' own cleanup only
+		// knows the variant's device).
+		_, _ = raw.ExecContext(context.Background(), `DELETE FROM whatsmeow_device WHERE jid=$1`, jid)
+		_ = c.Close()
+		st.Close()
+	}, nil
 }
+
+// BotUser is BotJID's user as a number.
+const BotUser = 10000000001
+
+var pgBotSeq atomic.Uint64

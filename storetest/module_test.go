@@ -58,6 +58,17 @@ func TestUserModule(t *testing.T) {
 		require.Regexp(t, `storetest: `+sc+` \(controlled interleavings, locked client\): \d+ schedules, \d+ messages, no failures`, tests["TestCorrect"])
 	}
 
+	// The real whatsmeow Client over the user's store (Options.Client):
+	// the correct store passes every scenario the client runs, its restart
+	// reopening the store through the Opener.
+	for _, sc := range []string{"burst", "reply", "reorder", "restart"} {
+		require.Regexp(t, `storetest: `+sc+` \(real whatsmeow Client, inline replies\): 2 schedules, \d+ messages, no failures`, tests["TestCorrect"])
+	}
+	// A store whose PutManySessions does nothing (and GetManySessions
+	// finds nothing) fails there too: SendMessage's session cache writes
+	// back through it.
+	require.Contains(t, tests["TestDropBatches"], "storetest: scenario reply (real whatsmeow Client, inline replies): 2 of 2 schedules failed")
+
 	want := map[string][]string{
 		// An unlocked whole-file read-modify-write loses sessions (or reads
 		// a torn file) when 16 goroutines write at once.

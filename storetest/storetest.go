@@ -90,6 +90,13 @@ type Options struct {
 	// name for every dir) must guard it, and a store whose bug depends on
 	// such shared state fails less reproducibly than with Workers: 1.
 	Workers int
+	// Client also runs the scenarios on the real whatsmeow Client over
+	// your store (realclient.Device; those it can run: not group, multi,
+	// longlived or the crash scenarios), ClientSchedules each (default 4)
+	// with inline and with async replies. Inline failures fail the test;
+	// async rates are logged (whatsmeow's own send/receive race).
+	Client          bool
+	ClientSchedules int
 }
 
 // TB is the part of testing.TB that Check uses.
@@ -254,6 +261,9 @@ func check(t TB, s *subject, o Options) {
 		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall {
 			runScenario(ctx, t, s, sc, o, harness.Free, o.FreeSchedules, who, pool)
 		}
+	}
+	if o.Client {
+		runClient(ctx, t, s, scs, o, who)
 	}
 	s.tally.mu.Lock()
 	t.Logf("storetest: largest record the store was handed: %s (%s); largest read back: %s (%s)",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/stores"
 )
@@ -151,6 +152,10 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 	}
 	if sched.Instances > 1 && s.open == nil {
 		t.Fatalf("storetest: %s runs %d instances at once: it needs an Opener (storetest.RunOpener)", path, sched.Instances)
+		return
+	}
+	if dev, ok := realclient.ParseName(sched.Device); ok {
+		replayClient(ctx, t, s, sched, dev, path)
 		return
 	}
 	var j *shrunk

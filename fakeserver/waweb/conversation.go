@@ -37,6 +37,7 @@ type Conversation struct {
 	recreated map[string]bool
 	receipts  []queuedReceipt // the peers' retry receipts for an offline device
 	seq       int64
+	hold      *holding // nil: every stanza goes at once (see Hold)
 }
 
 type inbound struct {
@@ -122,6 +123,10 @@ func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inboun
 	}
 	in.node = waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{"from": in.peer.JID, "id": id, "t": in.t,
 		"type": "text"}, Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	if cv.hold != nil && count == 0 {
+		cv.holdInLocked(id, in.node)
+		return nil
+	}
 	cv.pendingAddLocked(id)
 	cv.pushLocked(id, in.node, kind, count)
 	return nil
@@ -150,10 +155,11 @@ func (cv *Conversation) pendingDropLocked(id string) {
 func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, count int) {
 	if !cv.S.send(n) {
 		cv.S.Logf("queue %s (device offline)", id)
+		cv.L.update(id, func(f *flow) { f.offline = true })
 		return
 	}
-	cv.S.Logf("deliver %s %s count=%d", id, kind, count)
-	cv.L.update(id, func(f *flow) { f.copies++ })
+	cv.S.Logf("deliver %s %s count=%d", cv.tookLocked(id, n), kind, count)
+	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
 
 // redeliver is the offline queue on login: every stanza not acknowledged
@@ -196,7 +202,14 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		cv.onReceipt(ctx, n)
 	case "ack":
 		id, _ := n.Attrs["id"].(string)
-		if class, _ := n.Attrs["class"].(string); class != "message" {
+		class, _ := n.Attrs["class"].(string)
+		if class == "receipt" {
+			// The device acknowledging a peer's receipt (a retry receipt
+			// for one of its replies): nothing for the server to do.
+			cv.S.Logf("ack receipt %s", id)
+			return true
+		}
+		if class != "message" {
 			return false
 		}
 		cv.mu.Lock()
@@ -309,13 +322,18 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 		parts = append(parts, part{to, enc}) // a resend on a retry receipt
 	}
 	for _, pt := range parts {
-		cv.toPeer(ctx, id, pt.jid, pt.enc)
+		if cv.holdOut(id, pt.jid, pt.enc) {
+			continue
+		}
+		cv.mu.Lock()
+		cv.toPeerLocked(ctx, id, pt.jid, pt.enc, true)
+		cv.mu.Unlock()
 	}
 }
 
-func (cv *Conversation) toPeer(ctx context.Context, id string, jid types.JID, enc waBinary.Node) {
-	cv.mu.Lock()
-	defer cv.mu.Unlock()
+// toPeerLocked is the peer decrypting the device's message; counted says
+// whether the copy is counted here (it was when it was held).
+func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.JID, enc waBinary.Node, counted bool) {
 	p, ok := cv.peers[jid.String()]
 	if !ok {
 		cv.S.Logf("server: message %s for unknown device %s", id, jid)
@@ -324,7 +342,9 @@ func (cv *Conversation) toPeer(ctx context.Context, id string, jid types.JID, en
 	kind, _ := enc.Attrs["type"].(string)
 	ct, _ := enc.Content.([]byte)
 	count := enc.AttrGetter().OptionalInt("count")
-	cv.L.update(id, func(f *flow) { f.copies++ })
+	if counted {
+		cv.L.update(id, func(f *flow) { f.copies++ })
+	}
 	dev := cv.device()
 	pt, err := p.DecryptDM(ctx, dev, kind, ct)
 	if errors.Is(err, signalerror.ErrUntrustedIdentity) && kind == endpoint.PkMsg {

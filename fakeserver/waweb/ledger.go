@@ -36,6 +36,9 @@ type flow struct {
 	failures int  // out: the peer's failed decryptions
 	retries  int  // retry receipts (in: from the device; out: from the peer)
 	sendErr  bool // out: the device's SendMessage failed
+	offline  bool // in: the last copy waits in the offline queue for a login
+	held     int  // out: copies the server holds until a peer reads them (Hold)
+	sending  bool // out: the device's SendMessage has not returned yet
 }
 
 // NewLedger returns an empty ledger.

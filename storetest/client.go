@@ -1,0 +1,132 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/realclient"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
+)
+
+// clientSchedules is Options.ClientSchedules' default.
+const clientSchedules = 4
+
+// runClient runs the scenarios on the real whatsmeow Client over the
+// user's store (realclient.Device, Options.Client): with inline replies,
+// where the client cannot race itself (its handler queue runs one stanza
+// at a time and the reply is sent from it), so a message that fares worse
+// than the serial protocol is the store's and fails the test; and with
+// async replies, whose rate is logged only, since there whatsmeow's own
+// send/receive race loses replies whatever the store (docs/design.md §3).
+// Scenarios the client cannot run (groups, contacts with several devices,
+// crashes, two instances) are named and left out.
+func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, o Options, who testRef) {
+	t.Helper()
+	n := o.ClientSchedules
+	if n == 0 {
+		n = clientSchedules
+	}
+	var skipped []string
+	for _, sc := range scs {
+		for _, reply := range []realclient.Reply{realclient.Inline, realclient.Async} {
+			probe := &realclient.Device{Reply: reply, Variant: &stores.Variant{Name: StoreName}}
+			if err := probe.Check(sc.Setup(o.Seed, harness.Whatsmeow, StoreName), harness.Free); err != nil {
+				if reply == realclient.Inline {
+					skipped = append(skipped, fmt.Sprintf("%s (%s)", sc.Name, strings.TrimPrefix(err.Error(), "device "+probe.Name()+": ")))
+				}
+				continue
+			}
+			if !clientScenario(ctx, t, s, sc, reply, n, o, who) {
+				break // one failure per scenario is enough to read
+			}
+		}
+	}
+	if len(skipped) > 0 {
+		t.Logf("storetest: not run on the real client: %s", strings.Join(skipped, "; "))
+	}
+}
+
+// clientScenario runs n schedules of sc on the real client, one at a time
+// (each starts a client, a server and a database of its own). It returns
+// false when one failed the test.
+func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, reply realclient.Reply, n int, o Options, who testRef) bool {
+	t.Helper()
+	label := "real whatsmeow Client, " + string(reply) + " replies"
+	failed, messages, blamed := 0, 0, 0
+	var first *harness.Schedule
+	var firstRes *harness.Result
+	var firstFinds []string
+	for i := range n {
+		seed := scenarios.SeedFor(o.Seed, i)
+		log := newRunLog()
+		v := s.variant(log)
+		dev := &realclient.Device{Reply: reply, Variant: &v}
+		sched, res, err := harness.RunOn(ctx, dev, sc.Setup(seed, harness.Whatsmeow, StoreName), harness.Free,
+			scenarios.NewGenerator(sc, scenarios.Random, seed))
+		if err != nil {
+			t.Fatalf("storetest: scenario %s (%s) seed %d: %v", sc.Name, label, seed, err)
+			return false
+		}
+		s.tally.merge(log.tally)
+		messages += len(res.Messages)
+		blamed += len(res.Blamed)
+		if res.Failed() {
+			failed++
+			if first == nil {
+				first, firstRes, firstFinds = sched, res, diagnoseAll(log.traces())
+			}
+		}
+	}
+	lo, hi := harness.Wilson(blamed, messages)
+	if first == nil {
+		t.Logf("storetest: %s (%s): %d schedules, %d messages, no failures", sc.Name, label, n, messages)
+		return true
+	}
+	if reply == realclient.Async {
+		t.Logf("storetest: %s (%s): %d of %d schedules, %d of %d messages worse than the serial protocol [%.1f%%, %.1f%%] "+
+			"(not failed: whatsmeow's send takes no lock against its receive, so async replies race it whatever the store); first: %s",
+			sc.Name, label, failed, n, blamed, messages, 100*lo, 100*hi, firstRes.Summary())
+		return true
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "storetest: scenario %s (%s): %d of %d schedules failed\n", sc.Name, label, failed, n)
+	writeFailure(&b, firstFinds, firstRes, firstRes.Blamed)
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("badmac-%s-%s-%s-seed%d-pid%d.txt", sanitize(t.Name()), sc.Name,
+		first.Device, first.Seed, os.Getpid()))
+	cmd := who.command([]string{ReplayEnv + "=" + path})
+	text := annotate(first.String(), "# recorded by storetest in "+who.test+" ("+who.pkg+") on the real whatsmeow Client against your store\n# replay: "+cmd+"\n")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		cmd = fmt.Sprintf("(could not save the schedule: %v)", err)
+	}
+	fmt.Fprintf(&b, "schedule (%d ops; the client's goroutines run freely, so a replay fails again at a rate, not with the same history):\n%s", len(first.Ops), first)
+	fmt.Fprintf(&b, "replay:\n  %s\n", cmd)
+	t.Errorf("%s", b.String())
+	return false
+}
+
+// replayClient is replay for a schedule recorded on the real client.
+func replayClient(ctx context.Context, t TB, s *subject, sched *harness.Schedule, dev *realclient.Device, path string) {
+	t.Helper()
+	log := newRunLog()
+	v := s.variant(log)
+	dev.Variant = &v
+	_, res, err := harness.RunOn(ctx, dev, sched, harness.Free, harness.Ops(sched.Ops))
+	if err != nil {
+		t.Fatalf("storetest: replay %s: %v", path, err)
+		return
+	}
+	t.Logf("storetest: replay of %s on the real client, history:\n%s", path, res.HistoryText())
+	if !res.Failed() {
+		t.Logf("storetest: replay of %s: no failures this time (the real client runs freely: rerun it)", path)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "storetest: replay of %s on the real client fails (%d ops):\n", path, len(sched.Ops))
+	writeFailure(&b, diagnoseAll(log.traces()), res, res.Blamed)
+	t.Errorf("%s", b.String())
+}
