@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/procs"
 )
 
 // Options are how devices that run another process start it.
@@ -51,6 +52,17 @@ var kinds = []entry{
 		usage: "model (the in-process model of the client: disciplines over any store; the default)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			return &Opened{Device: nil, Close: func() {}, Stores: strings.Split(ModelStores, ",")}, nil
+		},
+	},
+	{
+		match: func(n string) bool { return n == "procs" },
+		usage: "procs (the device as a child process, badmac device, on a fresh sqlite or postgres database per schedule; crash is SIGKILL)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			d, err := procs.NewDevice(o.Exe)
+			if err != nil {
+				return nil, err
+			}
+			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
 		},
 	},
 }

@@ -54,7 +54,7 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}
-	d, err := NewDevice(ctx, st, *txn, *dieAfter, die)
+	d, err := NewHandler(ctx, st, *txn, *dieAfter, die)
 	if err != nil {
 		return fail(err)
 	}

@@ -154,7 +154,7 @@ func (p *childProc) Close() error {
 // and leaves the storage as it is, as a kill would.
 func Local(storage stores.Storage, txn bool) Launcher {
 	return func(ctx context.Context, inc, dieAfter int) (Proc, error) {
-		d, err := NewDevice(ctx, storage, txn, dieAfter, func() { panic(killed{}) })
+		d, err := NewHandler(ctx, storage, txn, dieAfter, func() { panic(killed{}) })
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +165,7 @@ func Local(storage stores.Storage, txn bool) Launcher {
 type killed struct{}
 
 type localProc struct {
-	d    *Device
+	d    *Handler
 	dead bool
 	// LocalAt's failpoint: request number atReq dies after atWrites of
 	// its writes, or after it.
@@ -174,7 +174,7 @@ type localProc struct {
 	stopStep, stopWrites int
 }
 
-func newLocalProc(d *Device) *localProc {
+func newLocalProc(d *Handler) *localProc {
 	p := &localProc{d: d}
 	d.OnStop(func(step, writes int) {
 		p.stopStep, p.stopWrites = step, writes
@@ -224,6 +224,10 @@ func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err err
 }
 
 func (p *localProc) Close() error { return nil }
+
+// Kill is the kill between requests: the process is gone, the storage is
+// left as it is.
+func (p *localProc) Kill() { p.dead = true }
 
 // Config is a conversation: the contact sends Messages messages, now and
 // then two at once, and the bot replies to about Reply of them.

@@ -25,6 +25,9 @@ const (
 	OpHello = "hello" // a restart: load the credentials from the database
 	OpRecv  = "recv"  // decrypt a delivery (pkmsg or msg)
 	OpSend  = "send"  // encrypt a reply, building the session from Bundle first if given
+	// OpPreKeys returns which of the one-time prekeys IDs the store still
+	// holds (the restart check of uploaded, unclaimed prekeys).
+	OpPreKeys = "prekeys"
 )
 
 // Request is one line from the parent.
@@ -40,9 +43,27 @@ type Request struct {
 	// without the send path's session cache (retry.go handleRetryReceipt).
 	Retry bool `json:"retry,omitempty"`
 	// StopAt > 0 stops the device when step StopAt of this request begins
-	// (Device.Handle): a child answers with a Response whose Stopped is
+	// (Handler.Handle): a child answers with a Response whose Stopped is
 	// set and waits for the parent's SIGKILL.
 	StopAt int `json:"stop_at,omitempty"`
+	// Rules: the request comes from the harness device (HarnessDevice),
+	// which the child answers by the rules the harness's model follows
+	// (docs/design.md §4.1): a failed recv counts its retry receipt per
+	// message (whatsmeow retry.go sendRetryReceipt, keys from count 2); a
+	// Retry send is handleRetryReceipt (the receipt admitted, the session
+	// recreated by shouldRecreateSession); the decrypted-event buffer's
+	// plaintext is cleared once the event is handled. Without it the child
+	// answers as Converse expects.
+	Rules bool `json:"rules,omitempty"`
+	// Msg is the message id; Count the delivery's retry count (recv) or
+	// the receipt's (a Retry send).
+	Msg   string `json:"msg,omitempty"`
+	Count int    `json:"count,omitempty"`
+	// Fetched: a Retry send coming back with the bundle the parent fetched
+	// after NeedBundle: the receipt was admitted already.
+	Fetched bool `json:"fetched,omitempty"`
+	// IDs are the prekeys OpPreKeys asks about.
+	IDs []uint32 `json:"ids,omitempty"`
 }
 
 // Response is one line from the child.
@@ -65,6 +86,14 @@ type Response struct {
 	// is waiting to be killed; nothing else in the response is set.
 	Stopped bool `json:"stopped,omitempty"`
 	Step    int  `json:"step,omitempty"`
+	// Rules only. Receipt is the retry receipt a failed recv sends (its
+	// count; 0: none), with PreKeys[0] as its keys when it has them.
+	// Dropped: a Retry send whose receipt was not admitted. Reason: why
+	// NeedBundle recreates the session. Note: a line for the history.
+	Receipt int    `json:"receipt,omitempty"`
+	Dropped bool   `json:"dropped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // PreKey is a one-time prekey (the private half: this is a test bench).
