@@ -3,6 +3,7 @@ package procs_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/badmac/badmac/harness"
@@ -12,7 +13,8 @@ import (
 )
 
 // child is the real device process: this test binary as `badmac device`
-// (TestMain runs procs.ChildMain when BADMAC_PROCS_CHILD is set).
+// (TestMain runs procs.ChildMain when BADMAC_PROCS_CHILD is set), one
+// process per schedule on a fresh database.
 func child() procs.Device {
 	return procs.Device{Exe: os.Args[0], Env: append(os.Environ(), "BADMAC_PROCS_CHILD=1")}
 }
@@ -30,20 +32,169 @@ func runPair(t *testing.T, dev harness.Device, scenario string, d harness.Discip
 	return prs[0]
 }
 
-func TestHarnessSmoke(t *testing.T) {
-	pr := runPair(t, child(), "reply", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 2, Workers: 2})
-	t.Logf("%+v", pr.Counts)
-	if pr.First != nil {
-		t.Logf("%s\n%s", pr.First, pr.FirstResult.HistoryText())
+// deviceScenarios are the harness scenarios the child runs (group,
+// replica, overlap and rollback are refused by Check).
+var deviceScenarios = []string{"burst", "reply", "multi", "reorder", "crash", "torn", "restart", "reinstall"}
+
+// The harness's scenarios, unchanged, on the real child over SQLite under
+// both disciplines: a correct store on a real database, killed with
+// SIGKILL and restarted on the same file, fails no schedule.
+func TestDeviceSQLite(t *testing.T)   { testDevice(t, "sqlite", 20) }
+func TestDevicePostgres(t *testing.T) { testDevice(t, "postgres", 8) }
+
+func testDevice(t *testing.T, store string, schedules int) {
+	needStore(t, store)
+	total, crashes, retried := 0, 0, 0
+	for _, d := range []harness.Discipline{harness.Locked, harness.Txn} {
+		for _, sc := range deviceScenarios {
+			pr := runPair(t, child(), sc, d, store, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: schedules, Workers: 2, ShrinkBudget: 100})
+			c := pr.Counts
+			t.Logf("%s %s/%s: %d schedules, %d failed; %d messages, %d delivered, %d recovered (baseline: %d), %d crashes",
+				pr.Device, d, sc, pr.Schedules, pr.Failed, c.Messages, c.Delivered, c.Recovered, c.Baseline, c.Crashes)
+			if pr.Device != "procs" || pr.Schedules != schedules {
+				t.Fatalf("%s: ran %d schedules on %q", sc, pr.Schedules, pr.Device)
+			}
+			if pr.Failed > 0 {
+				t.Errorf("%s/%s on %s: %d of %d schedules failed; first: %s\n%s", d, sc, store, pr.Failed, pr.Schedules, pr.FirstResult.Summary(), pr.First)
+			}
+			total += pr.Schedules
+			crashes += c.Crashes
+			retried += c.Recovered
+		}
+	}
+	t.Logf("%s: %d schedules on the real child, %d SIGKILLs, %d messages recovered by retry receipts, 0 failed", store, total, crashes, retried)
+	// The runs must have exercised what they claim to.
+	if crashes == 0 {
+		t.Errorf("no crash scenario killed the device")
+	}
+	if retried == 0 {
+		t.Errorf("no retry receipt recovered a message (reinstall should)")
 	}
 }
 
-func TestHarnessPrint(t *testing.T) {
-	sc, _ := scenarios.Lookup("crash")
-	setup := sc.Setup(5, harness.Locked, "sqlite")
-	sched, res, err := harness.RunOn(context.Background(), child(), setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, 5))
+// A store that loses writes on a crash (debounced: writes wait in a buffer
+// a kill drops) is caught on the device through the same scenario, the
+// failure blamed on the store (worse than the same client on the
+// reference store), shrunk, and its counterexample replays to the same
+// result through harness.RunOn with harness.Ops. The same ops on the
+// reference store lose nothing. The Local launcher runs it: the child runs
+// on a real database, which keeps every committed write through SIGKILL.
+func TestDeviceCatchesLostWrites(t *testing.T) {
+	ctx := context.Background()
+	dev := procs.Device{Local: true}
+	pr := runPair(t, dev, "crash", harness.Locked, "debounced", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2, ShrinkBudget: 300})
+	t.Logf("debounced/crash on %s: %d of %d schedules failed, %d messages store-blamed", pr.Device, pr.Failed, pr.Schedules, pr.Counts.StoreBlamed)
+	if pr.Failed == 0 || pr.First == nil {
+		t.Fatalf("a store that drops its pending writes on a crash passed %d schedules", pr.Schedules)
+	}
+	first, want := pr.First, pr.FirstResult
+	if len(want.StoreBlamed) == 0 || want.Crashes == 0 {
+		t.Errorf("first failure not blamed on the store after a crash: %s (store-blamed %v)", want.Summary(), want.StoreBlamed)
+	}
+	t.Logf("counterexample (schedule %d): %s\n%s", pr.FirstIndex, want.Summary(), first)
+	text := first.String()
+	parsed, err := harness.Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s\n%s\n%+v", sched, res.HistoryText(), res.Counts())
+	if parsed.Device != dev.Name() {
+		t.Fatalf("schedule names device %q, want %q", parsed.Device, dev.Name())
+	}
+	sched, got, err := harness.RunOn(ctx, dev, parsed, harness.Controlled, harness.Ops(parsed.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Failed() || got.Summary() != want.Summary() || got.HistoryText() != want.HistoryText() || sched.String() != text {
+		t.Errorf("replay differs:\nwant %s\ngot  %s\n%s", want.Summary(), got.Summary(), got.HistoryText())
+	}
+	ref := parsed.Clone()
+	ref.Store = "reference"
+	if _, res, err := harness.RunOn(ctx, dev, ref, harness.Controlled, harness.Ops(ref.Ops)); err != nil {
+		t.Fatal(err)
+	} else if res.Failed() {
+		t.Errorf("the counterexample fails on the reference store too: %s", res.Summary())
+	}
+	// Correct stores on the Local launcher: no failure.
+	for _, st := range []string{"reference", "sqlite"} {
+		pr := runPair(t, dev, "crash", harness.Locked, st, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2})
+		if pr.Failed > 0 {
+			t.Errorf("%s/crash on %s: %d failed: %s", st, pr.Device, pr.Failed, pr.FirstResult.Summary())
+		}
+	}
+}
+
+// The real child is deterministic: a schedule's explicit form replays on
+// it to the same schedule and the same history, byte for byte.
+func TestDeviceReplaysByteForByte(t *testing.T) {
+	ctx := context.Background()
+	dev := child()
+	for _, name := range []string{"crash", "reinstall"} {
+		sc, err := scenarios.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setup := sc.Setup(11, harness.Txn, "sqlite")
+		s1, r1, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, 11))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, r2, err := harness.RunOn(ctx, dev, s1, harness.Controlled, harness.Ops(s1.Ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s1.String() != s2.String() || r1.HistoryText() != r2.HistoryText() {
+			t.Errorf("%s: replay differs:\n%s\n---\n%s", name, r1.HistoryText(), r2.HistoryText())
+		}
+		if !strings.HasPrefix(s1.String(), harness.Version+"\ndevice procs\n") {
+			t.Errorf("schedule does not name its device:\n%s", s1)
+		}
+		t.Logf("%s: %d ops, %d history lines, replayed identically", name, len(s1.Ops), len(r1.History))
+	}
+}
+
+// Check refuses what the child cannot run, in one line naming the device
+// and what it lacks; RunOn stops there.
+func TestDeviceCheck(t *testing.T) {
+	dev := child()
+	setup := func(scenario string, d harness.Discipline, store string) *harness.Schedule {
+		sc, err := scenarios.Lookup(scenario)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc.Setup(1, d, store)
+	}
+	other := setup("reply", harness.Locked, "sqlite")
+	other.Device = "baileys@6.17.16"
+	cases := []struct {
+		s    *harness.Schedule
+		mode harness.Mode
+		want string
+	}{
+		{setup("group", harness.Locked, "sqlite"), harness.Controlled, "group messages"},
+		{setup("overlap", harness.Locked, "sqlite"), harness.Controlled, "instances 2"},
+		{setup("replica", harness.Locked, "sqlite"), harness.Controlled, "instances 2"},
+		{setup("rollback", harness.Locked, "sqlite"), harness.Controlled, "rollback"},
+		{setup("reply", harness.Whatsmeow, "sqlite"), harness.Controlled, "discipline whatsmeow"},
+		{setup("reply", harness.Locked, "reference"), harness.Controlled, "store reference"},
+		{setup("reply", harness.Locked, "nosuch"), harness.Controlled, "store nosuch"},
+		{setup("reply", harness.Locked, "sqlite"), harness.Free, "mode free"},
+		{other, harness.Controlled, "for device baileys@6.17.16"},
+	}
+	for _, c := range cases {
+		err := dev.Check(c.s, c.mode)
+		if err == nil || !strings.HasPrefix(err.Error(), "device procs: ") || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s/%s/%s %s: got %v, want one line naming procs and %q", c.s.Scenario, c.s.Discipline, c.s.Store, c.mode, err, c.want)
+			continue
+		}
+		if _, _, err := harness.RunOn(context.Background(), dev, c.s, c.mode, harness.Ops(nil)); err == nil {
+			t.Errorf("RunOn ran %s on procs", c.s.Scenario)
+		}
+	}
+	for _, sc := range deviceScenarios {
+		for _, d := range []harness.Discipline{harness.Locked, harness.Txn} {
+			if err := dev.Check(setup(sc, d, "sqlite"), harness.Controlled); err != nil {
+				t.Errorf("%s/%s refused: %v", sc, d, err)
+			}
+		}
+	}
 }
