@@ -45,6 +45,8 @@ type Child struct {
 	Loc  sqlstores.Locator
 	Seed uint64
 	Txn  bool
+	// WriteBehind > 0: the child's non-durable setting (-write-behind).
+	WriteBehind int
 }
 
 // Launch starts a child process.
@@ -54,6 +56,9 @@ func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
 		"-seed", strconv.FormatUint(c.Seed, 10), "-incarnation", strconv.Itoa(inc), "-die-after", strconv.Itoa(dieAfter), "-report-writes")
 	if c.Txn {
 		args = append(args, "-txn")
+	}
+	if c.WriteBehind > 0 {
+		args = append(args, "-write-behind", strconv.Itoa(c.WriteBehind))
 	}
 	cmd := exec.CommandContext(ctx, c.Exe, args...)
 	cmd.Env = c.Env

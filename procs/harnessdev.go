@@ -63,6 +63,11 @@ type Device struct {
 	Env  []string
 	// Local runs the device in this process instead (Exe is unused).
 	Local bool
+	// WriteBehind > 0 runs the child in a non-durable setting: its session
+	// writes wait in process memory and reach the database every
+	// WriteBehind writes (and at a clean exit), so a SIGKILL loses them.
+	// A broken variant for tests, named procs-writebehind.
+	WriteBehind int
 }
 
 // NewDevice is the real child: this program's `device` subcommand when exe
@@ -79,8 +84,11 @@ func NewDevice(exe string) (Device, error) {
 
 // Name is "procs", or "procs-local" for the in-process launcher.
 func (d Device) Name() string {
-	if d.Local {
+	switch {
+	case d.Local:
 		return "procs-local"
+	case d.WriteBehind > 0:
+		return "procs-writebehind"
 	}
 	return "procs"
 }
@@ -233,7 +241,7 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 			st.Close()
 			return nil, fmt.Errorf("store %s cannot be located by another process", v.Name)
 		}
-		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn}.Launch
+		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind}.Launch
 	}
 	if err := r.init(); err != nil {
 		r.close()

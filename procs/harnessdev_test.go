@@ -198,3 +198,42 @@ func TestDeviceCheck(t *testing.T) {
 		}
 	}
 }
+
+// A non-durable setting of the real child is caught by a real SIGKILL: with
+// session writes waiting in process memory (WriteBehind), a kill loses
+// them and the restarted process decrypts from older records. The shrunk
+// counterexample replays on the real child byte for byte, and the same ops
+// on the durable child lose nothing; a clean stop (the child flushes at
+// exit) loses nothing either.
+func TestDeviceCatchesWriteBehindKill(t *testing.T) {
+	ctx := context.Background()
+	dev := child()
+	dev.WriteBehind = 3
+	pr := runPair(t, dev, "crash", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2, ShrinkBudget: 200})
+	t.Logf("sqlite/crash on %s: %d of %d schedules failed (%d messages blamed)", pr.Device, pr.Failed, pr.Schedules, pr.Counts.Blamed)
+	if pr.Failed == 0 || pr.First == nil {
+		t.Fatalf("a child that keeps session writes in memory survived %d schedules with SIGKILLs", pr.Schedules)
+	}
+	first, want := pr.First, pr.FirstResult
+	if want.Crashes == 0 {
+		t.Errorf("counterexample without a crash: %s", want.Summary())
+	}
+	t.Logf("counterexample (schedule %d): %s\n%s", pr.FirstIndex, want.Summary(), first)
+	sched, got, err := harness.RunOn(ctx, dev, first, harness.Controlled, harness.Ops(first.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Failed() || got.HistoryText() != want.HistoryText() || sched.String() != first.String() {
+		t.Errorf("replay on the real child differs:\nwant %s\ngot  %s\n%s", want.Summary(), got.Summary(), got.HistoryText())
+	}
+	durable := first.Clone()
+	durable.Device = ""
+	if _, res, err := harness.RunOn(ctx, child(), durable, harness.Controlled, harness.Ops(durable.Ops)); err != nil {
+		t.Fatal(err)
+	} else if res.Failed() {
+		t.Errorf("the counterexample fails on the durable child too: %s", res.Summary())
+	}
+	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 10, Workers: 2}); pr.Failed > 0 {
+		t.Errorf("clean stops lost writes of the write-behind child: %s", pr.FirstResult.Summary())
+	}
+}
