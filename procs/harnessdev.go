@@ -43,8 +43,12 @@ import (
 // nothing, and what it shows is what the database made durable and what
 // the restarted process reloads (the in-process model, harness.Model, is
 // where every store call is a yield point). Contacts send direct messages
-// only (a group op does nothing; Check refuses group scenarios) and the
-// device is one process (Check refuses instances > 1).
+// only (a group op does nothing; Check refuses group scenarios). With
+// instances > 1 that many processes run on the one database, deliver and
+// reply going to the one the op names (instance 0 handles retry receipts
+// and the drain, as in the model): they take turns, request by request
+// (scenario replica; overlap, where the model interleaves them store call
+// by store call, is refused).
 //
 // With Local the device runs in this process over any store variant, the
 // Local launcher: fast, and a crash drops the storage's volatile state
@@ -105,8 +109,8 @@ func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 		return fail("mode %s: each request runs whole in the child, in op order (only controlled)", mode)
 	case setup.Discipline != harness.Locked && setup.Discipline != harness.Txn:
 		return fail("discipline %s: the child runs locked or txn (whatsmeow's decrypted-event buffer)", setup.Discipline)
-	case setup.Instances > 1:
-		return fail("instances %d: one device process per schedule (two processes on one database: badmac procs)", setup.Instances)
+	case setup.Scenario == "overlap":
+		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
 	case setup.Group != "":
 		return fail("group messages (sender keys) are not in the child's protocol")
 	case setup.Scenario == "rollback":
@@ -185,10 +189,10 @@ type hrun struct {
 	launch  Launcher
 	txn     bool
 
-	proc     Proc
-	inc      int
-	writes   int // store writes of the current incarnation
-	requests int // recv and send requests of the current incarnation
+	procs    []Proc // one per instance, on the one database
+	inc      int    // restarts so far
+	writes   []int  // store writes of each process since the last start
+	requests int    // requests since the last start
 	down     bool
 	refused  bool
 
@@ -268,7 +272,7 @@ func (r *hrun) init() error {
 	if err != nil {
 		return err
 	}
-	r.proc = p
+	r.procs, r.writes = []Proc{p}, []int{0}
 	resp, err := p.Do(r.ctx, Request{Op: OpInit})
 	if err == nil && !resp.OK {
 		err = errors.New(resp.Err)
@@ -285,12 +289,30 @@ func (r *hrun) init() error {
 	}
 	r.me = &endpoint.Endpoint{JID: DeviceJID, Creds: r.creds}
 	r.srv.Upload(r.me.Address(), r.me.Bundle, pks)
+	// The other instances start on the paired device, as a second
+	// process of an overlapping deploy does.
+	for i := 1; i < max(r.sched.Instances, 1); i++ {
+		p, err := r.launch(r.ctx, i, 0)
+		if err != nil {
+			return fmt.Errorf("instance %d: %w", i, err)
+		}
+		r.procs, r.writes = append(r.procs, p), append(r.writes, 0)
+		h, err := p.Do(r.ctx, Request{Op: OpHello})
+		if err == nil && !h.OK {
+			err = errors.New(h.Err)
+		}
+		if err != nil {
+			return fmt.Errorf("instance %d: hello: %w", i, err)
+		}
+	}
 	return nil
 }
 
 func (r *hrun) close() {
-	if r.proc != nil && !r.down {
-		_ = r.proc.Close()
+	if !r.down {
+		for _, p := range r.procs {
+			_ = p.Close()
+		}
 	}
 	_ = r.storage.Close()
 }
@@ -300,13 +322,13 @@ func (r *hrun) log(format string, a ...any) { r.history = append(r.history, fmt.
 // do sends one request to the running process. The process never dies
 // under a request here (a crash lands between requests), so any failure
 // to answer is an error of the run.
-func (r *hrun) do(req Request) (Response, error) {
+func (r *hrun) do(inst int, req Request) (Response, error) {
 	req.Rules = true
-	resp, err := r.proc.Do(r.ctx, req)
+	resp, err := r.procs[inst].Do(r.ctx, req)
 	if err != nil {
-		return Response{}, fmt.Errorf("%s request: %w", req.Op, err)
+		return Response{}, fmt.Errorf("%s request to instance %d: %w", req.Op, inst, err)
 	}
-	r.writes = resp.Writes
+	r.writes[inst] = resp.Writes
 	r.requests++
 	return resp, nil
 }
@@ -384,7 +406,7 @@ func (r *hrun) apply(op harness.Op) error {
 		r.add(&harness.Message{ID: msg, Dir: harness.In, Peer: p.Name, Body: body})
 		r.log("%s: %s %s", op, d.Kind, d.ID)
 	case "deliver":
-		if r.down || op.Inst != 0 {
+		if r.down || op.Inst >= len(r.procs) {
 			return nil
 		}
 		d := r.srv.TakeInbound(op.Args[0])
@@ -392,10 +414,10 @@ func (r *hrun) apply(op harness.Op) error {
 			return nil
 		}
 		r.log("%s", op)
-		return r.receive(d)
+		return r.receive(op.Inst, d)
 	case "reply":
 		p, ok := r.peers[op.Args[0]]
-		if !ok || r.down || op.Inst != 0 {
+		if !ok || r.down || op.Inst >= len(r.procs) {
 			return nil
 		}
 		msg := op.Args[1]
@@ -406,7 +428,7 @@ func (r *hrun) apply(op harness.Op) error {
 		r.add(&harness.Message{ID: msg, Dir: harness.Out, Peer: p.Name, Body: body})
 		id, _ := r.srv.NextCopy(msg)
 		r.log("%s", op)
-		return r.sendReply(p, msg, id, body)
+		return r.sendReply(op.Inst, p, msg, id, body)
 	case "read":
 		d := r.srv.TakeOutbound(op.Args[0])
 		if d == nil {
@@ -477,9 +499,9 @@ func (r *hrun) record(msg string, a harness.Attempt) {
 
 // receive has the child decrypt delivery d; a failure's retry receipt (the
 // child counted it and drew its keys) goes to the contact, who answers it.
-func (r *hrun) receive(d *fakeserver.Delivery) error {
+func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	r.copies[d.ID] = d
-	resp, err := r.do(Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
+	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
 	if err != nil {
 		return err
 	}
@@ -524,11 +546,11 @@ func (r *hrun) receive(d *fakeserver.Delivery) error {
 
 // sendReply is the device sending msg to p: the child encrypts from its
 // session, or from p's bundle, fetched from the server, when it has none.
-func (r *hrun) sendReply(p *fakeserver.Peer, msg, id, body string) error {
+func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) error {
 	to := p.Address()
 	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Msg: msg}
 	for {
-		resp, err := r.do(req)
+		resp, err := r.do(inst, req)
 		if err != nil {
 			return err
 		}
@@ -593,6 +615,7 @@ func (r *hrun) read(d *fakeserver.Delivery) error {
 // retryReceipt has the child handle p's retry receipt for msg (count
 // retry, keys b): admitted or dropped, the session recreated from a
 // fetched bundle if the child says so, then the message encrypted again.
+// Instance 0 handles receipts, as in the model.
 func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int, b *prekey.Bundle) error {
 	to := p.Address()
 	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(),
@@ -601,7 +624,7 @@ func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int,
 		req.Bundle = FromBundle(b)
 	}
 	for {
-		resp, err := r.do(req)
+		resp, err := r.do(0, req)
 		if err != nil {
 			return err
 		}
@@ -643,12 +666,18 @@ func (r *hrun) crash(mode string) {
 	if r.down {
 		return
 	}
-	r.crashPoints = append(r.crashPoints, fmt.Sprintf("crash (SIGKILL) between requests, after %d requests and %d store writes of process %d",
-		r.requests, r.writes, r.inc))
-	if k, ok := r.proc.(interface{ Kill() }); ok {
-		k.Kill()
+	writes := 0
+	for _, n := range r.writes {
+		writes += n
 	}
-	_ = r.proc.Close() // reaps the killed process; its exit status is the kill
+	r.crashPoints = append(r.crashPoints, fmt.Sprintf("crash (SIGKILL) between requests, after %d requests and %d store writes since start %d",
+		r.requests, writes, r.inc))
+	for _, p := range r.procs {
+		if k, ok := p.(interface{ Kill() }); ok {
+			k.Kill()
+		}
+		_ = p.Close() // reaps the killed process; its exit status is the kill
+	}
 	lost := 0
 	if c, ok := r.storage.(stores.Crasher); ok && r.dev.Local {
 		lost = c.PendingWrites()
@@ -656,7 +685,7 @@ func (r *hrun) crash(mode string) {
 	}
 	r.down = true
 	r.crashes++
-	r.log("crash %q: device process %d killed between requests, %d pending writes hit", mode, r.inc, lost)
+	r.log("crash %q: device processes killed between requests, %d pending writes hit", mode, lost)
 }
 
 // stop is a clean shutdown: the child's stdin closes and it exits (Local:
@@ -665,8 +694,10 @@ func (r *hrun) stop() error {
 	if r.down {
 		return nil
 	}
-	if err := r.proc.Close(); err != nil {
-		return fmt.Errorf("stop: %w", err)
+	for i, p := range r.procs {
+		if err := p.Close(); err != nil {
+			return fmt.Errorf("stop: instance %d: %w", i, err)
+		}
 	}
 	if s, ok := r.storage.(stores.Stopper); ok && r.dev.Local {
 		if err := s.Stop(r.ctx); err != nil {
@@ -686,21 +717,28 @@ func (r *hrun) restart() error {
 		return nil
 	}
 	r.inc++
-	p, err := r.launch(r.ctx, r.inc, 0)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
+	n := len(r.procs)
+	var h Response
+	for i := range n {
+		// Each process draws from its own stream: instance i of start k.
+		p, err := r.launch(r.ctx, r.inc*n+i, 0)
+		if err != nil {
+			return fmt.Errorf("restart: instance %d: %w", i, err)
+		}
+		r.procs[i], r.writes[i] = p, 0
+		if h, err = p.Do(r.ctx, Request{Op: OpHello}); err != nil {
+			return fmt.Errorf("restart: instance %d: %w", i, err)
+		}
+		if !h.OK {
+			for _, p := range r.procs[:i+1] {
+				_ = p.Close()
+			}
+			r.refused = true
+			r.log("restart refused: %s", h.Err)
+			return nil
+		}
 	}
-	h, err := p.Do(r.ctx, Request{Op: OpHello})
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	if !h.OK {
-		_ = p.Close()
-		r.refused = true
-		r.log("restart refused: %s", h.Err)
-		return nil
-	}
-	r.proc, r.down, r.writes, r.requests = p, false, 0, 0
+	r.down, r.requests = false, 0
 	if creds, err := endpoint.DecodeCreds(h.Creds); err != nil || !creds.Same(r.creds) {
 		r.regenerated = true
 		r.log("restart: CREDENTIALS REGENERATED (%v): identity and registration id changed", err)
@@ -729,7 +767,7 @@ func (r *hrun) checkPreKeys() error {
 	for _, pk := range want {
 		req.IDs = append(req.IDs, pk.KeyID)
 	}
-	resp, err := r.do(req)
+	resp, err := r.do(0, req)
 	if err != nil {
 		return err
 	}
@@ -766,7 +804,7 @@ func (r *hrun) drain() error {
 		if len(in) > 0 && !r.down {
 			d := r.srv.TakeInbound(in[0])
 			r.log("drain: deliver %s", d.ID)
-			if err := r.receive(d); err != nil {
+			if err := r.receive(0, d); err != nil {
 				return err
 			}
 			continue
