@@ -62,6 +62,7 @@ var kinds = []entry{
 			if err != nil {
 				return nil, err
 			}
+			d.Timeout = o.Timeout
 			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
 		},
 	},

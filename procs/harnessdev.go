@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/whatsmeow/util/keys"
@@ -72,7 +74,16 @@ type Device struct {
 	// WriteBehind writes (and at a clean exit), so a SIGKILL loses them.
 	// A broken variant for tests, named procs-writebehind.
 	WriteBehind int
+	// Timeout bounds each answer from a child process (0:
+	// DefaultTimeout); a child that does not answer in time is killed and
+	// the schedule fails with an error. It is a hang detector, not a
+	// measurement: no verdict depends on it.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is a child's time to answer one request when Device
+// gives none: far above what a request takes on a loaded machine.
+const DefaultTimeout = 2 * time.Minute
 
 // NewDevice is the real child: this program's `device` subcommand when exe
 // is empty.
@@ -273,7 +284,7 @@ func (r *hrun) init() error {
 		return err
 	}
 	r.procs, r.writes = []Proc{p}, []int{0}
-	resp, err := p.Do(r.ctx, Request{Op: OpInit})
+	resp, err := r.ask(p, Request{Op: OpInit})
 	if err == nil && !resp.OK {
 		err = errors.New(resp.Err)
 	}
@@ -297,7 +308,7 @@ func (r *hrun) init() error {
 			return fmt.Errorf("instance %d: %w", i, err)
 		}
 		r.procs, r.writes = append(r.procs, p), append(r.writes, 0)
-		h, err := p.Do(r.ctx, Request{Op: OpHello})
+		h, err := r.ask(p, Request{Op: OpHello})
 		if err == nil && !h.OK {
 			err = errors.New(h.Err)
 		}
@@ -324,13 +335,34 @@ func (r *hrun) log(format string, a ...any) { r.history = append(r.history, fmt.
 // to answer is an error of the run.
 func (r *hrun) do(inst int, req Request) (Response, error) {
 	req.Rules = true
-	resp, err := r.procs[inst].Do(r.ctx, req)
+	resp, err := r.ask(r.procs[inst], req)
 	if err != nil {
 		return Response{}, fmt.Errorf("%s request to instance %d: %w", req.Op, inst, err)
 	}
 	r.writes[inst] = resp.Writes
 	r.requests++
 	return resp, nil
+}
+
+// ask sends one request to p, killing a child that does not answer
+// within the timeout.
+func (r *hrun) ask(p Proc, req Request) (Response, error) {
+	k, ok := p.(interface{ Kill() })
+	if r.dev.Local || !ok {
+		return p.Do(r.ctx, req)
+	}
+	timeout := r.dev.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var late atomic.Bool
+	t := time.AfterFunc(timeout, func() { late.Store(true); k.Kill() })
+	resp, err := p.Do(r.ctx, req)
+	t.Stop()
+	if late.Load() {
+		return Response{}, fmt.Errorf("device process: no answer to %s within %v (killed)", req.Op, timeout)
+	}
+	return resp, err
 }
 
 // View.
@@ -726,7 +758,7 @@ func (r *hrun) restart() error {
 			return fmt.Errorf("restart: instance %d: %w", i, err)
 		}
 		r.procs[i], r.writes[i] = p, 0
-		if h, err = p.Do(r.ctx, Request{Op: OpHello}); err != nil {
+		if h, err = r.ask(p, Request{Op: OpHello}); err != nil {
 			return fmt.Errorf("restart: instance %d: %w", i, err)
 		}
 		if !h.OK {

@@ -40,8 +40,8 @@ var deviceScenarios = []string{"burst", "reply", "multi", "reorder", "crash", "t
 // The harness's scenarios, unchanged, on the real child over SQLite under
 // both disciplines: a correct store on a real database, killed with
 // SIGKILL and restarted on the same file, fails no schedule.
-func TestDeviceSQLite(t *testing.T)   { testDevice(t, "sqlite", 20) }
-func TestDevicePostgres(t *testing.T) { testDevice(t, "postgres", 8) }
+func TestDeviceSQLite(t *testing.T)   { testDevice(t, "sqlite", 12) }
+func TestDevicePostgres(t *testing.T) { testDevice(t, "postgres", 6) }
 
 func testDevice(t *testing.T, store string, schedules int) {
 	needStore(t, store)
@@ -241,7 +241,7 @@ func TestDeviceCatchesWriteBehindKill(t *testing.T) {
 	} else if res.Failed() {
 		t.Errorf("the counterexample fails on the durable child too: %s", res.Summary())
 	}
-	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 10, Workers: 2}); pr.Failed > 0 {
+	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 6, Workers: 2}); pr.Failed > 0 {
 		t.Errorf("clean stops lost writes of the write-behind child: %s", pr.FirstResult.Summary())
 	}
 }
