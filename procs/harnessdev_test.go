@@ -2,10 +2,13 @@ package procs_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/badmac/badmac/devices"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
@@ -243,5 +246,41 @@ func TestDeviceCatchesWriteBehindKill(t *testing.T) {
 	}
 	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 6, Workers: 2}); pr.Failed > 0 {
 		t.Errorf("clean stops lost writes of the write-behind child: %s", pr.FirstResult.Summary())
+	}
+}
+
+// The registry's procs is the real child (its Exe, its Timeout), and runs
+// a scenario's schedule; the same pair gives the same row for any number
+// of workers.
+func TestDeviceRegistryAndWorkers(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("BADMAC_PROCS_CHILD", "1") // the children this test binary starts act as badmac device
+	op, err := devices.Open(ctx, "procs", devices.Options{Exe: os.Args[0], Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	dev, ok := op.Device.(procs.Device)
+	if !ok || dev.Name() != "procs" || dev.Exe != os.Args[0] || dev.Timeout != time.Minute || strings.Join(op.Stores, ",") != "sqlite" {
+		t.Fatalf("devices.Open(procs) = %#v (stores %v)", op.Device, op.Stores)
+	}
+	sc, _ := scenarios.Lookup("reply")
+	sched, res, err := harness.RunOn(ctx, dev, sc.Setup(3, harness.Locked, "sqlite"), harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed() || len(res.Messages) == 0 || sched.Device != "procs" {
+		t.Fatalf("reply on the registry's procs: %s (%d messages, device %q)", res.Summary(), len(res.Messages), sched.Device)
+	}
+	var rows []string
+	for _, w := range []int{1, 3} {
+		pr := runPair(t, procs.Device{Local: true}, "crash", harness.Locked, "debounced", scenarios.Config{Mode: harness.Controlled, Seed: 2, Schedules: 12, Workers: w, ShrinkBudget: 50})
+		if pr.First == nil {
+			t.Fatalf("workers %d: no failure to compare", w)
+		}
+		rows = append(rows, fmt.Sprintf("%d %+v %d\n%s%s", pr.Failed, pr.Counts, pr.FirstIndex, pr.First, pr.FirstResult.HistoryText()))
+	}
+	if rows[0] != rows[1] {
+		t.Errorf("workers 1 and 3 differ:\n%s\n---\n%s", rows[0], rows[1])
 	}
 }

@@ -6,6 +6,12 @@
 // driven on. What the oracle sees afterwards is what the database really made
 // durable, not a model of it.
 //
+// Two drivers use the child: Converse (`badmac procs`: a conversation of
+// its own, killed at a failpoint inside a request, and ConverseReplicas,
+// requests to two processes in flight at once) and Device, the harness's
+// device interface (docs/design.md §4.1): the harness's scenarios run on
+// the child unchanged, request by request, judged by the harness's oracle.
+//
 // Parent and child speak JSON lines: one Request on the child's stdin, one
 // Response on its stdout, strictly in turn.
 package procs
