@@ -145,7 +145,7 @@ func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
 	peer := protocol.NewSignalAddress(req.Peer, req.PeerID)
 	switch req.Op {
 	case OpRecv:
-		pt, note, err := d.decrypt(ctx, peer, req.Kind, req.CT, req.Rules)
+		pt, note, err := d.decrypt(ctx, peer, req)
 		if err == nil {
 			return Response{OK: true, PT: pt, Note: note}, nil
 		}
@@ -162,7 +162,10 @@ func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
 				resp.Receipt, resp.Note = 0, fmt.Sprintf("no retry receipt (count %d)", resp.Receipt)
 				return resp, nil
 			}
-			want = fakeserver.WantsKeys(resp.Receipt, false)
+			// forceIncludeIdentity: a group message with no DM part whose
+			// sender key is unknown (decryptMessages' isUnavailable).
+			force := req.Kind == endpoint.SkMsg && req.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
+			want = fakeserver.WantsKeys(resp.Receipt, force)
 		}
 		if want {
 			// whatsmeow's retry receipt carries a fresh one-time prekey.
@@ -320,17 +323,56 @@ func (d *Handler) decryptDM(ctx context.Context, peer *protocol.SignalAddress, k
 	return d.ep.DecryptDM(ctx, peer, kind, ct)
 }
 
-// decrypt is whatsmeow's bufferedDecrypt around decryptDM. With rules it
-// is the whole of it as the harness models it (harness run.go
-// bufferedDecrypt): a buffered event without plaintext is
+// message is the decryption of one delivery as the harness models
+// whatsmeow's (harness run.go decrypt): the DM part first, if any (its
+// payload's sender key distribution processed), then the message itself,
+// a group message with the sender key; a DM retry of a group message
+// carries the distribution in its payload.
+func (d *Handler) message(ctx context.Context, peer *protocol.SignalAddress, req Request) ([]byte, error) {
+	if req.DMCT != nil {
+		pt, err := d.decryptDM(ctx, peer, req.DMKind, req.DMCT)
+		if err != nil {
+			return nil, err
+		}
+		dm, err := fakeserver.DecodePayload(pt)
+		if err != nil {
+			return nil, &endpoint.Failure{Class: endpoint.Other, Err: err}
+		}
+		if err := d.ep.ProcessSenderKeyDistribution(ctx, req.Group, peer, dm.SKDM); err != nil {
+			return nil, err
+		}
+	}
+	if req.Kind == endpoint.SkMsg {
+		return d.ep.GroupDecrypt(ctx, req.Group, peer, req.CT)
+	}
+	pt, err := d.decryptDM(ctx, peer, req.Kind, req.CT)
+	if err != nil || req.Group == "" {
+		return pt, err
+	}
+	pl, err := fakeserver.DecodePayload(pt)
+	if err != nil {
+		return nil, &endpoint.Failure{Class: endpoint.Other, Err: err}
+	}
+	if pl.SKDM != nil {
+		if err := d.ep.ProcessSenderKeyDistribution(ctx, req.Group, peer, pl.SKDM); err != nil {
+			return nil, err
+		}
+	}
+	return pt, nil
+}
+
+// decrypt is whatsmeow's bufferedDecrypt around the message's decryption.
+// With rules it is the whole of it as the harness models it (harness
+// run.go bufferedDecrypt): a buffered event without plaintext is
 // EventAlreadyProcessed (an old counter), and a handled event's plaintext
 // is cleared. note is a line for the history.
-func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, kind string, ct []byte, rules bool) (pt []byte, note string, err error) {
+func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, req Request) (pt []byte, note string, err error) {
+	rules := req.Rules
 	if d.buffer == nil {
-		pt, err = d.decryptDM(ctx, peer, kind, ct)
+		pt, err = d.message(ctx, peer, req)
 		return pt, "", err
 	}
-	hash := sha256.Sum256(ct)
+	hash := sha256.Sum256(append(append([]byte(nil), req.DMCT...), req.CT...))
 	// The buffer's calls go to the store unwrapped; they are steps too.
 	d.writes.before()
 	buf, err := d.buffer.GetBufferedEvent(ctx, hash)
@@ -343,7 +385,7 @@ func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, kin
 	}
 	err = d.buffer.DoDecryptionTxn(ctx, func(ctx context.Context) error {
 		var err error
-		if pt, err = d.decryptDM(ctx, peer, kind, ct); err != nil {
+		if pt, err = d.message(ctx, peer, req); err != nil {
 			return err
 		}
 		d.writes.before()

@@ -45,7 +45,7 @@ import (
 // nothing, and what it shows is what the database made durable and what
 // the restarted process reloads (the in-process model, harness.Model, is
 // where every store call is a yield point). Contacts send direct messages
-// only (a group op does nothing; Check refuses group scenarios). With
+// and group messages (sender keys, the distribution in a DM part). With
 // instances > 1 that many processes run on the one database, deliver and
 // reply going to the one the op names (instance 0 handles retry receipts
 // and the drain, as in the model): they take turns, request by request
@@ -122,8 +122,6 @@ func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 		return fail("discipline %s: the child runs locked or txn (whatsmeow's decrypted-event buffer)", setup.Discipline)
 	case setup.Scenario == "overlap":
 		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
-	case setup.Group != "":
-		return fail("group messages (sender keys) are not in the child's protocol")
 	case setup.Scenario == "rollback":
 		return fail("scenario rollback: a backup restore of the database is not modelled")
 	}
@@ -421,7 +419,7 @@ func (r *hrun) apply(op harness.Op) error {
 	r.sched.Ops = append(r.sched.Ops, op)
 	ctx := r.ctx
 	switch op.Verb {
-	case "send":
+	case "send", "group":
 		p, ok := r.peers[op.Args[0]]
 		if !ok {
 			return nil
@@ -431,7 +429,17 @@ func (r *hrun) apply(op harness.Op) error {
 			return nil
 		}
 		body := "hello " + msg
-		d, err := p.Send(ctx, r.me.Address(), msg, body)
+		var d *fakeserver.Delivery
+		var err error
+		if op.Verb == "group" {
+			group := r.sched.Group
+			if group == "" {
+				group = "group"
+			}
+			d, err = p.SendGroup(ctx, r.me.Address(), group, msg, body)
+		} else {
+			d, err = p.Send(ctx, r.me.Address(), msg, body)
+		}
 		if err != nil {
 			return err
 		}
@@ -506,8 +514,8 @@ func (r *hrun) apply(op harness.Op) error {
 			return err
 		}
 		r.log("%s: new session from a fresh bundle, same identity", op)
-	case "group", "step", "run", "snapshot":
-		// Not in the child's protocol, or a yield point it does not have.
+	case "step", "run", "snapshot":
+		// A yield point the child does not have, or a backup it does not take.
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}
@@ -533,7 +541,8 @@ func (r *hrun) record(msg string, a harness.Attempt) {
 // child counted it and drew its keys) goes to the contact, who answers it.
 func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	r.copies[d.ID] = d
-	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
+	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry,
+		Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
 	if err != nil {
 		return err
 	}

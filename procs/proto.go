@@ -68,6 +68,13 @@ type Request struct {
 	// Fetched: a Retry send coming back with the bundle the parent fetched
 	// after NeedBundle: the receipt was admitted already.
 	Fetched bool `json:"fetched,omitempty"`
+	// Group messages (Rules): Kind skmsg with the group's id, and the DM
+	// part carrying the sender key distribution (DMKind, DMCT) when the
+	// sender has not given it yet; a retry of a group message is a DM
+	// with Group set and the distribution in its payload.
+	Group  string `json:"group,omitempty"`
+	DMKind string `json:"dm_kind,omitempty"`
+	DMCT   []byte `json:"dm_ct,omitempty"`
 	// IDs are the prekeys OpPreKeys asks about.
 	IDs []uint32 `json:"ids,omitempty"`
 }
