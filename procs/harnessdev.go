@@ -54,8 +54,10 @@ import (
 //
 // With Local the device runs in this process over any store variant, the
 // Local launcher: fast, and a crash drops the storage's volatile state
-// (stores.Crasher) as the model's does, so a store that loses writes on a
-// crash is caught through the same ops.
+// (stores.Crasher, by the crash's MODE) as the model's does, so a store
+// that loses writes on a crash is caught through the same ops. On the
+// child a crash's MODE does nothing: a killed process's committed writes
+// are the database's.
 //
 // The child's crypto/rand is seeded from the schedule's seed and the
 // restart count, the parent's from the seed: a schedule replays byte for
