@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strings"
@@ -36,7 +37,9 @@ import (
 // child handles as whatsmeow's handleRetryReceipt), dup, crash (SIGKILL),
 // stop (stdin closed: the child exits cleanly) and restart (a new child on
 // the same database, its credentials and unclaimed prekeys checked),
-// reinstall and rekey (the contact's side only).
+// snapshot and rollback (a copy of the SQLite file and its WAL taken
+// between requests, written back under killed processes; PostgreSQL is
+// not backed up), reinstall and rekey (the contact's side only).
 //
 // Each request runs whole in the child, in op order: the child's
 // interleaving is per request, not per store call, so step and run do
@@ -124,8 +127,8 @@ func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 		return fail("discipline %s: the child runs locked or txn (whatsmeow's decrypted-event buffer)", setup.Discipline)
 	case setup.Scenario == "overlap":
 		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
-	case setup.Scenario == "rollback":
-		return fail("scenario rollback: a backup restore of the database is not modelled")
+	case setup.Scenario == "rollback" && !d.Local && setup.Store != "sqlite":
+		return fail("scenario rollback on %s: only a SQLite file is backed up and restored", setup.Store)
 	}
 	if !d.Local && setup.Store != "sqlite" && setup.Store != "postgres" {
 		return fail("store %s: the child runs on a database (sqlite or postgres)", setup.Store)
@@ -219,6 +222,11 @@ type hrun struct {
 	received map[string]int                  // completed receives per peer address
 	history  []string
 	redo     []redo // receipts that arrived while the device was down
+
+	// The last backup (snapshot op): the SQLite file and its WAL by
+	// suffix, or Local storage's snapshot.
+	snapFiles map[string][]byte
+	snap      map[string][]byte
 
 	crashes     int
 	crashPoints []string
@@ -491,8 +499,10 @@ func (r *hrun) apply(op harness.Op) error {
 			mode = op.Args[0]
 		}
 		r.crash(mode)
+	case "snapshot":
+		return r.snapshot(op)
 	case "rollback":
-		r.crash("") // no backup to restore (Check refuses the scenario)
+		return r.rollback()
 	case "stop":
 		return r.stop()
 	case "restart":
@@ -516,8 +526,8 @@ func (r *hrun) apply(op harness.Op) error {
 			return err
 		}
 		r.log("%s: new session from a fresh bundle, same identity", op)
-	case "step", "run", "snapshot":
-		// A yield point the child does not have, or a backup it does not take.
+	case "step", "run":
+		// A yield point the child does not have.
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}
@@ -729,6 +739,71 @@ func (r *hrun) crash(mode string) {
 	r.down = true
 	r.crashes++
 	r.log("crash %q: device processes killed between requests, %d pending writes hit", mode, lost)
+}
+
+// snapshot backs up the durable state: the SQLite file and its WAL as they
+// are between requests (what a file copy of a live database's volume
+// gets: the image a crash would leave), or Local storage's snapshot. A
+// PostgreSQL database is not backed up: its rollback is a crash.
+func (r *hrun) snapshot(op harness.Op) error {
+	if r.dev.Local {
+		if sn, ok := r.storage.(stores.Snapshotter); ok {
+			r.snap = sn.Snapshot()
+			r.log("%s: backup of the durable state taken", op)
+		}
+		return nil
+	}
+	loc, ok := sqlstores.Locate(r.storage)
+	if !ok || loc.Driver != "sqlite" {
+		return nil
+	}
+	files := map[string][]byte{}
+	for _, suffix := range sqliteFiles {
+		b, err := os.ReadFile(loc.DSN + suffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		files[suffix] = b
+	}
+	r.snapFiles = files
+	r.log("%s: backup of the durable state taken", op)
+	return nil
+}
+
+// sqliteFiles are the suffixes of the files a SQLite database in WAL mode
+// keeps its content in (the -shm index is rebuilt from them).
+var sqliteFiles = []string{"", "-wal"}
+
+// rollback is a backup restore: the device processes die, the database
+// comes back as the last backup, and they restart from it. Without a
+// backup it is a crash (the device stays down until restart).
+func (r *hrun) rollback() error {
+	if r.down {
+		return nil
+	}
+	r.crash("")
+	switch {
+	case r.snap != nil:
+		r.storage.(stores.Snapshotter).Restore(r.snap)
+	case r.snapFiles != nil:
+		loc, _ := sqlstores.Locate(r.storage)
+		for _, suffix := range append(sqliteFiles, "-shm") {
+			err := os.Remove(loc.DSN + suffix)
+			if b, ok := r.snapFiles[suffix]; ok {
+				err = os.WriteFile(loc.DSN+suffix, b, 0o600)
+			}
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("restoring the backup: %w", err)
+			}
+		}
+	default:
+		return nil
+	}
+	r.crashPoints[len(r.crashPoints)-1] += ", storage restored from the backup"
+	r.log("rollback: storage restored from the backup")
+	return r.restart()
 }
 
 // stop is a clean shutdown: the child's stdin closes and it exits (Local:
