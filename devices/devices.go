@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/realclient"
 )
 
@@ -64,6 +65,18 @@ var kinds = []entry{
 				st = []string{"sqlite"}
 			}
 			return &Opened{Device: d, Close: func() {}, Stores: st}, nil
+		},
+	},
+	{
+		match: func(n string) bool { return n == "procs" },
+		usage: "procs (the device as a child process, badmac device, on a fresh sqlite or postgres database per schedule; crash is SIGKILL)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			d, err := procs.NewDevice(o.Exe)
+			if err != nil {
+				return nil, err
+			}
+			d.Timeout = o.Timeout
+			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
 		},
 	},
 }

@@ -34,6 +34,7 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	inc := fs.Int("incarnation", 0, "restart count, mixed into the seed")
 	report := fs.Bool("report-writes", false, "write a line to stderr after each counted store write (the parent's view of a kill at a random moment)")
 	txn := fs.Bool("txn", false, "decrypt inside the store's transaction with whatsmeow's decrypted-event buffer")
+	writeBehind := fs.Int("write-behind", 0, "a non-durable setting: session writes wait in memory and reach the database every N writes and at exit (0: off)")
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "badmac device: %v\n", err)
 		return 2
@@ -54,9 +55,13 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}
-	d, err := NewDevice(ctx, st, *txn, *dieAfter, die)
+	d, err := NewHandler(ctx, st, *txn, *dieAfter, die)
 	if err != nil {
 		return fail(err)
+	}
+	flush := func(context.Context) error { return nil }
+	if *writeBehind > 0 {
+		flush = d.WriteBehind(*writeBehind)
 	}
 	if *report {
 		d.writes.report = func() { _, _ = io.WriteString(stderr, writeLine) }
@@ -81,6 +86,9 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if err := enc.Encode(d.Handle(ctx, req)); err != nil {
 			return fail(err)
 		}
+	}
+	if err := flush(ctx); err != nil {
+		return fail(fmt.Errorf("write-behind flush at exit: %w", err))
 	}
 	return 0
 }

@@ -45,6 +45,8 @@ type Child struct {
 	Loc  sqlstores.Locator
 	Seed uint64
 	Txn  bool
+	// WriteBehind > 0: the child's non-durable setting (-write-behind).
+	WriteBehind int
 }
 
 // Launch starts a child process.
@@ -54,6 +56,9 @@ func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
 		"-seed", strconv.FormatUint(c.Seed, 10), "-incarnation", strconv.Itoa(inc), "-die-after", strconv.Itoa(dieAfter), "-report-writes")
 	if c.Txn {
 		args = append(args, "-txn")
+	}
+	if c.WriteBehind > 0 {
+		args = append(args, "-write-behind", strconv.Itoa(c.WriteBehind))
 	}
 	cmd := exec.CommandContext(ctx, c.Exe, args...)
 	cmd.Env = c.Env
@@ -154,7 +159,7 @@ func (p *childProc) Close() error {
 // and leaves the storage as it is, as a kill would.
 func Local(storage stores.Storage, txn bool) Launcher {
 	return func(ctx context.Context, inc, dieAfter int) (Proc, error) {
-		d, err := NewDevice(ctx, storage, txn, dieAfter, func() { panic(killed{}) })
+		d, err := NewHandler(ctx, storage, txn, dieAfter, func() { panic(killed{}) })
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +170,7 @@ func Local(storage stores.Storage, txn bool) Launcher {
 type killed struct{}
 
 type localProc struct {
-	d    *Device
+	d    *Handler
 	dead bool
 	// LocalAt's failpoint: request number atReq dies after atWrites of
 	// its writes, or after it.
@@ -174,7 +179,7 @@ type localProc struct {
 	stopStep, stopWrites int
 }
 
-func newLocalProc(d *Device) *localProc {
+func newLocalProc(d *Handler) *localProc {
 	p := &localProc{d: d}
 	d.OnStop(func(step, writes int) {
 		p.stopStep, p.stopWrites = step, writes
@@ -224,6 +229,10 @@ func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err err
 }
 
 func (p *localProc) Close() error { return nil }
+
+// Kill is the kill between requests: the process is gone, the storage is
+// left as it is.
+func (p *localProc) Kill() { p.dead = true }
 
 // Config is a conversation: the contact sends Messages messages, now and
 // then two at once, and the bot replies to about Reply of them.

@@ -15,7 +15,11 @@ import (
 // The test binary doubles as the child: `badmac device` is procs.ChildMain.
 func TestMain(m *testing.M) {
 	if os.Getenv("BADMAC_PROCS_CHILD") == "1" {
-		os.Exit(procs.ChildMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "device" { // started as badmac's subcommand
+			args = args[1:]
+		}
+		os.Exit(procs.ChildMain(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
 	}
 	code := m.Run()
 	if err := sqlstores.Shutdown(); err != nil {

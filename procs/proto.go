@@ -6,6 +6,12 @@
 // driven on. What the oracle sees afterwards is what the database really made
 // durable, not a model of it.
 //
+// Two drivers use the child: Converse (`badmac procs`: a conversation of
+// its own, killed at a failpoint inside a request, and ConverseReplicas,
+// requests to two processes in flight at once) and Device, the harness's
+// device interface (docs/design.md §4.1): the harness's scenarios run on
+// the child unchanged, request by request, judged by the harness's oracle.
+//
 // Parent and child speak JSON lines: one Request on the child's stdin, one
 // Response on its stdout, strictly in turn.
 package procs
@@ -25,6 +31,9 @@ const (
 	OpHello = "hello" // a restart: load the credentials from the database
 	OpRecv  = "recv"  // decrypt a delivery (pkmsg or msg)
 	OpSend  = "send"  // encrypt a reply, building the session from Bundle first if given
+	// OpPreKeys returns which of the one-time prekeys IDs the store still
+	// holds (the restart check of uploaded, unclaimed prekeys).
+	OpPreKeys = "prekeys"
 )
 
 // Request is one line from the parent.
@@ -40,9 +49,34 @@ type Request struct {
 	// without the send path's session cache (retry.go handleRetryReceipt).
 	Retry bool `json:"retry,omitempty"`
 	// StopAt > 0 stops the device when step StopAt of this request begins
-	// (Device.Handle): a child answers with a Response whose Stopped is
+	// (Handler.Handle): a child answers with a Response whose Stopped is
 	// set and waits for the parent's SIGKILL.
 	StopAt int `json:"stop_at,omitempty"`
+	// Rules: the request comes from the harness device (HarnessDevice),
+	// which the child answers by the rules the harness's model follows
+	// (docs/design.md §4.1): a failed recv counts its retry receipt per
+	// message (whatsmeow retry.go sendRetryReceipt, keys from count 2); a
+	// Retry send is handleRetryReceipt (the receipt admitted, the session
+	// recreated by shouldRecreateSession); the decrypted-event buffer's
+	// plaintext is cleared once the event is handled. Without it the child
+	// answers as Converse expects.
+	Rules bool `json:"rules,omitempty"`
+	// Msg is the message id; Count the delivery's retry count (recv) or
+	// the receipt's (a Retry send).
+	Msg   string `json:"msg,omitempty"`
+	Count int    `json:"count,omitempty"`
+	// Fetched: a Retry send coming back with the bundle the parent fetched
+	// after NeedBundle: the receipt was admitted already.
+	Fetched bool `json:"fetched,omitempty"`
+	// Group messages (Rules): Kind skmsg with the group's id, and the DM
+	// part carrying the sender key distribution (DMKind, DMCT) when the
+	// sender has not given it yet; a retry of a group message is a DM
+	// with Group set and the distribution in its payload.
+	Group  string `json:"group,omitempty"`
+	DMKind string `json:"dm_kind,omitempty"`
+	DMCT   []byte `json:"dm_ct,omitempty"`
+	// IDs are the prekeys OpPreKeys asks about.
+	IDs []uint32 `json:"ids,omitempty"`
 }
 
 // Response is one line from the child.
@@ -65,6 +99,14 @@ type Response struct {
 	// is waiting to be killed; nothing else in the response is set.
 	Stopped bool `json:"stopped,omitempty"`
 	Step    int  `json:"step,omitempty"`
+	// Rules only. Receipt is the retry receipt a failed recv sends (its
+	// count; 0: none), with PreKeys[0] as its keys when it has them.
+	// Dropped: a Retry send whose receipt was not admitted. Reason: why
+	// NeedBundle recreates the session. Note: a line for the history.
+	Receipt int    `json:"receipt,omitempty"`
+	Dropped bool   `json:"dropped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // PreKey is a one-time prekey (the private half: this is a test bench).

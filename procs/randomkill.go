@@ -95,7 +95,7 @@ func (k KillPoint) String() string {
 // if it makes fewer, before it answers: the model of a KillPoint.
 func LocalAt(storage stores.Storage, txn bool, request, writes int) Launcher {
 	return func(ctx context.Context, inc, _ int) (Proc, error) {
-		d, err := NewDevice(ctx, storage, txn, 0, func() { panic(killed{}) })
+		d, err := NewHandler(ctx, storage, txn, 0, func() { panic(killed{}) })
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,969 @@
+package procs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/whatsmeow/util/keys"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/seeded"
+	"github.com/badmac/badmac/stores"
+	"github.com/badmac/badmac/stores/sqlstores"
+)
+
+// Device is the device as a child process (`badmac device`) behind the
+// harness's device interface (docs/design.md §4.1): a scenario's schedule
+// runs on it unchanged and the harness's oracle judges it.
+//
+// Each schedule gets a fresh database of its store (sqlite or postgres),
+// removed after, and one child process on it; the parent holds the fake
+// contacts, the server and the oracle. The ops map to requests: send (a
+// contact encrypts, the server queues it), deliver (a recv request: the
+// child decrypts; a failure's retry receipt is counted and keyed in the
+// child by whatsmeow's rules and answered by the contact), reply (a send
+// request; the contact's bundle when the child has no session), read (the
+// contact decrypts; its retry receipt is a Retry send request, which the
+// child handles as whatsmeow's handleRetryReceipt), dup, crash (SIGKILL),
+// stop (stdin closed: the child exits cleanly) and restart (a new child on
+// the same database, its credentials and unclaimed prekeys checked),
+// snapshot and rollback (a copy of the SQLite file and its WAL taken
+// between requests, written back under killed processes; PostgreSQL is
+// not backed up), reinstall and rekey (the contact's side only).
+//
+// Each request runs whole in the child, in op order: the child's
+// interleaving is per request, not per store call, so step and run do
+// nothing and the View's Runnable is always empty. A crash therefore lands
+// between requests, where nothing is un-acked: on a real database it loses
+// nothing, and what it shows is what the database made durable and what
+// the restarted process reloads (the in-process model, harness.Model, is
+// where every store call is a yield point). Contacts send direct messages
+// and group messages (sender keys, the distribution in a DM part). With
+// instances > 1 that many processes run on the one database, deliver and
+// reply going to the one the op names (instance 0 handles retry receipts
+// and the drain, as in the model): they take turns, request by request
+// (scenario replica; overlap, where the model interleaves them store call
+// by store call, is refused).
+//
+// With Local the device runs in this process over any store variant, the
+// Local launcher: fast, and a crash drops the storage's volatile state
+// (stores.Crasher, by the crash's MODE) as the model's does, so a store
+// that loses writes on a crash is caught through the same ops. On the
+// child a crash's MODE does nothing: a killed process's committed writes
+// are the database's.
+//
+// The child's crypto/rand is seeded from the schedule's seed and the
+// restart count, the parent's from the seed: a schedule replays byte for
+// byte.
+type Device struct {
+	// Exe and Args are the command that runs `badmac device` (Args go
+	// before the device's flags); Env its environment (nil: this
+	// process's).
+	Exe  string
+	Args []string
+	Env  []string
+	// Local runs the device in this process instead (Exe is unused).
+	Local bool
+	// WriteBehind > 0 runs the child in a non-durable setting: its session
+	// writes wait in process memory and reach the database every
+	// WriteBehind writes (and at a clean exit), so a SIGKILL loses them.
+	// A broken variant for tests, named procs-writebehind.
+	WriteBehind int
+	// Timeout bounds each answer from a child process (0:
+	// DefaultTimeout); a child that does not answer in time is killed and
+	// the schedule fails with an error. It is a hang detector, not a
+	// measurement: no verdict depends on it.
+	Timeout time.Duration
+}
+
+// DefaultTimeout is a child's time to answer one request when Device
+// gives none: far above what a request takes on a loaded machine.
+const DefaultTimeout = 2 * time.Minute
+
+// NewDevice is the real child: this program's `device` subcommand when exe
+// is empty.
+func NewDevice(exe string) (Device, error) {
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return Device{}, fmt.Errorf("finding the badmac binary for the device process: %w", err)
+		}
+	}
+	return Device{Exe: exe, Args: []string{"device"}}, nil
+}
+
+// Name is "procs", or "procs-local" for the in-process launcher.
+func (d Device) Name() string {
+	switch {
+	case d.Local:
+		return "procs-local"
+	case d.WriteBehind > 0:
+		return "procs-writebehind"
+	}
+	return "procs"
+}
+
+// Check refuses what the child cannot run.
+func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("device %s: %s", d.Name(), fmt.Sprintf(format, a...))
+	}
+	switch {
+	case setup.Device != "" && setup.Device != d.Name():
+		return fail("the schedule is for device %s", setup.Device)
+	case mode != harness.Controlled:
+		return fail("mode %s: each request runs whole in the child, in op order (only controlled)", mode)
+	case setup.Discipline != harness.Locked && setup.Discipline != harness.Txn:
+		return fail("discipline %s: the child runs locked or txn (whatsmeow's decrypted-event buffer)", setup.Discipline)
+	case setup.Scenario == "overlap":
+		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
+	case setup.Scenario == "rollback" && !d.Local && setup.Store != "sqlite":
+		return fail("scenario rollback on %s: only a SQLite file is backed up and restored", setup.Store)
+	}
+	if !d.Local && setup.Store != "sqlite" && setup.Store != "postgres" {
+		return fail("store %s: the child runs on a database (sqlite or postgres)", setup.Store)
+	}
+	if setup.Store == "postgres" && os.Getenv(sqlstores.PostgresEnv) == "" {
+		return fail("store postgres: $%s is unset (scripts/postgres.sh)", sqlstores.PostgresEnv)
+	}
+	if _, err := stores.Lookup(setup.Store); err != nil {
+		return fail("%v", err)
+	}
+	return nil
+}
+
+// Exec runs setup with ops from src, then the drain.
+func (d Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness.Mode, src harness.Source) (*harness.Schedule, *harness.Result, error) {
+	if err := d.Check(setup, mode); err != nil {
+		return nil, nil, err
+	}
+	return d.exec(ctx, setup, src)
+}
+
+func (d Device) exec(ctx context.Context, setup *harness.Schedule, src harness.Source) (*harness.Schedule, *harness.Result, error) {
+	defer seeded.Bind(seeded.NewStream(setup.Seed, 0x50))()
+	r, err := d.open(ctx, setup)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.close()
+	for {
+		op, ok := src.Next(r)
+		if !ok {
+			break
+		}
+		if err := r.apply(op); err != nil {
+			return nil, nil, fmt.Errorf("%s: op %d (%s): %w", d.Name(), len(r.sched.Ops), op, err)
+		}
+	}
+	if err := r.drain(); err != nil {
+		return nil, nil, fmt.Errorf("%s: drain: %w", d.Name(), err)
+	}
+	return r.sched.Clone(), r.result(), nil
+}
+
+// Baseline is the schedule serially on the reference store (the model).
+func (Device) Baseline(ctx context.Context, s *harness.Schedule) (*harness.Result, error) {
+	return harness.Baseline(ctx, s)
+}
+
+// Reference runs the same explicit schedule with the same client code (the
+// Local launcher) on the reference store: what a store that loses nothing
+// gives this device on these ops. The reference store has no transactions,
+// so txn runs as locked (as harness.SameClient does).
+func (d Device) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
+	if d.Local && s.Store == "reference" {
+		return res, nil
+	}
+	ref := s.Clone()
+	ref.Device, ref.Store = "", "reference"
+	if ref.Discipline == harness.Txn {
+		ref.Discipline = harness.Locked
+	}
+	_, out, err := Device{Local: true}.exec(ctx, ref, harness.Ops(s.Ops))
+	return out, err
+}
+
+// hrun is one schedule on the device: the parent's side.
+type hrun struct {
+	ctx     context.Context
+	dev     Device
+	sched   *harness.Schedule
+	storage stores.Storage
+	launch  Launcher
+	txn     bool
+
+	procs    []Proc // one per instance, on the one database
+	inc      int    // restarts so far
+	writes   []int  // store writes of each process since the last start
+	requests int    // requests since the last start
+	down     bool
+	refused  bool
+
+	srv    *fakeserver.Server
+	peers  map[string]*fakeserver.Peer
+	byAddr map[string]*fakeserver.Peer
+	me     *endpoint.Endpoint // the device's public side, for bundles
+	creds  endpoint.Creds
+
+	msgs     map[string]*harness.Message
+	order    []string
+	copies   map[string]*fakeserver.Delivery // inbound copies the device took
+	received map[string]int                  // completed receives per peer address
+	history  []string
+	redo     []redo // receipts that arrived while the device was down
+
+	// The last backup (snapshot op): the SQLite file and its WAL by
+	// suffix, or Local storage's snapshot.
+	snapFiles map[string][]byte
+	snap      map[string][]byte
+
+	crashes     int
+	crashPoints []string
+	regenerated bool
+	lostPreKeys int
+}
+
+// redo is a retry receipt for the device to handle after its restart.
+type redo struct {
+	msg string
+	run func(id string) error
+}
+
+func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error) {
+	if len(setup.Contacts) == 0 {
+		return nil, errors.New("schedule has no contacts")
+	}
+	v, err := stores.Lookup(setup.Store)
+	if err != nil {
+		return nil, err
+	}
+	st, err := v.Open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", v.Name, err)
+	}
+	r := &hrun{ctx: ctx, dev: d, sched: setup.Clone(), storage: st, txn: setup.Discipline == harness.Txn,
+		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
+		msgs: map[string]*harness.Message{}, copies: map[string]*fakeserver.Delivery{}, received: map[string]int{}}
+	r.sched.Ops, r.sched.Device = nil, d.Name()
+	if d.Local {
+		r.launch = Local(st, r.txn)
+	} else {
+		loc, ok := sqlstores.Locate(st)
+		if !ok {
+			st.Close()
+			return nil, fmt.Errorf("store %s cannot be located by another process", v.Name)
+		}
+		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind}.Launch
+	}
+	if err := r.init(); err != nil {
+		r.close()
+		return nil, err
+	}
+	for _, c := range setup.Contacts {
+		for dev := range c.Devices {
+			p, err := fakeserver.NewPeer(ctx, r.srv, c.User, uint16(dev))
+			if err != nil {
+				r.close()
+				return nil, fmt.Errorf("peer %s: %w", c.User, err)
+			}
+			r.peers[p.Name] = p
+			r.byAddr[p.Address().String()] = p
+		}
+	}
+	return r, nil
+}
+
+// init starts incarnation 0: credentials and prekeys drawn and saved in
+// the child, the bundle uploaded (pairing).
+func (r *hrun) init() error {
+	p, err := r.launch(r.ctx, 0, 0)
+	if err != nil {
+		return err
+	}
+	r.procs, r.writes = []Proc{p}, []int{0}
+	resp, err := r.ask(p, Request{Op: OpInit})
+	if err == nil && !resp.OK {
+		err = errors.New(resp.Err)
+	}
+	if err != nil {
+		return fmt.Errorf("device init: %w", err)
+	}
+	if r.creds, err = endpoint.DecodeCreds(resp.Creds); err != nil {
+		return fmt.Errorf("device init: %w", err)
+	}
+	pks, err := preKeys(resp.PreKeys)
+	if err != nil {
+		return fmt.Errorf("device init: %w", err)
+	}
+	r.me = &endpoint.Endpoint{JID: DeviceJID, Creds: r.creds}
+	r.srv.Upload(r.me.Address(), r.me.Bundle, pks)
+	// The other instances start on the paired device, as a second
+	// process of an overlapping deploy does.
+	for i := 1; i < max(r.sched.Instances, 1); i++ {
+		p, err := r.launch(r.ctx, i, 0)
+		if err != nil {
+			return fmt.Errorf("instance %d: %w", i, err)
+		}
+		r.procs, r.writes = append(r.procs, p), append(r.writes, 0)
+		h, err := r.ask(p, Request{Op: OpHello})
+		if err == nil && !h.OK {
+			err = errors.New(h.Err)
+		}
+		if err != nil {
+			return fmt.Errorf("instance %d: hello: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (r *hrun) close() {
+	if !r.down {
+		for _, p := range r.procs {
+			_ = p.Close()
+		}
+	}
+	_ = r.storage.Close()
+}
+
+func (r *hrun) log(format string, a ...any) { r.history = append(r.history, fmt.Sprintf(format, a...)) }
+
+// do sends one request to the running process. The process never dies
+// under a request here (a crash lands between requests), so any failure
+// to answer is an error of the run.
+func (r *hrun) do(inst int, req Request) (Response, error) {
+	req.Rules = true
+	resp, err := r.ask(r.procs[inst], req)
+	if err != nil {
+		return Response{}, fmt.Errorf("%s request to instance %d: %w", req.Op, inst, err)
+	}
+	r.writes[inst] = resp.Writes
+	r.requests++
+	return resp, nil
+}
+
+// ask sends one request to p, killing a child that does not answer
+// within the timeout.
+func (r *hrun) ask(p Proc, req Request) (Response, error) {
+	k, ok := p.(interface{ Kill() })
+	if r.dev.Local || !ok {
+		return p.Do(r.ctx, req)
+	}
+	timeout := r.dev.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var late atomic.Bool
+	t := time.AfterFunc(timeout, func() { late.Store(true); k.Kill() })
+	resp, err := p.Do(r.ctx, req)
+	t.Stop()
+	if late.Load() {
+		return Response{}, fmt.Errorf("device process: no answer to %s within %v (killed)", req.Op, timeout)
+	}
+	return resp, err
+}
+
+// View.
+
+// Peers are the contact devices' names, sorted.
+func (r *hrun) Peers() []string {
+	var out []string
+	for n := range r.peers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HeardFrom is how many receives from peer completed.
+func (r *hrun) HeardFrom(peer string) int {
+	p, ok := r.peers[peer]
+	if !ok {
+		return 0
+	}
+	return r.received[p.Address().String()]
+}
+
+// Runnable is empty: each request runs whole when its op is applied.
+func (r *hrun) Runnable() []string { return nil }
+
+func (r *hrun) Pending() (inbound, outbound []string) { return r.srv.Pending() }
+
+// Delivered lists the inbound deliveries the device took, by message.
+func (r *hrun) Delivered() []string {
+	var out []string
+	for _, id := range r.order {
+		if m := r.msgs[id]; m.Dir == harness.In {
+			for _, a := range m.Attempts {
+				out = append(out, a.Delivery)
+			}
+		}
+	}
+	return out
+}
+
+func (r *hrun) Down() bool { return r.down }
+
+// PendingWrites is what a crash would lose: only Local storage with
+// volatile state has any (a real database keeps every committed write
+// through a SIGKILL).
+func (r *hrun) PendingWrites() int {
+	if c, ok := r.storage.(stores.Crasher); ok && r.dev.Local {
+		return c.PendingWrites()
+	}
+	return 0
+}
+
+// apply runs one op and records it; ops that do not apply do nothing.
+func (r *hrun) apply(op harness.Op) error {
+	r.sched.Ops = append(r.sched.Ops, op)
+	ctx := r.ctx
+	switch op.Verb {
+	case "send", "group":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		msg := op.Args[1]
+		if _, dup := r.msgs[msg]; dup {
+			return nil
+		}
+		body := "hello " + msg
+		var d *fakeserver.Delivery
+		var err error
+		if op.Verb == "group" {
+			group := r.sched.Group
+			if group == "" {
+				group = "group"
+			}
+			d, err = p.SendGroup(ctx, r.me.Address(), group, msg, body)
+		} else {
+			d, err = p.Send(ctx, r.me.Address(), msg, body)
+		}
+		if err != nil {
+			return err
+		}
+		r.add(&harness.Message{ID: msg, Dir: harness.In, Peer: p.Name, Body: body})
+		r.log("%s: %s %s", op, d.Kind, d.ID)
+	case "deliver":
+		if r.down || op.Inst >= len(r.procs) {
+			return nil
+		}
+		d := r.srv.TakeInbound(op.Args[0])
+		if d == nil {
+			return nil
+		}
+		r.log("%s", op)
+		return r.receive(op.Inst, d)
+	case "reply":
+		p, ok := r.peers[op.Args[0]]
+		if !ok || r.down || op.Inst >= len(r.procs) {
+			return nil
+		}
+		msg := op.Args[1]
+		if _, dup := r.msgs[msg]; dup {
+			return nil
+		}
+		body := "reply " + msg
+		r.add(&harness.Message{ID: msg, Dir: harness.Out, Peer: p.Name, Body: body})
+		id, _ := r.srv.NextCopy(msg)
+		r.log("%s", op)
+		return r.sendReply(op.Inst, p, msg, id, body)
+	case "read":
+		d := r.srv.TakeOutbound(op.Args[0])
+		if d == nil {
+			return nil
+		}
+		r.log("%s", op)
+		return r.read(d)
+	case "dup":
+		d := r.copies[op.Args[0]]
+		if d == nil {
+			return nil
+		}
+		c := r.srv.Redeliver(d)
+		r.log("%s: queued %s", op, c.ID)
+	case "crash":
+		mode := ""
+		if len(op.Args) > 0 {
+			mode = op.Args[0]
+		}
+		r.crash(mode)
+	case "snapshot":
+		return r.snapshot(op)
+	case "rollback":
+		return r.rollback()
+	case "stop":
+		return r.stop()
+	case "restart":
+		return r.restart()
+	case "reinstall":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		if err := p.Reinstall(ctx); err != nil {
+			return err
+		}
+		r.byAddr[p.Address().String()] = p
+		r.log("%s: new identity and registration id", op)
+	case "rekey":
+		p, ok := r.peers[op.Args[0]]
+		if !ok {
+			return nil
+		}
+		if err := p.Rekey(ctx, r.me.Address()); err != nil {
+			return err
+		}
+		r.log("%s: new session from a fresh bundle, same identity", op)
+	case "step", "run":
+		// A yield point the child does not have.
+	default:
+		return fmt.Errorf("unknown op %q", op.Verb)
+	}
+	return nil
+}
+
+func (r *hrun) add(m *harness.Message) { r.msgs[m.ID] = m; r.order = append(r.order, m.ID) }
+
+func (r *hrun) record(msg string, a harness.Attempt) {
+	m := r.msgs[msg]
+	m.Attempts = append(m.Attempts, a)
+	switch {
+	case a.OK && a.Wrong:
+		r.log("%s: ok WRONG PLAINTEXT", a.Delivery)
+	case a.OK:
+		r.log("%s: ok", a.Delivery)
+	default:
+		r.log("%s: %s (%s)", a.Delivery, a.Class, a.Err)
+	}
+}
+
+// receive has the child decrypt delivery d; a failure's retry receipt (the
+// child counted it and drew its keys) goes to the contact, who answers it.
+func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
+	r.copies[d.ID] = d
+	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry,
+		Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
+	if err != nil {
+		return err
+	}
+	if resp.Note != "" {
+		r.log("%s: %s", d.ID, resp.Note)
+	}
+	a := harness.Attempt{Delivery: d.ID, OK: resp.OK}
+	if resp.OK {
+		pl, err := fakeserver.DecodePayload(resp.PT)
+		a.Wrong = err != nil || pl.ID != d.Msg || pl.Body != r.msgs[d.Msg].Body
+		r.received[d.From.String()]++
+	} else {
+		a.Class, a.Err = endpoint.Class(resp.Class), resp.Err
+	}
+	r.record(d.Msg, a)
+	if resp.Receipt == 0 {
+		return nil
+	}
+	var b *prekey.Bundle
+	if len(resp.PreKeys) > 0 {
+		pk, err := resp.PreKeys[0].Key()
+		if err != nil {
+			return err
+		}
+		b = r.me.Bundle(pk)
+	}
+	p := r.byAddr[d.From.String()]
+	nd, err := p.Retry(r.ctx, r.me.Address(), d.Msg, resp.Receipt, b)
+	if err != nil {
+		return fmt.Errorf("peer %s answering retry %d of %s: %w", p.Name, resp.Receipt, d.Msg, err)
+	}
+	switch {
+	case nd == nil:
+		r.log("%s: drops retry %d of %s", p.Name, resp.Receipt, d.Msg)
+	case nd.Rebuilt != "":
+		r.log("%s: retry %d of %s queued as %s (%s, %s)", p.Name, resp.Receipt, d.Msg, nd.ID, nd.Kind, nd.Rebuilt)
+	default:
+		r.log("%s: retry %d of %s queued as %s (%s)", p.Name, resp.Receipt, d.Msg, nd.ID, nd.Kind)
+	}
+	return nil
+}
+
+// sendReply is the device sending msg to p: the child encrypts from its
+// session, or from p's bundle, fetched from the server, when it has none.
+func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) error {
+	to := p.Address()
+	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Msg: msg}
+	for {
+		resp, err := r.do(inst, req)
+		if err != nil {
+			return err
+		}
+		if resp.NeedBundle && req.Bundle == nil {
+			b, err := r.srv.FetchBundle(to)
+			if err != nil {
+				r.log("%s: send failed: fetching a bundle: %v", id, err)
+				return nil
+			}
+			req.Bundle = FromBundle(b)
+			continue
+		}
+		if !resp.OK {
+			r.log("%s: send failed: %s", id, resp.Err)
+			return nil
+		}
+		r.toPeer(p, msg, id, 0, resp)
+		return nil
+	}
+}
+
+// read is the contact taking a delivery from the device; a failure other
+// than old counter sends a retry receipt by whatsmeow's rules (the
+// contact's RetryCounter), which the child handles when it is up.
+func (r *hrun) read(d *fakeserver.Delivery) error {
+	p := r.byAddr[d.To.String()]
+	m := r.msgs[d.Msg]
+	pl, err := p.Read(r.ctx, d)
+	a := harness.Attempt{Delivery: d.ID, OK: err == nil}
+	if err != nil {
+		a.Class, a.Err = endpoint.ClassOf(err), err.Error()
+	} else {
+		a.Wrong = pl.ID != d.Msg || pl.Body != m.Body
+	}
+	r.record(d.Msg, a)
+	if err == nil || a.Class == endpoint.OldCounter {
+		return nil
+	}
+	retry := p.Retries.Next(d.Msg, d.Retry)
+	if retry >= fakeserver.MaxRetries {
+		r.log("%s: no retry receipt for %s (count %d)", p.Name, d.ID, retry)
+		return nil
+	}
+	var b *prekey.Bundle
+	keys := ""
+	if fakeserver.WantsKeys(retry, false) {
+		if b, err = p.FreshBundle(r.ctx); err != nil {
+			return fmt.Errorf("peer %s: fresh bundle: %w", p.Name, err)
+		}
+		keys = " with keys"
+	}
+	id, _ := r.srv.NextCopy(d.Msg)
+	r.log("%s: retry %d of %s to the device%s, resent as %s", p.Name, retry, d.Msg, keys, id)
+	job := func(id string) error { return r.retryReceipt(p, d.Msg, id, m.Body, retry, b) }
+	if r.down {
+		r.redo = append(r.redo, redo{msg: d.Msg, run: job})
+		return nil
+	}
+	return job(id)
+}
+
+// retryReceipt has the child handle p's retry receipt for msg (count
+// retry, keys b): admitted or dropped, the session recreated from a
+// fetched bundle if the child says so, then the message encrypted again.
+// Instance 0 handles receipts, as in the model.
+func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int, b *prekey.Bundle) error {
+	to := p.Address()
+	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(),
+		Retry: true, Msg: msg, Count: retry}
+	if b != nil {
+		req.Bundle = FromBundle(b)
+	}
+	for {
+		resp, err := r.do(0, req)
+		if err != nil {
+			return err
+		}
+		switch {
+		case resp.Dropped:
+			r.log("%s: retry receipt %d dropped", id, retry)
+			return nil
+		case resp.NeedBundle && !req.Fetched:
+			fb, err := r.srv.FetchBundle(to)
+			if err != nil {
+				r.log("%s: send failed: fetching a bundle: %v", id, err)
+				return nil
+			}
+			r.log("%s: recreating the session (%s)", id, resp.Reason)
+			req.Bundle, req.Fetched = FromBundle(fb), true
+			continue
+		case !resp.OK:
+			r.log("%s: send failed: %s", id, resp.Err)
+			return nil
+		}
+		r.toPeer(p, msg, id, retry, resp)
+		return nil
+	}
+}
+
+// toPeer queues what the device sent; a delivery id "r3.2" is copy 2.
+func (r *hrun) toPeer(p *fakeserver.Peer, msg, id string, retry int, resp Response) {
+	n := 1
+	if i := strings.LastIndexByte(id, '.'); i >= 0 {
+		fmt.Sscanf(id[i+1:], "%d", &n)
+	}
+	r.srv.ToPeer(&fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: r.me.Address(), To: p.Address(), Kind: resp.Kind, CT: resp.CT})
+}
+
+// crash kills the device process with SIGKILL (Local: drops it, and the
+// storage's volatile state by mode as the model's crash does). It lands
+// between requests: nothing is in flight, nothing un-acked.
+func (r *hrun) crash(mode string) {
+	if r.down {
+		return
+	}
+	writes := 0
+	for _, n := range r.writes {
+		writes += n
+	}
+	r.crashPoints = append(r.crashPoints, fmt.Sprintf("crash (SIGKILL) between requests, after %d requests and %d store writes since start %d",
+		r.requests, writes, r.inc))
+	for _, p := range r.procs {
+		if k, ok := p.(interface{ Kill() }); ok {
+			k.Kill()
+		}
+		_ = p.Close() // reaps the killed process; its exit status is the kill
+	}
+	lost := 0
+	if c, ok := r.storage.(stores.Crasher); ok && r.dev.Local {
+		lost = c.PendingWrites()
+		c.Crash(mode)
+	}
+	r.down = true
+	r.crashes++
+	r.log("crash %q: device processes killed between requests, %d pending writes hit", mode, lost)
+}
+
+// snapshot backs up the durable state: the SQLite file and its WAL as they
+// are between requests (what a file copy of a live database's volume
+// gets: the image a crash would leave), or Local storage's snapshot. A
+// PostgreSQL database is not backed up: its rollback is a crash.
+func (r *hrun) snapshot(op harness.Op) error {
+	if r.dev.Local {
+		if sn, ok := r.storage.(stores.Snapshotter); ok {
+			r.snap = sn.Snapshot()
+			r.log("%s: backup of the durable state taken", op)
+		}
+		return nil
+	}
+	loc, ok := sqlstores.Locate(r.storage)
+	if !ok || loc.Driver != "sqlite" {
+		return nil
+	}
+	files := map[string][]byte{}
+	for _, suffix := range sqliteFiles {
+		b, err := os.ReadFile(loc.DSN + suffix)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		files[suffix] = b
+	}
+	r.snapFiles = files
+	r.log("%s: backup of the durable state taken", op)
+	return nil
+}
+
+// sqliteFiles are the suffixes of the files a SQLite database in WAL mode
+// keeps its content in (the -shm index is rebuilt from them).
+var sqliteFiles = []string{"", "-wal"}
+
+// rollback is a backup restore: the device processes die, the database
+// comes back as the last backup, and they restart from it. Without a
+// backup it is a crash (the device stays down until restart).
+func (r *hrun) rollback() error {
+	if r.down {
+		return nil
+	}
+	r.crash("")
+	switch {
+	case r.snap != nil:
+		r.storage.(stores.Snapshotter).Restore(r.snap)
+	case r.snapFiles != nil:
+		loc, _ := sqlstores.Locate(r.storage)
+		for _, suffix := range append(sqliteFiles, "-shm") {
+			err := os.Remove(loc.DSN + suffix)
+			if b, ok := r.snapFiles[suffix]; ok {
+				err = os.WriteFile(loc.DSN+suffix, b, 0o600)
+			}
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("restoring the backup: %w", err)
+			}
+		}
+	default:
+		return nil
+	}
+	r.crashPoints[len(r.crashPoints)-1] += ", storage restored from the backup"
+	r.log("rollback: storage restored from the backup")
+	return r.restart()
+}
+
+// stop is a clean shutdown: the child's stdin closes and it exits (Local:
+// the storage's clean shutdown, stores.Stopper).
+func (r *hrun) stop() error {
+	if r.down {
+		return nil
+	}
+	for i, p := range r.procs {
+		if err := p.Close(); err != nil {
+			return fmt.Errorf("stop: instance %d: %w", i, err)
+		}
+	}
+	if s, ok := r.storage.(stores.Stopper); ok && r.dev.Local {
+		if err := s.Stop(r.ctx); err != nil {
+			r.log("stop: the store's clean shutdown failed: %v", err)
+		}
+	}
+	r.down = true
+	r.log("stop: clean shutdown")
+	return nil
+}
+
+// restart starts a new device process on the same database: it loads its
+// credentials (compared with the first ones) and must still hold every
+// prekey the server hands out; receipts that came while it was down run.
+func (r *hrun) restart() error {
+	if !r.down || r.refused {
+		return nil
+	}
+	r.inc++
+	n := len(r.procs)
+	var h Response
+	for i := range n {
+		// Each process draws from its own stream: instance i of start k.
+		p, err := r.launch(r.ctx, r.inc*n+i, 0)
+		if err != nil {
+			return fmt.Errorf("restart: instance %d: %w", i, err)
+		}
+		r.procs[i], r.writes[i] = p, 0
+		if h, err = r.ask(p, Request{Op: OpHello}); err != nil {
+			return fmt.Errorf("restart: instance %d: %w", i, err)
+		}
+		if !h.OK {
+			for _, p := range r.procs[:i+1] {
+				_ = p.Close()
+			}
+			r.refused = true
+			r.log("restart refused: %s", h.Err)
+			return nil
+		}
+	}
+	r.down, r.requests = false, 0
+	if creds, err := endpoint.DecodeCreds(h.Creds); err != nil || !creds.Same(r.creds) {
+		r.regenerated = true
+		r.log("restart: CREDENTIALS REGENERATED (%v): identity and registration id changed", err)
+	} else {
+		r.log("restart: credentials intact")
+		if err := r.checkPreKeys(); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	}
+	jobs := r.redo
+	r.redo = nil
+	for _, j := range jobs {
+		id, _ := r.srv.NextCopy(j.msg)
+		r.log("restart: retry-handling of %s runs as %s", j.msg, id)
+		if err := j.run(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPreKeys asks the child for every uploaded, unclaimed prekey.
+func (r *hrun) checkPreKeys() error {
+	want := r.srv.Unclaimed(r.me.Address())
+	req := Request{Op: OpPreKeys}
+	for _, pk := range want {
+		req.IDs = append(req.IDs, pk.KeyID)
+	}
+	resp, err := r.do(0, req)
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return fmt.Errorf("prekeys: %s", resp.Err)
+	}
+	have := map[uint32][]byte{}
+	for _, pk := range resp.PreKeys {
+		have[pk.ID] = pk.Priv
+	}
+	lost := 0
+	for _, pk := range want {
+		if got, ok := have[pk.KeyID]; !ok || string(got) != string(pk.Priv[:]) {
+			lost++
+		}
+	}
+	if lost > 0 {
+		r.lostPreKeys += lost
+		r.log("restart: %d UNUSED PREKEYS LOST (uploaded, not yet handed out)", lost)
+	}
+	return nil
+}
+
+// drain is the harness's Finish: a crashed device is restarted, queued
+// deliveries taken, replies read, until nothing is left.
+func (r *hrun) drain() error {
+	for {
+		if r.down {
+			if err := r.restart(); err != nil {
+				return err
+			}
+		}
+		in, out := r.srv.Pending()
+		if len(in) > 0 && !r.down {
+			d := r.srv.TakeInbound(in[0])
+			r.log("drain: deliver %s", d.ID)
+			if err := r.receive(0, d); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(out) > 0 {
+			d := r.srv.TakeOutbound(out[0])
+			r.log("drain: read %s", d.ID)
+			if err := r.read(d); err != nil {
+				return err
+			}
+			continue
+		}
+		return nil
+	}
+}
+
+func (r *hrun) result() *harness.Result {
+	res := &harness.Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
+		CrashPoints: append([]string(nil), r.crashPoints...), RegeneratedCreds: r.regenerated,
+		StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
+	for _, id := range r.order {
+		res.Messages = append(res.Messages, r.msgs[id])
+	}
+	return res
+}
+
+// preKeys rebuilds the prekeys of a response.
+func preKeys(in []PreKey) ([]*keys.PreKey, error) {
+	var out []*keys.PreKey
+	for _, k := range in {
+		pk, err := k.Key()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pk)
+	}
+	return out, nil
+}
+
+var (
+	_ harness.Device     = Device{}
+	_ harness.Referencer = Device{}
+	_ harness.View       = (*hrun)(nil)
+)
