@@ -81,7 +81,14 @@ func RunOn(ctx context.Context, dev Device, setup *Schedule, mode Mode, src Sour
 func judge(ctx context.Context, dev Device, sched *Schedule, res *Result) (*Schedule, *Result, error) {
 	rf, _ := dev.(Referencer)
 	if res.clean() {
-		res.StoreJudged = rf != nil && res.refNeeded // nothing is worse than anything
+		// Nothing is worse than anything: judged whenever a reference run
+		// would have been made (the model: a controlled run on a store
+		// other than the reference store).
+		if _, model := dev.(Model); model {
+			res.StoreJudged = res.refNeeded
+		} else {
+			res.StoreJudged = rf != nil
+		}
 		return sched, res, nil
 	}
 	base, err := dev.Baseline(ctx, sched)
