@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 )
 
@@ -51,6 +52,21 @@ var kinds = []entry{
 		usage: "model (the in-process model of the client: disciplines over any store; the default)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			return &Opened{Device: nil, Close: func() {}, Stores: strings.Split(ModelStores, ",")}, nil
+		},
+	},
+	{
+		match: func(n string) bool { return strings.HasPrefix(n, "baileys@") },
+		usage: "baileys@VERSION (the Baileys adapter, VERSION " + strings.Join(baileys.Versions, " or ") + "; stores: its key-store variants " + strings.Join(baileys.Variants, ", ") + ")",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			v, err := baileys.ParseDevice(name)
+			if err != nil {
+				return nil, err
+			}
+			d, err := baileys.Open(ctx, v, baileys.Options{Timeout: o.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			return &Opened{Device: d, Close: d.Close, Stores: baileys.Variants}, nil
 		},
 	},
 }

@@ -95,6 +95,25 @@ func TestKnownDefects(t *testing.T) {
 			},
 		},
 		{
+			// The same 6.x defect under the locked variant, across two
+			// contacts (found by the harness's multi scenario, seed 1,
+			// shrunk): the per-contact lock keeps alice's tasks apart, but
+			// 6.x has one global transaction. r1 (to bob) opens it and
+			// parks at its commit; m2's decrypt and r2's encrypt for
+			// alice.1 run inside it; r2's session write lands after the
+			// commit read the mutations and is dropped. r3 reuses r2's
+			// counter: the peer drops it as an old counter.
+			file: "baileys6-locked-multi-global-txn.txt", summary: "r3 lost [OldCounter]",
+			mechanism: func(t *testing.T, h, _ string) {
+				inOrder(t, h, "reply bob.0 r1", "r1 get session bob.0", "reply alice.1 r2", "r2: sent (msg)",
+					"r1 set pre-key 1 (delete), session alice.1, session bob.0", "reply alice.1 r3",
+					"r3: OldCounter (OldCounter: failed to get or create message keys: received message with old counter (index: 1, count: 0))")
+				if strings.Contains(h, "r2 set session") {
+					t.Errorf("r2 wrote its session itself; the defect is that its write is dropped")
+				}
+			},
+		},
+		{
 			// useMultiFileAuthState writes creds.json in place; a crash part
 			// way leaves a prefix, and on restart the unparsable file reads as
 			// null and becomes initAuthCreds(): a new identity and
