@@ -116,9 +116,11 @@ type run struct {
 	creds  devproto.Creds
 	msgs   map[string]*harness.Message
 	order  []string
-	// parked is the gate each parked task waits at: a task is parked at
-	// one gate at a time.
-	parked map[string]gate
+	// parked are the gates each parked task waits at, oldest first. A
+	// task's own async context makes one call at a time; work it started
+	// that another task waits on (7.x's LID-mapping lookup) is named for
+	// it too and may park beside it (docs/device-protocol.md).
+	parked map[string][]gate
 	jobs   map[string]*job
 	seq    int // tasks started
 	// started is each task's start order (its latest start).
@@ -151,7 +153,7 @@ func (rn *Runner) exec(ctx context.Context, s *harness.Schedule, serial bool, sr
 	r := &run{rn: rn, ctx: ctx, s: s, serial: serial, dir: filepath.Join(rn.tmp, fmt.Sprintf("s%d", rn.n)),
 		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
 		dev:  types.JID{User: harness.DeviceUser, Server: types.DefaultUserServer}.SignalAddress(),
-		msgs: map[string]*harness.Message{}, parked: map[string]gate{}, jobs: map[string]*job{}, started: map[string]int{}, heard: map[string]int{},
+		msgs: map[string]*harness.Message{}, parked: map[string][]gate{}, jobs: map[string]*job{}, started: map[string]int{}, heard: map[string]int{},
 		delivered: map[string]*fakeserver.Delivery{}}
 	defer os.RemoveAll(r.dir)
 	// The Go side's randomness (peers' keys, padding) is seeded too, on
@@ -382,8 +384,10 @@ var supported = map[string]int{"send": 2, "deliver": 1, "reply": 2, "step": 1, "
 // the step, with prefix (the drain's); the serial baseline's steps are not
 // ops and are not shown.
 func (r *run) step(t, prefix string) error {
-	g := r.parked[t]
-	delete(r.parked, t)
+	g := r.parked[t][0]
+	if r.parked[t] = r.parked[t][1:]; len(r.parked[t]) == 0 {
+		delete(r.parked, t)
+	}
 	if !r.serial {
 		r.log("%s%s %s", prefix, g.task, g.call)
 	}
@@ -395,16 +399,13 @@ func (r *run) step(t, prefix string) error {
 func (r *run) events(evs []devproto.Event) error {
 	for _, e := range evs {
 		if !e.Done {
-			if old, dup := r.parked[e.Task]; dup {
-				return fmt.Errorf("device %s: task %s parked at %s while still parked at %s", r.rn.Device(), e.Task, e.Gate, old.id)
-			}
 			// A task can reach a store call after it reported its end
 			// (7.x commits a transaction after the encrypt resolved).
 			if r.started[e.Task] == 0 {
 				return fmt.Errorf("device %s: gate %s for unknown task %q", r.rn.Device(), e.Gate, e.Task)
 			}
 			r.gates++
-			r.parked[e.Task] = gate{id: e.Gate, task: e.Task, call: e.Call, at: r.gates}
+			r.parked[e.Task] = append(r.parked[e.Task], gate{id: e.Gate, task: e.Task, call: e.Call, at: r.gates})
 			continue
 		}
 		j, ok := r.jobs[e.Task]
@@ -468,8 +469,8 @@ func (r *run) startTask(id string, j *job, req devproto.Request) error {
 // first is the task parked longest (the one whose gate came first).
 func (r *run) first() string {
 	best := ""
-	for t, g := range r.parked {
-		if best == "" || g.at < r.parked[best].at {
+	for t, gs := range r.parked {
+		if best == "" || gs[0].at < r.parked[best][0].at {
 			best = t
 		}
 	}
@@ -629,7 +630,7 @@ func (r *run) abandon() {
 		j.name = names[j]
 	}
 	r.redo = append(r.redo, js...)
-	r.jobs, r.parked = map[string]*job{}, map[string]gate{}
+	r.jobs, r.parked = map[string]*job{}, map[string][]gate{}
 }
 
 // stop is a clean shutdown: parked tasks run to their ends (longest
