@@ -260,3 +260,50 @@ func TestStockCaughtShrunkReplays(t *testing.T) {
 	}
 	t.Logf("%d of %d failed; first shrunk to %d ops: %s", pr.Failed, pr.Schedules, len(pr.First.Ops), res.Summary())
 }
+
+// Crash ops run on the real process (a SIGKILL or a torn creds.json save,
+// then a new process loading the folder) and still replay byte for byte:
+// the harness's crash and torn scenarios, unchanged.
+func TestCrashReplays(t *testing.T) {
+	if _, err := AdapterDir(); err != nil {
+		needAdapter(t, err)
+		t.Skip("Baileys adapter not installed")
+	}
+	ctx := context.Background()
+	dev, err := Open(ctx, "7.0.0-rc14", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	verbs := map[string]bool{}
+	for _, name := range []string{"crash", "torn"} {
+		sc, _ := scenarios.Lookup(name)
+		for i := range 3 {
+			seed := scenarios.SeedFor(1, i)
+			setup := sc.Setup(seed, harness.Locked, "stock")
+			sched, res, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Crashes == 0 {
+				continue
+			}
+			for _, op := range sched.Ops {
+				if op.Verb == "crash" {
+					verbs[op.String()] = true
+				}
+			}
+			again, res2, err := harness.RunOn(ctx, dev, sched, harness.Controlled, harness.Ops(sched.Ops))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.String() != sched.String() || res2.HistoryText() != res.HistoryText() || res2.Summary() != res.Summary() {
+				t.Fatalf("%s seed %d: the replay differs: %q vs %q", name, seed, res2.Summary(), res.Summary())
+			}
+		}
+	}
+	if len(verbs) == 0 {
+		t.Fatal("no schedule crashed the device")
+	}
+	t.Logf("crash ops replayed: %v", verbs)
+}
