@@ -67,6 +67,7 @@ func TestDeviceBadInput(t *testing.T) {
 		{[]string{"replay", bad}, `schedule line 9: unknown op "stepp"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
 		{[]string{"run", "-device", "baileys@6.17.16", "-timeout", "0s"}, "-timeout must be positive"},
+		{[]string{"run", "-device", "model,model"}, "-device model is given twice"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), c.args, &stdout, &stderr)

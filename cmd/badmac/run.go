@@ -135,6 +135,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		if !given["shrink"] && !(len(dr.names) == 1 && dr.names[0] == "model") {
 			cfg.ShrinkBudget = deviceShrink
 		}
+		for i, n := range dr.names {
+			if slices.Contains(dr.names[:i], n) {
+				return 2, badInput("-device %s is given twice", n)
+			}
+		}
 		if len(dr.names) == 0 || len(ds) == 0 || len(scs) == 0 || (given["stores"] && len(dr.stores) == 0) {
 			return 2, badInput("nothing to run: give at least one device, discipline, store and scenario")
 		}
