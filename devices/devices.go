@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/realclient"
@@ -77,6 +78,21 @@ var kinds = []entry{
 			}
 			d.Timeout = o.Timeout
 			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
+		},
+	},
+	{
+		match: func(n string) bool { return strings.HasPrefix(n, "baileys@") },
+		usage: "baileys@VERSION (the Baileys adapter, VERSION " + strings.Join(baileys.Versions, " or ") + "; stores: its key-store variants " + strings.Join(baileys.Variants, ", ") + ")",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			v, err := baileys.ParseDevice(name)
+			if err != nil {
+				return nil, err
+			}
+			d, err := baileys.Open(ctx, v, baileys.Options{Timeout: o.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			return &Opened{Device: d, Close: d.Close, Stores: baileys.Variants}, nil
 		},
 	},
 }

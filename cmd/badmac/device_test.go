@@ -27,7 +27,7 @@ func TestDeviceMisbehavesExit2(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			script := filepath.Join("..", "..", "devproto", "testdata", c.script)
 			code := Main(context.Background(), []string{"run", "-device", "baileys@6.17.16", "-adapter", "sh " + script,
-				"-timeout", c.timeout, "-schedules", "1", "-scenarios", "reply", "-out", t.TempDir()}, &stdout, &stderr)
+				"-timeout", c.timeout, "-schedules", "1", "-scenarios", "reply", "-stores", "stock", "-out", t.TempDir()}, &stdout, &stderr)
 			if code != 2 {
 				t.Fatalf("exit %d, want 2; stderr %q", code, stderr.String())
 			}
@@ -45,32 +45,66 @@ func TestDeviceMisbehavesExit2(t *testing.T) {
 func TestDeviceBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.txt")
-	if err := os.WriteFile(bad, []byte("badmac device schedule v1\ndevice baileys@6.17.16\nvariant stock\nscenario reply\nseed 1\ncontacts alice\nstepp g1\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("badmac schedule v1\ndevice baileys@6.17.16\nseed 1\nscenario reply\ndiscipline locked\nstore stock\ncontacts alice:1\nops\nstepp m1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A device that greets: enough to plan the rows (Check is the
+	// device's own), never asked to run anything here.
+	fake := "sh " + filepath.Join("..", "..", "devproto", "testdata", "malformed.sh")
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"run", "-device", "baileys@5.0.0"}, `unknown device "baileys@5.0.0"`},
-		{[]string{"run", "-device", "baileys@6.17.16", "-variants", "cached"}, `unknown variant "cached"`},
-		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "group"}, `unknown device scenario "group"`},
-		{[]string{"run", "-device", "baileys@6.17.16", "-variants", "stock", "-must-pass", "locked"}, "-must-pass locked is not in the run"},
-		{[]string{"replay", bad}, `schedule line 7: unknown op "stepp"`},
+		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, baileys@VERSION`},
+		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "nosuch"}, `unknown scenario "nosuch"`},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
+			"-must-pass baileys@6.17.16/locked is not in the run"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "reply,group", "-must-pass", "baileys@6.17.16/locked/group"},
+			"-must-pass baileys@6.17.16/locked/group is not in the run"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-must-pass", "locked"}, `-must-pass wants DISCIPLINE/STORE`},
+		{[]string{"replay", bad}, `schedule line 9: unknown op "stepp"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
 		{[]string{"run", "-device", "baileys@6.17.16", "-timeout", "0s"}, "-timeout must be positive"},
+		{[]string{"run", "-device", "model,model"}, "-device model is given twice"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), c.args, &stdout, &stderr)
-		if code != 2 || !strings.HasPrefix(stderr.String(), "badmac: ") || strings.Count(stderr.String(), "\n") != 1 ||
-			!strings.Contains(stderr.String(), c.want) {
-			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", c.args, code, stderr.String(), c.want)
+		// Pairs the device refuses are listed first, one "skipped:" line
+		// each; the error is the last line.
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		last := lines[len(lines)-1]
+		for _, l := range lines[:len(lines)-1] {
+			if !strings.HasPrefix(l, "skipped: ") {
+				t.Errorf("%v: stderr line %q is neither a skipped pair nor the error", c.args, l)
+			}
+		}
+		if code != 2 || !strings.HasPrefix(last, "badmac: ") || !strings.Contains(last, c.want) || stdout.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a last line with %q", c.args, code, stderr.String(), c.want)
 		}
 	}
 }
 
-// The same seed gives the same table byte for byte, and each FAIL line's
-// replay command reproduces that failure (exit 1, the same summary).
+// -device model is the model's run, byte for byte, through the same path.
+func TestDeviceModelSameAsRun(t *testing.T) {
+	args := []string{"-schedules", "2", "-scenarios", "reply,burst", "-stores", "reference,cached", "-shrink", "5", "-out", t.TempDir()}
+	var plain, dev, stderr bytes.Buffer
+	if code := Main(context.Background(), append([]string{"run"}, args...), &plain, &stderr); code > 1 {
+		t.Fatalf("run: exit %d: %s", code, stderr.String())
+	}
+	if code := Main(context.Background(), append([]string{"run", "-device", "model"}, args...), &dev, &stderr); code > 1 {
+		t.Fatalf("run -device model: exit %d: %s", code, stderr.String())
+	}
+	if plain.String() != dev.String() {
+		t.Fatalf("run and run -device model differ:\n%s\n---\n%s", plain.String(), dev.String())
+	}
+}
+
+// The same seed gives the same table byte for byte; the harness's
+// scenarios run on the device and the model in one table; each FAIL line's
+// replay command, verbatim, reproduces that failure (exit 1, the same
+// summary) on the device the schedule names; locked passes the gate.
 func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	if _, err := baileys.AdapterDir(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -79,11 +113,12 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 		t.Skipf("Baileys adapter not usable (%v)", err)
 	}
 	out := t.TempDir()
-	args := []string{"run", "-device", "baileys@6.17.16", "-variants", "stock,locked", "-scenarios", "reply",
-		"-schedules", "5", "-seed", "1", "-out", out}
+	args := []string{"run", "-device", "baileys@6.17.16,model", "-stores", "seedfix,locked,reference", "-disciplines", "locked",
+		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out}
 	var runs [2]bytes.Buffer
+	var stderr bytes.Buffer
 	for i := range runs {
-		var stderr bytes.Buffer
+		stderr.Reset()
 		if code := Main(context.Background(), args, &runs[i], &stderr); code != 0 {
 			t.Fatalf("exit %d: %s%s", code, runs[i].String(), stderr.String())
 		}
@@ -91,17 +126,30 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	if runs[0].String() != runs[1].String() {
 		t.Fatalf("two runs with seed 1 differ:\n%s\n---\n%s", runs[0].String(), runs[1].String())
 	}
+	for _, skip := range []string{"skipped: baileys@6.17.16/reference/reply: device baileys@6.17.16 cannot run store \"reference\"",
+		"skipped: baileys@6.17.16/locked/group: device baileys@6.17.16 cannot run group messages",
+		"skipped: locked/seedfix/reply: the model cannot run store \"seedfix\""} {
+		if !strings.Contains(stderr.String(), skip+"") {
+			t.Errorf("stderr lacks %q:\n%s", skip, stderr.String())
+		}
+	}
 	table := runs[0].String()
-	m := regexp.MustCompile(`(?m)^FAIL (baileys@6\.17\.16/stock/reply): (.*)\n  replay: badmac replay (\S+)$`).FindStringSubmatch(table)
+	for _, r := range []string{"baileys@6.17.16 *  locked     reply", "locked *           reference  reply", "locked *           reference  group"} {
+		if !strings.Contains(table, r) {
+			t.Errorf("no row %q (must pass) in:\n%s", r, table)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^FAIL (baileys@6\.17\.16/seedfix/reply): (.*)\n  replay: (badmac replay \S+)$`).FindStringSubmatch(table)
 	if m == nil {
-		t.Fatalf("no failing stock row with a replay command in:\n%s", table)
+		t.Fatalf("no failing seedfix row with a replay command in:\n%s", table)
 	}
-	var stdout, stderr bytes.Buffer
-	if code := Main(context.Background(), []string{"replay", m[3]}, &stdout, &stderr); code != 1 {
-		t.Fatalf("replay exit %d, want 1: %s", code, stderr.String())
+	var stdout bytes.Buffer
+	stderr.Reset()
+	if code := Main(context.Background(), strings.Fields(m[3])[1:], &stdout, &stderr); code != 1 {
+		t.Fatalf("%s: exit %d, want 1: %s", m[3], code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "FAIL: "+m[2]+"\n") {
-		t.Fatalf("replay does not end in %q:\n%s", "FAIL: "+m[2], stdout.String())
+	if !strings.Contains(stdout.String(), "FAIL: "+m[2]+"\n") || !strings.HasPrefix(stdout.String(), "badmac schedule v1\ndevice baileys@6.17.16\n") {
+		t.Fatalf("replay does not name the device and end in %q:\n%s", "FAIL: "+m[2], stdout.String())
 	}
 	if strings.Contains(table, "FAIL baileys@6.17.16/locked") {
 		t.Fatalf("the locked variant failed:\n%s", table)

@@ -164,8 +164,10 @@ var disciplineDoc = map[harness.Discipline]string{
 const usage = `badmac: chaos tests for WhatsApp Signal key stores
 
   badmac [run] [flags]   run schedules and print the failure table
-  badmac run -device baileys@6.17.16[,baileys@7.0.0-rc14] [-variants …] [-scenarios …]
-                         the real Baileys key stores in a Node process (docs/device-protocol.md)
+  badmac run -device NAME[,NAME…] [-stores …] [-scenarios …]
+                         the same scenarios on other devices, in the same table: model,
+                         baileys@6.17.16 / baileys@7.0.0-rc14 (the real Baileys key stores in a
+                         Node process, docs/device-protocol.md), … (badmac run -h lists them)
   badmac replay FILE     replay a saved schedule, print its history and outcome
   badmac shrink FILE [-o OUT] [-budget N] [-time D] [-workers N]
                          minimise a failing schedule (exit 1: it fails, 0: it passes)

@@ -19,6 +19,9 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 		return 2, badInput("replay takes one schedule file")
 	}
 	path := fs.Arg(0)
+	if ds, ok := deviceHeader(path); ok {
+		return replayDevice(ctx, path, ds, stdout) // a `device NAME` header: replayed on that device
+	}
 	s, err := readSchedule(path)
 	if err != nil {
 		return 2, err

@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/badmac/badmac/devices"
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/reports"
@@ -29,10 +31,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	seed := fs.Uint64("seed", 1, "base seed; the same seed gives the same output")
 	mode := fs.String("mode", "controlled", "controlled (deterministic, replayable) or free (real goroutines)")
 	policy := fs.String("policy", "random", "scheduling policy in controlled mode: random or pct")
-	mustPass := fs.String("must-pass", defaultMustPass, "discipline/store pairs that must pass (the gate; each must be in the run), or none (no gate; the default keeps only the pairs in the run)")
+	mustPass := fs.String("must-pass", defaultMustPass, "discipline/store pairs that must pass (the gate; each must be in the run), or none (no gate; the default keeps only the pairs in the run); with -device also DEVICE/STORE[/SCENARIO] (default: each device's correct variant, e.g. baileys@V/locked)")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files)")
-	shrink := fs.Int("shrink", 200, "runs to spend shrinking each failing row's counterexample (0: none)")
+	shrink := fs.Int("shrink", 200, "runs to spend shrinking each failing row's counterexample (0: none; with a -device other than model the default is 20)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	mdFile := fs.String("markdown", "", "also write the report as Markdown to `FILE` (for $GITHUB_STEP_SUMMARY; capped at 512 KiB)")
 	junitFile := fs.String("junit", "", "also write JUnit XML to `FILE`: one test case per discipline/store/scenario")
@@ -40,6 +42,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	shrinkTime := fs.Duration("shrink-time", 0, "also stop each shrink after this long (0: no limit; a limit makes counterexamples depend on the machine's speed)")
 	workers := fs.Int("workers", 0, "schedules run at once (0: GOMAXPROCS); the output is the same for any count")
 	shardFlag := fs.String("shard", "", "run only slice `K/N` (1 ≤ K ≤ N) of every row's schedules; combine the -json reports with badmac merge")
+	deviceList := fs.String("device", "", "devices under test, comma-separated (default: the model only); rows are device × store × scenario, the device's name in the discipline column; pairs a device cannot run are listed on stderr as skipped:\n"+strings.TrimRight(devices.Usage(), "\n"))
+	timeout := fs.Duration("timeout", deviceTimeout, "per-request timeout of a device process: one silent this long is an error")
+	adapter := fs.String("adapter", "", "command replacing the Baileys adapter's, space-separated (tests start fake devices)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -67,6 +72,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if *n < 1 || *n > 100000 {
 		return 2, badInput("-schedules must be between 1 and 100000, got %d", *n)
 	}
+	if *timeout <= 0 {
+		return 2, badInput("-timeout must be positive, got %s", *timeout)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var ds []harness.Discipline
 	for _, s := range split(*disc) {
 		d, err := harness.ParseDiscipline(s)
@@ -74,10 +84,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			return 2, badInput("%v", err)
 		}
 		ds = append(ds, d)
-	}
-	vs, err := lookupStores(*storeList)
-	if err != nil {
-		return 2, err
 	}
 	var scs []scenarios.Scenario
 	for _, s := range split(*scens) {
@@ -87,20 +93,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		scs = append(scs, sc)
 	}
-	if len(ds) == 0 || len(vs) == 0 || len(scs) == 0 {
-		return 2, badInput("nothing to run: give at least one discipline, store and scenario")
-	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "must-pass" })
-	must, err := parseMustPass(*mustPass, explicit, ds, vs)
-	if err != nil {
-		return 2, err
-	}
-	defer sqlstores.Shutdown()
-	if err := probeStores(ctx, vs); err != nil {
-		return 2, err
-	}
-
 	outputs := []*string{mdFile, junitFile, htmlFile}
 	for _, p := range outputs {
 		if *p != "" {
@@ -109,21 +101,78 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			}
 		}
 	}
+	defer sqlstores.Shutdown()
+	var rows []row
+	if *deviceList == "" {
+		vs, err := lookupStores(*storeList)
+		if err != nil {
+			return 2, err
+		}
+		if len(ds) == 0 || len(vs) == 0 || len(scs) == 0 {
+			return 2, badInput("nothing to run: give at least one discipline, store and scenario")
+		}
+		must, err := parseMustPass(*mustPass, given["must-pass"], ds, vs)
+		if err != nil {
+			return 2, err
+		}
+		if err := probeStores(ctx, vs); err != nil {
+			return 2, err
+		}
+		for _, sc := range scs {
+			for _, d := range ds {
+				for _, v := range vs {
+					rows = append(rows, row{pair: scenarios.Pair{Scenario: sc, Discipline: d, Variant: v}, column: string(d),
+						must: must[string(d)+"/"+v.Name]})
+				}
+			}
+		}
+	} else {
+		dr := deviceRun{names: split(*deviceList), disciplines: ds, discGiven: given["disciplines"], scenarios: scs, mode: cfg.Mode,
+			mustPass: *mustPass, mustGiven: given["must-pass"], timeout: *timeout, adapter: *adapter}
+		if given["stores"] {
+			dr.stores = split(*storeList)
+		}
+		if !given["shrink"] && !(len(dr.names) == 1 && dr.names[0] == "model") {
+			cfg.ShrinkBudget = deviceShrink
+		}
+		for i, n := range dr.names {
+			if slices.Contains(dr.names[:i], n) {
+				return 2, badInput("-device %s is given twice", n)
+			}
+		}
+		if len(dr.names) == 0 || len(ds) == 0 || len(scs) == 0 || (given["stores"] && len(dr.stores) == 0) {
+			return 2, badInput("nothing to run: give at least one device, discipline, store and scenario")
+		}
+		var closeDevices func()
+		var err error
+		if rows, closeDevices, err = planDevices(ctx, dr, stderr); err != nil {
+			return 2, err
+		}
+		defer closeDevices()
+		if len(rows) == 0 {
+			return 2, badInput("nothing to run: every pair was skipped (see stderr)")
+		}
+		var vs []stores.Variant
+		for _, r := range rows {
+			if r.pair.Device == nil && !slices.ContainsFunc(vs, func(v stores.Variant) bool { return v.Name == r.pair.Variant.Name }) {
+				vs = append(vs, r.pair.Variant)
+			}
+		}
+		if err := probeStores(ctx, vs); err != nil {
+			return 2, err
+		}
+	}
 
 	if !*asJSON && stderrIsTerminal(stderr) {
-		bar := newProgress(stderr, len(scs)*len(ds)*len(vs)*len(cfg.Indices()))
+		bar := newProgress(stderr, len(rows)*len(cfg.Indices()))
 		defer bar.Finish()
 		cfg.Progress = func() { bar.Add(1) }
 	}
 
 	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Shard: shard.String()}
 	var pairs []scenarios.Pair
-	for _, sc := range scs {
-		for _, d := range ds {
-			for _, v := range vs {
-				pairs = append(pairs, scenarios.Pair{Scenario: sc, Discipline: d, Variant: v})
-			}
-		}
+	for _, r := range rows {
+		pairs = append(pairs, r.pair)
 	}
 	cfg.Pool = harness.NewPool(*workers)
 	lastRunPool.Store(cfg.Pool)
@@ -131,9 +180,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return 2, err
 	}
-	for _, pr := range results {
+	for i, pr := range results {
 		d, sc := pr.Discipline, pr.Scenario
-		row := toRow(pr, must[string(d)+"/"+pr.Store])
+		row := toRow(pr, rows[i].must)
+		row.Discipline = rows[i].column
 		if pr.First != nil && cfg.Mode == harness.Controlled {
 			path, err := saveSchedule(*out, pr.First, "")
 			if err != nil {
@@ -142,6 +192,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			row.Replay = "badmac replay " + path
 			row.Counterexample = pr.First.String()
 			row.History = pr.FirstResult.History
+		} else if pr.First != nil && pr.Device != "" {
+			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -device %s -stores %s -scenarios %s -seed %d", pr.Device, pr.Store, sc, *seed)
 		} else if pr.First != nil {
 			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, pr.Store, sc, *seed)
 		}
@@ -269,7 +321,11 @@ func saveSchedule(dir string, s *harness.Schedule, suffix string) (string, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("failure directory %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", s.Discipline, s.Store, s.Scenario, s.Seed, suffix))
+	who := string(s.Discipline)
+	if s.Device != "" {
+		who = strings.NewReplacer("@", "-", "/", "-", ":", "-").Replace(s.Device) // a device's schedules are named for it
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", who, s.Store, s.Scenario, s.Seed, suffix))
 	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
 		return "", fmt.Errorf("saving schedule: %w", err)
 	}

@@ -9,6 +9,9 @@ import (
 
 	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/devproto"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 )
 
 // TestMain lets the test binary be the Go device (the protocol's second
@@ -24,6 +27,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// goOptions start the Go device: this test binary as a child (TestMain).
+var goOptions = Options{Argv: []string{os.Args[0]}, BaselineVariant: "concurrent", Variants: []string{"concurrent"}}
+
 // impl is one implementation of the device protocol.
 type impl struct {
 	name    string
@@ -37,7 +43,7 @@ type impl struct {
 // and fail under CI=true (.ci/run installs them).
 func impls(t *testing.T) []impl {
 	t.Setenv("BADMAC_GODEVICE", "1") // inherited by the Go device child only; the adapter ignores it
-	out := []impl{{name: godevice.Name, opt: Options{Argv: []string{os.Args[0]}, BaselineVariant: "concurrent"}, serial: "concurrent"}}
+	out := []impl{{name: godevice.Name, opt: goOptions, serial: "concurrent"}}
 	if _, err := AdapterDir(); err != nil {
 		needAdapter(t, err)
 		return out
@@ -111,22 +117,28 @@ func TestConformance(t *testing.T) {
 			}
 			// One task at a time (every task stepped through its gates as
 			// it starts): the protocol itself, no interleaving to blame.
-			sc, _ := LookupScenario("reply")
-			s := &Schedule{Device: im.name, Variant: im.serial, Scenario: sc.Name, Seed: 3, Contacts: sc.Contacts}
-			res, applied, err := rn.Exec(ctx, s, true, NewGenerator(sc))
+			// The harness's own scenario drives it.
+			sc, _ := scenarios.Lookup("reply")
+			s := sc.Setup(3, harness.Locked, im.serial)
+			_, res, err := rn.exec(ctx, s, true, scenarios.NewGenerator(sc, scenarios.Random, 3))
 			if err != nil {
 				t.Fatal(err)
 			}
 			cnt := res.Counts()
-			if cnt.Messages != 10 || cnt.Delivered != cnt.Messages {
-				t.Fatalf("%s: %d of %d messages delivered cleanly; history:\n%s", im.serial, cnt.Delivered, cnt.Messages,
-					strings.Join(res.History, "\n"))
+			if cnt.Messages <= sc.Messages || cnt.Delivered != cnt.Messages {
+				t.Fatalf("%s: %d of %d messages delivered cleanly (want more than %d: replies too); history:\n%s", im.serial,
+					cnt.Delivered, cnt.Messages, sc.Messages, strings.Join(res.History, "\n"))
 			}
-			again, _, err := rn.Exec(ctx, applied, true, nil)
+			// An explicit schedule replays to the same history.
+			sched, res1, err := rn.exec(ctx, s, false, scenarios.NewGenerator(sc, scenarios.Random, 3))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a, b := strings.Join(res.History, "\n"), strings.Join(again.History, "\n"); a != b {
+			_, again, err := rn.exec(ctx, sched, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := res1.HistoryText(), again.HistoryText(); a != b {
 				t.Fatalf("replay differs:\n%s\n---\n%s", a, b)
 			}
 		})
@@ -135,34 +147,83 @@ func TestConformance(t *testing.T) {
 
 // The Go device under the concurrent discipline loses ratchet steps in the
 // reply scenario (docs/design.md §3), as the in-process harness finds: the
-// protocol path can fail, and its failures replay.
+// harness's reply scenario, unchanged, runs on the protocol path through
+// scenarios.RunPairs, fails, and its counterexample replays through
+// harness.RunOn to the same failure, byte for byte.
 func TestGoDeviceConcurrentFails(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("BADMAC_GODEVICE", "1")
-	rn, err := NewRunner(ctx, "", Options{Argv: []string{os.Args[0]}, BaselineVariant: "concurrent"})
+	dev, err := Open(ctx, "", goOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rn.Close()
-	var failed *Outcome
-	for seed := uint64(1); seed <= 8 && failed == nil; seed++ {
-		o, err := rn.Run(ctx, &Schedule{Device: godevice.Name, Variant: "concurrent", Scenario: "reply", Seed: seed, Contacts: []string{"alice"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if o.Result.Failed() {
-			failed = o
-		}
-	}
-	if failed == nil {
-		t.Fatal("no failure in 8 schedules of concurrent/reply")
-	}
-	again, err := rn.Run(ctx, failed.Schedule)
+	defer dev.Close()
+	sc, _ := scenarios.Lookup("reply")
+	prs, err := scenarios.RunPairs(ctx, []scenarios.Pair{{Scenario: sc, Discipline: harness.Locked,
+		Variant: stores.Variant{Name: "concurrent"}, Device: dev}}, scenarios.Config{Mode: harness.Controlled, Seed: 1,
+		Schedules: 8, ShrinkBudget: 10, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.Result.Failed() || again.Result.Summary() != failed.Result.Summary() {
-		t.Fatalf("replay: %q, want %q", again.Result.Summary(), failed.Result.Summary())
+	pr := prs[0]
+	if pr.Failed == 0 || pr.First == nil {
+		t.Fatalf("no failure in %d schedules of concurrent/reply", pr.Schedules)
 	}
-	t.Logf("seed %d: %s", failed.Schedule.Seed, failed.Result.Summary())
+	if pr.Device != godevice.Name || pr.First.Device != godevice.Name {
+		t.Fatalf("row device %q, schedule device %q; want %s", pr.Device, pr.First.Device, godevice.Name)
+	}
+	text := pr.First.String()
+	parsed, err := harness.Parse(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, again, err := harness.RunOn(ctx, dev, parsed, harness.Controlled, harness.Ops(parsed.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Failed() || again.Summary() != pr.FirstResult.Summary() || sched.String() != text ||
+		again.HistoryText() != pr.FirstResult.HistoryText() {
+		t.Fatalf("replay: %q, want %q (or the schedule or history differ)", again.Summary(), pr.FirstResult.Summary())
+	}
+	t.Logf("%d of %d schedules failed; first (shrunk to %d ops): %s", pr.Failed, pr.Schedules, len(pr.First.Ops), pr.FirstResult.Summary())
+}
+
+// Check refuses what the adapter lacks, in one line naming the device.
+func TestCheckRefuses(t *testing.T) {
+	d := &Device{name: "baileys@6.17.16", variants: Variants}
+	ok := &harness.Schedule{Scenario: "reply", Discipline: harness.Locked, Store: "stock", Instances: 1}
+	if err := d.Check(ok, harness.Controlled); err != nil {
+		t.Fatalf("reply/stock refused: %v", err)
+	}
+	for _, name := range []string{"burst", "reply", "reorder", "multi", "crash", "torn", "restart"} {
+		sc, _ := scenarios.Lookup(name)
+		if err := d.Check(sc.Setup(1, harness.Locked, "locked"), harness.Controlled); err != nil {
+			t.Errorf("scenario %s refused: %v", name, err)
+		}
+	}
+	with := func(f func(s *harness.Schedule)) *harness.Schedule { s := ok.Clone(); f(s); return s }
+	for _, c := range []struct {
+		s    *harness.Schedule
+		mode harness.Mode
+		want string
+	}{
+		{ok, harness.Free, "mode free"},
+		{with(func(s *harness.Schedule) { s.Store = "sqlite" }), harness.Controlled, `store "sqlite"`},
+		{with(func(s *harness.Schedule) { s.Device = "procs" }), harness.Controlled, "for device procs"},
+		{with(func(s *harness.Schedule) { s.Instances = 2 }), harness.Controlled, "2 instances"},
+		{with(func(s *harness.Schedule) { s.Group = "group" }), harness.Controlled, "group messages"},
+		{with(func(s *harness.Schedule) { s.Scenario = "group" }), harness.Controlled, "scenario group"},
+		{with(func(s *harness.Schedule) { s.Scenario = "overlap" }), harness.Controlled, "scenario overlap (2 instances"},
+		{with(func(s *harness.Schedule) { s.Scenario = "replica" }), harness.Controlled, "scenario replica"},
+		{with(func(s *harness.Schedule) { s.Scenario = "rollback" }), harness.Controlled, "snapshot/rollback"},
+		{with(func(s *harness.Schedule) { s.Scenario = "reinstall" }), harness.Controlled, "op reinstall"},
+		{with(func(s *harness.Schedule) { s.Ops = []harness.Op{{Verb: "rekey", Args: []string{"alice.0"}}} }), harness.Controlled, "op rekey"},
+		{with(func(s *harness.Schedule) { s.Ops = []harness.Op{{Verb: "deliver", Args: []string{"m1"}, Inst: 1}} }), harness.Controlled, "instance 1"},
+	} {
+		err := d.Check(c.s, c.mode)
+		if err == nil || !strings.HasPrefix(err.Error(), "device baileys@6.17.16 cannot run ") || !strings.Contains(err.Error(), c.want) ||
+			strings.Contains(err.Error(), "\n") {
+			t.Errorf("Check(%s, %s) = %v; want one line naming the device and %q", c.s.Scenario, c.mode, err, c.want)
+		}
+	}
 }

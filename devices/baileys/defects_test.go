@@ -7,6 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 )
 
 // The known Baileys defects (docs/design.md §3), each found by a schedule
@@ -91,13 +95,32 @@ func TestKnownDefects(t *testing.T) {
 			},
 		},
 		{
+			// The same 6.x defect under the locked variant, across two
+			// contacts (found by the harness's multi scenario, seed 1,
+			// shrunk): the per-contact lock keeps alice's tasks apart, but
+			// 6.x has one global transaction. r1 (to bob) opens it and
+			// parks at its commit; m2's decrypt and r2's encrypt for
+			// alice.1 run inside it; r2's session write lands after the
+			// commit read the mutations and is dropped. r3 reuses r2's
+			// counter: the peer drops it as an old counter.
+			file: "baileys6-locked-multi-global-txn.txt", summary: "r3 lost [OldCounter]",
+			mechanism: func(t *testing.T, h, _ string) {
+				inOrder(t, h, "reply bob.0 r1", "r1 get session bob.0", "reply alice.1 r2", "r2: sent (msg)",
+					"r1 set pre-key 1 (delete), session alice.1, session bob.0", "reply alice.1 r3",
+					"r3: OldCounter (OldCounter: failed to get or create message keys: received message with old counter (index: 1, count: 0))")
+				if strings.Contains(h, "r2 set session") {
+					t.Errorf("r2 wrote its session itself; the defect is that its write is dropped")
+				}
+			},
+		},
+		{
 			// useMultiFileAuthState writes creds.json in place; a crash part
 			// way leaves a prefix, and on restart the unparsable file reads as
 			// null and becomes initAuthCreds(): a new identity and
 			// registration id, and the contact's sessions go Bad MAC.
 			file: "baileys6-stock-torn-creds.txt", summary: "REGENERATED CREDENTIALS",
 			mechanism: func(t *testing.T, h, _ string) {
-				inOrder(t, h, "tear: the device died inside a creds.json write", "restart: REGENERATED CREDENTIALS (registration id 25 → 150)")
+				inOrder(t, h, `crash "g": the device died inside a creds.json write`, "restart: REGENERATED CREDENTIALS (registration id 25 → 150)")
 			},
 		},
 	}
@@ -107,27 +130,33 @@ func TestKnownDefects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := Parse(string(text))
+			s, err := harness.Parse(strings.NewReader(string(text)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			version, _ := ParseDevice(s.Device)
+			version, err := ParseDevice(s.Device)
+			if err != nil {
+				t.Fatal(err)
+			}
 			txnLog := filepath.Join(t.TempDir(), "txn.log")
 			t.Setenv("BADMAC_DEBUG", txnLog) // the adapter logs its transactions there
-			rn, err := NewRunner(ctx, version, Options{})
+			dev, err := Open(ctx, version, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rn.Close()
-			o, err := rn.Run(ctx, s)
+			defer dev.Close()
+			sched, res, err := harness.RunOn(ctx, dev, s, harness.Controlled, harness.Ops(s.Ops))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !o.Result.Failed() || !strings.Contains(o.Result.Summary(), c.summary) {
-				t.Fatalf("replay: %q, want a failure with %q; history:\n%s", o.Result.Summary(), c.summary, strings.Join(o.Result.History, "\n"))
+			if !res.Failed() || !strings.Contains(res.Summary(), c.summary) {
+				t.Fatalf("replay: %q, want a failure with %q; history:\n%s", res.Summary(), c.summary, res.HistoryText())
+			}
+			if sched.String() != string(text) {
+				t.Fatalf("the replayed schedule differs from the file:\n%s", sched)
 			}
 			log, _ := os.ReadFile(txnLog)
-			c.mechanism(t, strings.Join(o.Result.History, "\n"), string(log))
+			c.mechanism(t, strings.Join(res.History, "\n"), string(log))
 		})
 	}
 }
@@ -147,75 +176,134 @@ func inOrder(t *testing.T, text string, lines ...string) {
 }
 
 // The other direction: the locked variant (one lock per contact around
-// each whole receive and send, no cache) survives the schedules that break
-// stock and the seed's fix, on both versions.
+// each whole receive and send, no cache) survives the harness's scenarios
+// that break stock and the seed's fix, on both versions: the scenarios run
+// unchanged through scenarios.RunPairs and are judged by the harness.
+// Not multi on 6.x: its one global transaction spans contacts, so a
+// per-contact lock does not keep a send to bob out of a send to alice's
+// commit (testdata/baileys6-locked-multi-global-txn.txt).
 func TestLockedHolds(t *testing.T) {
 	if _, err := AdapterDir(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}
 	ctx := context.Background()
+	const n = 6
 	for _, v := range Versions {
 		t.Run(v, func(t *testing.T) {
-			rn, err := NewRunner(ctx, v, Options{})
+			dev, err := Open(ctx, v, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer rn.Close()
-			for _, name := range []string{"reply", "multi"} {
-				sc, _ := LookupScenario(name)
-				for i := range 8 {
-					s := &Schedule{Device: "baileys@" + v, Variant: "locked", Scenario: name, Seed: uint64(1000 + i), Contacts: sc.Contacts}
-					o, err := rn.Run(ctx, s)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if o.Result.Failed() {
-						t.Fatalf("locked failed: %s\n%s", o.Result.Summary(), o.Schedule)
-					}
-				}
+			defer dev.Close()
+			var pairs []scenarios.Pair
+			names := []string{"reply", "reorder", "burst"}
+			if v != "6.17.16" {
+				names = append(names, "multi")
 			}
+			for _, name := range names {
+				sc, _ := scenarios.Lookup(name)
+				pairs = append(pairs, scenarios.Pair{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: "locked"}, Device: dev})
+			}
+			prs, err := scenarios.RunPairs(ctx, pairs, scenarios.Config{Mode: harness.Controlled, Seed: 1000, Schedules: n, Workers: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := 0
+			for _, pr := range prs {
+				if pr.Failed > 0 {
+					t.Errorf("locked/%s failed %d of %d: %s\n%s\nhistory:\n%s", pr.Scenario, pr.Failed, pr.Schedules, pr.FirstResult.Summary(), pr.First, pr.FirstResult.HistoryText())
+				}
+				msgs += pr.Counts.Messages
+			}
+			t.Logf("locked: %d schedules of %v, %d messages, no failure", n*len(prs), names, msgs)
 		})
 	}
 }
 
-// Shrink keeps a failing schedule failing with fewer ops.
-func TestShrink(t *testing.T) {
+// The harness's reply scenario, unchanged, catches stock 7.x through
+// scenarios.RunPairs, shrinks its counterexample with harness.ShrinkWith on
+// the device, and the shrunk schedule replays through harness.RunOn to the
+// same failure, byte for byte.
+func TestStockCaughtShrunkReplays(t *testing.T) {
 	if _, err := AdapterDir(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}
 	ctx := context.Background()
-	text, err := os.ReadFile(filepath.Join("testdata", "baileys7-stock-reply-nested-txn.txt"))
+	dev, err := Open(ctx, "7.0.0-rc14", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Parse(string(text))
+	defer dev.Close()
+	sc, _ := scenarios.Lookup("reply")
+	prs, err := scenarios.RunPairs(ctx, []scenarios.Pair{{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: "stock"},
+		Device: dev}}, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 8, ShrinkBudget: 15, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rn, err := NewRunner(ctx, "7.0.0-rc14", Options{})
+	pr := prs[0]
+	if pr.First == nil {
+		t.Fatalf("stock 7.x passed %d schedules of reply", pr.Schedules)
+	}
+	text := pr.First.String()
+	s, err := harness.Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rn.Close()
-	o, err := rn.Run(ctx, s)
+	sched, res, err := harness.RunOn(ctx, dev, s, harness.Controlled, harness.Ops(s.Ops))
 	if err != nil {
 		t.Fatal(err)
 	}
-	small, err := rn.Shrink(ctx, o, 20)
+	if !res.Failed() || res.Summary() != pr.FirstResult.Summary() || sched.String() != text || res.HistoryText() != pr.FirstResult.HistoryText() {
+		t.Fatalf("replay: %q, want %q (or the schedule or history differ):\n%s", res.Summary(), pr.FirstResult.Summary(), text)
+	}
+	t.Logf("%d of %d failed; first shrunk to %d ops: %s", pr.Failed, pr.Schedules, len(pr.First.Ops), res.Summary())
+}
+
+// Crash ops run on the real process (a SIGKILL or a torn creds.json save,
+// then a new process loading the folder) and still replay byte for byte:
+// the harness's crash and torn scenarios, unchanged.
+func TestCrashReplays(t *testing.T) {
+	if _, err := AdapterDir(); err != nil {
+		needAdapter(t, err)
+		t.Skip("Baileys adapter not installed")
+	}
+	ctx := context.Background()
+	dev, err := Open(ctx, "7.0.0-rc14", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !small.Result.Failed() || len(small.Schedule.Ops) >= len(o.Schedule.Ops) || worst(small.Result) != worst(o.Result) {
-		t.Fatalf("shrunk to %d ops (from %d), failed=%v, worst class %q (was %q)", len(small.Schedule.Ops), len(o.Schedule.Ops),
-			small.Result.Failed(), worst(small.Result), worst(o.Result))
+	defer dev.Close()
+	verbs := map[string]bool{}
+	for _, name := range []string{"crash", "torn"} {
+		sc, _ := scenarios.Lookup(name)
+		for i := range 3 {
+			seed := scenarios.SeedFor(1, i)
+			setup := sc.Setup(seed, harness.Locked, "stock")
+			sched, res, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Crashes == 0 {
+				continue
+			}
+			for _, op := range sched.Ops {
+				if op.Verb == "crash" {
+					verbs[op.String()] = true
+				}
+			}
+			again, res2, err := harness.RunOn(ctx, dev, sched, harness.Controlled, harness.Ops(sched.Ops))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.String() != sched.String() || res2.HistoryText() != res.HistoryText() || res2.Summary() != res.Summary() {
+				t.Fatalf("%s seed %d: the replay differs: %q vs %q", name, seed, res2.Summary(), res.Summary())
+			}
+		}
 	}
-	again, err := rn.Run(ctx, small.Schedule)
-	if err != nil {
-		t.Fatal(err)
+	if len(verbs) == 0 {
+		t.Fatal("no schedule crashed the device")
 	}
-	if again.Result.Summary() != small.Result.Summary() {
-		t.Fatalf("the shrunk schedule replays to %q, not %q", again.Result.Summary(), small.Result.Summary())
-	}
+	t.Logf("crash ops replayed: %v", verbs)
 }
