@@ -252,7 +252,7 @@ func defaultDeviceGate(device, store, scenario string) bool {
 
 // replayDevice replays a schedule whose header names a device other than
 // the model on that device, and prints what replay prints for the model.
-func replayDevice(ctx context.Context, path string, s *harness.Schedule, stdout io.Writer) (int, error) {
+func replayDevice(ctx context.Context, path string, s *harness.Schedule, mode harness.Mode, stdout io.Writer) (int, error) {
 	od, err := openDevice(ctx, s.Device, deviceTimeout, "")
 	if err != nil {
 		return 2, err
@@ -261,10 +261,30 @@ func replayDevice(ctx context.Context, path string, s *harness.Schedule, stdout 
 	if od.Device == nil {
 		return 2, badInput("%s: device %s", path, s.Device)
 	}
-	if err := od.Device.Check(s, harness.Controlled); err != nil {
+	// The first mode the device runs: controlled replays byte for byte;
+	// a device whose own goroutines run freely (the real client) reruns
+	// the same ops in serial or free mode.
+	if mode == "" {
+		mode = harness.Controlled
+		err = od.Device.Check(s, mode)
+		for _, m := range []harness.Mode{harness.Serial, harness.Free} {
+			if err == nil {
+				break
+			}
+			if od.Device.Check(s, m) == nil {
+				mode, err = m, nil
+			}
+		}
+	} else {
+		err = od.Device.Check(s, mode)
+	}
+	if err != nil {
 		return 2, badInput("%s: %v", path, err)
 	}
-	sched, res, err := harness.RunOn(ctx, od.Device, s, harness.Controlled, harness.Ops(s.Ops))
+	if mode != harness.Controlled {
+		fmt.Fprintf(stdout, "# device %s runs in mode %s: the same ops again; its own goroutines decide the interleaving, so a failure recurs at a rate\n", s.Device, mode)
+	}
+	sched, res, err := harness.RunOn(ctx, od.Device, s, mode, harness.Ops(s.Ops))
 	if err != nil {
 		return 2, fmt.Errorf("%s: %w", path, err)
 	}

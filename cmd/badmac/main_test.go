@@ -67,7 +67,13 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("badmac schedule v1\nseed 1\nstore reference\ncontacts alice:1\nops\nfly alice.0\n"), 0o644))
 	old := filepath.Join(t.TempDir(), "old.txt")
 	require.NoError(t, os.WriteFile(old, []byte("badmac schedule v0\n"), 0o644))
+	good := filepath.Join(t.TempDir(), "good.txt")
+	require.NoError(t, os.WriteFile(good, []byte("badmac schedule v1\nseed 1\nscenario reply\ndiscipline locked\nstore reference\ncontacts alice:1\nops\nsend alice.0 m1\n"), 0o644))
 	cases := map[string][]string{
+		"replay bad mode":   {"replay", "-mode", "bogus", good},
+		"replay model free": {"replay", "-mode", "free", good},
+		"unknown device":    {"run", "-device", "nosuch"},
+		"device all skip":   {"run", "-device", "client-inline", "-scenarios", "reply"},
 		"unknown flag":      {"run", "-bogus"},
 		"unknown store":     {"run", "-stores", "nosuch"},
 		"unknown scenario":  {"run", "-scenarios", "nosuch"},

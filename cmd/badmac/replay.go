@@ -12,15 +12,26 @@ import (
 
 func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 	fs := newFlags("replay")
+	modeFlag := fs.String("mode", "", "for a schedule of a device that does not run controlled (the real client): serial or free, as its run printed (default: the first the device runs of controlled, serial, free)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
 	if fs.NArg() != 1 {
 		return 2, badInput("replay takes one schedule file")
 	}
+	var mode harness.Mode
+	switch m := harness.Mode(*modeFlag); m {
+	case "", harness.Controlled, harness.Serial, harness.Free:
+		mode = m
+	default:
+		return 2, badInput("-mode: unknown mode %q (known: controlled, serial, free)", *modeFlag)
+	}
 	path := fs.Arg(0)
 	if ds, ok := deviceHeader(path); ok {
-		return replayDevice(ctx, path, ds, stdout) // a `device NAME` header: replayed on that device
+		return replayDevice(ctx, path, ds, mode, stdout) // a `device NAME` header: replayed on that device
+	}
+	if mode != "" && mode != harness.Controlled {
+		return 2, badInput("-mode %s: a model schedule replays in controlled mode only", mode)
 	}
 	s, err := readSchedule(path)
 	if err != nil {

@@ -145,13 +145,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		var closeDevices func()
 		var err error
-		if rows, closeDevices, err = planDevices(ctx, dr, stderr); err != nil {
+		var skipped strings.Builder
+		if rows, closeDevices, err = planDevices(ctx, dr, &skipped); err != nil {
 			return 2, err
 		}
 		defer closeDevices()
 		if len(rows) == 0 {
-			return 2, badInput("nothing to run: every pair was skipped (see stderr)")
+			// Bad input is one line: the first refusal stands for all.
+			first, _, _ := strings.Cut(skipped.String(), "\n")
+			return 2, badInput("nothing to run: every pair was skipped (%d), first %s", strings.Count(skipped.String(), "\n"), first)
 		}
+		fmt.Fprint(stderr, skipped.String())
 		var vs []stores.Variant
 		for _, r := range rows {
 			if r.pair.Device == nil && !slices.ContainsFunc(vs, func(v stores.Variant) bool { return v.Name == r.pair.Variant.Name }) {
@@ -193,7 +197,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			row.Counterexample = pr.First.String()
 			row.History = pr.FirstResult.History
 		} else if pr.First != nil && pr.Device != "" {
-			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -device %s -stores %s -scenarios %s -seed %d", pr.Device, pr.Store, sc, *seed)
+			// A device that runs only free or serial (the real client):
+			// its schedule reruns the same ops, and replay picks the mode.
+			path, err := saveSchedule(*out, pr.First, "")
+			if err != nil {
+				return 2, err
+			}
+			row.Replay = fmt.Sprintf("badmac replay -mode %s %s", cfg.Mode, path)
+			row.Counterexample = pr.First.String()
+			row.History = pr.FirstResult.History
 		} else if pr.First != nil {
 			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, pr.Store, sc, *seed)
 		}
