@@ -69,6 +69,18 @@ var kinds = []entry{
 		},
 	},
 	{
+		match: func(n string) bool { return n == "procs-writebehind" },
+		usage: "procs-writebehind (a broken child for comparison: session writes wait in memory for 4 more, so a SIGKILL loses them)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			d, err := procs.NewDevice(o.Exe)
+			if err != nil {
+				return nil, err
+			}
+			d.Timeout, d.WriteBehind = o.Timeout, 4
+			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
+		},
+	},
+	{
 		match: func(n string) bool { return n == "procs" },
 		usage: "procs (the device as a child process, badmac device, on a fresh sqlite or postgres database per schedule; crash is SIGKILL)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {

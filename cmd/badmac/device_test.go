@@ -165,3 +165,29 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 		t.Fatalf("JSON rows not named for the version:\n%.500s", js.String())
 	}
 }
+
+// The child process on SQLite is gated by default and passes; the broken
+// child (session writes behind in memory) fails the same gate when named,
+// and its printed replay command fails again on the real child.
+func TestProcsDeviceGate(t *testing.T) {
+	t.Setenv("BADMAC_CMD_CHILD", "1") // the test binary is `badmac device`
+	code, out, errs := run(t, "run", "-device", "procs", "-scenarios", "reply,crash", "-schedules", "6", "-out", t.TempDir())
+	if code != 0 || !strings.Contains(out, "procs *") {
+		t.Fatalf("exit %d, want 0 with gated procs rows:\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, "run", "-device", "procs,procs-writebehind", "-scenarios", "crash", "-schedules", "20",
+		"-must-pass", "procs/sqlite,procs-writebehind/sqlite", "-out", t.TempDir())
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (procs-writebehind loses writes in a SIGKILL):\n%s%s", code, out, errs)
+	}
+	m := regexp.MustCompile(`(?m)^FAIL procs-writebehind/sqlite/crash: .*\n  replay: (badmac replay \S+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no failing procs-writebehind row with a replay command:\n%s", out)
+	}
+	if strings.Contains(out, "FAIL procs/") {
+		t.Fatalf("the durable child failed:\n%s", out)
+	}
+	if rc, rout, rerr := run(t, strings.Fields(m[1])[1:]...); rc != 1 {
+		t.Fatalf("%s: exit %d, want 1:\n%s%s", m[1], rc, rout, rerr)
+	}
+}
