@@ -89,9 +89,11 @@ func (s *peerSignal) StoreSession(ctx context.Context, address *protocol.SignalA
 	if err := s.Sessions.PutSession(ctx, addr, raw); err != nil {
 		return fmt.Errorf("failed to store session with %s: %w", addr, err)
 	}
-	// The record is dropped after its store; a copy all the same, so
-	// nothing it still shares can change what the next load builds.
-	s.last[addr] = storedSession{raw: raw, st: copySession(st)}
+	// Not copied here: libsignal builds the structure from fresh slices
+	// (bytehelper.ArrayToSlice of arrays passed by value) or from keys it
+	// replaces rather than changes, and the record is dropped after its
+	// store; every load copies it.
+	s.last[addr] = storedSession{raw: raw, st: st}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,6 +40,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	limit := fs.Int("limit", 200, "schedules per trial before giving up on a broken pair")
 	shrinkBudget := fs.Int("shrink", 200, "runs to spend shrinking each first failure")
 	defaultRun := fs.Bool("default-run", true, "also time the default badmac run with -workers 1 and 2 and as 4 merged shards, and measure its counterexamples")
+	profileFor := fs.Duration("profile", 2*time.Second, "CPU-profile each loop (raw, harness, +baseline) on the first store for at least this long and print where its CPU goes (0: skip)")
 	brokenList := fs.String("broken", pairNames(bench.BrokenPairs), "discipline/store/scenario triples to time to a first failure ('' for none)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -160,12 +162,58 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 		tw.Flush()
 		fmt.Fprintf(stdout, "hand-written minimal Bad MAC (harness/testdata/badmac-minimal.txt): %d ops\n", harness.MinimalBadMACOps())
 	}
+	if *profileFor > 0 {
+		if err := benchProfile(ctx, stdout, vs[0], *msgs, *profileFor); err != nil {
+			return 2, err
+		}
+	}
 	if *defaultRun {
 		if err := benchDefaultRun(ctx, stdout); err != nil {
 			return 2, err
 		}
 	}
 	return 0, nil
+}
+
+// benchProfile prints where the CPU of the raw loop, the harness run and
+// the run with its baseline goes, per message and category, from a CPU
+// profile of each taken here, and what the harness spends beyond the raw
+// loop by category.
+func benchProfile(ctx context.Context, stdout io.Writer, v stores.Variant, msgs int, d time.Duration) error {
+	p, err := bench.ProfileLoops(ctx, v, msgs, d)
+	if err != nil {
+		return fmt.Errorf("profile on %s: %w", v.Name, err)
+	}
+	us := func(t time.Duration) string { return fmt.Sprintf("%.1f", float64(t)/float64(time.Microsecond)) }
+	fmt.Fprintf(stdout, "\nwhere the CPU goes, µs per message (store %s; a CPU profile of each loop, at least %s: %d, %d and %d messages, %d, %d and %d samples):\n",
+		v.Name, d, p.Raw.Messages, p.Run.Messages, p.WithBaseline.Messages, p.Raw.Samples, p.Run.Samples, p.WithBaseline.Samples)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "category\traw loop\tharness\t+baseline\tharness - raw\t")
+	type diff struct {
+		cat string
+		d   time.Duration
+	}
+	var diffs []diff
+	for _, c := range bench.Categories {
+		r, h, b := p.Raw.PerMessage(c), p.Run.PerMessage(c), p.WithBaseline.PerMessage(c)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f\t\n", c, us(r), us(h), us(b), float64(h-r)/float64(time.Microsecond))
+		diffs = append(diffs, diff{c, h - r})
+	}
+	rt, ht, bt := p.Raw.Total/time.Duration(max(p.Raw.Messages, 1)), p.Run.Total/time.Duration(max(p.Run.Messages, 1)), p.WithBaseline.Total/time.Duration(max(p.WithBaseline.Messages, 1))
+	fmt.Fprintf(tw, "total\t%s\t%s\t%s\t%+.1f\t\n", us(rt), us(ht), us(bt), float64(ht-rt)/float64(time.Microsecond))
+	tw.Flush()
+	slices.SortStableFunc(diffs, func(a, b diff) int { return cmp.Compare(b.d, a.d) })
+	var parts []string
+	for _, x := range diffs {
+		if x.d != 0 {
+			parts = append(parts, fmt.Sprintf("%s %+.1f", x.cat, float64(x.d)/float64(time.Microsecond)))
+		}
+	}
+	fmt.Fprintf(stdout, "where the rest goes (harness - raw loop, µs/msg, largest first): %s\n", strings.Join(parts, ", "))
+	if ht > 0 && bt > 0 {
+		fmt.Fprintf(stdout, "profiled CPU ratios: harness %.2f, +baseline %.2f of the raw loop\n", float64(rt)/float64(ht), float64(rt)/float64(bt))
+	}
+	return nil
 }
 
 func pairNames(bs []bench.Broken) string {
