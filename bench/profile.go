@@ -77,7 +77,8 @@ type Profiled struct {
 
 // ProfileLoops runs conversations of n messages through the raw loop, the
 // harness (controlled run) and the harness with its protocol baseline,
-// each for at least d under a CPU profile of its own, and splits each
+// each until it used at least d of process CPU, under a CPU profile of
+// its own, and splits each
 // loop's CPU time by category. One profile per loop, so the runtime's own
 // goroutines (the GC's background workers) are charged to the loop that
 // made the garbage.
@@ -101,7 +102,16 @@ func profileLoop(n int, d time.Duration, f func() error) (Where, error) {
 	}
 	w := Where{CPU: map[string]time.Duration{}}
 	var err error
-	for start := time.Now(); err == nil && time.Since(start) < d; {
+	// d is CPU time, not wall time: on a loaded machine a wall-clock
+	// budget would leave too few samples.
+	used := func() func() time.Duration {
+		start, wall := ProcessCPU(), time.Now()
+		if start == 0 { // not measured on this platform
+			return func() time.Duration { return time.Since(wall) }
+		}
+		return func() time.Duration { return ProcessCPU() - start }
+	}()
+	for err == nil && used() < d {
 		if err = f(); err == nil {
 			w.Messages += n
 		}

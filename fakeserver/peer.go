@@ -39,7 +39,7 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 	if err != nil {
 		return nil, err
 	}
-	return &Peer{Endpoint: e, signal: newPeerSignal(e.Device), Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
+	return &Peer{Endpoint: e, signal: newPeerSignal(e), Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
 		sent: make(map[string]Payload), group: make(map[string]string), skdmTo: make(map[string]bool)}, nil
 }
 
@@ -67,7 +67,7 @@ func (p *Peer) Reinstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Endpoint, p.signal = e, newPeerSignal(e.Device)
+	p.Endpoint, p.signal = e, newPeerSignal(e)
 	p.skdmTo = make(map[string]bool)
 	p.Retries, p.Handler = RetryCounter{}, RetryHandler{} // a new process
 	return nil

@@ -1,11 +1,12 @@
 package fakeserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 
 	"go.mau.fi/libsignal/keys/chain"
 	"go.mau.fi/libsignal/keys/message"
@@ -14,6 +15,7 @@ import (
 	"go.mau.fi/libsignal/session"
 	"go.mau.fi/libsignal/state/record"
 	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
 )
@@ -22,79 +24,141 @@ var pb = store.SignalProtobufSerializer
 
 // peerSignal is a peer's libsignal store on its send path (Encrypt and
 // ProcessBundle): whatsmeow's store.Device, except that a session it
-// stored is loaded back from a copy of its structure instead of decoding
-// the JSON again, as long as the store still holds the bytes written with
-// it. Peers are not under test (docs/design.md §9): this only skips
-// work. The store still receives every record as whatsmeow's JSON, so
-// everything else that reads it (the peer's decrypts, ShouldRecreate, a
-// retry's rebuild through endpoint) sees the same bytes, and anything that
-// wrote other bytes since makes the next load decode them as before.
+// stores is kept as its structure (peerSessions) and loaded back from a
+// copy of it, instead of a JSON encode on every store and a decode on
+// every load. Peers are not under test (docs/design.md §9): this only
+// skips work. Whatever else reads the peer's sessions (its decrypts,
+// ShouldRecreate, a rebuild through endpoint) goes through peerSessions,
+// which first writes the pending structure as the JSON whatsmeow would
+// have written (json.Marshal of record.Session.Structure, which is what
+// record.Session.Serialize does): the same bytes, written later.
 //
-// A copy of the structure is what the JSON round trip yields, nil and
-// empty slices and pointers told apart as encoding/json tells them apart
+// A copy of the structure is what a JSON round trip yields, nil and empty
+// slices and pointers told apart as encoding/json tells them apart
 // (TestPeerLoadIsJSONRoundTrip pins it): the loaded record is a new
 // object, never the one stored, because libsignal mutates a loaded record
 // even on a decrypt that fails (handing back the live record changed the
 // default run's table, README "Benchmark").
 type peerSignal struct {
 	*store.Device
-	last map[string]storedSession
+	sessions *peerSessions
 	// Reused counts the loads that skipped the decode.
 	Reused int
 }
 
-type storedSession struct {
-	raw []byte                   // the bytes PutSession was given
-	st  *record.SessionStructure // their structure, before JSON
-}
-
-func newPeerSignal(dev *store.Device) *peerSignal {
-	return &peerSignal{Device: dev, last: make(map[string]storedSession)}
+// newPeerSignal puts peerSessions under e's store.Device and returns the
+// send path's store.
+func newPeerSignal(e *endpoint.Endpoint) *peerSignal {
+	ps := &peerSessions{SessionStore: e.Probe.Set.Sessions, pending: make(map[string]*record.SessionStructure)}
+	e.Probe.Set.Sessions = ps
+	return &peerSignal{Device: e.Device, sessions: ps}
 }
 
 // LoadSession is store.Device.LoadSession (whatsmeow store/signal.go at
-// v0.0.0-20251217143725-11cf47c62d32) with the decode skipped when the
-// bytes are the ones StoreSession last wrote. Peers never run with
-// whatsmeow's context session cache, so that branch is left out.
+// v0.0.0-20251217143725-11cf47c62d32) with the decode skipped for a
+// session stored through peerSignal. Peers never run with whatsmeow's
+// context session cache, so that branch is left out.
 func (s *peerSignal) LoadSession(ctx context.Context, address *protocol.SignalAddress) (*record.Session, error) {
 	addr := address.String()
-	raw, err := s.Sessions.GetSession(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("failed to load session with %s: %w", addr, err)
-	}
-	if raw == nil {
-		return record.NewSession(pb.Session, pb.State), nil
-	}
-	if c, ok := s.last[addr]; ok && bytes.Equal(c.raw, raw) {
+	if st, ok := s.sessions.pending[addr]; ok {
 		s.Reused++
-		return record.NewSessionFromStructure(copySession(c.st), pb.Session, pb.State)
+		return record.NewSessionFromStructure(copySession(st), pb.Session, pb.State)
 	}
-	sess, err := record.NewSessionFromBytes(raw, pb.Session, pb.State)
-	if err != nil {
-		return nil, fmt.Errorf("failed to deserialize session with %s: %w", addr, err)
-	}
-	return sess, nil
+	return s.Device.LoadSession(ctx, address)
 }
 
-// StoreSession is store.Device.StoreSession: the record's JSON
-// (record.Session.Serialize is json.Marshal of its Structure) to the store.
+// StoreSession keeps the record's structure; peerSessions encodes it when
+// something reads it as bytes. Not copied: libsignal builds the structure
+// from fresh slices (bytehelper.ArrayToSlice of arrays passed by value) or
+// from keys it replaces rather than changes, the record is dropped after
+// its store, and every load copies it.
 func (s *peerSignal) StoreSession(ctx context.Context, address *protocol.SignalAddress, rec *record.Session) error {
-	addr := address.String()
-	st := rec.Structure()
+	s.sessions.pending[address.String()] = rec.Structure()
+	return nil
+}
+
+// peerSessions is a peer's session store: the reference store, with the
+// sessions peerSignal stored kept as structures until something asks for
+// bytes.
+type peerSessions struct {
+	store.SessionStore
+	pending map[string]*record.SessionStructure
+}
+
+func (s *peerSessions) flush(ctx context.Context, addr string) error {
+	st, ok := s.pending[addr]
+	if !ok {
+		return nil
+	}
+	delete(s.pending, addr)
 	raw, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("failed to serialize session with %s: %w", addr, err)
 	}
-	delete(s.last, addr)
-	if err := s.Sessions.PutSession(ctx, addr, raw); err != nil {
-		return fmt.Errorf("failed to store session with %s: %w", addr, err)
+	return s.SessionStore.PutSession(ctx, addr, raw)
+}
+
+func (s *peerSessions) flushAll(ctx context.Context) error {
+	for _, addr := range slices.Sorted(maps.Keys(s.pending)) {
+		if err := s.flush(ctx, addr); err != nil {
+			return err
+		}
 	}
-	// Not copied here: libsignal builds the structure from fresh slices
-	// (bytehelper.ArrayToSlice of arrays passed by value) or from keys it
-	// replaces rather than changes, and the record is dropped after its
-	// store; every load copies it.
-	s.last[addr] = storedSession{raw: raw, st: st}
 	return nil
+}
+
+func (s *peerSessions) GetSession(ctx context.Context, address string) ([]byte, error) {
+	if err := s.flush(ctx, address); err != nil {
+		return nil, err
+	}
+	return s.SessionStore.GetSession(ctx, address)
+}
+
+func (s *peerSessions) HasSession(ctx context.Context, address string) (bool, error) {
+	if _, ok := s.pending[address]; ok {
+		return true, nil
+	}
+	return s.SessionStore.HasSession(ctx, address)
+}
+
+func (s *peerSessions) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
+	for _, a := range addresses {
+		if err := s.flush(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return s.SessionStore.GetManySessions(ctx, addresses)
+}
+
+func (s *peerSessions) PutSession(ctx context.Context, address string, session []byte) error {
+	delete(s.pending, address)
+	return s.SessionStore.PutSession(ctx, address, session)
+}
+
+func (s *peerSessions) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	for a := range sessions {
+		delete(s.pending, a)
+	}
+	return s.SessionStore.PutManySessions(ctx, sessions)
+}
+
+func (s *peerSessions) DeleteSession(ctx context.Context, address string) error {
+	delete(s.pending, address)
+	return s.SessionStore.DeleteSession(ctx, address)
+}
+
+func (s *peerSessions) DeleteAllSessions(ctx context.Context, phone string) error {
+	if err := s.flushAll(ctx); err != nil {
+		return err
+	}
+	return s.SessionStore.DeleteAllSessions(ctx, phone)
+}
+
+func (s *peerSessions) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	if err := s.flushAll(ctx); err != nil {
+		return err
+	}
+	return s.SessionStore.MigratePNToLID(ctx, pn, lid)
 }
 
 // encrypt is endpoint.Encrypt over the peer's store.

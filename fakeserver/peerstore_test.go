@@ -29,9 +29,14 @@ func TestPeerLoadIsJSONRoundTrip(t *testing.T) {
 	to := dev.Address()
 	key := to.String()
 	sends, checks := 0, 0
-	check := func(when string) {
+	check := func(when string, flush bool) {
 		t.Helper()
-		raw, err := alice.Device.Sessions.GetSession(ctx, key)
+		st, ok := alice.signal.sessions.pending[key]
+		if !ok {
+			return // written by another path: the next load decodes the JSON
+		}
+		checks++
+		raw, err := json.Marshal(st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,16 +44,11 @@ func TestPeerLoadIsJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(raw, &want); err != nil {
 			t.Fatalf("%s: %v", when, err)
 		}
-		c, ok := alice.signal.last[key]
-		if !ok || string(c.raw) != string(raw) {
-			return // written by another path: the next load decodes the JSON
-		}
-		checks++
-		if got := copySession(c.st); !reflect.DeepEqual(got, &want) {
+		if got := copySession(st); !reflect.DeepEqual(got, &want) {
 			t.Fatalf("%s: the stored structure's copy differs from the JSON round trip", when)
 		}
 		// What libsignal rebuilds from either serialises to the same bytes.
-		a, err := record.NewSessionFromStructure(copySession(c.st), pb.Session, pb.State)
+		a, err := record.NewSessionFromStructure(copySession(st), pb.Session, pb.State)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +59,28 @@ func TestPeerLoadIsJSONRoundTrip(t *testing.T) {
 		if string(a.Serialize()) != string(b.Serialize()) {
 			t.Fatalf("%s: rebuilt records differ", when)
 		}
+		if !flush {
+			return
+		}
+		// Read as bytes, the store hands out what whatsmeow would have
+		// written, and the next load decodes them.
+		got, err := alice.Device.Sessions.GetSession(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(a.Serialize()) {
+			t.Fatalf("%s: the store holds other bytes than the record's JSON", when)
+		}
+		if _, ok := alice.signal.sessions.pending[key]; ok {
+			t.Fatalf("%s: still pending after a read", when)
+		}
 	}
 	for i := range 12 {
 		d, err := alice.Send(ctx, to, fmt.Sprintf("m%d", i), "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(fmt.Sprintf("after sending m%d", i))
+		check(fmt.Sprintf("after sending m%d", i), i%4 == 3)
 		if _, err := dev.DecryptDM(ctx, d.From, d.Kind, d.CT); err != nil {
 			t.Fatalf("m%d: %v", i, err)
 		}
@@ -82,17 +97,17 @@ func TestPeerLoadIsJSONRoundTrip(t *testing.T) {
 			if err := alice.Rekey(ctx, to); err != nil {
 				t.Fatal(err)
 			}
-			check("after the rekey")
+			check("after the rekey", false)
 		}
 		if i == 8 {
 			if _, err := alice.Retry(ctx, to, "m8", 2, dev.Bundle(nil)); err != nil {
 				t.Fatal(err)
 			}
-			check("after a retry rebuilt from keys")
+			check("after a retry rebuilt from keys", true)
 		}
 		sends++
 	}
-	if checks < sends || alice.signal.Reused < sends-3 {
+	if checks < sends || alice.signal.Reused < sends/2 {
 		t.Fatalf("%d sends: the stored structure was checked %d times and reused by %d loads", sends, checks, alice.signal.Reused)
 	}
 }

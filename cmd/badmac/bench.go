@@ -41,7 +41,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	shrinkBudget := fs.Int("shrink", 200, "runs to spend shrinking each first failure")
 	defaultRun := fs.Bool("default-run", true, "also time the default badmac run with -workers 1 and 2 and as 4 merged shards, and measure its counterexamples")
 	defaultRounds := fs.Int("default-rounds", 2, "timings of the default run with each worker count, alternating (the fastest of each is printed)")
-	profileFor := fs.Duration("profile", 2*time.Second, "CPU-profile each loop (raw, harness, +baseline) on the first store for at least this long and print where its CPU goes (0: skip)")
+	profileFor := fs.Duration("profile", 2*time.Second, "CPU-profile each loop (raw, harness, +baseline) on the first store until it used this much CPU, and print where its CPU goes (0: skip)")
 	brokenList := fs.String("broken", pairNames(bench.BrokenPairs), "discipline/store/scenario triples to time to a first failure ('' for none)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
@@ -186,7 +186,7 @@ func benchProfile(ctx context.Context, stdout io.Writer, v stores.Variant, msgs 
 		return fmt.Errorf("profile on %s: %w", v.Name, err)
 	}
 	us := func(t time.Duration) string { return fmt.Sprintf("%.1f", float64(t)/float64(time.Microsecond)) }
-	fmt.Fprintf(stdout, "\nwhere the CPU goes, µs per message (store %s; a CPU profile of each loop, at least %s: %d, %d and %d messages, %d, %d and %d samples):\n",
+	fmt.Fprintf(stdout, "\nwhere the CPU goes, µs per message (store %s; a CPU profile of each loop over at least %s of CPU: %d, %d and %d messages, %d, %d and %d samples):\n",
 		v.Name, d, p.Raw.Messages, p.Run.Messages, p.WithBaseline.Messages, p.Raw.Samples, p.Run.Samples, p.WithBaseline.Samples)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "category\traw loop\tharness\t+baseline\tharness - raw\t")
