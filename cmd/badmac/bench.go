@@ -54,6 +54,9 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			return 2, badInput("%s must be at least 1, got %d", name, v)
 		}
 	}
+	if *profileFor < 0 {
+		return 2, badInput("-profile must not be negative, got %s", *profileFor)
+	}
 	vs, err := lookupStores(*storeList)
 	if err != nil {
 		return 2, err
