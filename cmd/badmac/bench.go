@@ -41,7 +41,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	shrinkBudget := fs.Int("shrink", 200, "runs to spend shrinking each first failure")
 	defaultRun := fs.Bool("default-run", true, "also time the default badmac run with -workers 1 and 2 and as 4 merged shards, and measure its counterexamples")
 	defaultRounds := fs.Int("default-rounds", 2, "timings of the default run with each worker count, alternating (the fastest of each is printed)")
-	profileFor := fs.Duration("profile", 2*time.Second, "CPU-profile each loop (raw, harness, +baseline) on the first store until it used this much CPU, and print where its CPU goes (0: skip)")
+	profileFor := fs.Duration("profile", 5*time.Second, "CPU-profile each loop (raw, harness, +baseline) on the first store until it used this much CPU, and print where its CPU goes (0: skip)")
 	brokenList := fs.String("broken", pairNames(bench.BrokenPairs), "discipline/store/scenario triples to time to a first failure ('' for none)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
