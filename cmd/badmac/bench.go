@@ -138,6 +138,7 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s, %.0f msg/CPU-s; ratio = harness / raw in wall time, cpu ratio in process CPU time\n",
 		rawRate(), rate(*msgs, bench.Median(rawCPUs)))
 	fmt.Fprintln(stdout, "+baseline: the run plus its protocol baseline; badmac run skips the baseline of schedules that delivered every message cleanly")
+	fmt.Fprintln(stdout, "both loops run the device's side as whatsmeow does (JSON records); the raw loop's sender is a whatsmeow endpoint too, the harness's peers keep their sessions as structures (no JSON: not under test)")
 
 	if len(broken) > 0 {
 		fmt.Fprintf(stdout, "\ntime to first failure: median of %d trials (seeds 1..%d), at most %d schedules each, shrink budget %d\n", *trials, *trials, *limit, *shrinkBudget)
