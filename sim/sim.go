@@ -40,7 +40,7 @@ type abandoned struct{}
 // Each task is a coroutine (iter.Pull): a hand-off is a direct switch of
 // goroutines on the driver's thread, not a channel send that wakes another
 // processor and parks the driver until it answers (the two channel
-// hand-offs per step cost 7–17% of a run's CPU, half of it system time,
+// hand-offs per step cost 7–17% of a run's CPU, much of it system time,
 // docs/design.md §9).
 type Scheduler struct {
 	tasks []*Task
