@@ -109,3 +109,20 @@ func BenchmarkShrink(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHarnessBaselineReference is one 300-message conversation and its
+// protocol baseline per iteration; msg/s counts the pair.
+func BenchmarkHarnessBaselineReference(b *testing.B) {
+	ctx := context.Background()
+	v := stores.MustLookup("reference")
+	b.ReportAllocs()
+	var run time.Duration
+	for b.Loop() {
+		tm, err := Harness(ctx, v, 300, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run += tm.Run + tm.Baseline
+	}
+	b.ReportMetric(float64(300*b.N)/run.Seconds(), "msg/s")
+}

@@ -29,6 +29,7 @@ type Peer struct {
 	// IdentityChanges counts the times the peer accepted a new identity key
 	// for the device ("security code changed").
 	IdentityChanges int
+	signal          *peerSignal // the send path's store (peerstore.go)
 }
 
 // NewPeer creates a contact device with fresh credentials, uploads its
@@ -38,7 +39,7 @@ func NewPeer(ctx context.Context, srv *Server, user string, device uint16) (*Pee
 	if err != nil {
 		return nil, err
 	}
-	return &Peer{Endpoint: e, Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
+	return &Peer{Endpoint: e, signal: newPeerSignal(e), Name: fmt.Sprintf("%s.%d", user, device), srv: srv,
 		sent: make(map[string]Payload), group: make(map[string]string), skdmTo: make(map[string]bool)}, nil
 }
 
@@ -66,7 +67,7 @@ func (p *Peer) Reinstall(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Endpoint = e
+	p.Endpoint, p.signal = e, newPeerSignal(e)
 	p.skdmTo = make(map[string]bool)
 	p.Retries, p.Handler = RetryCounter{}, RetryHandler{} // a new process
 	return nil

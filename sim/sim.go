@@ -9,6 +9,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 
 	"github.com/badmac/badmac/seeded"
@@ -21,7 +22,8 @@ type Task struct {
 	ID      int
 	Name    string
 	sched   *Scheduler
-	resume  chan struct{}
+	next    func() (struct{}, bool) // resume the task until it parks or ends
+	yield   func(struct{}) bool     // park: hand control back to next's caller
 	done    bool
 	blocked func() bool // set while waiting for a lock; true while it cannot run
 	through bool        // Run: pass yield points without handing control back
@@ -34,9 +36,14 @@ type abandoned struct{}
 
 // Scheduler runs tasks one at a time. It is driven from a single goroutine
 // (the driver); tasks only run between Step's hand-off and their next yield.
+//
+// Each task is a coroutine (iter.Pull): a hand-off is a direct switch of
+// goroutines on the driver's thread, not a channel send that wakes another
+// processor and parks the driver until it answers (the two channel
+// hand-offs per step cost 7–17% of a run's CPU, much of it system time,
+// docs/design.md §9).
 type Scheduler struct {
-	tasks  []*Task
-	parked chan struct{}
+	tasks []*Task
 	// Point is the last yield point reached, for traces.
 	Point string
 	// Yields counts every yield point passed; stores use it as a logical clock.
@@ -45,7 +52,7 @@ type Scheduler struct {
 
 // New returns an empty controlled scheduler.
 func New() *Scheduler {
-	return &Scheduler{parked: make(chan struct{})}
+	return &Scheduler{}
 }
 
 // TaskFrom returns the controlled task running ctx, or nil.
@@ -59,13 +66,18 @@ func TaskFrom(ctx context.Context) *Task {
 
 // Spawn creates a parked task; it runs only when stepped.
 func (s *Scheduler) Spawn(ctx context.Context, name string, fn func(ctx context.Context)) *Task {
-	t := &Task{ID: len(s.tasks) + 1, Name: name, sched: s, resume: make(chan struct{})}
+	t := &Task{ID: len(s.tasks) + 1, Name: name, sched: s}
 	s.tasks = append(s.tasks, t)
 	tctx := context.WithValue(ctx, ctxKey{}, t)
-	// The task draws crypto/rand from the stream of the run that spawns it.
-	seeded.Go(func() {
+	// The task draws crypto/rand from the stream of the run that spawns it
+	// (bound on the coroutine's own goroutine when it first runs).
+	r := seeded.Current()
+	t.next, _ = iter.Pull(func(yield func(struct{}) bool) {
+		t.yield = yield
+		if r != nil {
+			defer seeded.Bind(r)()
+		}
 		growStack(0)
-		<-t.resume
 		defer func() {
 			if r := recover(); r != nil {
 				if _, ok := r.(abandoned); !ok {
@@ -73,7 +85,6 @@ func (s *Scheduler) Spawn(ctx context.Context, name string, fn func(ctx context.
 				}
 			}
 			t.done = true
-			s.parked <- struct{}{}
 		}()
 		if t.killed {
 			return
@@ -127,8 +138,7 @@ func (s *Scheduler) Step(t *Task) bool {
 	if t == nil || !t.Runnable() {
 		return false
 	}
-	t.resume <- struct{}{}
-	<-s.parked
+	t.next()
 	if t.panicV != nil {
 		panic(fmt.Sprintf("task %d (%s) panicked: %v", t.ID, t.Name, t.panicV))
 	}
@@ -164,8 +174,7 @@ func (s *Scheduler) Drain() bool {
 }
 
 func (t *Task) park() {
-	t.sched.parked <- struct{}{}
-	<-t.resume
+	t.yield(struct{}{})
 	if t.killed {
 		panic(abandoned{})
 	}
@@ -179,8 +188,7 @@ func (s *Scheduler) Abandon(t *Task) {
 		return
 	}
 	t.killed = true
-	t.resume <- struct{}{}
-	<-s.parked
+	t.next()
 }
 
 // Killed reports whether the task was abandoned.

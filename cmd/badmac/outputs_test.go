@@ -241,8 +241,10 @@ func TestReplayMatchesReportedHistory(t *testing.T) {
 // pair's first failure (figures are not checked: they are times).
 func TestBenchPrintsRatio(t *testing.T) {
 	code, out, errs := run(t, "bench", "-stores", "reference", "-messages", "10", "-rounds", "1", "-schedules", "1",
-		"-trials", "1", "-limit", "10", "-shrink", "10", "-broken", "concurrent/mutexed/reply", "-default-run=false")
+		"-trials", "1", "-limit", "10", "-shrink", "10", "-broken", "concurrent/mutexed/reply", "-default-run=false", "-profile", "50ms")
 	require.Equal(t, 0, code, errs)
+	require.Regexp(t, `(?m)^\s+harness's own\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[-+][\d.]+\s*$`, out)
+	require.Regexp(t, `(?m)^where the rest goes \(harness - raw loop, µs/msg, largest first\): .+$`, out)
 	require.Regexp(t, `(?m)^\s+reference\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+[\d.]+\s*$`, out)
 	require.Regexp(t, `raw libsignal loop .*: \d+ msg/s`, out)
 	require.Regexp(t, `(?m)^\s+concurrent/mutexed/reply\s+1/1\s+\d+\s+\S+\s+\d+\s+\d+\s*$`, out)
