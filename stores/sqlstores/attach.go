@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
-	waLog "go.mau.fi/whatsmeow/util/log"
 
 	"github.com/badmac/badmac/stores"
 )
@@ -69,7 +68,7 @@ func Attach(ctx context.Context, loc Locator) (stores.Storage, error) {
 		cfg.Database = loc.Database
 		what = fmt.Sprintf("postgres %s database %s", Redact(loc.DSN), loc.Database)
 		open = func(context.Context) (*sqlstore.Container, error) {
-			return sqlstore.NewWithDB(stdlib.OpenDB(*cfg), "postgres", waLog.Noop), nil
+			return newContainer(stdlib.OpenDB(*cfg), "postgres"), nil
 		}
 		exec = func(ctx context.Context, query string, args ...any) error {
 			db := stdlib.OpenDB(*cfg)

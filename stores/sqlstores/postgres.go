@@ -126,7 +126,7 @@ type pgDatabase struct {
 // minus whatsmeow's upgrade: on a fresh backend its information_schema
 // queries cost ~8 ms, and create already ran it.
 func (d *pgDatabase) container() *sqlstore.Container {
-	return sqlstore.NewWithDB(stdlib.OpenDB(*d.cfg), "postgres", waLog.Noop)
+	return newContainer(stdlib.OpenDB(*d.cfg), "postgres")
 }
 
 func pgServerFor(dsn string) (*pgServer, error) {

@@ -15,7 +15,6 @@ import (
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
-	waLog "go.mau.fi/whatsmeow/util/log"
 
 	// Pure Go, so the harness builds without cgo; it registers driver
 	// "sqlite", which dbutil maps to its SQLite dialect.
@@ -108,7 +107,7 @@ func sqliteContainer(ctx context.Context, path string, upgrade bool) (*sqlstore.
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	c := sqlstore.NewWithDB(db, "sqlite", waLog.Noop)
+	c := newContainer(db, "sqlite")
 	if upgrade {
 		if err := c.Upgrade(ctx); err != nil {
 			_ = c.Close()

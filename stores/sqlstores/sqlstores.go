@@ -17,6 +17,7 @@ package sqlstores
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -105,6 +106,50 @@ func (s *dbStorage) Instance(ctx context.Context) (stores.Set, error) {
 	return stores.SetOf(sq), nil
 }
 
+// pools maps each container badmac opened to its connection pool, which
+// whatsmeow's Container does not expose: Crash watches the pools.
+var pools sync.Map // *sqlstore.Container -> *sql.DB
+
+// newContainer is sqlstore.NewWithDB, remembering the pool.
+func newContainer(db *sql.DB, dialect string) *sqlstore.Container {
+	c := sqlstore.NewWithDB(db, dialect, waLog.Noop)
+	pools.Store(c, db)
+	return c
+}
+
+// rollbackWait bounds Crash's wait; a rollback that takes longer is a
+// database problem, and the run goes on (and meets its locks).
+const rollbackWait = 30 * time.Second
+
+// PendingWrites is 0: a committed write is the database's.
+func (s *dbStorage) PendingWrites() int { return 0 }
+
+// Crash is the process dying on a real database. Nothing it committed is
+// lost, but a transaction it had open (DoDecryptionTxn) holds the
+// database's locks until the database rolls it back, which database/sql
+// does on a goroutine of its own once the transaction's context is
+// cancelled (the killed task's). Crash waits until every connection the
+// dead instances held is back, so the restarted process meets the database
+// as it is once the dead one's connections are gone, however fast the
+// machine is: without the wait, whether its first write met SQLITE_BUSY
+// depended on that goroutine's timing.
+func (s *dbStorage) Crash(string) {
+	s.mu.Lock()
+	cs := append([]*sqlstore.Container(nil), s.containers...)
+	s.mu.Unlock()
+	deadline := time.Now().Add(rollbackWait)
+	for _, c := range cs {
+		v, ok := pools.Load(c)
+		if !ok {
+			continue
+		}
+		db := v.(*sql.DB)
+		for db.Stats().InUse > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 func (s *dbStorage) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -118,6 +163,7 @@ func (s *dbStorage) Close() error {
 
 	var errs []error
 	for _, c := range cs {
+		pools.Delete(c)
 		if err := c.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -123,3 +123,46 @@ func TestCrashPointsTxnSQLite(t *testing.T) {
 		t.Errorf("txn lost %d messages over the crash points, locked %d: the transaction changed nothing", x, l)
 	}
 }
+
+// A process killed inside DoDecryptionTxn after a write leaves its
+// transaction open until database/sql rolls it back on a goroutine of its
+// own; the storage's Crash waits for that, so the restarted process's first
+// transaction never meets the dead one's lock (SQLITE_BUSY), and the dead
+// write is gone. Without the wait this failed within a few rounds.
+func TestCrashWaitsForTheDeadTransaction(t *testing.T) {
+	ctx := context.Background()
+	st := openVariant(t, "sqlite")
+	defer st.Close()
+	for round := range 20 {
+		dead := instance(t, st)
+		tctx, cancel := context.WithCancel(ctx)
+		func() {
+			defer func() { _ = recover() }() // the killed task unwinds
+			_ = dead.Sessions.(store.EventBuffer).DoDecryptionTxn(tctx, func(ctx context.Context) error {
+				if err := dead.Sessions.PutSession(ctx, "alice:0", []byte("dead")); err != nil {
+					t.Fatal(err)
+				}
+				panic("killed")
+			})
+		}()
+		cancel()
+		st.(stores.Crasher).Crash("")
+		// The restarted process's own transaction reads, then writes: a
+		// read snapshot cannot wait for another writer's lock (SQLite
+		// returns SQLITE_BUSY at once rather than risk a deadlock).
+		next := instance(t, st)
+		err := next.Sessions.(store.EventBuffer).DoDecryptionTxn(ctx, func(ctx context.Context) error {
+			if _, err := next.Sessions.GetSession(ctx, "bob:0"); err != nil {
+				return err
+			}
+			return next.Sessions.PutSession(ctx, "bob:0", []byte("alive"))
+		})
+		if err != nil {
+			t.Fatalf("round %d: the restarted process's transaction: %v", round, err)
+		}
+		got, err := next.Sessions.GetSession(ctx, "alice:0")
+		if err != nil || got != nil {
+			t.Fatalf("round %d: the dead transaction's write: %q, %v; want rolled back", round, got, err)
+		}
+	}
+}
