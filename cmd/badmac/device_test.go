@@ -56,7 +56,7 @@ func TestDeviceBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "-device", "baileys@5.0.0"}, `unknown device "baileys@5.0.0"`},
-		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, baileys@VERSION`},
+		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys@VERSION)`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
