@@ -271,6 +271,51 @@ func (c *Contacts) Rekey(ctx context.Context, op Op) error {
 	return nil
 }
 
+// Inbound takes from the server the delivery to the device a deliver op
+// names and logs the op; nil when it is not queued (the op does nothing).
+func (c *Contacts) Inbound(op Op) *fakeserver.Delivery {
+	d := c.srv.TakeInbound(op.Args[0])
+	if d != nil {
+		c.log("%s", op)
+	}
+	return d
+}
+
+// Outbound takes from the server the delivery to a contact a read op
+// names and logs the op; nil when it is not queued (the op does nothing).
+func (c *Contacts) Outbound(op Op) *fakeserver.Delivery {
+	d := c.srv.TakeOutbound(op.Args[0])
+	if d != nil {
+		c.log("%s", op)
+	}
+	return d
+}
+
+// Next takes the drain's next delivery, logged: the first queued to the
+// device (unless it is down), else the first queued to a contact (for the
+// device to take, in; for the contact to read, out). Both are nil when
+// nothing is left for the drain.
+func (c *Contacts) Next(down bool) (in, out *fakeserver.Delivery) {
+	ins, outs := c.srv.Pending()
+	switch {
+	case len(ins) > 0 && !down:
+		in = c.srv.TakeInbound(ins[0])
+		c.log("drain: deliver %s", in.ID)
+	case len(outs) > 0:
+		out = c.srv.TakeOutbound(outs[0])
+		c.log("drain: read %s", out.ID)
+	}
+	return in, out
+}
+
+// CrashMode is a crash op's MODE ("" when it gives none).
+func CrashMode(op Op) string {
+	if len(op.Args) > 0 {
+		return op.Args[0]
+	}
+	return ""
+}
+
 // Message is the message with id, nil for none.
 func (c *Contacts) Message(id string) *Message {
 	c.mu.Lock()
@@ -308,6 +353,23 @@ func (c *Contacts) Received(d *fakeserver.Delivery, a Attempt, pl fakeserver.Pay
 		c.mu.Unlock()
 	}
 	c.record(d.Msg, a)
+}
+
+// Decrypted records a device's answer from another process to delivery d
+// (Received): ok with plaintext pt, wrong when it does not decode; or
+// failed with class and message. It returns the attempt.
+func (c *Contacts) Decrypted(d *fakeserver.Delivery, ok bool, pt []byte, class endpoint.Class, msg string) Attempt {
+	a := Attempt{Delivery: d.ID, OK: ok}
+	var pl fakeserver.Payload
+	if ok {
+		var err error
+		pl, err = fakeserver.DecodePayload(pt)
+		a.Wrong = err != nil
+	} else {
+		a.Class, a.Err = class, msg
+	}
+	c.Received(d, a, pl)
+	return a
 }
 
 func (c *Contacts) record(msg string, a Attempt) {

@@ -265,12 +265,9 @@ func (r *Run) applyOp(op Op) error {
 		if r.down || op.Inst >= len(r.devs) {
 			return nil
 		}
-		d := r.srv.TakeInbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Inbound(op); d != nil {
+			r.startReceive(op.Inst, d)
 		}
-		r.log("%s", op)
-		r.startReceive(op.Inst, d)
 	case "reply":
 		if r.down || op.Inst >= len(r.devs) {
 			return nil
@@ -304,20 +301,13 @@ func (r *Run) applyOp(op Op) error {
 			r.afterStep()
 		}
 	case "read":
-		d := r.srv.TakeOutbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Outbound(op); d != nil {
+			r.read(d)
 		}
-		r.log("%s", op)
-		r.read(d)
 	case "dup":
 		r.Dup(op)
 	case "crash":
-		mode := ""
-		if len(op.Args) > 0 {
-			mode = op.Args[0]
-		}
-		r.crash(mode)
+		r.crash(CrashMode(op))
 	case "stop":
 		r.stop()
 	case "restart":
@@ -425,17 +415,11 @@ func (r *Run) Finish() (*Result, error) {
 				break
 			}
 		}
-		in, out := r.srv.Pending()
-		if len(in) > 0 && !r.down {
-			d := r.srv.TakeInbound(in[0])
-			r.log("drain: deliver %s", d.ID)
-			r.startReceive(0, d)
+		if in, out := r.Next(r.down); in != nil {
+			r.startReceive(0, in)
 			continue
-		}
-		if len(out) > 0 {
-			d := r.srv.TakeOutbound(out[0])
-			r.log("drain: read %s", d.ID)
-			r.read(d)
+		} else if out != nil {
+			r.read(out)
 			continue
 		}
 		if r.mode == Free {

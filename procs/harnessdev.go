@@ -385,12 +385,9 @@ func (r *hrun) apply(op harness.Op) error {
 		if r.down || op.Inst >= len(r.procs) {
 			return nil
 		}
-		d := r.Server().TakeInbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Inbound(op); d != nil {
+			return r.receive(op.Inst, d)
 		}
-		r.log("%s", op)
-		return r.receive(op.Inst, d)
 	case "reply":
 		if r.down || op.Inst >= len(r.procs) {
 			return nil
@@ -401,20 +398,13 @@ func (r *hrun) apply(op harness.Op) error {
 		}
 		return r.sendReply(op.Inst, p, msg, id, body)
 	case "read":
-		d := r.Server().TakeOutbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Outbound(op); d != nil {
+			return r.read(d)
 		}
-		r.log("%s", op)
-		return r.read(d)
 	case "dup":
 		r.Dup(op)
 	case "crash":
-		mode := ""
-		if len(op.Args) > 0 {
-			mode = op.Args[0]
-		}
-		r.crash(mode)
+		r.crash(harness.CrashMode(op))
 	case "snapshot":
 		return r.snapshot(op)
 	case "rollback":
@@ -447,16 +437,7 @@ func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	if resp.Note != "" {
 		r.log("%s: %s", d.ID, resp.Note)
 	}
-	a := harness.Attempt{Delivery: d.ID, OK: resp.OK}
-	var pl fakeserver.Payload
-	if resp.OK {
-		var err error
-		pl, err = fakeserver.DecodePayload(resp.PT)
-		a.Wrong = err != nil // not the message sent, whatever it is
-	} else {
-		a.Class, a.Err = endpoint.Class(resp.Class), resp.Err
-	}
-	r.Received(d, a, pl)
+	r.Decrypted(d, resp.OK, resp.PT, endpoint.Class(resp.Class), resp.Err)
 	if resp.Receipt == 0 {
 		return nil
 	}
@@ -759,24 +740,18 @@ func (r *hrun) drain() error {
 				return err
 			}
 		}
-		in, out := r.Server().Pending()
-		if len(in) > 0 && !r.down {
-			d := r.Server().TakeInbound(in[0])
-			r.log("drain: deliver %s", d.ID)
-			if err := r.receive(0, d); err != nil {
-				return err
-			}
-			continue
+		var err error
+		switch in, out := r.Next(r.down); {
+		case in != nil:
+			err = r.receive(0, in)
+		case out != nil:
+			err = r.read(out)
+		default:
+			return nil
 		}
-		if len(out) > 0 {
-			d := r.Server().TakeOutbound(out[0])
-			r.log("drain: read %s", d.ID)
-			if err := r.read(d); err != nil {
-				return err
-			}
-			continue
+		if err != nil {
+			return err
 		}
-		return nil
 	}
 }
 
