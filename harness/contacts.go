@@ -291,21 +291,22 @@ func (c *Contacts) Outbound(op Op) *fakeserver.Delivery {
 	return d
 }
 
-// Next takes the drain's next delivery, logged: the first queued to the
-// device (unless it is down), else the first queued to a contact (for the
-// device to take, in; for the contact to read, out). Both are nil when
-// nothing is left for the drain.
-func (c *Contacts) Next(down bool) (in, out *fakeserver.Delivery) {
+// DrainStep is one step of a drain's deliveries, logged: the first queued
+// to the device goes to take (unless the device is down), else the first
+// queued to a contact to read. done is true when nothing was left for it.
+func (c *Contacts) DrainStep(down bool, take, read func(*fakeserver.Delivery) error) (done bool, err error) {
 	ins, outs := c.srv.Pending()
 	switch {
 	case len(ins) > 0 && !down:
-		in = c.srv.TakeInbound(ins[0])
-		c.log("drain: deliver %s", in.ID)
+		d := c.srv.TakeInbound(ins[0])
+		c.log("drain: deliver %s", d.ID)
+		return false, take(d)
 	case len(outs) > 0:
-		out = c.srv.TakeOutbound(outs[0])
-		c.log("drain: read %s", out.ID)
+		d := c.srv.TakeOutbound(outs[0])
+		c.log("drain: read %s", d.ID)
+		return false, read(d)
 	}
-	return in, out
+	return true, nil
 }
 
 // CrashMode is a crash op's MODE ("" when it gives none).

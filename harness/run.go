@@ -415,11 +415,9 @@ func (r *Run) Finish() (*Result, error) {
 				break
 			}
 		}
-		if in, out := r.Next(r.down); in != nil {
-			r.startReceive(0, in)
-			continue
-		} else if out != nil {
-			r.read(out)
+		take := func(d *fakeserver.Delivery) error { r.startReceive(0, d); return nil }
+		read := func(d *fakeserver.Delivery) error { r.read(d); return nil }
+		if done, _ := r.DrainStep(r.down, take, read); !done {
 			continue
 		}
 		if r.mode == Free {

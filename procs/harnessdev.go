@@ -740,16 +740,8 @@ func (r *hrun) drain() error {
 				return err
 			}
 		}
-		var err error
-		switch in, out := r.Next(r.down); {
-		case in != nil:
-			err = r.receive(0, in)
-		case out != nil:
-			err = r.read(out)
-		default:
-			return nil
-		}
-		if err != nil {
+		take := func(d *fakeserver.Delivery) error { return r.receive(0, d) }
+		if done, err := r.DrainStep(r.down, take, r.read); done || err != nil {
 			return err
 		}
 	}

@@ -640,12 +640,8 @@ func (r *run) drain() error {
 			sort.Strings(names)
 			return fmt.Errorf("device %s: deadlock: tasks %s neither parked nor finished; history:\n%s", r.rn.Device(), strings.Join(names, ", "), strings.Join(r.Result().History, "\n"))
 		default:
-			switch in, out := r.Next(false); {
-			case in != nil:
-				err = r.startReceive(in)
-			case out != nil:
-				err = r.read(out)
-			default:
+			var done bool
+			if done, err = r.DrainStep(false, r.startReceive, r.read); done {
 				return nil
 			}
 		}
