@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/fakeserver"
 )
 
 // Direction of a message.
@@ -24,7 +23,6 @@ type Message struct {
 	Peer     string
 	Body     string
 	Attempts []Attempt
-	copies   []*fakeserver.Delivery
 }
 
 // Attempt is one decryption of one copy.
@@ -148,14 +146,11 @@ type Result struct {
 }
 
 func (r *Run) result() *Result {
+	res := r.Contacts.Result()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := &Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
-		CrashPoints:      append([]string(nil), r.verdict.crashPoints...),
-		RegeneratedCreds: r.regenerated, StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
-	for _, id := range r.order {
-		res.Messages = append(res.Messages, r.msgs[id])
-	}
+	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.verdict.crashPoints...)
+	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
 	return res
 }
 

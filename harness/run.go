@@ -8,8 +8,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -51,22 +49,16 @@ type Run struct {
 	ctx     context.Context
 	storage stores.Storage
 	sim     *sim.Scheduler
-	srv     *fakeserver.Server
-	peers   map[string]*fakeserver.Peer
-	byAddr  map[string]*fakeserver.Peer
 	devs    []*device
 	wg      sync.WaitGroup
+	// The harness side: server, peers, messages, history, the View's
+	// Peers, HeardFrom, Pending and Delivered.
+	*Contacts
 
 	mu       sync.Mutex // guards what free-mode tasks touch
-	msgs     map[string]*Message
-	order    []string
 	tasks    map[string]*sim.Task
 	receipts []receipt
-	history  []string
 	err      error
-	// received counts completed receives per peer address, for generators
-	// that only reply to contacts the bot has heard from.
-	received map[string]int
 
 	// Crash and restart (docs/design.md §7).
 	jobs        map[string]job // device tasks by name, to redo after a crash
@@ -113,10 +105,8 @@ func Open(ctx context.Context, s *Schedule, v stores.Variant, mode Mode) (*Run, 
 		return nil, err
 	}
 	r := &Run{
-		sched: s.Clone(), mode: mode, variant: v, ctx: ctx,
-		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
-		msgs: map[string]*Message{}, tasks: map[string]*sim.Task{}, received: map[string]int{},
-		jobs: map[string]job{}, lastCall: map[string]string{},
+		sched: s.Clone(), mode: mode, variant: v, ctx: ctx, Contacts: NewContacts(ContactRules{}),
+		tasks: map[string]*sim.Task{}, jobs: map[string]job{}, lastCall: map[string]string{},
 	}
 	r.sched.Ops = nil
 	if mode == Controlled {
@@ -136,16 +126,9 @@ func Open(ctx context.Context, s *Schedule, v stores.Variant, mode Mode) (*Run, 
 		st.Close()
 		return nil, err
 	}
-	for _, c := range s.Contacts {
-		for dev := range c.Devices {
-			p, err := fakeserver.NewPeer(ctx, r.srv, c.User, uint16(dev))
-			if err != nil {
-				st.Close()
-				return nil, fmt.Errorf("peer %s: %w", c.User, err)
-			}
-			r.peers[p.Name] = p
-			r.byAddr[p.Address().String()] = p
-		}
+	if err := r.AddPeers(ctx, r.devs[0].Address(), s.Contacts); err != nil {
+		st.Close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -238,16 +221,6 @@ func instSuffix(i int) string {
 	return fmt.Sprintf("@%d", i)
 }
 
-func (r *Run) log(format string, a ...any) { r.logLine(fmt.Sprintf(format, a...)) }
-
-// logLine appends a history line; the store-call trace, the hottest
-// caller, builds its line by concatenation rather than fmt.
-func (r *Run) logLine(line string) {
-	r.mu.Lock()
-	r.history = append(r.history, line)
-	r.mu.Unlock()
-}
-
 func (r *Run) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -262,27 +235,6 @@ func (r *Run) Close() error { return r.storage.Close() }
 // Schedule returns the schedule as applied so far.
 func (r *Run) Schedule() *Schedule { return r.sched.Clone() }
 
-// Peers returns the peer names in order.
-func (r *Run) Peers() []string {
-	var out []string
-	for n := range r.peers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// HeardFrom reports how many receives from peer have completed.
-func (r *Run) HeardFrom(peer string) int {
-	p, ok := r.peers[peer]
-	if !ok {
-		return 0
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.received[p.Address().String()]
-}
-
 // Runnable returns the names of tasks that can be stepped, in start order.
 func (r *Run) Runnable() []string {
 	if r.sim == nil {
@@ -291,25 +243,6 @@ func (r *Run) Runnable() []string {
 	var out []string
 	for _, t := range r.sim.Runnable() {
 		out = append(out, t.Name)
-	}
-	return out
-}
-
-// Pending returns the queued deliveries to the device and to the peers.
-func (r *Run) Pending() (inbound, outbound []string) { return r.srv.Pending() }
-
-// Delivered lists inbound deliveries taken so far (for dup).
-func (r *Run) Delivered() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, id := range r.order {
-		m := r.msgs[id]
-		if m.Dir == In {
-			for _, a := range m.Attempts {
-				out = append(out, a.Delivery)
-			}
-		}
 	}
 	return out
 }
@@ -324,55 +257,25 @@ func (r *Run) applyOp(op Op) error {
 	ctx := r.ctx
 	switch op.Verb {
 	case "send", "group":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
-			return nil
-		}
-		msg := op.Args[1]
-		if _, dup := r.msgs[msg]; dup {
-			return nil
-		}
-		body := "hello " + msg
-		var d *fakeserver.Delivery
-		var err error
-		if op.Verb == "group" {
-			group := r.sched.Group
-			if group == "" {
-				group = "group"
-			}
-			d, err = p.SendGroup(ctx, r.devs[0].Address(), group, msg, body)
-		} else {
-			d, err = p.Send(ctx, r.devs[0].Address(), msg, body)
-		}
-		if err != nil {
+		if err := r.Send(ctx, op, r.sched.Group); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-		r.addMessage(&Message{ID: msg, Dir: In, Peer: p.Name, Body: body})
-		r.log("%s: %s %s", op, d.Kind, d.ID)
 	case "deliver":
 		if r.down || op.Inst >= len(r.devs) {
 			return nil
 		}
-		d := r.srv.TakeInbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Inbound(op); d != nil {
+			r.startReceive(op.Inst, d)
 		}
-		r.log("%s", op)
-		r.startReceive(op.Inst, d)
 	case "reply":
-		p, ok := r.peers[op.Args[0]]
-		if !ok || r.down || op.Inst >= len(r.devs) {
+		if r.down || op.Inst >= len(r.devs) {
 			return nil
 		}
-		msg := op.Args[1]
-		if _, dup := r.msgs[msg]; dup {
+		p, msg, id, body, ok := r.Reply(op)
+		if !ok {
 			return nil
 		}
-		body := "reply " + msg
-		r.addMessage(&Message{ID: msg, Dir: Out, Peer: p.Name, Body: body})
-		id, _ := r.srv.NextCopy(msg)
-		r.log("%s", op)
 		r.start(job{name: id, inst: op.Inst, kind: "send", addr: p.Address().String(), msg: msg,
 			fn: func(ctx context.Context, d *device, tk *ticket, id string) {
 				r.sendMessage(ctx, d, p, msg, id, body, tk)
@@ -398,25 +301,13 @@ func (r *Run) applyOp(op Op) error {
 			r.afterStep()
 		}
 	case "read":
-		d := r.srv.TakeOutbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Outbound(op); d != nil {
+			r.read(d)
 		}
-		r.log("%s", op)
-		r.read(d)
 	case "dup":
-		d := r.findDelivered(op.Args[0])
-		if d == nil {
-			return nil
-		}
-		c := r.srv.Redeliver(d)
-		r.log("%s: queued %s", op, c.ID)
+		r.Dup(op)
 	case "crash":
-		mode := ""
-		if len(op.Args) > 0 {
-			mode = op.Args[0]
-		}
-		r.crash(mode)
+		r.crash(CrashMode(op))
 	case "stop":
 		r.stop()
 	case "restart":
@@ -429,8 +320,7 @@ func (r *Run) applyOp(op Op) error {
 	case "rollback":
 		r.rollback()
 	case "reinstall":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
+		if _, ok := r.Peer(op.Args[0]); !ok {
 			return nil
 		}
 		if r.mode == Free {
@@ -439,51 +329,19 @@ func (r *Run) applyOp(op Op) error {
 			r.wg.Wait()
 			r.afterStep()
 		}
-		if err := p.Reinstall(ctx); err != nil {
+		if err := r.Reinstall(ctx, op); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-		delete(r.byAddr, p.Address().String())
-		r.byAddr[p.Address().String()] = p
-		r.log("%s: new identity and registration id", op)
 	case "rekey":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
-			return nil
-		}
-		if err := p.Rekey(ctx, r.devs[0].Address()); err != nil {
+		if err := r.Rekey(ctx, op); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-		r.log("%s: new session from a fresh bundle, same identity", op)
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}
 	return r.err
-}
-
-func (r *Run) addMessage(m *Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs[m.ID] = m
-	r.order = append(r.order, m.ID)
-}
-
-// findDelivered returns a delivery the device already took, by id.
-func (r *Run) findDelivered(id string) *fakeserver.Delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.msgs {
-		if m.Dir != In {
-			continue
-		}
-		for _, d := range m.copies {
-			if d.ID == id {
-				return d
-			}
-		}
-	}
-	return nil
 }
 
 // start begins a device task: parked in controlled mode, run to its end in
@@ -528,19 +386,9 @@ func (r *Run) afterStep() {
 	r.receipts = nil
 	r.mu.Unlock()
 	for _, rc := range rs {
-		p := r.byAddr[rc.peer.String()]
-		d, err := p.Retry(r.ctx, r.devs[0].Address(), rc.msg, rc.retry, rc.b)
-		if err != nil {
-			r.fail(fmt.Errorf("peer %s answering retry %d of %s: %w", p.Name, rc.retry, rc.msg, err))
+		if err := r.Answer(r.ctx, rc.peer, rc.msg, rc.retry, rc.b); err != nil {
+			r.fail(err)
 			return
-		}
-		switch {
-		case d == nil:
-			r.log("%s: drops retry %d of %s", p.Name, rc.retry, rc.msg)
-		case d.Rebuilt != "":
-			r.log("%s: retry %d of %s queued as %s (%s, %s)", p.Name, rc.retry, rc.msg, d.ID, d.Kind, d.Rebuilt)
-		default:
-			r.log("%s: retry %d of %s queued as %s (%s)", p.Name, rc.retry, rc.msg, d.ID, d.Kind)
 		}
 	}
 }
@@ -567,17 +415,9 @@ func (r *Run) Finish() (*Result, error) {
 				break
 			}
 		}
-		in, out := r.srv.Pending()
-		if len(in) > 0 && !r.down {
-			d := r.srv.TakeInbound(in[0])
-			r.log("drain: deliver %s", d.ID)
-			r.startReceive(0, d)
-			continue
-		}
-		if len(out) > 0 {
-			d := r.srv.TakeOutbound(out[0])
-			r.log("drain: read %s", d.ID)
-			r.read(d)
+		take := func(d *fakeserver.Delivery) error { r.startReceive(0, d); return nil }
+		read := func(d *fakeserver.Delivery) error { r.read(d); return nil }
+		if done, _ := r.DrainStep(r.down, take, read); !done {
 			continue
 		}
 		if r.mode == Free {
@@ -669,7 +509,7 @@ func (t *ticket) lock(ctx context.Context) func() {
 // any, then the message; on failure send a retry receipt with a fresh
 // prekey, except for old counter, which whatsmeow ignores.
 func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, tk *ticket) {
-	r.noteCopy(del)
+	r.Took(del)
 	unlock := tk.lock(ctx)
 	var pl fakeserver.Payload
 	var err error
@@ -685,13 +525,8 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 		a.Err = err.Error()
 	} else {
 		a.OK = true
-		m := r.message(del.Msg)
-		a.Wrong = pl.ID != del.Msg || pl.Body != m.Body
-		r.mu.Lock()
-		r.received[del.From.String()]++
-		r.mu.Unlock()
 	}
-	r.record(del.Msg, a)
+	r.Received(del, a, pl)
 	if err == nil || a.Class == endpoint.OldCounter {
 		return // whatsmeow's decryptMessages ignores an old counter
 	}
@@ -869,7 +704,7 @@ func (r *Run) sendMessage(ctx context.Context, d *device, p *fakeserver.Peer, ms
 		r.log("%s: send failed: %v", id, err)
 		return
 	}
-	r.toPeer(d, p, msg, id, 0, kind, ct)
+	r.ToPeer(p, msg, id, 0, kind, ct)
 }
 
 // handleRetryReceipt is whatsmeow's (retry.go) for a receipt from p with
@@ -900,7 +735,7 @@ func (r *Run) handleRetryReceipt(ctx context.Context, d *device, p *fakeserver.P
 		r.log("%s: send failed: %v", id, err)
 		return
 	}
-	r.toPeer(d, p, msg, id, retry, kind, ct)
+	r.ToPeer(p, msg, id, retry, kind, ct)
 }
 
 // encryptForDevice is whatsmeow's encryptMessageForDevice (send.go): with a
@@ -927,82 +762,20 @@ func encryptForDevice(ctx context.Context, d *device, to *protocol.SignalAddress
 	return d.Encrypt(ctx, to, pl.Encode())
 }
 
-// toPeer queues what the device sent; a delivery id "r3.2" is copy 2.
-func (r *Run) toPeer(d *device, p *fakeserver.Peer, msg, id string, retry int, kind string, ct []byte) {
-	n := 1
-	if i := strings.LastIndexByte(id, '.'); i >= 0 {
-		fmt.Sscanf(id[i+1:], "%d", &n)
-	}
-	r.srv.ToPeer(&fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: d.Address(), To: p.Address(), Kind: kind, CT: ct})
-}
-
 // read is the peer taking a delivery from the device. A failure other than
 // old counter makes the peer send a retry receipt by whatsmeow's rules
-// (sendRetryReceipt: counted per message, none from count 5, keys from
-// count 2); the device handles it in a task of its own.
+// (Contacts.Read); the device handles it in a task of its own.
 func (r *Run) read(del *fakeserver.Delivery) {
-	p := r.byAddr[del.To.String()]
-	pl, err := p.Read(r.ctx, del)
-	a := Attempt{Delivery: del.ID}
-	m := r.message(del.Msg)
+	rc, err := r.Read(r.ctx, del)
 	if err != nil {
-		a.Class = endpoint.ClassOf(err)
-		a.Err = err.Error()
-	} else {
-		a.OK = true
-		a.Wrong = pl.ID != del.Msg || pl.Body != m.Body
-	}
-	r.record(del.Msg, a)
-	if err == nil || a.Class == endpoint.OldCounter {
+		r.fail(err)
 		return
 	}
-	retry := p.Retries.Next(del.Msg, del.Retry)
-	if retry >= fakeserver.MaxRetries {
-		r.log("%s: no retry receipt for %s (count %d)", p.Name, del.ID, retry)
+	if rc == nil {
 		return
 	}
-	var b *prekey.Bundle
-	if fakeserver.WantsKeys(retry, false) {
-		var berr error
-		if b, berr = p.FreshBundle(r.ctx); berr != nil {
-			r.fail(fmt.Errorf("peer %s: fresh bundle: %w", p.Name, berr))
-			return
-		}
-	}
-	id, _ := r.srv.NextCopy(del.Msg)
-	keys := ""
-	if b != nil {
-		keys = " with keys"
-	}
-	r.log("%s: retry %d of %s to the device%s, resent as %s", p.Name, retry, del.Msg, keys, id)
-	r.start(job{name: id, kind: "retry-handling", addr: p.Address().String(), msg: del.Msg,
+	r.start(job{name: rc.ID, kind: "retry-handling", addr: rc.Peer.Address().String(), msg: rc.Msg,
 		fn: func(ctx context.Context, d *device, tk *ticket, id string) {
-			r.handleRetryReceipt(ctx, d, p, del.Msg, id, m.Body, retry, b, tk)
+			r.handleRetryReceipt(ctx, d, rc.Peer, rc.Msg, id, rc.Body, rc.Count, rc.Bundle, tk)
 		}})
-}
-
-func (r *Run) message(id string) *Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.msgs[id]
-}
-
-func (r *Run) noteCopy(d *fakeserver.Delivery) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if m := r.msgs[d.Msg]; m != nil {
-		m.copies = append(m.copies, d)
-	}
-}
-
-func (r *Run) record(msg string, a Attempt) {
-	r.mu.Lock()
-	m := r.msgs[msg]
-	m.Attempts = append(m.Attempts, a)
-	r.mu.Unlock()
-	if a.OK {
-		r.log("%s: ok%s", a.Delivery, map[bool]string{true: " WRONG PLAINTEXT", false: ""}[a.Wrong])
-	} else {
-		r.log("%s: %s (%s)", a.Delivery, a.Class, a.Err)
-	}
 }

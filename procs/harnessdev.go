@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -210,18 +208,12 @@ type hrun struct {
 	down     bool
 	refused  bool
 
-	srv    *fakeserver.Server
-	peers  map[string]*fakeserver.Peer
-	byAddr map[string]*fakeserver.Peer
-	me     *endpoint.Endpoint // the device's public side, for bundles
-	creds  endpoint.Creds
-
-	msgs     map[string]*harness.Message
-	order    []string
-	copies   map[string]*fakeserver.Delivery // inbound copies the device took
-	received map[string]int                  // completed receives per peer address
-	history  []string
-	redo     []redo // receipts that arrived while the device was down
+	// The harness side: server, contacts, messages, history, and the
+	// View's Peers, HeardFrom, Pending and Delivered.
+	*harness.Contacts
+	me    *endpoint.Endpoint // the device's public side, for bundles
+	creds endpoint.Creds
+	redo  []redo // receipts that arrived while the device was down
 
 	// The last backup (snapshot op): the SQLite file and its WAL by
 	// suffix, or Local storage's snapshot.
@@ -253,8 +245,7 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 		return nil, fmt.Errorf("store %s: %w", v.Name, err)
 	}
 	r := &hrun{ctx: ctx, dev: d, sched: setup.Clone(), storage: st, txn: setup.Discipline == harness.Txn,
-		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
-		msgs: map[string]*harness.Message{}, copies: map[string]*fakeserver.Delivery{}, received: map[string]int{}}
+		Contacts: harness.NewContacts(harness.ContactRules{})}
 	r.sched.Ops, r.sched.Device = nil, d.Name()
 	if d.Local {
 		r.launch = Local(st, r.txn)
@@ -270,16 +261,9 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 		r.close()
 		return nil, err
 	}
-	for _, c := range setup.Contacts {
-		for dev := range c.Devices {
-			p, err := fakeserver.NewPeer(ctx, r.srv, c.User, uint16(dev))
-			if err != nil {
-				r.close()
-				return nil, fmt.Errorf("peer %s: %w", c.User, err)
-			}
-			r.peers[p.Name] = p
-			r.byAddr[p.Address().String()] = p
-		}
+	if err := r.AddPeers(ctx, r.me.Address(), setup.Contacts); err != nil {
+		r.close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -307,7 +291,7 @@ func (r *hrun) init() error {
 		return fmt.Errorf("device init: %w", err)
 	}
 	r.me = &endpoint.Endpoint{JID: DeviceJID, Creds: r.creds}
-	r.srv.Upload(r.me.Address(), r.me.Bundle, pks)
+	r.Server().Upload(r.me.Address(), r.me.Bundle, pks)
 	// The other instances start on the paired device, as a second
 	// process of an overlapping deploy does.
 	for i := 1; i < max(r.sched.Instances, 1); i++ {
@@ -336,7 +320,7 @@ func (r *hrun) close() {
 	_ = r.storage.Close()
 }
 
-func (r *hrun) log(format string, a ...any) { r.history = append(r.history, fmt.Sprintf(format, a...)) }
+func (r *hrun) log(format string, a ...any) { r.Logf(format, a...) }
 
 // do sends one request to the running process. The process never dies
 // under a request here (a crash lands between requests), so any failure
@@ -375,42 +359,8 @@ func (r *hrun) ask(p Proc, req Request) (Response, error) {
 
 // View.
 
-// Peers are the contact devices' names, sorted.
-func (r *hrun) Peers() []string {
-	var out []string
-	for n := range r.peers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// HeardFrom is how many receives from peer completed.
-func (r *hrun) HeardFrom(peer string) int {
-	p, ok := r.peers[peer]
-	if !ok {
-		return 0
-	}
-	return r.received[p.Address().String()]
-}
-
 // Runnable is empty: each request runs whole when its op is applied.
 func (r *hrun) Runnable() []string { return nil }
-
-func (r *hrun) Pending() (inbound, outbound []string) { return r.srv.Pending() }
-
-// Delivered lists the inbound deliveries the device took, by message.
-func (r *hrun) Delivered() []string {
-	var out []string
-	for _, id := range r.order {
-		if m := r.msgs[id]; m.Dir == harness.In {
-			for _, a := range m.Attempts {
-				out = append(out, a.Delivery)
-			}
-		}
-	}
-	return out
-}
 
 func (r *hrun) Down() bool { return r.down }
 
@@ -430,75 +380,31 @@ func (r *hrun) apply(op harness.Op) error {
 	ctx := r.ctx
 	switch op.Verb {
 	case "send", "group":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
-			return nil
-		}
-		msg := op.Args[1]
-		if _, dup := r.msgs[msg]; dup {
-			return nil
-		}
-		body := "hello " + msg
-		var d *fakeserver.Delivery
-		var err error
-		if op.Verb == "group" {
-			group := r.sched.Group
-			if group == "" {
-				group = "group"
-			}
-			d, err = p.SendGroup(ctx, r.me.Address(), group, msg, body)
-		} else {
-			d, err = p.Send(ctx, r.me.Address(), msg, body)
-		}
-		if err != nil {
-			return err
-		}
-		r.add(&harness.Message{ID: msg, Dir: harness.In, Peer: p.Name, Body: body})
-		r.log("%s: %s %s", op, d.Kind, d.ID)
+		return r.Send(ctx, op, r.sched.Group)
 	case "deliver":
 		if r.down || op.Inst >= len(r.procs) {
 			return nil
 		}
-		d := r.srv.TakeInbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Inbound(op); d != nil {
+			return r.receive(op.Inst, d)
 		}
-		r.log("%s", op)
-		return r.receive(op.Inst, d)
 	case "reply":
-		p, ok := r.peers[op.Args[0]]
-		if !ok || r.down || op.Inst >= len(r.procs) {
+		if r.down || op.Inst >= len(r.procs) {
 			return nil
 		}
-		msg := op.Args[1]
-		if _, dup := r.msgs[msg]; dup {
+		p, msg, id, body, ok := r.Reply(op)
+		if !ok {
 			return nil
 		}
-		body := "reply " + msg
-		r.add(&harness.Message{ID: msg, Dir: harness.Out, Peer: p.Name, Body: body})
-		id, _ := r.srv.NextCopy(msg)
-		r.log("%s", op)
 		return r.sendReply(op.Inst, p, msg, id, body)
 	case "read":
-		d := r.srv.TakeOutbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Outbound(op); d != nil {
+			return r.read(d)
 		}
-		r.log("%s", op)
-		return r.read(d)
 	case "dup":
-		d := r.copies[op.Args[0]]
-		if d == nil {
-			return nil
-		}
-		c := r.srv.Redeliver(d)
-		r.log("%s: queued %s", op, c.ID)
+		r.Dup(op)
 	case "crash":
-		mode := ""
-		if len(op.Args) > 0 {
-			mode = op.Args[0]
-		}
-		r.crash(mode)
+		r.crash(harness.CrashMode(op))
 	case "snapshot":
 		return r.snapshot(op)
 	case "rollback":
@@ -508,24 +414,9 @@ func (r *hrun) apply(op harness.Op) error {
 	case "restart":
 		return r.restart()
 	case "reinstall":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
-			return nil
-		}
-		if err := p.Reinstall(ctx); err != nil {
-			return err
-		}
-		r.byAddr[p.Address().String()] = p
-		r.log("%s: new identity and registration id", op)
+		return r.Reinstall(ctx, op)
 	case "rekey":
-		p, ok := r.peers[op.Args[0]]
-		if !ok {
-			return nil
-		}
-		if err := p.Rekey(ctx, r.me.Address()); err != nil {
-			return err
-		}
-		r.log("%s: new session from a fresh bundle, same identity", op)
+		return r.Rekey(ctx, op)
 	case "step", "run":
 		// A yield point the child does not have.
 	default:
@@ -534,25 +425,10 @@ func (r *hrun) apply(op harness.Op) error {
 	return nil
 }
 
-func (r *hrun) add(m *harness.Message) { r.msgs[m.ID] = m; r.order = append(r.order, m.ID) }
-
-func (r *hrun) record(msg string, a harness.Attempt) {
-	m := r.msgs[msg]
-	m.Attempts = append(m.Attempts, a)
-	switch {
-	case a.OK && a.Wrong:
-		r.log("%s: ok WRONG PLAINTEXT", a.Delivery)
-	case a.OK:
-		r.log("%s: ok", a.Delivery)
-	default:
-		r.log("%s: %s (%s)", a.Delivery, a.Class, a.Err)
-	}
-}
-
 // receive has the child decrypt delivery d; a failure's retry receipt (the
 // child counted it and drew its keys) goes to the contact, who answers it.
 func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
-	r.copies[d.ID] = d
+	r.Took(d)
 	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry,
 		Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
 	if err != nil {
@@ -561,15 +437,7 @@ func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	if resp.Note != "" {
 		r.log("%s: %s", d.ID, resp.Note)
 	}
-	a := harness.Attempt{Delivery: d.ID, OK: resp.OK}
-	if resp.OK {
-		pl, err := fakeserver.DecodePayload(resp.PT)
-		a.Wrong = err != nil || pl.ID != d.Msg || pl.Body != r.msgs[d.Msg].Body
-		r.received[d.From.String()]++
-	} else {
-		a.Class, a.Err = endpoint.Class(resp.Class), resp.Err
-	}
-	r.record(d.Msg, a)
+	r.Decrypted(d, resp.OK, resp.PT, endpoint.Class(resp.Class), resp.Err)
 	if resp.Receipt == 0 {
 		return nil
 	}
@@ -581,20 +449,7 @@ func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 		}
 		b = r.me.Bundle(pk)
 	}
-	p := r.byAddr[d.From.String()]
-	nd, err := p.Retry(r.ctx, r.me.Address(), d.Msg, resp.Receipt, b)
-	if err != nil {
-		return fmt.Errorf("peer %s answering retry %d of %s: %w", p.Name, resp.Receipt, d.Msg, err)
-	}
-	switch {
-	case nd == nil:
-		r.log("%s: drops retry %d of %s", p.Name, resp.Receipt, d.Msg)
-	case nd.Rebuilt != "":
-		r.log("%s: retry %d of %s queued as %s (%s, %s)", p.Name, resp.Receipt, d.Msg, nd.ID, nd.Kind, nd.Rebuilt)
-	default:
-		r.log("%s: retry %d of %s queued as %s (%s)", p.Name, resp.Receipt, d.Msg, nd.ID, nd.Kind)
-	}
-	return nil
+	return r.Answer(r.ctx, d.From, d.Msg, resp.Receipt, b)
 }
 
 // sendReply is the device sending msg to p: the child encrypts from its
@@ -608,7 +463,7 @@ func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) err
 			return err
 		}
 		if resp.NeedBundle && req.Bundle == nil {
-			b, err := r.srv.FetchBundle(to)
+			b, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
 				return nil
@@ -620,49 +475,25 @@ func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) err
 			r.log("%s: send failed: %s", id, resp.Err)
 			return nil
 		}
-		r.toPeer(p, msg, id, 0, resp)
+		r.ToPeer(p, msg, id, 0, resp.Kind, resp.CT)
 		return nil
 	}
 }
 
-// read is the contact taking a delivery from the device; a failure other
-// than old counter sends a retry receipt by whatsmeow's rules (the
-// contact's RetryCounter), which the child handles when it is up.
+// read is the contact taking a delivery from the device; its retry
+// receipt, by whatsmeow's rules (Contacts.Read), the child handles when it
+// is up.
 func (r *hrun) read(d *fakeserver.Delivery) error {
-	p := r.byAddr[d.To.String()]
-	m := r.msgs[d.Msg]
-	pl, err := p.Read(r.ctx, d)
-	a := harness.Attempt{Delivery: d.ID, OK: err == nil}
-	if err != nil {
-		a.Class, a.Err = endpoint.ClassOf(err), err.Error()
-	} else {
-		a.Wrong = pl.ID != d.Msg || pl.Body != m.Body
+	rc, err := r.Read(r.ctx, d)
+	if err != nil || rc == nil {
+		return err
 	}
-	r.record(d.Msg, a)
-	if err == nil || a.Class == endpoint.OldCounter {
-		return nil
-	}
-	retry := p.Retries.Next(d.Msg, d.Retry)
-	if retry >= fakeserver.MaxRetries {
-		r.log("%s: no retry receipt for %s (count %d)", p.Name, d.ID, retry)
-		return nil
-	}
-	var b *prekey.Bundle
-	keys := ""
-	if fakeserver.WantsKeys(retry, false) {
-		if b, err = p.FreshBundle(r.ctx); err != nil {
-			return fmt.Errorf("peer %s: fresh bundle: %w", p.Name, err)
-		}
-		keys = " with keys"
-	}
-	id, _ := r.srv.NextCopy(d.Msg)
-	r.log("%s: retry %d of %s to the device%s, resent as %s", p.Name, retry, d.Msg, keys, id)
-	job := func(id string) error { return r.retryReceipt(p, d.Msg, id, m.Body, retry, b) }
+	job := func(id string) error { return r.retryReceipt(rc.Peer, rc.Msg, id, rc.Body, rc.Count, rc.Bundle) }
 	if r.down {
-		r.redo = append(r.redo, redo{msg: d.Msg, run: job})
+		r.redo = append(r.redo, redo{msg: rc.Msg, run: job})
 		return nil
 	}
-	return job(id)
+	return job(rc.ID)
 }
 
 // retryReceipt has the child handle p's retry receipt for msg (count
@@ -686,7 +517,7 @@ func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int,
 			r.log("%s: retry receipt %d dropped", id, retry)
 			return nil
 		case resp.NeedBundle && !req.Fetched:
-			fb, err := r.srv.FetchBundle(to)
+			fb, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
 				return nil
@@ -698,18 +529,9 @@ func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int,
 			r.log("%s: send failed: %s", id, resp.Err)
 			return nil
 		}
-		r.toPeer(p, msg, id, retry, resp)
+		r.ToPeer(p, msg, id, retry, resp.Kind, resp.CT)
 		return nil
 	}
-}
-
-// toPeer queues what the device sent; a delivery id "r3.2" is copy 2.
-func (r *hrun) toPeer(p *fakeserver.Peer, msg, id string, retry int, resp Response) {
-	n := 1
-	if i := strings.LastIndexByte(id, '.'); i >= 0 {
-		fmt.Sscanf(id[i+1:], "%d", &n)
-	}
-	r.srv.ToPeer(&fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: r.me.Address(), To: p.Address(), Kind: resp.Kind, CT: resp.CT})
 }
 
 // crash kills the device process with SIGKILL (Local: drops it, and the
@@ -869,7 +691,7 @@ func (r *hrun) restart() error {
 	jobs := r.redo
 	r.redo = nil
 	for _, j := range jobs {
-		id, _ := r.srv.NextCopy(j.msg)
+		id, _ := r.Server().NextCopy(j.msg)
 		r.log("restart: retry-handling of %s runs as %s", j.msg, id)
 		if err := j.run(id); err != nil {
 			return err
@@ -880,7 +702,7 @@ func (r *hrun) restart() error {
 
 // checkPreKeys asks the child for every uploaded, unclaimed prekey.
 func (r *hrun) checkPreKeys() error {
-	want := r.srv.Unclaimed(r.me.Address())
+	want := r.Server().Unclaimed(r.me.Address())
 	req := Request{Op: OpPreKeys}
 	for _, pk := range want {
 		req.IDs = append(req.IDs, pk.KeyID)
@@ -918,34 +740,17 @@ func (r *hrun) drain() error {
 				return err
 			}
 		}
-		in, out := r.srv.Pending()
-		if len(in) > 0 && !r.down {
-			d := r.srv.TakeInbound(in[0])
-			r.log("drain: deliver %s", d.ID)
-			if err := r.receive(0, d); err != nil {
-				return err
-			}
-			continue
+		take := func(d *fakeserver.Delivery) error { return r.receive(0, d) }
+		if done, err := r.DrainStep(r.down, take, r.read); done || err != nil {
+			return err
 		}
-		if len(out) > 0 {
-			d := r.srv.TakeOutbound(out[0])
-			r.log("drain: read %s", d.ID)
-			if err := r.read(d); err != nil {
-				return err
-			}
-			continue
-		}
-		return nil
 	}
 }
 
 func (r *hrun) result() *harness.Result {
-	res := &harness.Result{History: append([]string(nil), r.history...), Crashes: r.crashes,
-		CrashPoints: append([]string(nil), r.crashPoints...), RegeneratedCreds: r.regenerated,
-		StartRefused: r.refused, LostPreKeys: r.lostPreKeys}
-	for _, id := range r.order {
-		res.Messages = append(res.Messages, r.msgs[id])
-	}
+	res := r.Result()
+	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.crashPoints...)
+	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
 	return res
 }
 

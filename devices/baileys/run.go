@@ -108,14 +108,12 @@ type run struct {
 	s      *harness.Schedule
 	serial bool
 	dir    string
-	srv    *fakeserver.Server
-	peers  map[string]*fakeserver.Peer
-	names  []string // peer names in contact order
-	byAddr map[string]*fakeserver.Peer
-	dev    *protocol.SignalAddress
-	creds  devproto.Creds
-	msgs   map[string]*harness.Message
-	order  []string
+	// The harness side: server, contacts, messages, history, and the
+	// View's Peers (in contact order), HeardFrom, Pending and Delivered
+	// (every delivery taken, as taken: a receive parks mid-task).
+	*harness.Contacts
+	dev   *protocol.SignalAddress
+	creds devproto.Creds
 	// parked are the gates each parked task waits at, oldest first. A
 	// task's own async context makes one call at a time; work it started
 	// that another task waits on (7.x's LID-mapping lookup) is named for
@@ -126,15 +124,9 @@ type run struct {
 	// started is each task's start order (its latest start).
 	started map[string]int
 	gates   int // gates reached
-	heard   map[string]int
-	// delivered are the deliveries the device took, by id (for dup), and
-	// their ids in the order taken.
-	delivered map[string]*fakeserver.Delivery
-	taken     []string
-	history   []string
-	applied   []harness.Op
-	regen     bool
-	crashes   int
+	applied []harness.Op
+	regen   bool
+	crashes int
 	// down: crashed (killed: the process is dead) or stopped, and not
 	// restarted; redo are the tasks to requeue or run again at the restart.
 	down, killed bool
@@ -151,10 +143,9 @@ func (rn *Runner) exec(ctx context.Context, s *harness.Schedule, serial bool, sr
 	}
 	rn.n++
 	r := &run{rn: rn, ctx: ctx, s: s, serial: serial, dir: filepath.Join(rn.tmp, fmt.Sprintf("s%d", rn.n)),
-		srv: fakeserver.New(), peers: map[string]*fakeserver.Peer{}, byAddr: map[string]*fakeserver.Peer{},
-		dev:  types.JID{User: harness.DeviceUser, Server: types.DefaultUserServer}.SignalAddress(),
-		msgs: map[string]*harness.Message{}, parked: map[string][]gate{}, jobs: map[string]*job{}, started: map[string]int{}, heard: map[string]int{},
-		delivered: map[string]*fakeserver.Delivery{}}
+		Contacts: harness.NewContacts(contactRules),
+		dev:      types.JID{User: harness.DeviceUser, Server: types.DefaultUserServer}.SignalAddress(),
+		parked:   map[string][]gate{}, jobs: map[string]*job{}, started: map[string]int{}}
 	defer os.RemoveAll(r.dir)
 	// The Go side's randomness (peers' keys, padding) is seeded too, on
 	// this goroutine; the device's comes from the reset's seed.
@@ -181,16 +172,22 @@ func (rn *Runner) exec(ctx context.Context, s *harness.Schedule, serial bool, sr
 	if err := r.drain(); err != nil {
 		return nil, nil, err
 	}
-	res := &harness.Result{History: r.history, RegeneratedCreds: r.regen, Crashes: r.crashes}
-	for _, id := range r.order {
-		res.Messages = append(res.Messages, r.msgs[id])
-	}
+	res := r.Result()
+	res.RegeneratedCreds, res.Crashes = r.regen, r.crashes
 	out := s.Clone()
 	out.Ops = r.applied
 	return out, res, nil
 }
 
-func (r *run) log(format string, a ...any) { r.history = append(r.history, fmt.Sprintf(format, a...)) }
+// contactRules are the adapter's differences from the model's harness
+// side: Peers in the schedule's contact order; Delivered lists each
+// delivery as the device took it (a dup may copy one whose receive is still
+// parked); the contacts' retry receipts always carry a fresh bundle (the
+// device handles them as a send that rebuilds the session,
+// sendMessagesAgain), and only an answer that queues a resend is logged.
+var contactRules = harness.ContactRules{ContactOrder: true, DeliveredAsTaken: true, Receipts: harness.FreshBundleReceipts}
+
+func (r *run) log(format string, a ...any) { r.Logf(format, a...) }
 
 func (r *run) call(req devproto.Request) (devproto.Reply, error) {
 	rep, err := r.rn.conn.Call(r.ctx, req)
@@ -217,28 +214,14 @@ func (r *run) setup(variant string) error {
 		pub := [32]byte(p.Pub)
 		pks = append(pks, &keys.PreKey{KeyPair: keys.KeyPair{Pub: &pub}, KeyID: p.ID})
 	}
-	r.srv.Upload(r.dev, r.bundle, pks)
-	for _, c := range r.s.Contacts {
-		for d := range c.Devices {
-			p, err := fakeserver.NewPeer(r.ctx, r.srv, c.User, uint16(d))
-			if err != nil {
-				return fmt.Errorf("peer %s.%d: %w", c.User, d, err)
-			}
-			r.peers[p.Name] = p
-			r.names = append(r.names, p.Name)
-			r.byAddr[p.Address().String()] = p
-		}
-	}
-	return nil
+	r.Server().Upload(r.dev, r.bundle, pks)
+	return r.AddPeers(r.ctx, r.dev, r.s.Contacts)
 }
 
 // The harness.View of the run.
 
-func (r *run) Peers() []string             { return append([]string(nil), r.names...) }
-func (r *run) HeardFrom(peer string) int   { return r.heard[peer] }
-func (r *run) Pending() (in, out []string) { return r.srv.Pending() }
-func (r *run) Delivered() []string         { return append([]string(nil), r.taken...) }
-func (r *run) Down() bool                  { return r.down }
+// Down reports the device crashed or stopped and not restarted.
+func (r *run) Down() bool { return r.down }
 
 // Runnable are the parked tasks in start order (none in serial mode: every
 // task runs to its end as it starts).
@@ -279,11 +262,6 @@ func (r *run) bundle(pk *keys.PreKey) *prekey.Bundle {
 		[64]byte(r.creds.Sig), identity.NewKey(ecc.NewDjbECPublicKey([32]byte(r.creds.Identity))))
 }
 
-func (r *run) addMessage(m *harness.Message) {
-	r.msgs[m.ID] = m
-	r.order = append(r.order, m.ID)
-}
-
 // apply runs one op and records it; an op that does not apply does
 // nothing (any subsequence of a schedule is a schedule).
 func (r *run) apply(op harness.Op) error {
@@ -297,38 +275,24 @@ func (r *run) apply(op harness.Op) error {
 	r.applied = append(r.applied, op)
 	switch op.Verb {
 	case "send":
-		p, ok := r.peers[op.Args[0]]
-		if !ok || r.msgs[op.Args[1]] != nil {
-			return nil
-		}
-		msg := op.Args[1]
-		body := "hello " + msg
-		d, err := p.Send(r.ctx, r.dev, msg, body)
-		if err != nil {
+		if err := r.Send(r.ctx, op, ""); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		r.addMessage(&harness.Message{ID: msg, Dir: harness.In, Peer: p.Name, Body: body})
-		r.log("%s: %s %s", op, d.Kind, d.ID)
 	case "deliver":
 		if r.down {
 			return nil
 		}
-		d := r.srv.TakeInbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Inbound(op); d != nil {
+			return r.startReceive(d)
 		}
-		r.log("%s", op)
-		return r.startReceive(d)
 	case "reply":
-		p, ok := r.peers[op.Args[0]]
-		if !ok || r.down || r.msgs[op.Args[1]] != nil {
+		if r.down {
 			return nil
 		}
-		msg := op.Args[1]
-		body := "reply " + msg
-		r.addMessage(&harness.Message{ID: msg, Dir: harness.Out, Peer: p.Name, Body: body})
-		id, _ := r.srv.NextCopy(msg)
-		r.log("%s", op)
+		p, msg, id, body, ok := r.Reply(op)
+		if !ok {
+			return nil
+		}
 		return r.startSend(id, &job{kind: "send", peer: p, msg: msg, body: body}, nil)
 	case "step":
 		if _, ok := r.parked[op.Args[0]]; !ok || r.serial {
@@ -347,25 +311,13 @@ func (r *run) apply(op harness.Op) error {
 			}
 		}
 	case "read":
-		d := r.srv.TakeOutbound(op.Args[0])
-		if d == nil {
-			return nil
+		if d := r.Outbound(op); d != nil {
+			return r.read(d)
 		}
-		r.log("%s", op)
-		return r.read(d)
 	case "dup":
-		d := r.delivered[op.Args[0]]
-		if d == nil {
-			return nil
-		}
-		c := r.srv.Redeliver(d)
-		r.log("%s: queued %s", op, c.ID)
+		r.Dup(op)
 	case "crash":
-		mode := ""
-		if len(op.Args) > 0 {
-			mode = op.Args[0]
-		}
-		return r.crash(mode)
+		return r.crash(harness.CrashMode(op))
 	case "stop":
 		return r.stop()
 	case "restart":
@@ -427,11 +379,8 @@ func (r *run) events(evs []devproto.Event) error {
 }
 
 func (r *run) startReceive(d *fakeserver.Delivery) error {
-	p := r.byAddr[d.From.String()]
-	if r.delivered[d.ID] == nil {
-		r.taken = append(r.taken, d.ID)
-	}
-	r.delivered[d.ID] = d
+	p := r.PeerAt(d.From)
+	r.Took(d)
 	return r.startTask(d.ID, &job{kind: "receive", del: d, peer: p, msg: d.Msg},
 		devproto.Request{Op: devproto.OpDecrypt, Task: d.ID, Peer: p.JID.User, PeerDev: p.JID.Device, Kind: d.Kind, CT: d.CT})
 }
@@ -482,16 +431,7 @@ func (r *run) first() string {
 // Baileys' sendRetryRequest does; the peer answers it at once.
 func (r *run) received(e devproto.Event, j *job) error {
 	d := j.del
-	a := harness.Attempt{Delivery: d.ID, OK: e.OK}
-	if e.OK {
-		pl, err := fakeserver.DecodePayload(e.PT)
-		m := r.msgs[d.Msg]
-		a.Wrong = err != nil || pl.ID != d.Msg || pl.Body != m.Body
-		r.heard[j.peer.Name]++
-	} else {
-		a.Class, a.Err = endpoint.Class(e.Class), e.Err
-	}
-	r.record(d.Msg, a)
+	a := r.Decrypted(d, e.OK, e.PT, endpoint.Class(e.Class), e.Err)
 	if e.OK || a.Class == endpoint.OldCounter || d.Retry >= fakeserver.MaxRetries {
 		return nil
 	}
@@ -505,21 +445,14 @@ func (r *run) received(e devproto.Event, j *job) error {
 	r.creds = cur
 	b := r.bundle(&keys.PreKey{KeyPair: keys.KeyPair{Pub: &pub}, KeyID: rep.PreKey.ID})
 	r.creds = saved
-	nd, err := j.peer.Retry(r.ctx, r.dev, d.Msg, d.Retry+1, b)
-	if err != nil {
-		return fmt.Errorf("peer %s answering retry %d of %s: %w", j.peer.Name, d.Retry+1, d.Msg, err)
-	}
-	if nd != nil {
-		r.log("%s: retry %d of %s queued as %s (%s)", j.peer.Name, d.Retry+1, d.Msg, nd.ID, nd.Kind)
-	}
-	return nil
+	return r.Answer(r.ctx, j.peer.Address(), d.Msg, d.Retry+1, b)
 }
 
 func (r *run) sent(e devproto.Event, j *job) error {
 	if !e.OK && e.NeedBundle && !j.fetched {
 		// No session: Baileys' assertSessions fetches the contact's keys
 		// from the server and sends again on a new session (a pkmsg).
-		b, err := r.srv.FetchBundle(j.peer.Address())
+		b, err := r.Server().FetchBundle(j.peer.Address())
 		if err != nil {
 			return fmt.Errorf("%s: fetching %s's bundle: %w", e.Task, j.peer.Name, err)
 		}
@@ -531,54 +464,21 @@ func (r *run) sent(e devproto.Event, j *job) error {
 		r.log("%s: send failed: %s: %s", e.Task, e.Class, e.Err)
 		return nil
 	}
-	n := 1
-	if i := strings.LastIndexByte(e.Task, '.'); i >= 0 {
-		fmt.Sscanf(e.Task[i+1:], "%d", &n)
-	}
-	r.srv.ToPeer(&fakeserver.Delivery{ID: e.Task, Msg: j.msg, Copy: n, Retry: j.retry, From: r.dev, To: j.peer.Address(),
-		Kind: e.Kind, CT: e.CT})
+	r.ToPeer(j.peer, j.msg, e.Task, j.retry, e.Kind, e.CT)
 	r.log("%s: sent (%s)", e.Task, e.Kind)
 	return nil
 }
 
-func (r *run) record(msg string, a harness.Attempt) {
-	m := r.msgs[msg]
-	m.Attempts = append(m.Attempts, a)
-	switch {
-	case a.OK && a.Wrong:
-		r.log("%s: ok WRONG PLAINTEXT", a.Delivery)
-	case a.OK:
-		r.log("%s: ok", a.Delivery)
-	default:
-		r.log("%s: %s (%s)", a.Delivery, a.Class, a.Err)
-	}
-}
-
 // read is the peer taking a delivery from the device; a failure other than
-// old counter is a retry receipt with the peer's fresh bundle, which the
-// device handles as a send that rebuilds the session (sendMessagesAgain).
+// old counter is a retry receipt with the peer's fresh bundle
+// (contactRules), which the device handles as a send that rebuilds the
+// session (sendMessagesAgain).
 func (r *run) read(d *fakeserver.Delivery) error {
-	p := r.byAddr[d.To.String()]
-	pl, err := p.Read(r.ctx, d)
-	a := harness.Attempt{Delivery: d.ID}
-	m := r.msgs[d.Msg]
-	if err != nil {
-		a.Class, a.Err = endpoint.ClassOf(err), err.Error()
-	} else {
-		a.OK = true
-		a.Wrong = pl.ID != d.Msg || pl.Body != m.Body
+	rc, err := r.Read(r.ctx, d)
+	if err != nil || rc == nil {
+		return err
 	}
-	r.record(d.Msg, a)
-	if err == nil || a.Class == endpoint.OldCounter || d.Retry >= fakeserver.MaxRetries {
-		return nil
-	}
-	b, berr := p.FreshBundle(r.ctx)
-	if berr != nil {
-		return fmt.Errorf("peer %s: fresh bundle: %w", p.Name, berr)
-	}
-	id, _ := r.srv.NextCopy(d.Msg)
-	r.log("%s: retry %d of %s to the device, resent as %s", p.Name, d.Retry+1, d.Msg, id)
-	return r.startSend(id, &job{kind: "send", peer: p, msg: d.Msg, body: m.Body, retry: d.Retry + 1}, b)
+	return r.startSend(rc.ID, &job{kind: "send", peer: rc.Peer, msg: rc.Msg, body: rc.Body, retry: rc.Count}, rc.Bundle)
 }
 
 // crash kills the device (harness op crash MODE). A mode whose first
@@ -697,7 +597,7 @@ func (r *run) restart() error {
 	r.redo = nil
 	for _, j := range redo {
 		if j.kind == "receive" {
-			r.srv.ToDevice(j.del)
+			r.Server().ToDevice(j.del)
 			r.log("%s: requeued (never acknowledged)", j.name)
 			continue
 		}
@@ -726,36 +626,27 @@ func (r *run) checkCreds(c devproto.Creds) error {
 // nothing is left. Not recorded: a replay drains the same way.
 func (r *run) drain() error {
 	for {
-		switch in, out := r.srv.Pending(); {
+		var err error
+		switch {
 		case r.down:
-			if err := r.restart(); err != nil {
-				return err
-			}
+			err = r.restart()
 		case len(r.parked) > 0:
-			if err := r.step(r.first(), "drain: "); err != nil {
-				return err
-			}
+			err = r.step(r.first(), "drain: ")
 		case len(r.jobs) > 0:
 			var names []string
 			for n := range r.jobs {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return fmt.Errorf("device %s: deadlock: tasks %s neither parked nor finished; history:\n%s", r.rn.Device(), strings.Join(names, ", "), strings.Join(r.history, "\n"))
-		case len(in) > 0:
-			d := r.srv.TakeInbound(in[0])
-			r.log("drain: deliver %s", d.ID)
-			if err := r.startReceive(d); err != nil {
-				return err
-			}
-		case len(out) > 0:
-			d := r.srv.TakeOutbound(out[0])
-			r.log("drain: read %s", d.ID)
-			if err := r.read(d); err != nil {
-				return err
-			}
+			return fmt.Errorf("device %s: deadlock: tasks %s neither parked nor finished; history:\n%s", r.rn.Device(), strings.Join(names, ", "), strings.Join(r.Result().History, "\n"))
 		default:
-			return nil
+			var done bool
+			if done, err = r.DrainStep(false, r.startReceive, r.read); done {
+				return nil
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
