@@ -295,33 +295,7 @@ func replayDevice(ctx context.Context, path string, s *harness.Schedule, mode ha
 	if err != nil {
 		return 2, fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Fprint(stdout, sched.String())
-	fmt.Fprintln(stdout, "history")
-	fmt.Fprint(stdout, res.HistoryText())
-	for _, m := range res.Messages {
-		fmt.Fprintf(stdout, "outcome %s %s %s\n", m.ID, m.Dir, m.Outcome())
-	}
-	if res.StoreJudged {
-		writeJudgement(stdout, res)
-	} else {
-		// A device without a reference-store run is judged against its
-		// protocol baseline only.
-		var b strings.Builder
-		writeJudgement(&b, res)
-		lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
-		for _, l := range lines {
-			if strings.HasPrefix(l, "store-blamed") {
-				l = fmt.Sprintf("store-blamed: n/a (device %s is judged against its protocol baseline only)", s.Device)
-			}
-			fmt.Fprintln(stdout, l)
-		}
-	}
-	if res.Failed() {
-		fmt.Fprintf(stdout, "FAIL: %s\n", res.Summary())
-		return 1, nil
-	}
-	fmt.Fprintln(stdout, "PASS: no blamed failures")
-	return 0, nil
+	return printReplay(stdout, sched, res, fmt.Sprintf("device %s is judged against its protocol baseline only", s.Device)), nil
 }
 
 // deviceHeader reads a schedule file's device line, if any, without

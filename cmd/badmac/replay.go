@@ -49,24 +49,32 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 	if err != nil {
 		return 2, fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Fprint(stdout, s.String())
-	fmt.Fprintln(stdout, "history")
-	fmt.Fprint(stdout, res.HistoryText())
+	return printReplay(stdout, s, res, "the reference store is not judged against itself"), nil
+}
+
+// printReplay prints a replayed schedule, its history, each message's
+// outcome and the judgement, and returns the exit code: 1 when the
+// schedule failed (harness.Result.Failed, the verdict of one schedule).
+// notJudged says why the store column is n/a when it is.
+func printReplay(w io.Writer, s *harness.Schedule, res *harness.Result, notJudged string) int {
+	fmt.Fprint(w, s.String())
+	fmt.Fprintln(w, "history")
+	fmt.Fprint(w, res.HistoryText())
 	for _, m := range res.Messages {
-		fmt.Fprintf(stdout, "outcome %s %s %s\n", m.ID, m.Dir, m.Outcome())
+		fmt.Fprintf(w, "outcome %s %s %s\n", m.ID, m.Dir, m.Outcome())
 	}
-	writeJudgement(stdout, res)
+	writeJudgement(w, res, notJudged)
 	if res.Failed() {
-		fmt.Fprintf(stdout, "FAIL: %s\n", res.Summary())
-		return 1, nil
+		fmt.Fprintf(w, "FAIL: %s\n", res.Summary())
+		return 1
 	}
-	fmt.Fprintln(stdout, "PASS: no blamed failures")
-	return 0, nil
+	fmt.Fprintln(w, "PASS: no blamed failures")
+	return 0
 }
 
 // writeJudgement prints the three attributions of a replayed schedule and
 // what the protocol baseline failed itself, one line each.
-func writeJudgement(w io.Writer, res *harness.Result) {
+func writeJudgement(w io.Writer, res *harness.Result, notJudged string) {
 	list := func(ids []string) string {
 		if len(ids) == 0 {
 			return "none"
@@ -77,7 +85,7 @@ func writeJudgement(w io.Writer, res *harness.Result) {
 	if res.StoreJudged {
 		fmt.Fprintf(w, "store-blamed (worse than the reference store, same client and schedule): %s\n", list(res.StoreBlamed))
 	} else {
-		fmt.Fprintln(w, "store-blamed: n/a (the reference store is not judged against itself)")
+		fmt.Fprintf(w, "store-blamed: n/a (%s)\n", notJudged)
 	}
 	if len(res.ClientSide) > 0 {
 		fmt.Fprintf(w, "client-side (lost in the crash on the reference store too): %s\n", list(res.ClientSide))
