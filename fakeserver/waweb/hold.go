@@ -3,8 +3,6 @@ package waweb
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/types"
@@ -289,21 +287,7 @@ func (l *Ledger) busyLocked() []string {
 // WaitQuiet blocks until Busy is empty or ctx ends; then it returns what
 // the device still owes.
 func (l *Ledger) WaitQuiet(ctx context.Context) error {
-	for {
-		l.mu.Lock()
-		p := l.busyLocked()
-		ch := l.changed
-		l.mu.Unlock()
-		if len(p) == 0 {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			sort.Strings(p)
-			return fmt.Errorf("device still busy: %s: %w", strings.Join(p, ", "), ctx.Err())
-		}
-	}
+	return l.waitEmpty(ctx, l.busyLocked, "device still busy")
 }
 
 // Sending records that the device's SendMessage for id started (on) or

@@ -196,9 +196,15 @@ func (l *Ledger) Settled() bool {
 // Wait blocks until Settled or ctx ends; then it returns what is still in
 // flight.
 func (l *Ledger) Wait(ctx context.Context) error {
+	return l.waitEmpty(ctx, l.pendingLocked, "still in flight")
+}
+
+// waitEmpty blocks until list (called with l.mu held) is empty or ctx
+// ends; then it returns what is left, under what.
+func (l *Ledger) waitEmpty(ctx context.Context, list func() []string, what string) error {
 	for {
 		l.mu.Lock()
-		p := l.pendingLocked()
+		p := list()
 		ch := l.changed
 		l.mu.Unlock()
 		if len(p) == 0 {
@@ -208,7 +214,7 @@ func (l *Ledger) Wait(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			sort.Strings(p)
-			return fmt.Errorf("still in flight: %s: %w", strings.Join(p, ", "), ctx.Err())
+			return fmt.Errorf("%s: %s: %w", what, strings.Join(p, ", "), ctx.Err())
 		}
 	}
 }
