@@ -32,6 +32,7 @@ func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, 
 		n = clientSchedules
 	}
 	var skipped []string
+	ran := 0
 	for _, sc := range scs {
 		for _, reply := range []realclient.Reply{realclient.Inline, realclient.Async} {
 			probe := &realclient.Device{Reply: reply, Variant: &stores.Variant{Name: StoreName}}
@@ -41,12 +42,17 @@ func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, 
 				}
 				continue
 			}
+			ran++
 			if !clientScenario(ctx, t, s, sc, reply, n, o, who) {
 				break // one failure per scenario is enough to read
 			}
 		}
 	}
-	if len(skipped) > 0 {
+	switch {
+	case ran == 0:
+		// Asked for and never run is not a pass.
+		t.Errorf("storetest: Options.Client: none of the scenarios runs on the real client: %s", strings.Join(skipped, "; "))
+	case len(skipped) > 0:
 		t.Logf("storetest: not run on the real client: %s", strings.Join(skipped, "; "))
 	}
 }

@@ -41,6 +41,16 @@ func TestClientReferencePasses(t *testing.T) {
 	t.Logf("%s", logs)
 }
 
+// Options.Client with only scenarios the real client cannot run fails the
+// test: a discipline asked for and never run is not a pass.
+func TestClientNothingToRunFails(t *testing.T) {
+	rec := &record{}
+	storetest.Check(rec, reference, storetest.Options{Client: true, Scenarios: []string{"multi"},
+		Schedules: 1, FreeSchedules: -1, SkipConformance: true})
+	require.Len(t, rec.errors, 1, "%q", rec.errors)
+	require.Contains(t, rec.errors[0], "none of the scenarios runs on the real client: multi (")
+}
+
 // A store that drops PutManySessions fails on the real client with inline
 // replies, reported like the other disciplines' failures with the saved
 // schedule, and the replay command runs it on the real client again.
