@@ -83,7 +83,7 @@ type Debounce struct {
 	k    int
 	mu   sync.Mutex
 	// pending writes in order; calls counts calls since the oldest one.
-	pending []debWrite
+	pending heldWrites
 	calls   int
 }
 
@@ -91,6 +91,72 @@ type debWrite struct {
 	key    string
 	val    []byte
 	delete bool
+}
+
+// heldWrites are writes held back from a backend, in order: a debounce
+// buffer, a transaction's writes until it commits.
+type heldWrites []debWrite
+
+// lookup is the last held write of key.
+func (h heldWrites) lookup(key string) (debWrite, bool) {
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].key == key {
+			return h[i], true
+		}
+	}
+	return debWrite{}, false
+}
+
+// get is what a read of key sees: a held write, else next's value.
+func (h heldWrites) get(ctx context.Context, next Backend, key string) ([]byte, error) {
+	if w, ok := h.lookup(key); ok {
+		if w.delete {
+			return nil, nil
+		}
+		return append([]byte{}, w.val...), nil
+	}
+	return next.Get(ctx, key)
+}
+
+// keys is next's keys under prefix as the held writes change them, sorted.
+func (h heldWrites) keys(ctx context.Context, next Backend, prefix string) ([]string, error) {
+	ks, err := next.Keys(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, k := range ks {
+		set[k] = true
+	}
+	for _, w := range h {
+		if strings.HasPrefix(w.key, prefix) {
+			set[w.key] = !w.delete
+		}
+	}
+	var out []string
+	for k, ok := range set {
+		if ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// apply makes the held writes on next, in order.
+func (h heldWrites) apply(ctx context.Context, next Backend) error {
+	for _, w := range h {
+		var err error
+		if w.delete {
+			err = next.Delete(ctx, w.key)
+		} else {
+			err = next.Put(ctx, w.key, w.val)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewDebounce returns a debouncing backend over next that flushes after k
@@ -113,18 +179,7 @@ func (d *Debounce) tick(ctx context.Context) error {
 func (d *Debounce) flushLocked(ctx context.Context) error {
 	ps := d.pending
 	d.pending, d.calls = nil, 0
-	for _, w := range ps {
-		var err error
-		if w.delete {
-			err = d.next.Delete(ctx, w.key)
-		} else {
-			err = d.next.Put(ctx, w.key, w.val)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return ps.apply(ctx, d.next)
 }
 
 // Flush writes every pending write to the next backend.
@@ -134,28 +189,13 @@ func (d *Debounce) Flush(ctx context.Context) error {
 	return d.flushLocked(ctx)
 }
 
-func (d *Debounce) lookup(key string) (debWrite, bool) {
-	for i := len(d.pending) - 1; i >= 0; i-- {
-		if d.pending[i].key == key {
-			return d.pending[i], true
-		}
-	}
-	return debWrite{}, false
-}
-
 func (d *Debounce) Get(ctx context.Context, key string) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.tick(ctx); err != nil {
 		return nil, err
 	}
-	if w, ok := d.lookup(key); ok {
-		if w.delete {
-			return nil, nil
-		}
-		return append([]byte{}, w.val...), nil
-	}
-	return d.next.Get(ctx, key)
+	return d.pending.get(ctx, d.next, key)
 }
 
 func (d *Debounce) Put(ctx context.Context, key string, val []byte) error {
@@ -184,27 +224,7 @@ func (d *Debounce) Keys(ctx context.Context, prefix string) ([]string, error) {
 	if err := d.tick(ctx); err != nil {
 		return nil, err
 	}
-	ks, err := d.next.Keys(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	set := map[string]bool{}
-	for _, k := range ks {
-		set[k] = true
-	}
-	for _, w := range d.pending {
-		if strings.HasPrefix(w.key, prefix) {
-			set[w.key] = !w.delete
-		}
-	}
-	var out []string
-	for k, ok := range set {
-		if ok {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return d.pending.keys(ctx, d.next, prefix)
 }
 
 // Crash drops every pending write (process memory does not tear).

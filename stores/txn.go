@@ -3,8 +3,6 @@ package stores
 import (
 	"context"
 	"encoding/hex"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,11 +29,10 @@ func ReferenceTxn() Variant {
 
 type txnKey struct{}
 
-// overlay is one transaction's writes; nil is a delete.
+// overlay is one transaction's writes, held until it commits.
 type overlay struct {
 	mu     sync.Mutex
-	writes map[string][]byte
-	dels   map[string]bool
+	writes heldWrites
 }
 
 func txnOf(ctx context.Context) *overlay {
@@ -43,89 +40,46 @@ func txnOf(ctx context.Context) *overlay {
 	return o
 }
 
-// txnBackend reads a transaction's own writes first and keeps its writes
+// txnBackend reads a transaction's own writes first and holds its writes
 // until the commit.
 type txnBackend struct{ Backend }
 
 func (b *txnBackend) Get(ctx context.Context, key string) ([]byte, error) {
 	if o := txnOf(ctx); o != nil {
 		o.mu.Lock()
-		v, ok := o.writes[key]
-		del := o.dels[key]
-		o.mu.Unlock()
-		switch {
-		case ok:
-			return append([]byte{}, v...), nil
-		case del:
-			return nil, nil
-		}
+		defer o.mu.Unlock()
+		return o.writes.get(ctx, b.Backend, key)
 	}
 	return b.Backend.Get(ctx, key)
 }
 
 func (b *txnBackend) Put(ctx context.Context, key string, val []byte) error {
-	if o := txnOf(ctx); o != nil {
-		o.mu.Lock()
-		o.writes[key] = append([]byte{}, val...)
-		delete(o.dels, key)
-		o.mu.Unlock()
-		return nil
-	}
-	return b.Backend.Put(ctx, key, val)
+	return b.hold(ctx, debWrite{key: key, val: append([]byte{}, val...)}, func() error { return b.Backend.Put(ctx, key, val) })
 }
 
 func (b *txnBackend) Delete(ctx context.Context, key string) error {
-	if o := txnOf(ctx); o != nil {
-		o.mu.Lock()
-		delete(o.writes, key)
-		o.dels[key] = true
-		o.mu.Unlock()
-		return nil
+	return b.hold(ctx, debWrite{key: key, delete: true}, func() error { return b.Backend.Delete(ctx, key) })
+}
+
+// hold keeps w in the transaction of ctx, or writes it at once outside one.
+func (b *txnBackend) hold(ctx context.Context, w debWrite, now func() error) error {
+	o := txnOf(ctx)
+	if o == nil {
+		return now()
 	}
-	return b.Backend.Delete(ctx, key)
+	o.mu.Lock()
+	o.writes = append(o.writes, w)
+	o.mu.Unlock()
+	return nil
 }
 
 func (b *txnBackend) Keys(ctx context.Context, prefix string) ([]string, error) {
-	ks, err := b.Backend.Keys(ctx, prefix)
-	o := txnOf(ctx)
-	if err != nil || o == nil {
-		return ks, err
+	if o := txnOf(ctx); o != nil {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.writes.keys(ctx, b.Backend, prefix)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	set := map[string]bool{}
-	for _, k := range ks {
-		set[k] = !o.dels[k]
-	}
-	for k := range o.writes {
-		if strings.HasPrefix(k, prefix) {
-			set[k] = true
-		}
-	}
-	var out []string
-	for k, ok := range set {
-		if ok {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// commit applies o to the backend. The backend is quiet (no yield points),
-// so in controlled mode no task runs in between: the commit is atomic.
-func (b *txnBackend) commit(ctx context.Context, o *overlay) error {
-	for _, k := range sortedKeys(o.writes) {
-		if err := b.Backend.Put(ctx, k, o.writes[k]); err != nil {
-			return err
-		}
-	}
-	for _, k := range sortedKeys(o.dels) {
-		if err := b.Backend.Delete(ctx, k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.Backend.Keys(ctx, prefix)
 }
 
 // txnSessions adds whatsmeow's store.EventBuffer (store/store.go) to the
@@ -174,12 +128,14 @@ func (s *txnSessions) DoDecryptionTxn(ctx context.Context, fn func(context.Conte
 	if txnOf(ctx) != nil {
 		return fn(ctx)
 	}
-	o := &overlay{writes: map[string][]byte{}, dels: map[string]bool{}}
+	o := &overlay{}
 	if err := fn(context.WithValue(ctx, txnKey{}, o)); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err // killed: the connection died with the transaction open
 	}
-	return s.b.commit(ctx, o)
+	// The backend is quiet (no yield points): in controlled mode no task
+	// runs during the commit, so it is atomic.
+	return o.writes.apply(ctx, s.b.Backend)
 }
