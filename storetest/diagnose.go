@@ -3,7 +3,8 @@ package storetest
 import (
 	"bytes"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -173,7 +174,7 @@ func (m *model) check(key string, c call, lastCrash int, stop string, multi bool
 	if len(c.val) > 0 {
 		// Another key's record: a store keyed without part of the address.
 		kind, _, _ := strings.Cut(key, "|")
-		for _, k := range sortedKeys(m.writes) {
+		for _, k := range slices.Sorted(maps.Keys(m.writes)) {
 			ws := m.writes[k]
 			if k == key || !strings.HasPrefix(k, kind+"|") {
 				continue
@@ -235,13 +236,4 @@ func lostWrites(from, to int) string {
 		return fmt.Sprintf("write %d", to)
 	}
 	return fmt.Sprintf("writes %d to %d", from, to)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
