@@ -7,7 +7,6 @@ import (
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/types"
 
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/harness"
 )
@@ -268,15 +267,10 @@ func (l *Ledger) busyLocked() []string {
 				p = append(p, id+" (no receipt)")
 			}
 		case harness.Out:
-			accepted := false
-			for _, a := range m.Attempts {
-				accepted = accepted || a.OK
-			}
-			dropped := len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
 			switch {
 			case f.sending:
 				p = append(p, id+" (SendMessage has not returned)")
-			case !accepted && !dropped && !f.sendErr && f.failures < MaxRetries && f.held == 0:
+			case !outDone(m) && !f.sendErr && f.failures < MaxRetries && f.held == 0:
 				p = append(p, id+" (not at the server)")
 			}
 		}

@@ -154,6 +154,18 @@ func (l *Ledger) Retries() (in, out int) {
 	return
 }
 
+// outDone reports whether the peer is done with the device's message m:
+// it accepted a copy, or dropped the last one as an old counter (silently,
+// no retry receipt: final).
+func outDone(m *harness.Message) bool {
+	for _, a := range m.Attempts {
+		if a.OK {
+			return true
+		}
+	}
+	return len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
+}
+
 // pendingLocked lists the messages still in flight and why.
 func (l *Ledger) pendingLocked() []string {
 	var p []string
@@ -167,13 +179,7 @@ func (l *Ledger) pendingLocked() []string {
 				p = append(p, id+" (no receipt)")
 			}
 		case harness.Out:
-			accepted := false
-			for _, a := range m.Attempts {
-				accepted = accepted || a.OK
-			}
-			// An old counter is dropped silently (no retry receipt): final.
-			dropped := len(m.Attempts) > 0 && m.Attempts[len(m.Attempts)-1].Class == endpoint.OldCounter
-			if !accepted && !dropped && !f.sendErr && f.failures < MaxRetries {
+			if !outDone(m) && !f.sendErr && f.failures < MaxRetries {
 				p = append(p, id+" (not accepted by the peer)")
 			}
 		default:
