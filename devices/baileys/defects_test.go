@@ -221,21 +221,29 @@ func TestLockedHolds(t *testing.T) {
 	}
 }
 
+// openAdapter starts the adapter for version, closed when t ends; without
+// the adapter installed it skips (and fails under CI=true).
+func openAdapter(t *testing.T, version string) *Device {
+	t.Helper()
+	if _, err := AdapterDir(); err != nil {
+		needAdapter(t, err)
+		t.Skip("Baileys adapter not installed")
+	}
+	dev, err := Open(context.Background(), version, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Close)
+	return dev
+}
+
 // The harness's reply scenario, unchanged, catches stock 7.x through
 // scenarios.RunPairs, shrinks its counterexample with harness.ShrinkWith on
 // the device, and the shrunk schedule replays through harness.RunOn to the
 // same failure, byte for byte.
 func TestStockCaughtShrunkReplays(t *testing.T) {
-	if _, err := AdapterDir(); err != nil {
-		needAdapter(t, err)
-		t.Skip("Baileys adapter not installed")
-	}
 	ctx := context.Background()
-	dev, err := Open(ctx, "7.0.0-rc14", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
+	dev := openAdapter(t, "7.0.0-rc14")
 	sc, _ := scenarios.Lookup("reply")
 	prs, err := scenarios.RunPairs(ctx, []scenarios.Pair{{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: "stock"},
 		Device: dev}}, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 8, ShrinkBudget: 15, Workers: 1})
@@ -265,16 +273,8 @@ func TestStockCaughtShrunkReplays(t *testing.T) {
 // then a new process loading the folder) and still replay byte for byte:
 // the harness's crash and torn scenarios, unchanged.
 func TestCrashReplays(t *testing.T) {
-	if _, err := AdapterDir(); err != nil {
-		needAdapter(t, err)
-		t.Skip("Baileys adapter not installed")
-	}
 	ctx := context.Background()
-	dev, err := Open(ctx, "7.0.0-rc14", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
+	dev := openAdapter(t, "7.0.0-rc14")
 	verbs := map[string]bool{}
 	for _, name := range []string{"crash", "torn"} {
 		sc, _ := scenarios.Lookup(name)
