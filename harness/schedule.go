@@ -256,3 +256,20 @@ func Parse(r io.Reader) (*Schedule, error) {
 	}
 	return s, nil
 }
+
+// Restores reports whether a schedule restores a backup: a snapshot op,
+// then a rollback op.
+func (s *Schedule) Restores() bool {
+	snap := false
+	for _, op := range s.Ops {
+		switch op.Verb {
+		case "snapshot":
+			snap = true
+		case "rollback":
+			if snap {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -66,8 +66,8 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 			s = &gated
 		}
 		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", r.Discipline, r.Store, r.Scenario), Classname: "badmac." + r.Discipline}
-		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages pair-blamed (%.2f%% [%.2f, %.2f]); store-blamed %s; client-side %d; baseline (library) failures %d",
-			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi, r.StoreCell(), r.ClientSide, r.LibraryFailures)
+		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages pair-blamed (%.2f%% [%.2f, %.2f]); store-blamed %s; lost to a crash %d; baseline (library) failures %d",
+			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi, r.StoreCell(), r.LostToCrash, r.LibraryFailures)
 		if r.Library != nil {
 			stats += "\nbaseline: " + r.Library.Summary
 			if r.Library.Replay != "" {

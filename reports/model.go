@@ -123,18 +123,18 @@ type Row struct {
 	// blamed. Library is the first such schedule, shrunk.
 	LibraryFailures int      `json:"library_failures"`
 	Library         *Finding `json:"library,omitempty"`
-	// ClientSide counts messages, in schedules a crash hit, worse than in
-	// the protocol baseline but lost as badly on the reference store under
-	// the same client and the same crash: the client's non-atomic
-	// decrypt→store→ack (or a restore from a backup), never blamed.
-	ClientSide int `json:"client_side"`
+	// LostToCrash counts messages worse than in the protocol baseline that
+	// a crash or a restore explains by its cause (harness.Result.LostToCrash:
+	// killed between the decrypt's store write and the ack, or lost as badly
+	// by the serial baseline with the same backup restored), never blamed.
+	LostToCrash int `json:"lost_to_crash"`
 	// StoreBlamed counts the store failures: messages worse than on the
 	// reference store under the same discipline and the same explicit
 	// schedule. nil (JSON null) when not judged: the candidate is the
 	// reference store itself, or free mode (nothing to replay).
 	StoreBlamed *int `json:"store_blamed"`
 	// Blamed counts the pair failures: messages worse than in the protocol
-	// baseline (outcome or a new failure class), client-side ones excepted;
+	// baseline (outcome or a new failure class), those lost to a crash excepted;
 	// the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`
 	Rate   float64 `json:"failure_rate"`
@@ -175,7 +175,7 @@ func (r Row) Name() string { return r.Discipline + "/" + r.Store + "/" + r.Scena
 // Failed is the row's verdict, the only one: a schedule failed (the
 // harness's Result.Failed), or the row's counts show anything an output
 // calls a failure: pair-blamed messages, regenerated credentials, a refused
-// start, lost prekeys, store errors. Store failures and client-side losses
+// start, lost prekeys, store errors. Store failures and losses to a crash
 // are shown beside it, not in it: the gate is the pair's.
 func (r Row) Failed() bool {
 	return r.FailedSchedules > 0 || r.Blamed > 0 || r.RegeneratedCreds > 0 || r.StartRefused > 0 ||

@@ -30,7 +30,7 @@ func TestCellsMatchColumns(t *testing.T) {
 func TestCompactTableFits(t *testing.T) {
 	n := 17000
 	r := Row{Discipline: "concurrent", MustPass: true, Store: "files-atomic", Scenario: "reinstall", Schedules: 10000, FailedSchedules: 10000,
-		Messages: 170000, Blamed: 169999, StoreBlamed: &n, ClientSide: 12345, BadMAC: 123456, OldCounter: 99999, RegeneratedCreds: 10000,
+		Messages: 170000, Blamed: 169999, StoreBlamed: &n, LostToCrash: 12345, BadMAC: 123456, OldCounter: 99999, RegeneratedCreds: 10000,
 		Rate: 0.99999, RateLo: 0.9999, RateHi: 1}
 	var b strings.Builder
 	if err := WriteTable(&b, &Report{Rows: []Row{r}}, TableOptions{}); err != nil {
@@ -71,9 +71,9 @@ func TestVerdict(t *testing.T) {
 			t.Errorf("%s, no gate: %s", name, rep.VerdictLine())
 		}
 	}
-	// Store failures and client-side losses are shown, not gated.
+	// Store failures and losses to a crash are shown, not gated.
 	n := 3
-	if (Row{StoreBlamed: &n, ClientSide: 2, LibraryFailures: 1}).Failed() {
+	if (Row{StoreBlamed: &n, LostToCrash: 2, LibraryFailures: 1}).Failed() {
 		t.Error("store-blamed alone fails the row")
 	}
 }

@@ -95,7 +95,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		t                procs.Tally
 		blamed           int // messages the verdict counts against the row
 		failedRuns       int
-		clientSide       int
+		lostToCrash      int
 	}
 	var rows []row
 	for _, v := range vs {
@@ -146,7 +146,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 				models = append(models, m)
 			}
 			verdict := procs.JudgeAny(real, base, models...)
-			r.clientSide += len(verdict.ClientBlamed)
+			r.lostToCrash += len(verdict.ClientBlamed)
 			if n := len(verdict.StoreBlamed); n > 0 || real.RegeneratedCreds {
 				r.blamed += n
 				r.failedRuns++
@@ -182,7 +182,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	for _, r := range rows {
 		rep.Rows = append(rep.Rows, reports.Row{Discipline: r.suite, Store: r.store, Scenario: "procs",
 			MustPass: must[r.id+"/"+r.store], Schedules: r.t.Runs, FailedSchedules: r.failedRuns, Messages: r.t.Messages,
-			Blamed: r.blamed, ClientSide: r.clientSide, RegeneratedCreds: r.t.Regenerated, StoreError: r.t.Classes[endpoint.StoreError]})
+			Blamed: r.blamed, LostToCrash: r.lostToCrash, RegeneratedCreds: r.t.Regenerated, StoreError: r.t.Classes[endpoint.StoreError]})
 	}
 	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
 	t.Header("suite", "store", "runs", "kills", "overlap", "msgs", "delivered", "recovered", "lost", "dup", "wrong",

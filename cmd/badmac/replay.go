@@ -87,8 +87,8 @@ func writeJudgement(w io.Writer, res *harness.Result, notJudged string) {
 	} else {
 		fmt.Fprintf(w, "store-blamed: n/a (%s)\n", notJudged)
 	}
-	if len(res.ClientSide) > 0 {
-		fmt.Fprintf(w, "client-side (lost in the crash on the reference store too): %s\n", list(res.ClientSide))
+	if len(res.LostToCrash) > 0 {
+		fmt.Fprintf(w, "lost to the crash (killed between decrypt and ack, or lost as badly serially with the same backup restored): %s\n", list(res.LostToCrash))
 	}
 	if len(res.LibraryFailures) > 0 {
 		fmt.Fprintf(w, "BASELINE: %s (the protocol's or libsignal's, never blamed)\n", res.LibrarySummary())

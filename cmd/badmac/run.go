@@ -306,7 +306,7 @@ func toRow(pr *scenarios.PairResult, must bool) reports.Row {
 		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates,
 		Lost: c.Lost, Wrong: c.Wrong, Blamed: c.Blamed,
 		Crashes: c.Crashes, RegeneratedCreds: c.RegeneratedCreds, StartRefused: c.StartRefused,
-		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline, LibraryFailures: c.Library, ClientSide: c.ClientSide,
+		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline, LibraryFailures: c.Library, LostToCrash: c.LostToCrash,
 		BadMAC: f[endpoint.BadMAC], OldCounter: f[endpoint.OldCounter], NoSession: f[endpoint.NoSession],
 		InvalidPreKey: f[endpoint.InvalidPreKey], UntrustedIdentity: f[endpoint.UntrustedIdentity],
 		NoSenderKey: f[endpoint.NoSenderKey], StoreError: f[endpoint.StoreError], OtherError: f[endpoint.Other],

@@ -148,11 +148,10 @@ func TestGateMustHaveRun(t *testing.T) {
 }
 
 // Issue 8 §4: a crash between PutSession and the ack loses the message on
-// any store (the client's decrypt→store→ack is not atomic): on the
-// reference store it is client-side, not a pair failure (before: exit 1,
-// "m1 lost [OldCounter]"), and the reference store's own attribution is
-// n/a, never a test result.
-func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
+// any store (the client's decrypt→store→ack is not atomic): it is lost to
+// the crash, not a pair failure (before: exit 1, "m1 lost [OldCounter]"),
+// and the reference store's own attribution is n/a, never a test result.
+func TestCrashLossOnReferenceIsLostToCrash(t *testing.T) {
 	code, js, errs := run(t, "run", "-disciplines", "locked", "-stores", "reference", "-scenarios", "crash", "-schedules", "100",
 		"-seed", "1", "-must-pass", "locked/reference", "-json", "-out", t.TempDir())
 	require.Equal(t, 0, code, errs)
@@ -160,7 +159,7 @@ func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(js), &rep))
 	r := rep.Rows[0]
 	require.Zero(t, r.Blamed)
-	require.Positive(t, r.ClientSide, "no crash landed between PutSession and the ack in 100 schedules")
+	require.Positive(t, r.LostToCrash, "no crash landed between PutSession and the ack in 100 schedules")
 	require.Nil(t, r.StoreBlamed)
 	require.True(t, rep.Pass)
 	require.Contains(t, js, `"store_blamed": null`)
