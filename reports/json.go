@@ -26,8 +26,10 @@ func WriteJSON(w io.Writer, rep *Report) error {
 	c.Format = Format
 	c.Gate = rep.Verdict()
 	c.Pass = c.Gate == GatePass
-	if c.Rows == nil {
-		c.Rows = []Row{}
+	c.Rows = make([]Row, len(rep.Rows))
+	for i, r := range rep.Rows {
+		r.Rate, r.RateLo, r.RateHi = r.PairRate()
+		c.Rows[i] = r
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -118,24 +118,30 @@ func TestGateFailsEveryRowThatPrintsFAIL(t *testing.T) {
 }
 
 // Issue 8 §2: a gate that did not run is bad input, not a pass; no gate
-// on purpose (-must-pass none) says so everywhere, never PASS, even over
-// failing rows, and exits 0.
+// on purpose (-must-pass none) says so everywhere, in the user's words,
+// never PASS, even over failing rows, and exits 0. Issue 16 §2, §8: the
+// same with or without -device, a shard that runs no schedule earns no
+// pass, and a row no gate judged is a measurement, never a FAIL line.
 func TestGateMustHaveRun(t *testing.T) {
 	for _, args := range [][]string{
 		{"-stores", "reference", "-must-pass", "locked/sqlite"},
 		{"-stores", "reference,mutexed", "-disciplines", "concurrent", "-must-pass", "locked/reference"},
 		{"-stores", "files", "-disciplines", "locked"}, // the default gate has no pair in this run
+		{"-device", "model", "-stores", "files", "-disciplines", "locked"},
+		{"-shard", "2/2"}, // 1 schedule per row: shard 2 runs none (before: every row 0/0, PASS)
 	} {
 		code, out, errs := run(t, append([]string{"run", "-schedules", "1", "-scenarios", "burst", "-out", t.TempDir()}, args...)...)
 		require.Equal(t, 2, code, "%v: %s", args, out)
 		require.Empty(t, out)
 		require.Equal(t, 1, strings.Count(errs, "\n"), errs)
-		require.Regexp(t, `^badmac: .*must-pass`, errs)
+		require.Regexp(t, `^badmac: .*(must-pass|gate)`, errs)
 	}
 	o := runAll(t, "-disciplines", "concurrent", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "3", "-must-pass", "none")
 	require.Equal(t, 0, o.code)
-	require.Contains(t, o.table, "FAIL concurrent/mutexed/reply")
-	require.Regexp(t, `(?m)^NOT GATED: `, o.table)
+	require.NotContains(t, o.table, "FAIL")
+	require.Contains(t, o.table, "gate: none (-must-pass none)\nmeasured, not gated: 1 row with failures")
+	require.Regexp(t, `(?m)^  concurrent/mutexed/reply: 3/3 schedules failed, `, o.table)
+	require.Regexp(t, `(?m)^NOT GATED: -must-pass none: `, o.table)
 	require.NotContains(t, o.table, "PASS")
 	require.False(t, o.rep.Pass)
 	require.Equal(t, reports.GateNotGated, o.rep.Gate)
@@ -205,8 +211,9 @@ func TestCrashBlamesTheStoreThatLosesWrites(t *testing.T) {
 	require.Zero(t, *atomic.StoreBlamed)
 	require.Zero(t, atomic.Blamed)
 
-	_, out, _ := run(t, "run", "-disciplines", "locked", "-stores", "debounced", "-scenarios", "crash",
-		"-schedules", "30", "-seed", "1", "-must-pass", "none", "-out", t.TempDir())
+	code, out, _ := run(t, "run", "-disciplines", "locked", "-stores", "debounced", "-scenarios", "crash",
+		"-schedules", "30", "-seed", "1", "-must-pass", "locked/debounced", "-out", t.TempDir())
+	require.Equal(t, 1, code)
 	require.Regexp(t, `(?m)^FAIL locked/debounced/crash: crash after \w+ [^,]*\(\w+, write \d+\), before `, out)
 }
 
@@ -247,4 +254,33 @@ func TestProcsGate(t *testing.T) {
 	require.Regexp(t, `(?m)^NOT GATED: `, out)
 	require.NotContains(t, out, "PASS")
 	require.NotRegexp(t, `\*`, strings.Split(out, "seeds ")[0])
+}
+
+// Issue 16 §1, verbatim: adding a crash hid a racy client (6/6 schedules
+// failed in every row, 0 pair-blamed, PASS, exit 0). A crash now excuses
+// only what it causes, so the concurrent client fails its gate in crash,
+// torn and rollback on the reference store and on mutexed.
+func TestCrashDoesNotHideTheClient(t *testing.T) {
+	code, js, errs := run(t, "run", "-disciplines", "concurrent", "-stores", "reference,mutexed", "-scenarios", "crash,torn,rollback",
+		"-schedules", "6", "-must-pass", "concurrent/reference,concurrent/mutexed", "-shrink", "0", "-json", "-out", t.TempDir())
+	require.Equal(t, 1, code, errs)
+	var rep reports.Report
+	require.NoError(t, json.Unmarshal([]byte(js), &rep))
+	require.Len(t, rep.Rows, 6)
+	for _, r := range rep.Rows {
+		require.Positive(t, r.Blamed, r.Name())
+		require.Equal(t, r.Schedules, r.FailedSchedules, r.Name())
+	}
+	require.Equal(t, reports.GateFail, rep.Gate)
+}
+
+// Issue 16 §2: a must-pass pair the device refuses fails the gate as bad
+// input: procs on sqlite and postgres with no database configured used
+// to pass on sqlite alone.
+func TestRefusedMustPassPairIsBadInput(t *testing.T) {
+	t.Setenv("BADMAC_POSTGRES_DSN", "")
+	code, out, errs := run(t, "run", "-device", "procs", "-stores", "sqlite,postgres", "-scenarios", "burst", "-schedules", "1", "-out", t.TempDir())
+	require.Equal(t, 2, code, out)
+	require.Empty(t, out)
+	require.Regexp(t, `(?m)^badmac: procs/postgres/burst must pass by default, but the device refuses it: .*BADMAC_POSTGRES_DSN is unset`, errs)
 }
