@@ -126,6 +126,20 @@ func Usage() string {
 	return b.String()
 }
 
+// Known reports whether Open knows the name (a Baileys version included).
+func Known(name string) bool {
+	if strings.HasPrefix(name, "baileys@") {
+		_, err := baileys.ParseDevice(name)
+		return err == nil
+	}
+	for _, k := range kinds {
+		if k.match(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // Open opens the device named name. The model opens as a nil Device: a
 // scenarios.Pair with no Device runs the model over the pair's store.
 func Open(ctx context.Context, name string, o Options) (*Opened, error) {

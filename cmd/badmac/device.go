@@ -347,18 +347,3 @@ func replayDevice(ctx context.Context, path string, s *harness.Schedule, mode ha
 	}
 	return printReplay(stdout, sched, res, fmt.Sprintf("device %s is judged against its protocol baseline only", s.Device)), nil
 }
-
-// deviceHeader reads a schedule file's device line, if any, without
-// judging the rest (replay parses it in full).
-func deviceHeader(path string) (*harness.Schedule, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	s, err := harness.Parse(f)
-	if err != nil || s.Device == "" || s.Device == "model" {
-		return nil, false
-	}
-	return s, true
-}

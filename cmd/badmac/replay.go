@@ -27,15 +27,15 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 		return 2, badInput("-mode: unknown mode %q (known: controlled, serial, free)", *modeFlag)
 	}
 	path := fs.Arg(0)
-	if ds, ok := deviceHeader(path); ok {
-		return replayDevice(ctx, path, ds, mode, stdout) // a `device NAME` header: replayed on that device
-	}
-	if mode != "" && mode != harness.Controlled {
-		return 2, badInput("-mode %s: a model schedule replays in controlled mode only", mode)
-	}
 	s, err := readSchedule(path)
 	if err != nil {
 		return 2, err
+	}
+	if s.Device != "" && s.Device != "model" {
+		return replayDevice(ctx, path, s, mode, stdout) // a `device NAME` header: replayed on that device
+	}
+	if mode != "" && mode != harness.Controlled {
+		return 2, badInput("-mode %s: a model schedule replays in controlled mode only", mode)
 	}
 	defer sqlstores.Shutdown()
 	if s.Store == yours {
