@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -21,11 +20,7 @@ func TestSameClientFollowsTheInterleaving(t *testing.T) {
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			fh, err := os.Open(f)
-			require.NoError(t, err)
-			defer fh.Close()
-			s, err := Parse(fh)
-			require.NoError(t, err)
+			s := parseFile(t, f)
 			require.Equal(t, "mutexed", s.Store)
 			res, err := Replay(context.Background(), s, Controlled)
 			require.NoError(t, err)

@@ -452,6 +452,15 @@ func (res *Result) LibrarySummary() string {
 	return "in the protocol baseline (one task at a time, reference store): " + res.BaselineSummary
 }
 
+// Rate is k of n as a share (0 for no trials) with its 95% Wilson interval.
+func Rate(k, n int) (p, lo, hi float64) {
+	if n > 0 {
+		p = float64(k) / float64(n)
+	}
+	lo, hi = Wilson(k, n)
+	return p, lo, hi
+}
+
 // Wilson returns the 95% Wilson score interval for k failures in n trials.
 func Wilson(k, n int) (lo, hi float64) {
 	if n == 0 {

@@ -281,13 +281,7 @@ func (r Row) Name() string { return r.Discipline + "/" + r.Store + "/" + r.Scena
 // PairRate is the pair failure rate, Blamed/Messages, with its 95% Wilson
 // interval: the one set of figures every output shows (the stored Rate
 // fields are filled from it for JSON).
-func (r Row) PairRate() (rate, lo, hi float64) {
-	if r.Messages > 0 {
-		rate = float64(r.Blamed) / float64(r.Messages)
-	}
-	lo, hi = harness.Wilson(r.Blamed, r.Messages)
-	return rate, lo, hi
-}
+func (r Row) PairRate() (rate, lo, hi float64) { return harness.Rate(r.Blamed, r.Messages) }
 
 // Heading is how the summaries name a row with failures: FAIL when the
 // gate judged it, a measurement otherwise (no FAIL for a row no gate

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
-	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -146,11 +144,9 @@ func TestTxnNeedsTransactions(t *testing.T) {
 // store with transactions (stores.ReferenceTxn).
 func TestTxnRaceIsNotTheStores(t *testing.T) {
 	needPostgres(t)
-	code, out, errs := run(t, "run", "-disciplines", "txn", "-stores", "postgres", "-scenarios", "reply",
-		"-schedules", "20", "-shrink", "0", "-must-pass", "none", "-json", "-out", t.TempDir())
+	code, rep, errs := runReport(t, "run", "-disciplines", "txn", "-stores", "postgres", "-scenarios", "reply",
+		"-schedules", "20", "-shrink", "0", "-must-pass", "none", "-out", t.TempDir())
 	require.Equal(t, 0, code, errs)
-	var rep reports.Report
-	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Rows, 1)
 	r := rep.Rows[0]
 	require.Positive(t, r.Blamed, "the race did not show in 20 schedules")

@@ -172,6 +172,17 @@ func TestCrashLossOnReferenceIsLostToCrash(t *testing.T) {
 	validate(t, js)
 }
 
+// runReport runs args with -json and returns the exit code, the report
+// (checked against the schema) and stderr.
+func runReport(t *testing.T, args ...string) (int, reports.Report, string) {
+	t.Helper()
+	code, js, errs := run(t, append(args, "-json")...)
+	var rep reports.Report
+	require.NoError(t, json.Unmarshal([]byte(js), &rep), errs)
+	validate(t, js)
+	return code, rep, errs
+}
+
 // validate checks a JSON report against the embedded schema.
 func validate(t *testing.T, js string) {
 	t.Helper()
@@ -261,11 +272,9 @@ func TestProcsGate(t *testing.T) {
 // only what it causes, so the concurrent client fails its gate in crash,
 // torn and rollback on the reference store and on mutexed.
 func TestCrashDoesNotHideTheClient(t *testing.T) {
-	code, js, errs := run(t, "run", "-disciplines", "concurrent", "-stores", "reference,mutexed", "-scenarios", "crash,torn,rollback",
-		"-schedules", "6", "-must-pass", "concurrent/reference,concurrent/mutexed", "-shrink", "0", "-json", "-out", t.TempDir())
+	code, rep, errs := runReport(t, "run", "-disciplines", "concurrent", "-stores", "reference,mutexed", "-scenarios", "crash,torn,rollback",
+		"-schedules", "6", "-must-pass", "concurrent/reference,concurrent/mutexed", "-shrink", "0", "-out", t.TempDir())
 	require.Equal(t, 1, code, errs)
-	var rep reports.Report
-	require.NoError(t, json.Unmarshal([]byte(js), &rep))
 	require.Len(t, rep.Rows, 6)
 	for _, r := range rep.Rows {
 		require.Positive(t, r.Blamed, r.Name())
