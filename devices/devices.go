@@ -34,6 +34,10 @@ type Opened struct {
 	// Stores are the store names (the rows' store column) the device runs
 	// on by default, when the user names none.
 	Stores []string
+	// BaselineDoc names the device's protocol baseline for the reports
+	// (reports.Row.Baseline); empty when it is the model's: the same
+	// client, one task at a time, on the reference store.
+	BaselineDoc string
 }
 
 type entry struct {
@@ -43,6 +47,10 @@ type entry struct {
 	usage string
 	open  func(ctx context.Context, name string, o Options) (*Opened, error)
 }
+
+// BaileysBaseline is the Baileys adapter's protocol baseline
+// (baileys.Device.Baseline).
+const BaileysBaseline = "the same Baileys version's locked key store, one task at a time"
 
 // ModelStores are the model's default stores: the in-memory variants, no
 // setup needed.
@@ -65,7 +73,7 @@ var kinds = []entry{
 			if d.Buffer {
 				st = []string{"sqlite"}
 			}
-			return &Opened{Device: d, Close: func() {}, Stores: st}, nil
+			return &Opened{Device: d, Close: func() {}, Stores: st, BaselineDoc: "the whatsmeow model, one task at a time, on the reference store"}, nil
 		},
 	},
 	{
@@ -104,7 +112,7 @@ var kinds = []entry{
 			if err != nil {
 				return nil, err
 			}
-			return &Opened{Device: d, Close: d.Close, Stores: baileys.Variants}, nil
+			return &Opened{Device: d, Close: d.Close, Stores: baileys.Variants, BaselineDoc: BaileysBaseline}, nil
 		},
 	},
 }
@@ -116,6 +124,20 @@ func Usage() string {
 		b.WriteString("  " + k.usage + "\n")
 	}
 	return b.String()
+}
+
+// Known reports whether Open knows the name (a Baileys version included).
+func Known(name string) bool {
+	if strings.HasPrefix(name, "baileys@") {
+		_, err := baileys.ParseDevice(name)
+		return err == nil
+	}
+	for _, k := range kinds {
+		if k.match(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Open opens the device named name. The model opens as a nil Device: a

@@ -23,6 +23,9 @@ type Probe struct {
 	// harness parks a task there while something it models (a database
 	// lock) would make the call wait.
 	Gate func(ctx context.Context, call string)
+	// Exit, when set, runs when the call has returned: a harness counts
+	// the calls a task completed (docs/design.md §5, the same-client run).
+	Exit func(ctx context.Context, call string)
 }
 
 type captureKey struct{}
@@ -32,13 +35,23 @@ type capture struct {
 	record []byte
 }
 
-func (p *Probe) enter(ctx context.Context, call string) {
+// enter is the call's yield point; it returns the call for exit, which
+// every method defers (`defer p.exit(ctx, p.enter(ctx, call))`), so exit
+// runs once the store has answered.
+func (p *Probe) enter(ctx context.Context, call string) string {
 	if p.Trace != nil {
 		p.Trace(ctx, call)
 	}
 	sim.Yield(ctx, call)
 	if p.Gate != nil {
 		p.Gate(ctx, call)
+	}
+	return call
+}
+
+func (p *Probe) exit(ctx context.Context, call string) {
+	if p.Exit != nil {
+		p.Exit(ctx, call)
 	}
 }
 
@@ -50,28 +63,28 @@ func wrap(err error) error {
 }
 
 func (p *Probe) PutIdentity(ctx context.Context, address string, key [32]byte) error {
-	p.enter(ctx, "PutIdentity "+address)
+	defer p.exit(ctx, p.enter(ctx, "PutIdentity "+address))
 	return wrap(p.Set.Identities.PutIdentity(ctx, address, key))
 }
 
 func (p *Probe) DeleteAllIdentities(ctx context.Context, phone string) error {
-	p.enter(ctx, "DeleteAllIdentities "+phone)
+	defer p.exit(ctx, p.enter(ctx, "DeleteAllIdentities "+phone))
 	return wrap(p.Set.Identities.DeleteAllIdentities(ctx, phone))
 }
 
 func (p *Probe) DeleteIdentity(ctx context.Context, address string) error {
-	p.enter(ctx, "DeleteIdentity "+address)
+	defer p.exit(ctx, p.enter(ctx, "DeleteIdentity "+address))
 	return wrap(p.Set.Identities.DeleteIdentity(ctx, address))
 }
 
 func (p *Probe) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
-	p.enter(ctx, "IsTrustedIdentity "+address)
+	defer p.exit(ctx, p.enter(ctx, "IsTrustedIdentity "+address))
 	ok, err := p.Set.Identities.IsTrustedIdentity(ctx, address, key)
 	return ok, wrap(err)
 }
 
 func (p *Probe) GetSession(ctx context.Context, address string) ([]byte, error) {
-	p.enter(ctx, "GetSession "+address)
+	defer p.exit(ctx, p.enter(ctx, "GetSession "+address))
 	b, err := p.Set.Sessions.GetSession(ctx, address)
 	if c, ok := ctx.Value(captureKey{}).(*capture); ok && err == nil {
 		c.loaded, c.record = true, append([]byte(nil), b...)
@@ -80,19 +93,19 @@ func (p *Probe) GetSession(ctx context.Context, address string) ([]byte, error) 
 }
 
 func (p *Probe) HasSession(ctx context.Context, address string) (bool, error) {
-	p.enter(ctx, "HasSession "+address)
+	defer p.exit(ctx, p.enter(ctx, "HasSession "+address))
 	ok, err := p.Set.Sessions.HasSession(ctx, address)
 	return ok, wrap(err)
 }
 
 func (p *Probe) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
-	p.enter(ctx, "GetManySessions "+strings.Join(addresses, ","))
+	defer p.exit(ctx, p.enter(ctx, "GetManySessions "+strings.Join(addresses, ",")))
 	m, err := p.Set.Sessions.GetManySessions(ctx, addresses)
 	return m, wrap(err)
 }
 
 func (p *Probe) PutSession(ctx context.Context, address string, session []byte) error {
-	p.enter(ctx, "PutSession "+address)
+	defer p.exit(ctx, p.enter(ctx, "PutSession "+address))
 	return wrap(p.Set.Sessions.PutSession(ctx, address, session))
 }
 
@@ -102,66 +115,66 @@ func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte)
 		addrs = append(addrs, a)
 	}
 	sort.Strings(addrs) // map order must not reach the history
-	p.enter(ctx, "PutManySessions "+strings.Join(addrs, ","))
+	defer p.exit(ctx, p.enter(ctx, "PutManySessions "+strings.Join(addrs, ",")))
 	return wrap(p.Set.Sessions.PutManySessions(ctx, sessions))
 }
 
 func (p *Probe) DeleteAllSessions(ctx context.Context, phone string) error {
-	p.enter(ctx, "DeleteAllSessions "+phone)
+	defer p.exit(ctx, p.enter(ctx, "DeleteAllSessions "+phone))
 	return wrap(p.Set.Sessions.DeleteAllSessions(ctx, phone))
 }
 
 func (p *Probe) DeleteSession(ctx context.Context, address string) error {
-	p.enter(ctx, "DeleteSession "+address)
+	defer p.exit(ctx, p.enter(ctx, "DeleteSession "+address))
 	return wrap(p.Set.Sessions.DeleteSession(ctx, address))
 }
 
 func (p *Probe) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
-	p.enter(ctx, "MigratePNToLID")
+	defer p.exit(ctx, p.enter(ctx, "MigratePNToLID"))
 	return wrap(p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
 }
 
 func (p *Probe) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
-	p.enter(ctx, "GetOrGenPreKeys")
+	defer p.exit(ctx, p.enter(ctx, "GetOrGenPreKeys"))
 	k, err := p.Set.PreKeys.GetOrGenPreKeys(ctx, count)
 	return k, wrap(err)
 }
 
 func (p *Probe) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
-	p.enter(ctx, "GenOnePreKey")
+	defer p.exit(ctx, p.enter(ctx, "GenOnePreKey"))
 	k, err := p.Set.PreKeys.GenOnePreKey(ctx)
 	return k, wrap(err)
 }
 
 func (p *Probe) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
-	p.enter(ctx, "GetPreKey")
+	defer p.exit(ctx, p.enter(ctx, "GetPreKey"))
 	k, err := p.Set.PreKeys.GetPreKey(ctx, id)
 	return k, wrap(err)
 }
 
 func (p *Probe) RemovePreKey(ctx context.Context, id uint32) error {
-	p.enter(ctx, "RemovePreKey")
+	defer p.exit(ctx, p.enter(ctx, "RemovePreKey"))
 	return wrap(p.Set.PreKeys.RemovePreKey(ctx, id))
 }
 
 func (p *Probe) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
-	p.enter(ctx, "MarkPreKeysAsUploaded")
+	defer p.exit(ctx, p.enter(ctx, "MarkPreKeysAsUploaded"))
 	return wrap(p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
 }
 
 func (p *Probe) UploadedPreKeyCount(ctx context.Context) (int, error) {
-	p.enter(ctx, "UploadedPreKeyCount")
+	defer p.exit(ctx, p.enter(ctx, "UploadedPreKeyCount"))
 	n, err := p.Set.PreKeys.UploadedPreKeyCount(ctx)
 	return n, wrap(err)
 }
 
 func (p *Probe) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
-	p.enter(ctx, "PutSenderKey "+user)
+	defer p.exit(ctx, p.enter(ctx, "PutSenderKey "+user))
 	return wrap(p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
 }
 
 func (p *Probe) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
-	p.enter(ctx, "GetSenderKey "+user)
+	defer p.exit(ctx, p.enter(ctx, "GetSenderKey "+user))
 	b, err := p.Set.SenderKeys.GetSenderKey(ctx, group, user)
 	return b, wrap(err)
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/badmac/badmac/endpoint"
@@ -19,6 +20,14 @@ func (r *Run) crash(mode string) {
 	if r.down {
 		return
 	}
+	r.kill(mode)
+	if r.mode == Serial {
+		r.restart()
+	}
+}
+
+// kill is crash without the serial baseline's restart.
+func (r *Run) kill(mode string) {
 	if r.mode == Free {
 		r.wg.Wait() // free mode cannot kill a goroutine: the crash lands between tasks
 		r.afterStep()
@@ -27,6 +36,7 @@ func (r *Run) crash(mode string) {
 	var killed []string
 	if r.sim != nil {
 		for _, t := range r.sim.Live() {
+			r.noteKilled(t.Name)
 			r.sim.Abandon(t)
 			killed = append(killed, t.Name)
 			if j, ok := r.jobs[t.Name]; ok {
@@ -42,9 +52,21 @@ func (r *Run) crash(mode string) {
 	r.down = true
 	r.crashes++
 	r.log("crash %q: killed [%s], %d pending writes hit", mode, strings.Join(killed, " "), lost)
-	if r.mode == Serial {
-		r.restart()
+}
+
+// noteKilled notes a receive killed between its decrypt's store write and
+// its ack: on a store that kept the write, its redelivered copy meets an
+// old counter whatever the client, which is the crash's (KilledUnacked).
+func (r *Run) noteKilled(task string) {
+	j, ok := r.jobs[task]
+	r.mu.Lock()
+	p := r.prog[task]
+	r.mu.Unlock()
+	if !ok || j.kind != "receive" || p == nil || !p.stored || p.acked || slices.Contains(r.verdict.killedUnacked, j.msg) {
+		return
 	}
+	r.verdict.killedUnacked = append(r.verdict.killedUnacked, j.msg)
+	r.log("crash: %s killed after storing its decrypt, before its ack", task)
 }
 
 // stop is a clean shutdown (a deploy's SIGTERM): the device finishes what
@@ -68,6 +90,7 @@ func (r *Run) stop() {
 			}
 			r.sim.Run(rs[0])
 			r.afterStep()
+			r.record(Op{Verb: "run", Args: []string{rs[0].Name}})
 		}
 		// Tasks that can never run (none, with a correct discipline) are
 		// ended with the process and redone after the restart.
@@ -148,25 +171,28 @@ func (r *Run) restart() {
 	}
 }
 
-// writeCalls are the store calls that change state.
 // rollback is a backup restore (or a volume rolled back): the device dies,
 // its storage comes back as the last snapshot, and it restarts from that.
 // Without a snapshot, or on storage that cannot restore, it is a crash. In
-// the serial baseline it is a clean restart.
+// the protocol baseline it is a clean restart; in RestoreBaseline's it
+// restores the backup too.
 func (r *Run) rollback() {
 	if r.down {
 		return
 	}
-	r.crash("")
 	sn, ok := r.storage.(stores.Snapshotter)
-	if r.mode == Serial || !ok || r.snap == nil {
+	if (r.mode == Serial && !r.restores) || !ok || r.snap == nil {
+		r.crash("")
 		return
 	}
+	r.kill("")
 	sn.Restore(r.snap)
 	r.verdict.crashPoints[len(r.verdict.crashPoints)-1] += ", storage restored from the backup"
 	r.log("rollback: storage restored from the backup")
 	r.restart()
 }
+
+// writeCalls are the store calls that change state.
 
 var writeCalls = map[string]bool{
 	"PutIdentity": true, "DeleteAllIdentities": true, "DeleteIdentity": true,
@@ -182,11 +208,12 @@ func isWrite(call string) bool {
 
 // noteCall records a store call a task is about to make (the trace runs
 // before the call's yield point; the call itself runs when the task is
-// stepped next).
+// stepped next), and counts it in the task's progress (follow.go).
 func (r *Run) noteCall(task, call string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastCall[task] = call
+	r.task(task).entered++
 	if isWrite(call) {
 		r.writes = append(r.writes, call)
 		r.writer = append(r.writer, task)

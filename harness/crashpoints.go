@@ -17,13 +17,13 @@ type CrashPoint struct {
 	Mode     string // what the crash did with each pending write (k, d, g)
 	Schedule *Schedule
 	Result   *Result
-	// ClientSide lists the messages worse than in the protocol baseline
-	// that the reference store loses too under the same crash (the same
-	// explicit schedule): the client's load→decrypt→store→ack is not
-	// atomic, so a crash inside it loses the message whatever the store
-	// (whatsmeow's decrypted-event buffer in a transaction is the cure).
-	// StoreBlamed lists the messages worse than on the reference store.
-	ClientSide  []string
+	// LostToCrash lists the messages worse than in the protocol baseline
+	// that the crash explains by its cause (Result.LostToCrash): killed
+	// between the decrypt's store write and the ack, the client's
+	// load→decrypt→store→ack not being atomic (whatsmeow's decrypted-event
+	// buffer in a transaction is the cure). StoreBlamed lists the messages
+	// worse than on the reference store.
+	LostToCrash []string
 	StoreBlamed []string
 }
 
@@ -40,8 +40,8 @@ func (p CrashPoint) String() string {
 		mode = fmt.Sprintf(" mode %s", p.Mode)
 	}
 	client := ""
-	if len(p.ClientSide) > 0 {
-		client = fmt.Sprintf(" (client-side, reference loses them too: %s)", strings.Join(p.Result.describe(p.ClientSide), "; "))
+	if len(p.LostToCrash) > 0 {
+		client = fmt.Sprintf(" (lost to the crash: %s)", strings.Join(p.Result.describe(p.LostToCrash), "; "))
 	}
 	return fmt.Sprintf("crash %s [%d pending%s]: %s%s", p.Location, p.Pending, mode, p.Result.failures(), client)
 }
@@ -53,9 +53,9 @@ type CrashReport struct {
 	Runs   int          // runs made (one per point and mode)
 	Points []CrashPoint // every point run
 	Failed []CrashPoint // the points where the store is blamed (StoreFailed)
-	// ClientSide are the points that fail only as the reference store does.
-	ClientSide []CrashPoint
-	Counts     Counts // totals over every run (blamed against the serial baseline)
+	// LostToCrash are the points whose only losses the crash explains.
+	LostToCrash []CrashPoint
+	Counts      Counts // totals over every run (blamed against the serial baseline)
 	// StoreBlamed totals the messages the store is blamed for beyond the
 	// reference store under the same crashes.
 	StoreBlamed int
@@ -119,20 +119,19 @@ func EnumerateCrashes(ctx context.Context, base *Schedule, v stores.Variant, opt
 			switch {
 			case p.StoreFailed():
 				rep.Failed = append(rep.Failed, p)
-			case len(p.ClientSide) > 0:
-				rep.ClientSide = append(rep.ClientSide, p)
+			case len(p.LostToCrash) > 0:
+				rep.LostToCrash = append(rep.LostToCrash, p)
 			}
 		}
 	}
 	return rep, nil
 }
 
-// judge takes the point's verdict from its run (Stop compared it with the
-// reference store under the same explicit schedule, crash included):
-// client-side messages the reference store loses too, store-blamed ones it
-// does not.
+// judge takes the point's verdict from its run (Stop judged it): the
+// messages lost to the crash, and those the reference store under the same
+// client and crash does not lose (store-blamed).
 func (p *CrashPoint) judge() {
-	p.ClientSide = p.Result.ClientSide
+	p.LostToCrash = p.Result.LostToCrash
 	if p.Result.StoreJudged {
 		p.StoreBlamed = p.Result.StoreBlamed
 	}
@@ -220,10 +219,10 @@ func (s *crashSource) Next(v View) (Op, bool) {
 // schedule that replays it.
 func (rep *CrashReport) Text(schedules bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "store %s: %d write points, %d runs, %d store-blamed, %d client-side only\n",
-		rep.Store, rep.Writes, rep.Runs, len(rep.Failed), len(rep.ClientSide))
-	for _, p := range rep.ClientSide {
-		fmt.Fprintf(&b, "  client-side: %s\n", p)
+	fmt.Fprintf(&b, "store %s: %d write points, %d runs, %d store-blamed, %d lost to the crash only\n",
+		rep.Store, rep.Writes, rep.Runs, len(rep.Failed), len(rep.LostToCrash))
+	for _, p := range rep.LostToCrash {
+		fmt.Fprintf(&b, "  lost to the crash: %s\n", p)
 	}
 	for _, p := range rep.Failed {
 		fmt.Fprintf(&b, "  %s\n", p)

@@ -62,6 +62,15 @@ type Referencer interface {
 	Reference(ctx context.Context, s *Schedule, res *Result) (*Result, error)
 }
 
+// Restorer is a Device whose protocol baseline can also restore the
+// schedule's backups (RestoreBaseline): a loss a serial client on a perfect
+// store suffers from the same restore is the restore's, never blamed
+// (Baselines.Restored). A device without it is blamed for what a restore
+// costs it.
+type Restorer interface {
+	RestoreBaseline(ctx context.Context, s *Schedule, cand *Result) (*Result, error)
+}
+
 // RunOn runs setup with ops from src on dev and judges the result: against
 // dev's protocol baseline, and, when dev is a Referencer, against the
 // reference store under the same client. A run in which every message was
@@ -91,18 +100,23 @@ func judge(ctx context.Context, dev Device, sched *Schedule, res *Result) (*Sche
 		}
 		return sched, res, nil
 	}
-	base, err := dev.Baseline(ctx, sched)
-	if err != nil {
+	var b Baselines
+	var err error
+	if b.Protocol, err = dev.Baseline(ctx, sched); err != nil {
 		return nil, nil, fmt.Errorf("baseline: %w", err)
 	}
-	var ref *Result
+	if rs, ok := dev.(Restorer); ok && sched.Restores() {
+		if b.Restored, err = rs.RestoreBaseline(ctx, sched, res); err != nil {
+			return nil, nil, fmt.Errorf("baseline with the backups restored: %w", err)
+		}
+	}
 	if rf != nil {
-		if ref, err = rf.Reference(ctx, sched, res); err != nil {
+		if b.Reference, err = rf.Reference(ctx, sched, res); err != nil {
 			return nil, nil, fmt.Errorf("reference run: %w", err)
 		}
 	}
-	Judge(res, base, ref)
-	res.StoreJudged = ref != nil && ref != res
+	Judge(res, b)
+	res.StoreJudged = b.Reference != nil && b.Reference != res
 	return sched, res, nil
 }
 
@@ -110,7 +124,13 @@ func judge(ctx context.Context, dev Device, sched *Schedule, res *Result) (*Sche
 // disciplines of docs/design.md §4 over endpoint.Endpoint) on a store
 // variant: the reference device, and the only one whose every interleaving
 // the scheduler decides.
-type Model struct{ Variant stores.Variant }
+type Model struct {
+	Variant stores.Variant
+	// Against, when set, is the store of the same-client run instead of
+	// the reference store: a test judges two correct stores against each
+	// other both ways (neither may be store-blamed).
+	Against *stores.Variant
+}
 
 // Name is "model".
 func (Model) Name() string { return "model" }
@@ -147,24 +167,41 @@ func (m Model) noteReference(r *Run, res *Result) {
 	if r.mode != Controlled {
 		return
 	}
-	if m.Variant.Name == referenceStore {
+	res.trace = r.verdict.trace
+	if m.Variant.Name == m.against() {
 		res.refSelf = true
 		return
 	}
-	res.refNeeded, res.skip = true, r.verdict.skip
+	res.refNeeded = true
+}
+
+// against names the store of the same-client run.
+func (m Model) against() string {
+	if m.Against != nil {
+		return m.Against.Name
+	}
+	return referenceStore
 }
 
 // Baseline is the schedule run serially on the reference store.
 func (Model) Baseline(ctx context.Context, s *Schedule) (*Result, error) { return Baseline(ctx, s) }
 
+// RestoreBaseline is the same crashed and restored at the candidate's
+// points.
+func (Model) RestoreBaseline(ctx context.Context, s *Schedule, cand *Result) (*Result, error) {
+	return RestoreBaseline(ctx, s, cand)
+}
+
 // Reference is the same client on the reference store (SameClient); the
 // reference store is its own reference, and a free run has none.
-func (Model) Reference(ctx context.Context, s *Schedule, res *Result) (*Result, error) {
+func (m Model) Reference(ctx context.Context, s *Schedule, res *Result) (*Result, error) {
 	switch {
 	case res.refSelf:
 		return res, nil
 	case !res.refNeeded:
 		return nil, nil
+	case m.Against != nil:
+		return follow(ctx, s, res.trace, *m.Against)
 	}
-	return SameClient(ctx, s, res.skip)
+	return SameClient(ctx, s, res)
 }

@@ -40,54 +40,20 @@ func (r *Run) Drive(src Source) error {
 type verdictState struct {
 	// crashPoints: where each crash that hit a live device landed.
 	crashPoints []string
-	// Store calls with yield points of their own (a backend round trip, a
-	// store's lock) split one step of the reference store into several.
-	// inside: tasks stopped inside a store call; skip: the step ops
-	// SameClient leaves out, those that stopped inside a store call: on
-	// the reference store the step that leaves the call runs it whole
-	// (docs/design.md §5).
-	inside map[string]bool
-	atCall map[string]bool // parked at the yield point before a store call
-	skip   map[int]bool
+	// trace: every action of a controlled run, for the same-client run
+	// to follow (follow.go).
+	trace []action
+	// killedUnacked: messages whose receive a crash killed after it had
+	// stored the decrypt's state and before its ack (docs/design.md §7).
+	killedUnacked []string
 }
 
-// Apply runs one op and records it, with the bookkeeping SameClient needs
-// to follow the run's interleaving on the reference store. Ops that do not
-// apply do nothing.
+// Apply runs one op and records it, with what the same-client run needs
+// to follow the run's interleaving on the reference store (follow.go). Ops
+// that do not apply do nothing.
 func (r *Run) Apply(op Op) error {
-	if r.sim == nil || (op.Verb != "step" && op.Verb != "run") || len(op.Args) == 0 {
-		return r.applyOp(op)
-	}
-	v := &r.verdict
-	if v.inside == nil {
-		v.inside, v.atCall, v.skip = map[string]bool{}, map[string]bool{}, map[int]bool{}
-	}
-	name, i := op.Args[0], len(r.sched.Ops)
-	y0 := r.sim.Yields
 	err := r.applyOp(op)
-	t := r.tasks[name]
-	switch {
-	case t == nil || t.Done():
-		v.inside[name], v.atCall[name] = false, false
-	case r.sim.Yields > y0 && !strings.HasPrefix(r.sim.Point, "backend."):
-		// Parked before a store call, or (run) blocked after passing one:
-		// a store's own lock is taken inside the call.
-		v.inside[name] = op.Verb == "run" && !t.Runnable()
-		v.atCall[name] = !v.inside[name]
-	case r.sim.Yields > y0:
-		v.inside[name], v.atCall[name] = true, false // at a backend round trip
-	default:
-		// No yield point passed: blocked on a lock. Inside the call when
-		// the step started at one (the store's lock), else a discipline's.
-		v.inside[name] = v.inside[name] || v.atCall[name]
-		v.atCall[name] = false
-	}
-	// A store call takes effect in the step that leaves it (a backend
-	// round trip yields before it reads or writes), so the reference
-	// store runs the call whole in that step and not in those before it.
-	if op.Verb == "step" && v.inside[name] {
-		v.skip[i] = true
-	}
+	r.record(op)
 	return err
 }
 
@@ -120,44 +86,6 @@ func (r *Run) Stop() (*Schedule, *Result, error) {
 // referenceStore is the store every candidate is compared with.
 const referenceStore = "reference"
 
-// SameClient runs an explicit schedule on the reference store under the
-// same discipline, in controlled mode, with the same crypto/rand stream as
-// the candidate's run: what a perfect store gives this client on this
-// interleaving, crashes included (docs/design.md §5). skip lists the ops
-// (by index) to leave out: steps the candidate took inside a store call,
-// which the reference store runs in one. txn runs on the reference store
-// with transactions (stores.ReferenceTxn): the same client, the same
-// decrypted-event buffer, and a crash inside a transaction rolls it back
-// there too, so neither txn's own send/receive race nor what a correct
-// rollback leads to is charged to the candidate. Its result is not judged.
-func SameClient(ctx context.Context, s *Schedule, skip map[int]bool) (*Result, error) {
-	s = s.Clone()
-	ref := stores.MustLookup(referenceStore)
-	if s.Discipline == Txn {
-		ref = stores.ReferenceTxn()
-	}
-	var res *Result
-	var err error
-	withSeededRandom(s.Seed, 0, func() {
-		var r *Run
-		r, err = Open(ctx, s, ref, Controlled)
-		if err != nil {
-			return
-		}
-		defer r.Close()
-		for i, op := range s.Ops {
-			if skip[i] {
-				continue
-			}
-			if err = r.Apply(op); err != nil {
-				return
-			}
-		}
-		res, err = r.Finish()
-	})
-	return res, err
-}
-
 // Drain finishes and closes the run without the baseline: the result is
 // not judged (Blamed is empty). Benchmarks use it to time the harness alone.
 func (r *Run) Drain() (*Schedule, *Result, error) {
@@ -188,29 +116,112 @@ func (res *Result) clean() bool {
 
 // Baseline runs the schedule serially on the reference store. The reference
 // store has no transactions, so a txn schedule's baseline is the locked
-// client: what the protocol survives without the buffer.
+// client: what the protocol survives without the buffer. A crash is a clean
+// restart there (nothing is in flight, nothing is lost), and a rollback
+// restores nothing.
 func Baseline(ctx context.Context, s *Schedule) (*Result, error) {
+	var res *Result
+	err := baseline(ctx, s, Serial, func(r *Run) (err error) {
+		for _, op := range s.Ops {
+			if err = r.Apply(op); err != nil {
+				return err
+			}
+		}
+		res, err = r.Finish()
+		return err
+	})
+	return res, err
+}
+
+// RestoreBaseline is the protocol baseline crashed and restored at the
+// same points as cand, the candidate's run of s (Baselines.Restored): what
+// a serial client on a perfect store loses to the same restores. The
+// backups are taken and restored at the same ops. When cand is a
+// controlled run of the model, each device task runs whole at the moment
+// the candidate's task ended, not when it started: a backup then holds
+// the tasks that had ended when the candidate's was taken, a crash kills
+// the tasks the candidate's killed, and a restore loses what came after
+// its backup as the candidate's does. Otherwise (another device, free
+// mode) every task runs whole as it starts, as in Baseline.
+func RestoreBaseline(ctx context.Context, s *Schedule, cand *Result) (*Result, error) {
+	mode := Serial
+	if cand != nil && cand.trace != nil {
+		mode = Controlled // tasks parked until the candidate's end
+	}
+	var res *Result
+	err := baseline(ctx, s, mode, func(r *Run) (err error) {
+		r.restores, r.following = true, true
+		if mode == Serial {
+			for _, op := range s.Ops {
+				if err = r.applyOp(op); err != nil {
+					return err
+				}
+			}
+		} else {
+			if err := r.atEnds(cand.trace); err != nil {
+				return err
+			}
+		}
+		res, err = r.Finish()
+		return err
+	})
+	return res, err
+}
+
+// atEnds applies a candidate's actions with each device task run whole at
+// the action that ended the candidate's (RestoreBaseline). A backup or a
+// crash, though, lands where the candidate's did inside the tasks that were
+// running then: before it, each such task is advanced as far as the
+// candidate's had got (its writes so far are in the backup; a crash
+// abandons the rest), and the rest of it runs at its end.
+func (r *Run) atEnds(trace []action) error {
+	got := map[string]int{} // the candidate's progress of each task so far
+	var order []string
+	for _, a := range trace {
+		switch a.op.Verb {
+		case "step", "run":
+			if len(a.op.Args) == 0 {
+				continue
+			}
+			name := a.op.Args[0]
+			if _, ok := got[name]; !ok {
+				order = append(order, name)
+			}
+			got[name] = a.at
+			if a.done {
+				r.advance(name, 0, true)
+			}
+			continue
+		case "snapshot", "crash", "rollback":
+			for _, name := range order {
+				r.advance(name, got[name], false)
+			}
+		}
+		if err := r.applyOp(a.op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// baseline opens the reference store in mode on the baseline's
+// crypto/rand stream and runs fn on it.
+func baseline(ctx context.Context, s *Schedule, mode Mode, fn func(r *Run) error) error {
 	if s.Discipline == Txn {
 		s = s.Clone()
 		s.Discipline = Locked
 	}
-	var res *Result
 	var err error
 	withSeededRandom(s.Seed, 1, func() {
 		var r *Run
-		r, err = Open(ctx, s, stores.MustLookup("reference"), Serial)
+		r, err = Open(ctx, s, stores.MustLookup("reference"), mode)
 		if err != nil {
 			return
 		}
 		defer r.Close()
-		for _, op := range s.Ops {
-			if err = r.Apply(op); err != nil {
-				return
-			}
-		}
-		res, err = r.Finish()
+		err = fn(r)
 	})
-	return res, err
+	return err
 }
 
 // Replay runs an explicit schedule on its own store, as recorded.

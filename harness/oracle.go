@@ -86,18 +86,19 @@ func (m *Message) Failures() []Attempt {
 // Result is what a run produced: every message and the history, judged
 // three ways (docs/design.md §5): against the protocol baseline (the pair's
 // verdict, the gate), against the reference store under the same client and
-// the same explicit schedule (the store's verdict), and, in runs a crash hit,
-// what that crash costs even a perfect store (client-side).
+// the same interleaving (the store's verdict), and, in runs a crash or a
+// restore hit, what was lost to it by its cause (LostToCrash).
 type Result struct {
 	Messages []*Message
 	History  []string
 	// What Model.Reference needs: whether the store attribution runs
 	// (a controlled run on a store other than the reference store), the
-	// run is on the reference store itself, and the steps to skip.
+	// run is on the reference store itself, and the run's actions for the
+	// same-client run to follow.
 	refNeeded, refSelf bool
-	skip               map[int]bool
+	trace              []action
 	// Blamed lists the pair failures: messages whose outcome is worse than
-	// in the protocol baseline (Worse), other than the client-side ones.
+	// in the protocol baseline (Worse), other than those lost to a crash.
 	// Filled by Judge.
 	Blamed []string
 	// StoreBlamed lists the store failures: messages worse than on the
@@ -109,12 +110,19 @@ type Result struct {
 	// run is not replayable (free mode). A clean run is judged (nothing can
 	// be worse than anything).
 	StoreJudged bool
-	// ClientSide lists the messages, in runs a crash hit, that are worse
-	// than in the protocol baseline but no worse than on the reference store
-	// under the same client and the same crash: the client's non-atomic
-	// load→decrypt→store→ack (or a restore from a backup) loses them
-	// whatever the store. Never blamed on the pair or the store.
-	ClientSide []string
+	// LostToCrash lists the messages worse than in the protocol baseline
+	// that a crash or a restore explains by its cause (docs/design.md §7):
+	// a crash killed the message's receive after it stored the decrypt's
+	// state and before its ack (KilledUnacked: the redelivered copy meets
+	// an old counter on any store that kept the write), or the protocol
+	// baseline with the same backups restored loses it as badly (the
+	// restore's, whatever the client). Never blamed; anything else a crash
+	// schedule loses is judged as in any other schedule.
+	LostToCrash []string
+	// KilledUnacked lists the messages whose receive a crash killed
+	// between its decrypt's store write and its ack (the device reports
+	// it; the model from its tasks' store calls).
+	KilledUnacked []string
 	// BaselineFailures counts messages the protocol baseline itself did not
 	// deliver cleanly; LibraryFailures lists those it lost, duplicated or
 	// got wrong: failures of the protocol or of libsignal with a perfect
@@ -150,6 +158,7 @@ func (r *Run) result() *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.verdict.crashPoints...)
+	res.KilledUnacked = append([]string(nil), r.verdict.killedUnacked...)
 	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
 	return res
 }
@@ -165,13 +174,13 @@ type Counts struct {
 	Failures   map[endpoint.Class]int // failed attempts by class
 	// Blamed: pair failures (the gate); StoreBlamed: store failures, over
 	// the StoreJudged runs; StoreNA: runs whose store was not judged
-	// against the reference store; ClientSide: crash losses a perfect store
-	// suffers too; Baseline: messages the baseline did not deliver cleanly,
-	// Library: those it lost, duplicated or got wrong.
+	// against the reference store; LostToCrash: losses a crash or a
+	// restore explains by its cause; Baseline: messages the baseline did
+	// not deliver cleanly, Library: those it lost, duplicated or got wrong.
 	Blamed      int
 	StoreBlamed int
 	StoreNA     int
-	ClientSide  int
+	LostToCrash int
 	Baseline    int
 	Library     int
 	// Crash and restart outcomes (runs, not messages).
@@ -192,7 +201,7 @@ func (c *Counts) Add(o Counts) {
 	c.Blamed += o.Blamed
 	c.StoreBlamed += o.StoreBlamed
 	c.StoreNA += o.StoreNA
-	c.ClientSide += o.ClientSide
+	c.LostToCrash += o.LostToCrash
 	c.Baseline += o.Baseline
 	c.Library += o.Library
 	c.Crashes += o.Crashes
@@ -210,7 +219,7 @@ func (c *Counts) Add(o Counts) {
 // Counts totals the result.
 func (res *Result) Counts() Counts {
 	c := Counts{Failures: map[endpoint.Class]int{}, Blamed: len(res.Blamed), Baseline: res.BaselineFailures,
-		StoreBlamed: len(res.StoreBlamed), ClientSide: len(res.ClientSide), Library: len(res.LibraryFailures),
+		StoreBlamed: len(res.StoreBlamed), LostToCrash: len(res.LostToCrash), Library: len(res.LibraryFailures),
 		Crashes: res.Crashes, LostPreKeys: res.LostPreKeys}
 	if !res.StoreJudged {
 		c.StoreNA = 1
@@ -243,8 +252,8 @@ func (res *Result) Counts() Counts {
 }
 
 // Failed is the verdict on one schedule, the only one: the pair fails when
-// it is blamed for a message (worse than the protocol baseline, client-side
-// crash losses excepted), when a restart regenerated credentials or refused
+// it is blamed for a message (worse than the protocol baseline, losses a
+// crash explains by its cause excepted), when a restart regenerated credentials or refused
 // to start (the reference store always starts, so starting was right), when
 // uploaded prekeys were lost, or when a store call returned an error. Every
 // output (FAIL lines, exit code, JSON, JUnit, HTML, Markdown, storetest)
@@ -317,17 +326,38 @@ func byID(res *Result) map[string]*Message {
 
 // Blame judges a candidate against the protocol baseline of the same
 // schedule alone: every message worse than the baseline is a pair failure.
-// Judge is the full verdict; Blame is it without a reference-store run.
-func Blame(cand, base *Result) { Judge(cand, base, nil) }
+// Judge is the full verdict; Blame is it without the other runs.
+func Blame(cand, base *Result) { Judge(cand, Baselines{Protocol: base}) }
 
-// Judge fills cand's verdict from the protocol baseline base (the schedule
-// serially on the reference store) and ref, the same explicit schedule on
-// the reference store under the same discipline (nil: the store is not
-// judged; cand itself when the candidate is the reference store, which is
-// then judged by definition and reported n/a by StoreJudged false).
-func Judge(cand, base, ref *Result) {
-	bm, rm := byID(base), byID(ref)
-	cand.Blamed, cand.StoreBlamed, cand.ClientSide, cand.LibraryFailures, cand.BaselineSummary = nil, nil, nil, nil, ""
+// Baselines are the runs Judge compares a candidate with.
+type Baselines struct {
+	// Protocol is the protocol baseline: the explicit schedule serially on
+	// the reference store (a crash there is a clean restart, a rollback
+	// restores nothing).
+	Protocol *Result
+	// Restored is the protocol baseline with the schedule's backups
+	// restored at the same ops (RestoreBaseline); nil when the schedule
+	// restores none, or the device has none.
+	Restored *Result
+	// Reference is the same explicit schedule on the reference store under
+	// the same client and interleaving (nil: the store is not judged; the
+	// candidate itself when it is the reference store, which is then judged
+	// by definition and reported n/a by StoreJudged false).
+	Reference *Result
+}
+
+// Judge fills cand's verdict (docs/design.md §5). Every message worse than
+// the protocol baseline is a pair failure, unless a crash or a restore
+// explains it by its cause (LostToCrash): its receive was killed between
+// its decrypt's store write and its ack (cand.KilledUnacked), or the
+// protocol baseline with the same backups restored ends it as badly. A
+// crash is no excuse for anything else: a racy client loses as much in a
+// crash schedule as in any other and is blamed for it. Store failures are
+// the messages worse than on the reference store under the same client.
+func Judge(cand *Result, b Baselines) {
+	base, ref := b.Protocol, b.Reference
+	bm, rm, restored := byID(base), byID(ref), byID(b.Restored)
+	cand.Blamed, cand.StoreBlamed, cand.LostToCrash, cand.LibraryFailures, cand.BaselineSummary = nil, nil, nil, nil, ""
 	cand.BaselineFailures = 0
 	for _, m := range base.Messages {
 		switch m.Outcome() {
@@ -349,15 +379,14 @@ func Judge(cand, base, ref *Result) {
 	}
 	cand.BaselineSummary = strings.Join(base.describe(cand.LibraryFailures), "; ")
 	for _, m := range cand.Messages {
-		worseRef := ref != nil && Worse(m, rm[m.ID])
-		if worseRef && ref != cand {
+		if ref != nil && ref != cand && Worse(m, rm[m.ID]) {
 			cand.StoreBlamed = append(cand.StoreBlamed, m.ID)
 		}
 		if !Worse(m, bm[m.ID]) {
 			continue
 		}
-		if cand.Crashes > 0 && ref != nil && !worseRef {
-			cand.ClientSide = append(cand.ClientSide, m.ID)
+		if slices.Contains(cand.KilledUnacked, m.ID) || (b.Restored != nil && !Worse(m, restored[m.ID])) {
+			cand.LostToCrash = append(cand.LostToCrash, m.ID)
 			continue
 		}
 		cand.Blamed = append(cand.Blamed, m.ID)
@@ -421,6 +450,15 @@ func (res *Result) LibrarySummary() string {
 		return ""
 	}
 	return "in the protocol baseline (one task at a time, reference store): " + res.BaselineSummary
+}
+
+// Rate is k of n as a share (0 for no trials) with its 95% Wilson interval.
+func Rate(k, n int) (p, lo, hi float64) {
+	if n > 0 {
+		p = float64(k) / float64(n)
+	}
+	lo, hi = Wilson(k, n)
+	return p, lo, hi
 }
 
 // Wilson returns the 95% Wilson score interval for k failures in n trials.

@@ -68,8 +68,15 @@ type Run struct {
 	regenerated bool // a restart came up with other credentials
 	lostPreKeys int  // uploaded, unclaimed prekeys missing after restarts
 	refused     bool // a restart refused to start
-	// What the verdict needs beyond the ops (execute.go).
-	verdict verdictState
+	// What the verdict needs beyond the ops (execute.go), and each device
+	// task's progress through its store calls (follow.go). following: this
+	// is a same-client run following another run's actions.
+	verdict   verdictState
+	prog      map[string]*progress
+	following bool
+	// restores: a serial run that takes and restores backups
+	// (RestoreBaseline); the protocol baseline does neither.
+	restores bool
 	// Store-write points, for crash-point enumeration.
 	lastCall map[string]string // task name -> last store call traced
 	writes   []string          // every write call entered, "PutSession alice:0 (m3)"
@@ -182,6 +189,13 @@ func (r *Run) newDevices(creds endpoint.Creds) error {
 				r.logLine(t.Name + instSuffix(inst) + " " + call)
 				r.noteCall(t.Name, call)
 			}
+		}
+		d.Probe.Exit = func(ctx context.Context, call string) {
+			inTxn := ctx.Value(inTxnKey{}) != nil
+			r.noteProgress(ctx, func(p *progress) {
+				p.finished++
+				p.stored = p.stored || (isWrite(call) && !inTxn)
+			})
 		}
 		r.devs = append(r.devs, d)
 	}
@@ -313,7 +327,7 @@ func (r *Run) applyOp(op Op) error {
 	case "restart":
 		r.restart()
 	case "snapshot":
-		if sn, ok := r.storage.(stores.Snapshotter); ok && r.mode != Serial {
+		if sn, ok := r.storage.(stores.Snapshotter); ok && (r.mode != Serial || r.restores) {
 			r.snap = sn.Snapshot()
 			r.log("%s: backup of the durable state taken", op)
 		}
@@ -356,7 +370,10 @@ func (r *Run) start(j job) {
 	name, inst := j.name, j.inst
 	d := r.devs[inst]
 	tk := r.reserve(d, j.kind, j.addr)
-	fn := func(ctx context.Context) { j.fn(ctx, d, tk, name) }
+	fn := func(ctx context.Context) {
+		r.noteProgress(ctx, func(p *progress) { p.started = true })
+		j.fn(ctx, d, tk, name)
+	}
 	switch r.mode {
 	case Controlled:
 		t := r.sim.Spawn(r.ctx, name, fn)
@@ -399,6 +416,7 @@ func (r *Run) Finish() (*Result, error) {
 	for r.err == nil {
 		if r.down {
 			r.restart() // the process manager brings a crashed device back
+			r.record(Op{Verb: "restart"})
 		}
 		if r.mode == Free {
 			r.wg.Wait()
@@ -408,6 +426,7 @@ func (r *Run) Finish() (*Result, error) {
 			if rs := r.sim.Runnable(); len(rs) > 0 {
 				r.sim.Step(rs[0])
 				r.afterStep()
+				r.record(Op{Verb: "step", Args: []string{rs[0].Name}})
 				continue
 			}
 			if len(r.sim.Live()) > 0 {
@@ -415,8 +434,16 @@ func (r *Run) Finish() (*Result, error) {
 				break
 			}
 		}
-		take := func(d *fakeserver.Delivery) error { r.startReceive(0, d); return nil }
-		read := func(d *fakeserver.Delivery) error { r.read(d); return nil }
+		take := func(d *fakeserver.Delivery) error {
+			r.startReceive(0, d)
+			r.record(Op{Verb: "deliver", Args: []string{d.ID}})
+			return nil
+		}
+		read := func(d *fakeserver.Delivery) error {
+			r.read(d)
+			r.record(Op{Verb: "read", Args: []string{d.ID}})
+			return nil
+		}
 		if done, _ := r.DrainStep(r.down, take, read); !done {
 			continue
 		}
@@ -527,6 +554,7 @@ func (r *Run) receive(ctx context.Context, d *device, del *fakeserver.Delivery, 
 		a.OK = true
 	}
 	r.Received(del, a, pl)
+	r.noteProgress(ctx, func(p *progress) { p.acked = true })
 	if err == nil || a.Class == endpoint.OldCounter {
 		return // whatsmeow's decryptMessages ignores an old counter
 	}
@@ -594,6 +622,7 @@ func (r *Run) bufferedDecrypt(ctx context.Context, d *device, del *fakeserver.De
 		return buf.PutBufferedEvent(ctx, hash, pl.Encode(), time.Unix(0, 0))
 	})
 	if err == nil {
+		r.noteProgress(ctx, func(p *progress) { p.stored = true }) // committed
 		// Handled: whatsmeow then clears the plaintext, keeping the hash.
 		if cerr := buf.ClearBufferedEventPlaintext(ctx, hash); cerr != nil {
 			r.log("%s: clearing the buffered plaintext: %v", del.ID, cerr)

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,6 +75,10 @@ type Schedule struct {
 	Group      string
 	Instances  int
 	Ops        []Op
+	// lines: where Parse read each header key and each op (for errors
+	// that name the line); nil for a schedule not parsed.
+	lines   map[string]int
+	opLines []int
 }
 
 // Contact is a peer user and how many devices it has.
@@ -118,13 +124,14 @@ func (s *Schedule) Clone() *Schedule {
 	c := *s
 	c.Contacts = append([]Contact(nil), s.Contacts...)
 	c.Ops = append([]Op(nil), s.Ops...)
+	c.opLines = append([]int(nil), s.opLines...)
 	return &c
 }
 
 // Parse reads a schedule in its text form. Errors name the line.
 func Parse(r io.Reader) (*Schedule, error) {
 	sc := bufio.NewScanner(r)
-	s := &Schedule{Instances: 1}
+	s := &Schedule{Instances: 1, lines: map[string]int{}}
 	line := 0
 	inOps := false
 	seen := map[string]bool{}
@@ -170,6 +177,7 @@ func Parse(r io.Reader) (*Schedule, error) {
 			}
 			op.Args = args
 			s.Ops = append(s.Ops, op)
+			s.opLines = append(s.opLines, line)
 			continue
 		}
 		key := f[0]
@@ -177,6 +185,7 @@ func Parse(r io.Reader) (*Schedule, error) {
 			return fail("%s given twice", key)
 		}
 		seen[key] = true
+		s.lines[key] = line
 		switch key {
 		case "ops":
 			inOps = true
@@ -256,3 +265,89 @@ func Parse(r io.Reader) (*Schedule, error) {
 	}
 	return s, nil
 }
+
+// Restores reports whether a schedule restores a backup: a snapshot op,
+// then a rollback op.
+func (s *Schedule) Restores() bool {
+	snap := false
+	for _, op := range s.Ops {
+		switch op.Verb {
+		case "snapshot":
+			snap = true
+		case "rollback":
+			if snap {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Line is the line a parsed schedule gave header key on ("scenario",
+// "store", …), or 0.
+func (s *Schedule) Line(key string) int { return s.lines[key] }
+
+// OpLine is the line a parsed schedule gave op i on, or 0.
+func (s *Schedule) OpLine(i int) int {
+	if i < 0 || i >= len(s.opLines) || len(s.opLines) != len(s.Ops) {
+		return 0
+	}
+	return s.opLines[i]
+}
+
+// sends are the ops that send a new message, named by their second
+// argument; refers are the ops that name a delivery or task, a message's
+// id or one of its copies ("m3", "m3.2").
+var (
+	sends  = map[string]bool{"send": true, "group": true, "reply": true}
+	refers = map[string]bool{"deliver": true, "step": true, "run": true, "read": true, "dup": true}
+)
+
+// Unsent returns, for each op, the message it names that no op before it
+// sent ("" for none): such an op does nothing when it runs.
+func (s *Schedule) Unsent() []string {
+	sent := map[string]bool{}
+	out := make([]string, len(s.Ops))
+	for i, op := range s.Ops {
+		switch {
+		case sends[op.Verb] && len(op.Args) == 2:
+			sent[op.Args[1]] = true
+		case refers[op.Verb] && len(op.Args) == 1 && !sent[MessageOf(op.Args[0])]:
+			out[i] = op.Args[0]
+		}
+	}
+	return out
+}
+
+// MessageOf is the message a delivery or task id names: "m3" for "m3" and
+// for its copies "m3.2", "m3.3".
+func MessageOf(id string) string {
+	if i := strings.LastIndexByte(id, '.'); i > 0 {
+		if _, err := strconv.Atoi(id[i+1:]); err == nil {
+			return id[:i]
+		}
+	}
+	return id
+}
+
+// Tidy drops the ops that name a message no earlier op sent (Unsent):
+// they do nothing, so the schedule runs the same without them. The
+// shrinker tidies every candidate, so a schedule it saves has none, and a
+// strict replay accepts it.
+func (s *Schedule) Tidy() {
+	unsent := s.Unsent()
+	keep, lines := s.Ops[:0:0], s.opLines[:0:0]
+	for i, op := range s.Ops {
+		if unsent[i] != "" {
+			continue
+		}
+		keep = append(keep, op)
+		if i < len(s.opLines) {
+			lines = append(lines, s.opLines[i])
+		}
+	}
+	s.Ops, s.opLines = keep, lines
+}
+
+// Verbs are every op verb, sorted.
+func Verbs() []string { return slices.Sorted(maps.Keys(opArity)) }

@@ -168,6 +168,7 @@ func (sh *shrinker) first(pass string, n int, gen func(i int) *Schedule) int {
 				i++
 				continue
 			}
+			c.Tidy()
 			text := c.String()
 			if sh.tried[text] {
 				i++

@@ -193,25 +193,37 @@ func TestJudge(t *testing.T) {
 	// library failure, blamed on nobody.
 	ref := result(0, named("m1", msg(L, old)), named("m2", msg(D)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
 	cand := result(0, named("m1", msg(L, old)), named("m2", msg(L, old)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
-	harness.Judge(cand, base, ref)
+	harness.Judge(cand, harness.Baselines{Protocol: base, Reference: ref})
 	require.Equal(t, []string{"m1", "m2"}, cand.Blamed)
 	require.Equal(t, []string{"m2"}, cand.StoreBlamed)
-	require.Empty(t, cand.ClientSide)
+	require.Empty(t, cand.LostToCrash)
 	require.Equal(t, []string{"m3"}, cand.LibraryFailures)
 	require.Equal(t, 2, cand.BaselineFailures)
 	require.Contains(t, cand.LibrarySummary(), "m3 lost [OldCounter]")
-	// The same with a crash: m1, lost on the reference store under the
-	// same crash too, is client-side and fails nothing.
+	// The same with a crash: a crash is no excuse by itself. m1, lost on
+	// the reference store under the same client too, is still the
+	// client's (before: client-side, never blamed, so adding a crash hid
+	// a racy client).
 	cand.Crashes = 1
-	harness.Judge(cand, base, ref)
-	require.Equal(t, []string{"m2"}, cand.Blamed)
-	require.Equal(t, []string{"m1"}, cand.ClientSide)
-	require.True(t, cand.Failed())
-	cand = result(1, named("m1", msg(L, old)), named("m2", msg(D)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
-	harness.Judge(cand, base, ref)
+	harness.Judge(cand, harness.Baselines{Protocol: base, Reference: ref})
+	require.Equal(t, []string{"m1", "m2"}, cand.Blamed)
+	require.Empty(t, cand.LostToCrash)
+	// The crash's own causes: m1's receive killed between its decrypt's
+	// store write and its ack, or m2 lost as badly by the protocol
+	// baseline with the same backup restored.
+	cand.KilledUnacked = []string{"m1"}
+	restored := result(1, named("m1", msg(D)), named("m2", msg(L, old)), named("m3", msg(L, old)), named("m4", msg(R, endpoint.NoSession)))
+	harness.Judge(cand, harness.Baselines{Protocol: base, Restored: restored, Reference: ref})
+	require.Empty(t, cand.Blamed)
+	require.Equal(t, []string{"m1", "m2"}, cand.LostToCrash)
 	require.False(t, cand.Failed(), cand.Summary())
+	// Worse than the restored baseline is blamed: m2 there only recovered.
+	restored.Messages[1] = named("m2", msg(R, old))
+	cand.KilledUnacked = nil
+	harness.Judge(cand, harness.Baselines{Protocol: base, Restored: restored, Reference: ref})
+	require.Equal(t, []string{"m1", "m2"}, cand.Blamed)
 	// The reference store is its own reference: nothing store-blamed.
-	harness.Judge(ref, base, ref)
+	harness.Judge(ref, harness.Baselines{Protocol: base, Reference: ref})
 	require.Empty(t, ref.StoreBlamed)
 	require.Equal(t, []string{"m1"}, ref.Blamed)
 }

@@ -175,6 +175,14 @@ func (Device) Baseline(ctx context.Context, s *harness.Schedule) (*harness.Resul
 	return harness.Baseline(ctx, s)
 }
 
+// RestoreBaseline is the protocol baseline with the schedule's backups
+// restored at the same ops (harness.RestoreBaseline): the child runs each
+// request whole as it starts, as the serial baseline does, so a backup or
+// a kill lands between the same requests in both.
+func (Device) RestoreBaseline(ctx context.Context, s *harness.Schedule, _ *harness.Result) (*harness.Result, error) {
+	return harness.RestoreBaseline(ctx, s, nil)
+}
+
 // Reference runs the same explicit schedule with the same client code (the
 // Local launcher) on the reference store: what a store that loses nothing
 // gives this device on these ops. The reference store has no transactions,

@@ -56,8 +56,8 @@ func testDevice(t *testing.T, store string, schedules int) {
 			}
 			pr := runPair(t, child(), sc, d, store, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: schedules, Workers: 2, ShrinkBudget: 100})
 			c := pr.Counts
-			t.Logf("%s %s/%s: %d schedules, %d failed; %d messages, %d delivered, %d recovered (baseline: %d), %d crashes, %d client-side",
-				pr.Device, d, sc, pr.Schedules, pr.Failed, c.Messages, c.Delivered, c.Recovered, c.Baseline, c.Crashes, c.ClientSide)
+			t.Logf("%s %s/%s: %d schedules, %d failed; %d messages, %d delivered, %d recovered (baseline: %d), %d crashes, %d lost to a crash",
+				pr.Device, d, sc, pr.Schedules, pr.Failed, c.Messages, c.Delivered, c.Recovered, c.Baseline, c.Crashes, c.LostToCrash)
 			if pr.Device != "procs" || pr.Schedules != schedules {
 				t.Fatalf("%s: ran %d schedules on %q", sc, pr.Schedules, pr.Device)
 			}
@@ -68,7 +68,7 @@ func testDevice(t *testing.T, store string, schedules int) {
 			crashes += c.Crashes
 			retried += c.Recovered
 			if sc == "rollback" {
-				restored += c.ClientSide
+				restored += c.LostToCrash
 			}
 		}
 	}
@@ -81,7 +81,7 @@ func testDevice(t *testing.T, store string, schedules int) {
 		t.Errorf("no retry receipt recovered a message (reinstall should)")
 	}
 	// A restored backup costs messages a perfect store loses too (the
-	// ratchets moved on past it): client-side, never blamed.
+	// ratchets moved on past it): lost to the crash, never blamed.
 	if store == "sqlite" && restored == 0 {
 		t.Errorf("no rollback restored an older database")
 	}
@@ -215,7 +215,7 @@ read r3
 	if !strings.Contains(r1.HistoryText(), "rollback: storage restored from the backup") || r1.Counts().Delivered == len(r1.Messages) {
 		t.Errorf("rollback restored nothing that mattered:\n%s", r1.HistoryText())
 	}
-	t.Logf("rollback: %s; client-side %v\n%s", r1.Summary(), r1.ClientSide, r1.HistoryText())
+	t.Logf("rollback: %s; lost to the crash %v\n%s", r1.Summary(), r1.LostToCrash, r1.HistoryText())
 }
 
 // Check refuses what the child cannot run, in one line naming the device

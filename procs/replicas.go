@@ -153,13 +153,7 @@ func (t *Tally) Add(res *Result) {
 }
 
 // Rate is the failed messages' share with its 95% Wilson interval.
-func (t Tally) Rate() (p, lo, hi float64) {
-	if t.Messages > 0 {
-		p = float64(t.Failed) / float64(t.Messages)
-	}
-	lo, hi = harness.Wilson(t.Failed, t.Messages)
-	return p, lo, hi
-}
+func (t Tally) Rate() (p, lo, hi float64) { return harness.Rate(t.Failed, t.Messages) }
 
 func (t Tally) String() string {
 	p, lo, hi := t.Rate()

@@ -51,7 +51,7 @@ type htmlData struct {
 // Verdict is the gate and its line, for the banner.
 func (d htmlData) Verdict() string     { return d.Rep.Verdict() }
 func (d htmlData) VerdictLine() string { return d.Rep.VerdictLine() }
-func (d htmlData) Legend() string      { return Legend }
+func (d htmlData) Legend() string      { return d.Rep.Legend() }
 
 type htmlRow struct {
 	Row
@@ -64,6 +64,9 @@ type htmlTimeline struct {
 	ID     string
 	Events []htmlEvent
 }
+
+// Measurement is a not-gated row's line (Row.measurement).
+func (t htmlTimeline) Measurement() string { return t.measurement() }
 
 type htmlEvent struct {
 	N int
@@ -215,6 +218,7 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 {{if eq .Verdict "pass"}}<p class="verdict pass">{{.VerdictLine}}</p>
 {{else if eq .Verdict "fail"}}<p class="verdict fail">{{.VerdictLine}}</p>
 {{else}}<p class="verdict notgated">{{.VerdictLine}}</p>{{end}}
+<p class="gate">{{.Rep.GateLine}}{{with .Rep.MeasuredLine}}<br>{{.}}{{end}}</p>
 <pre class="legend">{{.Legend}}</pre>
 
 <h2>Results</h2>
@@ -234,7 +238,7 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 {{end}}</svg>
 
 <h2>Baseline failures</h2>
-<p>Messages the protocol baseline (one task at a time, reference store) fails too: the protocol's or libsignal's, never blamed on a pair or a store.</p>
+<p>Messages the protocol baseline (one task at a time, a store that loses nothing: see each row's baseline above) fails too: the protocol's or libsignal's, never blamed on a pair or a store.</p>
 {{if not .Library}}<p>None.</p>{{end}}
 {{range .Library}}<section class="library"><h3>{{.Discipline}}/{{.Store}}/{{.Scenario}}: {{.LibraryFailures}} messages: {{.Library.Summary}}</h3>
 {{if .Library.Replay}}<p>Replay: <code>{{.Library.Replay}}</code></p>{{end}}
@@ -248,7 +252,7 @@ pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: 12px; }
 {{if not .Timelines}}<p>No failing rows.</p>{{end}}
 {{range .Timelines}}
 <section class="counterexample" id="{{.ID}}">
-<h3>{{.Discipline}}/{{.Store}}/{{.Scenario}}{{if .MustPass}} (must pass){{end}}: {{.Summary}}</h3>
+<h3>{{if .MustPass}}FAIL {{.Discipline}}/{{.Store}}/{{.Scenario}} (must pass): {{.Summary}}{{else}}measured, not gated: {{.Discipline}}/{{.Store}}/{{.Scenario}}: {{.Measurement}}{{end}}</h3>
 <p>Replay: <code>{{.Replay}}</code></p>
 {{if not .Events}}<p>No replayed history (free-mode failures are not replayable).</p>{{else}}<table class="timeline">
 <thead><tr><th>#</th>{{range $.Lanes}}<th>{{.}}</th>{{end}}</tr></thead>

@@ -6,12 +6,14 @@ import (
 	"io"
 )
 
-// Format is the report format version written to JSON (schema.json). v2:
-// `blamed` is the pair failures by the outcome order (client-side crash
-// losses apart), `pass` is true only when a gate ran and passed (`gate`
-// says which), and rows gained `store_blamed`, `client_side`,
-// `library_failures` and `library`.
-const Format = "badmac report v2"
+// Format is the report format version written to JSON (schema.json). v3:
+// `client_side` (what the reference store lost as badly under the same
+// client and crash, the client's races included) is gone; `lost_to_crash`
+// counts only what a crash or a restore explains by its cause, and
+// `blamed` holds the rest. v2: `blamed` by the outcome order, `pass` only
+// when a gate ran and passed (`gate`), `store_blamed`, `library_failures`,
+// `library`.
+const Format = "badmac report v3"
 
 // Schema is the JSON Schema (draft 2020-12) of WriteJSON's output.
 //
@@ -24,8 +26,10 @@ func WriteJSON(w io.Writer, rep *Report) error {
 	c.Format = Format
 	c.Gate = rep.Verdict()
 	c.Pass = c.Gate == GatePass
-	if c.Rows == nil {
-		c.Rows = []Row{}
+	c.Rows = make([]Row, len(rep.Rows))
+	for i, r := range rep.Rows {
+		r.Rate, r.RateLo, r.RateHi = r.PairRate()
+		c.Rows[i] = r
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

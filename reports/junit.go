@@ -52,11 +52,12 @@ const (
 )
 
 // WriteJUnit writes one test case per (discipline, store, scenario) row,
-// named discipline/store/scenario. A row that failed (Row.Failed) is a
-// failed test case whose failure carries the summary, the replay command and the
-// counterexample. Must-pass pairs (the gate: exit code 1) go in the suite
-// "badmac must-pass", the others in "badmac not gated", so a CI view tells
-// a broken gate from pairs known to be broken.
+// named discipline/store/scenario. Must-pass rows (the gate: exit code 1)
+// go in the suite "badmac must-pass"; one that failed (Row.Failed) is a
+// failed test case whose failure carries the summary, the replay command
+// and the counterexample. The other rows go in "badmac not gated": they
+// are measurements, never failed test cases; one with failures says so in
+// its output ("measured, not gated: …"), with its replay command.
 func WriteJUnit(w io.Writer, rep *Report) error {
 	gated := junitSuite{Name: JUnitMustPass}
 	other := junitSuite{Name: JUnitOther}
@@ -66,15 +67,16 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 			s = &gated
 		}
 		c := junitCase{Name: fmt.Sprintf("%s/%s/%s", r.Discipline, r.Store, r.Scenario), Classname: "badmac." + r.Discipline}
-		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages pair-blamed (%.2f%% [%.2f, %.2f]); store-blamed %s; client-side %d; baseline (library) failures %d",
-			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, 100*r.Rate, 100*r.RateLo, 100*r.RateHi, r.StoreCell(), r.ClientSide, r.LibraryFailures)
+		stats := fmt.Sprintf("%d/%d schedules failed; %d/%d messages pair-blamed (%s); store-blamed %s; crash-lost %d; baseline (library) failures %d",
+			r.FailedSchedules, r.Schedules, r.Blamed, r.Messages, r.rateCell("%.2f%% [%.2f, %.2f]"), r.StoreCell(), r.LostToCrash, r.LibraryFailures)
 		if r.Library != nil {
 			stats += "\nbaseline: " + r.Library.Summary
 			if r.Library.Replay != "" {
 				stats += "\n  replay: " + r.Library.Replay
 			}
 		}
-		if r.Failed() {
+		switch {
+		case r.MustPass && r.Failed():
 			var text strings.Builder
 			fmt.Fprintf(&text, "%s\n%s\n", r.Summary, stats)
 			if r.Replay != "" {
@@ -85,6 +87,11 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 			}
 			c.Failure = &junitFailure{Message: r.Summary, Type: failureType(r), Text: text.String()}
 			s.Failures++
+		case r.Failed():
+			stats = "measured, not gated: " + r.measurement() + "\n" + stats
+			if r.Replay != "" {
+				stats += "\nreplay: " + r.Replay
+			}
 		}
 		c.SystemOut = stats
 		s.Tests++

@@ -30,8 +30,12 @@ func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
 	}
 	var b strings.Builder
 	verdict, rest, _ := strings.Cut(rep.VerdictLine(), ": ")
-	fmt.Fprintf(&b, "## badmac\n\n**%s**: %s\n\nseed %d, mode %s, %d schedules per row; `*` = must pass\n\n%s\n\n",
-		verdict, rest, rep.Seed, rep.Mode, rep.Schedules, strings.ReplaceAll(Legend, "\n", "  \n"))
+	fmt.Fprintf(&b, "## badmac\n\n**%s**: %s\n\n%s  \n", verdict, rest, mdEscape(rep.GateLine()))
+	if line := rep.MeasuredLine(); line != "" {
+		fmt.Fprintf(&b, "%s  \n", mdEscape(line))
+	}
+	fmt.Fprintf(&b, "seed %d, mode %s, %d schedules per row; `*` = must pass\n\n%s\n\n",
+		rep.Seed, rep.Mode, rep.Schedules, strings.ReplaceAll(strings.TrimSuffix(rep.Legend(), "\n"), "\n", "  \n"))
 	head := b.String()
 
 	var parts []string // each a whole row of the table or a whole failure
@@ -62,15 +66,17 @@ func WriteMarkdown(w io.Writer, rep *Report, opt MarkdownOptions) error {
 		f.WriteString("</details>\n\n")
 		return f.String()
 	}
-	for _, r := range rep.Rows {
-		if !r.Failed() {
-			continue
+	for _, gated := range []bool{true, false} {
+		for _, r := range rep.Rows {
+			if !r.Failed() || r.MustPass != gated {
+				continue
+			}
+			title := fmt.Sprintf("FAIL %s (must pass): %s", r.Name(), r.Summary)
+			if !gated {
+				title = fmt.Sprintf("measured, not gated: %s: %s", r.Name(), r.measurement())
+			}
+			parts = append(parts, block(title, r.Replay, r.Counterexample))
 		}
-		gate := ""
-		if r.MustPass {
-			gate = " (must pass)"
-		}
-		parts = append(parts, block(fmt.Sprintf("FAIL %s%s: %s", r.Name(), gate, r.Summary), r.Replay, r.Counterexample))
 	}
 	first := true
 	for _, r := range rep.Rows {

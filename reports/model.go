@@ -4,7 +4,11 @@ package reports
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/harness"
 )
 
 // Report is the outcome of one badmac invocation.
@@ -25,57 +29,126 @@ type Report struct {
 	// Shard is "K/N" for a report of one slice of every row's schedules
 	// (badmac run -shard); badmac merge combines all N. Empty otherwise.
 	Shard string `json:"shard,omitempty"`
+	// MustPass is the gate as the user gave it: -must-pass's value, "none"
+	// for no gate on purpose, or "" for the default gate.
+	MustPass string `json:"must_pass"`
 }
 
 // The gate's verdicts.
 const (
-	GatePass     = "pass"      // every must-pass row passed (exit 0)
-	GateFail     = "fail"      // a must-pass row failed (exit 1)
-	GateNotGated = "not gated" // no must-pass row (-must-pass none): no verdict (exit 0)
+	GatePass     = "pass"       // every must-pass row ran and passed (exit 0)
+	GateFail     = "fail"       // a must-pass row failed (exit 1)
+	GateNotGated = "not gated"  // -must-pass none: measured, no verdict on purpose (exit 0)
+	GateUnearned = "no verdict" // the gate holds no row that ran a schedule (exit 2)
 )
 
+// NoGate is -must-pass's value for a run without a gate.
+const NoGate = "none"
+
 // Verdict is the gate, the only one: GateFail when a must-pass row failed
-// (Row.Failed), GatePass when every must-pass row passed, GateNotGated
-// when the report has no must-pass row. The exit code, JSON, JUnit, HTML,
-// Markdown and the table all call it.
+// (Row.Failed); GateNotGated when the user asked for no gate (-must-pass
+// none); GateUnearned when a gate was asked for but holds no row, or a
+// must-pass row ran no schedule (a pass nothing earned); else GatePass.
+// The exit code, JSON, JUnit, HTML, Markdown and the table all call it.
 func (rep *Report) Verdict() string {
-	gated := false
+	gated, idle := false, false
 	for _, r := range rep.Rows {
 		if !r.MustPass {
 			continue
 		}
-		gated = true
 		if r.Failed() {
 			return GateFail
 		}
+		gated = true
+		idle = idle || r.Schedules == 0
 	}
-	if !gated {
+	switch {
+	case rep.Ungated():
 		return GateNotGated
+	case !gated || idle:
+		return GateUnearned
 	}
 	return GatePass
 }
 
+// Ungated reports whether the user asked for no gate (-must-pass none).
+func (rep *Report) Ungated() bool { return strings.TrimSpace(rep.MustPass) == NoGate }
+
 // VerdictLine is the verdict in one line, as every output prints it.
 func (rep *Report) VerdictLine() string {
+	var gated, idle, failed []string
+	for _, r := range rep.Rows {
+		switch {
+		case !r.MustPass:
+			continue
+		case r.Failed():
+			failed = append(failed, r.Name())
+		case r.Schedules == 0:
+			idle = append(idle, r.Name())
+		}
+		gated = append(gated, r.Name())
+	}
 	switch rep.Verdict() {
 	case GateFail:
-		var names []string
-		for _, r := range rep.Rows {
-			if r.MustPass && r.Failed() {
-				names = append(names, r.Name())
-			}
-		}
-		return "FAIL: must-pass rows failed: " + strings.Join(names, ", ")
+		return "FAIL: must-pass rows failed: " + strings.Join(failed, ", ")
 	case GatePass:
-		n := 0
-		for _, r := range rep.Rows {
-			if r.MustPass {
-				n++
+		return fmt.Sprintf("PASS: all %d must-pass rows passed (no pair failures, credentials, lost prekeys or store errors)", len(gated))
+	case GateNotGated:
+		return fmt.Sprintf("NOT GATED: -must-pass none: %s measured, none judged", rows(len(rep.Rows)))
+	}
+	if len(idle) > 0 {
+		return "NO VERDICT: must-pass rows ran no schedule: " + strings.Join(idle, ", ")
+	}
+	return "NO VERDICT: no must-pass row in the run (name one with -must-pass, or -must-pass none)"
+}
+
+// GateLine says what the gate judged, for the summary under the table:
+// the gate as given and how its rows fared.
+func (rep *Report) GateLine() string {
+	if rep.Ungated() {
+		return "gate: none (-must-pass none)"
+	}
+	var pairs []string
+	n, failed := 0, 0
+	for _, r := range rep.Rows {
+		if r.MustPass {
+			n++
+			if r.Failed() {
+				failed++
+			}
+			if p := r.Discipline + "/" + r.Store; !slices.Contains(pairs, p) {
+				pairs = append(pairs, p)
 			}
 		}
-		return fmt.Sprintf("PASS: all %d must-pass rows passed (no pair failures, credentials, lost prekeys or store errors)", n)
 	}
-	return "NOT GATED: no must-pass pair (-must-pass none), no verdict"
+	given := "-must-pass " + rep.MustPass
+	if rep.MustPass == "" {
+		given = "the default: " + strings.Join(pairs, ", ")
+	}
+	return fmt.Sprintf("gate (%s): %s, %d failed", given, rows(n), failed)
+}
+
+// MeasuredLine counts the rows with failures that no gate judged, with the
+// flag that gates one; "" when there are none.
+func (rep *Report) MeasuredLine() string {
+	n := 0
+	for _, r := range rep.Rows {
+		if !r.MustPass && r.Failed() {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("measured, not gated: %s with failures (-must-pass DISCIPLINE/STORE or DEVICE/STORE[/SCENARIO] gates one)", rows(n))
+}
+
+// rows is "1 row", "2 rows".
+func rows(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }
 
 // Row is one (discipline, store, scenario) triple over many schedules.
@@ -123,18 +196,18 @@ type Row struct {
 	// blamed. Library is the first such schedule, shrunk.
 	LibraryFailures int      `json:"library_failures"`
 	Library         *Finding `json:"library,omitempty"`
-	// ClientSide counts messages, in schedules a crash hit, worse than in
-	// the protocol baseline but lost as badly on the reference store under
-	// the same client and the same crash: the client's non-atomic
-	// decrypt→store→ack (or a restore from a backup), never blamed.
-	ClientSide int `json:"client_side"`
+	// LostToCrash counts messages worse than in the protocol baseline that
+	// a crash or a restore explains by its cause (harness.Result.LostToCrash:
+	// killed between the decrypt's store write and the ack, or lost as badly
+	// by the serial baseline with the same backup restored), never blamed.
+	LostToCrash int `json:"lost_to_crash"`
 	// StoreBlamed counts the store failures: messages worse than on the
 	// reference store under the same discipline and the same explicit
 	// schedule. nil (JSON null) when not judged: the candidate is the
 	// reference store itself, or free mode (nothing to replay).
 	StoreBlamed *int `json:"store_blamed"`
 	// Blamed counts the pair failures: messages worse than in the protocol
-	// baseline (outcome or a new failure class), client-side ones excepted;
+	// baseline (outcome or a new failure class), those lost to a crash excepted;
 	// the failure rate is Blamed/Messages.
 	Blamed int     `json:"blamed"`
 	Rate   float64 `json:"failure_rate"`
@@ -151,7 +224,40 @@ type Row struct {
 	// FirstFailing is the number of the failing schedule the counterexample
 	// was shrunk from: the lowest, so that merged shards pick the same one.
 	FirstFailing *int `json:"first_failing_schedule,omitempty"`
+	// Baseline names the row's protocol baseline when it is not the
+	// model's (the same discipline, one task at a time, on the reference
+	// store): a device's own (Baileys: that version's locked key store).
+	Baseline string `json:"baseline,omitempty"`
 }
+
+// CountsRow is a row's figures from harness counts over schedules runs, of
+// which failed failed: every count, store-blamed (nil when no run was
+// judged against the reference store: the candidate is the reference
+// store, or free mode; a row is judged in all its runs or in none) and the
+// pair rate. badmac run and
+// storetest's replay page build their rows with it, so they show the same
+// figures for the same counts.
+func CountsRow(c harness.Counts, schedules, failed int) Row {
+	f := c.Failures
+	r := Row{Schedules: schedules, FailedSchedules: failed,
+		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates,
+		Lost: c.Lost, Wrong: c.Wrong, Blamed: c.Blamed,
+		Crashes: c.Crashes, RegeneratedCreds: c.RegeneratedCreds, StartRefused: c.StartRefused,
+		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline, LibraryFailures: c.Library, LostToCrash: c.LostToCrash,
+		BadMAC: f[endpoint.BadMAC], OldCounter: f[endpoint.OldCounter], NoSession: f[endpoint.NoSession],
+		InvalidPreKey: f[endpoint.InvalidPreKey], UntrustedIdentity: f[endpoint.UntrustedIdentity],
+		NoSenderKey: f[endpoint.NoSenderKey], StoreError: f[endpoint.StoreError], OtherError: f[endpoint.Other],
+	}
+	if c.StoreNA < schedules {
+		n := c.StoreBlamed
+		r.StoreBlamed = &n
+	}
+	r.Rate, r.RateLo, r.RateHi = r.PairRate()
+	return r
+}
+
+// ModelBaseline is the protocol baseline of a row whose Baseline is empty.
+const ModelBaseline = "the same client, one task at a time, on the reference store"
 
 // OtherErrors sums the failure classes without a column of their own.
 func (r Row) OtherErrors() int {
@@ -172,10 +278,25 @@ type Finding struct {
 // Name is "discipline/store/scenario".
 func (r Row) Name() string { return r.Discipline + "/" + r.Store + "/" + r.Scenario }
 
+// PairRate is the pair failure rate, Blamed/Messages, with its 95% Wilson
+// interval: the one set of figures every output shows (the stored Rate
+// fields are filled from it for JSON).
+func (r Row) PairRate() (rate, lo, hi float64) { return harness.Rate(r.Blamed, r.Messages) }
+
+// Heading is how the summaries name a row with failures: FAIL when the
+// gate judged it, a measurement otherwise (no FAIL for a row no gate
+// judged).
+func (r Row) Heading() string {
+	if r.MustPass {
+		return "FAIL " + r.Name()
+	}
+	return "measured " + r.Name()
+}
+
 // Failed is the row's verdict, the only one: a schedule failed (the
 // harness's Result.Failed), or the row's counts show anything an output
 // calls a failure: pair-blamed messages, regenerated credentials, a refused
-// start, lost prekeys, store errors. Store failures and client-side losses
+// start, lost prekeys, store errors. Store failures and losses to a crash
 // are shown beside it, not in it: the gate is the pair's.
 func (r Row) Failed() bool {
 	return r.FailedSchedules > 0 || r.Blamed > 0 || r.RegeneratedCreds > 0 || r.StartRefused > 0 ||

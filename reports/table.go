@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 // order; README explains each.
 var Columns = []string{"discipline", "store", "scenario", "sched", "failed", "msgs", "delivered",
 	"BadMAC", "OldCounter", "NoSession", "other err", "recovered", "lost", "dup", "crashes", "regen creds", "lost pk",
-	"pair-blamed", "store-blamed", "client-side", "baseline", "library", "fail rate (95% CI)"}
+	"pair-blamed", "store-blamed", "crash-lost", "baseline", "library", "fail rate (95% CI)"}
 
 // Cells returns a row's table cells in Columns order.
 func (r Row) Cells() []string {
@@ -23,8 +24,14 @@ func (r Row) Cells() []string {
 		fmt.Sprint(r.BadMAC), fmt.Sprint(r.OldCounter), fmt.Sprint(r.NoSession), fmt.Sprint(r.OtherErrors()),
 		fmt.Sprint(r.Recovered), fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicates),
 		fmt.Sprint(r.Crashes), regen(r), fmt.Sprint(r.LostPreKeys),
-		fmt.Sprint(r.Blamed), r.StoreCell(), fmt.Sprint(r.ClientSide), fmt.Sprint(r.BaselineFailures), fmt.Sprint(r.LibraryFailures),
-		fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*r.Rate, 100*r.RateLo, 100*r.RateHi)}
+		fmt.Sprint(r.Blamed), r.StoreCell(), fmt.Sprint(r.LostToCrash), fmt.Sprint(r.BaselineFailures), fmt.Sprint(r.LibraryFailures),
+		r.rateCell("%.2f%% [%.2f, %.2f]")}
+}
+
+// rateCell prints PairRate as percentages with format (three verbs).
+func (r Row) rateCell(format string) string {
+	p, lo, hi := r.PairRate()
+	return fmt.Sprintf(format, 100*p, 100*lo, 100*hi)
 }
 
 func (r Row) label() string {
@@ -37,17 +44,18 @@ func (r Row) label() string {
 // compact is the default table: the key columns, two header lines, fit in
 // 120 columns for every built-in discipline, store and scenario name.
 var compact = [2][]string{
-	{"", "", "", "sched/", "", "pair", "store", "client", "", ""},
-	{"discipline", "store", "scenario", "failed", "msgs", "blamed", "blamed", "side", "main failures", "pair rate (95% CI)"},
+	{"", "", "", "sched/", "", "pair", "store", "crash", "", ""},
+	{"discipline", "store", "scenario", "failed", "msgs", "blamed", "blamed", "lost", "main failures", "pair rate (95% CI)"},
 }
 
 // failuresWidth bounds the "main failures" cell.
 const failuresWidth = 20
 
 func (r Row) compactCells() []string {
+	p, lo, hi := r.PairRate()
 	return []string{r.label(), r.Store, r.Scenario, fmt.Sprintf("%d/%d", r.Schedules, r.FailedSchedules),
-		fmt.Sprint(r.Messages), fmt.Sprint(r.Blamed), r.StoreCell(), fmt.Sprint(r.ClientSide), r.MainFailures(failuresWidth),
-		fmt.Sprintf("%s%% [%s, %s]", pct(r.Rate), pct(r.RateLo), pct(r.RateHi))}
+		fmt.Sprint(r.Messages), fmt.Sprint(r.Blamed), r.StoreCell(), fmt.Sprint(r.LostToCrash), r.MainFailures(failuresWidth),
+		fmt.Sprintf("%s%% [%s, %s]", pct(p), pct(lo), pct(hi))}
 }
 
 // pct is a percentage in at most 5 characters that keeps two significant
@@ -102,8 +110,10 @@ type TableOptions struct {
 }
 
 // WriteTable prints the report as a terminal table (the key columns, in
-// 120 columns; every column with Wide), then one FAIL line per failing
-// row, the baseline's own failures, and the verdict.
+// 120 columns; every column with Wide), then what the gate judged: the
+// gate and a FAIL line per failing must-pass row; the rows with failures
+// no gate judged, as measurements; the baseline's own failures; and the
+// verdict.
 func WriteTable(w io.Writer, rep *Report, opt TableOptions) error {
 	if opt.Wide {
 		t := tablewriter.NewTable(w,
@@ -127,12 +137,27 @@ func WriteTable(w io.Writer, rep *Report, opt TableOptions) error {
 		writeAligned(w, rows)
 	}
 	fmt.Fprintf(w, "seed %d, mode %s, %d schedules per row; * = must pass\n", rep.Seed, rep.Mode, rep.Schedules)
-	fmt.Fprintln(w, Legend)
+	fmt.Fprint(w, rep.Legend())
+	fmt.Fprintln(w, rep.GateLine())
 	for _, r := range rep.Rows {
-		if r.Failed() {
+		if r.MustPass && r.Failed() {
 			fmt.Fprintf(w, "FAIL %s: %s\n", r.Name(), r.Summary)
 			if r.Replay != "" {
 				fmt.Fprintf(w, "  replay: %s\n", r.Replay)
+			}
+		}
+	}
+	if line := rep.MeasuredLine(); line != "" {
+		fmt.Fprintln(w, line)
+		for _, r := range rep.Rows {
+			if !r.MustPass && r.Failed() {
+				fmt.Fprintf(w, "  %s: %s\n", r.Name(), r.figures())
+				if r.Summary != "" {
+					fmt.Fprintf(w, "    %s\n", r.Summary)
+				}
+				if r.Replay != "" {
+					fmt.Fprintf(w, "    replay: %s\n", r.Replay)
+				}
 			}
 		}
 	}
@@ -151,12 +176,42 @@ func WriteTable(w io.Writer, rep *Report, opt TableOptions) error {
 	return nil
 }
 
+// figures are how many schedules failed and the pair rate.
+func (r Row) figures() string {
+	return fmt.Sprintf("%d/%d schedules failed, %s pair-blamed", r.FailedSchedules, r.Schedules, r.rateCell("%.1f%% [%.1f, %.1f]"))
+}
+
+// measurement is a not-gated row's line: figures, then the first failing
+// schedule's summary.
+func (r Row) measurement() string { return r.figures() + ": " + r.Summary }
+
 // Legend explains the attribution columns under every table (lines under
-// 120 columns).
-const Legend = "pair blamed: worse than the protocol baseline (one task at a time, reference store): the gate\n" +
-	"store blamed: worse than the reference store under the same client and schedule (n/a: not judged)\n" +
-	"client side: lost in a crash as on the reference store (the client's decrypt→store→ack is not atomic)\n" +
-	"BASELINE: failed in the protocol baseline too, with a perfect store: the protocol's or libsignal's"
+// 120 columns), naming each row's protocol baseline.
+func (rep *Report) Legend() string {
+	var b strings.Builder
+	b.WriteString("pair blamed: worse than the row's protocol baseline (one task at a time, a store that loses nothing): the gate\n")
+	var bases []string
+	who := map[string][]string{}
+	for _, r := range rep.Rows {
+		base := r.Baseline
+		if base == "" {
+			base = ModelBaseline
+		}
+		if _, ok := who[base]; !ok {
+			bases = append(bases, base)
+		}
+		if name, _, _ := strings.Cut(r.Discipline, ":"); !slices.Contains(who[base], name) {
+			who[base] = append(who[base], name)
+		}
+	}
+	for _, base := range bases {
+		writeWrapped(&b, "  ", fmt.Sprintf("baseline of %s: %s", strings.Join(who[base], ", "), base))
+	}
+	b.WriteString("store blamed: worse than the reference store under the same client and interleaving (n/a: not judged)\n" +
+		"crash lost: killed between decrypt and ack, or lost as badly serially with the same backup restored\n" +
+		"BASELINE: failed in the protocol baseline too, with a perfect store: the protocol's or libsignal's\n")
+	return b.String()
+}
 
 // writeAligned prints rows right-aligned in columns two spaces apart (the
 // first three left-aligned).

@@ -30,8 +30,7 @@ func TestCellsMatchColumns(t *testing.T) {
 func TestCompactTableFits(t *testing.T) {
 	n := 17000
 	r := Row{Discipline: "concurrent", MustPass: true, Store: "files-atomic", Scenario: "reinstall", Schedules: 10000, FailedSchedules: 10000,
-		Messages: 170000, Blamed: 169999, StoreBlamed: &n, ClientSide: 12345, BadMAC: 123456, OldCounter: 99999, RegeneratedCreds: 10000,
-		Rate: 0.99999, RateLo: 0.9999, RateHi: 1}
+		Messages: 170000, Blamed: 169999, StoreBlamed: &n, LostToCrash: 12345, BadMAC: 123456, OldCounter: 99999, RegeneratedCreds: 10000}
 	var b strings.Builder
 	if err := WriteTable(&b, &Report{Rows: []Row{r}}, TableOptions{}); err != nil {
 		t.Fatal(err)
@@ -47,33 +46,50 @@ func TestCompactTableFits(t *testing.T) {
 }
 
 // One verdict: Row.Failed for every failure kind, Report.Verdict over the
-// must-pass rows, and the three gate states.
+// must-pass rows, and the four gate states.
 func TestVerdict(t *testing.T) {
+	ran := Row{MustPass: true, Schedules: 1}
 	for name, r := range map[string]Row{
 		"blamed": {Blamed: 1}, "failed schedule": {FailedSchedules: 1}, "regenerated": {RegeneratedCreds: 1},
 		"refused": {StartRefused: 1}, "lost prekeys": {LostPreKeys: 1}, "store error": {StoreError: 1},
 	} {
+		r.Schedules = 1
 		if !r.Failed() {
 			t.Errorf("%s: row passes", name)
 		}
 		r.MustPass = true
-		rep := &Report{Rows: []Row{{MustPass: true}, r}}
+		rep := &Report{Rows: []Row{ran, r}}
 		if rep.Verdict() != GateFail || !strings.HasPrefix(rep.VerdictLine(), "FAIL") {
 			t.Errorf("%s: verdict %s", name, rep.Verdict())
 		}
 		r.MustPass = false
-		rep = &Report{Rows: []Row{{MustPass: true}, r}}
+		rep = &Report{Rows: []Row{ran, r}}
 		if rep.Verdict() != GatePass {
 			t.Errorf("%s not gated: verdict %s", name, rep.Verdict())
 		}
-		rep = &Report{Rows: []Row{r}}
-		if rep.Verdict() != GateNotGated || strings.Contains(rep.VerdictLine(), "PASS") {
-			t.Errorf("%s, no gate: %s", name, rep.VerdictLine())
+		var b strings.Builder
+		if err := WriteTable(&b, rep, TableOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(b.String(), "FAIL") || !strings.Contains(b.String(), "measured, not gated: 1 row with failures") {
+			t.Errorf("%s not gated: a FAIL line, or no measurement:\n%s", name, b.String())
+		}
+		// No gate: only on purpose, and said in the user's words.
+		rep = &Report{Rows: []Row{r}, MustPass: "none"}
+		if rep.Verdict() != GateNotGated || strings.Contains(rep.VerdictLine(), "PASS") || !strings.Contains(rep.VerdictLine(), "-must-pass none") {
+			t.Errorf("%s, -must-pass none: %s", name, rep.VerdictLine())
+		}
+		// A gate that holds no row, or a row that ran nothing, earns no
+		// pass (before: NOT GATED, "(-must-pass none)", exit 0).
+		for _, rep := range []*Report{{Rows: []Row{r}}, {Rows: []Row{r, {MustPass: true}}}} {
+			if rep.Verdict() != GateUnearned || !strings.HasPrefix(rep.VerdictLine(), "NO VERDICT") {
+				t.Errorf("%s, no gate earned: %s", name, rep.VerdictLine())
+			}
 		}
 	}
-	// Store failures and client-side losses are shown, not gated.
+	// Store failures and losses to a crash are shown, not gated.
 	n := 3
-	if (Row{StoreBlamed: &n, ClientSide: 2, LibraryFailures: 1}).Failed() {
+	if (Row{StoreBlamed: &n, LostToCrash: 2, LibraryFailures: 1}).Failed() {
 		t.Error("store-blamed alone fails the row")
 	}
 }

@@ -39,7 +39,7 @@ func TestCrashPointsDurableStores(t *testing.T) {
 		// What the durable stores still lose against the serial baseline
 		// must be a crash inside one receive's calls (between PutSession
 		// and RemovePreKey of a pkmsg), never between tasks.
-		for _, p := range rep.ClientSide {
+		for _, p := range rep.LostToCrash {
 			if strings.Contains(p.Location, "before end of") {
 				t.Errorf("%s: loss at a task boundary: %s", st, p)
 			}

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -105,6 +106,16 @@ type Pair struct {
 	Device     harness.Device
 }
 
+// Name is the row's name: discipline/store/scenario, the device's name in
+// place of the discipline for a device row.
+func (p Pair) Name() string {
+	who := string(p.Discipline)
+	if p.Device != nil {
+		who = p.Device.Name()
+	}
+	return who + "/" + p.Variant.Name + "/" + p.Scenario.Name
+}
+
 func (p Pair) device() harness.Device {
 	if p.Device == nil {
 		return harness.Model{Variant: p.Variant}
@@ -123,7 +134,9 @@ func (p Pair) setup(seed uint64) *harness.Schedule {
 
 // RunPairs runs every pair, several at once on one pool of cfg.Workers
 // (or cfg.Pool), and returns the results in the order given: the output is
-// the same as running them one after another.
+// the same as running them one after another. On an error the other pairs
+// are cancelled, and the error returned is the first that happened, not
+// the first row's (which may only say it was cancelled).
 func RunPairs(ctx context.Context, pairs []Pair, cfg Config) ([]*PairResult, error) {
 	if cfg.Pool == nil {
 		cfg.Pool = harness.NewPool(cfg.Workers)
@@ -136,7 +149,10 @@ func RunPairs(ctx context.Context, pairs []Pair, cfg Config) ([]*PairResult, err
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := make([]*PairResult, len(pairs))
-	errs := make([]error, len(pairs))
+	var (
+		errMu sync.Mutex
+		first error
+	)
 	// Pairs start in order, a few more than there are tokens, so that a
 	// pair's shrink (one run at a time) leaves room for the next pair's
 	// schedules without every pair's memory being live at once.
@@ -154,18 +170,20 @@ func RunPairs(ctx context.Context, pairs []Pair, cfg Config) ([]*PairResult, err
 		go func() {
 			defer wg.Done()
 			defer func() { <-gate }()
-			out[i], errs[i] = runPair(ctx, p, cfg)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("%s/%s/%s: %w", p.Discipline, p.Variant.Name, p.Scenario.Name, errs[i])
+			var err error
+			if out[i], err = runPair(ctx, p, cfg); err != nil {
+				errMu.Lock()
+				if first == nil {
+					first = fmt.Errorf("%s: %w", p.Name(), err)
+				}
+				errMu.Unlock()
 				cancel()
 			}
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if first != nil {
+		return nil, first
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -235,9 +253,11 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 		}()
 	}
 	wg.Wait()
-	for _, o := range outs {
-		if o.err != nil {
-			return nil, o.err // the lowest-numbered schedule's error
+	for _, cancelled := range []bool{false, true} {
+		for _, o := range outs {
+			if o.err != nil && errors.Is(o.err, context.Canceled) == cancelled {
+				return nil, o.err // the lowest-numbered schedule's error, a cancellation last
+			}
 		}
 	}
 	for k, o := range outs {

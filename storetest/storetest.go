@@ -118,13 +118,9 @@ const (
 	ShrinkEnv = "BADMAC_SHRINK_BUDGET"
 )
 
-// LongLived is the scenario whose records grow as after months of use:
-// skipped message keys from out-of-order delivery, archived states after a
-// contact reinstalls, several contacts and devices.
-var LongLived = scenarios.Scenario{Name: "longlived",
-	Doc:      "a long conversation with gaps, redeliveries and contacts starting new sessions again and again: records as big as real ones",
-	Contacts: []harness.Contact{{User: "alice", Devices: 2}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}},
-	Messages: 80, Reply: 0.5, Reorder: true, Crash: scenarios.CrashRekey, Crashes: 64}
+// LongLived is the scenario whose records grow as after months of use
+// (scenarios.LongLived: badmac replay knows it too).
+var LongLived = scenarios.LongLived
 
 // reopening are the scenarios added to the default set for an Opener.
 var reopening = []string{"crash", "restart", "replica", "overlap", "rollback"}

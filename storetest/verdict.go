@@ -200,22 +200,19 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 
 // writeHTML writes the replay's timeline with badmac's HTML report: one row.
 func writeHTML(path string, s *harness.Schedule, res *harness.Result, from string, who testRef) error {
-	c := res.Counts()
-	row := reports.Row{Discipline: string(s.Discipline), Store: s.Store, Scenario: s.Scenario, Schedules: 1,
-		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates, Lost: c.Lost, Wrong: c.Wrong,
-		BadMAC: c.Failures[endpoint.BadMAC], OldCounter: c.Failures[endpoint.OldCounter], NoSession: c.Failures[endpoint.NoSession],
-		InvalidPreKey: c.Failures[endpoint.InvalidPreKey], UntrustedIdentity: c.Failures[endpoint.UntrustedIdentity],
-		NoSenderKey: c.Failures[endpoint.NoSenderKey], StoreError: c.Failures[endpoint.StoreError], OtherError: c.Failures[endpoint.Other],
-		Blamed: len(res.Blamed), Replay: who.command([]string{ReplayEnv + "=" + from}), Counterexample: s.String(),
-		Summary: res.Summary(), History: res.History}
+	failed := 0
 	if res.Failed() {
-		row.FailedSchedules = 1
+		failed = 1
 	}
+	row := reports.CountsRow(res.Counts(), 1, failed)
+	row.Discipline, row.Store, row.Scenario, row.MustPass = string(s.Discipline), s.Store, s.Scenario, true
+	row.Replay, row.Counterexample = who.command([]string{ReplayEnv + "=" + from}), s.String()
+	row.Summary, row.History = res.Summary(), res.History
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := reports.WriteHTML(f, &reports.Report{Format: "badmac storetest replay", Seed: s.Seed, Mode: string(harness.Controlled), Schedules: 1, Rows: []reports.Row{row}, Pass: !res.Failed()}); err != nil {
+	if err := reports.WriteHTML(f, &reports.Report{Format: "badmac storetest replay", Seed: s.Seed, Mode: string(harness.Controlled), Schedules: 1, Rows: []reports.Row{row}}); err != nil {
 		f.Close()
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -51,18 +52,34 @@ func openDevice(ctx context.Context, name string, timeout time.Duration, adapter
 		if err != nil {
 			return nil, fmt.Errorf("device %s: %w", name, err)
 		}
-		return &devices.Opened{Device: d, Close: d.Close, Stores: baileys.Variants}, nil
+		return &devices.Opened{Device: d, Close: d.Close, Stores: baileys.Variants, BaselineDoc: devices.BaileysBaseline}, nil
 	}
 	return devices.Open(ctx, name, devices.Options{Timeout: timeout})
 }
 
 // row is one planned row of a run: its pair, the table's discipline
-// column (the discipline for the model, the device's name otherwise) and
-// whether it must pass.
+// column (the discipline for the model, the device's name otherwise),
+// whether it must pass, and the device's protocol baseline when it is not
+// the model's.
 type row struct {
-	pair   scenarios.Pair
-	column string
-	must   bool
+	pair     scenarios.Pair
+	column   string
+	must     bool
+	baseline string
+}
+
+// refusal is a pair a device's Check refused: not a row. named: the user
+// asked for it by name (its store, scenario or discipline in a flag), so a
+// gate that would hold it cannot pass without it.
+type refusal struct {
+	column, store, scenario string
+	named                   bool
+	device                  string
+	err                     error
+}
+
+func (r refusal) String() string {
+	return fmt.Sprintf("%s/%s/%s: %v", r.column, r.store, r.scenario, r.err)
 }
 
 // deviceRun is what `badmac run -device` plans from its flags.
@@ -72,6 +89,7 @@ type deviceRun struct {
 	discGiven   bool
 	stores      []string // given with -stores, else each device's own
 	scenarios   []scenarios.Scenario
+	scenGiven   bool // -scenarios given
 	mode        harness.Mode
 	mustPass    string
 	mustGiven   bool
@@ -83,7 +101,8 @@ type deviceRun struct {
 // store × scenario for the model, device × store × scenario for the others
 // (their discipline is the first the device takes, unless -disciplines
 // names them). A pair the device's Check refuses is not a row: it is
-// listed on stderr as "skipped: …". The returned func closes the devices.
+// listed on stderr as "skipped: …", and it is bad input when the gate
+// would hold it (gateRows). The returned func closes the devices.
 func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, func(), error) {
 	var closers []func()
 	closeAll := func() {
@@ -92,14 +111,11 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 		}
 	}
 	var rows []row
+	var refused []refusal
 	for _, name := range dr.names {
 		if name == "model" {
-			mrows, err := planModel(dr, stderr)
-			if err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			rows = append(rows, mrows...)
+			mrows, mrefused := planModel(dr)
+			rows, refused = append(rows, mrows...), append(refused, mrefused...)
 			continue
 		}
 		od, err := openDevice(ctx, name, dr.timeout, dr.adapter)
@@ -123,7 +139,7 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 				if err != nil {
 					v = stores.Variant{Name: st} // the device's own store name (a Baileys key-store variant)
 				}
-				var refusal error
+				var first error
 				taken := 0
 				for _, d := range discs {
 					p := scenarios.Pair{Scenario: sc, Discipline: d, Variant: v, Device: dev}
@@ -134,27 +150,40 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 						col += ":" + string(d)
 					}
 					if err := dev.Check(setup, dr.mode); err != nil {
-						if refusal == nil || dr.discGiven {
-							refusal = err
+						if first == nil {
+							first = err
 						}
 						if dr.discGiven {
-							fmt.Fprintf(stderr, "skipped: %s/%s/%s: %v\n", col, st, sc.Name, err)
+							refused = append(refused, refusal{column: col, store: st, scenario: sc.Name, device: dev.Name(), err: err,
+								named: dr.stores != nil || dr.scenGiven || dr.discGiven})
 						}
 						continue
 					}
-					rows = append(rows, row{pair: p, column: col})
+					rows = append(rows, row{pair: p, column: col, baseline: od.BaselineDoc})
 					taken++
 					if !dr.discGiven {
 						break // the first discipline the device takes
 					}
 				}
 				if taken == 0 && !dr.discGiven {
-					fmt.Fprintf(stderr, "skipped: %s/%s/%s: %v\n", dev.Name(), st, sc.Name, refusal)
+					refused = append(refused, refusal{column: dev.Name(), store: st, scenario: sc.Name, device: dev.Name(), err: first,
+						named: dr.stores != nil || dr.scenGiven})
 				}
 			}
 		}
 	}
-	if err := gateRows(rows, dr); err != nil {
+	for _, r := range refused {
+		fmt.Fprintf(stderr, "skipped: %s\n", r)
+	}
+	if len(rows) == 0 {
+		// Bad input is one line: the first refusal stands for all.
+		closeAll()
+		if len(refused) == 0 {
+			return nil, nil, badInput("nothing to run")
+		}
+		return nil, nil, badInput("nothing to run: every pair was skipped (%d), first %s", len(refused), refused[0])
+	}
+	if err := gateRows(rows, refused, dr); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
@@ -162,26 +191,28 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 }
 
 // planModel is the model's rows in a device run: -stores the model knows
-// (its defaults when none are given), the others skipped.
-func planModel(dr deviceRun, stderr io.Writer) ([]row, error) {
+// (its defaults when none are given), the others refused.
+func planModel(dr deviceRun) ([]row, []refusal) {
 	sts := dr.stores
 	if sts == nil {
 		sts = strings.Split(devices.ModelStores, ",")
 	}
 	var rows []row
+	var refused []refusal
 	for _, sc := range dr.scenarios {
 		for _, d := range dr.disciplines {
 			for _, st := range sts {
 				v, err := stores.Lookup(st)
 				if err != nil {
-					fmt.Fprintf(stderr, "skipped: %s/%s/%s: the model cannot run store %q: %v\n", d, st, sc.Name, st, err)
+					refused = append(refused, refusal{column: string(d), store: st, scenario: sc.Name, device: "model", named: true,
+						err: fmt.Errorf("the model cannot run store %q: %w", st, err)})
 					continue
 				}
 				rows = append(rows, row{pair: scenarios.Pair{Scenario: sc, Discipline: d, Variant: v}, column: string(d)})
 			}
 		}
 	}
-	return rows, nil
+	return rows, refused
 }
 
 // gateRows marks the must-pass rows. -must-pass takes COLUMN/STORE (every
@@ -189,10 +220,13 @@ func planModel(dr deviceRun, stderr io.Writer) ([]row, error) {
 // discipline (model rows) or a device name; each must match a row in the
 // run (a gate that did not run is no gate), or none. Without -must-pass
 // the gate is the model's default pairs and each device's correct variant
-// (defaultDeviceGate), as far as they are in the run; a run with neither
-// is not gated, and says so.
-func gateRows(rows []row, dr deviceRun) error {
-	if strings.TrimSpace(dr.mustPass) == "none" {
+// (defaultDeviceGate), as far as they are in the run. Every gate is
+// earned: a gate that holds no row is bad input, and so is a pair the
+// device refused that the gate would hold (named in -must-pass, or gated
+// by default and named in -stores, -scenarios or -disciplines): the gate
+// would pass without it.
+func gateRows(rows []row, refused []refusal, dr deviceRun) error {
+	if strings.TrimSpace(dr.mustPass) == reports.NoGate {
 		return nil
 	}
 	if !dr.mustGiven {
@@ -205,26 +239,42 @@ func gateRows(rows []row, dr deviceRun) error {
 				r.must = defaultDeviceGate(r.pair.Device.Name(), r.pair.Variant.Name, r.pair.Scenario.Name)
 			}
 		}
+		for _, f := range refused {
+			if f.named && defaultDeviceGate(f.device, f.store, f.scenario) {
+				return badInput("%s/%s/%s must pass by default, but the device refuses it: %v (leave it out of the flags, or name the gate with -must-pass)",
+					f.column, f.store, f.scenario, f.err)
+			}
+		}
+		if !slices.ContainsFunc(rows, func(r row) bool { return r.must }) {
+			return errNoGate
+		}
 		return nil
 	}
-	any := false
 	for _, p := range split(dr.mustPass) {
 		f := strings.Split(p, "/")
 		if len(f) < 2 || len(f) > 3 {
 			return badInput("-must-pass wants DISCIPLINE/STORE, DEVICE/STORE or DEVICE/STORE/SCENARIO, or none; got %q", p)
 		}
+		match := func(column, store, scenario string) bool {
+			return column == f[0] && store == f[1] && (len(f) == 2 || scenario == f[2])
+		}
+		for _, r := range refused {
+			if match(r.column, r.store, r.scenario) {
+				return badInput("-must-pass %s: the device refuses %s", p, r)
+			}
+		}
 		hit := false
 		for i := range rows {
 			r := &rows[i]
-			if r.column == f[0] && r.pair.Variant.Name == f[1] && (len(f) == 2 || r.pair.Scenario.Name == f[2]) {
-				r.must, hit, any = true, true, true
+			if match(r.column, r.pair.Variant.Name, r.pair.Scenario.Name) {
+				r.must, hit = true, true
 			}
 		}
 		if !hit {
-			return badInput("-must-pass %s is not in the run (give its device or discipline, its store and scenario; pairs the device refuses are skipped, see stderr)", p)
+			return badInput("-must-pass %s is not in the run (give its device or discipline, its store and scenario)", p)
 		}
 	}
-	if !any {
+	if !slices.ContainsFunc(rows, func(r row) bool { return r.must }) {
 		return badInput("-must-pass: no pair given (-must-pass none runs without a gate)")
 	}
 	return nil
@@ -296,19 +346,4 @@ func replayDevice(ctx context.Context, path string, s *harness.Schedule, mode ha
 		return 2, fmt.Errorf("%s: %w", path, err)
 	}
 	return printReplay(stdout, sched, res, fmt.Sprintf("device %s is judged against its protocol baseline only", s.Device)), nil
-}
-
-// deviceHeader reads a schedule file's device line, if any, without
-// judging the rest (replay parses it in full).
-func deviceHeader(path string) (*harness.Schedule, bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	s, err := harness.Parse(f)
-	if err != nil || s.Device == "" || s.Device == "model" {
-		return nil, false
-	}
-	return s, true
 }

@@ -27,7 +27,7 @@ func TestDeviceMisbehavesExit2(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			script := filepath.Join("..", "..", "devproto", "testdata", c.script)
 			code := Main(context.Background(), []string{"run", "-device", "baileys@6.17.16", "-adapter", "sh " + script,
-				"-timeout", c.timeout, "-schedules", "1", "-scenarios", "reply", "-stores", "stock", "-out", t.TempDir()}, &stdout, &stderr)
+				"-timeout", c.timeout, "-schedules", "1", "-scenarios", "reply", "-stores", "stock", "-must-pass", "none", "-out", t.TempDir()}, &stdout, &stderr)
 			if code != 2 {
 				t.Fatalf("exit %d, want 2; stderr %q", code, stderr.String())
 			}
@@ -61,8 +61,19 @@ func TestDeviceBadInput(t *testing.T) {
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
 			"-must-pass baileys@6.17.16/locked is not in the run"},
+		// Every gate is earned (issue 16 §2): a must-pass pair the device
+		// refuses, named or gated by default and named in a flag, is bad
+		// input (before: skipped on stderr, the gate passed without it);
+		// so is a run whose gate holds no row (before: "NOT GATED: …
+		// (-must-pass none)", a flag nobody gave, exit 0).
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "reply,group", "-must-pass", "baileys@6.17.16/locked/group"},
-			"-must-pass baileys@6.17.16/locked/group is not in the run"},
+			"-must-pass baileys@6.17.16/locked/group: the device refuses baileys@6.17.16/locked/group: device baileys@6.17.16 cannot run group messages"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "group,rollback,burst", "-must-pass", "baileys@6.17.16/locked"},
+			"-must-pass baileys@6.17.16/locked: the device refuses baileys@6.17.16/locked/group"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "burst,group", "-stores", "locked"},
+			"baileys@6.17.16/locked/group must pass by default, but the device refuses it"},
+		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock"}, "no must-pass row in the run"},
+		{[]string{"run", "-device", "model", "-stores", "files", "-disciplines", "locked", "-scenarios", "crash"}, "no must-pass row in the run"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-must-pass", "locked"}, `-must-pass wants DISCIPLINE/STORE`},
 		{[]string{"replay", bad}, `schedule line 9: unknown op "stepp"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
@@ -102,9 +113,11 @@ func TestDeviceModelSameAsRun(t *testing.T) {
 }
 
 // The same seed gives the same table byte for byte; the harness's
-// scenarios run on the device and the model in one table; each FAIL line's
-// replay command, verbatim, reproduces that failure (exit 1, the same
-// summary) on the device the schedule names; locked passes the gate.
+// scenarios run on the device and the model in one table; each failing
+// row's replay command, verbatim, reproduces that failure (exit 1, the
+// same summary) on the device the schedule names; locked passes the gate.
+// The gate is named: by default it would hold baileys@6.17.16/locked/group,
+// which the device refuses (bad input, TestDeviceBadInput).
 func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	if _, err := baileys.AdapterDir(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -114,7 +127,7 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	}
 	out := t.TempDir()
 	args := []string{"run", "-device", "baileys@6.17.16,model", "-stores", "seedfix,locked,reference", "-disciplines", "locked",
-		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out}
+		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out, "-must-pass", "baileys@6.17.16/locked/reply,locked/reference"}
 	var runs [2]bytes.Buffer
 	var stderr bytes.Buffer
 	for i := range runs {
@@ -139,7 +152,7 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 			t.Errorf("no row %q (must pass) in:\n%s", r, table)
 		}
 	}
-	m := regexp.MustCompile(`(?m)^FAIL (baileys@6\.17\.16/seedfix/reply): (.*)\n  replay: (badmac replay \S+)$`).FindStringSubmatch(table)
+	m := regexp.MustCompile(`(?m)^  (baileys@6\.17\.16/seedfix/reply): \d+/4 schedules failed, .*\n    (.*)\n    replay: (badmac replay \S+)$`).FindStringSubmatch(table)
 	if m == nil {
 		t.Fatalf("no failing seedfix row with a replay command in:\n%s", table)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/reports"
 )
 
@@ -114,8 +113,8 @@ func mergeReports(files []string, shards []*reports.Report) (*reports.Report, er
 			return nil, badInput("%s: shard %s of %d, but %s is of %d", files[i], s.Shard, sp.N, files[0], spec.N)
 		case seen[sp.K]:
 			return nil, badInput("%s: shard %s given twice", files[i], s.Shard)
-		case s.Seed != first.Seed || s.Mode != first.Mode || s.Schedules != first.Schedules:
-			return nil, badInput("%s: seed %d, mode %s, %d schedules per row differ from %s's", files[i], s.Seed, s.Mode, s.Schedules, files[0])
+		case s.Seed != first.Seed || s.Mode != first.Mode || s.Schedules != first.Schedules || s.MustPass != first.MustPass:
+			return nil, badInput("%s: seed %d, mode %s, %d schedules per row, -must-pass %q differ from %s's", files[i], s.Seed, s.Mode, s.Schedules, s.MustPass, files[0])
 		case len(s.Rows) != len(first.Rows):
 			return nil, badInput("%s: %d rows, %s has %d", files[i], len(s.Rows), files[0], len(first.Rows))
 		}
@@ -132,7 +131,7 @@ func mergeReports(files []string, shards []*reports.Report) (*reports.Report, er
 			return nil, badInput("shard %d/%d missing", k, spec.N)
 		}
 	}
-	rep := &reports.Report{Seed: first.Seed, Mode: first.Mode, Schedules: first.Schedules}
+	rep := &reports.Report{Seed: first.Seed, Mode: first.Mode, Schedules: first.Schedules, MustPass: first.MustPass}
 	for j := range first.Rows {
 		var rows []reports.Row
 		for _, s := range shards {
@@ -187,10 +186,6 @@ func mergeRow(rows []reports.Row) reports.Row {
 			out.Library = r.Library
 		}
 	}
-	out.Rate, out.RateLo, out.RateHi = 0, 0, 0
-	if out.Messages > 0 {
-		out.Rate = float64(out.Blamed) / float64(out.Messages)
-	}
-	out.RateLo, out.RateHi = harness.Wilson(out.Blamed, out.Messages)
+	out.Rate, out.RateLo, out.RateHi = out.PairRate()
 	return out
 }

@@ -95,7 +95,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		t                procs.Tally
 		blamed           int // messages the verdict counts against the row
 		failedRuns       int
-		clientSide       int
+		lostToCrash      int
 	}
 	var rows []row
 	for _, v := range vs {
@@ -146,7 +146,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 				models = append(models, m)
 			}
 			verdict := procs.JudgeAny(real, base, models...)
-			r.clientSide += len(verdict.ClientBlamed)
+			r.lostToCrash += len(verdict.ClientBlamed)
 			if n := len(verdict.StoreBlamed); n > 0 || real.RegeneratedCreds {
 				r.blamed += n
 				r.failedRuns++
@@ -178,11 +178,11 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	// The gate, judged as badmac run judges its rows (reports.Row.Failed,
 	// reports.Report.Verdict).
-	rep := &reports.Report{Seed: *seed, Mode: "procs", Schedules: *seeds}
+	rep := &reports.Report{Seed: *seed, Mode: "procs", Schedules: *seeds, MustPass: *mustPass}
 	for _, r := range rows {
 		rep.Rows = append(rep.Rows, reports.Row{Discipline: r.suite, Store: r.store, Scenario: "procs",
 			MustPass: must[r.id+"/"+r.store], Schedules: r.t.Runs, FailedSchedules: r.failedRuns, Messages: r.t.Messages,
-			Blamed: r.blamed, ClientSide: r.clientSide, RegeneratedCreds: r.t.Regenerated, StoreError: r.t.Classes[endpoint.StoreError]})
+			Blamed: r.blamed, LostToCrash: r.lostToCrash, RegeneratedCreds: r.t.Regenerated, StoreError: r.t.Classes[endpoint.StoreError]})
 	}
 	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
 	t.Header("suite", "store", "runs", "kills", "overlap", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
@@ -219,10 +219,11 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		*storeList, *seeds, *seed)
 	fmt.Fprintln(stdout, "blamed: random kill, messages lost beyond the in-process model of the same kill on the reference store (store-blamed);")
 	fmt.Fprintln(stdout, "two replicas, messages not delivered cleanly (one process delivers all). * = must pass")
+	fmt.Fprintln(stdout, rep.GateLine())
 	for _, r := range rep.Rows {
 		if r.Failed() {
-			fmt.Fprintf(stdout, "FAIL %s/%s: %d blamed of %d messages, %d/%d runs failed, regenerated credentials %d\n",
-				r.Discipline, r.Store, r.Blamed, r.Messages, r.FailedSchedules, r.Schedules, r.RegeneratedCreds)
+			fmt.Fprintf(stdout, "%s: %d blamed of %d messages, %d/%d runs failed, regenerated credentials %d\n",
+				r.Heading(), r.Blamed, r.Messages, r.FailedSchedules, r.Schedules, r.RegeneratedCreds)
 		}
 	}
 	fmt.Fprintln(stdout, rep.VerdictLine())
@@ -235,7 +236,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 // be in the run.
 func procsMustPass(list string, vs []stores.Variant) (map[string]bool, error) {
 	must := map[string]bool{}
-	if strings.TrimSpace(list) == "none" {
+	if strings.TrimSpace(list) == reports.NoGate {
 		return must, nil
 	}
 	if list == "" {

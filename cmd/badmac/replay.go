@@ -27,15 +27,15 @@ func replayCmd(ctx context.Context, args []string, stdout io.Writer) (int, error
 		return 2, badInput("-mode: unknown mode %q (known: controlled, serial, free)", *modeFlag)
 	}
 	path := fs.Arg(0)
-	if ds, ok := deviceHeader(path); ok {
-		return replayDevice(ctx, path, ds, mode, stdout) // a `device NAME` header: replayed on that device
-	}
-	if mode != "" && mode != harness.Controlled {
-		return 2, badInput("-mode %s: a model schedule replays in controlled mode only", mode)
-	}
 	s, err := readSchedule(path)
 	if err != nil {
 		return 2, err
+	}
+	if s.Device != "" && s.Device != "model" {
+		return replayDevice(ctx, path, s, mode, stdout) // a `device NAME` header: replayed on that device
+	}
+	if mode != "" && mode != harness.Controlled {
+		return 2, badInput("-mode %s: a model schedule replays in controlled mode only", mode)
 	}
 	defer sqlstores.Shutdown()
 	if s.Store == yours {
@@ -87,8 +87,8 @@ func writeJudgement(w io.Writer, res *harness.Result, notJudged string) {
 	} else {
 		fmt.Fprintf(w, "store-blamed: n/a (%s)\n", notJudged)
 	}
-	if len(res.ClientSide) > 0 {
-		fmt.Fprintf(w, "client-side (lost in the crash on the reference store too): %s\n", list(res.ClientSide))
+	if len(res.LostToCrash) > 0 {
+		fmt.Fprintf(w, "lost to the crash (killed between decrypt and ack, or lost as badly serially with the same backup restored): %s\n", list(res.LostToCrash))
 	}
 	if len(res.LibraryFailures) > 0 {
 		fmt.Fprintf(w, "BASELINE: %s (the protocol's or libsignal's, never blamed)\n", res.LibrarySummary())

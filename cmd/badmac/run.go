@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/badmac/badmac/devices"
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
@@ -127,7 +126,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			}
 		}
 	} else {
-		dr := deviceRun{names: split(*deviceList), disciplines: ds, discGiven: given["disciplines"], scenarios: scs, mode: cfg.Mode,
+		dr := deviceRun{names: split(*deviceList), disciplines: ds, discGiven: given["disciplines"], scenarios: scs, scenGiven: given["scenarios"], mode: cfg.Mode,
 			mustPass: *mustPass, mustGiven: given["must-pass"], timeout: *timeout, adapter: *adapter}
 		if given["stores"] {
 			dr.stores = split(*storeList)
@@ -150,11 +149,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			return 2, err
 		}
 		defer closeDevices()
-		if len(rows) == 0 {
-			// Bad input is one line: the first refusal stands for all.
-			first, _, _ := strings.Cut(skipped.String(), "\n")
-			return 2, badInput("nothing to run: every pair was skipped (%d), first %s", strings.Count(skipped.String(), "\n"), first)
-		}
 		fmt.Fprint(stderr, skipped.String())
 		var vs []stores.Variant
 		for _, r := range rows {
@@ -167,6 +161,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 	}
 
+	// A gated row that runs no schedule would pass on nothing.
+	if len(cfg.Indices()) == 0 && slices.ContainsFunc(rows, func(r row) bool { return r.must }) {
+		return 2, badInput("-shard %s of %d schedules per row runs none: the gate would pass on nothing (give at least %d schedules)", shard, *n, shard.N)
+	}
 	if !*asJSON && stderrIsTerminal(stderr) {
 		bar := newProgress(stderr, len(rows)*len(cfg.Indices()))
 		defer bar.Finish()
@@ -174,6 +172,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 
 	rep := &reports.Report{Seed: *seed, Mode: string(cfg.Mode), Schedules: *n, Shard: shard.String()}
+	if given["must-pass"] {
+		rep.MustPass = *mustPass
+	}
 	var pairs []scenarios.Pair
 	for _, r := range rows {
 		pairs = append(pairs, r.pair)
@@ -188,6 +189,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		d, sc := pr.Discipline, pr.Scenario
 		row := toRow(pr, rows[i].must)
 		row.Discipline = rows[i].column
+		if rows[i].baseline != "" {
+			row.Baseline = rows[i].baseline
+		}
 		if pr.First != nil && cfg.Mode == harness.Controlled {
 			path, err := saveSchedule(*out, pr.First, "")
 			if err != nil {
@@ -241,10 +245,15 @@ func writeReport(rep *reports.Report, stdout io.Writer, asJSON, wide bool, mdFil
 }
 
 // exitCode is the gate's verdict as an exit code: 1 when a must-pass row
-// failed, else 0 (a run that was not gated says so in every output).
+// failed, 2 when the gate earned no verdict (no must-pass row, or one that
+// ran no schedule), else 0 (a run not gated on purpose says so in every
+// output).
 func exitCode(rep *reports.Report) int {
-	if rep.Verdict() == reports.GateFail {
+	switch rep.Verdict() {
+	case reports.GateFail:
 		return 1
+	case reports.GateUnearned:
+		return 2
 	}
 	return 0
 }
@@ -254,13 +263,17 @@ func exitCode(rep *reports.Report) int {
 // the run.
 const defaultMustPass = "locked/reference,locked/mutexed"
 
+// errNoGate is a run whose default gate holds none of its rows: a pass
+// nothing earned, so bad input, with or without -device.
+var errNoGate = badInput("no must-pass row in the run (the default gate is %s, with -device also every procs row and baileys@V/locked): name the gate with -must-pass, or measure without one with -must-pass none", defaultMustPass)
+
 // parseMustPass reads -must-pass: "none" is no gate, on purpose; explicit
 // pairs must all be in the run (a gate that did not run is no gate); the
 // default keeps the pairs that are in the run. Either way a gate with no
 // pair in the run is bad input.
 func parseMustPass(list string, explicit bool, ds []harness.Discipline, vs []stores.Variant) (map[string]bool, error) {
 	must := map[string]bool{}
-	if strings.TrimSpace(list) == "none" {
+	if strings.TrimSpace(list) == reports.NoGate {
 		return must, nil
 	}
 	inRun := map[string]bool{}
@@ -292,35 +305,17 @@ func parseMustPass(list string, explicit bool, ds []harness.Discipline, vs []sto
 		if explicit {
 			return nil, badInput("-must-pass: no pair given (-must-pass none runs without a gate)")
 		}
-		return nil, badInput("no must-pass pair in the run (the default is %s): give -must-pass discipline/store, or -must-pass none for no gate", defaultMustPass)
+		return nil, errNoGate
 	}
 	return must, nil
 }
 
 func toRow(pr *scenarios.PairResult, must bool) reports.Row {
-	c := pr.Counts
-	f := c.Failures
-	r := reports.Row{
-		Discipline: string(pr.Discipline), Store: pr.Store, Scenario: pr.Scenario, MustPass: must,
-		Schedules: pr.Schedules, FailedSchedules: pr.Failed,
-		Messages: c.Messages, Delivered: c.Delivered, Recovered: c.Recovered, Duplicates: c.Duplicates,
-		Lost: c.Lost, Wrong: c.Wrong, Blamed: c.Blamed,
-		Crashes: c.Crashes, RegeneratedCreds: c.RegeneratedCreds, StartRefused: c.StartRefused,
-		LostPreKeys: c.LostPreKeys, BaselineFailures: c.Baseline, LibraryFailures: c.Library, ClientSide: c.ClientSide,
-		BadMAC: f[endpoint.BadMAC], OldCounter: f[endpoint.OldCounter], NoSession: f[endpoint.NoSession],
-		InvalidPreKey: f[endpoint.InvalidPreKey], UntrustedIdentity: f[endpoint.UntrustedIdentity],
-		NoSenderKey: f[endpoint.NoSenderKey], StoreError: f[endpoint.StoreError], OtherError: f[endpoint.Other],
+	r := reports.CountsRow(pr.Counts, pr.Schedules, pr.Failed)
+	r.Discipline, r.Store, r.Scenario, r.MustPass = string(pr.Discipline), pr.Store, pr.Scenario, must
+	if pr.Discipline == harness.Txn && pr.Device == "" {
+		r.Baseline = "locked, one task at a time, on the reference store (it has no transactions)"
 	}
-	if c.StoreNA < pr.Schedules {
-		// Judged in every schedule or in none: the candidate is the
-		// reference store, or the mode is free.
-		n := c.StoreBlamed
-		r.StoreBlamed = &n
-	}
-	if c.Messages > 0 {
-		r.Rate = float64(c.Blamed) / float64(c.Messages)
-	}
-	r.RateLo, r.RateHi = harness.Wilson(c.Blamed, c.Messages)
 	if pr.FirstResult != nil {
 		r.Summary = pr.FirstResult.Summary()
 		i := pr.FirstIndex

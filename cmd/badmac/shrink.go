@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/badmac/badmac/devices"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
@@ -22,14 +24,23 @@ func readSchedule(path string) (*harness.Schedule, error) {
 	}
 	defer f.Close()
 	s, err := harness.Parse(f)
+	if err == nil {
+		err = scenarios.Validate(s)
+	}
 	if err != nil {
 		return nil, badInput("%s: %v", path, err)
+	}
+	if s.Device != "" && s.Device != "model" {
+		if !devices.Known(s.Device) {
+			return nil, badInput("%s: schedule line %d: unknown device %q (badmac run -h lists them)", path, s.Line("device"), s.Device)
+		}
+		return s, nil // the device checks its own store names
 	}
 	if s.Store == yours {
 		return s, nil // the caller decides: replay on the reference store, or explain
 	}
 	if _, err := stores.Lookup(s.Store); err != nil {
-		return nil, badInput("%s: %v", path, err)
+		return nil, badInput("%s: schedule line %d: %v", path, s.Line("store"), err)
 	}
 	return s, nil
 }
@@ -83,6 +94,9 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	s, err := readSchedule(path)
 	if err != nil {
 		return 2, err
+	}
+	if s.Device != "" && s.Device != "model" {
+		return 2, badInput("%s is a schedule of device %s: badmac shrink shrinks the model's; a device's failures are shrunk by badmac run -device %s -shrink N", path, s.Device, s.Device)
 	}
 	if s.Store == yours {
 		// Shrinking needs the failing store; the reference store passes.

@@ -118,24 +118,30 @@ func TestGateFailsEveryRowThatPrintsFAIL(t *testing.T) {
 }
 
 // Issue 8 §2: a gate that did not run is bad input, not a pass; no gate
-// on purpose (-must-pass none) says so everywhere, never PASS, even over
-// failing rows, and exits 0.
+// on purpose (-must-pass none) says so everywhere, in the user's words,
+// never PASS, even over failing rows, and exits 0. Issue 16 §2, §8: the
+// same with or without -device, a shard that runs no schedule earns no
+// pass, and a row no gate judged is a measurement, never a FAIL line.
 func TestGateMustHaveRun(t *testing.T) {
 	for _, args := range [][]string{
 		{"-stores", "reference", "-must-pass", "locked/sqlite"},
 		{"-stores", "reference,mutexed", "-disciplines", "concurrent", "-must-pass", "locked/reference"},
 		{"-stores", "files", "-disciplines", "locked"}, // the default gate has no pair in this run
+		{"-device", "model", "-stores", "files", "-disciplines", "locked"},
+		{"-shard", "2/2"}, // 1 schedule per row: shard 2 runs none (before: every row 0/0, PASS)
 	} {
 		code, out, errs := run(t, append([]string{"run", "-schedules", "1", "-scenarios", "burst", "-out", t.TempDir()}, args...)...)
 		require.Equal(t, 2, code, "%v: %s", args, out)
 		require.Empty(t, out)
 		require.Equal(t, 1, strings.Count(errs, "\n"), errs)
-		require.Regexp(t, `^badmac: .*must-pass`, errs)
+		require.Regexp(t, `^badmac: .*(must-pass|gate)`, errs)
 	}
 	o := runAll(t, "-disciplines", "concurrent", "-stores", "mutexed", "-scenarios", "reply", "-schedules", "3", "-must-pass", "none")
 	require.Equal(t, 0, o.code)
-	require.Contains(t, o.table, "FAIL concurrent/mutexed/reply")
-	require.Regexp(t, `(?m)^NOT GATED: `, o.table)
+	require.NotContains(t, o.table, "FAIL")
+	require.Contains(t, o.table, "gate: none (-must-pass none)\nmeasured, not gated: 1 row with failures")
+	require.Regexp(t, `(?m)^  concurrent/mutexed/reply: 3/3 schedules failed, `, o.table)
+	require.Regexp(t, `(?m)^NOT GATED: -must-pass none: `, o.table)
 	require.NotContains(t, o.table, "PASS")
 	require.False(t, o.rep.Pass)
 	require.Equal(t, reports.GateNotGated, o.rep.Gate)
@@ -148,11 +154,10 @@ func TestGateMustHaveRun(t *testing.T) {
 }
 
 // Issue 8 §4: a crash between PutSession and the ack loses the message on
-// any store (the client's decrypt→store→ack is not atomic): on the
-// reference store it is client-side, not a pair failure (before: exit 1,
-// "m1 lost [OldCounter]"), and the reference store's own attribution is
-// n/a, never a test result.
-func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
+// any store (the client's decrypt→store→ack is not atomic): it is lost to
+// the crash, not a pair failure (before: exit 1, "m1 lost [OldCounter]"),
+// and the reference store's own attribution is n/a, never a test result.
+func TestCrashLossOnReferenceIsLostToCrash(t *testing.T) {
 	code, js, errs := run(t, "run", "-disciplines", "locked", "-stores", "reference", "-scenarios", "crash", "-schedules", "100",
 		"-seed", "1", "-must-pass", "locked/reference", "-json", "-out", t.TempDir())
 	require.Equal(t, 0, code, errs)
@@ -160,11 +165,22 @@ func TestCrashLossOnReferenceIsClientSide(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(js), &rep))
 	r := rep.Rows[0]
 	require.Zero(t, r.Blamed)
-	require.Positive(t, r.ClientSide, "no crash landed between PutSession and the ack in 100 schedules")
+	require.Positive(t, r.LostToCrash, "no crash landed between PutSession and the ack in 100 schedules")
 	require.Nil(t, r.StoreBlamed)
 	require.True(t, rep.Pass)
 	require.Contains(t, js, `"store_blamed": null`)
 	validate(t, js)
+}
+
+// runReport runs args with -json and returns the exit code, the report
+// (checked against the schema) and stderr.
+func runReport(t *testing.T, args ...string) (int, reports.Report, string) {
+	t.Helper()
+	code, js, errs := run(t, append(args, "-json")...)
+	var rep reports.Report
+	require.NoError(t, json.Unmarshal([]byte(js), &rep), errs)
+	validate(t, js)
+	return code, rep, errs
 }
 
 // validate checks a JSON report against the embedded schema.
@@ -206,8 +222,9 @@ func TestCrashBlamesTheStoreThatLosesWrites(t *testing.T) {
 	require.Zero(t, *atomic.StoreBlamed)
 	require.Zero(t, atomic.Blamed)
 
-	_, out, _ := run(t, "run", "-disciplines", "locked", "-stores", "debounced", "-scenarios", "crash",
-		"-schedules", "30", "-seed", "1", "-must-pass", "none", "-out", t.TempDir())
+	code, out, _ := run(t, "run", "-disciplines", "locked", "-stores", "debounced", "-scenarios", "crash",
+		"-schedules", "30", "-seed", "1", "-must-pass", "locked/debounced", "-out", t.TempDir())
+	require.Equal(t, 1, code)
 	require.Regexp(t, `(?m)^FAIL locked/debounced/crash: crash after \w+ [^,]*\(\w+, write \d+\), before `, out)
 }
 
@@ -248,4 +265,31 @@ func TestProcsGate(t *testing.T) {
 	require.Regexp(t, `(?m)^NOT GATED: `, out)
 	require.NotContains(t, out, "PASS")
 	require.NotRegexp(t, `\*`, strings.Split(out, "seeds ")[0])
+}
+
+// Issue 16 §1, verbatim: adding a crash hid a racy client (6/6 schedules
+// failed in every row, 0 pair-blamed, PASS, exit 0). A crash now excuses
+// only what it causes, so the concurrent client fails its gate in crash,
+// torn and rollback on the reference store and on mutexed.
+func TestCrashDoesNotHideTheClient(t *testing.T) {
+	code, rep, errs := runReport(t, "run", "-disciplines", "concurrent", "-stores", "reference,mutexed", "-scenarios", "crash,torn,rollback",
+		"-schedules", "6", "-must-pass", "concurrent/reference,concurrent/mutexed", "-shrink", "0", "-out", t.TempDir())
+	require.Equal(t, 1, code, errs)
+	require.Len(t, rep.Rows, 6)
+	for _, r := range rep.Rows {
+		require.Positive(t, r.Blamed, r.Name())
+		require.Equal(t, r.Schedules, r.FailedSchedules, r.Name())
+	}
+	require.Equal(t, reports.GateFail, rep.Gate)
+}
+
+// Issue 16 §2: a must-pass pair the device refuses fails the gate as bad
+// input: procs on sqlite and postgres with no database configured used
+// to pass on sqlite alone.
+func TestRefusedMustPassPairIsBadInput(t *testing.T) {
+	t.Setenv("BADMAC_POSTGRES_DSN", "")
+	code, out, errs := run(t, "run", "-device", "procs", "-stores", "sqlite,postgres", "-scenarios", "burst", "-schedules", "1", "-out", t.TempDir())
+	require.Equal(t, 2, code, out)
+	require.Empty(t, out)
+	require.Regexp(t, `(?m)^badmac: procs/postgres/burst must pass by default, but the device refuses it: .*BADMAC_POSTGRES_DSN is unset`, errs)
 }

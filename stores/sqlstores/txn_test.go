@@ -101,8 +101,8 @@ func TestCrashPointsTxnSQLite(t *testing.T) {
 			t.Fatal(err)
 		}
 		reps[d] = rep
-		t.Logf("%s/sqlite: %d crash points, %d with client-side losses, %d store-blamed; lost %d, recovered %d, dup %d of %d messages",
-			d, len(rep.Points), len(rep.ClientSide), len(rep.Failed), rep.Counts.Lost, rep.Counts.Recovered, rep.Counts.Duplicates, rep.Counts.Messages)
+		t.Logf("%s/sqlite: %d crash points, %d with losses to the crash, %d store-blamed; lost %d, recovered %d, dup %d of %d messages",
+			d, len(rep.Points), len(rep.LostToCrash), len(rep.Failed), rep.Counts.Lost, rep.Counts.Recovered, rep.Counts.Duplicates, rep.Counts.Messages)
 		// Neither is store-blamed: a crash inside m1's transaction after
 		// its PutSession rolls the session back, and what follows (a
 		// reply that finds no session builds a new one from a bundle and
@@ -117,7 +117,7 @@ func TestCrashPointsTxnSQLite(t *testing.T) {
 	}
 	// The cure is measured in messages lost: a crash between PutSession and
 	// the ack loses the pkmsg under locked and rolls back under txn. (Which
-	// points count as client-side is judged against the same client on the
+	// points are the store's is judged against the same client on the
 	// reference store, with transactions for txn.)
 	if l, x := reps[harness.Locked].Counts.Lost, reps[harness.Txn].Counts.Lost; l == 0 || x >= l {
 		t.Errorf("txn lost %d messages over the crash points, locked %d: the transaction changed nothing", x, l)
