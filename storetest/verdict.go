@@ -11,46 +11,31 @@ import (
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/reports"
-	"github.com/badmac/badmac/stores"
 )
 
-// worseThanReference lists what the store is to blame for: the messages
-// that fared worse than on badmac's reference store under the same client
-// discipline and the same explicit schedule (whatever the discipline's own
-// races cost hits the reference store too), and "(restart)" when a restart
-// regenerated credentials, refused to start or lost prekeys (the reference
-// store never does). In controlled mode this is the harness's own store
-// attribution (harness.Judge, Result.StoreBlamed), the same verdict the CLI
-// prints. A free-mode run has no explicit interleaving to replay, so its
-// schedule is run again on the reference store in controlled mode and
-// compared with the same order (harness.Worse).
-func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result, mode harness.Mode) ([]string, error) {
-	var out []string
-	if res.StoreJudged {
-		out = append(out, res.StoreBlamed...)
-	} else {
-		_, rr, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
-		if err != nil {
-			return nil, fmt.Errorf("reference store: %w", err)
-		}
-		ref := map[string]*harness.Message{}
-		for _, m := range rr.Messages {
-			ref[m.ID] = m
-		}
-		blamed := map[string]bool{}
-		for _, id := range res.Blamed {
-			blamed[id] = true
-		}
-		for _, m := range res.Messages {
-			if blamed[m.ID] && harness.Worse(m, ref[m.ID]) {
-				out = append(out, m.ID)
-			}
-		}
+// worseThanReference lists what the store is to blame for in a controlled
+// run: the messages that fared worse than on badmac's reference store
+// under the same client discipline and the same explicit schedule
+// (whatever the discipline's own races cost hits the reference store too),
+// the harness's own store attribution (harness.Judge, Result.StoreBlamed),
+// the verdict the CLI prints; and "(restart)" when a restart lost what a
+// correct store keeps (restartFailures). A free-mode run is never compared
+// with a controlled one: its interleaving is not the replay's (runFree).
+func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result) ([]string, error) {
+	if !res.StoreJudged {
+		return nil, fmt.Errorf("schedule %d was not judged against the reference store", s.Seed)
 	}
+	return append(append([]string(nil), res.StoreBlamed...), restartFailures(res)...), nil
+}
+
+// restartFailures is "(restart)" when a restart regenerated credentials,
+// refused to start or lost uploaded prekeys: the reference store never
+// does, in any mode.
+func restartFailures(res *harness.Result) []string {
 	if res.LostPreKeys > 0 || res.RegeneratedCreds || res.StartRefused {
-		out = append(out, "(restart)")
+		return []string{"(restart)"}
 	}
-	return out, nil
+	return nil
 }
 
 // classWords say each failure class as a production log does.
