@@ -11,6 +11,7 @@ import (
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/reports"
+	"github.com/badmac/badmac/stores"
 )
 
 // worseThanReference lists what the store is to blame for in a controlled
@@ -25,7 +26,20 @@ func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.R
 	if !res.StoreJudged {
 		return nil, fmt.Errorf("schedule %d was not judged against the reference store", s.Seed)
 	}
-	return append(append([]string(nil), res.StoreBlamed...), restartFailures(res)...), nil
+	out := append([]string(nil), res.StoreBlamed...)
+	if res.LostPreKeys > 0 && !res.RegeneratedCreds && !res.StartRefused {
+		// A backup restored loses the prekeys uploaded after it on any
+		// store: only more than the reference store loses on the same
+		// schedule is the store's.
+		_, ref, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
+		if err != nil {
+			return nil, fmt.Errorf("reference store: %w", err)
+		}
+		if res.LostPreKeys <= ref.LostPreKeys {
+			return out, nil
+		}
+	}
+	return append(out, restartFailures(res)...), nil
 }
 
 // restartFailures is "(restart)" when a restart regenerated credentials,
