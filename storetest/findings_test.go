@@ -23,7 +23,9 @@ import (
 // temporary file and renamed: what one process writes, another reads.
 type dirBackend struct{ dir string }
 
-func (b dirBackend) path(key string) string { return filepath.Join(b.dir, hex.EncodeToString([]byte(key))) }
+func (b dirBackend) path(key string) string {
+	return filepath.Join(b.dir, hex.EncodeToString([]byte(key)))
+}
 
 func (b dirBackend) Get(_ context.Context, key string) ([]byte, error) {
 	v, err := os.ReadFile(b.path(key))

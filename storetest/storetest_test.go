@@ -123,7 +123,7 @@ type record struct {
 	name   string // the test's name: an Opener's processes run that test again
 }
 
-func (r *record) Helper()                   {}
+func (r *record) Helper() {}
 func (r *record) Name() string {
 	if r.name != "" {
 		return r.name
