@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/badmac/badmac/internal/testenv"
 )
 
 // TestUserModule is storetest as a user meets it: a module of its own,
@@ -32,7 +34,7 @@ func TestUserModule(t *testing.T) {
 	_, self, _, _ := runtime.Caller(0)
 	root := filepath.Dir(filepath.Dir(self))
 	mod := t.TempDir()
-	for _, f := range []string{"userstores.go", "userstores_test.go"} {
+	for _, f := range []string{"userstores.go", "sqlstores.go", "userstores_test.go"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "usermodule", f))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(mod, f), b, 0o644))
@@ -102,6 +104,24 @@ func TestUserModule(t *testing.T) {
 			require.Contains(t, body, s, "%s", body)
 		}
 	}
+
+	// whatsmeow's own sqlstore on SQLite: no failures, MigratePNToLID's
+	// checks included.
+	require.Contains(t, tests["TestSQLite"], "--- PASS: TestSQLite", "%s", tests["TestSQLite"])
+	require.Contains(t, tests["TestSQLite"], "conformance: every method answered as whatsmeow expects")
+	// On PostgreSQL, no Snapshotter: rollback refused in one line, every
+	// other scenario run.
+	t.Run("postgres", func(t *testing.T) {
+		if os.Getenv("BADMAC_POSTGRES_DSN") == "" {
+			testenv.Missing(t, "BADMAC_POSTGRES_DSN is not set: start a server with eval \"$(scripts/postgres.sh)\"")
+		}
+		pg := tests["TestPostgres"]
+		require.Contains(t, pg, "--- PASS: TestPostgres", "%s", pg)
+		require.Contains(t, pg, "storetest: scenario rollback not run: your store wrote nothing under dir")
+		for _, sc := range []string{"burst", "reply", "multi", "group", "reorder", "longlived", "firstcontact", "combined", "crash", "restart", "replica", "overlap"} {
+			require.Regexp(t, `storetest: `+sc+` \(controlled interleavings, locked client\): \d+ schedules, \d+ messages, no failures`, pg)
+		}
+	})
 
 	// The first replay command TestKeyByUser printed, verbatim, from the
 	// module root.
