@@ -128,12 +128,31 @@ func TestFindingsNameTheCulprit(t *testing.T) {
 	t.Run("omitted address", func(t *testing.T) {
 		rec := &record{}
 		storetest.Check(rec, wrap(func(a stores.All) stores.All { return omitting{a} }),
-			storetest.Options{Conformance: []string{"keys and batches"}, Scenarios: []string{"firstcontact"}, Schedules: 2, FreeSchedules: -1, ShrinkBudget: 10})
+			storetest.Options{Conformance: []string{"keys and batches"}, Scenarios: []string{"firstcontact"}, Schedules: 2, FreeSchedules: -1})
 		defer rec.removeReplays()
 		require.Len(t, rec.errors, 2, "%q", rec.errors)
 		require.Contains(t, rec.errors[0], "GetManySessions left out nobody:0, nobody:1, nobody:2 (no session)")
 		require.Contains(t, rec.errors[1], "scenario firstcontact")
 		require.Contains(t, rec.errors[1], "GetManySessions left out alice:")
+		require.Contains(t, rec.errors[1], "shrunk schedule (1 ops)")
+
+		// Shrinking a schedule of one op finds nothing shorter: it says so
+		// and still saves the .shrunk.txt; a relative HTML path says where
+		// it went.
+		path := strings.Fields(strings.SplitN(rec.errors[1], storetest.ReplayEnv+"=", 2)[1])[0]
+		t.Setenv(storetest.ReplayEnv, path)
+		t.Setenv(storetest.ShrinkEnv, "5")
+		t.Setenv(storetest.HTMLEnv, "timeline-test.html")
+		again := &record{}
+		storetest.Check(again, wrap(func(a stores.All) stores.All { return omitting{a} }), storetest.Options{})
+		defer os.Remove("timeline-test.html")
+		shrunk := strings.TrimSuffix(path, ".txt") + ".shrunk.txt"
+		defer os.Remove(shrunk)
+		logs := strings.Join(again.logs, "\n")
+		require.Contains(t, logs, "found nothing shorter than its 1 ops in 5 runs; saved as it is to "+shrunk)
+		require.FileExists(t, shrunk)
+		require.Contains(t, logs, "(a relative BADMAC_HTML is relative to the test's package directory")
+		require.Len(t, again.errors, 1, "the replay fails as the run did")
 	})
 }
 

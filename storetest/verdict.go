@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -163,13 +164,27 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 			t.Fatalf("storetest: shrinking %s: %v", path, err)
 			return
 		}
-		if j != nil && len(j.sched.Ops) < len(sched.Ops) {
+		switch {
+		case j == nil:
+			t.Logf("storetest: %s does not fail on your store any more: nothing to shrink", path)
+		default:
+			// Saved even when nothing shorter fails the same way, so that the
+			// .shrunk.txt the user looks for is there and says so.
 			out := strings.TrimSuffix(path, ".txt") + ".shrunk.txt"
-			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), "# shrunk from "+path+"\n")), 0o644); err != nil {
+			note := "# shrunk from " + path + "\n"
+			if len(j.sched.Ops) == len(sched.Ops) {
+				note = fmt.Sprintf("# shrinking %s (%d runs) found nothing shorter that fails the same way\n", path, o.ShrinkBudget)
+			}
+			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), note)), 0o644); err != nil {
 				t.Fatalf("storetest: %v", err)
 				return
 			}
-			t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
+			if len(j.sched.Ops) < len(sched.Ops) {
+				t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
+			} else {
+				t.Logf("storetest: shrinking %s found nothing shorter than its %d ops in %d runs; saved as it is to %s (raise %s to try more)",
+					path, len(sched.Ops), o.ShrinkBudget, out, ShrinkEnv)
+			}
 		}
 	}
 	if j == nil {
@@ -181,11 +196,22 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 	sched, res, finds, blamed := j.sched, j.res, j.finds, j.blamed
 	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
 	if html := os.Getenv(HTMLEnv); html != "" {
-		if err := writeHTML(html, sched, res, path, who); err != nil {
+		// go test runs the test in its package's directory, whatever the
+		// shell's: a relative path lands there, so say where.
+		abs, err := filepath.Abs(html)
+		if err != nil {
+			abs = html
+		}
+		if err := writeHTML(abs, sched, res, path, who); err != nil {
 			t.Fatalf("storetest: %s: %v", HTMLEnv, err)
 			return
 		}
-		t.Logf("storetest: HTML timeline written to %s", html)
+		if filepath.IsAbs(html) {
+			t.Logf("storetest: HTML timeline written to %s", abs)
+		} else {
+			t.Logf("storetest: HTML timeline written to %s (a relative %s is relative to the test's package directory, where go test runs it; write %s=$PWD/%s for the directory you ran it from)",
+				abs, HTMLEnv, HTMLEnv, html)
+		}
 	}
 	if len(blamed) == 0 && len(finds) == 0 {
 		t.Logf("storetest: replay of %s: no failures", path)
