@@ -303,7 +303,9 @@ func (s *StoreConn) deadErr(what string) error {
 	case <-time.After(time.Second):
 	}
 	msg := fmt.Sprintf("store server %s: %v before answering %s", s.name, why, what)
-	if tail := s.stderr.last(); tail != "" {
+	if p := s.stderr.panicLine(); p != "" {
+		msg += "; stderr: " + p
+	} else if tail := s.stderr.last(); tail != "" {
 		msg += "; stderr: " + tail
 	}
 	return errors.New(msg)
@@ -412,4 +414,20 @@ func StoreError(rep StoreReply) error {
 		return nil
 	}
 	return errors.New(strings.TrimSpace(rep.Err))
+}
+
+// panicLine is the "panic: …" line of a Go program that died of one: what
+// the store did, where the last line is only a stack frame.
+func (t *tailBuffer) panicLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range strings.Split(string(t.buf), "\n") {
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			if len(l) > 300 {
+				l = l[:300]
+			}
+			return l
+		}
+	}
+	return ""
 }
