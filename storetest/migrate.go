@@ -16,12 +16,12 @@ import (
 //
 //   - every session of the phone number's devices ("PN:N") is copied to
 //     the LID's ("LID_1:N", types.JID.SignalAddressUser) and the phone
-//     number's are deleted (migratePNToLIDSessionsQuery, lines 122-127;
-//     MigratePNToLID, lines 256-266);
-//   - the same for identities (lines 131-137, 267-277) and sender keys, in
-//     every group (lines 139-145, 278-288);
+//     number's are deleted (migratePNToLIDSessionsQuery, lines 123-128;
+//     MigratePNToLID, lines 256 and 264);
+//   - the same for identities (lines 131-137, 269-277) and sender keys, in
+//     every group (lines 139-145, 282-290);
 //   - only that contact: the pattern is the number followed by ':'
-//     (`their_id LIKE $2 || ':%'`, lines 126, 135, 143), so 155500019
+//     (`their_id LIKE $2 || ':%'`, lines 127, 135, 143), so 155500019
 //     is not 15550001;
 //   - all of it in one transaction (s.db.DoTxn, line 255): atomic, across a
 //     crash too (checkKillInside);
@@ -80,13 +80,13 @@ func migExpect(ctx context.Context, r *inst, pn, lid types.JID, when string) ([]
 			return nil, fmt.Errorf("GetSession %s: %w", l, err)
 		}
 		if !bytes.Equal(got, record(p, 1)) {
-			failf("MigratePNToLID did not move the session of %s to %s (GetSession %s returned %s; whatsmeow's sqlstore copies every session of the number, store/sqlstore/store.go:122-127)",
+			failf("MigratePNToLID did not move the session of %s to %s (GetSession %s returned %s; whatsmeow's sqlstore copies every session of the number, store/sqlstore/store.go:123-128)",
 				p, l, l, describe(got))
 		}
 		if left, err := r.GetSession(ctx, p); err != nil {
 			return nil, fmt.Errorf("GetSession %s: %w", p, err)
 		} else if len(left) > 0 {
-			failf("MigratePNToLID left the session of %s under the phone number (a copy without the delete: a later call by the number would still use it; sqlstore deletes it in the same transaction, store.go:262-265)", p)
+			failf("MigratePNToLID left the session of %s under the phone number (a copy without the delete: a later call by the number would still use it; sqlstore deletes it in the same transaction, store.go:264)", p)
 		}
 		trusts, err := r.IsTrustedIdentity(ctx, l, key32(0xee))
 		if err != nil {
@@ -97,13 +97,13 @@ func migExpect(ctx context.Context, r *inst, pn, lid types.JID, when string) ([]
 			return nil, fmt.Errorf("IsTrustedIdentity %s: %w", l, err)
 		}
 		if trusts || !own {
-			failf("MigratePNToLID did not move the identity of %s to %s (IsTrustedIdentity %s accepted another key; sqlstore moves identities, store.go:131-137, 267-277): the contact's identity is forgotten",
+			failf("MigratePNToLID did not move the identity of %s to %s (IsTrustedIdentity %s accepted another key; sqlstore moves identities, store.go:131-137, 269-277): the contact's identity is forgotten",
 				p, l, l)
 		}
 		if fresh, err := r.IsTrustedIdentity(ctx, p, key32(0xee)); err != nil {
 			return nil, fmt.Errorf("IsTrustedIdentity %s: %w", p, err)
 		} else if !fresh {
-			failf("MigratePNToLID left the identity of %s under the phone number (sqlstore deletes it, store.go:274)", p)
+			failf("MigratePNToLID left the identity of %s under the phone number (sqlstore deletes it, store.go:277)", p)
 		}
 	}
 	for _, gk := range [][2]string{{"g1", "0"}, {"g2", "1"}} {
@@ -113,13 +113,13 @@ func migExpect(ctx context.Context, r *inst, pn, lid types.JID, when string) ([]
 			return nil, fmt.Errorf("GetSenderKey %s %s: %w", gk[0], l, err)
 		}
 		if !bytes.Equal(got, record(gk[0]+"/"+p, 1)) {
-			failf("MigratePNToLID did not move the sender key of %s in %s to %s (GetSenderKey returned %s; sqlstore moves sender keys in every group, store.go:139-145, 278-288): the contact's group messages fail with no sender key",
+			failf("MigratePNToLID did not move the sender key of %s in %s to %s (GetSenderKey returned %s; sqlstore moves sender keys in every group, store.go:139-145, 282-290): the contact's group messages fail with no sender key",
 				p, gk[0], l, describe(got))
 		}
 		if left, err := r.GetSenderKey(ctx, gk[0], p); err != nil {
 			return nil, fmt.Errorf("GetSenderKey %s %s: %w", gk[0], p, err)
 		} else if len(left) > 0 {
-			failf("MigratePNToLID left the sender key of %s in %s under the phone number (sqlstore deletes it, store.go:285)", p, gk[0])
+			failf("MigratePNToLID left the sender key of %s in %s under the phone number (sqlstore deletes it, store.go:290)", p, gk[0])
 		}
 	}
 	for _, a := range []string{migAddr(other, 0), migAddr(prefix, 0)} {
@@ -130,7 +130,7 @@ func migExpect(ctx context.Context, r *inst, pn, lid types.JID, when string) ([]
 		if !bytes.Equal(got, record(a, 1)) {
 			why := "another contact"
 			if a == migAddr(prefix, 0) {
-				why = "whose number only begins with " + pn.User + " (sqlstore matches the number followed by ':', store.go:126)"
+				why = "whose number only begins with " + pn.User + " (sqlstore matches the number followed by ':', store.go:127)"
 			}
 			failf("MigratePNToLID of %s changed the session of %s, %s", pn.User, a, why)
 		}
@@ -268,7 +268,7 @@ func checkMigrateConcurrent(ctx context.Context, l *location) ([]string, error) 
 		if errs[1] == nil {
 			// After the migration the write stays; before it, the migration
 			// may copy the number's session over it (sqlstore does,
-			// store.go:125) or keep it.
+			// store.go:128) or keep it.
 			ok := bytes.Equal(lid0, x) || dec.begin < mig.end && bytes.Equal(lid0, record(migAddr(pn, 0), 1))
 			if !ok {
 				fails = append(fails, fmt.Sprintf("PutSession %s, made while MigratePNToLID moved the same contact, was lost (GetSession %s returned %s afterwards)",
