@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -173,6 +174,11 @@ func conformance(ctx context.Context, s *subject, only []string) (findings, skip
 		l.procs = c.procs
 		fs, err := c.fn(ctx, l)
 		l.cleanup()
+		var skip skipCheck
+		if errors.As(err, &skip) {
+			skipped = append(skipped, c.name+" ("+skip.why+")")
+			continue
+		}
 		if err != nil {
 			// A store call that fails where whatsmeow expects it to work
 			// is a finding like any other (a torn file read, a lock error).

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.mau.fi/whatsmeow/util/keys"
 
@@ -308,6 +310,9 @@ func (l *location) killRun(ctx context.Context, tpl *killTpl, t *killTarget, k i
 	trc := newTracer()
 	p, err := spawn(ctx, l.s.test, dir, trc, 0)
 	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			return nil, skipCheck{"this machine does not allow ptrace of a child process: " + err.Error()}
+		}
 		return nil, err
 	}
 	a := &inst{recorder: &recorder{set: stores.SetOf(p), tr: tr, inst: loc.n}, p: p}
@@ -400,3 +405,9 @@ func prefixAll(p string, ss []string) []string {
 	}
 	return out
 }
+
+// skipCheck is a direct check that cannot run on this machine: skipped with
+// why, never a finding.
+type skipCheck struct{ why string }
+
+func (s skipCheck) Error() string { return s.why }
