@@ -154,6 +154,7 @@ func (r *Run) restart() {
 	} else {
 		r.log("restart: credentials intact")
 		r.checkPreKeys()
+		r.refillPreKeys()
 	}
 	r.down = false
 	redo := r.redo
@@ -296,6 +297,44 @@ func (r *Run) PendingWrites() int {
 
 // Down reports whether the device is crashed and not restarted.
 func (r *Run) Down() bool { return r.down }
+
+// Prekey counts on connect, from whatsmeow's prekeys.go (pinned version).
+const (
+	minPreKeyCount    = 5  // MinPreKeyCount
+	wantedPreKeyCount = 50 // WantedPreKeyCount
+)
+
+// refillPreKeys is what whatsmeow does on connect (connectionevents.go
+// handleConnectSuccess, lines 181-192): the store's UploadedPreKeyCount and
+// the server's count of one-time prekeys it still holds; when either is
+// below MinPreKeyCount, uploadPreKeys (prekeys.go lines 50-96):
+// GetOrGenPreKeys(WantedPreKeyCount), the upload, MarkPreKeysAsUploaded up
+// to the last. A store that forgot which ids it handed out hands out old
+// ids here with new keys, and the server holds both.
+func (r *Run) refillPreKeys() {
+	dev := r.devs[0]
+	db, err := dev.Device.PreKeys.UploadedPreKeyCount(r.ctx)
+	if err != nil {
+		r.log("restart: counting the store's prekeys failed: %v", err)
+		return // whatsmeow logs it and goes on without uploading
+	}
+	server := len(r.srv.Unclaimed(dev.Address()))
+	if server >= minPreKeyCount && db >= minPreKeyCount {
+		return
+	}
+	pks, err := dev.Device.PreKeys.GetOrGenPreKeys(r.ctx, wantedPreKeyCount)
+	if err != nil || len(pks) == 0 {
+		r.log("restart: getting prekeys to upload failed: %v", err)
+		return
+	}
+	r.srv.Upload(dev.Address(), dev.Bundle, pks)
+	if err := dev.Device.PreKeys.MarkPreKeysAsUploaded(r.ctx, pks[len(pks)-1].KeyID); err != nil {
+		r.log("restart: marking prekeys uploaded failed: %v", err)
+		return
+	}
+	r.log("restart: the server held %d prekeys and the store counted %d uploaded: %d more uploaded (ids %d to %d)",
+		server, db, len(pks), pks[0].KeyID, pks[len(pks)-1].KeyID)
+}
 
 // checkPreKeys is the restart invariant for one-time prekeys: every prekey
 // the server still hands out must be in the store, with the same key, or the

@@ -66,7 +66,14 @@ func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
 	for range 2 {
 		g.change[g.rng.IntN(8*sc.Messages+1)] = true
 	}
-	if sc.Crash != "" {
+	if sc.First {
+		// The bot opens the conversation with every contact device.
+		for _, p := range sc.peerNames() {
+			g.replies++
+			g.queue = append(g.queue, harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}})
+		}
+	}
+	if sc.Crash != "" || len(sc.Mix) > 0 {
 		g.crashAt = map[int]bool{}
 		for range sc.crashes() {
 			g.crashAt[1+g.rng.IntN(8*sc.Messages)] = true
@@ -234,14 +241,18 @@ func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []strin
 		return harness.Op{Verb: "deliver", Args: []string{in[0]}, Inst: inst}, true
 	case g.sent < g.sc.Messages:
 		g.sent++
-		return harness.Op{Verb: "send", Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}, true
+		verb := "send"
+		if g.sc.Group {
+			verb = "group"
+		}
+		return harness.Op{Verb: verb, Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}, true
 	}
 	return harness.Op{}, false
 }
 
 // crashes is how many crashes a schedule of the scenario has.
 func (s Scenario) crashes() int {
-	if s.Crashes > 0 && s.Crash != "" {
+	if s.Crashes > 0 && (s.Crash != "" || len(s.Mix) > 0) {
 		return s.Crashes
 	}
 	switch s.Crash {
@@ -258,7 +269,11 @@ func (s Scenario) crashes() int {
 // crashOp is the scenario's crash (queueing what follows it).
 func (g *Generator) crashOp(r harness.View) harness.Op {
 	op := harness.Op{Verb: "crash"}
-	switch g.sc.Crash {
+	kind := g.sc.Crash
+	if len(g.sc.Mix) > 0 {
+		kind = g.sc.Mix[g.rng.IntN(len(g.sc.Mix))]
+	}
+	switch kind {
 	case CrashRollback:
 		if !g.snapped {
 			g.snapped = true
@@ -267,7 +282,7 @@ func (g *Generator) crashOp(r harness.View) harness.Op {
 		return harness.Op{Verb: "rollback"}
 	case CrashReinstall, CrashRekey:
 		peers := g.sc.peerNames()
-		return harness.Op{Verb: string(g.sc.Crash), Args: []string{peers[g.rng.IntN(len(peers))]}}
+		return harness.Op{Verb: string(kind), Args: []string{peers[g.rng.IntN(len(peers))]}}
 	case CrashTorn:
 		// Each pending write kept, dropped or torn at random.
 		n := r.PendingWrites()

@@ -39,6 +39,13 @@ type Scenario struct {
 	Crashes int
 	// Crash is what goes wrong with the device's process or storage.
 	Crash CrashKind
+	// Mix, when set, draws each crash event's kind from these instead of
+	// Crash: restarts, crashes, a backup restore and contacts starting new
+	// sessions in one conversation, as a real bot meets them.
+	Mix []CrashKind
+	// First makes the bot write first, before it has heard from anyone: a
+	// reply to every contact device it has no session with.
+	First bool
 }
 
 // CrashKind says which crash ops a scenario's generator adds.

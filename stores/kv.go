@@ -140,23 +140,51 @@ func (s *KV) DeleteSession(ctx context.Context, address string) error {
 	return s.Backend.Delete(ctx, sessionPrefix+address)
 }
 
+// MigratePNToLID moves the phone number's sessions, identities and sender
+// keys (every group) to the LID, deleting the phone number's, as
+// whatsmeow's sqlstore does in one transaction (store/sqlstore/store.go
+// MigratePNToLID; docs/design.md §4): addresses are
+// types.JID.SignalAddressUser, "PN:dev" to "LID_1:dev". With a Lock the
+// whole move is one atomic call.
 func (s *KV) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
 	defer s.lock(ctx)()
-	ks, err := s.Backend.Keys(ctx, sessionPrefix+pn.User+":")
+	from, to := pn.SignalAddressUser()+":", lid.SignalAddressUser()+":"
+	for _, prefix := range []string{sessionPrefix, identityPrefix} {
+		ks, err := s.Backend.Keys(ctx, prefix+from)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks {
+			if err := s.move(ctx, k, prefix+to+strings.TrimPrefix(k, prefix+from)); err != nil {
+				return err
+			}
+		}
+	}
+	ks, err := s.Backend.Keys(ctx, senderKeyPrefix)
 	if err != nil {
 		return err
 	}
 	for _, k := range ks {
-		v, err := s.Backend.Get(ctx, k)
-		if err != nil {
-			return err
-		}
-		nk := sessionPrefix + lid.User + strings.TrimPrefix(k, sessionPrefix+pn.User)
-		if err := s.Backend.Put(ctx, nk, v); err != nil {
-			return err
+		i := strings.LastIndexByte(k, '/')
+		if dev, ok := strings.CutPrefix(k[i+1:], from); ok {
+			if err := s.move(ctx, k, k[:i+1]+to+dev); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// move renames a backend key.
+func (s *KV) move(ctx context.Context, from, to string) error {
+	v, err := s.Backend.Get(ctx, from)
+	if err != nil || v == nil {
+		return err
+	}
+	if err := s.Backend.Put(ctx, to, v); err != nil {
+		return err
+	}
+	return s.Backend.Delete(ctx, from)
 }
 
 // --- prekeys: value is the private key (32 bytes) and an uploaded flag.

@@ -70,7 +70,7 @@ func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario
 	for i := range n {
 		seed := scenarios.SeedFor(o.Seed, i)
 		log := newRunLog()
-		v := s.variant(log)
+		v := s.variant(log, 1, scenarioNeeds(sc) != "")
 		dev := &realclient.Device{Reply: reply, Variant: &v}
 		sched, res, err := harness.RunOn(ctx, dev, sc.Setup(seed, harness.Whatsmeow, StoreName), harness.Free,
 			scenarios.NewGenerator(sc, scenarios.Random, seed))
@@ -119,7 +119,7 @@ func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario
 func replayClient(ctx context.Context, t TB, s *subject, sched *harness.Schedule, dev *realclient.Device, path string) {
 	t.Helper()
 	log := newRunLog()
-	v := s.variant(log)
+	v := s.variant(log, sched.Instances, reopens(sched))
 	dev.Variant = &v
 	_, res, err := harness.RunOn(ctx, dev, sched, harness.Free, harness.Ops(sched.Ops))
 	if err != nil {

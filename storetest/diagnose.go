@@ -8,59 +8,169 @@ import (
 	"strings"
 )
 
-// write is one value a key was given: a put, or a delete (val nil).
-type write struct {
-	seq    int
-	inst   int
-	method string
-	val    []byte
-}
-
-// model is what a correct store holds: for each key, the last write that
-// returned without error. A correct store is durable when a write returns
-// (whatsmeow assumes so), so a crash changes nothing; a rollback restores
-// the model of the backup.
-type model struct {
-	writes  map[string][]write // every write per key, in order
-	cur     map[string]int     // index of the current write per key; -1: none
-	unknown map[string]bool    // keys a call changed in ways not modelled
-}
-
-func newModel() *model {
-	return &model{writes: map[string][]write{}, cur: map[string]int{}, unknown: map[string]bool{}}
-}
-
-func (m *model) copyState() (map[string]int, map[string]bool) {
-	cur := make(map[string]int, len(m.cur))
-	for k, v := range m.cur {
-		cur[k] = v
+// diagnose reads a trace and says, in plain words, every answer a correct
+// store cannot have given: the first finding is what the store did wrong
+// first. At most limit findings.
+//
+// A correct store is linearizable per key (each call takes effect at one
+// instant between its start and its return) and durable once a call
+// returns (whatsmeow assumes both: docs/design.md §3), so a read may
+// return the value of the last write that returned before the read began,
+// or of any write that overlapped the read, and nothing else. Calls made
+// at once by real goroutines overlap, so this holds in free mode as well
+// as under the controlled scheduler, where calls never overlap. A crash
+// or a Close changes nothing; a rollback puts back what the backup could
+// hold. One-time prekeys are judged by their key, not their id: an id
+// handed out keeps its key pair until RemovePreKey removes it.
+func diagnose(calls []call, limit int, perRun int) []string {
+	d := newDiagnosis(calls, perRun)
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s != "" && !seen[s] && len(out) < limit {
+			seen[s] = true
+			out = append(out, s)
+		}
 	}
-	unk := make(map[string]bool, len(m.unknown))
-	for k, v := range m.unknown {
-		unk[k] = v
+	// Addresses left out with no session are one finding, listing them.
+	omitAt, omitted := -1, []string(nil)
+	for i := range calls {
+		f := d.judge(i)
+		if addr, ok := strings.CutPrefix(f, omitNone); ok {
+			if omitAt < 0 && len(out) < limit {
+				omitAt = len(out)
+				out = append(out, "")
+			}
+			if !slices.Contains(omitted, addr) {
+				omitted = append(omitted, addr)
+			}
+			continue
+		}
+		add(f)
 	}
-	return cur, unk
+	if omitAt >= 0 {
+		out[omitAt] = fmt.Sprintf("GetManySessions left out %s (no session), where whatsmeow wants every address it asked for, "+
+			"nil for none: its send path then fetches no prekey bundle for such a device and the message to it fails "+
+			"with ErrNoSession (whatsmeow send.go:1271-1281, 1367-1376)", strings.Join(omitted, ", "))
+	}
+	return out
 }
 
-func (m *model) put(key string, w write) {
-	m.writes[key] = append(m.writes[key], w)
-	m.cur[key] = len(m.writes[key]) - 1
+// omitNone marks a judge result that is an address GetManySessions left
+// out though it had no session: diagnose lists them in one finding.
+const omitNone = "\x00omitted "
+
+// dwrite is one value a key was given: a put, or a delete (val nil).
+type dwrite struct {
+	begin, end int
+	epoch      int
+	inst       int
+	method     string
+	val        []byte
+	n          int // 1-based write number of its key
 }
 
-func (m *model) current(key string) (write, int, bool) {
-	i, ok := m.cur[key]
-	if !ok || i < 0 {
-		return write{}, -1, false
-	}
-	return m.writes[key][i], i, true
+type diagnosis struct {
+	calls  []call
+	perRun int
+	writes map[string][]dwrite // per key, in return order
+	epoch  []int               // per call: the rollbacks before it
+	// snaps[e] is the clock of the snapshot that epoch e+1 was rolled
+	// back to, and snapEpoch[e] the epoch it was taken in.
+	snaps, snapEpoch []int
+	unknown          map[string]int // key or "user|u": the clock from which a migration made it unknown
+	stops            []int          // clocks of crashes, Closes and stops
+	stopWord         map[int]string
+	multi            bool
+	pks              *pkModel
 }
 
-// kindOf splits the key space: sessions and sender keys never share keys.
-func kindOf(method string) string {
-	if strings.HasSuffix(method, "SenderKey") {
-		return "senderkey"
+func newDiagnosis(calls []call, perRun int) *diagnosis {
+	d := &diagnosis{calls: calls, perRun: max(perRun, 1), writes: map[string][]dwrite{}, epoch: make([]int, len(calls)),
+		unknown: map[string]int{}, stopWord: map[int]string{}, pks: newPKModel()}
+	epoch, lastSnap, lastSnapEpoch := 0, -1, 0
+	insts := map[int]bool{}
+	put := func(key string, c call, val []byte, e int) {
+		ws := d.writes[key]
+		d.writes[key] = append(ws, dwrite{begin: c.begin, end: c.seq, epoch: e, inst: c.inst, method: c.method, val: val, n: len(ws) + 1})
 	}
-	return "session"
+	// Keys per user, for the deletes of a whole user.
+	users := map[string]map[string]bool{}
+	for _, c := range calls {
+		if c.event == "" && c.key != "" {
+			if k := keyOf(c); k != "" {
+				kind, addr, _ := strings.Cut(k, "|")
+				u := kind + "|" + userOf(addr)
+				if users[u] == nil {
+					users[u] = map[string]bool{}
+				}
+				users[u][k] = true
+			}
+		}
+	}
+	for i, c := range calls {
+		d.epoch[i] = epoch
+		switch c.event {
+		case "crash", "close", "stop":
+			d.stops = append(d.stops, c.seq)
+			d.stopWord[c.seq] = c.event
+			continue
+		case "snapshot":
+			lastSnap, lastSnapEpoch = c.seq, epoch
+			continue
+		case "rollback":
+			if lastSnap >= 0 {
+				epoch++
+				d.snaps = append(d.snaps, lastSnap)
+				d.snapEpoch = append(d.snapEpoch, lastSnapEpoch)
+			}
+			d.epoch[i] = epoch
+			continue
+		case "":
+		default:
+			continue
+		}
+		insts[c.inst] = true
+		if !c.ok {
+			continue
+		}
+		switch c.method {
+		case "PutSession", "PutManySessions", "PutSenderKey", "PutIdentity":
+			put(keyOf(c), c, c.val, epoch)
+		case "DeleteSession", "DeleteIdentity":
+			put(keyOf(c), c, nil, epoch)
+		case "DeleteAllSessions", "DeleteAllIdentities":
+			kind := "session"
+			if c.method == "DeleteAllIdentities" {
+				kind = "identity"
+			}
+			for _, k := range slices.Sorted(maps.Keys(users[kind+"|"+c.key])) {
+				put(k, c, nil, epoch)
+			}
+		case "MigratePNToLID":
+			pn, lid, _ := strings.Cut(c.key, ">")
+			for _, u := range []string{userOf(pn), userOf(lid)} {
+				if _, ok := d.unknown["user|"+u]; !ok {
+					d.unknown["user|"+u] = c.begin
+				}
+			}
+		}
+	}
+	d.multi = len(insts) > 1
+	return d
+}
+
+// keyOf is the key a call reads or writes: kinds never share keys.
+func keyOf(c call) string {
+	switch {
+	case strings.HasSuffix(c.method, "SenderKey"):
+		return "senderkey|" + c.key
+	case strings.HasSuffix(c.method, "Identity") || strings.HasSuffix(c.method, "Identities"):
+		return "identity|" + c.key
+	case strings.Contains(c.method, "Session"):
+		return "session|" + c.key
+	}
+	return ""
 }
 
 // userOf is the user part of a Signal address ("alice" of "alice:0" and of
@@ -71,169 +181,417 @@ func userOf(addr string) string {
 	return u
 }
 
-// diagnose reads a trace as a correct store would have answered it and
-// says, in plain words, every call whose answer differs: the first finding
-// is what the store did wrong first. At most limit findings.
-func diagnose(calls []call, limit int) []string {
-	m := newModel()
-	var saved *model
-	lastCrash := -1
-	stop := "crash"
-	seen := map[string]bool{}
-	var out []string
-	add := func(s string) {
-		if !seen[s] && len(out) < limit {
-			seen[s] = true
-			out = append(out, s)
-		}
+// judge says what is wrong with call i, or "".
+func (d *diagnosis) judge(i int) string {
+	c := d.calls[i]
+	if c.event != "" || !c.ok {
+		return ""
 	}
-	instances := map[int]bool{}
-	for _, c := range calls {
-		if c.event != "" {
-			switch c.event {
-			case "crash", "close", "stop":
-				lastCrash, stop = c.seq, c.event
-			case "snapshot":
-				cur, unk := m.copyState()
-				saved = &model{writes: m.writes, cur: cur, unknown: unk}
-			case "rollback":
-				if saved != nil {
-					m.cur, m.unknown = saved.copyState()
-				}
-			}
-			continue
-		}
-		instances[c.inst] = true
-		if !c.ok || c.key == "" {
-			continue
-		}
-		key := kindOf(c.method) + "|" + c.key
-		switch c.method {
-		case "PutSession", "PutManySessions", "PutSenderKey":
-			m.put(key, write{seq: c.seq, inst: c.inst, method: c.method, val: c.val})
-		case "DeleteSession":
-			m.put(key, write{seq: c.seq, inst: c.inst, method: c.method})
-		case "DeleteAllSessions":
-			for k := range m.cur {
-				if strings.HasPrefix(k, "session|") && userOf(strings.TrimPrefix(k, "session|")) == c.key {
-					m.put(k, write{seq: c.seq, inst: c.inst, method: c.method})
-				}
-			}
-		case "MigratePNToLID":
-			pn, lid, _ := strings.Cut(c.key, ">")
-			for k := range m.cur {
-				if u := userOf(strings.TrimPrefix(k, "session|")); u == pn || u == lid {
-					m.unknown[k] = true
-				}
-			}
-			m.unknown["user|"+pn], m.unknown["user|"+lid] = true, true
-		case "HasSession":
-			if m.unknown[key] || m.unknown["user|"+userOf(c.key)] {
-				continue
-			}
-			w, _, ok := m.current(key)
-			if ok && len(w.val) > 0 && len(c.val) == 0 {
-				add(fmt.Sprintf("HasSession %s said no session after %s wrote one%s", c.key, w.method, after(w, lastCrash, stop)))
-			}
-		case "GetSession", "GetManySessions", "GetSenderKey":
-			if m.unknown[key] || m.unknown["user|"+userOf(c.key)] {
-				continue
-			}
-			if d := m.check(key, c, lastCrash, stop, len(instances) > 1); d != "" {
-				add(d)
-			}
-		}
-	}
-	return out
-}
-
-// after is the crash clause of a finding: empty unless write w came before
-// the last crash (or Close) and reopen.
-func after(w write, lastCrash int, stop string) string {
-	if lastCrash > w.seq {
-		return " (" + stopWords[stop] + ", read after reopen)"
+	switch c.method {
+	case "GetSession", "GetManySessions", "GetSenderKey", "HasSession":
+		return d.read(i)
+	case "GetOrGenPreKeys", "GenOnePreKey", "GetPreKey", "RemovePreKey":
+		return d.pks.judge(d, c)
 	}
 	return ""
 }
 
-var stopWords = map[string]string{"crash": "before the crash", "close": "before Close", "stop": "before the clean shutdown (Close)"}
-
-// check explains a get whose answer is not the current write of its key.
-func (m *model) check(key string, c call, lastCrash int, stop string, multi bool) string {
-	w, i, ok := m.current(key)
-	if ok && bytes.Equal(w.val, c.val) || !ok && len(c.val) == 0 || ok && len(w.val) == 0 && len(c.val) == 0 {
-		return ""
-	}
-	get := c.method + " " + c.key
-	inst := func(w write) string {
-		if !multi {
-			return ""
+// admissible lists the writes a read over [b, e] in epoch ep may return,
+// and whether what the key held before the epoch's first write may still
+// be returned (base).
+func (d *diagnosis) admissible(key string, ep, b, e int) (ws []dwrite, base []dwrite, baseNone bool) {
+	var done []dwrite
+	for _, w := range d.writes[key] {
+		if w.epoch != ep || w.begin >= e {
+			continue
 		}
-		return fmt.Sprintf(" (written by instance %d, read by instance %d)", w.inst+1, c.inst+1)
-	}
-	if len(c.val) > 0 {
-		// Another key's record: a store keyed without part of the address.
-		kind, _, _ := strings.Cut(key, "|")
-		for _, k := range slices.Sorted(maps.Keys(m.writes)) {
-			ws := m.writes[k]
-			if k == key || !strings.HasPrefix(k, kind+"|") {
-				continue
-			}
-			for j := len(ws) - 1; j >= 0; j-- {
-				if bytes.Equal(ws[j].val, c.val) {
-					return fmt.Sprintf("%s returned the record %s wrote for %s", get, ws[j].method, strings.TrimPrefix(k, kind+"|"))
-				}
-			}
+		if w.end < b {
+			done = append(done, w)
+		} else {
+			ws = append(ws, w) // overlaps the read
 		}
 	}
-	ws := m.writes[key]
-	if !ok {
-		if len(ws) > 0 && len(c.val) > 0 {
-			return fmt.Sprintf("%s returned a record after %s removed it", get, ws[len(ws)-1].method)
-		}
-		return fmt.Sprintf("%s returned %d bytes though nothing was written for %s", get, len(c.val), c.key)
-	}
-	if len(w.val) == 0 {
-		return fmt.Sprintf("%s returned a record after %s removed it%s", get, w.method, inst(w))
-	}
-	// An older record of the same key, or none: a write was lost.
-	older := -1
-	if len(c.val) > 0 {
-		for j := i - 1; j >= 0; j-- {
-			if bytes.Equal(ws[j].val, c.val) {
-				older = j
+	for _, w := range done {
+		superseded := false
+		for _, w2 := range done {
+			if w.end < w2.begin {
+				superseded = true
 				break
 			}
 		}
-		if older < 0 {
-			for j := i + 1; j < len(ws); j++ {
-				if bytes.Equal(ws[j].val, c.val) {
-					return fmt.Sprintf("%s returned write %d of %d, which the restored backup did not hold", get, j+1, len(ws))
-				}
-			}
-			return fmt.Sprintf("%s returned %d bytes no call wrote (a torn or corrupted record; the last %s wrote %d bytes)", get, len(c.val), w.method, len(w.val))
+		if !superseded {
+			ws = append(ws, w)
 		}
 	}
-	what := "nothing"
-	if older >= 0 {
-		what = fmt.Sprintf("write %d of %d", older+1, i+1)
+	if len(done) == 0 {
+		if ep == 0 {
+			return ws, nil, true
+		}
+		s := d.snaps[ep-1]
+		base, _, baseNone = d.admissible(key, d.snapEpoch[ep-1], s, s)
+		if len(base) == 0 {
+			baseNone = true
+		}
 	}
-	switch {
-	case w.method == "PutManySessions":
-		return fmt.Sprintf("PutManySessions dropped %s (%s then returned %s)%s", c.key, c.method, what, inst(w))
-	case lastCrash > w.seq:
-		return fmt.Sprintf("after reopen, %s %s from %s is missing (%s returned %s)", w.method, c.key, stopWords[stop], c.method, what)
-	case c.method == "GetManySessions" && older < 0:
-		return fmt.Sprintf("GetManySessions left out %s, which %s wrote%s", c.key, w.method, inst(w))
-	case older >= 0:
-		return fmt.Sprintf("%s returned an older record than the last %s (write %d of %d; %s lost)%s", get, w.method, older+1, i+1, lostWrites(older+2, i+1), inst(w))
-	}
-	return fmt.Sprintf("%s returned nothing after %s wrote it (write %d of %d lost)%s", get, w.method, i+1, i+1, inst(w))
+	return ws, base, baseNone
 }
+
+func none(v []byte) bool { return len(v) == 0 }
+
+func same(a, b []byte, presence bool) bool {
+	if presence {
+		return none(a) == none(b)
+	}
+	return bytes.Equal(a, b) || none(a) && none(b)
+}
+
+// read judges a read of a session or sender key.
+func (d *diagnosis) read(i int) string {
+	c := d.calls[i]
+	key := keyOf(c)
+	if from, ok := d.unknown["user|"+userOf(c.key)]; ok && c.seq > from {
+		return "" // a migration moved it: MigratePNToLID is judged by its own check
+	}
+	get := c.method + " " + c.key
+	ep := d.epoch[i]
+	ws, base, baseNone := d.admissible(key, ep, c.begin, c.seq)
+	presence := c.method == "HasSession"
+	if c.omitted {
+		last := latest(ws)
+		if last != nil && !none(last.val) {
+			return fmt.Sprintf("GetManySessions left out %s, which %s wrote%s", c.key, last.method, d.insts(*last, c))
+		}
+		return omitNone + c.key
+	}
+	for _, w := range append(ws, base...) {
+		if same(w.val, c.val, presence) {
+			return ""
+		}
+	}
+	if baseNone && none(c.val) {
+		return ""
+	}
+	if presence {
+		if none(c.val) {
+			if w := latest(ws); w != nil {
+				return fmt.Sprintf("HasSession %s said no session after %s wrote one%s", c.key, w.method, d.after(*w, c))
+			}
+		}
+		return ""
+	}
+	// Another key's record: a store keyed without part of the address.
+	if !none(c.val) {
+		kind, _, _ := strings.Cut(key, "|")
+		for _, k := range slices.Sorted(maps.Keys(d.writes)) {
+			if k == key || !strings.HasPrefix(k, kind+"|") {
+				continue
+			}
+			kws := d.writes[k]
+			for j := len(kws) - 1; j >= 0; j-- {
+				if bytes.Equal(kws[j].val, c.val) {
+					return fmt.Sprintf("%s returned the record %s wrote for %s", get, kws[j].method, strings.TrimPrefix(k, kind+"|"))
+				}
+			}
+		}
+	}
+	all := d.writes[key]
+	last := latest(ws)
+	total := 0
+	for _, w := range all {
+		if w.begin < c.seq {
+			total = w.n
+		}
+	}
+	if !none(c.val) {
+		var found *dwrite
+		for j := len(all) - 1; j >= 0; j-- {
+			if bytes.Equal(all[j].val, c.val) {
+				found = &all[j]
+				break
+			}
+		}
+		switch {
+		case found == nil && last != nil && !none(last.val):
+			return fmt.Sprintf("%s returned %d bytes no call wrote (a torn or corrupted record; the last %s wrote %d bytes)", get, len(c.val), last.method, len(last.val))
+		case found == nil:
+			return fmt.Sprintf("%s returned %d bytes though nothing was written for %s", get, len(c.val), c.key)
+		case found.epoch < ep:
+			return fmt.Sprintf("%s returned write %d of %d, which the restored backup did not hold", get, found.n, total)
+		case last == nil || none(last.val):
+			what := "DeleteSession"
+			if last != nil {
+				what = last.method
+			}
+			return fmt.Sprintf("%s returned a record after %s removed it%s", get, what, d.insts(*orZero(last), c))
+		case found.begin >= c.seq:
+			return fmt.Sprintf("%s returned write %d of %d before that write began", get, found.n, total)
+		}
+		return d.stale(get, *found, *last, c, total)
+	}
+	// Nothing, where a record was written.
+	if last == nil {
+		return ""
+	}
+	what := "nothing"
+	switch {
+	case d.multi && last.inst != c.inst && !d.freshAfter(c, *last):
+		return d.notSeen(get, what, *last, c, total)
+	case last.method == "PutManySessions":
+		return fmt.Sprintf("PutManySessions dropped %s (%s then returned %s)%s", c.key, c.method, what, d.insts(*last, c))
+	case d.stopBetween(last.end, c.begin) != "":
+		return fmt.Sprintf("after reopen, %s %s from %s is missing (%s returned %s)", last.method, c.key, stopWords[d.stopBetween(last.end, c.begin)], c.method, what)
+	}
+	return fmt.Sprintf("%s returned nothing after %s wrote it (write %d of %d lost)%s", get, last.method, last.n, last.n, d.insts(*last, c))
+}
+
+func orZero(w *dwrite) *dwrite {
+	if w == nil {
+		return &dwrite{}
+	}
+	return w
+}
+
+// latest is the write among ws that returned last.
+func latest(ws []dwrite) *dwrite {
+	var l *dwrite
+	for i := range ws {
+		if l == nil || ws[i].end > l.end {
+			l = &ws[i]
+		}
+	}
+	return l
+}
+
+// stale words a read that returned an older write (found) than the last
+// (last), and says whose fault it is when two instances were involved.
+func (d *diagnosis) stale(get string, found, last dwrite, c call, total int) string {
+	if d.multi && last.inst != c.inst && !d.freshAfter(c, last) {
+		return d.notSeen(get, fmt.Sprintf("write %d of %d", found.n, total), last, c, total)
+	}
+	if last.method == "PutManySessions" {
+		return fmt.Sprintf("PutManySessions dropped %s (%s then returned write %d of %d)%s", c.key, c.method, found.n, last.n, d.insts(last, c))
+	}
+	if stop := d.stopBetween(last.end, c.begin); stop != "" && found.end < last.begin {
+		return fmt.Sprintf("after reopen, %s %s from %s is missing (%s returned write %d of %d)", last.method, c.key, stopWords[stop], c.method, found.n, last.n)
+	}
+	return fmt.Sprintf("%s returned an older record than the last %s (write %d of %d; %s lost)%s", get, last.method, found.n, last.n, lostWrites(found.n+1, last.n), d.insts(last, c))
+}
+
+// notSeen words a read by one instance that missed another instance's
+// write, naming the culprit when a later read tells: the write landed
+// (some later read returned it) and the reader's instance served an older
+// record from something other processes' writes do not reach (a cache);
+// or the write was lost (the writer's own instance, or one opened after
+// the write, read older).
+func (d *diagnosis) notSeen(get, what string, last dwrite, c call, total int) string {
+	// shared: another instance than the writer read the write afterwards
+	// (it reached the store); own: only the writer did (it may hold it in
+	// memory); lost: the writer, or an instance opened after the write,
+	// read older with nothing newer written in between.
+	shared, own, lost := false, false, false
+	for _, o := range d.calls {
+		if o.event != "" || !o.ok || o.begin <= last.end || keyOf(o) != keyOf(c) || o.method == "HasSession" || o.omitted ||
+			!strings.HasPrefix(o.method, "Get") {
+			continue
+		}
+		switch {
+		case !none(last.val) && bytes.Equal(o.val, last.val) && o.inst != last.inst:
+			shared = true
+		case !none(last.val) && bytes.Equal(o.val, last.val):
+			own = true
+		case o.inst == last.inst || d.freshAfter(o, last):
+			newer := false
+			for _, w := range d.writes[keyOf(c)] {
+				if w.begin > last.end && w.end < o.begin {
+					newer = true
+				}
+			}
+			if !newer {
+				lost = true
+			}
+		}
+	}
+	who := fmt.Sprintf("%s by instance %s returned %s, not what %s by instance %s wrote before it (write %d of %d)",
+		get, d.label(c.inst), what, last.method, d.label(last.inst), last.n, total)
+	switch {
+	case shared && !lost:
+		return who + ": a stale read, not a lost write: the write reached the store (another instance read it afterwards), and instance " +
+			d.label(c.inst) + " answered from something another process's writes do not reach (a cache)"
+	case own && !shared && lost:
+		return who + ": only the writing instance saw its write afterwards, an instance opened after it did not: " +
+			"the writing instance keeps writes to itself (a write-back buffer not yet written to the store)"
+	case own && !shared:
+		return who + ": only the writing instance saw its write afterwards: it keeps writes to itself (a write-back buffer) " +
+			"or instance " + d.label(c.inst) + " reads from a cache of its own; no read by a third instance tells which"
+	case lost && !shared:
+		return who + ": the write was lost (the writing instance, or one opened after it, read the older record too)"
+	}
+	return who + ": a stale cache in instance " + d.label(c.inst) + " or a lost write; no later read tells which"
+}
+
+// freshAfter reports whether call o's instance was opened after write w
+// returned (it can hold no copy older than w).
+func (d *diagnosis) freshAfter(o call, w dwrite) bool {
+	for _, c := range d.calls {
+		if c.event == "" && c.inst == o.inst {
+			return c.begin > w.end
+		}
+	}
+	return false
+}
+
+// label is an instance as the history names it: @i of the schedule's
+// device instances, and the restart it was opened after.
+func (d *diagnosis) label(inst int) string {
+	s := fmt.Sprintf("@%d", inst%d.perRun)
+	if r := inst / d.perRun; r > 0 {
+		s += fmt.Sprintf(" (opened after restart %d)", r)
+	}
+	return s
+}
+
+// insts is the instance clause of a finding when two instances ran.
+func (d *diagnosis) insts(w dwrite, c call) string {
+	if !d.multi {
+		return d.after(w, c)
+	}
+	return fmt.Sprintf(" (written by instance %s, read by instance %s)", d.label(w.inst), d.label(c.inst))
+}
+
+// after is the crash clause of a finding: empty unless write w returned
+// before a crash (or Close) and the reopen that read.
+func (d *diagnosis) after(w dwrite, c call) string {
+	if s := d.stopBetween(w.end, c.begin); s != "" {
+		return " (" + stopWords[s] + ", read after reopen)"
+	}
+	return ""
+}
+
+// stopBetween is the last crash, Close or stop between two clocks, or "".
+func (d *diagnosis) stopBetween(from, to int) string {
+	word := ""
+	for _, s := range d.stops {
+		if s > from && s < to {
+			word = d.stopWord[s]
+		}
+	}
+	return word
+}
+
+var stopWords = map[string]string{"crash": "before the crash", "close": "before Close", "stop": "before the clean shutdown (Close)"}
 
 func lostWrites(from, to int) string {
 	if from == to {
 		return fmt.Sprintf("write %d", to)
 	}
 	return fmt.Sprintf("writes %d to %d", from, to)
+}
+
+// pkModel follows one-time prekeys by identity.
+type pkModel struct {
+	keys map[uint32]pkEntry
+	// saved is the model at the last snapshot; a rollback puts it back.
+	saved map[uint32]pkEntry
+	next  int // the call index up to which the model is built
+}
+
+type pkEntry struct {
+	priv    [32]byte
+	method  string
+	end     int
+	removed int // clock RemovePreKey returned at; 0: not removed
+}
+
+func newPKModel() *pkModel { return &pkModel{keys: map[uint32]pkEntry{}} }
+
+// upTo applies every call before the one at clock c.begin to the model:
+// generations that returned before it began, removals likewise.
+func (m *pkModel) upTo(d *diagnosis, c call) {
+	for m.next < len(d.calls) {
+		o := d.calls[m.next]
+		if o.seq >= c.begin {
+			return
+		}
+		m.next++
+		switch o.event {
+		case "snapshot":
+			m.saved = maps.Clone(m.keys)
+			continue
+		case "rollback":
+			if m.saved != nil {
+				m.keys = maps.Clone(m.saved)
+			}
+			continue
+		case "":
+		default:
+			continue
+		}
+		if !o.ok {
+			continue
+		}
+		switch o.method {
+		case "GetOrGenPreKeys", "GenOnePreKey":
+			for _, k := range o.prekeys {
+				if e, ok := m.keys[k.id]; !ok || e.removed > 0 {
+					m.keys[k.id] = pkEntry{priv: *k.priv, method: o.method, end: o.seq}
+				}
+			}
+		case "RemovePreKey":
+			if e, ok := m.keys[o.prekeys[0].id]; ok {
+				e.removed = o.seq
+				m.keys[o.prekeys[0].id] = e
+			}
+		}
+	}
+}
+
+// judge says what is wrong with a prekey call.
+func (m *pkModel) judge(d *diagnosis, c call) string {
+	m.upTo(d, c)
+	switch c.method {
+	case "GetOrGenPreKeys", "GenOnePreKey":
+		for _, k := range c.prekeys {
+			e, ok := m.keys[k.id]
+			if !ok || e.removed > 0 {
+				continue
+			}
+			if e.priv != *k.priv {
+				if s := d.stopBetween(e.end, c.begin); s != "" {
+					return fmt.Sprintf("after the %s, prekey %d has a different key than the one %s handed out before it "+
+						"(%s reused the id: the store forgot which ids it had given out; a contact holding the old key fails with Bad MAC or InvalidPreKey)",
+						crashNoun[s], k.id, e.method, c.method)
+				}
+				return fmt.Sprintf("%s handed out prekey %d with a different key than %s had given it "+
+					"(the id was reused; a contact holding the old key fails with Bad MAC or InvalidPreKey)", c.method, k.id, e.method)
+			}
+			if c.method == "GenOnePreKey" {
+				return fmt.Sprintf("GenOnePreKey handed out prekey %d again (%s had already given it out)", k.id, e.method)
+			}
+		}
+	case "GetPreKey":
+		k := c.prekeys[0]
+		e, ok := m.keys[k.id]
+		switch {
+		case !ok:
+		case e.removed > 0 && k.priv != nil:
+			return fmt.Sprintf("GetPreKey %d returned the prekey after RemovePreKey removed it (a replayed prekey message would be accepted again)", k.id)
+		case e.removed > 0:
+		case k.priv == nil:
+			return fmt.Sprintf("GetPreKey %d returned nothing, though %s handed it out and RemovePreKey never removed it%s "+
+				"(a contact given it in a bundle fails with InvalidPreKey)", k.id, e.method, d.afterWord(e.end, c.begin))
+		case *k.priv != e.priv:
+			return fmt.Sprintf("GetPreKey %d returned a different key than the one %s handed out%s "+
+				"(a contact that used the uploaded one fails with Bad MAC)", k.id, e.method, d.afterWord(e.end, c.begin))
+		}
+	}
+	return ""
+}
+
+var crashNoun = map[string]string{"crash": "crash", "close": "Close and reopen", "stop": "clean restart"}
+
+func (d *diagnosis) afterWord(from, to int) string {
+	if s := d.stopBetween(from, to); s != "" {
+		return " (" + stopWords[s] + ", read after reopen)"
+	}
+	return ""
 }

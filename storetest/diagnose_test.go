@@ -47,9 +47,9 @@ func TestDiagnose(t *testing.T) {
 			"GetSession a:0 returned 3 bytes no call wrote (a torn or corrupted record; the last PutSession wrote 5 bytes)"},
 	} {
 		for i := range tc.calls {
-			tc.calls[i].seq = i
+			tc.calls[i].begin, tc.calls[i].seq = 2*i+1, 2*i+2
 		}
-		got := diagnose(tc.calls, 5)
+		got := diagnose(tc.calls, 5, 1)
 		if tc.want == "" {
 			require.Empty(t, got, tc.name)
 			continue

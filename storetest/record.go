@@ -19,13 +19,26 @@ import (
 // Only session and sender-key calls carry keys and records; the rest are
 // counted.
 type call struct {
-	seq    int
-	inst   int    // which open instance (0 first; reopens count up)
-	method string // "PutSession", "GetSession", ...
-	key    string // "alice:0", or "group/alice:0" for sender keys
-	val    []byte // written, or returned by a get
-	ok     bool   // the call returned no error
-	event  string // "crash", "stop", "snapshot", "rollback", "close": no call
+	// begin and seq are when the call began and when it returned, on one
+	// counter: calls that overlap (real goroutines) have overlapping
+	// intervals, and a call whose seq is below another's begin returned
+	// before that one began. An event has begin == seq.
+	begin, seq int
+	inst       int    // which open instance (0 first; reopens count up)
+	method     string // "PutSession", "GetSession", ...
+	key        string // "alice:0", or "group/alice:0" for sender keys
+	val        []byte // written, or returned by a get
+	ok         bool   // the call returned no error
+	omitted    bool   // GetManySessions: the address was not in the map returned
+	prekeys    []pk   // prekeys returned (GetOrGenPreKeys, GenOnePreKey, GetPreKey); the id for RemovePreKey, MarkPreKeysAsUploaded
+	event      string // "crash", "stop", "snapshot", "rollback", "close": no call
+}
+
+// pk is a prekey as a call returned it; nil priv: none (GetPreKey found
+// nothing).
+type pk struct {
+	id   uint32
+	priv *[32]byte
 }
 
 // trace is the store calls of one run (or of one conformance check), in the
@@ -33,14 +46,31 @@ type call struct {
 type trace struct {
 	mu    sync.Mutex
 	calls []call
+	clock int
 	tally *tally
+	// perRun is how many device instances run at once (the schedule's
+	// instances): instance i is the history's @(i mod perRun).
+	perRun int
 }
 
-func newTrace(t *tally) *trace { return &trace{tally: t} }
+func newTrace(t *tally, perRun int) *trace { return &trace{tally: t, perRun: max(perRun, 1)} }
 
+// begin is the clock reading before a call goes to the store.
+func (tr *trace) begin() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.clock++
+	return tr.clock
+}
+
+// add records c as it returns (c.begin set by the caller).
 func (tr *trace) add(c call) {
 	tr.mu.Lock()
-	c.seq = len(tr.calls)
+	tr.clock++
+	c.seq = tr.clock
+	if c.event != "" {
+		c.begin = c.seq
+	}
 	tr.calls = append(tr.calls, c)
 	tr.mu.Unlock()
 	if c.event == "" {
@@ -172,70 +202,96 @@ type recorder struct {
 
 var _ stores.All = (*recorder)(nil)
 
-func (r *recorder) rec(method, key string, val []byte, err error) {
-	r.tr.add(call{inst: r.inst, method: method, key: key, val: append([]byte(nil), val...), ok: err == nil})
+func (r *recorder) rec(b int, method, key string, val []byte, err error) {
+	r.tr.add(call{begin: b, inst: r.inst, method: method, key: key, val: append([]byte(nil), val...), ok: err == nil})
 }
 
-func (r *recorder) count(method string, err error) { r.rec(method, "", nil, err) }
+func (r *recorder) recKeys(b int, method string, ks []*keys.PreKey, err error) {
+	c := call{begin: b, inst: r.inst, method: method, ok: err == nil}
+	for _, k := range ks {
+		if k != nil && k.Priv != nil {
+			priv := *k.Priv
+			c.prekeys = append(c.prekeys, pk{id: k.KeyID, priv: &priv})
+		}
+	}
+	r.tr.add(c)
+}
+
+func (r *recorder) recID(b int, method string, id uint32, err error) {
+	r.tr.add(call{begin: b, inst: r.inst, method: method, ok: err == nil, prekeys: []pk{{id: id}}})
+}
+
+func (r *recorder) count(b int, method string, err error) { r.rec(b, method, "", nil, err) }
 
 func (r *recorder) PutIdentity(ctx context.Context, address string, key [32]byte) error {
+	b := r.tr.begin()
 	err := r.set.Identities.PutIdentity(ctx, address, key)
-	r.count("PutIdentity", err)
+	r.rec(b, "PutIdentity", address, key[:], err)
 	return err
 }
 
 func (r *recorder) DeleteAllIdentities(ctx context.Context, phone string) error {
+	b := r.tr.begin()
 	err := r.set.Identities.DeleteAllIdentities(ctx, phone)
-	r.count("DeleteAllIdentities", err)
+	r.rec(b, "DeleteAllIdentities", phone, nil, err)
 	return err
 }
 
 func (r *recorder) DeleteIdentity(ctx context.Context, address string) error {
+	b := r.tr.begin()
 	err := r.set.Identities.DeleteIdentity(ctx, address)
-	r.count("DeleteIdentity", err)
+	r.rec(b, "DeleteIdentity", address, nil, err)
 	return err
 }
 
 func (r *recorder) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
+	b := r.tr.begin()
 	ok, err := r.set.Identities.IsTrustedIdentity(ctx, address, key)
-	r.count("IsTrustedIdentity", err)
+	r.count(b, "IsTrustedIdentity", err)
 	return ok, err
 }
 
 func (r *recorder) GetSession(ctx context.Context, address string) ([]byte, error) {
-	b, err := r.set.Sessions.GetSession(ctx, address)
-	r.rec("GetSession", address, b, err)
-	return b, err
+	b := r.tr.begin()
+	v, err := r.set.Sessions.GetSession(ctx, address)
+	r.rec(b, "GetSession", address, v, err)
+	return v, err
 }
 
 func (r *recorder) HasSession(ctx context.Context, address string) (bool, error) {
+	b := r.tr.begin()
 	ok, err := r.set.Sessions.HasSession(ctx, address)
 	var v []byte
 	if ok {
 		v = []byte{1}
 	}
-	r.rec("HasSession", address, v, err)
+	r.rec(b, "HasSession", address, v, err)
 	return ok, err
 }
 
 func (r *recorder) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
+	b := r.tr.begin()
 	m, err := r.set.Sessions.GetManySessions(ctx, addresses)
 	for _, a := range addresses {
-		r.rec("GetManySessions", a, m[a], err)
+		v, present := m[a]
+		r.tr.add(call{begin: b, inst: r.inst, method: "GetManySessions", key: a, val: append([]byte(nil), v...),
+			ok: err == nil, omitted: err == nil && !present})
 	}
 	if len(addresses) == 0 {
-		r.count("GetManySessions", err)
+		r.count(b, "GetManySessions", err)
 	}
 	return m, err
 }
 
 func (r *recorder) PutSession(ctx context.Context, address string, session []byte) error {
+	b := r.tr.begin()
 	err := r.set.Sessions.PutSession(ctx, address, session)
-	r.rec("PutSession", address, session, err)
+	r.rec(b, "PutSession", address, session, err)
 	return err
 }
 
 func (r *recorder) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	b := r.tr.begin()
 	err := r.set.Sessions.PutManySessions(ctx, sessions)
 	addrs := make([]string, 0, len(sessions))
 	for a := range sessions {
@@ -243,78 +299,94 @@ func (r *recorder) PutManySessions(ctx context.Context, sessions map[string][]by
 	}
 	sort.Strings(addrs)
 	for _, a := range addrs {
-		r.rec("PutManySessions", a, sessions[a], err)
+		r.rec(b, "PutManySessions", a, sessions[a], err)
 	}
 	if len(addrs) == 0 {
-		r.count("PutManySessions", err)
+		r.count(b, "PutManySessions", err)
 	}
 	return err
 }
 
 func (r *recorder) DeleteAllSessions(ctx context.Context, phone string) error {
+	b := r.tr.begin()
 	err := r.set.Sessions.DeleteAllSessions(ctx, phone)
-	r.rec("DeleteAllSessions", phone, nil, err)
+	r.rec(b, "DeleteAllSessions", phone, nil, err)
 	return err
 }
 
 func (r *recorder) DeleteSession(ctx context.Context, address string) error {
+	b := r.tr.begin()
 	err := r.set.Sessions.DeleteSession(ctx, address)
-	r.rec("DeleteSession", address, nil, err)
+	r.rec(b, "DeleteSession", address, nil, err)
 	return err
 }
 
 func (r *recorder) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	b := r.tr.begin()
 	err := r.set.Sessions.MigratePNToLID(ctx, pn, lid)
-	r.rec("MigratePNToLID", pn.User+">"+lid.User, nil, err)
+	r.rec(b, "MigratePNToLID", pn.SignalAddressUser()+">"+lid.SignalAddressUser(), nil, err)
 	return err
 }
 
 func (r *recorder) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
+	b := r.tr.begin()
 	k, err := r.set.PreKeys.GetOrGenPreKeys(ctx, count)
-	r.count("GetOrGenPreKeys", err)
+	r.recKeys(b, "GetOrGenPreKeys", k, err)
 	return k, err
 }
 
 func (r *recorder) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
+	b := r.tr.begin()
 	k, err := r.set.PreKeys.GenOnePreKey(ctx)
-	r.count("GenOnePreKey", err)
+	r.recKeys(b, "GenOnePreKey", []*keys.PreKey{k}, err)
 	return k, err
 }
 
 func (r *recorder) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
+	b := r.tr.begin()
 	k, err := r.set.PreKeys.GetPreKey(ctx, id)
-	r.count("GetPreKey", err)
+	c := call{begin: b, inst: r.inst, method: "GetPreKey", ok: err == nil, prekeys: []pk{{id: id}}}
+	if k != nil && k.Priv != nil {
+		priv := *k.Priv
+		c.prekeys[0].priv = &priv
+	}
+	r.tr.add(c)
 	return k, err
 }
 
 func (r *recorder) RemovePreKey(ctx context.Context, id uint32) error {
+	b := r.tr.begin()
 	err := r.set.PreKeys.RemovePreKey(ctx, id)
-	r.count("RemovePreKey", err)
+	r.recID(b, "RemovePreKey", id, err)
 	return err
 }
 
 func (r *recorder) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
+	b := r.tr.begin()
 	err := r.set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID)
-	r.count("MarkPreKeysAsUploaded", err)
+	r.recID(b, "MarkPreKeysAsUploaded", upToID, err)
 	return err
 }
 
 func (r *recorder) UploadedPreKeyCount(ctx context.Context) (int, error) {
+	b := r.tr.begin()
 	n, err := r.set.PreKeys.UploadedPreKeyCount(ctx)
-	r.count("UploadedPreKeyCount", err)
+	r.count(b, "UploadedPreKeyCount", err)
 	return n, err
 }
 
 func (r *recorder) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
+	b := r.tr.begin()
 	err := r.set.SenderKeys.PutSenderKey(ctx, group, user, session)
-	r.rec("PutSenderKey", group+"/"+user, session, err)
+	r.rec(b, "PutSenderKey", group+"/"+user, session, err)
 	return err
 }
 
 func (r *recorder) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
-	b, err := r.set.SenderKeys.GetSenderKey(ctx, group, user)
-	r.rec("GetSenderKey", group+"/"+user, b, err)
-	return b, err
+	b := r.tr.begin()
+	v, err := r.set.SenderKeys.GetSenderKey(ctx, group, user)
+	r.rec(b, "GetSenderKey", group+"/"+user, v, err)
+	return v, err
 }
 
 // recordedSet wraps set so that every call lands in tr as instance inst.

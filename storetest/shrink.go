@@ -23,13 +23,16 @@ type shrunk struct {
 // j.log; the caller merges it (s.tally.merge) if the run counts.
 func judge(ctx context.Context, s *subject, sched *harness.Schedule) (*shrunk, error) {
 	log := newRunLog()
-	out, res, err := harness.Execute(ctx, sched, s.variant(log), harness.Controlled, harness.Ops(sched.Ops))
+	out, res, err := harness.Execute(ctx, sched, s.variant(log, sched.Instances, reopens(sched)), harness.Controlled, harness.Ops(sched.Ops))
+	if err == nil {
+		err = log.failure()
+	}
 	if err != nil {
 		return nil, err
 	}
 	j := &shrunk{sched: out, res: res, finds: diagnoseAll(log.traces()), log: log}
 	if res.Failed() {
-		if j.blamed, err = worseThanReference(ctx, out, res, harness.Controlled); err != nil {
+		if j.blamed, err = worseThanReference(ctx, out, res); err != nil {
 			return nil, err
 		}
 	}

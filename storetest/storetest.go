@@ -43,6 +43,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +66,8 @@ type Options struct {
 	// longlived; with an Opener also crash, restart, replica, overlap and
 	// rollback.
 	Scenarios []string
-	// Schedules per scenario under the controlled scheduler; default 20.
+	// Schedules per scenario under the controlled scheduler; default 20,
+	// negative for none.
 	Schedules int
 	// FreeSchedules per scenario with real goroutines; default 3, negative
 	// for none.
@@ -80,6 +82,9 @@ type Options struct {
 	ShrinkBudget int
 	// SkipConformance skips the direct method checks.
 	SkipConformance bool
+	// Conformance, when set, runs only the direct checks of these names
+	// (ConformanceChecks lists them); an unknown name is an error.
+	Conformance []string
 	// Workers is how many schedules (and shrink candidates) run at once;
 	// default GOMAXPROCS, 1 for one at a time. Each run records its own
 	// store calls and the results merge in schedule order, so what the
@@ -122,6 +127,51 @@ const (
 // (scenarios.LongLived: badmac replay knows it too).
 var LongLived = scenarios.LongLived
 
+// FirstContact is the bot writing first: to every device of contacts with
+// several devices, with no session yet, so the send path asks the store
+// for sessions it does not have and builds them from fetched bundles
+// (whatsmeow send.go: a device left out of GetManySessions' answer gets no
+// bundle and no message); then the conversation goes on.
+var FirstContact = scenarios.Scenario{Name: "firstcontact",
+	Doc:      "the bot writes first to contacts with several devices and no session, then a conversation",
+	Contacts: []harness.Contact{{User: "alice", Devices: 3}, {User: "bob", Devices: 2}},
+	Messages: 8, Reply: 0.5, First: true}
+
+// Combined is every feature at once, as a real bot's store meets them:
+// group messages and direct replies, contacts with several devices,
+// out-of-order and redelivered messages, contacts starting new sessions
+// (records grow as after months), clean restarts, crashes, a backup
+// restored and a second process on the same store, in one conversation.
+// With a store that cannot open two instances at once, or cannot be
+// rolled back, the combination leaves that feature out and says so.
+var Combined = scenarios.Scenario{Name: "combined",
+	Doc:      "groups, replies, several devices, reordering, new sessions, restarts, crashes, a backup restore and a second process, all in one conversation",
+	Contacts: []harness.Contact{{User: "alice", Devices: 2}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}},
+	Group:    true, Messages: 24, Reply: 0.6, Reorder: true, Instances: 2, Overlap: true, Crashes: 90,
+	Mix: []scenarios.CrashKind{scenarios.CrashRekey, scenarios.CrashRekey, scenarios.CrashRekey, scenarios.CrashRekey, scenarios.CrashRekey, scenarios.CrashRekey,
+		scenarios.CrashRestart, scenarios.CrashRandom, scenarios.CrashRollback}}
+
+// combinedFor is Combined as far as the store can go, and what it leaves
+// out.
+func combinedFor(s *subject) (scenarios.Scenario, []string) {
+	sc := Combined
+	var out []string
+	if s.open == nil {
+		sc.Instances, sc.Overlap = 1, false
+		sc.Mix = []scenarios.CrashKind{scenarios.CrashRekey}
+		return sc, []string{"restarts, crashes, a backup restore and a second process (a constructor cannot reopen)"}
+	}
+	if why := s.lacks(capInstances); why != "" {
+		sc.Instances, sc.Overlap = 1, false
+		out = append(out, "a second process ("+why+")")
+	}
+	if why := s.lacks(capRollback); why != "" {
+		sc.Mix = slices.DeleteFunc(slices.Clone(sc.Mix), func(k scenarios.CrashKind) bool { return k == scenarios.CrashRollback })
+		out = append(out, "a backup restore ("+why+")")
+	}
+	return sc, out
+}
+
 // reopening are the scenarios added to the default set for an Opener.
 var reopening = []string{"crash", "restart", "replica", "overlap", "rollback"}
 
@@ -154,8 +204,10 @@ func CheckOpener(t TB, open Opener, o Options) {
 }
 
 func lookup(name string) (scenarios.Scenario, error) {
-	if name == LongLived.Name {
-		return LongLived, nil
+	for _, sc := range []scenarios.Scenario{LongLived, FirstContact, Combined} {
+		if name == sc.Name {
+			return sc, nil
+		}
 	}
 	return scenarios.Lookup(name)
 }
@@ -163,6 +215,15 @@ func lookup(name string) (scenarios.Scenario, error) {
 func check(t TB, s *subject, o Options) {
 	t.Helper()
 	ctx := context.Background()
+	if child, mine := isChild(t.Name()); child {
+		// This process is a store server (child.go): the test that started
+		// it sees the results, this one serves its store or does nothing.
+		if mine && s.open != nil {
+			serveChild(t.Name(), s.open) // never returns
+		}
+		return
+	}
+	s.test = t.Name()
 	if o.Schedules == 0 {
 		o.Schedules = 20
 	}
@@ -186,8 +247,9 @@ func check(t TB, s *subject, o Options) {
 		}
 		o.ShrinkBudget = n
 	}
-	if len(o.Scenarios) == 0 {
-		o.Scenarios = append(append([]string(nil), scenarios.Default...), LongLived.Name)
+	asked := len(o.Scenarios) > 0
+	if !asked {
+		o.Scenarios = append(append([]string(nil), scenarios.Default...), LongLived.Name, FirstContact.Name, Combined.Name)
 		if s.open != nil {
 			o.Scenarios = append(o.Scenarios, reopening...)
 		}
@@ -200,6 +262,14 @@ func check(t TB, s *subject, o Options) {
 		t.Fatalf("storetest: the txn discipline needs the store's DoDecryptionTxn, which storetest does not drive; use locked, whatsmeow or concurrent")
 		return
 	}
+	if s.open != nil {
+		c, err := s.probe(ctx)
+		if err != nil {
+			t.Fatalf("storetest: %v", err)
+			return
+		}
+		s.caps = c
+	}
 	var scs []scenarios.Scenario
 	for _, name := range o.Scenarios {
 		sc, err := lookup(name)
@@ -207,11 +277,29 @@ func check(t TB, s *subject, o Options) {
 			t.Fatalf("storetest: %v", err)
 			return
 		}
-		if need := needs[name]; need != "" && s.open == nil {
+		if name == Combined.Name {
+			var left []string
+			sc, left = combinedFor(s)
+			if len(left) > 0 {
+				t.Logf("storetest: scenario combined without %s", strings.Join(left, ", "))
+			}
+		}
+		need := scenarioNeeds(sc)
+		if need != "" && s.open == nil {
 			t.Fatalf("storetest: scenario %s needs a store that can %s, and a constructor cannot: "+
 				"pass an Opener (storetest.RunOpener / CheckOpener) that opens the store over a directory, so that %s",
 				name, capWords[need], capWhy[need])
 			return
+		}
+		if why := s.lacks(need); why != "" {
+			// Refused, never run and blamed; asked for by name and not run
+			// is not a pass.
+			if asked {
+				t.Errorf("storetest: scenario %s not run: %s", name, why)
+			} else {
+				t.Logf("storetest: scenario %s not run: %s", name, why)
+			}
+			continue
 		}
 		scs = append(scs, sc)
 	}
@@ -221,8 +309,14 @@ func check(t TB, s *subject, o Options) {
 		replay(t, s, path, o, who)
 		return
 	}
+	for _, name := range o.Conformance {
+		if !slices.Contains(ConformanceChecks(), name) {
+			t.Fatalf("storetest: Options.Conformance: unknown check %q (known: %s)", name, strings.Join(ConformanceChecks(), "; "))
+			return
+		}
+	}
 	if !o.SkipConformance {
-		findings, skipped, err := conformance(ctx, s)
+		findings, skipped, err := conformance(ctx, s, o.Conformance)
 		if err != nil {
 			t.Fatalf("storetest: %v", err)
 			return
@@ -233,29 +327,27 @@ func check(t TB, s *subject, o Options) {
 			t.Logf("storetest: conformance: every method answered as whatsmeow expects")
 		}
 		if len(skipped) > 0 {
-			t.Logf("storetest: conformance checks not run (a constructor cannot reopen): %s", strings.Join(skipped, ", "))
+			t.Logf("storetest: conformance checks not run: %s", strings.Join(skipped, "; "))
 		}
 	}
 	before := s.tally.counts()
 	pool := harness.NewPool(o.Workers)
 	for _, sc := range scs {
 		n := o.Schedules
-		if sc.Name == LongLived.Name {
+		if n > 0 && (sc.Name == LongLived.Name || sc.Name == Combined.Name) {
 			n = max(2, n/5) // each is ten schedules' work
 		}
-		if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
+		if n > 0 && !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
 			continue // one failure per scenario is enough to read
 		}
 		// Two processes race each other in the client whatever the store
 		// does (with real goroutines, replica's turns overlap too), and a
 		// contact that starts a new session or reinstalls while messages
 		// are in flight meets libsignal's own limits (a late message on
-		// the old session, docs/design.md §3) in an order the controlled
-		// rerun on the reference store does not repeat: only that rerun can
-		// tell the store's part, so these scenarios have no real-goroutine
-		// run.
-		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall {
-			runScenario(ctx, t, s, sc, o, harness.Free, o.FreeSchedules, who, pool)
+		// the old session, docs/design.md §3): these scenarios have no
+		// real-goroutine run.
+		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall && len(sc.Mix) == 0 {
+			runFree(ctx, t, s, sc, o, who, pool)
 		}
 	}
 	if o.Client {
@@ -265,29 +357,58 @@ func check(t TB, s *subject, o Options) {
 	t.Logf("storetest: largest record the store was handed: %s (%s); largest read back: %s (%s)",
 		sizeString(s.tally.maxWritten), s.tally.maxWrittenBy, sizeString(s.tally.maxRead), s.tally.maxReadBy)
 	s.tally.mu.Unlock()
-	if only := s.tally.notIncreased(before); len(only) > 0 && len(scs) > 0 {
-		t.Logf("storetest: called by the conformance checks only, by no scenario: %s", strings.Join(only, ", "))
+	if only := s.tally.notIncreased(before); len(only) > 0 && len(scs) > 0 && len(o.Conformance) == 0 {
+		if o.SkipConformance {
+			t.Logf("storetest: called by no scenario (and the conformance checks were skipped): %s", strings.Join(only, ", "))
+		} else {
+			t.Logf("storetest: called by the conformance checks only, by no scenario: %s", strings.Join(only, ", "))
+		}
 	}
-	if !o.SkipConformance {
+	if !o.SkipConformance && len(o.Conformance) == 0 {
 		if un := s.tally.uncalled(); len(un) > 0 {
 			t.Errorf("storetest: never called: %s. whatsmeow's interfaces have methods this version of storetest does not exercise; update badmac", strings.Join(un, ", "))
 		}
 	}
 }
 
-var capWords = map[string]string{capReopen: "reopen what it persisted", capInstances: "open two instances at once"}
+// scenarioNeeds is the capability a scenario needs beyond a fresh store:
+// by name for the harness's scenarios, by what it does for storetest's own.
+func scenarioNeeds(sc scenarios.Scenario) string {
+	if need := needs[sc.Name]; need != "" {
+		return need
+	}
+	kinds := append([]scenarios.CrashKind{sc.Crash}, sc.Mix...)
+	need := ""
+	for _, k := range kinds {
+		switch k {
+		case scenarios.CrashRollback:
+			return capRollback
+		case scenarios.CrashRandom, scenarios.CrashRestart, scenarios.CrashTorn:
+			need = capReopen
+		}
+	}
+	if sc.Instances > 1 {
+		return capInstances
+	}
+	return need
+}
+
+var capWords = map[string]string{capReopen: "reopen what it persisted", capInstances: "open two instances at once",
+	capRollback: "reopen what it persisted and be restored from a backup"}
 var capWhy = map[string]string{
 	capReopen:    "a crash or restart reopens what your store really wrote (a constructor would hand back the same in-memory object: a silent pass)",
 	capInstances: "two processes open your store over one location (a constructor would hand both the same object)",
+	capRollback:  "a backup of what your store wrote is restored (a constructor keeps nothing to back up)",
 }
 
-// scheduleOut is what one schedule of runScenario left: enough to count
-// it, merge its tally in order, and report it if it is the first failure.
+// scheduleOut is what one schedule left: enough to count it, merge its
+// tally in order, and report it if it is the first failure.
 type scheduleOut struct {
 	done     bool
 	err      error // already worded for the test
 	messages int
-	failed   bool
+	failed   bool // the store's failure (what fails the test)
+	pair     bool // worse than the protocol baseline (free mode's rate)
 	tally    *tally
 	// The rest only for the lowest-numbered failing schedule so far.
 	sched *harness.Schedule
@@ -296,13 +417,12 @@ type scheduleOut struct {
 	worse []string
 }
 
-// runScenario runs n schedules of sc in mode on the pool and reports the
-// first failure. It returns false when a schedule failed. Each schedule
-// records into a runLog of its own; counts, tallies and the reported
-// failure (the lowest-numbered failing schedule) are taken in schedule
-// order, so the output is that of running them one after another.
-func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, who testRef, pool *harness.Pool) bool {
-	t.Helper()
+// runAll runs n schedules of sc in mode on the pool, on the store under
+// test (ref false) or on badmac's reference store (ref true: free mode's
+// comparison). Each schedule records into a runLog of its own; the
+// lowest-numbered failing schedule keeps its details, so the result is
+// that of running them one after another whatever the number of workers.
+func runAll(ctx context.Context, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, pool *harness.Pool, ref bool) []scheduleOut {
 	outs := make([]scheduleOut, n)
 	var (
 		mu      sync.Mutex
@@ -315,26 +435,45 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		seed := scenarios.SeedFor(o.Seed, i)
 		setup := sc.Setup(seed, o.Discipline, StoreName)
 		log := newRunLog()
-		sched, res, err := harness.Execute(ctx, setup, s.variant(log), mode, scenarios.NewGenerator(sc, scenarios.Random, seed))
+		v := s.variant(log, setup.Instances, scenarioNeeds(sc) != "")
+		if ref {
+			v = stores.MustLookup("reference")
+		}
+		sched, res, err := harness.Execute(ctx, setup, v, mode, scenarios.NewGenerator(sc, scenarios.Random, seed))
+		if err == nil {
+			err = log.failure()
+		}
 		if err != nil {
 			so.err = fmt.Errorf("storetest: scenario %s (%s) seed %d: %w", sc.Name, mode, seed, err)
 			return
 		}
 		so.tally = log.tally
-		finds := diagnoseAll(log.traces())
 		so.messages = len(res.Messages)
+		so.pair = res.Failed()
+		so.done = true
+		if ref {
+			return
+		}
+		finds := diagnoseAll(log.traces())
 		var worse []string
-		if res.Failed() {
-			if worse, err = worseThanReference(ctx, sched, res, mode); err != nil {
+		switch {
+		case mode == harness.Controlled && res.Failed():
+			if worse, err = worseThanReference(ctx, sched, res); err != nil {
 				so.err = fmt.Errorf("storetest: scenario %s seed %d on the reference store: %w", sc.Name, seed, err)
 				return
 			}
+		case mode == harness.Free:
+			// A free run has no interleaving to replay on the reference
+			// store: what fails it is what a correct store cannot do (the
+			// findings, prekeys lost across a restart); its messages count
+			// in the rate compared with the reference store's (runFree). A
+			// backup restored loses the prekeys uploaded after it on any
+			// store.
+			if !slices.ContainsFunc(sched.Ops, func(op harness.Op) bool { return op.Verb == "rollback" }) {
+				worse = restartFailures(res)
+			}
 		}
-		so.done = true
-		// With real goroutines, calls to one key from two tasks overlap and
-		// the trace order is not the store's: findings explain a blamed
-		// message but do not fail a schedule by themselves.
-		if len(worse) == 0 && (len(finds) == 0 || mode == harness.Free) {
+		if len(worse) == 0 && len(finds) == 0 {
 			return
 		}
 		so.failed = true
@@ -380,20 +519,31 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		}()
 	}
 	wg.Wait()
-	var fo *scheduleOut
-	failed, messages := 0, 0
+	return outs
+}
+
+// tallyOuts checks that every schedule ran, merges the tallies in order,
+// and counts: schedules the store failed, schedules worse than the
+// protocol baseline, messages; fo is the first the store failed.
+func tallyOuts(t TB, s *subject, sc scenarios.Scenario, mode harness.Mode, outs []scheduleOut) (failed, pair, messages int, fo *scheduleOut, ok bool) {
+	t.Helper()
 	for i := range outs {
 		out := &outs[i]
 		if out.err != nil {
 			t.Fatalf("%v", out.err)
-			return false
+			return 0, 0, 0, nil, false
 		}
 		if !out.done {
 			t.Fatalf("storetest: scenario %s (%s): schedule %d did not run", sc.Name, mode, i)
-			return false
+			return 0, 0, 0, nil, false
 		}
-		s.tally.merge(out.tally)
+		if out.tally != nil {
+			s.tally.merge(out.tally)
+		}
 		messages += out.messages
+		if out.pair {
+			pair++
+		}
 		if out.failed {
 			failed++
 			if fo == nil {
@@ -401,28 +551,28 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 			}
 		}
 	}
-	var (
-		first              *harness.Schedule
-		firstRes           *harness.Result
-		firstFinds, blamed []string
-	)
-	if fo != nil {
-		first, firstRes, firstFinds, blamed = fo.sched, fo.res, fo.finds, fo.worse
+	return failed, pair, messages, fo, true
+}
+
+// runScenario runs n schedules of sc under the controlled scheduler on the
+// pool and reports the first failure, shrunk and saved. It returns false
+// when a schedule failed.
+func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Options, mode harness.Mode, n int, who testRef, pool *harness.Pool) bool {
+	t.Helper()
+	outs := runAll(ctx, s, sc, o, mode, n, pool, false)
+	failed, _, messages, fo, ok := tallyOuts(t, s, sc, mode, outs)
+	if !ok {
+		return false
 	}
-	label := map[harness.Mode]string{harness.Controlled: "controlled interleavings", harness.Free: "real goroutines"}[mode]
-	if first == nil {
+	label := modeLabel[mode]
+	if fo == nil {
 		t.Logf("storetest: %s (%s, %s client): %d schedules, %d messages, no failures", sc.Name, label, o.Discipline, n, messages)
 		return true
 	}
+	first, firstRes, firstFinds, blamed := fo.sched, fo.res, fo.finds, fo.worse
 	var b strings.Builder
 	fmt.Fprintf(&b, "storetest: scenario %s (%s, %s client): %d of %d schedules failed\n", sc.Name, label, o.Discipline, failed, n)
-	if mode == harness.Free {
-		writeFailure(&b, firstFinds, firstRes, blamed)
-		fmt.Fprintf(&b, "seed %d (real goroutines: the interleaving is not recorded; rerun, ideally with -race):\n  %s\n",
-			first.Seed, who.command(nil))
-		t.Errorf("%s", b.String())
-		return false
-	}
+	ops := len(first.Ops)
 	if o.ShrinkBudget > 0 {
 		sh, err := shrink(ctx, s, first, o.ShrinkBudget, pool)
 		if err != nil {
@@ -444,17 +594,26 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 	if err != nil {
 		cmd = fmt.Sprintf("(could not save the schedule: %v)", err)
 	}
-	fmt.Fprintf(&b, "shrunk schedule (%d ops):\n%s", len(first.Ops), first)
-	fmt.Fprintf(&b, "replay (from any directory of your module; add %s=timeline.html for an HTML timeline, %s=N to shrink further):\n  %s\n",
+	what := "shrunk schedule"
+	switch {
+	case o.ShrinkBudget <= 0:
+		what = "schedule (not shrunk)"
+	case len(first.Ops) == ops:
+		what = "schedule (shrinking found nothing shorter)"
+	}
+	fmt.Fprintf(&b, "%s (%d ops):\n%s", what, len(first.Ops), first)
+	fmt.Fprintf(&b, "replay (from any directory of your module; add %s=$PWD/timeline.html for an HTML timeline, %s=N to shrink further):\n  %s\n",
 		HTMLEnv, ShrinkEnv, cmd)
 	t.Errorf("%s", b.String())
 	return false
 }
 
+var modeLabel = map[harness.Mode]string{harness.Controlled: "controlled interleavings", harness.Free: "real goroutines"}
+
 func diagnoseAll(trs []*trace) []string {
 	var out []string
 	for _, tr := range trs {
-		out = append(out, diagnose(tr.snapshot(), 4)...)
+		out = append(out, diagnose(tr.snapshot(), 4, tr.perRun)...)
 	}
 	return out
 }

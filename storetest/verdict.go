@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -14,43 +15,42 @@ import (
 	"github.com/badmac/badmac/stores"
 )
 
-// worseThanReference lists what the store is to blame for: the messages
-// that fared worse than on badmac's reference store under the same client
-// discipline and the same explicit schedule (whatever the discipline's own
-// races cost hits the reference store too), and "(restart)" when a restart
-// regenerated credentials, refused to start or lost prekeys (the reference
-// store never does). In controlled mode this is the harness's own store
-// attribution (harness.Judge, Result.StoreBlamed), the same verdict the CLI
-// prints. A free-mode run has no explicit interleaving to replay, so its
-// schedule is run again on the reference store in controlled mode and
-// compared with the same order (harness.Worse).
-func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result, mode harness.Mode) ([]string, error) {
-	var out []string
-	if res.StoreJudged {
-		out = append(out, res.StoreBlamed...)
-	} else {
-		_, rr, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
+// worseThanReference lists what the store is to blame for in a controlled
+// run: the messages that fared worse than on badmac's reference store
+// under the same client discipline and the same explicit schedule
+// (whatever the discipline's own races cost hits the reference store too),
+// the harness's own store attribution (harness.Judge, Result.StoreBlamed),
+// the verdict the CLI prints; and "(restart)" when a restart lost what a
+// correct store keeps (restartFailures). A free-mode run is never compared
+// with a controlled one: its interleaving is not the replay's (runFree).
+func worseThanReference(ctx context.Context, s *harness.Schedule, res *harness.Result) ([]string, error) {
+	if !res.StoreJudged {
+		return nil, fmt.Errorf("schedule %d was not judged against the reference store", s.Seed)
+	}
+	out := append([]string(nil), res.StoreBlamed...)
+	if res.LostPreKeys > 0 && !res.RegeneratedCreds && !res.StartRefused {
+		// A backup restored loses the prekeys uploaded after it on any
+		// store: only more than the reference store loses on the same
+		// schedule is the store's.
+		_, ref, err := harness.Execute(ctx, s.Clone(), stores.MustLookup("reference"), harness.Controlled, harness.Ops(s.Ops))
 		if err != nil {
 			return nil, fmt.Errorf("reference store: %w", err)
 		}
-		ref := map[string]*harness.Message{}
-		for _, m := range rr.Messages {
-			ref[m.ID] = m
-		}
-		blamed := map[string]bool{}
-		for _, id := range res.Blamed {
-			blamed[id] = true
-		}
-		for _, m := range res.Messages {
-			if blamed[m.ID] && harness.Worse(m, ref[m.ID]) {
-				out = append(out, m.ID)
-			}
+		if res.LostPreKeys <= ref.LostPreKeys {
+			return out, nil
 		}
 	}
+	return append(out, restartFailures(res)...), nil
+}
+
+// restartFailures is "(restart)" when a restart regenerated credentials,
+// refused to start or lost uploaded prekeys: the reference store never
+// does, in any mode.
+func restartFailures(res *harness.Result) []string {
 	if res.LostPreKeys > 0 || res.RegeneratedCreds || res.StartRefused {
-		out = append(out, "(restart)")
+		return []string{"(restart)"}
 	}
-	return out, nil
+	return nil
 }
 
 // classWords say each failure class as a production log does.
@@ -164,13 +164,27 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 			t.Fatalf("storetest: shrinking %s: %v", path, err)
 			return
 		}
-		if j != nil && len(j.sched.Ops) < len(sched.Ops) {
+		switch {
+		case j == nil:
+			t.Logf("storetest: %s does not fail on your store any more: nothing to shrink", path)
+		default:
+			// Saved even when nothing shorter fails the same way, so that the
+			// .shrunk.txt the user looks for is there and says so.
 			out := strings.TrimSuffix(path, ".txt") + ".shrunk.txt"
-			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), "# shrunk from "+path+"\n")), 0o644); err != nil {
+			note := "# shrunk from " + path + "\n"
+			if len(j.sched.Ops) == len(sched.Ops) {
+				note = fmt.Sprintf("# shrinking %s (%d runs) found nothing shorter that fails the same way\n", path, o.ShrinkBudget)
+			}
+			if err := os.WriteFile(out, []byte(annotate(j.sched.String(), note)), 0o644); err != nil {
 				t.Fatalf("storetest: %v", err)
 				return
 			}
-			t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
+			if len(j.sched.Ops) < len(sched.Ops) {
+				t.Logf("storetest: shrunk %s from %d to %d ops, saved to %s", path, len(sched.Ops), len(j.sched.Ops), out)
+			} else {
+				t.Logf("storetest: shrinking %s found nothing shorter than its %d ops in %d runs; saved as it is to %s (raise %s to try more)",
+					path, len(sched.Ops), o.ShrinkBudget, out, ShrinkEnv)
+			}
 		}
 	}
 	if j == nil {
@@ -182,11 +196,22 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 	sched, res, finds, blamed := j.sched, j.res, j.finds, j.blamed
 	t.Logf("storetest: replay of %s, history:\n%s", path, res.HistoryText())
 	if html := os.Getenv(HTMLEnv); html != "" {
-		if err := writeHTML(html, sched, res, path, who); err != nil {
+		// go test runs the test in its package's directory, whatever the
+		// shell's: a relative path lands there, so say where.
+		abs, err := filepath.Abs(html)
+		if err != nil {
+			abs = html
+		}
+		if err := writeHTML(abs, sched, res, path, who); err != nil {
 			t.Fatalf("storetest: %s: %v", HTMLEnv, err)
 			return
 		}
-		t.Logf("storetest: HTML timeline written to %s", html)
+		if filepath.IsAbs(html) {
+			t.Logf("storetest: HTML timeline written to %s", abs)
+		} else {
+			t.Logf("storetest: HTML timeline written to %s (a relative %s is relative to the test's package directory, where go test runs it; write %s=$PWD/%s for the directory you ran it from)",
+				abs, HTMLEnv, HTMLEnv, html)
+		}
 	}
 	if len(blamed) == 0 && len(finds) == 0 {
 		t.Logf("storetest: replay of %s: no failures", path)

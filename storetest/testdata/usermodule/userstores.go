@@ -1,5 +1,6 @@
 // Package userstores is a store author's module, outside badmac: file-backed
-// whatsmeow key stores, one correct and four with bugs seen in real bots.
+// whatsmeow key stores, one correct and the others with bugs seen in real
+// bots.
 // badmac's storetest test copies it to a temporary directory and runs its
 // tests there, as a user would.
 package userstores
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
@@ -50,9 +52,20 @@ type File struct {
 	KeyByUser bool
 	// DropBatches makes PutManySessions a no-op and GetManySessions empty.
 	DropBatches bool
+	// OmitMissing leaves addresses with no session out of
+	// GetManySessions' answer (whatsmeow wants them, with nil).
+	OmitMissing bool
+	// CounterInMemory keeps the next prekey id in memory, read at Open and
+	// saved only in Close: after a crash, ids are handed out again.
+	CounterInMemory bool
+	// Migrate breaks MigratePNToLID: "noop" does nothing, "copy" copies
+	// without deleting the phone number's, "split" moves sessions,
+	// identities and sender keys in three separate saves.
+	Migrate string
 
 	mu   sync.Mutex
 	lock *os.File
+	next uint32 // CounterInMemory's counter
 }
 
 // Open opens (or creates) the store in dir.
@@ -64,7 +77,14 @@ func Open(dir string) (*File, error) {
 	return &File{path: filepath.Join(dir, "keys.json"), lock: lock}, nil
 }
 
-func (f *File) Close() error { return f.lock.Close() }
+func (f *File) Close() error {
+	if f.CounterInMemory {
+		if err := f.do(func(s *state) (bool, error) { s.NextPreKey = f.next; return true, nil }); err != nil {
+			return err
+		}
+	}
+	return f.lock.Close()
+}
 
 // do runs fn on the state; when fn reports a change, the state is saved.
 func (f *File) do(fn func(s *state) (bool, error)) error {
@@ -186,8 +206,9 @@ func (f *File) GetManySessions(ctx context.Context, addresses []string) (map[str
 	}
 	err := f.do(func(s *state) (bool, error) {
 		for _, a := range addresses {
-			if b, ok := s.Sessions[f.sessionKey(a)]; ok {
-				out[a] = b
+			b, ok := s.Sessions[f.sessionKey(a)]
+			if ok || !f.OmitMissing {
+				out[a] = b // nil for none: whatsmeow wants every address back
 			}
 		}
 		return false, nil
@@ -226,14 +247,47 @@ func (f *File) DeleteSession(ctx context.Context, address string) error {
 	return f.do(func(s *state) (bool, error) { delete(s.Sessions, f.sessionKey(address)); return true, nil })
 }
 
+// MigratePNToLID moves the phone number's sessions, identities and
+// sender keys to the LID, in one save, as whatsmeow's sqlstore does in one
+// transaction.
 func (f *File) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
-	return f.do(func(s *state) (bool, error) {
-		for a, b := range s.Sessions {
-			if userOf(a) == pn.User {
-				s.Sessions[lid.User+strings.TrimPrefix(a, pn.User)] = b
+	p, l := pn.SignalAddressUser()+":", lid.SignalAddressUser()+":"
+	del := f.Migrate != "copy"
+	move := func(m map[string][]byte, sender bool) bool {
+		moved := false
+		for k, b := range m {
+			prefix, user := "", k
+			if sender {
+				group, u, _ := strings.Cut(k, "|")
+				prefix, user = group+"|", u
+			}
+			if dev, ok := strings.CutPrefix(user, p); ok {
+				m[prefix+l+dev], moved = b, true
+				if del {
+					delete(m, k)
+				}
 			}
 		}
-		return true, nil
+		return moved
+	}
+	switch f.Migrate {
+	case "noop":
+		return nil
+	case "split":
+		for _, which := range []string{"sessions", "identities", "sender keys"} {
+			err := f.do(func(s *state) (bool, error) {
+				m := map[string]map[string][]byte{"sessions": s.Sessions, "identities": s.Identities, "sender keys": s.SenderKeys}[which]
+				return move(m, which == "sender keys"), nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return f.do(func(s *state) (bool, error) {
+		a, b, c := move(s.Sessions, false), move(s.Identities, false), move(s.SenderKeys, true)
+		return a || b || c, nil
 	})
 }
 
@@ -253,19 +307,23 @@ func fromStored(id uint32, p *preKey) *keys.PreKey {
 }
 
 func (f *File) gen(s *state) (*keys.PreKey, error) {
-	k, err := newPreKey(s.NextPreKey)
+	next := &s.NextPreKey
+	if f.CounterInMemory {
+		next = &f.next
+	}
+	k, err := newPreKey(*next)
 	if err != nil {
 		return nil, err
 	}
 	s.PreKeys[k.KeyID] = &preKey{Priv: k.Priv[:]}
-	s.NextPreKey++
+	*next++
 	return k, nil
 }
 
 func (f *File) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
 	var out []*keys.PreKey
 	err := f.do(func(s *state) (bool, error) {
-		for id := uint32(1); id < s.NextPreKey && uint32(len(out)) < count; id++ {
+		for id := uint32(1); id < max(s.NextPreKey, f.next) && uint32(len(out)) < count; id++ {
 			if p, ok := s.PreKeys[id]; ok && !p.Uploaded {
 				out = append(out, fromStored(id, p))
 			}
@@ -378,9 +436,7 @@ func (w *WriteBack) GetManySessions(ctx context.Context, addresses []string) (ma
 		if err != nil {
 			return nil, err
 		}
-		if b != nil {
-			out[a] = b
-		}
+		out[a] = b
 	}
 	return out, nil
 }
@@ -453,6 +509,104 @@ func (w *WriteBack) Close() error {
 	return errors.Join(err, w.File.Close())
 }
 
+// TimerWriteBack buffers session writes in memory and writes them to the
+// File when a timer fires (FlushAfter after the first buffered write) and
+// on Close: the write-behind a bot adds "to save disk writes". Reads see
+// the buffer. A killed process loses what is buffered; an abandoned one
+// (storetest before it killed processes) flushed it later from its timer
+// and passed.
+type TimerWriteBack struct {
+	*File
+	FlushAfter time.Duration
+
+	mu      sync.Mutex
+	pending map[string][]byte
+	timer   *time.Timer
+}
+
+func (w *TimerWriteBack) GetSession(ctx context.Context, address string) ([]byte, error) {
+	w.mu.Lock()
+	b, ok := w.pending[address]
+	w.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	return w.File.GetSession(ctx, address)
+}
+
+func (w *TimerWriteBack) HasSession(ctx context.Context, address string) (bool, error) {
+	b, err := w.GetSession(ctx, address)
+	return len(b) > 0, err
+}
+
+func (w *TimerWriteBack) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, a := range addresses {
+		b, err := w.GetSession(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		out[a] = b
+	}
+	return out, nil
+}
+
+func (w *TimerWriteBack) PutSession(ctx context.Context, address string, session []byte) error {
+	return w.PutManySessions(ctx, map[string][]byte{address: session})
+}
+
+func (w *TimerWriteBack) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending == nil {
+		w.pending = map[string][]byte{}
+	}
+	for a, b := range sessions {
+		w.pending[a] = b
+	}
+	if w.timer == nil {
+		w.timer = time.AfterFunc(w.FlushAfter, func() { w.flush(context.Background()) })
+	}
+	return nil
+}
+
+func (w *TimerWriteBack) flush(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.pending
+	w.pending, w.timer = nil, nil
+	if len(p) == 0 {
+		return nil
+	}
+	return w.File.PutManySessions(ctx, p)
+}
+
+// Deletes and migrations write the buffer out first.
+func (w *TimerWriteBack) DeleteSession(ctx context.Context, address string) error {
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	return w.File.DeleteSession(ctx, address)
+}
+
+func (w *TimerWriteBack) DeleteAllSessions(ctx context.Context, phone string) error {
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	return w.File.DeleteAllSessions(ctx, phone)
+}
+
+func (w *TimerWriteBack) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	return w.File.MigratePNToLID(ctx, pn, lid)
+}
+
+func (w *TimerWriteBack) Close() error {
+	return errors.Join(w.flush(context.Background()), w.File.Close())
+}
+
 // The openers a user passes to storetest.RunOpener.
 
 func opener(mod func(f *File)) func(dir string) (stores.Set, io.Closer, error) {
@@ -471,7 +625,36 @@ var (
 	OpenUnlocked    = opener(func(f *File) { f.Unlocked = true })
 	OpenKeyByUser   = opener(func(f *File) { f.KeyByUser = true })
 	OpenDropBatches = opener(func(f *File) { f.DropBatches = true })
+	OpenOmitMissing = opener(func(f *File) { f.OmitMissing = true })
+	OpenMigrateNoop = opener(func(f *File) { f.Migrate = "noop" })
+	OpenMigrateCopy = opener(func(f *File) { f.Migrate = "copy" })
+	// OpenMigrateSplit is not atomic: a crash between its saves leaves half
+	// a migration.
+	OpenMigrateSplit = opener(func(f *File) { f.Migrate = "split" })
 )
+
+// OpenPreKeyCounter's store hands out prekey ids from a counter kept in
+// memory and saved only in Close.
+func OpenPreKeyCounter(dir string) (stores.Set, io.Closer, error) {
+	f, err := Open(dir)
+	if err != nil {
+		return stores.Set{}, nil, err
+	}
+	f.CounterInMemory = true
+	err = f.do(func(s *state) (bool, error) { f.next = s.NextPreKey; return false, nil })
+	return stores.SetOf(f), f, err
+}
+
+// OpenTimerWriteBack's store flushes its buffered session writes a minute
+// after the first one, or on Close.
+func OpenTimerWriteBack(dir string) (stores.Set, io.Closer, error) {
+	f, err := Open(dir)
+	if err != nil {
+		return stores.Set{}, nil, err
+	}
+	w := &TimerWriteBack{File: f, FlushAfter: time.Minute}
+	return stores.SetOf(w), w, nil
+}
 
 func OpenWriteBack(dir string) (stores.Set, io.Closer, error) {
 	f, err := Open(dir)
