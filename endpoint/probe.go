@@ -21,8 +21,13 @@ type Probe struct {
 	Trace func(ctx context.Context, call string)
 	// Gate, when set, runs after the yield point and before the call: a
 	// harness parks a task there while something it models (a database
-	// lock) would make the call wait.
+	// lock) would make the call wait, or until its scheduler lets the
+	// call go (realclient's controlled mode).
 	Gate func(ctx context.Context, call string)
+	// Leave, when set, runs when the call returns, with what it returned
+	// (the record bytes, the prekey, the trust answer; nil for writes) and
+	// the store's error, unwrapped.
+	Leave func(ctx context.Context, call string, result any, err error)
 }
 
 type captureKey struct{}
@@ -42,7 +47,11 @@ func (p *Probe) enter(ctx context.Context, call string) {
 	}
 }
 
-func wrap(err error) error {
+// leave reports the call's end to Leave and marks the store's error.
+func (p *Probe) leave(ctx context.Context, call string, result any, err error) error {
+	if p.Leave != nil {
+		p.Leave(ctx, call, result, err)
+	}
 	if err == nil {
 		return nil
 	}
@@ -50,50 +59,58 @@ func wrap(err error) error {
 }
 
 func (p *Probe) PutIdentity(ctx context.Context, address string, key [32]byte) error {
-	p.enter(ctx, "PutIdentity "+address)
-	return wrap(p.Set.Identities.PutIdentity(ctx, address, key))
+	call := "PutIdentity " + address
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Identities.PutIdentity(ctx, address, key))
 }
 
 func (p *Probe) DeleteAllIdentities(ctx context.Context, phone string) error {
-	p.enter(ctx, "DeleteAllIdentities "+phone)
-	return wrap(p.Set.Identities.DeleteAllIdentities(ctx, phone))
+	call := "DeleteAllIdentities " + phone
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Identities.DeleteAllIdentities(ctx, phone))
 }
 
 func (p *Probe) DeleteIdentity(ctx context.Context, address string) error {
-	p.enter(ctx, "DeleteIdentity "+address)
-	return wrap(p.Set.Identities.DeleteIdentity(ctx, address))
+	call := "DeleteIdentity " + address
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Identities.DeleteIdentity(ctx, address))
 }
 
 func (p *Probe) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
-	p.enter(ctx, "IsTrustedIdentity "+address)
+	call := "IsTrustedIdentity " + address
+	p.enter(ctx, call)
 	ok, err := p.Set.Identities.IsTrustedIdentity(ctx, address, key)
-	return ok, wrap(err)
+	return ok, p.leave(ctx, call, ok, err)
 }
 
 func (p *Probe) GetSession(ctx context.Context, address string) ([]byte, error) {
-	p.enter(ctx, "GetSession "+address)
+	call := "GetSession " + address
+	p.enter(ctx, call)
 	b, err := p.Set.Sessions.GetSession(ctx, address)
 	if c, ok := ctx.Value(captureKey{}).(*capture); ok && err == nil {
 		c.loaded, c.record = true, append([]byte(nil), b...)
 	}
-	return b, wrap(err)
+	return b, p.leave(ctx, call, b, err)
 }
 
 func (p *Probe) HasSession(ctx context.Context, address string) (bool, error) {
-	p.enter(ctx, "HasSession "+address)
+	call := "HasSession " + address
+	p.enter(ctx, call)
 	ok, err := p.Set.Sessions.HasSession(ctx, address)
-	return ok, wrap(err)
+	return ok, p.leave(ctx, call, ok, err)
 }
 
 func (p *Probe) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
-	p.enter(ctx, "GetManySessions "+strings.Join(addresses, ","))
+	call := "GetManySessions " + strings.Join(addresses, ",")
+	p.enter(ctx, call)
 	m, err := p.Set.Sessions.GetManySessions(ctx, addresses)
-	return m, wrap(err)
+	return m, p.leave(ctx, call, m, err)
 }
 
 func (p *Probe) PutSession(ctx context.Context, address string, session []byte) error {
-	p.enter(ctx, "PutSession "+address)
-	return wrap(p.Set.Sessions.PutSession(ctx, address, session))
+	call := "PutSession " + address
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Sessions.PutSession(ctx, address, session))
 }
 
 func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
@@ -102,66 +119,84 @@ func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte)
 		addrs = append(addrs, a)
 	}
 	sort.Strings(addrs) // map order must not reach the history
-	p.enter(ctx, "PutManySessions "+strings.Join(addrs, ","))
-	return wrap(p.Set.Sessions.PutManySessions(ctx, sessions))
+	call := "PutManySessions " + strings.Join(addrs, ",")
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Sessions.PutManySessions(ctx, sessions))
 }
 
 func (p *Probe) DeleteAllSessions(ctx context.Context, phone string) error {
-	p.enter(ctx, "DeleteAllSessions "+phone)
-	return wrap(p.Set.Sessions.DeleteAllSessions(ctx, phone))
+	call := "DeleteAllSessions " + phone
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Sessions.DeleteAllSessions(ctx, phone))
 }
 
 func (p *Probe) DeleteSession(ctx context.Context, address string) error {
-	p.enter(ctx, "DeleteSession "+address)
-	return wrap(p.Set.Sessions.DeleteSession(ctx, address))
+	call := "DeleteSession " + address
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Sessions.DeleteSession(ctx, address))
 }
 
 func (p *Probe) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
-	p.enter(ctx, "MigratePNToLID")
-	return wrap(p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
+	call := "MigratePNToLID"
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
 }
 
 func (p *Probe) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
-	p.enter(ctx, "GetOrGenPreKeys")
+	call := "GetOrGenPreKeys"
+	p.enter(ctx, call)
 	k, err := p.Set.PreKeys.GetOrGenPreKeys(ctx, count)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
-	p.enter(ctx, "GenOnePreKey")
+	call := "GenOnePreKey"
+	p.enter(ctx, call)
 	k, err := p.Set.PreKeys.GenOnePreKey(ctx)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
-	p.enter(ctx, "GetPreKey")
+	call := "GetPreKey"
+	p.enter(ctx, call)
 	k, err := p.Set.PreKeys.GetPreKey(ctx, id)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) RemovePreKey(ctx context.Context, id uint32) error {
-	p.enter(ctx, "RemovePreKey")
-	return wrap(p.Set.PreKeys.RemovePreKey(ctx, id))
+	call := "RemovePreKey"
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.PreKeys.RemovePreKey(ctx, id))
 }
 
 func (p *Probe) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
-	p.enter(ctx, "MarkPreKeysAsUploaded")
-	return wrap(p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
+	call := "MarkPreKeysAsUploaded"
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
 }
 
 func (p *Probe) UploadedPreKeyCount(ctx context.Context) (int, error) {
-	p.enter(ctx, "UploadedPreKeyCount")
+	call := "UploadedPreKeyCount"
+	p.enter(ctx, call)
 	n, err := p.Set.PreKeys.UploadedPreKeyCount(ctx)
-	return n, wrap(err)
+	return n, p.leave(ctx, call, n, err)
 }
 
 func (p *Probe) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
-	p.enter(ctx, "PutSenderKey "+user)
-	return wrap(p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
+	call := "PutSenderKey " + user
+	p.enter(ctx, call)
+	return p.leave(ctx, call, nil, p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
 }
 
 func (p *Probe) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
-	p.enter(ctx, "GetSenderKey "+user)
+	call := "GetSenderKey " + user
+	p.enter(ctx, call)
 	b, err := p.Set.SenderKeys.GetSenderKey(ctx, group, user)
-	return b, wrap(err)
+	return b, p.leave(ctx, call, SenderKeyRead{Group: group, User: user, Record: b}, err)
+}
+
+// SenderKeyRead is what Leave gets for a GetSenderKey.
+type SenderKeyRead struct {
+	Group, User string
+	Record      []byte
 }

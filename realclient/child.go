@@ -15,7 +15,6 @@ import (
 
 	"go.mau.fi/whatsmeow/util/keys"
 
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver/waweb"
 )
 
@@ -34,15 +33,14 @@ const (
 )
 
 type line struct {
-	Op       string `json:"op"` // ready, expect, attempt, sendfailed
+	Op       string `json:"op"` // ready, expect, accepted, undecryptable, sendfailed, gaveup
 	ID       string `json:"id,omitempty"`
 	Dir      string `json:"dir,omitempty"`
 	Peer     string `json:"peer,omitempty"`
 	Body     string `json:"body,omitempty"`
-	OK       bool   `json:"ok,omitempty"`
-	Class    string `json:"class,omitempty"`
 	Err      string `json:"err,omitempty"`
 	Identity string `json:"identity,omitempty"`
+	Reads    *Reads `json:"reads,omitempty"`
 }
 
 // lineRecorder is the child's Recorder.
@@ -71,13 +69,13 @@ func (r *lineRecorder) Known(id string) bool {
 	return r.known[id]
 }
 
-func (r *lineRecorder) Attempt(id string, ok bool, body string, class endpoint.Class, err error) {
-	l := line{Op: "attempt", ID: id, OK: ok, Body: body, Class: string(class)}
-	if err != nil {
-		l.Err = err.Error()
-	}
-	r.emit(l)
+func (r *lineRecorder) Accepted(id, body string) { r.emit(line{Op: "accepted", ID: id, Body: body}) }
+
+func (r *lineRecorder) Undecryptable(id string, reads *Reads) {
+	r.emit(line{Op: "undecryptable", ID: id, Reads: reads})
 }
+
+func (r *lineRecorder) GaveUp(id string) { r.emit(line{Op: "gaveup", ID: id}) }
 
 func (r *lineRecorder) SendFailed(id string, err error) {
 	r.emit(line{Op: "sendfailed", ID: id, Err: err.Error()})
@@ -128,9 +126,11 @@ type Child struct {
 }
 
 // StartChild runs exe (a binary whose main calls ChildMain when EnvChild is
-// set) as the bot on the database file db, connected to srv; lines go to l,
-// and onLine (may be nil) sees each after it is applied.
-func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, reply Reply, l *waweb.Ledger, onLine func(op, id string)) (*Child, error) {
+// set) as the bot on the database file db, connected to srv; lines go to l
+// (a ConvRecorder with the device's keys: it classifies what the child
+// failed to decrypt from the reads the child reports), and onLine (may be
+// nil) sees each after it is applied.
+func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, reply Reply, l ConvRecorder, onLine func(op, id string)) (*Child, error) {
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), EnvChild+"=1", envAddr+"="+srv.Addr().String(), envDB+"="+db,
 		envRoot+"="+hex.EncodeToString(waweb.DefaultCA().Root.Pub[:]), envReply+"="+string(reply))
@@ -163,12 +163,12 @@ func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, r
 				ready <- ln.Identity
 			case "expect":
 				l.Expect(ln.ID, ln.Dir, ln.Peer, ln.Body)
-			case "attempt":
-				var err error
-				if ln.Err != "" {
-					err = errors.New(ln.Err)
-				}
-				l.Attempt(ln.ID, ln.OK, ln.Body, endpoint.Class(ln.Class), err)
+			case "accepted":
+				l.Accepted(ln.ID, ln.Body)
+			case "undecryptable":
+				l.Undecryptable(ln.ID, ln.Reads)
+			case "gaveup":
+				l.GaveUp(ln.ID)
 			case "sendfailed":
 				l.SendFailed(ln.ID, errors.New(ln.Err))
 			}

@@ -52,9 +52,11 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Provision(ctx, db, BotJID); err != nil {
+	dev0, err := Provision(ctx, db, BotJID)
+	if err != nil {
 		t.Fatal(err)
 	}
+	rec := ConvRecorder{CV: cv, Keys: KeysOf(dev0)}
 	db.Close()
 	defer func() {
 		if t.Failed() {
@@ -67,11 +69,11 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 	var once sync.Once
 	reached := make(chan struct{})
 	onLine := func(op, id string) {
-		if op == "attempt" && id == "m5" {
+		if (op == "accepted" || op == "undecryptable") && id == "m5" {
 			once.Do(func() { close(reached) })
 		}
 	}
-	child, err := StartChild(ctx, exe, srv, path, Inline, cv.L, onLine)
+	child, err := StartChild(ctx, exe, srv, path, Inline, rec, onLine)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 	}
 	child.Kill()
 	cv.L.Abandon("device killed before the reply reached the server")
-	child2, err := StartChild(ctx, exe, srv, path, Inline, cv.L, nil)
+	child2, err := StartChild(ctx, exe, srv, path, Inline, rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

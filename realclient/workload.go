@@ -155,7 +155,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
-	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
+	bot, err := Start(sctx, srv.HTTPClient(), ConvRecorder{CV: cv, Keys: KeysOf(dev)}, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
 		ReplyRate: cfg.ReplyRate, Seed: cfg.Seed})
 	cancel()
 	if err != nil {

@@ -38,6 +38,9 @@ type Conversation struct {
 	receipts  []queuedReceipt // the peers' retry receipts for an offline device
 	seq       int64
 	hold      *holding // nil: every stanza goes at once (see Hold)
+	// taken are the copies of each inbound message the device's
+	// connection took and has not handled yet, oldest first (TakeCopy).
+	taken map[string][]waBinary.Node
 }
 
 type inbound struct {
@@ -50,7 +53,7 @@ type inbound struct {
 // NewConversation attaches a conversation to s.
 func NewConversation(s *Server) *Conversation {
 	cv := &Conversation{S: s, L: NewLedger(), peers: map[string]*fakeserver.Peer{},
-		inbound: map[string]*inbound{}, recreated: map[string]bool{}}
+		inbound: map[string]*inbound{}, recreated: map[string]bool{}, taken: map[string][]waBinary.Node{}}
 	s.mu.Lock()
 	s.onNode = cv.onNode
 	s.onLogin = cv.redeliver
@@ -159,7 +162,29 @@ func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, coun
 		return
 	}
 	cv.S.Logf("deliver %s %s count=%d", cv.tookLocked(id, n), kind, count)
+	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
+}
+
+// TakeCopy returns the oldest copy of inbound message id the device's
+// connection took and has not handled yet, and marks it handled: the
+// stanza (its ciphertext) behind a failure the device reports. whatsmeow
+// handles the stanzas of a connection one at a time in the order they came
+// (client.go handlerQueueLoop), so the k-th copy of id it handles is the
+// k-th it took.
+func (cv *Conversation) TakeCopy(id string) (waBinary.Node, bool) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	return cv.takeCopyLocked(id)
+}
+
+func (cv *Conversation) takeCopyLocked(id string) (waBinary.Node, bool) {
+	q := cv.taken[id]
+	if len(q) == 0 {
+		return waBinary.Node{}, false
+	}
+	cv.taken[id] = q[1:]
+	return q[0], true
 }
 
 // redeliver is the offline queue on login: every stanza not acknowledged
@@ -192,6 +217,7 @@ func (cv *Conversation) disconnected() {
 	for _, id := range cv.pending {
 		cv.L.orphan(id)
 	}
+	clear(cv.taken) // never handled: they go again on the next login
 	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
 }
 
@@ -234,10 +260,19 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 	typ, _ := n.Attrs["type"].(string)
 	if typ != "retry" {
 		cv.mu.Lock()
+		defer cv.mu.Unlock()
 		cv.pendingDropLocked(id)
-		cv.mu.Unlock()
-		cv.S.Logf("receipt %s type=%q", id, typ)
-		cv.L.update(id, func(f *flow) { f.receipt = true })
+		if _, in := cv.inbound[id]; !in {
+			cv.S.Logf("receipt %s type=%q", id, typ)
+			cv.L.update(id, func(f *flow) { f.receipt = true })
+			return
+		}
+		if cv.L.Receipt(id) {
+			cv.S.Logf("receipt %s type=%q: ignored by the device", id, typ)
+		} else {
+			cv.S.Logf("receipt %s type=%q", id, typ)
+		}
+		cv.takeCopyLocked(id)
 		return
 	}
 	count := 0

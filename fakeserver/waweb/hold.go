@@ -134,6 +134,7 @@ func (cv *Conversation) pushNamedLocked(id, name string, n waBinary.Node, kind s
 		return
 	}
 	cv.S.Logf("deliver %s %s count=0", name, kind)
+	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
 

@@ -32,6 +32,7 @@ type Ledger struct {
 type flow struct {
 	copies   int  // copies the server sent (in) or received (out)
 	receipt  bool // in: a normal receipt came back
+	receipts int  // in: normal receipts (one per copy accepted or ignored)
 	acks     int  // in: failures the server saw (acks without receipt)
 	failures int  // out: the peer's failed decryptions
 	retries  int  // retry receipts (in: from the device; out: from the peer)
@@ -234,6 +235,49 @@ func (l *Ledger) SendFailed(id string, err error) {
 	f.sendErr = true
 	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
 	l.touch()
+}
+
+// Ignored is the attempt a normal receipt stands for when no event came
+// with it: whatsmeow drops an old counter, and an event its buffer already
+// processed, with a normal receipt and no event.
+const Ignored = "acknowledged without an event: whatsmeow ignored the copy (an old counter, or an event already processed)"
+
+// Receipt records a normal receipt for inbound id. whatsmeow sends one for
+// every copy its handler accepted or ignored, never for one it failed
+// (message.go decryptMessages at the pinned commit: a decrypt error sends a
+// retry receipt and an ack and returns; ErrOldCounter and
+// EventAlreadyProcessed `continue` to the receipt after the loop without
+// dispatching anything). An accepted copy's events.Message is dispatched
+// before that receipt is sent, so a receipt beyond the accepted attempts
+// is a copy whatsmeow ignored: one failed attempt, OldCounter (the class
+// both of those errors have, endpoint.ClassOf). It reports whether it
+// recorded one.
+func (l *Ledger) Receipt(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, f := l.msg(id, "?", "", "")
+	f.receipt = true
+	f.receipts++
+	ok := 0
+	for _, a := range m.Attempts {
+		if a.OK {
+			ok++
+		}
+	}
+	defer l.touch()
+	if f.receipts <= ok {
+		return false
+	}
+	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), Class: endpoint.OldCounter, Err: Ignored})
+	return true
+}
+
+// GaveUp records that the device will send no copy of its message id
+// again (it could not answer a retry receipt): a run stops waiting for
+// one. Nothing is recorded as an attempt: what the peer made of the copies
+// it got is the message's outcome.
+func (l *Ledger) GaveUp(id string) {
+	l.update(id, func(f *flow) { f.sendErr = true })
 }
 
 // orphan forgets copies of id the device did not attempt.
