@@ -33,6 +33,7 @@ import (
 	_ "modernc.org/sqlite" // the driver behind sqlstore's "sqlite" dialect
 
 	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
@@ -148,6 +149,27 @@ func Provision(ctx context.Context, c *sqlstore.Container, jid types.JID) (*stor
 	return dev, nil
 }
 
+// UploadPreKeys is the device's first prekey upload, done before its
+// client starts: whatsmeow's batch (WantedPreKeyCount, 50, prekeys.go
+// uploadPreKeys at the pinned commit) generated in its store, marked
+// uploaded and handed to the server. A client that logs in then finds
+// enough on both sides (handleConnectSuccess uploads only below
+// MinPreKeyCount), as a bot that has run before does; a device without
+// them would generate and upload 812 at its first login, half the cost of
+// a short schedule.
+func UploadPreKeys(ctx context.Context, dev *store.Device, srv *fakeserver.Server) error {
+	pks, err := dev.PreKeys.GetOrGenPreKeys(ctx, whatsmeow.WantedPreKeyCount)
+	if err != nil {
+		return fmt.Errorf("realclient: prekeys: %w", err)
+	}
+	if err := dev.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID); err != nil {
+		return fmt.Errorf("realclient: prekeys: %w", err)
+	}
+	dk := KeysOf(dev)
+	srv.Upload(dev.ID.SignalAddress(), (&endpoint.Endpoint{JID: dk.JID, Creds: dk.Creds}).Bundle, pks)
+	return nil
+}
+
 // Recorder is where the bot reports what the client did: the conversation's
 // ledger in process (ConvRecorder), a line protocol to the parent from a
 // child process.
@@ -177,7 +199,7 @@ func (r ConvRecorder) GaveUp(id string)                  { r.CV.L.GaveUp(id) }
 
 func (r ConvRecorder) Accepted(id, body string) {
 	r.CV.TakeCopy(id)
-	r.CV.L.Attempt(id, true, body, "", nil)
+	r.CV.L.Accepted(id, body)
 }
 
 func (r ConvRecorder) Undecryptable(id string, reads *Reads) {

@@ -214,6 +214,8 @@ func (d *Device) on(v stores.Variant) *Device {
 func (d *Device) Baseline(ctx context.Context, s *harness.Schedule) (*harness.Result, error) {
 	b := d.on(stores.MustLookup("reference"))
 	b.Buffer = false
+	s = s.Clone()
+	s.Device = b.Name()
 	_, res, err := b.Exec(ctx, s, harness.Serial, harness.Ops(s.Ops))
 	return res, err
 }
@@ -399,6 +401,11 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			return fmt.Errorf("store instance: %w", err)
 		}
 		if err := Plug(dev, set); err != nil {
+			return err
+		}
+	}
+	if r.bot == nil {
+		if err := UploadPreKeys(ctx, dev, r.srv.Core); err != nil {
 			return err
 		}
 	}

@@ -218,6 +218,7 @@ func (cv *Conversation) disconnected() {
 		cv.L.orphan(id)
 	}
 	clear(cv.taken) // never handled: they go again on the next login
+	cv.L.disconnected()
 	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
 }
 

@@ -32,7 +32,7 @@ type Ledger struct {
 type flow struct {
 	copies   int  // copies the server sent (in) or received (out)
 	receipt  bool // in: a normal receipt came back
-	receipts int  // in: normal receipts (one per copy accepted or ignored)
+	awaiting int  // in: copies accepted whose normal receipt has not come
 	acks     int  // in: failures the server saw (acks without receipt)
 	failures int  // out: the peer's failed decryptions
 	retries  int  // retry receipts (in: from the device; out: from the peer)
@@ -242,30 +242,32 @@ func (l *Ledger) SendFailed(id string, err error) {
 // processed, with a normal receipt and no event.
 const Ignored = "acknowledged without an event: whatsmeow ignored the copy (an old counter, or an event already processed)"
 
+// Accepted records that the device accepted a copy of inbound id with
+// body (events.Message).
+func (l *Ledger) Accepted(id, body string) {
+	l.Attempt(id, true, body, "", nil)
+	l.update(id, func(f *flow) { f.awaiting++ })
+}
+
 // Receipt records a normal receipt for inbound id. whatsmeow sends one for
 // every copy its handler accepted or ignored, never for one it failed
 // (message.go decryptMessages at the pinned commit: a decrypt error sends a
 // retry receipt and an ack and returns; ErrOldCounter and
 // EventAlreadyProcessed `continue` to the receipt after the loop without
 // dispatching anything). An accepted copy's events.Message is dispatched
-// before that receipt is sent, so a receipt beyond the accepted attempts
-// is a copy whatsmeow ignored: one failed attempt, OldCounter (the class
-// both of those errors have, endpoint.ClassOf). It reports whether it
-// recorded one.
+// before its receipt is sent, so a receipt that no accepted copy awaits is
+// a copy whatsmeow ignored: one failed attempt, OldCounter (the class both
+// of those errors have, endpoint.ClassOf). A connection that closes
+// forgets the receipts it still owed (a killed client never sends them).
+// It reports whether it recorded an ignored copy.
 func (l *Ledger) Receipt(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.touch()
 	m, f := l.msg(id, "?", "", "")
 	f.receipt = true
-	f.receipts++
-	ok := 0
-	for _, a := range m.Attempts {
-		if a.OK {
-			ok++
-		}
-	}
-	defer l.touch()
-	if f.receipts <= ok {
+	if f.awaiting > 0 {
+		f.awaiting--
 		return false
 	}
 	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), Class: endpoint.OldCounter, Err: Ignored})
@@ -278,6 +280,16 @@ func (l *Ledger) Receipt(id string) bool {
 // it got is the message's outcome.
 func (l *Ledger) GaveUp(id string) {
 	l.update(id, func(f *flow) { f.sendErr = true })
+}
+
+// disconnected forgets the receipts the closed connection owed.
+func (l *Ledger) disconnected() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.st {
+		f.awaiting = 0
+	}
+	l.touch()
 }
 
 // orphan forgets copies of id the device did not attempt.
