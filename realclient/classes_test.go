@@ -40,7 +40,7 @@ func (w wrappedStorage) Instance(ctx context.Context) (stores.Set, error) {
 // dropsWrites drops every session write.
 type dropsWrites struct{ store.SessionStore }
 
-func (dropsWrites) PutSession(context.Context, string, []byte) error        { return nil }
+func (dropsWrites) PutSession(context.Context, string, []byte) error         { return nil }
 func (dropsWrites) PutManySessions(context.Context, map[string][]byte) error { return nil }
 
 // staleReads answers GetSession (the receive path) with the first record
@@ -114,7 +114,9 @@ func TestClassesFromEvents(t *testing.T) {
 	}{
 		{"an old counter: a redelivered copy, acknowledged without an event", stores.MustLookup("reference"),
 			"send alice.0 m1\ndeliver m1\ndup m1\ndeliver m1.2", "m1", endpoint.OldCounter, waweb.Ignored},
-		{"a MAC mismatch: a stale record without the ratchet key the contact answered", wrapped("stale-reads", func(s store.SessionStore) store.SessionStore { return &staleReads{SessionStore: s, first: map[string][]byte{}} }),
+		{"a MAC mismatch: a stale record without the ratchet key the contact answered", wrapped("stale-reads", func(s store.SessionStore) store.SessionStore {
+			return &staleReads{SessionStore: s, first: map[string][]byte{}}
+		}),
 			"send alice.0 m1\ndeliver m1\nrun recv\nreply alice.0 r1\nrun recv\nread r1\nsend alice.0 m2\ndeliver m2\nrun recv\nreply alice.0 r2\nrun recv\nread r2\nsend alice.0 m3\ndeliver m3", "m3", endpoint.BadMAC, "no valid sessions"},
 		{"no session: a msg after the session was never stored", wrapped("dropsWrites", func(s store.SessionStore) store.SessionStore { return dropsWrites{s} }),
 			"send alice.0 m1\ndeliver m1\nrun recv\nreply alice.0 r1\nrun recv\nread r1\nsend alice.0 m2\ndeliver m2", "m2", endpoint.NoSession, "no session"},
