@@ -229,11 +229,18 @@ func (d *Device) Reference(ctx context.Context, s *harness.Schedule, res *harnes
 	if len(res.History) == 0 || res.History[0] != modeLine(harness.Controlled) {
 		return nil, nil
 	}
-	if d.storeName(s) == "reference" {
-		return res, nil
+	if !d.JudgesStore(s, res) {
+		return res, nil // the reference store is its own
 	}
 	_, ref, err := d.on(stores.MustLookup("reference")).Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
 	return ref, err
+}
+
+// JudgesStore reports whether Reference would judge the store of run res
+// (harness.StoreJudger): controlled, on a store other than the reference
+// store.
+func (d *Device) JudgesStore(s *harness.Schedule, res *harness.Result) bool {
+	return len(res.History) > 0 && res.History[0] == modeLine(harness.Controlled) && d.storeName(s) != "reference"
 }
 
 func (d *Device) storeName(s *harness.Schedule) string {
