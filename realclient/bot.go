@@ -362,11 +362,17 @@ func (b *Bot) handle(evt any) {
 		if b.ctl != nil {
 			b.ctl.setOrigin(goid.Get(), e.Info.ID)
 		}
-		b.tap.take()
-		if e.Info.IsFromMe || e.Info.IsGroup || e.Message.Conversation == nil {
+		if e.Info.IsFromMe || e.Message.Conversation == nil {
+			// Not a text: a group message's DM part that only carries the
+			// sender key distribution is dispatched too (message.go
+			// handleDecryptedMessage); its text comes in the skmsg part.
 			return
 		}
 		id, body := e.Info.ID, e.Message.GetConversation()
+		if e.Info.IsGroup {
+			b.L.Accepted(id, body) // the bot answers only direct messages
+			return
+		}
 		b.mu.Lock()
 		b.texts = append(b.texts, id+"="+body)
 		if b.inHandler > 0 {

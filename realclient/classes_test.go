@@ -18,6 +18,14 @@ import (
 // wrapped is the reference store with its session store replaced by
 // wrap's.
 func wrapped(name string, wrap func(store.SessionStore) store.SessionStore) stores.Variant {
+	return wrappedSet(name, func(set stores.Set) stores.Set {
+		set.Sessions = wrap(set.Sessions)
+		return set
+	})
+}
+
+// wrappedSet is the reference store with its set replaced by wrap's.
+func wrappedSet(name string, wrap func(stores.Set) stores.Set) stores.Variant {
 	return stores.Variant{Name: name, Open: func(ctx context.Context) (stores.Storage, error) {
 		st, err := stores.MustLookup("reference").Open(ctx)
 		return wrappedStorage{st, wrap}, err
@@ -26,16 +34,21 @@ func wrapped(name string, wrap func(store.SessionStore) store.SessionStore) stor
 
 type wrappedStorage struct {
 	stores.Storage
-	wrap func(store.SessionStore) store.SessionStore
+	wrap func(stores.Set) stores.Set
 }
 
 func (w wrappedStorage) Instance(ctx context.Context) (stores.Set, error) {
 	set, err := w.Storage.Instance(ctx)
 	if err == nil {
-		set.Sessions = w.wrap(set.Sessions)
+		set = w.wrap(set)
 	}
 	return set, err
 }
+
+// dropsSenderKeys drops every sender key write.
+type dropsSenderKeys struct{ store.SenderKeyStore }
+
+func (dropsSenderKeys) PutSenderKey(context.Context, string, string, []byte) error { return nil }
 
 // dropsWrites drops every session write.
 type dropsWrites struct{ store.SessionStore }
@@ -122,12 +135,16 @@ func TestClassesFromEvents(t *testing.T) {
 			"send alice.0 m1\ndeliver m1\nrun recv\nreply alice.0 r1\nrun recv\nread r1\nsend alice.0 m2\ndeliver m2", "m2", endpoint.NoSession, "no session"},
 		{"an invalid prekey: a second pkmsg on a one-time prekey already used", wrapped("dropsWrites", func(s store.SessionStore) store.SessionStore { return dropsWrites{s} }),
 			"send alice.0 m1\ndeliver m1\nsend alice.0 m2\ndeliver m2", "m2", endpoint.InvalidPreKey, "prekey"},
+		{"no sender key: the distribution's write lost", wrappedSet("drops-sender-keys", func(set stores.Set) stores.Set {
+			set.SenderKeys = dropsSenderKeys{set.SenderKeys}
+			return set
+		}), "group alice.0 g1\ndeliver g1", "g1", endpoint.NoSenderKey, "sender key"},
 		{"a store error", wrapped("failing", func(s store.SessionStore) store.SessionStore { return failing{s} }),
 			"send alice.0 m1\ndeliver m1", "m1", endpoint.StoreError, "disk I/O error"},
 	}
 	for _, c := range cases {
 		t.Run(string(c.class), func(t *testing.T) {
-			s := &harness.Schedule{Seed: 1, Scenario: "multi", Discipline: harness.Whatsmeow, Store: c.store.Name,
+			s := &harness.Schedule{Seed: 1, Scenario: "multi", Discipline: harness.Whatsmeow, Store: c.store.Name, Group: "group",
 				Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Ops: ops(c.ops)}
 			v := c.store
 			dev := &Device{Reply: Inline, Variant: &v}

@@ -63,8 +63,9 @@ import (
 //     ledger (waweb.Ledger.Busy). Its failures come back at a rate, not
 //     with the same history.
 //
-// crash, snapshot, rollback, reinstall, rekey, group messages, contacts
-// with several devices and two instances are refused.
+// group P M has contact P send M to the schedule's group (sender keys:
+// waweb.Conversation.SendGroup). crash, snapshot, rollback, reinstall,
+// rekey, contacts with several devices and two instances are refused.
 type Device struct {
 	// Reply is how the bot sends a reply op: Inline or Async.
 	Reply Reply
@@ -117,16 +118,12 @@ var refused = map[string]string{
 	"rollback":  "no snapshot or rollback of the database",
 	"reinstall": "no contact reinstall",
 	"rekey":     "no contact rekey",
-	"group":     "no group messages",
 }
 
 // scenarioOps are the ops a scenario's generator emits beyond send,
 // deliver, reply, read, dup and step (scenarios/generate.go crashOp).
 func scenarioOps(sc scenarios.Scenario) []string {
 	var ops []string
-	if sc.Group {
-		ops = append(ops, "group")
-	}
 	switch sc.Crash {
 	case scenarios.CrashRandom, scenarios.CrashTorn:
 		ops = append(ops, "crash")
@@ -157,9 +154,6 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	}
 	if setup.Instances > 1 {
 		return fmt.Errorf("device %s: instances %d: one client process per run", name, setup.Instances)
-	}
-	if setup.Group != "" {
-		return fmt.Errorf("device %s: group %s: %s", name, setup.Group, refused["group"])
 	}
 	for _, c := range setup.Contacts {
 		if c.Devices > 1 {
@@ -318,10 +312,11 @@ type run struct {
 	queue   *ReplyQueue
 	down    bool
 	settle  time.Duration
+	group   string // the schedule's group, "" for none
 }
 
 func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness.Mode) (_ *run, err error) {
-	r := &run{d: d, mode: mode, queue: &ReplyQueue{}, settle: d.Settle}
+	r := &run{d: d, mode: mode, queue: &ReplyQueue{}, settle: d.Settle, group: setup.Group}
 	if r.settle <= 0 {
 		r.settle = 2 * time.Minute
 	}
@@ -579,6 +574,12 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 			return nil
 		}
 		return r.cv.Send(ctx, p, op.Args[1], "hello "+op.Args[1])
+	case "group":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok || r.cv.L.Known(op.Args[1]) || r.group == "" {
+			return nil
+		}
+		return r.cv.SendGroup(ctx, p, r.group, op.Args[1], "hello "+op.Args[1])
 	case "deliver":
 		id, ok := r.cv.Deliver(op.Args[0])
 		if !ok {

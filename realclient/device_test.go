@@ -194,7 +194,6 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		want string
 	}{
 		{buffered, setup("reply", "sqlite"), harness.Controlled, "device client-async+buffer: mode controlled: the decrypted-event buffer runs free only"},
-		{inline, setup("group", "reference"), harness.Free, "group group: no group messages"},
 		{inline, setup("multi", "reference"), harness.Free, "contact alice:2: one device per contact"},
 		{inline, setup("replica", "reference"), harness.Free, "instances 2"},
 		{inline, setup("crash", "reference"), harness.Free, "scenario crash has op crash"},
@@ -214,13 +213,13 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		dev   *Device
 		name  string
 		store string
-	}{{inline, "reply", "reference"}, {inline, "restart", "sqlite"}, {inline, "reorder", "mutexed"}, {buffered, "burst", "sqlite"}} {
+	}{{inline, "reply", "reference"}, {inline, "restart", "sqlite"}, {inline, "reorder", "mutexed"}, {buffered, "burst", "sqlite"}, {inline, "group", "sqlite"}} {
 		if err := ok.dev.Check(setup(ok.name, ok.store), harness.Free); err != nil {
 			t.Errorf("%s on %s/%s: %v", ok.dev.Name(), ok.name, ok.store, err)
 		}
 	}
-	if _, _, err := harness.RunOn(context.Background(), inline, setup("group", "reference"), harness.Free, harness.Ops(nil)); err == nil {
-		t.Errorf("RunOn ran a group schedule on the real client")
+	if _, _, err := harness.RunOn(context.Background(), inline, setup("multi", "reference"), harness.Free, harness.Ops(nil)); err == nil {
+		t.Errorf("RunOn ran a schedule with two devices per contact on the real client")
 	}
 }
 

@@ -41,13 +41,16 @@ type Conversation struct {
 	// taken are the copies of each inbound message the device's
 	// connection took and has not handled yet, oldest first (TakeCopy).
 	taken map[string][]waBinary.Node
+	// skdmSent are the peers whose sender key the device was sent.
+	skdmSent map[string]bool
 }
 
 type inbound struct {
-	peer *fakeserver.Peer
-	body string
-	t    int64
-	node waBinary.Node // the latest copy
+	peer  *fakeserver.Peer
+	body  string
+	t     int64
+	group string        // the group JID for a group message, else ""
+	node  waBinary.Node // the latest copy
 }
 
 // NewConversation attaches a conversation to s.
@@ -89,34 +92,53 @@ func Text(body string) []byte {
 func (cv *Conversation) Send(ctx context.Context, p *fakeserver.Peer, id, body string) error {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
+	in, err := cv.newInboundLocked(ctx, p, id, body)
+	if err != nil {
+		return err
+	}
+	return cv.deliverLocked(ctx, id, in, 0)
+}
+
+// newInboundLocked registers message id from p, with a session with the
+// device (from a fetched bundle, as a WhatsApp client starts one).
+func (cv *Conversation) newInboundLocked(ctx context.Context, p *fakeserver.Peer, id, body string) (*inbound, error) {
 	if _, dup := cv.inbound[id]; dup || cv.L.Known(id) {
-		return fmt.Errorf("waweb: message id %s used twice", id)
+		return nil, fmt.Errorf("waweb: message id %s used twice", id)
 	}
 	dev := cv.device()
 	has, err := p.Device.ContainsSession(ctx, dev)
 	if err != nil {
-		return fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
+		return nil, fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
 	}
 	if !has {
 		b, err := cv.S.Core.FetchBundle(dev)
 		if err != nil {
-			return fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
+			return nil, fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
 		}
 		if err := p.ProcessBundle(ctx, dev, b); err != nil {
-			return fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
+			return nil, fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
 		}
 	}
 	cv.L.Expect(id, harness.In, p.Name, body)
 	cv.seq++
 	in := &inbound{peer: p, body: body, t: time.Now().Unix()}
 	cv.inbound[id] = in
-	return cv.deliverLocked(ctx, id, in, 0)
+	return in, nil
 }
 
 // deliverLocked encrypts the body again on the peer's session and sends it
 // (a retry when count > 0).
 func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inbound, count int) error {
-	kind, ct, err := in.peer.Encrypt(ctx, cv.device(), Text(in.body))
+	pt := Text(in.body)
+	if in.group != "" {
+		// The resend of a group message is a DM carrying the text and the
+		// sender key distribution (retry.go handleRetryReceipt).
+		var err error
+		if pt, err = cv.skdmLocked(ctx, in, in.body); err != nil {
+			return err
+		}
+	}
+	kind, ct, err := in.peer.Encrypt(ctx, cv.device(), pt)
 	if err != nil {
 		return fmt.Errorf("waweb: %s: encrypt %s: %w", in.peer.Name, id, err)
 	}
@@ -124,8 +146,7 @@ func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inboun
 	if count > 0 {
 		enc["count"] = count
 	}
-	in.node = waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{"from": in.peer.JID, "id": id, "t": in.t,
-		"type": "text"}, Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	in.node = waBinary.Node{Tag: "message", Attrs: in.attrs(id), Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
 	if cv.hold != nil && count == 0 {
 		cv.holdInLocked(id, in.node)
 		return nil
