@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petermattis/goid"
@@ -91,6 +93,13 @@ func (q *ReplyQueue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.q)
+}
+
+// requeue puts rs back at the front, in order.
+func (q *ReplyQueue) requeue(rs []queuedReply) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.q = append(append([]queuedReply(nil), rs...), q.q...)
 }
 
 func (q *ReplyQueue) pop() (queuedReply, bool) {
@@ -219,6 +228,10 @@ type Bot struct {
 	opts   Options
 	tap    *tap // what the store returned to each goroutine
 	ctl    *ctl // controlled mode; nil when the client runs freely
+	// dead: the process was killed (kill). Its goroutines unwind (every
+	// store call fails) and nothing they do is recorded.
+	dead     atomic.Bool
+	inflight []queuedReply // replies popped and not sent yet
 
 	connected chan struct{}
 	once      sync.Once
@@ -301,6 +314,23 @@ func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl
 	return b, nil
 }
 
+// kill is SIGKILL for a client in this process (controlled mode): from now
+// on every store call of its goroutines fails without reaching the store,
+// nothing they do is recorded, and the replies it had taken from the queue
+// without getting them to the server go back to the queue's front (the
+// bot's next process sends them, as the model's crash redoes a send). The
+// caller closes the connection and releases the parked goroutines.
+func (b *Bot) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dead.Store(true)
+	b.tap.dead.Store(true)
+	if b.opts.Queue != nil && len(b.inflight) > 0 {
+		b.opts.Queue.requeue(b.inflight)
+	}
+	b.inflight = nil
+}
+
 // task names the calling goroutine (an async reply the bot started) for a
 // controlled run's schedule, and holds it until the schedule steps it
 // (ctl.hold).
@@ -341,6 +371,9 @@ func ReplyID(id string) string { return "re-" + id }
 func ReplyBody(body string) string { return "re: " + body }
 
 func (b *Bot) handle(evt any) {
+	if b.dead.Load() {
+		return
+	}
 	switch e := evt.(type) {
 	case *events.Connected:
 		b.once.Do(func() { close(b.connected) })
@@ -416,15 +449,24 @@ func (b *Bot) scripted() {
 	if !ok {
 		return
 	}
+	b.mu.Lock()
+	b.inflight = append(b.inflight, r)
+	b.mu.Unlock()
 	send := func() {
 		// A recorder that follows sends (waweb.Ledger) keeps the client
 		// busy until SendMessage returns: a stop then does not cut its ack.
-		if s, ok := b.L.(interface{ Sending(string, bool) }); ok {
+		if s, ok := b.L.(interface{ Sending(string, bool) }); ok && !b.dead.Load() {
 			s.Sending(r.id, true)
 			defer s.Sending(r.id, false)
 		}
 		_, err := b.Client.SendMessage(context.Background(), r.to,
 			&waE2E.Message{Conversation: proto.String(r.body)}, whatsmeow.SendRequestExtra{ID: r.id})
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.dead.Load() {
+			return
+		}
+		b.inflight = slices.DeleteFunc(b.inflight, func(q queuedReply) bool { return q.id == r.id })
 		if err != nil {
 			b.L.SendFailed(r.id, err)
 		}

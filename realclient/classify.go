@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/petermattis/goid"
 	"go.mau.fi/whatsmeow/store"
@@ -46,22 +47,33 @@ type Reads struct {
 // goroutine's Reads.
 type tap struct {
 	ctl   *ctl // nil: the client runs freely
+	dead  atomic.Bool
 	mu    sync.Mutex
 	reads map[int64]*Reads
 }
+
+// errKilled is every store call of a killed client.
+var errKilled = errors.New("the process was killed")
 
 func newTap(c *ctl) *tap { return &tap{ctl: c, reads: map[int64]*Reads{}} }
 
 // probe wraps set for the client.
 func (t *tap) probe(set stores.Set) stores.Set {
-	p := &endpoint.Probe{Set: set, Gate: t.gate, Leave: t.leave}
+	p := &endpoint.Probe{Set: set, Gate: t.gate, Leave: t.leave, Refuse: t.refuse}
 	return stores.Set{Sessions: p, PreKeys: p, Identities: p, SenderKeys: p}
 }
 
 func (t *tap) gate(_ context.Context, call string) {
-	if t.ctl != nil {
+	if t.ctl != nil && !t.dead.Load() {
 		t.ctl.gate(call)
 	}
+}
+
+func (t *tap) refuse(context.Context, string) error {
+	if t.dead.Load() {
+		return errKilled
+	}
+	return nil
 }
 
 func (t *tap) leave(_ context.Context, call string, result any, err error) {
@@ -104,7 +116,7 @@ func (t *tap) leave(_ context.Context, call string, result any, err error) {
 		r.SenderKeys[v.Group+"\x00"+v.User] = append([]byte(nil), v.Record...)
 	}
 	t.mu.Unlock()
-	if t.ctl != nil {
+	if t.ctl != nil && !errors.Is(err, errKilled) {
 		t.ctl.left()
 	}
 }

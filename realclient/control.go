@@ -184,6 +184,29 @@ func (c *ctl) release(g int64) string {
 	return p.call
 }
 
+// releaseKilled lets every parked goroutine go without counting its call:
+// its process was killed, the call is refused (tap.refuse).
+func (c *ctl) releaseKilled() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for g, p := range c.parked {
+		delete(c.parked, g)
+		close(p.release)
+	}
+}
+
+// parkedCalls describes the parked goroutines, oldest name first:
+// "recv before GetSession alice:0".
+func (c *ctl) parkedCalls() []string {
+	var out []string
+	for _, n := range c.runnable() {
+		if _, call, ok := c.byName(n); ok {
+			out = append(out, n+" before "+call)
+		}
+	}
+	return out
+}
+
 // freeAll releases every parked goroutine and lets every later call
 // through: the run is ending.
 func (c *ctl) freeAll() {

@@ -113,7 +113,6 @@ func (d *Device) Name() string {
 
 // refused are the op verbs the device has no way to perform, and why.
 var refused = map[string]string{
-	"crash":     "no crash: the client runs in this process, which cannot die at a store write (badmac procs kills real processes)",
 	"snapshot":  "no snapshot or rollback of the database",
 	"rollback":  "no snapshot or rollback of the database",
 	"reinstall": "no contact reinstall",
@@ -125,8 +124,6 @@ var refused = map[string]string{
 func scenarioOps(sc scenarios.Scenario) []string {
 	var ops []string
 	switch sc.Crash {
-	case scenarios.CrashRandom, scenarios.CrashTorn:
-		ops = append(ops, "crash")
 	case scenarios.CrashRollback:
 		ops = append(ops, "rollback")
 	case scenarios.CrashReinstall, scenarios.CrashRekey:
@@ -145,6 +142,16 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	case harness.Free, harness.Serial, harness.Controlled:
 	default:
 		return fmt.Errorf("device %s: unknown mode %s", name, mode)
+	}
+	if mode == harness.Free {
+		for _, op := range setup.Ops {
+			if op.Verb == "crash" {
+				return fmt.Errorf("device %s: mode free: a crash is judged in controlled mode only (where it lands is the schedule's)", name)
+			}
+		}
+		if sc, err := scenarios.Lookup(setup.Scenario); err == nil && (sc.Crash == scenarios.CrashRandom || sc.Crash == scenarios.CrashTorn) {
+			return fmt.Errorf("device %s: mode free: scenario %s crashes the client, which is judged in controlled mode only (where it lands is the schedule's)", name, sc.Name)
+		}
 	}
 	if d.Buffer && mode != harness.Free {
 		return fmt.Errorf("device %s: mode %s: the decrypted-event buffer runs free only (a DoDecryptionTxn holds SQLite's write lock across parked calls, and a write outside it waits in SQLite's busy handler, on the clock)", name, mode)
@@ -283,7 +290,8 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	}
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
-	res := &harness.Result{History: r.srv.Log()}
+	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
+		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK)}
 	for _, m := range r.cv.L.Messages() {
 		if m.Dir == harness.In || m.Dir == harness.Out {
 			res.Messages = append(res.Messages, m)
@@ -313,6 +321,11 @@ type run struct {
 	down    bool
 	settle  time.Duration
 	group   string // the schedule's group, "" for none
+	// Crashes and restarts (controlled): where each crash landed, and the
+	// restart invariants (docs/design.md §5) as the restarts found them.
+	crashPoints []string
+	regen       bool
+	lostPK      map[uint32]bool
 }
 
 func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness.Mode) (_ *run, err error) {
@@ -410,6 +423,8 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 		if err := UploadPreKeys(ctx, dev, r.srv.Core); err != nil {
 			return err
 		}
+	} else if err := r.invariants(ctx, dev); err != nil {
+		return err
 	}
 	rec := ConvRecorder{CV: r.cv, Keys: r.keys}
 	opts := Options{Reply: r.d.Reply, Buffer: r.d.Buffer, Log: r.d.Log, Queue: r.queue}
@@ -455,6 +470,58 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// invariants checks what a restart must find (docs/design.md §5): the
+// device's credentials (identity, registration id, signed prekey) as they
+// were, and every one-time prekey the server still hands out in the store
+// (a contact given one the store lost fails with InvalidPreKey).
+func (r *run) invariants(ctx context.Context, dev *store.Device) error {
+	k := KeysOf(dev)
+	if *k.Creds.Identity.Pub != *r.keys.Creds.Identity.Pub || k.Creds.RegistrationID != r.keys.Creds.RegistrationID ||
+		k.Creds.SignedPreKey.KeyID != r.keys.Creds.SignedPreKey.KeyID || *k.Creds.SignedPreKey.Pub != *r.keys.Creds.SignedPreKey.Pub {
+		r.regen = true
+		r.srv.Logf("restart: the device came up with other credentials")
+	}
+	for _, pk := range r.srv.Core.Unclaimed(dev.ID.SignalAddress()) {
+		got, err := dev.PreKeys.GetPreKey(ctx, pk.KeyID)
+		if err != nil {
+			return fmt.Errorf("restart: prekey %d: %w", pk.KeyID, err)
+		}
+		if got == nil && !r.lostPK[pk.KeyID] {
+			if r.lostPK == nil {
+				r.lostPK = map[uint32]bool{}
+			}
+			r.lostPK[pk.KeyID] = true
+			r.srv.Logf("restart: prekey %d, uploaded and not handed out, is gone from the store", pk.KeyID)
+		}
+	}
+	return nil
+}
+
+// crash kills the client at this quiet point, as SIGKILL kills its
+// process: whatever its goroutines are parked at never reaches the store,
+// the connection drops (the server redelivers what was not acknowledged at
+// the next login), the store loses what it had not made durable
+// (stores.Crasher), and the client stays down until restart.
+func (r *run) crash(op harness.Op) error {
+	if r.down || r.ctl == nil {
+		return nil
+	}
+	point := "crash with " + strings.Join(r.ctl.parkedCalls(), ", ")
+	if len(r.ctl.parkedCalls()) == 0 {
+		point = "crash with nothing parked"
+	}
+	r.crashPoints = append(r.crashPoints, point)
+	r.srv.Logf("%s", point)
+	r.bot.kill()
+	r.srv.Kick()
+	if c, ok := r.storage.(stores.Crasher); ok {
+		c.Crash(harness.CrashMode(op))
+	}
+	r.ctl.releaseKilled()
+	r.down = true
 	return nil
 }
 
@@ -623,6 +690,11 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		return r.read(ctx, op.Args[0])
 	case "dup":
 		r.cv.Dup(op.Args[0])
+	case "crash":
+		if err := r.crash(op); err != nil {
+			return err
+		}
+		return r.ctl.settle(ctx)
 	case "stop":
 		return r.stop(ctx)
 	case "restart":
@@ -799,4 +871,11 @@ func (r *run) Delivered() []string { return r.cv.Taken() }
 
 func (r *run) Down() bool { return r.down }
 
-func (r *run) PendingWrites() int { return 0 }
+// PendingWrites is what a crash of the candidate store would lose now
+// (stores.Crasher), 0 for whatsmeow's sqlstore.
+func (r *run) PendingWrites() int {
+	if c, ok := r.storage.(stores.Crasher); ok {
+		return c.PendingWrites()
+	}
+	return 0
+}
