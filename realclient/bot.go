@@ -165,9 +165,12 @@ func Provision(ctx context.Context, c *sqlstore.Container, jid types.JID) (*stor
 // enough on both sides (handleConnectSuccess uploads only below
 // MinPreKeyCount), as a bot that has run before does; a device without
 // them would generate and upload 812 at its first login, half the cost of
-// a short schedule.
-func UploadPreKeys(ctx context.Context, dev *store.Device, srv *fakeserver.Server) error {
-	pks, err := dev.PreKeys.GetOrGenPreKeys(ctx, whatsmeow.WantedPreKeyCount)
+// a short schedule. n, when positive, is the batch instead.
+func UploadPreKeys(ctx context.Context, dev *store.Device, srv *fakeserver.Server, n int) error {
+	if n <= 0 {
+		n = whatsmeow.WantedPreKeyCount
+	}
+	pks, err := dev.PreKeys.GetOrGenPreKeys(ctx, uint32(n))
 	if err != nil {
 		return fmt.Errorf("realclient: prekeys: %w", err)
 	}
@@ -232,6 +235,7 @@ type Bot struct {
 	// store call fails) and nothing they do is recorded.
 	dead     atomic.Bool
 	inflight []queuedReply // replies popped and not sent yet
+	replaced atomic.Bool   // another login of the device took over
 
 	connected chan struct{}
 	once      sync.Once
@@ -314,6 +318,10 @@ func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl
 	return b, nil
 }
 
+// Replaced reports whether the server said another login of the device
+// replaced this connection (events.StreamReplaced).
+func (b *Bot) Replaced() bool { return b.replaced.Load() }
+
 // kill is SIGKILL for a client in this process (controlled mode): from now
 // on every store call of its goroutines fails without reaching the store,
 // nothing they do is recorded, and the replies it had taken from the queue
@@ -379,6 +387,8 @@ func (b *Bot) handle(evt any) {
 		b.once.Do(func() { close(b.connected) })
 	case *events.ChatPresence:
 		b.scripted()
+	case *events.StreamReplaced:
+		b.replaced.Store(true)
 	case *events.Receipt:
 		if b.ctl != nil && len(e.MessageIDs) > 0 {
 			b.ctl.setOrigin(goid.Get(), e.MessageIDs[0])

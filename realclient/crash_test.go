@@ -2,6 +2,7 @@ package realclient
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/badmac/badmac/harness"
@@ -77,5 +78,22 @@ func TestRestartLostPreKeys(t *testing.T) {
 	sq := runDeviceIn(t, harness.Controlled, &Device{Reply: Inline}, "restart", stores.MustLookup("sqlite"), 2)
 	if sq.Counts.LostPreKeys != 0 || sq.Failed != 0 {
 		t.Errorf("sqlite/restart: %d lost prekeys, %d failed: %s", sq.Counts.LostPreKeys, sq.Failed, sq.FirstResult.Summary())
+	}
+}
+
+// whatsmeow answers a contact's retry receipts each in a goroutine of its
+// own with no lock (retry.go handleRetryReceipt, receipt.go handleReceipt
+// at the pinned commit): after a reinstall, two resends to one contact
+// interleave and one is lost, with inline replies too. The serial protocol
+// delivers it (pair-blamed), the reference store loses it as well (not
+// the store's), and it replays byte for byte.
+func TestConcurrentResendsAfterReinstall(t *testing.T) {
+	s := readSchedule(t, "testdata/reinstall-concurrent-resends-sqlite.txt")
+	res := replayExactly(t, &Device{Reply: Inline}, s, 5)
+	if strings.Join(res.Blamed, " ") != "r5" || len(res.StoreBlamed) != 0 || !res.StoreJudged {
+		t.Errorf("blamed %v, store-blamed %v (judged %t); want r5 pair-blamed, nothing store-blamed: %s", res.Blamed, res.StoreBlamed, res.StoreJudged, res.Summary())
+	}
+	if !strings.Contains(res.HistoryText(), "notify identity change of alice.0") {
+		t.Errorf("no identity-change notification in the history")
 	}
 }

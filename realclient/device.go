@@ -64,8 +64,11 @@ import (
 //     with the same history.
 //
 // group P M has contact P send M to the schedule's group (sender keys:
-// waweb.Conversation.SendGroup). crash, snapshot, rollback, reinstall,
-// rekey, contacts with several devices and two instances are refused.
+// waweb.Conversation.SendGroup); reinstall P gives contact P a new identity
+// and the server tells the device (waweb.Conversation.Reinstall); rekey P
+// has it start a new session; crash kills the client at the schedule's
+// point (controlled mode). snapshot, rollback, contacts with several
+// devices and two instances are refused.
 type Device struct {
 	// Reply is how the bot sends a reply op: Inline or Async.
 	Reply Reply
@@ -84,6 +87,10 @@ type Device struct {
 	Settle time.Duration
 	// Log receives the client's warnings and errors (nil: dropped).
 	Log func(string)
+	// PreKeys is the one-time prekeys uploaded before the first login
+	// (0: whatsmeow's batch, 50). Fewer make the server report a low
+	// count sooner, and the client top them up.
+	PreKeys int
 }
 
 // Names are the device names ParseName knows.
@@ -115,8 +122,6 @@ func (d *Device) Name() string {
 var refused = map[string]string{
 	"snapshot":  "no snapshot or rollback of the database",
 	"rollback":  "no snapshot or rollback of the database",
-	"reinstall": "no contact reinstall",
-	"rekey":     "no contact rekey",
 }
 
 // scenarioOps are the ops a scenario's generator emits beyond send,
@@ -126,8 +131,6 @@ func scenarioOps(sc scenarios.Scenario) []string {
 	switch sc.Crash {
 	case scenarios.CrashRollback:
 		ops = append(ops, "rollback")
-	case scenarios.CrashReinstall, scenarios.CrashRekey:
-		ops = append(ops, string(sc.Crash))
 	}
 	return ops
 }
@@ -202,7 +205,7 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 // on returns the device on another store: the same client, the same
 // replies.
 func (d *Device) on(v stores.Variant) *Device {
-	return &Device{Reply: d.Reply, Buffer: d.Buffer, Variant: &v, Dir: d.Dir, Settle: d.Settle, Log: d.Log}
+	return &Device{Reply: d.Reply, Buffer: d.Buffer, Variant: &v, Dir: d.Dir, Settle: d.Settle, Log: d.Log, PreKeys: d.PreKeys}
 }
 
 // Baseline is the protocol baseline of the real client: the explicit
@@ -420,7 +423,7 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 		}
 	}
 	if r.bot == nil {
-		if err := UploadPreKeys(ctx, dev, r.srv.Core); err != nil {
+		if err := UploadPreKeys(ctx, dev, r.srv.Core, r.d.PreKeys); err != nil {
 			return err
 		}
 	} else if err := r.invariants(ctx, dev); err != nil {
@@ -690,6 +693,21 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		return r.read(ctx, op.Args[0])
 	case "dup":
 		r.cv.Dup(op.Args[0])
+	case "reinstall", "rekey":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok {
+			return nil
+		}
+		var err error
+		if op.Verb == "reinstall" {
+			err = r.cv.Reinstall(ctx, p)
+		} else {
+			err = r.cv.Rekey(ctx, p)
+		}
+		if err != nil {
+			return err
+		}
+		return r.after(ctx)
 	case "crash":
 		if err := r.crash(op); err != nil {
 			return err

@@ -242,14 +242,17 @@ func gateRows(rows []row, dr deviceRun) error {
 // request at a time: every row must pass. The real whatsmeow Client
 // replying from its handler (client-inline) cannot race its own receive
 // (the handler queue runs one stanza at a time): its rows on the reference
-// store and on whatsmeow's sqlstore must pass. client-async races it by
-// design (docs/design.md §3.10): judged, not gated.
+// store and on whatsmeow's sqlstore must pass, but not reinstall, where
+// whatsmeow answers two retry receipts of one contact in two goroutines
+// with no lock (retry.go handleRetryReceipt; realclient's
+// testdata/reinstall-concurrent-resends-sqlite.txt). client-async races
+// its receive by design (docs/design.md §3.10): judged, not gated.
 func defaultDeviceGate(device, store, scenario string) bool {
 	if device == "procs" {
 		return true
 	}
 	if device == "client-inline" {
-		return store == "reference" || store == "sqlite"
+		return (store == "reference" || store == "sqlite") && scenario != "reinstall"
 	}
 	if !strings.HasPrefix(device, "baileys@") || store != "locked" {
 		return false

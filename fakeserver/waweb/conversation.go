@@ -43,6 +43,9 @@ type Conversation struct {
 	taken map[string][]waBinary.Node
 	// skdmSent are the peers whose sender key the device was sent.
 	skdmSent map[string]bool
+	// lowSent: the device was told it is low on prekeys (events.go).
+	lowSent   bool
+	notifySeq int
 }
 
 type inbound struct {
@@ -111,7 +114,7 @@ func (cv *Conversation) newInboundLocked(ctx context.Context, p *fakeserver.Peer
 		return nil, fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
 	}
 	if !has {
-		b, err := cv.S.Core.FetchBundle(dev)
+		b, err := cv.fetchDeviceBundleLocked()
 		if err != nil {
 			return nil, fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
 		}
@@ -227,6 +230,7 @@ func (cv *Conversation) redeliver() {
 		}
 		cv.sentReceipt(r)
 	}
+	cv.offlineDoneLocked(len(cv.pending) + len(rs))
 }
 
 // disconnected: copies the device had not answered when its connection
@@ -251,10 +255,10 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 	case "ack":
 		id, _ := n.Attrs["id"].(string)
 		class, _ := n.Attrs["class"].(string)
-		if class == "receipt" {
-			// The device acknowledging a peer's receipt (a retry receipt
-			// for one of its replies): nothing for the server to do.
-			cv.S.Logf("ack receipt %s", id)
+		if class == "receipt" || class == "notification" {
+			// The device acknowledging a peer's receipt or a
+			// notification: nothing for the server to do.
+			cv.S.Logf("ack %s %s", class, id)
 			return true
 		}
 		if class != "message" {
@@ -335,7 +339,7 @@ func (cv *Conversation) resendLocked(ctx context.Context, id string, in *inbound
 		return err
 	} else if !has || (count >= 2 && !cv.recreated[p.Name]) {
 		cv.recreated[p.Name] = true
-		if b, err = cv.S.Core.FetchBundle(dev); err != nil {
+		if b, err = cv.fetchDeviceBundleLocked(); err != nil {
 			return err
 		}
 		why = "fetched bundle"
@@ -428,6 +432,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
 	cv.L.Attempt(id, true, m.GetConversation(), "", nil)
+	cv.receiptToDeviceLocked(p, id)
 }
 
 // retryToDeviceLocked is the peer's whatsmeow sending a retry receipt for

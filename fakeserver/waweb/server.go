@@ -422,7 +422,7 @@ func (c *conn) handshake() error {
 	s.conn, s.device, c.loggedIn = c, dev, true
 	s.mu.Unlock()
 	if old != nil {
-		old.close()
+		s.replaced(old)
 	}
 	s.AddUser(dev)
 	s.Logf("login %s", dev)
