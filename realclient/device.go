@@ -120,8 +120,8 @@ func (d *Device) Name() string {
 
 // refused are the op verbs the device has no way to perform, and why.
 var refused = map[string]string{
-	"snapshot":  "no snapshot or rollback of the database",
-	"rollback":  "no snapshot or rollback of the database",
+	"snapshot": "no snapshot or rollback of the database",
+	"rollback": "no snapshot or rollback of the database",
 }
 
 // scenarioOps are the ops a scenario's generator emits beyond send,
