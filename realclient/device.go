@@ -87,6 +87,10 @@ type Device struct {
 	Settle time.Duration
 	// Log receives the client's warnings and errors (nil: dropped).
 	Log func(string)
+	// silentReinstall: the server does not tell the device of a contact's
+	// reinstall (waweb.Conversation.SilentReinstall; the comparison with
+	// the model).
+	silentReinstall bool
 	// PreKeys is the one-time prekeys uploaded before the first login
 	// (0: whatsmeow's batch, 50). Fewer make the server report a low
 	// count sooner, and the client top them up.
@@ -362,6 +366,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 	}
 	r.srv.Logf("%s", modeLine(mode))
 	r.cv = waweb.NewConversation(r.srv)
+	r.cv.SilentReinstall = d.silentReinstall
 	r.cv.Hold()
 	for _, c := range setup.Contacts {
 		for dev := range c.Devices {

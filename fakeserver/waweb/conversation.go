@@ -29,6 +29,10 @@ import (
 type Conversation struct {
 	S *Server
 	L *Ledger
+	// SilentReinstall: a contact's reinstall is not notified to the device
+	// (the model's contacts reinstall without a notification; the
+	// comparison test measures what the notification changes).
+	SilentReinstall bool
 
 	mu        sync.Mutex // peers are not safe for concurrent use
 	peers     map[string]*fakeserver.Peer

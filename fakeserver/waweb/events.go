@@ -75,6 +75,10 @@ func (cv *Conversation) Reinstall(ctx context.Context, p *fakeserver.Peer) error
 	}
 	delete(cv.skdmSent, p.Name)
 	delete(cv.recreated, p.Name)
+	if cv.SilentReinstall {
+		cv.S.Logf("identity change of %s, not notified", p.Name)
+		return nil
+	}
 	cv.notifySeq++
 	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": p.JID.ToNonAD(), "type": "encrypt",
 		"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()}, Content: []waBinary.Node{{Tag: "identity"}}}
