@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -83,8 +85,15 @@ type named struct {
 
 var runSeq atomic.Int64
 
-// Process-wide counts of snapshots taken and time waited between them.
-var statSnapshots, statWaited atomic.Int64
+// Process-wide counts of snapshots taken, time waited between them and
+// quiet points found.
+var statSnapshots, statWaited, statQuiet atomic.Int64
+
+// Stats returns and resets the process-wide counts: snapshots taken, time
+// waited between them, quiet points found (bench).
+func Stats() (snapshots int64, waited time.Duration, quiet int64) {
+	return statSnapshots.Swap(0), time.Duration(statWaited.Swap(0)), statQuiet.Swap(0)
+}
 
 func newCtl(srv *waweb.Server, timeout time.Duration) *ctl {
 	enableLabels()
@@ -276,7 +285,16 @@ func top(g *goroutine) string {
 func (c *ctl) waitQuiet(ctx context.Context) (map[int64]*goroutine, error) {
 	deadline := time.Now().Add(c.timeout)
 	backoff := 20 * time.Microsecond
-	for {
+	for tries := 0; ; tries++ {
+		// A snapshot stops the world and formats every goroutine's stack:
+		// while the scheduler says goroutines run or wait to, it would
+		// only fail, so the first few waits skip it. The answer is the
+		// snapshot's, never this count's (other runs in the process keep
+		// it above zero too).
+		if tries < 50 && busy() {
+			runtime.Gosched()
+			continue
+		}
 		snap, ok, why := c.quiet()
 		c.mu.Lock()
 		broken := c.broken
@@ -285,27 +303,55 @@ func (c *ctl) waitQuiet(ctx context.Context) (map[int64]*goroutine, error) {
 			return nil, broken
 		}
 		if ok {
+			statQuiet.Add(1)
 			return snap, nil
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("the client never got quiet in %s: %s\n%s", c.timeout, why, c.srv.WireDebug())
 		}
-		t := time.NewTimer(backoff)
-		w := time.Now()
-		select {
-		case <-c.wake:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-		t.Stop()
-		c.Waited += time.Since(w)
-		statWaited.Add(int64(time.Since(w)))
-		if backoff < 2*time.Millisecond {
-			backoff *= 2
+		if err := c.pause(ctx, &backoff); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// pause waits for the probe or the server to say something happened, or
+// for backoff, which it doubles up to 2 ms.
+func (c *ctl) pause(ctx context.Context, backoff *time.Duration) error {
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	w := time.Now()
+	select {
+	case <-c.wake:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.Waited += time.Since(w)
+	statWaited.Add(int64(time.Since(w)))
+	if *backoff < 2*time.Millisecond {
+		*backoff *= 2
+	}
+	return nil
+}
+
+var schedSamples = []metrics.Sample{{Name: "/sched/goroutines/running:goroutines"}, {Name: "/sched/goroutines/runnable:goroutines"},
+	{Name: "/sched/goroutines/not-in-go:goroutines"}}
+var schedMu sync.Mutex
+
+// busy reports whether the scheduler counts a goroutine running (besides
+// the caller), waiting to run, or in a system call.
+func busy() bool {
+	schedMu.Lock()
+	defer schedMu.Unlock()
+	metrics.Read(schedSamples)
+	n := int64(0)
+	for _, s := range schedSamples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			n += int64(s.Value.Uint64())
+		}
+	}
+	return n > 1
 }
 
 // settle answers what the client sent until it is quiet with nothing left
