@@ -463,7 +463,9 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			}
 			g, _, ok := r.ctl.byName("login")
 			if !ok {
-				return fmt.Errorf("login: not connected, and the login goroutine is not at a store call (parked: %v)", r.ctl.runnable())
+				_, _, why := r.ctl.quiet()
+				return fmt.Errorf("login: not connected, and the login goroutine is not at a store call (parked: %v; now: %s; run: %s; wire: %s; history: %s)",
+					r.ctl.runnable(), why, describeSnap(snapshot(r.ctl.label, new([]byte))), r.srv.WireDebug(), strings.Join(r.srv.Log(), " | "))
 			}
 			if err := r.release(ctx, "login", g); err != nil {
 				return err

@@ -113,6 +113,11 @@ func (c *countedConn) Close() error {
 
 func (w *wire) clientConn(c net.Conn) net.Conn {
 	key := c.LocalAddr().String()
+	w.mu.Lock()
+	if p := w.pairs[key]; p != nil && p.clientClosed {
+		delete(w.pairs, key) // a new connection on a port an old one used
+	}
+	w.mu.Unlock()
 	w.update(key, func(p *pair) { p.client = true })
 	return &countedConn{Conn: c, w: w, key: key, client: true}
 }
@@ -129,6 +134,11 @@ func (l countedListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	key := c.RemoteAddr().String()
+	l.w.mu.Lock()
+	if p := l.w.pairs[key]; p != nil && p.serverClosed {
+		delete(l.w.pairs, key) // a new connection on a port an old one used
+	}
+	l.w.mu.Unlock()
 	l.w.update(key, func(p *pair) { p.server = true })
 	return &countedConn{Conn: c, w: l.w, key: key}, nil
 }
