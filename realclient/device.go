@@ -299,7 +299,7 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	// saw only in a stray ack or receipt (direction unknown).
 	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
 		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK)}
-	for _, m := range r.cv.L.Messages() {
+	for _, m := range Messages(r.cv.L) {
 		if m.Dir == harness.In || m.Dir == harness.Out {
 			res.Messages = append(res.Messages, m)
 		} else {
@@ -868,7 +868,7 @@ func (r *run) Peers() []string { return append([]string(nil), r.peers...) }
 // HeardFrom counts the messages from peer the client's handler accepted.
 func (r *run) HeardFrom(peer string) int {
 	n := 0
-	for _, m := range r.cv.L.Messages() {
+	for _, m := range Messages(r.cv.L) {
 		if m.Dir != harness.In || m.Peer != peer {
 			continue
 		}

@@ -182,7 +182,7 @@ func TestRealClientReceivesPkmsgThenMsg(t *testing.T) {
 			t.Errorf("server log has no line %q:\n%s", want, strings.Join(log, "\n"))
 		}
 	}
-	for _, m := range r.cv.L.Messages() {
+	for _, m := range Messages(r.cv.L) {
 		if o := m.Outcome(); o != "delivered" {
 			t.Errorf("%s: %s %+v", m.ID, o, m.Attempts)
 		}

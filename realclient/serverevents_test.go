@@ -137,7 +137,7 @@ func TestSecondLoginConflict(t *testing.T) {
 	if err := cv.L.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range cv.L.Messages() {
+	for _, m := range Messages(cv.L) {
 		if m.Outcome() != harness.Delivered {
 			t.Errorf("%s after the second login: %s %+v", m.ID, m.Outcome(), m.Attempts)
 		}

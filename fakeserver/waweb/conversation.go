@@ -17,7 +17,6 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
-	"github.com/badmac/badmac/harness"
 )
 
 // Conversation is the fake contacts on a Server: peers that send the device
@@ -126,7 +125,7 @@ func (cv *Conversation) newInboundLocked(ctx context.Context, p *fakeserver.Peer
 			return nil, fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
 		}
 	}
-	cv.L.Expect(id, harness.In, p.Name, body)
+	cv.L.Expect(id, In, p.Name, body)
 	cv.seq++
 	in := &inbound{peer: p, body: body, t: time.Now().Unix()}
 	cv.inbound[id] = in
@@ -399,7 +398,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 // toPeerLocked is the peer decrypting the device's message; counted says
 // whether the copy is counted here (it was when it was held).
 func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.JID, enc waBinary.Node, counted bool) {
-	p, ok := cv.peers[jid.String()]
+	p, ok := cv.peerAt(jid)
 	if !ok {
 		cv.S.Logf("server: message %s for unknown device %s", id, jid)
 		return
@@ -461,7 +460,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 		}
 		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
 	}
-	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": p.JID, "id": id, "type": "retry",
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": addressOf(p), "id": id, "type": "retry",
 		"t": time.Now().Unix()}, Content: kids}
 	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {

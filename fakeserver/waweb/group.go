@@ -25,9 +25,9 @@ func GroupJID(name string) types.JID { return types.JID{User: name, Server: type
 
 // attrs are the attributes of a copy of message id.
 func (in *inbound) attrs(id string) waBinary.Attrs {
-	a := waBinary.Attrs{"from": in.peer.JID, "id": id, "t": in.t, "type": "text"}
+	a := waBinary.Attrs{"from": addressOf(in.peer), "id": id, "t": in.t, "type": "text"}
 	if in.group != "" {
-		a["from"], a["participant"] = GroupJID(in.group), in.peer.JID
+		a["from"], a["participant"] = GroupJID(in.group), addressOf(in.peer)
 	}
 	return a
 }

@@ -8,13 +8,35 @@ import (
 	"sync"
 
 	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/harness"
 )
 
 // MaxRetries is where whatsmeow stops: sendRetryReceipt sends no receipt
 // once its count reaches 5 (retry.go at the pinned commit), so a message
 // gets at most 5 decryption attempts and 4 retry receipts.
 const MaxRetries = 5
+
+// Directions of a message (the oracle's, In and Out).
+const (
+	In  = "in"  // from a peer to the device
+	Out = "out" // from the device to a peer
+)
+
+// Message is one message the ledger follows, with every attempt to
+// decrypt a copy of it: the oracle's message (Message) in shape;
+// the server does not depend on the harness (realclient converts).
+type Message struct {
+	ID, Dir, Peer, Body string
+	Attempts            []Attempt
+}
+
+// Attempt is one decryption of one copy (Attempt in shape).
+type Attempt struct {
+	Delivery string
+	OK       bool
+	Wrong    bool
+	Class    endpoint.Class
+	Err      string
+}
 
 // Ledger follows every message both ways for the oracle: the copies the
 // server sent, what the device made of each (reported by the device side,
@@ -23,7 +45,7 @@ const MaxRetries = 5
 // flight any more (Settled).
 type Ledger struct {
 	mu      sync.Mutex
-	msgs    map[string]*harness.Message
+	msgs    map[string]*Message
 	order   []string
 	st      map[string]*flow
 	changed chan struct{}
@@ -44,7 +66,7 @@ type flow struct {
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{msgs: map[string]*harness.Message{}, st: map[string]*flow{}, changed: make(chan struct{})}
+	return &Ledger{msgs: map[string]*Message{}, st: map[string]*flow{}, changed: make(chan struct{})}
 }
 
 func (l *Ledger) touch() {
@@ -52,10 +74,10 @@ func (l *Ledger) touch() {
 	l.changed = make(chan struct{})
 }
 
-func (l *Ledger) msg(id, dir, peer, body string) (*harness.Message, *flow) {
+func (l *Ledger) msg(id, dir, peer, body string) (*Message, *flow) {
 	m, ok := l.msgs[id]
 	if !ok {
-		m = &harness.Message{ID: id, Dir: dir, Peer: peer, Body: body}
+		m = &Message{ID: id, Dir: dir, Peer: peer, Body: body}
 		l.msgs[id] = m
 		l.st[id] = &flow{}
 		l.order = append(l.order, id)
@@ -106,7 +128,7 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, f := l.msg(id, "?", "", "")
-	a := harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
+	a := Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
 	if ok && body != m.Body {
 		a.Wrong = true
 	}
@@ -114,7 +136,7 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 		a.Err = err.Error()
 	}
 	m.Attempts = append(m.Attempts, a)
-	if !ok && m.Dir == harness.Out {
+	if !ok && m.Dir == Out {
 		f.failures++
 	}
 	l.touch()
@@ -129,13 +151,13 @@ func (l *Ledger) update(id string, fn func(*flow)) {
 }
 
 // Messages returns the messages in the order they were registered.
-func (l *Ledger) Messages() []*harness.Message {
+func (l *Ledger) Messages() []*Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]*harness.Message, 0, len(l.order))
+	out := make([]*Message, 0, len(l.order))
 	for _, id := range l.order {
 		m := *l.msgs[id]
-		m.Attempts = append([]harness.Attempt(nil), m.Attempts...)
+		m.Attempts = append([]Attempt(nil), m.Attempts...)
 		out = append(out, &m)
 	}
 	return out
@@ -146,7 +168,7 @@ func (l *Ledger) Retries() (in, out int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, f := range l.st {
-		if l.msgs[id].Dir == harness.Out {
+		if l.msgs[id].Dir == Out {
 			out += f.retries
 		} else {
 			in += f.retries
@@ -158,7 +180,7 @@ func (l *Ledger) Retries() (in, out int) {
 // outDone reports whether the peer is done with the device's message m:
 // it accepted a copy, or dropped the last one as an old counter (silently,
 // no retry receipt: final).
-func outDone(m *harness.Message) bool {
+func outDone(m *Message) bool {
 	for _, a := range m.Attempts {
 		if a.OK {
 			return true
@@ -173,13 +195,13 @@ func (l *Ledger) pendingLocked() []string {
 	for _, id := range l.order {
 		m, f := l.msgs[id], l.st[id]
 		switch m.Dir {
-		case harness.In:
+		case In:
 			if len(m.Attempts) < f.copies {
 				p = append(p, id+" (copy not yet decrypted)")
 			} else if !f.receipt && f.acks < MaxRetries {
 				p = append(p, id+" (no receipt)")
 			}
-		case harness.Out:
+		case Out:
 			if !outDone(m) && !f.sendErr && f.failures < MaxRetries {
 				p = append(p, id+" (not accepted by the peer)")
 			}
@@ -231,9 +253,9 @@ func (l *Ledger) waitEmpty(ctx context.Context, list func() []string, what strin
 func (l *Ledger) SendFailed(id string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m, f := l.msg(id, harness.Out, "", "")
+	m, f := l.msg(id, Out, "", "")
 	f.sendErr = true
-	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
+	m.Attempts = append(m.Attempts, Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
 	l.touch()
 }
 
@@ -270,7 +292,7 @@ func (l *Ledger) Receipt(id string) bool {
 		f.awaiting--
 		return false
 	}
-	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), Class: endpoint.OldCounter, Err: Ignored})
+	m.Attempts = append(m.Attempts, Attempt{Delivery: copyName(id, len(m.Attempts)+1), Class: endpoint.OldCounter, Err: Ignored})
 	return true
 }
 
@@ -310,15 +332,10 @@ func (l *Ledger) Abandon(reason string) {
 	defer l.mu.Unlock()
 	for _, id := range l.order {
 		m, f := l.msgs[id], l.st[id]
-		if m.Dir == harness.Out && f.copies == 0 && !f.sendErr {
+		if m.Dir == Out && f.copies == 0 && !f.sendErr {
 			f.sendErr = true
-			m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
+			m.Attempts = append(m.Attempts, Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
 		}
 	}
 	l.touch()
-}
-
-// Counts totals the ledger as a report row does.
-func (l *Ledger) Counts() harness.Counts {
-	return (&harness.Result{Messages: l.Messages()}).Counts()
 }
