@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/petermattis/goid"
 
 	"go.mau.fi/whatsmeow"
@@ -62,6 +64,9 @@ type Options struct {
 	// message id from Seed so that a rerun answers the same texts.
 	ReplyRate float64
 	Seed      uint64
+	// killBefore, killAfter (a child process): SIGKILL itself as its Nth
+	// store call starts, or returns (ChildOptions.Kill).
+	killBefore, killAfter int
 	// Queue, when set, replaces the automatic answer to every text: each
 	// chat state the client handles sends the next reply queued there, as
 	// Reply says (from the handler or a goroutine it starts). Device uses
@@ -139,6 +144,21 @@ func OpenSQLite(ctx context.Context, path string) (*sqlstore.Container, error) {
 	if err := c.Upgrade(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("realclient: upgrade %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// OpenPostgres opens a whatsmeow database on PostgreSQL at dsn (naming the
+// database) and runs whatsmeow's schema upgrade.
+func OpenPostgres(ctx context.Context, dsn string) (*sqlstore.Container, error) {
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("realclient: postgres: %w", err)
+	}
+	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
+	if err := c.Upgrade(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("realclient: postgres upgrade: %w", err)
 	}
 	return c, nil
 }
@@ -314,6 +334,7 @@ func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl
 	}
 	noKeepalive()
 	b := &Bot{L: l, opts: opts, connected: make(chan struct{}), tap: newTap(c), ctl: c}
+	b.tap.killBefore, b.tap.killAfter = opts.killBefore, opts.killAfter
 	set := stores.Set{Sessions: dev.Sessions, PreKeys: dev.PreKeys, Identities: dev.Identities, SenderKeys: dev.SenderKeys}
 	if err := Plug(dev, b.tap.probe(set)); err != nil {
 		return nil, err

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/petermattis/goid"
 	"go.mau.fi/whatsmeow/store"
@@ -50,6 +52,10 @@ type tap struct {
 	dead  atomic.Bool
 	mu    sync.Mutex
 	reads map[int64]*Reads
+	// calls counts the store calls started; a child process SIGKILLs
+	// itself as call killBefore starts or call killAfter returns.
+	calls                 atomic.Int64
+	killBefore, killAfter int
 }
 
 // errKilled is every store call of a killed client.
@@ -66,6 +72,9 @@ func (t *tap) probe(set stores.Set) stores.Set {
 func (t *tap) gate(_ context.Context, call string) {
 	if t.ctl != nil && !t.dead.Load() {
 		t.ctl.gate(call)
+	}
+	if n := t.calls.Add(1); t.killBefore > 0 && n == int64(t.killBefore) {
+		sigkill()
 	}
 }
 
@@ -119,6 +128,15 @@ func (t *tap) leave(_ context.Context, call string, result any, err error) {
 	if t.ctl != nil && !errors.Is(err, errKilled) {
 		t.ctl.left()
 	}
+	if t.killAfter > 0 && t.calls.Load() == int64(t.killAfter) {
+		sigkill()
+	}
+}
+
+// sigkill kills this process as SIGKILL does: at once, nothing flushed.
+func sigkill() {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // the signal is on its way
 }
 
 // take returns and forgets what the calling goroutine read.
