@@ -11,7 +11,6 @@ import (
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 
-	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
@@ -54,14 +53,11 @@ type KillResult struct {
 // ConverseKilled runs o's conversation through a child process killed at
 // o.Kill, restarted once on the same database.
 func ConverseKilled(ctx context.Context, o KillOptions) (*KillResult, error) {
-	ca := waweb.DefaultCA()
-	Trust(ca)
-	srv, err := waweb.Listen(ca)
+	srv, cv, err := listen()
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	cv := waweb.NewConversation(srv)
 	peer, err := cv.AddPeer(ctx, "alice", 1)
 	if err != nil {
 		return nil, err

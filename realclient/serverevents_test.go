@@ -2,12 +2,10 @@ package realclient
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 )
 
@@ -77,46 +75,20 @@ run recv`, "alice", "bob", "carol")
 // stream error and closes it, whatsmeow reports events.StreamReplaced
 // (and does not reconnect), and the second client carries on.
 func TestSecondLoginConflict(t *testing.T) {
+	r := newRig(t, Options{Reply: Inline})
+	first := r.bot
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ca := waweb.DefaultCA()
-	Trust(ca)
-	srv, err := waweb.Listen(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cv := waweb.NewConversation(srv)
-	peer, err := cv.AddPeer(ctx, "alice", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "bot.db")
-	db1, err := OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db1.Close()
-	dev1, err := Provision(ctx, db1, BotJID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := ConvRecorder{CV: cv, Keys: KeysOf(dev1)}
-	first, err := Start(ctx, srv.HTTPClient(), rec, dev1, Options{Reply: Inline})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Stop()
-	db2, err := OpenSQLite(ctx, path)
+	db2, err := OpenSQLite(ctx, r.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	dev2, err := db2.GetDevice(ctx, BotJID)
+	dev2, err := db2.GetDevice(ctx, botJID)
 	if err != nil || dev2 == nil {
 		t.Fatalf("device in the second process: %v", err)
 	}
-	second, err := Start(ctx, srv.HTTPClient(), rec, dev2, Options{Reply: Inline})
+	second, err := Start(ctx, r.srv.HTTPClient(), ConvRecorder{CV: r.cv, Keys: KeysOf(dev2)}, dev2, Options{Reply: Inline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,20 +96,18 @@ func TestSecondLoginConflict(t *testing.T) {
 	for !first.Replaced() {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the first client never got the conflict; server log:\n%s", strings.Join(srv.Log(), "\n"))
+			t.Fatalf("the first client never got the conflict; server log:\n%s", strings.Join(r.srv.Log(), "\n"))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if !strings.Contains(strings.Join(srv.Log(), "\n"), "conflict: a second login replaced the connection") {
+	if !strings.Contains(strings.Join(r.srv.Log(), "\n"), "conflict: a second login replaced the connection") {
 		t.Errorf("server log has no conflict line")
 	}
-	if err := cv.Send(ctx, peer, "m1", "hello"); err != nil {
+	r.send(t, "m1", "hello")
+	if err := r.cv.L.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := cv.L.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range Messages(cv.L) {
+	for _, m := range Messages(r.cv.L) {
 		if m.Outcome() != harness.Delivered {
 			t.Errorf("%s after the second login: %s %+v", m.ID, m.Outcome(), m.Attempts)
 		}

@@ -100,14 +100,11 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Settle == 0 {
 		cfg.Settle = 60 * time.Second
 	}
-	ca := waweb.DefaultCA()
-	Trust(ca)
-	srv, err := waweb.Listen(ca)
+	srv, cv, err := listen()
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	cv := waweb.NewConversation(srv)
 	var peers []*fakeserver.Peer
 	for _, name := range contactNames[:cfg.Contacts] {
 		p, err := cv.AddPeer(ctx, name, 1)
@@ -204,6 +201,18 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	return &Result{Messages: Messages(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
 		Overlaps: bot.Overlaps()}, nil
+}
+
+// listen starts a loopback server this process's clients trust, with a
+// conversation on it.
+func listen() (*waweb.Server, *waweb.Conversation, error) {
+	ca := waweb.DefaultCA()
+	Trust(ca)
+	srv, err := waweb.Listen(ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, waweb.NewConversation(srv), nil
 }
 
 // Plug puts a candidate key store under a whatsmeow device: the four

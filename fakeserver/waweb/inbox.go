@@ -39,9 +39,7 @@ func (s *Server) Manual(notify func()) {
 
 // enqueue keeps n for Process when the server is manual.
 func (s *Server) enqueue(c *conn, n *waBinary.Node) bool {
-	s.mu.Lock()
-	in := s.inbox
-	s.mu.Unlock()
+	in := s.inboxOf()
 	if in == nil {
 		return false
 	}
@@ -55,11 +53,16 @@ func (s *Server) enqueue(c *conn, n *waBinary.Node) bool {
 	return true
 }
 
+// inboxOf is the inbox, nil when the server is not manual.
+func (s *Server) inboxOf() *inbox {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inbox
+}
+
 // Waiting is the number of nodes kept for Process.
 func (s *Server) Waiting() int {
-	s.mu.Lock()
-	in := s.inbox
-	s.mu.Unlock()
+	in := s.inboxOf()
 	if in == nil {
 		return 0
 	}
@@ -72,9 +75,7 @@ func (s *Server) Waiting() int {
 // caller's goroutine, and returns how many it took. Answers go to the
 // connection each node came on (dropped if it has closed since).
 func (s *Server) Process() int {
-	s.mu.Lock()
-	in := s.inbox
-	s.mu.Unlock()
+	in := s.inboxOf()
 	if in == nil {
 		return 0
 	}
