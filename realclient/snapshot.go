@@ -52,14 +52,35 @@ type goroutine struct {
 // lock or a socket: it cannot move until something else does. Running,
 // runnable, in a system call, asleep (a timer wakes it), in the garbage
 // collector: not blocked.
+//
+// A wait for a lock counts only when the lock is one of whatsmeow's own
+// (a field of its Client: messageSendLock, uploadPreKeysLock, …), taken by
+// this run's goroutines alone, whose holder the snapshot judges too. A
+// wait for any other lock is counted as moving: SQLite's and its C
+// library's locks are the process's, held for an instant by whatever
+// goroutine of whatever run (or by the finalizer) is in a call, which the
+// snapshot need not show as one of this run's.
 func (g *goroutine) blocked() bool {
 	switch g.state {
 	case "chan receive", "chan send", "select", "select (no cases)", "chan receive (nil chan)", "chan send (nil chan)",
-		"sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock", "sync.Cond.Wait", "sync.WaitGroup.Wait",
-		"semacquire", "IO wait":
+		"sync.Cond.Wait", "sync.WaitGroup.Wait", "IO wait":
 		return true
+	case "sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock", "semacquire":
+		return strings.HasPrefix(g.locker(), "go.mau.fi/whatsmeow.")
 	}
 	return false
+}
+
+// locker is the first frame outside the runtime and sync: the function
+// waiting for the lock.
+func (g *goroutine) locker() string {
+	for _, f := range g.frames {
+		if strings.HasPrefix(f, "runtime.") || strings.HasPrefix(f, "sync.") || strings.HasPrefix(f, "internal/") {
+			continue
+		}
+		return f
+	}
+	return ""
 }
 
 // calls reports whether fn is one of the goroutine's frames.
