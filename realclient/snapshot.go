@@ -56,18 +56,23 @@ type goroutine struct {
 // A wait for a lock counts only when the lock is one of whatsmeow's own
 // (a field of its Client: messageSendLock, uploadPreKeysLock, …), taken by
 // this run's goroutines alone, whose holder the snapshot judges too. A
-// wait for any other lock is counted as moving: SQLite's and its C
-// library's locks are the process's, held for an instant by whatever
-// goroutine of whatever run (or by the finalizer) is in a call, which the
-// snapshot need not show as one of this run's.
+// wait for any other lock, or for one of the runtime's semaphores, is
+// counted as moving: SQLite's and its C library's locks, and the
+// runtime's, are the process's, held for an instant by whatever goroutine
+// of whatever run (or by the finalizer) is in a call, which the snapshot
+// need not show as one of this run's.
 func (g *goroutine) blocked() bool {
 	switch g.state {
 	case "chan receive", "chan send", "select", "select (no cases)", "chan receive (nil chan)", "chan send (nil chan)",
 		"sync.Cond.Wait", "sync.WaitGroup.Wait", "IO wait":
 		return true
-	case "sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock", "semacquire":
+	case "sync.Mutex.Lock", "sync.RWMutex.Lock", "sync.RWMutex.RLock":
 		return strings.HasPrefix(g.locker(), "go.mau.fi/whatsmeow.")
 	}
+	// "semacquire" is the runtime's own semaphores (a timer's, a
+	// goroutine's start): held for an instant, by any goroutine of the
+	// process. whatsmeow's handler queue was seen there, between taking
+	// a stanza and starting its handler.
 	return false
 }
 

@@ -16,6 +16,7 @@ func TestBlockedLockWaits(t *testing.T) {
 		{block("sync.Mutex.Lock", "internal/sync.runtime_SemacquireMutex", "internal/sync.(*Mutex).lockSlow", "sync.(*Mutex).Lock", "go.mau.fi/whatsmeow.(*Client).SendMessage"), true},
 		{block("sync.Mutex.Lock", "internal/sync.runtime_SemacquireMutex", "sync.(*Mutex).Lock", "modernc.org/libc.(*mutex).enter"), false},
 		{block("sync.Mutex.Lock", "sync.(*Mutex).Lock", "go.mau.fi/whatsmeow/store/sqlstore.(*SQLStore).GetOrGenPreKeys"), false},
+		{block("semacquire", "runtime.semacquire1", "go.mau.fi/whatsmeow.(*Client).handlerQueueLoop"), false},
 		{block("chan receive", "github.com/badmac/badmac/realclient.(*ctl).wait"), true},
 		{block("IO wait", "internal/poll.runtime_pollWait"), true},
 		{block("runnable", "go.mau.fi/whatsmeow.(*Client).decryptDM"), false},
