@@ -234,3 +234,12 @@ func TestDefaultRunHasRealClientRows(t *testing.T) {
 		hist = h
 	}
 }
+
+// badmac shrink takes a real-client schedule and shrinks it on the real
+// client (controlled): it still fails, and is no longer.
+func TestShrinkRealClientSchedule(t *testing.T) {
+	code, out, errs := run(t, "shrink", "-budget", "10", "../../realclient/testdata/async-reply-oldcounter-sqlite.txt")
+	if code != 1 || !strings.Contains(out, "# shrunk from 13 to ") || !strings.Contains(out, "device client-async") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}
