@@ -7,6 +7,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/badmac/badmac/realclient"
 	"sort"
 	"time"
 
@@ -223,4 +224,34 @@ func findFailing(ctx context.Context, b Broken, seed uint64) (*harness.Schedule,
 		return nil, false
 	}
 	return sched, true
+}
+
+// RealClient runs Conversation(v.Name, n) on the real whatsmeow Client
+// (realclient.Device, inline replies: none are asked for here) in
+// controlled mode, the same one-way traffic as Harness: each message
+// delivered and its receive run to its end ("run recv", the client's
+// handler goroutine). Setup (server, database, login) is inside the timing.
+func RealClient(ctx context.Context, v stores.Variant, n int) (Times, error) {
+	s := Conversation(v.Name, n)
+	for i, op := range s.Ops {
+		if op.Verb == "run" {
+			s.Ops[i].Args = []string{"recv"}
+		}
+	}
+	dev := &realclient.Device{Reply: realclient.Inline, Variant: &v}
+	if v.Name == "sqlite" {
+		dev.Variant = nil // whatsmeow's own sqlstore for the whole device
+	}
+	start, cpu := time.Now(), ProcessCPU()
+	_, res, err := dev.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+	if err != nil {
+		return Times{}, err
+	}
+	t := Times{Wall: time.Since(start), CPU: ProcessCPU() - cpu}
+	for _, m := range res.Messages {
+		if m.Outcome() != harness.Delivered {
+			return t, fmt.Errorf("store %s: real client message %s %s", v.Name, m.ID, m.Outcome())
+		}
+	}
+	return t, nil
 }

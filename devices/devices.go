@@ -66,7 +66,7 @@ var kinds = []entry{
 	},
 	{
 		match: func(n string) bool { _, ok := realclient.ParseName(n); return ok },
-		usage: "client-inline|client-async[+buffer] (the real whatsmeow Client on the loopback fake server, replying from its handler or a goroutine; +buffer: EnableDecryptedEventBuffer, stores sqlite/postgres; mode free)",
+		usage: "client-inline|client-async[+buffer] (the real whatsmeow Client on the loopback fake server, replying from its handler or a goroutine; every mode, controlled replays byte for byte; +buffer: EnableDecryptedEventBuffer, stores sqlite/postgres, mode free)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			d, _ := realclient.ParseName(name)
 			st := []string{"reference", "sqlite"}

@@ -21,10 +21,20 @@ type Probe struct {
 	Trace func(ctx context.Context, call string)
 	// Gate, when set, runs after the yield point and before the call: a
 	// harness parks a task there while something it models (a database
-	// lock) would make the call wait.
+	// lock) would make the call wait, or until its scheduler lets the
+	// call go (realclient's controlled mode).
 	Gate func(ctx context.Context, call string)
-	// Exit, when set, runs when the call has returned: a harness counts
-	// the calls a task completed (docs/design.md §5, the same-client run).
+	// Leave, when set, runs when the call returns, with what it returned
+	// (the record bytes, the prekey, the trust answer; nil for writes) and
+	// the store's error, unwrapped.
+	Leave func(ctx context.Context, call string, result any, err error)
+	// Refuse, when set, runs after Gate: an error it returns is the
+	// call's, and the store is not called (a killed process's goroutines
+	// reach no store).
+	Refuse func(ctx context.Context, call string) error
+	// Exit, when set, runs when the call has returned (after Leave): a
+	// harness counts the calls a task completed (docs/design.md §5, the
+	// same-client run).
 	Exit func(ctx context.Context, call string)
 }
 
@@ -35,10 +45,7 @@ type capture struct {
 	record []byte
 }
 
-// enter is the call's yield point; it returns the call for exit, which
-// every method defers (`defer p.exit(ctx, p.enter(ctx, call))`), so exit
-// runs once the store has answered.
-func (p *Probe) enter(ctx context.Context, call string) string {
+func (p *Probe) enter(ctx context.Context, call string) error {
 	if p.Trace != nil {
 		p.Trace(ctx, call)
 	}
@@ -46,16 +53,20 @@ func (p *Probe) enter(ctx context.Context, call string) string {
 	if p.Gate != nil {
 		p.Gate(ctx, call)
 	}
-	return call
+	if p.Refuse != nil {
+		return p.Refuse(ctx, call)
+	}
+	return nil
 }
 
-func (p *Probe) exit(ctx context.Context, call string) {
+// leave reports the call's end to Leave and marks the store's error.
+func (p *Probe) leave(ctx context.Context, call string, result any, err error) error {
+	if p.Leave != nil {
+		p.Leave(ctx, call, result, err)
+	}
 	if p.Exit != nil {
 		p.Exit(ctx, call)
 	}
-}
-
-func wrap(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -63,50 +74,74 @@ func wrap(err error) error {
 }
 
 func (p *Probe) PutIdentity(ctx context.Context, address string, key [32]byte) error {
-	defer p.exit(ctx, p.enter(ctx, "PutIdentity "+address))
-	return wrap(p.Set.Identities.PutIdentity(ctx, address, key))
+	call := "PutIdentity " + address
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Identities.PutIdentity(ctx, address, key))
 }
 
 func (p *Probe) DeleteAllIdentities(ctx context.Context, phone string) error {
-	defer p.exit(ctx, p.enter(ctx, "DeleteAllIdentities "+phone))
-	return wrap(p.Set.Identities.DeleteAllIdentities(ctx, phone))
+	call := "DeleteAllIdentities " + phone
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Identities.DeleteAllIdentities(ctx, phone))
 }
 
 func (p *Probe) DeleteIdentity(ctx context.Context, address string) error {
-	defer p.exit(ctx, p.enter(ctx, "DeleteIdentity "+address))
-	return wrap(p.Set.Identities.DeleteIdentity(ctx, address))
+	call := "DeleteIdentity " + address
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Identities.DeleteIdentity(ctx, address))
 }
 
 func (p *Probe) IsTrustedIdentity(ctx context.Context, address string, key [32]byte) (bool, error) {
-	defer p.exit(ctx, p.enter(ctx, "IsTrustedIdentity "+address))
+	call := "IsTrustedIdentity " + address
+	if err := p.enter(ctx, call); err != nil {
+		return false, p.leave(ctx, call, nil, err)
+	}
 	ok, err := p.Set.Identities.IsTrustedIdentity(ctx, address, key)
-	return ok, wrap(err)
+	return ok, p.leave(ctx, call, ok, err)
 }
 
 func (p *Probe) GetSession(ctx context.Context, address string) ([]byte, error) {
-	defer p.exit(ctx, p.enter(ctx, "GetSession "+address))
+	call := "GetSession " + address
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	b, err := p.Set.Sessions.GetSession(ctx, address)
 	if c, ok := ctx.Value(captureKey{}).(*capture); ok && err == nil {
 		c.loaded, c.record = true, append([]byte(nil), b...)
 	}
-	return b, wrap(err)
+	return b, p.leave(ctx, call, b, err)
 }
 
 func (p *Probe) HasSession(ctx context.Context, address string) (bool, error) {
-	defer p.exit(ctx, p.enter(ctx, "HasSession "+address))
+	call := "HasSession " + address
+	if err := p.enter(ctx, call); err != nil {
+		return false, p.leave(ctx, call, nil, err)
+	}
 	ok, err := p.Set.Sessions.HasSession(ctx, address)
-	return ok, wrap(err)
+	return ok, p.leave(ctx, call, ok, err)
 }
 
 func (p *Probe) GetManySessions(ctx context.Context, addresses []string) (map[string][]byte, error) {
-	defer p.exit(ctx, p.enter(ctx, "GetManySessions "+strings.Join(addresses, ",")))
+	call := "GetManySessions " + strings.Join(addresses, ",")
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	m, err := p.Set.Sessions.GetManySessions(ctx, addresses)
-	return m, wrap(err)
+	return m, p.leave(ctx, call, m, err)
 }
 
 func (p *Probe) PutSession(ctx context.Context, address string, session []byte) error {
-	defer p.exit(ctx, p.enter(ctx, "PutSession "+address))
-	return wrap(p.Set.Sessions.PutSession(ctx, address, session))
+	call := "PutSession " + address
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Sessions.PutSession(ctx, address, session))
 }
 
 func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
@@ -115,66 +150,108 @@ func (p *Probe) PutManySessions(ctx context.Context, sessions map[string][]byte)
 		addrs = append(addrs, a)
 	}
 	sort.Strings(addrs) // map order must not reach the history
-	defer p.exit(ctx, p.enter(ctx, "PutManySessions "+strings.Join(addrs, ",")))
-	return wrap(p.Set.Sessions.PutManySessions(ctx, sessions))
+	call := "PutManySessions " + strings.Join(addrs, ",")
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Sessions.PutManySessions(ctx, sessions))
 }
 
 func (p *Probe) DeleteAllSessions(ctx context.Context, phone string) error {
-	defer p.exit(ctx, p.enter(ctx, "DeleteAllSessions "+phone))
-	return wrap(p.Set.Sessions.DeleteAllSessions(ctx, phone))
+	call := "DeleteAllSessions " + phone
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Sessions.DeleteAllSessions(ctx, phone))
 }
 
 func (p *Probe) DeleteSession(ctx context.Context, address string) error {
-	defer p.exit(ctx, p.enter(ctx, "DeleteSession "+address))
-	return wrap(p.Set.Sessions.DeleteSession(ctx, address))
+	call := "DeleteSession " + address
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Sessions.DeleteSession(ctx, address))
 }
 
 func (p *Probe) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
-	defer p.exit(ctx, p.enter(ctx, "MigratePNToLID"))
-	return wrap(p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
+	call := "MigratePNToLID"
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.Sessions.MigratePNToLID(ctx, pn, lid))
 }
 
 func (p *Probe) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
-	defer p.exit(ctx, p.enter(ctx, "GetOrGenPreKeys"))
+	call := "GetOrGenPreKeys"
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	k, err := p.Set.PreKeys.GetOrGenPreKeys(ctx, count)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
-	defer p.exit(ctx, p.enter(ctx, "GenOnePreKey"))
+	call := "GenOnePreKey"
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	k, err := p.Set.PreKeys.GenOnePreKey(ctx)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
-	defer p.exit(ctx, p.enter(ctx, "GetPreKey"))
+	call := "GetPreKey"
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	k, err := p.Set.PreKeys.GetPreKey(ctx, id)
-	return k, wrap(err)
+	return k, p.leave(ctx, call, k, err)
 }
 
 func (p *Probe) RemovePreKey(ctx context.Context, id uint32) error {
-	defer p.exit(ctx, p.enter(ctx, "RemovePreKey"))
-	return wrap(p.Set.PreKeys.RemovePreKey(ctx, id))
+	call := "RemovePreKey"
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.PreKeys.RemovePreKey(ctx, id))
 }
 
 func (p *Probe) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
-	defer p.exit(ctx, p.enter(ctx, "MarkPreKeysAsUploaded"))
-	return wrap(p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
+	call := "MarkPreKeysAsUploaded"
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.PreKeys.MarkPreKeysAsUploaded(ctx, upToID))
 }
 
 func (p *Probe) UploadedPreKeyCount(ctx context.Context) (int, error) {
-	defer p.exit(ctx, p.enter(ctx, "UploadedPreKeyCount"))
+	call := "UploadedPreKeyCount"
+	if err := p.enter(ctx, call); err != nil {
+		return 0, p.leave(ctx, call, nil, err)
+	}
 	n, err := p.Set.PreKeys.UploadedPreKeyCount(ctx)
-	return n, wrap(err)
+	return n, p.leave(ctx, call, n, err)
 }
 
 func (p *Probe) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
-	defer p.exit(ctx, p.enter(ctx, "PutSenderKey "+user))
-	return wrap(p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
+	call := "PutSenderKey " + user
+	if err := p.enter(ctx, call); err != nil {
+		return p.leave(ctx, call, nil, err)
+	}
+	return p.leave(ctx, call, nil, p.Set.SenderKeys.PutSenderKey(ctx, group, user, session))
 }
 
 func (p *Probe) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
-	defer p.exit(ctx, p.enter(ctx, "GetSenderKey "+user))
+	call := "GetSenderKey " + user
+	if err := p.enter(ctx, call); err != nil {
+		return nil, p.leave(ctx, call, nil, err)
+	}
 	b, err := p.Set.SenderKeys.GetSenderKey(ctx, group, user)
-	return b, wrap(err)
+	return b, p.leave(ctx, call, SenderKeyRead{Group: group, User: user, Record: b}, err)
+}
+
+// SenderKeyRead is what Leave gets for a GetSenderKey.
+type SenderKeyRead struct {
+	Group, User string
+	Record      []byte
 }

@@ -63,6 +63,9 @@ func install(ctx context.Context, srv *Server, jid types.JID) (*endpoint.Endpoin
 // it already sent can still be resent on a retry receipt (from the new
 // install, as a phone's backup restores chat history).
 func (p *Peer) Reinstall(ctx context.Context) error {
+	// The old install's prekeys go with it: the same ids come again in the
+	// new one, with other keys.
+	p.srv.Forget(p.Address())
 	e, err := install(ctx, p.srv, p.JID)
 	if err != nil {
 		return err

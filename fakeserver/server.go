@@ -112,6 +112,16 @@ func (s *Server) Upload(addr *protocol.SignalAddress, bundle func(*keys.PreKey) 
 	s.preKeys[addr.String()] = append(s.preKeys[addr.String()], pks...)
 }
 
+// Forget drops the device's bundle and one-time prekeys: a reinstall
+// registers anew, and WhatsApp's server hands out none of the old install's
+// prekeys with the new install's identity.
+func (s *Server) Forget(addr *protocol.SignalAddress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.bundles, addr.String())
+	delete(s.preKeys, addr.String())
+}
+
 // Unclaimed returns the device's uploaded one-time prekeys that no bundle
 // has handed out yet: what must still be in its store.
 func (s *Server) Unclaimed(addr *protocol.SignalAddress) []*keys.PreKey {

@@ -71,6 +71,15 @@ type Restorer interface {
 	RestoreBaseline(ctx context.Context, s *Schedule, cand *Result) (*Result, error)
 }
 
+// StoreJudger is a Referencer that says, for a run in which every message
+// was delivered cleanly (no reference run is made), whether its store
+// would have been judged: not when the candidate is the reference store
+// itself, or the run is not replayable. Referencers without it are judged
+// in every clean run.
+type StoreJudger interface {
+	JudgesStore(s *Schedule, res *Result) bool
+}
+
 // RunOn runs setup with ops from src on dev and judges the result: against
 // dev's protocol baseline, and, when dev is a Referencer, against the
 // reference store under the same client. A run in which every message was
@@ -95,6 +104,8 @@ func judge(ctx context.Context, dev Device, sched *Schedule, res *Result) (*Sche
 		// other than the reference store).
 		if _, model := dev.(Model); model {
 			res.StoreJudged = res.refNeeded
+		} else if sj, ok := dev.(StoreJudger); ok {
+			res.StoreJudged = sj.JudgesStore(sched, res)
 		} else {
 			res.StoreJudged = rf != nil
 		}

@@ -12,15 +12,19 @@ package realclient
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"go.mau.fi/libsignal/signalerror"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/petermattis/goid"
+
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waAdv"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -30,11 +34,13 @@ import (
 	"go.mau.fi/whatsmeow/types/events"
 	waLog "go.mau.fi/whatsmeow/util/log"
 	"google.golang.org/protobuf/proto"
-	"modernc.org/sqlite" // also the driver behind sqlstore's "sqlite" dialect
+	_ "modernc.org/sqlite" // the driver behind sqlstore's "sqlite" dialect
 
 	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
 )
 
 // Reply is how the bot answers a text.
@@ -58,6 +64,9 @@ type Options struct {
 	// message id from Seed so that a rerun answers the same texts.
 	ReplyRate float64
 	Seed      uint64
+	// killBefore, killAfter (a child process): SIGKILL itself as its Nth
+	// store call starts, or returns (ChildOptions.Kill).
+	killBefore, killAfter int
 	// Queue, when set, replaces the automatic answer to every text: each
 	// chat state the client handles sends the next reply queued there, as
 	// Reply says (from the handler or a goroutine it starts). Device uses
@@ -91,6 +100,13 @@ func (q *ReplyQueue) Len() int {
 	return len(q.q)
 }
 
+// requeue puts rs back at the front, in order.
+func (q *ReplyQueue) requeue(rs []queuedReply) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.q = append(append([]queuedReply(nil), rs...), q.q...)
+}
+
 func (q *ReplyQueue) pop() (queuedReply, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -118,7 +134,9 @@ func OpenSQLite(ctx context.Context, path string) (*sqlstore.Container, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("realclient: sqlite %s: path must not contain '?' or '#'", path)
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	// synchronous(NORMAL) as stores/sqlstores: in WAL mode a commit
+	// survives the process's death (SIGKILL), not the machine's.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		return nil, fmt.Errorf("realclient: open %s: %w", path, err)
 	}
@@ -126,6 +144,21 @@ func OpenSQLite(ctx context.Context, path string) (*sqlstore.Container, error) {
 	if err := c.Upgrade(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("realclient: upgrade %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// OpenPostgres opens a whatsmeow database on PostgreSQL at dsn (naming the
+// database) and runs whatsmeow's schema upgrade.
+func OpenPostgres(ctx context.Context, dsn string) (*sqlstore.Container, error) {
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("realclient: postgres: %w", err)
+	}
+	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
+	if err := c.Upgrade(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("realclient: postgres upgrade: %w", err)
 	}
 	return c, nil
 }
@@ -145,13 +178,83 @@ func Provision(ctx context.Context, c *sqlstore.Container, jid types.JID) (*stor
 	return dev, nil
 }
 
-// Recorder is where the bot reports what the client did: *waweb.Ledger in
-// process, a line protocol to the parent from a child process.
+// UploadPreKeys is the device's first prekey upload, done before its
+// client starts: whatsmeow's batch (WantedPreKeyCount, 50, prekeys.go
+// uploadPreKeys at the pinned commit) generated in its store, marked
+// uploaded and handed to the server. A client that logs in then finds
+// enough on both sides (handleConnectSuccess uploads only below
+// MinPreKeyCount), as a bot that has run before does; a device without
+// them would generate and upload 812 at its first login, half the cost of
+// a short schedule. n, when positive, is the batch instead.
+func UploadPreKeys(ctx context.Context, dev *store.Device, srv *fakeserver.Server, n int) error {
+	if n <= 0 {
+		n = whatsmeow.WantedPreKeyCount
+	}
+	pks, err := dev.PreKeys.GetOrGenPreKeys(ctx, uint32(n))
+	if err != nil {
+		return fmt.Errorf("realclient: prekeys: %w", err)
+	}
+	if err := dev.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID); err != nil {
+		return fmt.Errorf("realclient: prekeys: %w", err)
+	}
+	dk := KeysOf(dev)
+	srv.Upload(dev.ID.SignalAddress(), (&endpoint.Endpoint{JID: dk.JID, Creds: dk.Creds}).Bundle, pks)
+	return nil
+}
+
+// Recorder is where the bot reports what the client did: the conversation's
+// ledger in process (ConvRecorder), a line protocol to the parent from a
+// child process.
 type Recorder interface {
 	Expect(id, dir, peer, body string)
 	Known(id string) bool
-	Attempt(id string, ok bool, body string, class endpoint.Class, err error)
+	// Accepted: events.Message for id with body.
+	Accepted(id, body string)
+	// Undecryptable: events.UndecryptableMessage for id; r is what the
+	// store returned to the handler's goroutine (Classify).
+	Undecryptable(id string, r *Reads)
 	SendFailed(id string, err error)
+}
+
+// Messages are the ledger's messages as the oracle's.
+func Messages(l *waweb.Ledger) []*harness.Message {
+	var out []*harness.Message
+	for _, m := range l.Messages() {
+		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
+		for _, a := range m.Attempts {
+			hm.Attempts = append(hm.Attempts, harness.Attempt{Delivery: a.Delivery, OK: a.OK, Wrong: a.Wrong, Class: a.Class, Err: a.Err})
+		}
+		out = append(out, hm)
+	}
+	return out
+}
+
+// ConvRecorder records into a conversation's ledger, and classifies a copy
+// the client failed from the stanza the conversation sent (TakeCopy).
+type ConvRecorder struct {
+	CV   *waweb.Conversation
+	Keys DeviceKeys
+}
+
+func (r ConvRecorder) Expect(id, dir, peer, body string) { r.CV.L.Expect(id, dir, peer, body) }
+func (r ConvRecorder) Known(id string) bool              { return r.CV.L.Known(id) }
+func (r ConvRecorder) SendFailed(id string, err error)   { r.CV.L.SendFailed(id, err) }
+func (r ConvRecorder) Sending(id string, on bool)        { r.CV.L.Sending(id, on) }
+func (r ConvRecorder) GaveUp(id string)                  { r.CV.L.GaveUp(id) }
+
+func (r ConvRecorder) Accepted(id, body string) {
+	r.CV.TakeCopy(id)
+	r.CV.L.Accepted(id, body)
+}
+
+func (r ConvRecorder) Undecryptable(id string, reads *Reads) {
+	node, ok := r.CV.TakeCopy(id)
+	if !ok {
+		r.CV.L.Attempt(id, false, "", endpoint.Other, fmt.Errorf("undecryptable, but no copy of %s was sent", id))
+		return
+	}
+	class, err := Classify(context.Background(), r.Keys, node, reads)
+	r.CV.L.Attempt(id, false, "", class, err)
 }
 
 // Bot is a connected whatsmeow client replying to texts.
@@ -159,6 +262,13 @@ type Bot struct {
 	Client *whatsmeow.Client
 	L      Recorder
 	opts   Options
+	tap    *tap // what the store returned to each goroutine
+	ctl    *ctl // controlled mode; nil when the client runs freely
+	// dead: the process was killed (kill). Its goroutines unwind (every
+	// store call fails) and nothing they do is recorded.
+	dead     atomic.Bool
+	inflight []queuedReply // replies popped and not sent yet
+	replaced atomic.Bool   // another login of the device took over
 
 	connected chan struct{}
 	once      sync.Once
@@ -182,27 +292,104 @@ func (b *Bot) Overlaps() int {
 
 // Start connects a client on dev to the server hc dials (waweb's
 // Server.HTTPClient) and waits until whatsmeow reports Connected (prekeys
-// counted or uploaded, passive set).
+// counted or uploaded, passive set). The client's store calls go through
+// a probe (Reads for Classify); it runs freely.
 func Start(ctx context.Context, hc *http.Client, l Recorder, dev *store.Device, opts Options) (*Bot, error) {
-	if opts.Reply == "" {
-		opts.Reply = NoReply
+	b, err := newBot(hc, l, dev, opts, nil)
+	if err != nil {
+		return nil, err
 	}
-	b := &Bot{L: l, opts: opts, connected: make(chan struct{})}
-	cli := whatsmeow.NewClient(dev, &clientLog{b: b})
-	cli.SetWebsocketHTTPClient(hc)
-	cli.EnableDecryptedEventBuffer = opts.Buffer
-	cli.AddEventHandler(b.handle)
-	b.Client = cli
 	// The connection lives until Stop, not until ctx (which bounds the wait).
-	if err := cli.Connect(); err != nil {
+	if err := b.Client.Connect(); err != nil {
 		return nil, fmt.Errorf("realclient: connect: %w", err)
 	}
 	select {
 	case <-b.connected:
 		return b, nil
 	case <-ctx.Done():
-		cli.Disconnect()
+		b.Client.Disconnect()
 		return nil, fmt.Errorf("realclient: waiting for Connected: %w", ctx.Err())
+	}
+}
+
+var keepaliveOnce sync.Once
+
+// noKeepalive pushes whatsmeow's keepalive pings beyond any run: its loop
+// waits a random 20–30 s between w:p pings (keepalive.go keepAliveLoop,
+// KeepAliveIntervalMin/Max at the pinned commit), a timer a controlled
+// run must not meet. The variables are the package's, so they are set once,
+// before this process's first client starts.
+func noKeepalive() {
+	keepaliveOnce.Do(func() {
+		whatsmeow.KeepAliveIntervalMin = 10000 * time.Hour
+		whatsmeow.KeepAliveIntervalMax = 10001 * time.Hour
+	})
+}
+
+// newBot makes the client on dev, its store behind the run's probe, not
+// connected yet. c is the run's controlled mode (nil: free).
+func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl) (*Bot, error) {
+	if opts.Reply == "" {
+		opts.Reply = NoReply
+	}
+	noKeepalive()
+	b := &Bot{L: l, opts: opts, connected: make(chan struct{}), tap: newTap(c), ctl: c}
+	b.tap.killBefore, b.tap.killAfter = opts.killBefore, opts.killAfter
+	set := stores.Set{Sessions: dev.Sessions, PreKeys: dev.PreKeys, Identities: dev.Identities, SenderKeys: dev.SenderKeys}
+	if err := Plug(dev, b.tap.probe(set)); err != nil {
+		return nil, err
+	}
+	cli := whatsmeow.NewClient(dev, &clientLog{b: b})
+	cli.SetWebsocketHTTPClient(hc)
+	cli.EnableDecryptedEventBuffer = opts.Buffer
+	if c != nil {
+		// A dropped connection is the schedule's to decide: whatsmeow's
+		// reconnect loop sleeps between tries (client.go autoReconnect).
+		cli.EnableAutoReconnect = false
+	}
+	cli.AddEventHandler(b.handle)
+	b.Client = cli
+	return b, nil
+}
+
+// Replaced reports whether the server said another login of the device
+// replaced this connection (events.StreamReplaced).
+func (b *Bot) Replaced() bool { return b.replaced.Load() }
+
+// kill is SIGKILL for a client in this process (controlled mode): from now
+// on every store call of its goroutines fails without reaching the store,
+// nothing they do is recorded, and the replies it had taken from the queue
+// without getting them to the server go back to the queue's front (the
+// bot's next process sends them, as the model's crash redoes a send). The
+// caller closes the connection and releases the parked goroutines.
+func (b *Bot) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dead.Store(true)
+	b.tap.dead.Store(true)
+	if b.opts.Queue != nil && len(b.inflight) > 0 {
+		b.opts.Queue.requeue(b.inflight)
+	}
+	b.inflight = nil
+}
+
+// task names the calling goroutine (an async reply the bot started) for a
+// controlled run's schedule, and holds it until the schedule steps it
+// (ctl.hold).
+func (b *Bot) task(name string) {
+	if b.ctl != nil {
+		b.ctl.labelTask(name)
+		b.ctl.hold("SendMessage")
+	}
+}
+
+// isConnected reports whether whatsmeow has reported Connected.
+func (b *Bot) isConnected() bool {
+	select {
+	case <-b.connected:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -226,16 +413,43 @@ func ReplyID(id string) string { return "re-" + id }
 func ReplyBody(body string) string { return "re: " + body }
 
 func (b *Bot) handle(evt any) {
+	if b.dead.Load() {
+		return
+	}
 	switch e := evt.(type) {
 	case *events.Connected:
 		b.once.Do(func() { close(b.connected) })
 	case *events.ChatPresence:
 		b.scripted()
+	case *events.StreamReplaced:
+		b.replaced.Store(true)
+	case *events.Receipt:
+		if b.ctl != nil && len(e.MessageIDs) > 0 {
+			b.ctl.setOrigin(goid.Get(), e.MessageIDs[0])
+		}
+	case *events.UndecryptableMessage:
+		if b.ctl != nil {
+			b.ctl.setOrigin(goid.Get(), e.Info.ID)
+		}
+		if e.Info.IsFromMe {
+			return
+		}
+		b.L.Undecryptable(e.Info.ID, b.tap.take())
 	case *events.Message:
-		if e.Info.IsFromMe || e.Info.IsGroup || e.Message.Conversation == nil {
+		if b.ctl != nil {
+			b.ctl.setOrigin(goid.Get(), e.Info.ID)
+		}
+		if e.Info.IsFromMe || e.Message.Conversation == nil {
+			// Not a text: a group message's DM part that only carries the
+			// sender key distribution is dispatched too (message.go
+			// handleDecryptedMessage); its text comes in the skmsg part.
 			return
 		}
 		id, body := e.Info.ID, e.Message.GetConversation()
+		if e.Info.IsGroup {
+			b.L.Accepted(id, body) // the bot answers only direct messages
+			return
+		}
 		b.mu.Lock()
 		b.texts = append(b.texts, id+"="+body)
 		if b.inHandler > 0 {
@@ -248,7 +462,7 @@ func (b *Bot) handle(evt any) {
 			b.inHandler--
 			b.mu.Unlock()
 		}()
-		b.L.Attempt(id, true, body, "", nil)
+		b.L.Accepted(id, body)
 		if b.opts.Queue != nil || b.opts.Reply == NoReply || !b.opts.answers(id) || b.L.Known(ReplyID(id)) {
 			return
 		}
@@ -262,6 +476,7 @@ func (b *Bot) handle(evt any) {
 			b.replies.Add(1)
 			go func() {
 				defer b.replies.Done()
+				b.task("reply:" + rid)
 				b.reply(to, rid, body)
 			}()
 		}
@@ -278,15 +493,24 @@ func (b *Bot) scripted() {
 	if !ok {
 		return
 	}
+	b.mu.Lock()
+	b.inflight = append(b.inflight, r)
+	b.mu.Unlock()
 	send := func() {
 		// A recorder that follows sends (waweb.Ledger) keeps the client
 		// busy until SendMessage returns: a stop then does not cut its ack.
-		if s, ok := b.L.(interface{ Sending(string, bool) }); ok {
+		if s, ok := b.L.(interface{ Sending(string, bool) }); ok && !b.dead.Load() {
 			s.Sending(r.id, true)
 			defer s.Sending(r.id, false)
 		}
 		_, err := b.Client.SendMessage(context.Background(), r.to,
 			&waE2E.Message{Conversation: proto.String(r.body)}, whatsmeow.SendRequestExtra{ID: r.id})
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.dead.Load() {
+			return
+		}
+		b.inflight = slices.DeleteFunc(b.inflight, func(q queuedReply) bool { return q.id == r.id })
 		if err != nil {
 			b.L.SendFailed(r.id, err)
 		}
@@ -298,6 +522,7 @@ func (b *Bot) scripted() {
 	b.replies.Add(1)
 	go func() {
 		defer b.replies.Done()
+		b.task("reply:" + r.id)
 		send()
 	}()
 }
@@ -310,51 +535,42 @@ func (b *Bot) reply(to types.JID, rid, body string) {
 	}
 }
 
-// clientLog is the client's logger. Three of whatsmeow's log calls are the
-// only place a failed decryption shows (message.go decryptMessages at the
-// pinned commit): "Error decrypting message" (a retry receipt follows) and
-// "Ignoring message" (a warning for an old counter, a debug line for an
-// event already processed: a normal receipt, the message is dropped
-// silently). Each is an attempt.
+// clientLog is the client's logger. Failures are not read from it (the
+// handler's events and the server's receipts say what became of every
+// copy); two lines matter for how a run is driven:
+//
+//   - "Continuing handling of %s in background": the handler queue gave up
+//     waiting for a handler after 10 of its 30 s ticks (client.go
+//     handlerQueueLoop at the pinned commit) and runs the next stanza
+//     beside it. Stanzas are then no longer handled one at a time: a
+//     controlled run is broken.
+//   - "Failed to handle retry receipt": handleRetryReceipt gave up on a
+//     resend (retry.go: the message is not in its recent-message map
+//     after a restart, a resend that could not be encrypted or sent). No
+//     copy will come: a free run stops waiting for one (waweb
+//     Ledger.GaveUp); nothing is recorded as an attempt.
 type clientLog struct {
 	b   *Bot
 	mod string
 }
 
 func (l *clientLog) Warnf(msg string, args ...any) {
-	l.attempt(msg, args)
+	if msg == "Continuing handling of %s in background as it's taking too long" && l.b.ctl != nil {
+		l.b.ctl.fail(fmt.Errorf("whatsmeow's handler queue stopped waiting for a handler: %s", fmt.Sprintf(msg, args...)))
+	}
 	l.emit("WARN", msg, args)
 }
 
-// attempt records a failed or dropped decryption from one of whatsmeow's
-// log calls. "Ignoring message" is a warning for an old counter and a debug
-// line for an event the decrypted-event buffer already processed.
-func (l *clientLog) attempt(msg string, args []any) {
-	switch msg {
-	case "Error decrypting message %s from %s: %v", "Ignoring message %s from %s: %v":
-		if len(args) == 3 {
-			id := fmt.Sprint(args[0])
-			err, _ := args[2].(error)
-			l.b.L.Attempt(id, false, "", classOf(err), err)
-		}
-	}
-}
-
 func (l *clientLog) Errorf(msg string, args ...any) {
-	// handleRetryReceipt failed (retry.go at the pinned commit: the message
-	// is not in the recent-message cache after a restart, a resend that
-	// could not be encrypted or sent): the peer gets no new copy.
 	if msg == "Failed to handle retry receipt for %s/%s from %s: %v" && len(args) == 4 {
-		err, _ := args[3].(error)
-		if err == nil {
-			err = fmt.Errorf("%v", args[3])
+		if g, ok := l.b.L.(interface{ GaveUp(string) }); ok {
+			g.GaveUp(fmt.Sprint(args[1]))
 		}
-		l.b.L.SendFailed(fmt.Sprint(args[1]), fmt.Errorf("retry: %w", err))
 	}
 	l.emit("ERROR", msg, args)
 }
-func (l *clientLog) Infof(string, ...any)           {}
-func (l *clientLog) Debugf(msg string, args ...any) { l.attempt(msg, args) }
+func (l *clientLog) Infof(string, ...any)  {}
+func (l *clientLog) Debugf(string, ...any) {}
 func (l *clientLog) Sub(mod string) waLog.Logger {
 	return &clientLog{b: l.b, mod: strings.TrimPrefix(l.mod+"/"+mod, "/")}
 }
@@ -363,28 +579,6 @@ func (l *clientLog) emit(level, msg string, args []any) {
 	if l.b.opts.Log != nil {
 		l.b.opts.Log(fmt.Sprintf("client %s %s: %s", level, l.mod, fmt.Sprintf(msg, args...)))
 	}
-}
-
-// classOf classes whatsmeow's decrypt error. The real client gives no
-// access to the record the attempt loaded, so libsignal's "no valid
-// sessions" (every state failed its MAC check) cannot be re-run state by
-// state as endpoint.classify does; it is counted as BadMAC, which is what
-// it is whenever a session exists (a missing session is ErrNoSessionForUser).
-// An event already processed (the decrypted-event buffer saw the
-// ciphertext) is a replay refused, counted as OldCounter. A database error
-// under the decrypt is a StoreError.
-func classOf(err error) endpoint.Class {
-	switch {
-	case err == nil:
-		return endpoint.Other
-	case errors.Is(err, signalerror.ErrNoValidSessions):
-		return endpoint.BadMAC
-	case errors.Is(err, whatsmeow.EventAlreadyProcessed):
-		return endpoint.OldCounter
-	case errors.As(err, new(*sqlite.Error)), errors.As(err, new(*pgconn.PgError)):
-		return endpoint.StoreError // the database refused (SQLITE_BUSY, say), not the ratchet
-	}
-	return endpoint.ClassOf(err)
 }
 
 var trustMu sync.Mutex

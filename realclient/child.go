@@ -13,9 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/store/sqlstore"
+	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
 
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver/waweb"
 )
 
@@ -31,18 +33,22 @@ const (
 	envDB    = "BADMAC_REALCLIENT_DB"
 	envRoot  = "BADMAC_REALCLIENT_ROOT"
 	envReply = "BADMAC_REALCLIENT_REPLY"
+	envDSN   = "BADMAC_REALCLIENT_DSN"  // the device on PostgreSQL, not SQLite
+	envJID   = "BADMAC_REALCLIENT_JID"  // the device's JID (default BotJID)
+	envKill  = "BADMAC_REALCLIENT_KILL" // before:N or after:N: SIGKILL at the Nth store call
+	envHold  = "BADMAC_REALCLIENT_HOLD" // N: session writes held in memory for N more (a broken store)
 )
 
 type line struct {
-	Op       string `json:"op"` // ready, expect, attempt, sendfailed
+	Op       string `json:"op"` // ready, expect, accepted, undecryptable, sendfailed, gaveup
 	ID       string `json:"id,omitempty"`
 	Dir      string `json:"dir,omitempty"`
 	Peer     string `json:"peer,omitempty"`
 	Body     string `json:"body,omitempty"`
-	OK       bool   `json:"ok,omitempty"`
-	Class    string `json:"class,omitempty"`
 	Err      string `json:"err,omitempty"`
 	Identity string `json:"identity,omitempty"`
+	Reads    *Reads `json:"reads,omitempty"`
+	Calls    int    `json:"calls,omitempty"`
 }
 
 // lineRecorder is the child's Recorder.
@@ -71,13 +77,13 @@ func (r *lineRecorder) Known(id string) bool {
 	return r.known[id]
 }
 
-func (r *lineRecorder) Attempt(id string, ok bool, body string, class endpoint.Class, err error) {
-	l := line{Op: "attempt", ID: id, OK: ok, Body: body, Class: string(class)}
-	if err != nil {
-		l.Err = err.Error()
-	}
-	r.emit(l)
+func (r *lineRecorder) Accepted(id, body string) { r.emit(line{Op: "accepted", ID: id, Body: body}) }
+
+func (r *lineRecorder) Undecryptable(id string, reads *Reads) {
+	r.emit(line{Op: "undecryptable", ID: id, Reads: reads})
 }
+
+func (r *lineRecorder) GaveUp(id string) { r.emit(line{Op: "gaveup", ID: id}) }
 
 func (r *lineRecorder) SendFailed(id string, err error) {
 	r.emit(line{Op: "sendfailed", ID: id, Err: err.Error()})
@@ -95,19 +101,50 @@ func ChildMain(getenv func(string) string, stdin io.Reader, stdout, stderr io.Wr
 	Trust(&waweb.CA{Root: &keys.KeyPair{Pub: (*[32]byte)(root)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	db, err := OpenSQLite(ctx, getenv(envDB))
+	jid := BotJID
+	if j := getenv(envJID); j != "" {
+		if jid, err = types.ParseJID(j); err != nil {
+			fmt.Fprintf(stderr, "badmac: realclient child: %s: %v\n", envJID, err)
+			return 2
+		}
+	}
+	var db *sqlstore.Container
+	where := getenv(envDB)
+	if dsn := getenv(envDSN); dsn != "" {
+		db, err = OpenPostgres(ctx, dsn)
+		where = "PostgreSQL"
+	} else {
+		db, err = OpenSQLite(ctx, where)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "badmac: %v\n", err)
 		return 2
 	}
 	defer db.Close()
-	dev, err := db.GetDevice(ctx, BotJID)
+	dev, err := db.GetDevice(ctx, jid)
 	if err != nil || dev == nil {
-		fmt.Fprintf(stderr, "badmac: realclient child: device %s in %s: %v\n", BotJID, getenv(envDB), err)
+		fmt.Fprintf(stderr, "badmac: realclient child: device %s in %s: %v\n", jid, where, err)
 		return 2
 	}
+	opts := Options{Reply: Reply(getenv(envReply))}
+	if k := getenv(envKill); k != "" {
+		if _, err := fmt.Sscanf(k, "before:%d", &opts.killBefore); err != nil {
+			if _, err := fmt.Sscanf(k, "after:%d", &opts.killAfter); err != nil {
+				fmt.Fprintf(stderr, "badmac: realclient child: %s=%q: want before:N or after:N\n", envKill, k)
+				return 2
+			}
+		}
+	}
+	if h := getenv(envHold); h != "" {
+		var n int
+		if _, err := fmt.Sscanf(h, "%d", &n); err != nil || n < 1 {
+			fmt.Fprintf(stderr, "badmac: realclient child: %s=%q: want a count\n", envHold, h)
+			return 2
+		}
+		dev.Sessions = &writeBehind{SessionStore: dev.Sessions, hold: n}
+	}
 	rec := &lineRecorder{enc: json.NewEncoder(stdout), known: map[string]bool{}}
-	bot, err := Start(ctx, waweb.HTTPClientFor(getenv(envAddr)), rec, dev, Options{Reply: Reply(getenv(envReply))})
+	bot, err := Start(ctx, waweb.HTTPClientFor(getenv(envAddr)), rec, dev, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "badmac: %v\n", err)
 		return 2
@@ -115,6 +152,7 @@ func ChildMain(getenv func(string) string, stdin io.Reader, stdout, stderr io.Wr
 	rec.emit(line{Op: "ready", Identity: hex.EncodeToString(dev.IdentityKey.Pub[:])})
 	_, _ = io.Copy(io.Discard, stdin)
 	bot.Stop()
+	rec.emit(line{Op: "calls", Calls: int(bot.tap.calls.Load())})
 	return 0
 }
 
@@ -124,16 +162,46 @@ type Child struct {
 	stdin    io.WriteCloser
 	done     chan struct{}
 	Identity string
-	err      error
+	// Calls is the store calls the child made, reported when it stops.
+	Calls int
+	err   error
+}
+
+// ChildOptions are how StartChildWith runs the child.
+type ChildOptions struct {
+	DB    string    // the SQLite file, or
+	DSN   string    // a PostgreSQL DSN naming the device's database
+	JID   types.JID // the device (zero: BotJID)
+	Reply Reply
+	// Kill is "before:N" (SIGKILL as the Nth store call starts: between
+	// calls) or "after:N" (as it returns, before the next: inside a
+	// decrypt or a send), "" for none. Calls are counted from the start.
+	Kill string
+	// Hold, when positive, holds session writes in memory for Hold more
+	// (a broken store: a SIGKILL loses them).
+	Hold int
 }
 
 // StartChild runs exe (a binary whose main calls ChildMain when EnvChild is
-// set) as the bot on the database file db, connected to srv; lines go to l,
-// and onLine (may be nil) sees each after it is applied.
-func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, reply Reply, l *waweb.Ledger, onLine func(op, id string)) (*Child, error) {
+// set) as the bot on the database file db, connected to srv; lines go to l
+// (a ConvRecorder with the device's keys: it classifies what the child
+// failed to decrypt from the reads the child reports), and onLine (may be
+// nil) sees each after it is applied.
+func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, reply Reply, l ConvRecorder, onLine func(op, id string)) (*Child, error) {
+	return StartChildWith(ctx, exe, srv, ChildOptions{DB: db, Reply: reply}, l, onLine)
+}
+
+// StartChildWith is StartChild with options.
+func StartChildWith(ctx context.Context, exe string, srv *waweb.Server, o ChildOptions, l ConvRecorder, onLine func(op, id string)) (*Child, error) {
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), EnvChild+"=1", envAddr+"="+srv.Addr().String(), envDB+"="+db,
-		envRoot+"="+hex.EncodeToString(waweb.DefaultCA().Root.Pub[:]), envReply+"="+string(reply))
+	cmd.Env = append(os.Environ(), EnvChild+"=1", envAddr+"="+srv.Addr().String(), envDB+"="+o.DB, envDSN+"="+o.DSN,
+		envKill+"="+o.Kill, envRoot+"="+hex.EncodeToString(waweb.DefaultCA().Root.Pub[:]), envReply+"="+string(o.Reply))
+	if !o.JID.IsEmpty() {
+		cmd.Env = append(cmd.Env, envJID+"="+o.JID.String())
+	}
+	if o.Hold > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", envHold, o.Hold))
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -163,12 +231,14 @@ func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, r
 				ready <- ln.Identity
 			case "expect":
 				l.Expect(ln.ID, ln.Dir, ln.Peer, ln.Body)
-			case "attempt":
-				var err error
-				if ln.Err != "" {
-					err = errors.New(ln.Err)
-				}
-				l.Attempt(ln.ID, ln.OK, ln.Body, endpoint.Class(ln.Class), err)
+			case "accepted":
+				l.Accepted(ln.ID, ln.Body)
+			case "undecryptable":
+				l.Undecryptable(ln.ID, ln.Reads)
+			case "gaveup":
+				l.GaveUp(ln.ID)
+			case "calls":
+				c.Calls = ln.Calls
 			case "sendfailed":
 				l.SendFailed(ln.ID, errors.New(ln.Err))
 			}
@@ -182,13 +252,17 @@ func StartChild(ctx context.Context, exe string, srv *waweb.Server, db string, r
 	case c.Identity = <-ready:
 		return c, nil
 	case <-c.done:
-		return nil, fmt.Errorf("realclient: child exited before it was ready")
+		return nil, ErrChildDied
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-c.done
 		return nil, fmt.Errorf("realclient: child not ready: %w", ctx.Err())
 	}
 }
+
+// ErrChildDied is a child that exited before it was ready (killed at a
+// store call of its login, say).
+var ErrChildDied = errors.New("realclient: child exited before it was ready")
 
 // Kill sends SIGKILL and waits for the child and its output to end.
 func (c *Child) Kill() {
@@ -201,4 +275,74 @@ func (c *Child) Stop() error {
 	_ = c.stdin.Close()
 	<-c.done
 	return c.err
+}
+
+// writeBehind holds session writes in memory and writes them to the store
+// only after hold more (a broken store, for the kill tests: the child's
+// reads see its own writes, and a SIGKILL loses what it held).
+type writeBehind struct {
+	store.SessionStore
+	hold    int
+	mu      sync.Mutex
+	pending map[string][]byte
+	order   []string
+}
+
+func (w *writeBehind) GetSession(ctx context.Context, addr string) ([]byte, error) {
+	w.mu.Lock()
+	b, ok := w.pending[addr]
+	w.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	return w.SessionStore.GetSession(ctx, addr)
+}
+
+func (w *writeBehind) HasSession(ctx context.Context, addr string) (bool, error) {
+	w.mu.Lock()
+	_, ok := w.pending[addr]
+	w.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	return w.SessionStore.HasSession(ctx, addr)
+}
+
+func (w *writeBehind) GetManySessions(ctx context.Context, addrs []string) (map[string][]byte, error) {
+	out, err := w.SessionStore.GetManySessions(ctx, addrs)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range addrs {
+		if b, ok := w.pending[a]; ok {
+			out[a] = b
+		}
+	}
+	return out, nil
+}
+
+func (w *writeBehind) PutSession(ctx context.Context, addr string, b []byte) error {
+	return w.PutManySessions(ctx, map[string][]byte{addr: b})
+}
+
+func (w *writeBehind) PutManySessions(ctx context.Context, m map[string][]byte) error {
+	w.mu.Lock()
+	if w.pending == nil {
+		w.pending = map[string][]byte{}
+	}
+	for a, b := range m {
+		w.pending[a] = append([]byte(nil), b...)
+		w.order = append(w.order, a)
+	}
+	var flush map[string][]byte
+	if len(w.order) > w.hold {
+		flush, w.pending, w.order = w.pending, nil, nil
+	}
+	w.mu.Unlock()
+	if flush != nil {
+		return w.SessionStore.PutManySessions(ctx, flush)
+	}
+	return nil
 }

@@ -19,9 +19,9 @@ import (
 )
 
 // Device is the unmodified whatsmeow Client as a harness.Device
-// (docs/design.md §4.1): a schedule's ops drive the loopback server and the
-// client's own goroutines run freely, so the oracle judges the real
-// client's handler queue, session cache and retry handling on any store.
+// (docs/design.md §4.1): a schedule's ops drive the loopback server, and
+// the oracle judges the real client's handler queue, session cache and
+// retry handling on any store.
 //
 // What each op does:
 //
@@ -36,34 +36,44 @@ import (
 //	             decrypts it; on failure it sends a retry receipt, and the
 //	             client's answer is held as D.2, D.3, …
 //	dup D        the server queues stanza D again (redelivery after a lost ack)
-//	stop         the client finishes what it was sent, disconnects, and its
+//	step T       (controlled) the client's goroutine T makes the store call
+//	             it is parked at and runs to its next one (ctl names them:
+//	             recv, reply:ID, retry:ID, resend:ID, login, notify)
+//	run T        (controlled) step T until it is parked no more
+//	stop         the client finishes what it was doing, disconnects, and its
 //	             store is stopped (stores.Stopper)
 //	restart      a new Client opens the device from the database again, on
 //	             a new instance of the store, and logs in (the server
 //	             redelivers what was not acknowledged)
-//	step, run    nothing: the client schedules itself
 //
-// The server answers the client's retry receipts by itself, at once, as
-// WhatsApp does (waweb.Conversation). The run ends with the drain: every
-// queued stanza delivered, every held message read, until the ledger says
-// the client owes nothing (waweb.Ledger.Busy). Waiting is on the server's
-// ledger, never on a clock; Settle only bounds a wait that would hang.
+// The server answers the client's retry receipts by itself, as WhatsApp
+// does (waweb.Conversation). The run ends with the drain: every parked
+// call stepped, every queued stanza delivered, every held message read.
 //
-// Mode free: a schedule replays (its ops again, harness.Ops) on the same
-// device, but not byte for byte: the client's goroutines interleave as
-// they will, so replays fail again with a rate, not the same history.
-// Mode serial is one op in flight: after each op the run waits until the
-// client owes nothing, so an async reply never overlaps a receive; the
-// generator then sees the same client at every op and a seed gives the
-// same schedule and the same outcome for every message (the history's
-// lines within one op may come in another order). crash, snapshot,
-// rollback, reinstall, rekey, group messages, contacts with several
+// Modes:
+//
+//   - controlled: every store call the client makes parks until a step
+//     lets it go, the server answers what the client sends only when the
+//     client is quiet, and the run waits for quiet by looking, never by
+//     time (ctl). A schedule replays byte for byte, history included,
+//     through whatsmeow's own code, and shrinks.
+//   - serial: controlled, and after every op every parked goroutine runs
+//     to its end, oldest first: the protocol baseline (Baseline).
+//   - free: the client's goroutines run as they will; the run waits on the
+//     ledger (waweb.Ledger.Busy). Its failures come back at a rate, not
+//     with the same history.
+//
+// group P M has contact P send M to the schedule's group (sender keys:
+// waweb.Conversation.SendGroup); reinstall P gives contact P a new identity
+// and the server tells the device (waweb.Conversation.Reinstall); rekey P
+// has it start a new session; crash kills the client at the schedule's
+// point (controlled mode). snapshot, rollback, contacts with several
 // devices and two instances are refused.
 type Device struct {
 	// Reply is how the bot sends a reply op: Inline or Async.
 	Reply Reply
 	// Buffer turns on whatsmeow's EnableDecryptedEventBuffer (stores
-	// sqlite and postgres: it needs sqlstore's transaction).
+	// sqlite and postgres: it needs sqlstore's transaction; mode free).
 	Buffer bool
 	// Variant, when set, is the candidate key store instead of the
 	// schedule's store (storetest puts the user's store here).
@@ -72,10 +82,19 @@ type Device struct {
 	// own that is removed after the run ("": the system's temp dir).
 	Dir string
 	// Settle bounds each wait for the client (default 2 minutes): reached,
-	// the run is an error naming what the client still owed.
+	// the run is an error naming what the client still owed. It is a
+	// guard against a hang, never what a run waits for.
 	Settle time.Duration
 	// Log receives the client's warnings and errors (nil: dropped).
 	Log func(string)
+	// silentReinstall: the server does not tell the device of a contact's
+	// reinstall (waweb.Conversation.SilentReinstall; the comparison with
+	// the model).
+	silentReinstall bool
+	// PreKeys is the one-time prekeys uploaded before the first login
+	// (0: whatsmeow's batch, 50). Fewer make the server report a low
+	// count sooner, and the client top them up.
+	PreKeys int
 }
 
 // Names are the device names ParseName knows.
@@ -105,49 +124,50 @@ func (d *Device) Name() string {
 
 // refused are the op verbs the device has no way to perform, and why.
 var refused = map[string]string{
-	"crash":     "no crash: the client runs in this process, which cannot die at a store write (badmac procs kills real processes)",
-	"snapshot":  "no snapshot or rollback of the database",
-	"rollback":  "no snapshot or rollback of the database",
-	"reinstall": "no contact reinstall",
-	"rekey":     "no contact rekey",
-	"group":     "no group messages",
+	"snapshot": "no snapshot or rollback of the database",
+	"rollback": "no snapshot or rollback of the database",
 }
 
 // scenarioOps are the ops a scenario's generator emits beyond send,
 // deliver, reply, read, dup and step (scenarios/generate.go crashOp).
 func scenarioOps(sc scenarios.Scenario) []string {
 	var ops []string
-	if sc.Group {
-		ops = append(ops, "group")
-	}
 	switch sc.Crash {
-	case scenarios.CrashRandom, scenarios.CrashTorn:
-		ops = append(ops, "crash")
 	case scenarios.CrashRollback:
 		ops = append(ops, "rollback")
-	case scenarios.CrashReinstall, scenarios.CrashRekey:
-		ops = append(ops, string(sc.Crash))
 	}
 	return ops
 }
 
-// Check refuses what the device cannot run: a mode other than free, a
-// scenario or ops it lacks, several devices per contact (a reply goes to
-// every device of a contact), two instances, an unknown store, the buffer
-// off sqlstore.
+// Check refuses what the device cannot run: the buffer in a mode other
+// than free, a scenario or ops it lacks, several devices per contact (a
+// reply goes to every device of a contact), two instances, an unknown
+// store, the buffer off sqlstore.
 func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	name := d.Name()
-	if mode != harness.Free && mode != harness.Serial {
-		return fmt.Errorf("device %s: mode %s: the real client's goroutines run freely, so it runs in mode free, or serial (one op at a time, each to its end)", name, mode)
+	switch mode {
+	case harness.Free, harness.Serial, harness.Controlled:
+	default:
+		return fmt.Errorf("device %s: unknown mode %s", name, mode)
+	}
+	if mode == harness.Free {
+		for _, op := range setup.Ops {
+			if op.Verb == "crash" {
+				return fmt.Errorf("device %s: mode free: a crash is judged in controlled mode only (where it lands is the schedule's)", name)
+			}
+		}
+		if sc, err := scenarios.Lookup(setup.Scenario); err == nil && (sc.Crash == scenarios.CrashRandom || sc.Crash == scenarios.CrashTorn) {
+			return fmt.Errorf("device %s: mode free: scenario %s crashes the client, which is judged in controlled mode only (where it lands is the schedule's)", name, sc.Name)
+		}
+	}
+	if d.Buffer && mode != harness.Free {
+		return fmt.Errorf("device %s: mode %s: the decrypted-event buffer runs free only (a DoDecryptionTxn holds SQLite's write lock across parked calls, and a write outside it waits in SQLite's busy handler, on the clock)", name, mode)
 	}
 	if setup.Device != "" && setup.Device != name {
 		return fmt.Errorf("device %s: the schedule is for device %s", name, setup.Device)
 	}
 	if setup.Instances > 1 {
 		return fmt.Errorf("device %s: instances %d: one client process per run", name, setup.Instances)
-	}
-	if setup.Group != "" {
-		return fmt.Errorf("device %s: group %s: %s", name, setup.Group, refused["group"])
 	}
 	for _, c := range setup.Contacts {
 		if c.Devices > 1 {
@@ -186,15 +206,60 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	return nil
 }
 
-// Baseline is the protocol baseline of the real client: the explicit
-// schedule on the in-process model of whatsmeow (harness.Whatsmeow), one
-// task at a time, on the reference store. A message the client ends worse
-// than that is pair-blamed: worse than the serial protocol.
-func (d *Device) Baseline(ctx context.Context, s *harness.Schedule) (*harness.Result, error) {
-	s = s.Clone()
-	s.Discipline, s.Device = harness.Whatsmeow, ""
-	return harness.Baseline(ctx, s)
+// on returns the device on another store: the same client, the same
+// replies.
+func (d *Device) on(v stores.Variant) *Device {
+	return &Device{Reply: d.Reply, Buffer: d.Buffer, Variant: &v, Dir: d.Dir, Settle: d.Settle, Log: d.Log, PreKeys: d.PreKeys}
 }
+
+// Baseline is the protocol baseline of the real client: the explicit
+// schedule on the real client itself, serially (every goroutine that
+// parks runs to its end before the next op) on the reference store. A
+// message the client ends worse than that is pair-blamed. No model is
+// involved: a whatsmeow rule the model reads wrong cannot blame the
+// client. With the decrypted-event buffer the baseline runs without it
+// (the reference store has no transactions).
+func (d *Device) Baseline(ctx context.Context, s *harness.Schedule) (*harness.Result, error) {
+	b := d.on(stores.MustLookup("reference"))
+	b.Buffer = false
+	s = s.Clone()
+	s.Device = b.Name()
+	_, res, err := b.Exec(ctx, s, harness.Serial, harness.Ops(s.Ops))
+	return res, err
+}
+
+// Reference is the store attribution: the same explicit schedule on the
+// real client in controlled mode on the reference store. Steps are store
+// calls whole (the probe parks before a call, which then runs to its
+// end), so the reference run takes the candidate's steps one for one. A
+// free run has none (nothing replays it); the reference store is its own.
+func (d *Device) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
+	if len(res.History) == 0 || res.History[0] != modeLine(harness.Controlled) {
+		return nil, nil
+	}
+	if !d.JudgesStore(s, res) {
+		return res, nil // the reference store is its own
+	}
+	_, ref, err := d.on(stores.MustLookup("reference")).Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+	return ref, err
+}
+
+// JudgesStore reports whether Reference would judge the store of run res
+// (harness.StoreJudger): controlled, on a store other than the reference
+// store.
+func (d *Device) JudgesStore(s *harness.Schedule, res *harness.Result) bool {
+	return len(res.History) > 0 && res.History[0] == modeLine(harness.Controlled) && d.storeName(s) != "reference"
+}
+
+func (d *Device) storeName(s *harness.Schedule) string {
+	if d.Variant != nil {
+		return d.Variant.Name
+	}
+	return s.Store
+}
+
+// modeLine is a run's first history line.
+func modeLine(m harness.Mode) string { return "realclient: mode " + string(m) }
 
 // Exec runs setup with ops from src on a new server, database and client,
 // then drains; see Device.
@@ -202,7 +267,7 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	if err := d.Check(setup, mode); err != nil {
 		return nil, nil, err
 	}
-	r, err := d.open(ctx, setup)
+	r, err := d.open(ctx, setup, mode)
 	if err != nil {
 		return nil, nil, fmt.Errorf("device %s: seed %d: %w", d.Name(), setup.Seed, err)
 	}
@@ -211,27 +276,20 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	sched.Ops, sched.Device = nil, d.Name()
 	for {
 		op, ok := src.Next(r)
-		if !ok {
+		if !ok && mode == harness.Free {
 			// The client may still be at work (an async reply, a retry):
 			// a generator decides again once it owes nothing.
 			if err := r.quiet(ctx); err != nil {
 				return nil, nil, fmt.Errorf("device %s: seed %d: %w", d.Name(), setup.Seed, err)
 			}
-			if op, ok = src.Next(r); !ok {
-				break
-			}
+			op, ok = src.Next(r)
+		}
+		if !ok {
+			break
 		}
 		sched.Ops = append(sched.Ops, op)
 		if err := r.apply(ctx, op); err != nil {
 			return nil, nil, fmt.Errorf("device %s: seed %d: %s: %w", d.Name(), setup.Seed, op, err)
-		}
-		if mode == harness.Serial {
-			// One op in flight: the client finishes what the op gave it
-			// (a copy decrypted and answered, a reply at the server, a
-			// retry answered) before the next.
-			if err := r.quiet(ctx); err != nil {
-				return nil, nil, fmt.Errorf("device %s: seed %d: after %s: %w", d.Name(), setup.Seed, op, err)
-			}
 		}
 	}
 	if err := r.drain(ctx); err != nil {
@@ -239,8 +297,9 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	}
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
-	res := &harness.Result{History: r.srv.Log()}
-	for _, m := range r.cv.L.Messages() {
+	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
+		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK)}
+	for _, m := range Messages(r.cv.L) {
 		if m.Dir == harness.In || m.Dir == harness.Out {
 			res.Messages = append(res.Messages, m)
 		} else {
@@ -253,22 +312,31 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 // run is one schedule on the real client.
 type run struct {
 	d       *Device
+	mode    harness.Mode
+	ctl     *ctl // controlled and serial; nil when free
 	dir     string
 	srv     *waweb.Server
 	cv      *waweb.Conversation
 	peers   []string
 	db      *sqlstore.Container
 	jid     types.JID // the device's JID in db
+	keys    DeviceKeys
 	closeDB func()
 	storage stores.Storage // the plugged candidate store; nil on sqlstore
 	bot     *Bot
 	queue   *ReplyQueue
 	down    bool
 	settle  time.Duration
+	group   string // the schedule's group, "" for none
+	// Crashes and restarts (controlled): where each crash landed, and the
+	// restart invariants (docs/design.md §5) as the restarts found them.
+	crashPoints []string
+	regen       bool
+	lostPK      map[uint32]bool
 }
 
-func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err error) {
-	r = &run{d: d, queue: &ReplyQueue{}, settle: d.Settle}
+func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness.Mode) (_ *run, err error) {
+	r := &run{d: d, mode: mode, queue: &ReplyQueue{}, settle: d.Settle, group: setup.Group}
 	if r.settle <= 0 {
 		r.settle = 2 * time.Minute
 	}
@@ -282,10 +350,23 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 	}
 	ca := waweb.DefaultCA()
 	Trust(ca)
-	if r.srv, err = waweb.Listen(ca); err != nil {
+	if mode == harness.Free {
+		r.srv, err = waweb.Listen(ca)
+	} else {
+		r.ctl = newCtl(nil, r.settle)
+		// The server's goroutines carry the run's label (ctl).
+		r.ctl.do(func() { r.srv, err = waweb.Listen(ca) })
+		if err == nil {
+			r.ctl.srv = r.srv
+			r.srv.Manual(r.ctl.poke)
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
+	r.srv.Logf("%s", modeLine(mode))
 	r.cv = waweb.NewConversation(r.srv)
+	r.cv.SilentReinstall = d.silentReinstall
 	r.cv.Hold()
 	for _, c := range setup.Contacts {
 		for dev := range c.Devices {
@@ -296,20 +377,25 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 			r.peers = append(r.peers, p.Name)
 		}
 	}
-	storeName := setup.Store
-	if d.Variant != nil {
-		storeName = "" // the whole device on SQLite, the Signal keys on the variant
+	// The whole device lives in whatsmeow's sqlstore on SQLite, or on
+	// PostgreSQL for a free run on store postgres; any other store takes
+	// over the four Signal interfaces. A controlled run keeps the device's
+	// other tables in SQLite even on store postgres: a query waiting on
+	// PostgreSQL's socket looks like a blocked goroutine, and only the
+	// Signal calls are followed to their end (ctl).
+	storeName, v := setup.Store, d.Variant
+	if v != nil || (mode != harness.Free && storeName == "postgres") {
+		storeName = "" // the device on SQLite, the Signal keys on the variant
 	}
-	if r.db, r.jid, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
-		return nil, err
-	}
-	v := d.Variant
-	if v == nil && setup.Store != "sqlite" && setup.Store != "postgres" {
+	if v == nil && storeName != "sqlite" && storeName != "postgres" {
 		lv, err := stores.Lookup(setup.Store)
 		if err != nil {
 			return nil, err
 		}
 		v = &lv
+	}
+	if r.db, r.jid, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
+		return nil, err
 	}
 	if v != nil {
 		if r.storage, err = v.Open(ctx); err != nil {
@@ -320,6 +406,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 	if err != nil {
 		return nil, err
 	}
+	r.keys = KeysOf(dev)
 	if err := r.start(ctx, dev); err != nil {
 		return nil, err
 	}
@@ -327,7 +414,9 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule) (r *run, err
 }
 
 // start plugs a new instance of the candidate store under dev and connects
-// a client on it.
+// a client on it. In controlled mode the client's login goroutine (prekey
+// count and upload, the passive iq: connectionevents.go
+// handleConnectSuccess) is run to Connected, step by step.
 func (r *run) start(ctx context.Context, dev *store.Device) error {
 	if r.storage != nil {
 		set, err := r.storage.Instance(ctx)
@@ -338,33 +427,131 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			return err
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, r.settle)
-	defer cancel()
-	bot, err := Start(sctx, r.srv.HTTPClient(), r.cv.L, dev, Options{Reply: r.d.Reply, Buffer: r.d.Buffer,
-		Log: r.d.Log, Queue: r.queue})
-	if err != nil {
+	if r.bot == nil {
+		if err := UploadPreKeys(ctx, dev, r.srv.Core, r.d.PreKeys); err != nil {
+			return err
+		}
+	} else if err := r.invariants(ctx, dev); err != nil {
 		return err
 	}
-	r.bot, r.down = bot, false
+	rec := ConvRecorder{CV: r.cv, Keys: r.keys}
+	opts := Options{Reply: r.d.Reply, Buffer: r.d.Buffer, Log: r.d.Log, Queue: r.queue}
+	if r.ctl == nil {
+		sctx, cancel := context.WithTimeout(ctx, r.settle)
+		defer cancel()
+		bot, err := Start(sctx, r.srv.HTTPClient(), rec, dev, opts)
+		if err != nil {
+			return err
+		}
+		r.bot = bot
+	} else {
+		bot, err := newBot(r.srv.HTTPClient(), rec, dev, opts, r.ctl)
+		if err != nil {
+			return err
+		}
+		r.bot = bot
+		r.ctl.do(func() { err = bot.Client.Connect() })
+		if err != nil {
+			return fmt.Errorf("realclient: connect: %w", err)
+		}
+		for {
+			if err := r.ctl.settle(ctx); err != nil {
+				return fmt.Errorf("login: %w", err)
+			}
+			if bot.isConnected() {
+				break
+			}
+			g, _, ok := r.ctl.byName("login")
+			if !ok {
+				_, _, why := r.ctl.quiet()
+				return fmt.Errorf("login: not connected, and the login goroutine is not at a store call (parked: %v; now: %s; run: %s; wire: %s; history: %s)",
+					r.ctl.runnable(), why, describeSnap(snapshot(r.ctl.label, new([]byte))), r.srv.WireDebug(), strings.Join(r.srv.Log(), " | "))
+			}
+			if err := r.release(ctx, "login", g); err != nil {
+				return err
+			}
+		}
+	}
+	r.down = false
 	// Replies asked for while the client was down (or whose chat state
 	// went to a connection that closed) are sent now.
 	for range r.queue.Len() {
-		r.nudge()
+		if err := r.nudge(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (r *run) nudge() {
+// invariants checks what a restart must find (docs/design.md §5): the
+// device's credentials (identity, registration id, signed prekey) as they
+// were, and every one-time prekey the server still hands out in the store
+// (a contact given one the store lost fails with InvalidPreKey).
+func (r *run) invariants(ctx context.Context, dev *store.Device) error {
+	k := KeysOf(dev)
+	if *k.Creds.Identity.Pub != *r.keys.Creds.Identity.Pub || k.Creds.RegistrationID != r.keys.Creds.RegistrationID ||
+		k.Creds.SignedPreKey.KeyID != r.keys.Creds.SignedPreKey.KeyID || *k.Creds.SignedPreKey.Pub != *r.keys.Creds.SignedPreKey.Pub {
+		r.regen = true
+		r.srv.Logf("restart: the device came up with other credentials")
+	}
+	for _, pk := range r.srv.Core.Unclaimed(dev.ID.SignalAddress()) {
+		got, err := dev.PreKeys.GetPreKey(ctx, pk.KeyID)
+		if err != nil {
+			return fmt.Errorf("restart: prekey %d: %w", pk.KeyID, err)
+		}
+		if got == nil && !r.lostPK[pk.KeyID] {
+			if r.lostPK == nil {
+				r.lostPK = map[uint32]bool{}
+			}
+			r.lostPK[pk.KeyID] = true
+			r.srv.Logf("restart: prekey %d, uploaded and not handed out, is gone from the store", pk.KeyID)
+		}
+	}
+	return nil
+}
+
+// crash kills the client at this quiet point, as SIGKILL kills its
+// process: whatever its goroutines are parked at never reaches the store,
+// the connection drops (the server redelivers what was not acknowledged at
+// the next login), the store loses what it had not made durable
+// (stores.Crasher), and the client stays down until restart.
+func (r *run) crash(op harness.Op) error {
+	if r.down || r.ctl == nil {
+		return nil
+	}
+	point := "crash with " + strings.Join(r.ctl.parkedCalls(), ", ")
+	if len(r.ctl.parkedCalls()) == 0 {
+		point = "crash with nothing parked"
+	}
+	r.crashPoints = append(r.crashPoints, point)
+	r.srv.Logf("%s", point)
+	r.bot.kill()
+	r.srv.Kick()
+	if c, ok := r.storage.(stores.Crasher); ok {
+		c.Crash(harness.CrashMode(op))
+	}
+	r.ctl.releaseKilled()
+	r.down = true
+	return nil
+}
+
+// nudge pushes a chat state that makes the bot's handler send the next
+// queued reply.
+func (r *run) nudge(ctx context.Context) error {
 	// Any peer will do: the chat state only wakes the handler; the reply
 	// taken from the queue names its own recipient.
 	if len(r.peers) == 0 {
-		return
+		return nil
 	}
 	p, _ := r.cv.Peer(r.peers[0])
 	r.cv.Nudge(p)
+	return r.after(ctx)
 }
 
 func (r *run) close() {
+	if r.ctl != nil {
+		r.ctl.freeAll() // nothing parks any more: the client can stop
+	}
 	if r.bot != nil && !r.down {
 		r.bot.Stop()
 	}
@@ -382,14 +569,71 @@ func (r *run) close() {
 	}
 }
 
-// quiet waits until the client owes nothing (waweb.Ledger.Busy).
+// quiet waits until the client owes nothing: in controlled mode until it
+// is quiet (ctl), when free until the ledger says so (waweb.Ledger.Busy).
 func (r *run) quiet(ctx context.Context) error {
+	if r.ctl != nil {
+		return r.ctl.settle(ctx)
+	}
 	if r.down {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.settle)
 	defer cancel()
 	return r.cv.L.WaitQuiet(wctx)
+}
+
+// after is what follows an op that gave the client something to do:
+// controlled, the client settles; serial, every parked goroutine also runs
+// to its end, oldest first. A free client goes on by itself.
+func (r *run) after(ctx context.Context) error {
+	if r.ctl == nil {
+		return nil
+	}
+	if err := r.ctl.settle(ctx); err != nil {
+		return err
+	}
+	if r.mode != harness.Serial {
+		return nil
+	}
+	for {
+		rs := r.ctl.runnable()
+		if len(rs) == 0 {
+			return nil
+		}
+		if err := r.run(ctx, rs[0]); err != nil {
+			return err
+		}
+	}
+}
+
+// step lets the goroutine parked as name make its call and settles; it
+// does nothing when none is.
+func (r *run) step(ctx context.Context, name string) error {
+	g, _, ok := r.ctl.byName(name)
+	if !ok {
+		return nil
+	}
+	return r.release(ctx, name, g)
+}
+
+func (r *run) release(ctx context.Context, name string, g int64) error {
+	call := r.ctl.release(g)
+	r.srv.Logf("step %s: %s", name, call)
+	return r.ctl.settle(ctx)
+}
+
+// run steps the goroutine parked as name until it is parked no more (it
+// ended, or waits for something else).
+func (r *run) run(ctx context.Context, name string) error {
+	g, _, ok := r.ctl.byName(name)
+	for ok {
+		if err := r.release(ctx, name, g); err != nil {
+			return err
+		}
+		ok = r.ctl.isParked(g)
+	}
+	return nil
 }
 
 func (r *run) apply(ctx context.Context, op harness.Op) error {
@@ -407,10 +651,35 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 			return nil
 		}
 		return r.cv.Send(ctx, p, op.Args[1], "hello "+op.Args[1])
-	case "deliver":
-		if id, ok := r.cv.Deliver(op.Args[0]); ok {
-			return r.handled(ctx, id)
+	case "group":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok || r.cv.L.Known(op.Args[1]) || r.group == "" {
+			return nil
 		}
+		return r.cv.SendGroup(ctx, p, r.group, op.Args[1], "hello "+op.Args[1])
+	case "deliver":
+		id, ok := r.cv.Deliver(op.Args[0])
+		if !ok {
+			return nil
+		}
+		if r.ctl != nil {
+			return r.after(ctx)
+		}
+		return r.handled(ctx, id)
+	case "step", "run":
+		if r.ctl == nil || r.down || len(op.Args) == 0 {
+			return nil // a free client schedules itself
+		}
+		var err error
+		if op.Verb == "step" {
+			err = r.step(ctx, op.Args[0])
+		} else {
+			err = r.run(ctx, op.Args[0])
+		}
+		if err == nil && r.mode == harness.Serial {
+			err = r.after(ctx)
+		}
+		return err
 	case "reply":
 		p, ok := r.cv.Peer(op.Args[0])
 		if !ok || r.cv.L.Known(op.Args[1]) {
@@ -419,28 +688,81 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		r.cv.L.Expect(op.Args[1], harness.Out, p.Name, "reply "+op.Args[1])
 		r.queue.Push(p.JID.ToNonAD(), op.Args[1], "reply "+op.Args[1])
 		if !r.down {
-			r.nudge()
+			return r.nudge(ctx)
 		}
 	case "read":
+		if r.ctl != nil {
+			if r.cv.Read(ctx, op.Args[0]) {
+				return r.after(ctx)
+			}
+			return nil
+		}
 		return r.read(ctx, op.Args[0])
 	case "dup":
 		r.cv.Dup(op.Args[0])
-	case "stop":
-		if r.down {
+	case "reinstall", "rekey":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok {
 			return nil
 		}
-		if err := r.quiet(ctx); err != nil {
+		var err error
+		if op.Verb == "reinstall" {
+			err = r.cv.Reinstall(ctx, p)
+		} else {
+			err = r.cv.Rekey(ctx, p)
+		}
+		if err != nil {
 			return err
 		}
-		r.bot.Stop()
-		r.down = true
-		if st, ok := r.storage.(stores.Stopper); ok {
-			if err := st.Stop(ctx); err != nil {
-				return fmt.Errorf("store stop: %w", err)
-			}
+		return r.after(ctx)
+	case "crash":
+		if err := r.crash(op); err != nil {
+			return err
 		}
+		return r.ctl.settle(ctx)
+	case "stop":
+		return r.stop(ctx)
 	case "restart":
 		return r.restart(ctx)
+	}
+	return nil
+}
+
+// stop is a clean shutdown: what the client is doing finishes (in
+// controlled mode every parked goroutine runs to its end, oldest first),
+// it disconnects, and the store writes out what it buffers.
+func (r *run) stop(ctx context.Context) error {
+	if r.down {
+		return nil
+	}
+	if r.ctl != nil {
+		for {
+			if err := r.ctl.settle(ctx); err != nil {
+				return err
+			}
+			rs := r.ctl.runnable()
+			if len(rs) == 0 {
+				break
+			}
+			if err := r.run(ctx, rs[0]); err != nil {
+				return err
+			}
+		}
+	} else if err := r.quiet(ctx); err != nil {
+		return err
+	}
+	r.bot.Stop()
+	r.down = true
+	if r.ctl != nil {
+		// The connection's goroutines end; the server notes the close.
+		if err := r.ctl.settle(ctx); err != nil {
+			return err
+		}
+	}
+	if st, ok := r.storage.(stores.Stopper); ok {
+		if err := st.Stop(ctx); err != nil {
+			return fmt.Errorf("store stop: %w", err)
+		}
 	}
 	return nil
 }
@@ -499,9 +821,10 @@ func (r *run) restart(ctx context.Context) error {
 	return r.start(ctx, dev)
 }
 
-// drain delivers what is queued and reads what is held until the client
-// owes nothing; a stopped client is restarted first, as a process manager
-// would.
+// drain ends the run: a stopped client is restarted first, as a process
+// manager would; then every parked goroutine is stepped (oldest first),
+// every queued stanza delivered and every held message read, until the
+// client owes nothing.
 func (r *run) drain(ctx context.Context) error {
 	for {
 		if r.down {
@@ -512,17 +835,28 @@ func (r *run) drain(ctx context.Context) error {
 		if err := r.quiet(ctx); err != nil {
 			return err
 		}
+		if r.ctl != nil {
+			if rs := r.ctl.runnable(); len(rs) > 0 {
+				r.srv.Logf("drain: step %s", rs[0])
+				if err := r.step(ctx, rs[0]); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		in, out := r.cv.Held()
-		for _, id := range in {
-			r.srv.Logf("drain: deliver %s", id)
-			r.cv.Deliver(id)
-		}
-		for _, id := range out {
-			r.srv.Logf("drain: read %s", id)
-			r.cv.Read(ctx, id)
-		}
-		if len(in) == 0 && len(out) == 0 {
+		switch {
+		case len(in) > 0:
+			r.srv.Logf("drain: deliver %s", in[0])
+			r.cv.Deliver(in[0])
+		case len(out) > 0:
+			r.srv.Logf("drain: read %s", out[0])
+			r.cv.Read(ctx, out[0])
+		default:
 			return nil
+		}
+		if err := r.after(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -534,7 +868,7 @@ func (r *run) Peers() []string { return append([]string(nil), r.peers...) }
 // HeardFrom counts the messages from peer the client's handler accepted.
 func (r *run) HeardFrom(peer string) int {
 	n := 0
-	for _, m := range r.cv.L.Messages() {
+	for _, m := range Messages(r.cv.L) {
 		if m.Dir != harness.In || m.Peer != peer {
 			continue
 		}
@@ -547,7 +881,14 @@ func (r *run) HeardFrom(peer string) int {
 	return n
 }
 
-func (r *run) Runnable() []string { return nil }
+// Runnable are the goroutines parked at a store call, by name (controlled
+// mode; none when the client runs freely).
+func (r *run) Runnable() []string {
+	if r.ctl == nil {
+		return nil
+	}
+	return r.ctl.runnable()
+}
 
 func (r *run) Pending() (inbound, outbound []string) { return r.cv.Held() }
 
@@ -555,4 +896,11 @@ func (r *run) Delivered() []string { return r.cv.Taken() }
 
 func (r *run) Down() bool { return r.down }
 
-func (r *run) PendingWrites() int { return 0 }
+// PendingWrites is what a crash of the candidate store would lose now
+// (stores.Crasher), 0 for whatsmeow's sqlstore.
+func (r *run) PendingWrites() int {
+	if c, ok := r.storage.(stores.Crasher); ok {
+		return c.PendingWrites()
+	}
+	return 0
+}

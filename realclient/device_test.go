@@ -20,6 +20,11 @@ import (
 // scenarios.RunPairs, as badmac run does for a device row, and logs the
 // row with its interval.
 func runDevice(t *testing.T, dev harness.Device, name string, v stores.Variant, n int) *scenarios.PairResult {
+	return runDeviceIn(t, harness.Free, dev, name, v, n)
+}
+
+// runDeviceIn is runDevice in mode.
+func runDeviceIn(t *testing.T, mode harness.Mode, dev harness.Device, name string, v stores.Variant, n int) *scenarios.PairResult {
 	t.Helper()
 	sc, err := scenarios.Lookup(name)
 	if err != nil {
@@ -28,7 +33,7 @@ func runDevice(t *testing.T, dev harness.Device, name string, v stores.Variant, 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	prs, err := scenarios.RunPairs(ctx, []scenarios.Pair{{Scenario: sc, Discipline: harness.Whatsmeow, Variant: v, Device: dev}},
-		scenarios.Config{Mode: harness.Free, Policy: scenarios.Random, Seed: 1, Schedules: n, Workers: 2})
+		scenarios.Config{Mode: mode, Policy: scenarios.Random, Seed: 1, Schedules: n, Workers: 2, ShrinkBudget: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,36 +115,38 @@ var dropBatchVariant = stores.Variant{Name: "drop-put-many", Open: func(ctx cont
 
 var _ store.SessionStore = dropBatch{}
 
-// A store that drops PutManySessions is caught on the real client with
-// inline replies (where the reference store has no failure at all), and
-// its counterexample, run again through harness.RunOn with its own ops,
-// fails again with the same worst failure class. The client runs freely, so
-// the replay is not the same history: the failure class is what is asserted.
+// A store that drops PutManySessions is caught on the real client in
+// controlled mode with inline replies, and blamed on the store: the same
+// client under the same schedule on the reference store delivers what it
+// loses. Its counterexample, shrunk, parsed back from text and replayed,
+// fails again with the same history, byte for byte. whatsmeow's own
+// sqlstore under the same schedules is blamed for nothing.
 func TestDeviceCatchesDroppedBatchWrites(t *testing.T) {
 	dev := &Device{Reply: Inline, Variant: &dropBatchVariant}
-	pr := runDevice(t, dev, "reply", dropBatchVariant, 4)
+	pr := runDeviceIn(t, harness.Controlled, dev, "reply", dropBatchVariant, 4)
 	if pr.First == nil {
 		t.Fatalf("a store that drops PutManySessions passed %d schedules of replies", pr.Schedules)
 	}
 	if pr.First.Device != dev.Name() || pr.First.Store != dropBatchVariant.Name {
 		t.Fatalf("counterexample header: device %q store %q", pr.First.Device, pr.First.Store)
 	}
-	want := worst(pr.FirstResult)
+	if pr.Counts.StoreBlamed == 0 {
+		t.Errorf("drop-put-many: %d pair-blamed messages, none store-blamed", pr.Counts.Blamed)
+	}
 	text := pr.First.String()
 	parsed, err := harness.Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatalf("counterexample does not parse back: %v\n%s", err, text)
 	}
-	for i := range 3 {
-		_, res, err := harness.RunOn(context.Background(), dev, parsed, harness.Free, harness.Ops(parsed.Ops))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !res.Failed() || worst(res) != want {
-			t.Errorf("replay %d: failed %t, worst failure %q; the recorded run's was %q: %s", i, res.Failed(), worst(res), want, res.Summary())
-		}
+	res := replayExactly(t, dev, parsed, 3)
+	if !res.Failed() || len(res.StoreBlamed) == 0 {
+		t.Errorf("replay: failed %t, store-blamed %v: %s", res.Failed(), res.StoreBlamed, res.Summary())
 	}
-	t.Logf("counterexample (%d ops), failing as %q on each of 3 replays:\n%s", len(pr.First.Ops), want, text)
+	t.Logf("counterexample (%d ops), failing as %q, store-blamed %v:\n%s", len(pr.First.Ops), worst(res), res.StoreBlamed, text)
+	sq := runDeviceIn(t, harness.Controlled, &Device{Reply: Async}, "reply", stores.MustLookup("sqlite"), 4)
+	if sq.Counts.StoreBlamed != 0 || sq.Counts.StoreNA != 0 {
+		t.Errorf("client-async/sqlite/reply: %d store-blamed, store not judged in %d schedules; want 0 and 0", sq.Counts.StoreBlamed, sq.Counts.StoreNA)
+	}
 }
 
 // worst is the pair-blamed messages' worst outcome and failure class, as
@@ -186,14 +193,12 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		mode harness.Mode
 		want string
 	}{
-		{inline, setup("reply", "reference"), harness.Controlled, "device client-inline: mode controlled: the real client's goroutines run freely"},
-		{inline, setup("group", "reference"), harness.Free, "group group: no group messages"},
+		{buffered, setup("reply", "sqlite"), harness.Controlled, "device client-async+buffer: mode controlled: the decrypted-event buffer runs free only"},
 		{inline, setup("multi", "reference"), harness.Free, "contact alice:2: one device per contact"},
 		{inline, setup("replica", "reference"), harness.Free, "instances 2"},
-		{inline, setup("crash", "reference"), harness.Free, "scenario crash has op crash"},
+		{inline, setup("crash", "reference"), harness.Free, "mode free: scenario crash crashes the client, which is judged in controlled mode only"},
 		{inline, setup("rollback", "sqlite"), harness.Free, "scenario rollback has op rollback"},
-		{inline, setup("reinstall", "sqlite"), harness.Free, "scenario reinstall has op reinstall"},
-		{inline, withOp, harness.Free, "op crash: no crash"},
+		{inline, withOp, harness.Free, "mode free: a crash is judged in controlled mode only"},
 		{inline, setup("reply", "nosuch"), harness.Free, `unknown store "nosuch"`},
 		{buffered, setup("reply", "reference"), harness.Free, "device client-async+buffer: store reference: the decrypted-event buffer needs sqlstore"},
 	}
@@ -207,13 +212,13 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		dev   *Device
 		name  string
 		store string
-	}{{inline, "reply", "reference"}, {inline, "restart", "sqlite"}, {inline, "reorder", "mutexed"}, {buffered, "burst", "sqlite"}} {
+	}{{inline, "reply", "reference"}, {inline, "restart", "sqlite"}, {inline, "reorder", "mutexed"}, {buffered, "burst", "sqlite"}, {inline, "group", "sqlite"}} {
 		if err := ok.dev.Check(setup(ok.name, ok.store), harness.Free); err != nil {
 			t.Errorf("%s on %s/%s: %v", ok.dev.Name(), ok.name, ok.store, err)
 		}
 	}
-	if _, _, err := harness.RunOn(context.Background(), inline, setup("group", "reference"), harness.Free, harness.Ops(nil)); err == nil {
-		t.Errorf("RunOn ran a group schedule on the real client")
+	if _, _, err := harness.RunOn(context.Background(), inline, setup("multi", "reference"), harness.Free, harness.Ops(nil)); err == nil {
+		t.Errorf("RunOn ran a schedule with two devices per contact on the real client")
 	}
 }
 

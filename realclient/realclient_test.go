@@ -100,7 +100,7 @@ func newRigWith(t *testing.T, opts Options, plug func(*store.Device)) *rig {
 	}
 	opts.Log = r.logs.add
 	r.opts = opts
-	if r.bot, err = Start(ctx, srv.HTTPClient(), r.cv.L, dev, opts); err != nil {
+	if r.bot, err = Start(ctx, srv.HTTPClient(), ConvRecorder{CV: r.cv, Keys: KeysOf(dev)}, dev, opts); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -126,7 +126,7 @@ func (r *rig) restart(t *testing.T, whileDown func()) {
 	if err != nil || dev == nil {
 		t.Fatalf("device %s after restart: %v (nil: %t)", botJID, err, dev == nil)
 	}
-	if r.bot, err = Start(ctx, r.srv.HTTPClient(), r.cv.L, dev, r.opts); err != nil {
+	if r.bot, err = Start(ctx, r.srv.HTTPClient(), ConvRecorder{CV: r.cv, Keys: KeysOf(dev)}, dev, r.opts); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -182,7 +182,7 @@ func TestRealClientReceivesPkmsgThenMsg(t *testing.T) {
 			t.Errorf("server log has no line %q:\n%s", want, strings.Join(log, "\n"))
 		}
 	}
-	for _, m := range r.cv.L.Messages() {
+	for _, m := range Messages(r.cv.L) {
 		if o := m.Outcome(); o != "delivered" {
 			t.Errorf("%s: %s %+v", m.ID, o, m.Attempts)
 		}

@@ -100,14 +100,11 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Settle == 0 {
 		cfg.Settle = 60 * time.Second
 	}
-	ca := waweb.DefaultCA()
-	Trust(ca)
-	srv, err := waweb.Listen(ca)
+	srv, cv, err := listen()
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	cv := waweb.NewConversation(srv)
 	var peers []*fakeserver.Peer
 	for _, name := range contactNames[:cfg.Contacts] {
 		p, err := cv.AddPeer(ctx, name, 1)
@@ -155,7 +152,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
-	bot, err := Start(sctx, srv.HTTPClient(), cv.L, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
+	bot, err := Start(sctx, srv.HTTPClient(), ConvRecorder{CV: cv, Keys: KeysOf(dev)}, dev, Options{Reply: cfg.Reply, Buffer: cfg.Buffer, Log: cfg.Log,
 		ReplyRate: cfg.ReplyRate, Seed: cfg.Seed})
 	cancel()
 	if err != nil {
@@ -183,7 +180,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		cancel()
 		if err != nil {
 			// The partial result carries the server log of the stuck run.
-			return &Result{Messages: cv.L.Messages(), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+			return &Result{Messages: Messages(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
 		}
 	}
 	in, out := cv.L.Retries()
@@ -202,8 +199,20 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if logIn != in || logOut != out {
 		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
 	}
-	return &Result{Messages: cv.L.Messages(), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
+	return &Result{Messages: Messages(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
 		Overlaps: bot.Overlaps()}, nil
+}
+
+// listen starts a loopback server this process's clients trust, with a
+// conversation on it.
+func listen() (*waweb.Server, *waweb.Conversation, error) {
+	ca := waweb.DefaultCA()
+	Trust(ca)
+	srv, err := waweb.Listen(ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, waweb.NewConversation(srv), nil
 }
 
 // Plug puts a candidate key store under a whatsmeow device: the four

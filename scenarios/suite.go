@@ -44,6 +44,9 @@ type Config struct {
 	Schedules int
 	// ShrinkBudget bounds the runs spent shrinking the first failure (0: no shrink).
 	ShrinkBudget int
+	// DeviceShrinkBudget, if > 0, is ShrinkBudget for the rows of a
+	// device other than the model (each candidate a run on the device).
+	DeviceShrinkBudget int
 	// ShrinkTime, if > 0, also bounds each shrink by time; the output then
 	// depends on the machine's speed.
 	ShrinkTime time.Duration
@@ -282,18 +285,22 @@ func runPair(ctx context.Context, p Pair, cfg Config) (*PairResult, error) {
 	if lib < len(idx) {
 		pr.Library, pr.LibraryResult, pr.LibraryIndex = libS, libR, idx[lib]
 	}
-	if pr.First != nil && cfg.ShrinkBudget > 0 && cfg.Mode == harness.Controlled {
+	budget := cfg.ShrinkBudget
+	if p.Device != nil && cfg.DeviceShrinkBudget > 0 {
+		budget = cfg.DeviceShrinkBudget
+	}
+	if pr.First != nil && budget > 0 && cfg.Mode == harness.Controlled {
 		s, r, err := harness.ShrinkWith(ctx, pr.First, v, cfg.Mode, harness.ShrinkOptions{
-			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.FirstResult, Device: dev})
+			Budget: budget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.FirstResult, Device: dev})
 		if err != nil {
 			return nil, err
 		}
 		pr.First, pr.FirstResult = s, r
 	}
-	if pr.Library != nil && cfg.ShrinkBudget > 0 && cfg.Mode == harness.Controlled {
+	if pr.Library != nil && budget > 0 && cfg.Mode == harness.Controlled {
 		keep := func(r *harness.Result) bool { return len(r.LibraryFailures) > 0 }
 		s, r, err := harness.ShrinkKeeping(ctx, pr.Library, v, cfg.Mode, harness.ShrinkOptions{
-			Budget: cfg.ShrinkBudget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.LibraryResult, Device: dev}, keep)
+			Budget: budget, Time: cfg.ShrinkTime, Pool: cfg.Pool, Known: pr.LibraryResult, Device: dev}, keep)
 		if err != nil {
 			return nil, err
 		}

@@ -107,10 +107,17 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	fmt.Fprintf(stdout, "%s %s/%s, GOMAXPROCS %d\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "throughput: %d one-way messages per conversation, median of %d rounds; harness = controlled run, locked discipline, setup included\n", *msgs, *rounds)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "store\tharness msg/s\tratio\tcpu ratio\t+baseline msg/s\tratio\tcpu ratio\tsched/s (reply, 1 worker)\t")
+	fmt.Fprintln(tw, "store\tharness msg/s\tratio\tcpu ratio\t+baseline msg/s\tratio\tcpu ratio\tsched/s (reply, 1 worker)\treal client msg/s\tvs harness\tcpu\t")
 	for _, v := range vs {
-		var runs, withBase, rawCPU, runCPU, baseCPU []time.Duration
+		var runs, withBase, rawCPU, runCPU, baseCPU, reals, realCPU []time.Duration
 		for range *rounds {
+			// The real whatsmeow Client on the same conversation, in
+			// controlled mode, in the same round.
+			rc, err := bench.RealClient(ctx, v, *msgs)
+			if err != nil {
+				return 2, err
+			}
+			reals, realCPU = append(reals, rc.Wall), append(realCPU, rc.CPU)
 			// Raw rounds interleave with the store's so both see the same
 			// machine state.
 			rt, err := measureRaw()
@@ -131,13 +138,15 @@ func benchCmd(ctx context.Context, args []string, stdout io.Writer) (int, error)
 			return 2, err
 		}
 		h, hb := rate(*msgs, bench.Median(runs)), rate(*msgs, bench.Median(withBase))
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.1f\t\n", v.Name, h, h/rawRate(), cpuRatio(rawCPU, runCPU),
-			hb, hb/rawRate(), cpuRatio(rawCPU, baseCPU), rate(*nsched, d))
+		rc := rate(*msgs, bench.Median(reals))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%.0f\t%.2f\t%s\t%.1f\t%.0f\t%.3f\t%s\t\n", v.Name, h, h/rawRate(), cpuRatio(rawCPU, runCPU),
+			hb, hb/rawRate(), cpuRatio(rawCPU, baseCPU), rate(*nsched, d), rc, rc/h, cpuRatio(runCPU, realCPU))
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "raw libsignal loop (two endpoints on the reference store, no harness): %.0f msg/s, %.0f msg/CPU-s; ratio = harness / raw in wall time, cpu ratio in process CPU time\n",
 		rawRate(), rate(*msgs, bench.Median(rawCPUs)))
 	fmt.Fprintln(stdout, "+baseline: the run plus its protocol baseline; badmac run skips the baseline of schedules that delivered every message cleanly")
+	fmt.Fprintln(stdout, "real client: the same conversation on the unmodified whatsmeow Client against the loopback server, controlled mode (every store call parked and stepped), setup and login included; vs harness = real client msg/s / harness msg/s, cpu = harness CPU / real client CPU")
 	fmt.Fprintln(stdout, "both loops run the device's side as whatsmeow does (JSON records); the raw loop's sender is a whatsmeow endpoint too, the harness's peers keep their sessions as structures (no JSON: not under test)")
 
 	if len(broken) > 0 {

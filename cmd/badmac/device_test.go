@@ -97,9 +97,12 @@ func TestDeviceBadInput(t *testing.T) {
 	}
 }
 
-// -device model is the model's run, byte for byte, through the same path.
+// -device model is the model's run, byte for byte, through the same path
+// (a plain run with -disciplines runs the model alone; without, it adds the
+// real client's rows, TestDefaultRunHasRealClientRows).
 func TestDeviceModelSameAsRun(t *testing.T) {
-	args := []string{"-schedules", "2", "-scenarios", "reply,burst", "-stores", "reference,cached", "-shrink", "5", "-out", t.TempDir()}
+	args := []string{"-schedules", "2", "-scenarios", "reply,burst", "-stores", "reference,cached", "-disciplines", "concurrent,whatsmeow,locked",
+		"-shrink", "5", "-out", t.TempDir()}
 	var plain, dev, stderr bytes.Buffer
 	if code := Main(context.Background(), append([]string{"run"}, args...), &plain, &stderr); code > 1 {
 		t.Fatalf("run: exit %d: %s", code, stderr.String())
@@ -202,5 +205,54 @@ func TestProcsDeviceGate(t *testing.T) {
 	}
 	if rc, rout, rerr := run(t, strings.Fields(m[1])[1:]...); rc != 1 {
 		t.Fatalf("%s: exit %d, want 1:\n%s%s", m[1], rc, rout, rerr)
+	}
+}
+
+// A plain run adds the real whatsmeow Client's rows in controlled mode:
+// client-inline on the reference store and sqlite is in the default gate
+// and passes; client-async (whatsmeow's own send/receive race) is judged
+// and not gated. Gated by name, a failing client-async row fails the run,
+// and its replay command, verbatim, fails again with the same summary and
+// the same history on every replay.
+func TestDefaultRunHasRealClientRows(t *testing.T) {
+	code, out, errs := run(t, "run", "-schedules", "3", "-scenarios", "reply", "-out", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"client-inline *  reference  reply", "client-inline *  sqlite     reply", "client-async     reference  reply",
+		"client-async     sqlite     reply", "locked *         reference  reply"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no row %q in\n%s", want, out)
+		}
+	}
+	code, out, errs = run(t, "run", "-device", "client-async", "-stores", "sqlite", "-scenarios", "reply", "-schedules", "4",
+		"-must-pass", "client-async/sqlite/reply", "-out", t.TempDir())
+	if code != 1 {
+		t.Fatalf("gated client-async/sqlite/reply: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	m := regexp.MustCompile(`FAIL client-async/sqlite/reply: (.*)\n  replay: badmac replay (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no FAIL line with a replay command:\n%s", out)
+	}
+	var hist string
+	for i := range 3 {
+		rc, rout, rerr := run(t, "replay", m[2])
+		if rc != 1 || !strings.Contains(rout, "FAIL: "+m[1]) {
+			t.Fatalf("replay %d: exit %d, want 1 and FAIL: %s\n%s%s", i, rc, m[1], rout, rerr)
+		}
+		h := rout[strings.Index(rout, "\nhistory\n"):]
+		if i > 0 && h != hist {
+			t.Fatalf("replay %d printed another history than the first", i)
+		}
+		hist = h
+	}
+}
+
+// badmac shrink takes a real-client schedule and shrinks it on the real
+// client (controlled): it still fails, and is no longer.
+func TestShrinkRealClientSchedule(t *testing.T) {
+	code, out, errs := run(t, "shrink", "-budget", "10", "../../realclient/testdata/async-reply-oldcounter-sqlite.txt")
+	if code != 1 || !strings.Contains(out, "# shrunk from 13 to ") || !strings.Contains(out, "device client-async") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -73,7 +73,7 @@ func TestBadInput(t *testing.T) {
 		"replay bad mode":   {"replay", "-mode", "bogus", good},
 		"replay model free": {"replay", "-mode", "free", good},
 		"unknown device":    {"run", "-device", "nosuch"},
-		"device all skip":   {"run", "-device", "client-inline", "-scenarios", "reply"},
+		"device all skip":   {"run", "-device", "client-inline", "-scenarios", "multi"},
 		"unknown flag":      {"run", "-bogus"},
 		"unknown store":     {"run", "-stores", "nosuch"},
 		"unknown scenario":  {"run", "-scenarios", "nosuch"},

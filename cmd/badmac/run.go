@@ -125,6 +125,26 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 				}
 			}
 		}
+		if !given["disciplines"] {
+			// The real whatsmeow Client's rows (defaultClients) follow the
+			// model's, gated as -device gates them.
+			dr := deviceRun{names: split(defaultClients), scenarios: scs, mode: cfg.Mode, mustPass: "none", timeout: *timeout}
+			if given["stores"] {
+				dr.stores = split(*storeList)
+			}
+			crows, closeClients, err := planDevices(ctx, dr, stderr)
+			if err != nil {
+				return 2, err
+			}
+			defer closeClients()
+			for _, r := range crows {
+				r.must = !given["must-pass"] && defaultDeviceGate(r.pair.Device.Name(), r.pair.Variant.Name, r.pair.Scenario.Name)
+				rows = append(rows, r)
+			}
+			if !given["shrink"] {
+				cfg.DeviceShrinkBudget = deviceShrink
+			}
+		}
 	} else {
 		dr := deviceRun{names: split(*deviceList), disciplines: ds, discGiven: given["disciplines"], scenarios: scs, scenGiven: given["scenarios"], mode: cfg.Mode,
 			mustPass: *mustPass, mustGiven: given["must-pass"], timeout: *timeout, adapter: *adapter}
@@ -257,6 +277,11 @@ func exitCode(rep *reports.Report) int {
 	}
 	return 0
 }
+
+// defaultClients are the devices a plain badmac run adds to the model's
+// rows (without -device and -disciplines): the real whatsmeow Client,
+// replying from its handler and from a goroutine, in the run's mode.
+const defaultClients = "client-inline,client-async"
 
 // defaultMustPass is the gate when -must-pass is not given: the correct
 // client on the stores that are correct per call, as far as they are in

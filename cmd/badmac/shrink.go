@@ -106,6 +106,18 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	defer sqlstores.Shutdown()
 	v := stores.MustLookup(s.Store)
 	o := harness.ShrinkOptions{Budget: *budget, Time: *limit, Pool: harness.NewPool(*workers)}
+	if s.Device != "" && s.Device != "model" {
+		// A device's schedule shrinks on that device, in controlled mode.
+		od, err := openDevice(ctx, s.Device, deviceTimeout, "")
+		if err != nil {
+			return 2, badInput("%s: %v", path, err)
+		}
+		defer od.Close()
+		if err := od.Device.Check(s, harness.Controlled); err != nil {
+			return 2, badInput("%s: %v", path, err)
+		}
+		o.Device = od.Device
+	}
 	if stderrIsTerminal(stderr) {
 		bar := newShrinkProgress(stderr, *budget)
 		defer bar.Finish()

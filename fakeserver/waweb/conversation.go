@@ -17,7 +17,6 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
-	"github.com/badmac/badmac/harness"
 )
 
 // Conversation is the fake contacts on a Server: peers that send the device
@@ -29,6 +28,10 @@ import (
 type Conversation struct {
 	S *Server
 	L *Ledger
+	// SilentReinstall: a contact's reinstall is not notified to the device
+	// (the model's contacts reinstall without a notification; the
+	// comparison test measures what the notification changes).
+	SilentReinstall bool
 
 	mu        sync.Mutex // peers are not safe for concurrent use
 	peers     map[string]*fakeserver.Peer
@@ -38,19 +41,28 @@ type Conversation struct {
 	receipts  []queuedReceipt // the peers' retry receipts for an offline device
 	seq       int64
 	hold      *holding // nil: every stanza goes at once (see Hold)
+	// taken are the copies of each inbound message the device's
+	// connection took and has not handled yet, oldest first (TakeCopy).
+	taken map[string][]waBinary.Node
+	// skdmSent are the peers whose sender key the device was sent.
+	skdmSent map[string]bool
+	// lowSent: the device was told it is low on prekeys (events.go).
+	lowSent   bool
+	notifySeq int
 }
 
 type inbound struct {
-	peer *fakeserver.Peer
-	body string
-	t    int64
-	node waBinary.Node // the latest copy
+	peer  *fakeserver.Peer
+	body  string
+	t     int64
+	group string        // the group JID for a group message, else ""
+	node  waBinary.Node // the latest copy
 }
 
 // NewConversation attaches a conversation to s.
 func NewConversation(s *Server) *Conversation {
 	cv := &Conversation{S: s, L: NewLedger(), peers: map[string]*fakeserver.Peer{},
-		inbound: map[string]*inbound{}, recreated: map[string]bool{}}
+		inbound: map[string]*inbound{}, recreated: map[string]bool{}, taken: map[string][]waBinary.Node{}}
 	s.mu.Lock()
 	s.onNode = cv.onNode
 	s.onLogin = cv.redeliver
@@ -86,34 +98,53 @@ func Text(body string) []byte {
 func (cv *Conversation) Send(ctx context.Context, p *fakeserver.Peer, id, body string) error {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
+	in, err := cv.newInboundLocked(ctx, p, id, body)
+	if err != nil {
+		return err
+	}
+	return cv.deliverLocked(ctx, id, in, 0)
+}
+
+// newInboundLocked registers message id from p, with a session with the
+// device (from a fetched bundle, as a WhatsApp client starts one).
+func (cv *Conversation) newInboundLocked(ctx context.Context, p *fakeserver.Peer, id, body string) (*inbound, error) {
 	if _, dup := cv.inbound[id]; dup || cv.L.Known(id) {
-		return fmt.Errorf("waweb: message id %s used twice", id)
+		return nil, fmt.Errorf("waweb: message id %s used twice", id)
 	}
 	dev := cv.device()
 	has, err := p.Device.ContainsSession(ctx, dev)
 	if err != nil {
-		return fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
+		return nil, fmt.Errorf("waweb: %s: session with %s: %w", p.Name, dev, err)
 	}
 	if !has {
-		b, err := cv.S.Core.FetchBundle(dev)
+		b, err := cv.fetchDeviceBundleLocked()
 		if err != nil {
-			return fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
+			return nil, fmt.Errorf("waweb: %s: bundle of %s: %w", p.Name, dev, err)
 		}
 		if err := p.ProcessBundle(ctx, dev, b); err != nil {
-			return fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
+			return nil, fmt.Errorf("waweb: %s: process bundle of %s: %w", p.Name, dev, err)
 		}
 	}
-	cv.L.Expect(id, harness.In, p.Name, body)
+	cv.L.Expect(id, In, p.Name, body)
 	cv.seq++
 	in := &inbound{peer: p, body: body, t: time.Now().Unix()}
 	cv.inbound[id] = in
-	return cv.deliverLocked(ctx, id, in, 0)
+	return in, nil
 }
 
 // deliverLocked encrypts the body again on the peer's session and sends it
 // (a retry when count > 0).
 func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inbound, count int) error {
-	kind, ct, err := in.peer.Encrypt(ctx, cv.device(), Text(in.body))
+	pt := Text(in.body)
+	if in.group != "" {
+		// The resend of a group message is a DM carrying the text and the
+		// sender key distribution (retry.go handleRetryReceipt).
+		var err error
+		if pt, err = cv.skdmLocked(ctx, in, in.body); err != nil {
+			return err
+		}
+	}
+	kind, ct, err := in.peer.Encrypt(ctx, cv.device(), pt)
 	if err != nil {
 		return fmt.Errorf("waweb: %s: encrypt %s: %w", in.peer.Name, id, err)
 	}
@@ -121,8 +152,7 @@ func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inboun
 	if count > 0 {
 		enc["count"] = count
 	}
-	in.node = waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{"from": in.peer.JID, "id": id, "t": in.t,
-		"type": "text"}, Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	in.node = waBinary.Node{Tag: "message", Attrs: in.attrs(id), Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
 	if cv.hold != nil && count == 0 {
 		cv.holdInLocked(id, in.node)
 		return nil
@@ -159,7 +189,29 @@ func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, coun
 		return
 	}
 	cv.S.Logf("deliver %s %s count=%d", cv.tookLocked(id, n), kind, count)
+	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
+}
+
+// TakeCopy returns the oldest copy of inbound message id the device's
+// connection took and has not handled yet, and marks it handled: the
+// stanza (its ciphertext) behind a failure the device reports. whatsmeow
+// handles the stanzas of a connection one at a time in the order they came
+// (client.go handlerQueueLoop), so the k-th copy of id it handles is the
+// k-th it took.
+func (cv *Conversation) TakeCopy(id string) (waBinary.Node, bool) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	return cv.takeCopyLocked(id)
+}
+
+func (cv *Conversation) takeCopyLocked(id string) (waBinary.Node, bool) {
+	q := cv.taken[id]
+	if len(q) == 0 {
+		return waBinary.Node{}, false
+	}
+	cv.taken[id] = q[1:]
+	return q[0], true
 }
 
 // redeliver is the offline queue on login: every stanza not acknowledged
@@ -181,6 +233,7 @@ func (cv *Conversation) redeliver() {
 		}
 		cv.sentReceipt(r)
 	}
+	cv.offlineDoneLocked(len(cv.pending) + len(rs))
 }
 
 // disconnected: copies the device had not answered when its connection
@@ -192,6 +245,8 @@ func (cv *Conversation) disconnected() {
 	for _, id := range cv.pending {
 		cv.L.orphan(id)
 	}
+	clear(cv.taken) // never handled: they go again on the next login
+	cv.L.disconnected()
 	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
 }
 
@@ -203,10 +258,10 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 	case "ack":
 		id, _ := n.Attrs["id"].(string)
 		class, _ := n.Attrs["class"].(string)
-		if class == "receipt" {
-			// The device acknowledging a peer's receipt (a retry receipt
-			// for one of its replies): nothing for the server to do.
-			cv.S.Logf("ack receipt %s", id)
+		if class == "receipt" || class == "notification" {
+			// The device acknowledging a peer's receipt or a
+			// notification: nothing for the server to do.
+			cv.S.Logf("ack %s %s", class, id)
 			return true
 		}
 		if class != "message" {
@@ -234,10 +289,19 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 	typ, _ := n.Attrs["type"].(string)
 	if typ != "retry" {
 		cv.mu.Lock()
+		defer cv.mu.Unlock()
 		cv.pendingDropLocked(id)
-		cv.mu.Unlock()
-		cv.S.Logf("receipt %s type=%q", id, typ)
-		cv.L.update(id, func(f *flow) { f.receipt = true })
+		if _, in := cv.inbound[id]; !in {
+			cv.S.Logf("receipt %s type=%q", id, typ)
+			cv.L.update(id, func(f *flow) { f.receipt = true })
+			return
+		}
+		if cv.L.Receipt(id) {
+			cv.S.Logf("receipt %s type=%q: ignored by the device", id, typ)
+		} else {
+			cv.S.Logf("receipt %s type=%q", id, typ)
+		}
+		cv.takeCopyLocked(id)
 		return
 	}
 	count := 0
@@ -278,7 +342,7 @@ func (cv *Conversation) resendLocked(ctx context.Context, id string, in *inbound
 		return err
 	} else if !has || (count >= 2 && !cv.recreated[p.Name]) {
 		cv.recreated[p.Name] = true
-		if b, err = cv.S.Core.FetchBundle(dev); err != nil {
+		if b, err = cv.fetchDeviceBundleLocked(); err != nil {
 			return err
 		}
 		why = "fetched bundle"
@@ -334,7 +398,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 // toPeerLocked is the peer decrypting the device's message; counted says
 // whether the copy is counted here (it was when it was held).
 func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.JID, enc waBinary.Node, counted bool) {
-	p, ok := cv.peers[jid.String()]
+	p, ok := cv.peerAt(jid)
 	if !ok {
 		cv.S.Logf("server: message %s for unknown device %s", id, jid)
 		return
@@ -371,6 +435,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
 	cv.L.Attempt(id, true, m.GetConversation(), "", nil)
+	cv.receiptToDeviceLocked(p, id)
 }
 
 // retryToDeviceLocked is the peer's whatsmeow sending a retry receipt for
@@ -395,7 +460,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 		}
 		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
 	}
-	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": p.JID, "id": id, "type": "retry",
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": addressOf(p), "id": id, "type": "retry",
 		"t": time.Now().Unix()}, Content: kids}
 	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {

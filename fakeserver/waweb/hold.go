@@ -8,7 +8,6 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
-	"github.com/badmac/badmac/harness"
 )
 
 // holding is the conversation under a schedule (Hold): the server keeps
@@ -76,7 +75,7 @@ func (cv *Conversation) holdOut(id string, jid types.JID, enc waBinary.Node) boo
 	if cv.hold == nil {
 		return false
 	}
-	if _, ok := cv.peers[jid.String()]; !ok {
+	if _, ok := cv.peerAt(jid); !ok {
 		cv.S.Logf("server: message %s for unknown device %s", id, jid)
 		return true
 	}
@@ -134,6 +133,7 @@ func (cv *Conversation) pushNamedLocked(id, name string, n waBinary.Node, kind s
 		return
 	}
 	cv.S.Logf("deliver %s %s count=0", name, kind)
+	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
 
@@ -221,7 +221,7 @@ func (cv *Conversation) Taken() []string {
 // handler queue, in order with the messages around it. It reports false
 // when the device is offline (the stanza is not kept).
 func (cv *Conversation) Nudge(p *fakeserver.Peer) bool {
-	ok := cv.S.send(waBinary.Node{Tag: "chatstate", Attrs: waBinary.Attrs{"from": p.JID.ToNonAD()},
+	ok := cv.S.send(waBinary.Node{Tag: "chatstate", Attrs: waBinary.Attrs{"from": addressOf(p).ToNonAD()},
 		Content: []waBinary.Node{{Tag: "composing"}}})
 	if ok {
 		cv.S.Logf("chatstate from %s", p.Name)
@@ -257,7 +257,7 @@ func (l *Ledger) busyLocked() []string {
 	for _, id := range l.order {
 		m, f := l.msgs[id], l.st[id]
 		switch m.Dir {
-		case harness.In:
+		case In:
 			switch {
 			case f.offline:
 				p = append(p, id+" (waits for a login)")
@@ -266,7 +266,7 @@ func (l *Ledger) busyLocked() []string {
 			case f.copies > 0 && !f.receipt && f.acks < MaxRetries:
 				p = append(p, id+" (no receipt)")
 			}
-		case harness.Out:
+		case Out:
 			switch {
 			case f.sending:
 				p = append(p, id+" (SendMessage has not returned)")

@@ -8,13 +8,35 @@ import (
 	"sync"
 
 	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/harness"
 )
 
 // MaxRetries is where whatsmeow stops: sendRetryReceipt sends no receipt
 // once its count reaches 5 (retry.go at the pinned commit), so a message
 // gets at most 5 decryption attempts and 4 retry receipts.
 const MaxRetries = 5
+
+// Directions of a message (the oracle's, In and Out).
+const (
+	In  = "in"  // from a peer to the device
+	Out = "out" // from the device to a peer
+)
+
+// Message is one message the ledger follows, with every attempt to
+// decrypt a copy of it: the oracle's message (Message) in shape;
+// the server does not depend on the harness (realclient converts).
+type Message struct {
+	ID, Dir, Peer, Body string
+	Attempts            []Attempt
+}
+
+// Attempt is one decryption of one copy (Attempt in shape).
+type Attempt struct {
+	Delivery string
+	OK       bool
+	Wrong    bool
+	Class    endpoint.Class
+	Err      string
+}
 
 // Ledger follows every message both ways for the oracle: the copies the
 // server sent, what the device made of each (reported by the device side,
@@ -23,7 +45,7 @@ const MaxRetries = 5
 // flight any more (Settled).
 type Ledger struct {
 	mu      sync.Mutex
-	msgs    map[string]*harness.Message
+	msgs    map[string]*Message
 	order   []string
 	st      map[string]*flow
 	changed chan struct{}
@@ -32,6 +54,7 @@ type Ledger struct {
 type flow struct {
 	copies   int  // copies the server sent (in) or received (out)
 	receipt  bool // in: a normal receipt came back
+	awaiting int  // in: copies accepted whose normal receipt has not come
 	acks     int  // in: failures the server saw (acks without receipt)
 	failures int  // out: the peer's failed decryptions
 	retries  int  // retry receipts (in: from the device; out: from the peer)
@@ -43,7 +66,7 @@ type flow struct {
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{msgs: map[string]*harness.Message{}, st: map[string]*flow{}, changed: make(chan struct{})}
+	return &Ledger{msgs: map[string]*Message{}, st: map[string]*flow{}, changed: make(chan struct{})}
 }
 
 func (l *Ledger) touch() {
@@ -51,10 +74,10 @@ func (l *Ledger) touch() {
 	l.changed = make(chan struct{})
 }
 
-func (l *Ledger) msg(id, dir, peer, body string) (*harness.Message, *flow) {
+func (l *Ledger) msg(id, dir, peer, body string) (*Message, *flow) {
 	m, ok := l.msgs[id]
 	if !ok {
-		m = &harness.Message{ID: id, Dir: dir, Peer: peer, Body: body}
+		m = &Message{ID: id, Dir: dir, Peer: peer, Body: body}
 		l.msgs[id] = m
 		l.st[id] = &flow{}
 		l.order = append(l.order, id)
@@ -105,7 +128,7 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, f := l.msg(id, "?", "", "")
-	a := harness.Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
+	a := Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
 	if ok && body != m.Body {
 		a.Wrong = true
 	}
@@ -113,7 +136,7 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 		a.Err = err.Error()
 	}
 	m.Attempts = append(m.Attempts, a)
-	if !ok && m.Dir == harness.Out {
+	if !ok && m.Dir == Out {
 		f.failures++
 	}
 	l.touch()
@@ -128,13 +151,13 @@ func (l *Ledger) update(id string, fn func(*flow)) {
 }
 
 // Messages returns the messages in the order they were registered.
-func (l *Ledger) Messages() []*harness.Message {
+func (l *Ledger) Messages() []*Message {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]*harness.Message, 0, len(l.order))
+	out := make([]*Message, 0, len(l.order))
 	for _, id := range l.order {
 		m := *l.msgs[id]
-		m.Attempts = append([]harness.Attempt(nil), m.Attempts...)
+		m.Attempts = append([]Attempt(nil), m.Attempts...)
 		out = append(out, &m)
 	}
 	return out
@@ -145,7 +168,7 @@ func (l *Ledger) Retries() (in, out int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id, f := range l.st {
-		if l.msgs[id].Dir == harness.Out {
+		if l.msgs[id].Dir == Out {
 			out += f.retries
 		} else {
 			in += f.retries
@@ -157,7 +180,7 @@ func (l *Ledger) Retries() (in, out int) {
 // outDone reports whether the peer is done with the device's message m:
 // it accepted a copy, or dropped the last one as an old counter (silently,
 // no retry receipt: final).
-func outDone(m *harness.Message) bool {
+func outDone(m *Message) bool {
 	for _, a := range m.Attempts {
 		if a.OK {
 			return true
@@ -172,13 +195,13 @@ func (l *Ledger) pendingLocked() []string {
 	for _, id := range l.order {
 		m, f := l.msgs[id], l.st[id]
 		switch m.Dir {
-		case harness.In:
+		case In:
 			if len(m.Attempts) < f.copies {
 				p = append(p, id+" (copy not yet decrypted)")
 			} else if !f.receipt && f.acks < MaxRetries {
 				p = append(p, id+" (no receipt)")
 			}
-		case harness.Out:
+		case Out:
 			if !outDone(m) && !f.sendErr && f.failures < MaxRetries {
 				p = append(p, id+" (not accepted by the peer)")
 			}
@@ -230,9 +253,64 @@ func (l *Ledger) waitEmpty(ctx context.Context, list func() []string, what strin
 func (l *Ledger) SendFailed(id string, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m, f := l.msg(id, harness.Out, "", "")
+	m, f := l.msg(id, Out, "", "")
 	f.sendErr = true
-	m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
+	m.Attempts = append(m.Attempts, Attempt{Delivery: id, Class: endpoint.Other, Err: "send: " + err.Error()})
+	l.touch()
+}
+
+// Ignored is the attempt a normal receipt stands for when no event came
+// with it: whatsmeow drops an old counter, and an event its buffer already
+// processed, with a normal receipt and no event.
+const Ignored = "acknowledged without an event: whatsmeow ignored the copy (an old counter, or an event already processed)"
+
+// Accepted records that the device accepted a copy of inbound id with
+// body (events.Message).
+func (l *Ledger) Accepted(id, body string) {
+	l.Attempt(id, true, body, "", nil)
+	l.update(id, func(f *flow) { f.awaiting++ })
+}
+
+// Receipt records a normal receipt for inbound id. whatsmeow sends one for
+// every copy its handler accepted or ignored, never for one it failed
+// (message.go decryptMessages at the pinned commit: a decrypt error sends a
+// retry receipt and an ack and returns; ErrOldCounter and
+// EventAlreadyProcessed `continue` to the receipt after the loop without
+// dispatching anything). An accepted copy's events.Message is dispatched
+// before its receipt is sent, so a receipt that no accepted copy awaits is
+// a copy whatsmeow ignored: one failed attempt, OldCounter (the class both
+// of those errors have, endpoint.ClassOf). A connection that closes
+// forgets the receipts it still owed (a killed client never sends them).
+// It reports whether it recorded an ignored copy.
+func (l *Ledger) Receipt(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.touch()
+	m, f := l.msg(id, "?", "", "")
+	f.receipt = true
+	if f.awaiting > 0 {
+		f.awaiting--
+		return false
+	}
+	m.Attempts = append(m.Attempts, Attempt{Delivery: copyName(id, len(m.Attempts)+1), Class: endpoint.OldCounter, Err: Ignored})
+	return true
+}
+
+// GaveUp records that the device will send no copy of its message id
+// again (it could not answer a retry receipt): a run stops waiting for
+// one. Nothing is recorded as an attempt: what the peer made of the copies
+// it got is the message's outcome.
+func (l *Ledger) GaveUp(id string) {
+	l.update(id, func(f *flow) { f.sendErr = true })
+}
+
+// disconnected forgets the receipts the closed connection owed.
+func (l *Ledger) disconnected() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.st {
+		f.awaiting = 0
+	}
 	l.touch()
 }
 
@@ -254,15 +332,10 @@ func (l *Ledger) Abandon(reason string) {
 	defer l.mu.Unlock()
 	for _, id := range l.order {
 		m, f := l.msgs[id], l.st[id]
-		if m.Dir == harness.Out && f.copies == 0 && !f.sendErr {
+		if m.Dir == Out && f.copies == 0 && !f.sendErr {
 			f.sendErr = true
-			m.Attempts = append(m.Attempts, harness.Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
+			m.Attempts = append(m.Attempts, Attempt{Delivery: id, Class: endpoint.Other, Err: reason})
 		}
 	}
 	l.touch()
-}
-
-// Counts totals the ledger as a report row does.
-func (l *Ledger) Counts() harness.Counts {
-	return (&harness.Result{Messages: l.Messages()}).Counts()
 }

@@ -51,6 +51,9 @@ type Server struct {
 	onClose func()
 	closed  bool
 	wg      sync.WaitGroup
+
+	wire  *wire  // byte counts on both ends of every connection (wire.go)
+	inbox *inbox // non-nil: nodes wait for Process (inbox.go)
 }
 
 // Listen starts a server on a free port of 127.0.0.1. Clients must trust
@@ -61,12 +64,12 @@ func Listen(ca *CA) (*Server, error) {
 		return nil, fmt.Errorf("waweb: listen on 127.0.0.1: %w", err)
 	}
 	s := &Server{Core: fakeserver.New(), ca: ca, static: keys.NewKeyPair(), ln: ln,
-		users: make(map[string][]uint16)}
+		users: make(map[string][]uint16), wire: newWire()}
 	s.http = &http.Server{Handler: http.HandlerFunc(s.serveWS), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.http.Serve(ln)
+		_ = s.http.Serve(countedListener{Listener: ln, w: s.wire})
 	}()
 	return s, nil
 }
@@ -89,8 +92,12 @@ func (s *Server) Close() error {
 }
 
 // HTTPClient is the client to give whatsmeow's Client.SetWebsocketHTTPClient:
-// every request goes to this server, whatever host the URL names.
-func (s *Server) HTTPClient() *http.Client { return HTTPClientFor(s.ln.Addr().String()) }
+// every request goes to this server, whatever host the URL names. The
+// bytes on its connections are counted at both ends (Idle).
+func (s *Server) HTTPClient() *http.Client {
+	base := &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: s.wire.dialCounted}
+	return &http.Client{Transport: rewrite{addr: s.ln.Addr().String(), rt: base}}
+}
 
 // HTTPClientFor is HTTPClient for a server at addr in another process. It
 // refuses any address that is not on the loopback interface.
@@ -98,6 +105,12 @@ func HTTPClientFor(addr string) *http.Client {
 	base := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	return &http.Client{Transport: rewrite{addr: addr, rt: base}}
 }
+
+// Idle reports whether no byte is in flight between this server and the
+// clients of its HTTPClient (every connection closed at both ends or with
+// every byte written read at the other), and a generation that changes
+// with every byte counted.
+func (s *Server) Idle() (bool, uint64) { return s.wire.idle() }
 
 type rewrite struct {
 	addr string
@@ -234,6 +247,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.Logf("server: unmarshal: %v", err)
 			return
+		}
+		if s.enqueue(c, n) {
+			continue // Process answers it
 		}
 		s.handle(c, n)
 	}
@@ -406,7 +422,7 @@ func (c *conn) handshake() error {
 	s.conn, s.device, c.loggedIn = c, dev, true
 	s.mu.Unlock()
 	if old != nil {
-		old.close()
+		s.replaced(old)
 	}
 	s.AddUser(dev)
 	s.Logf("login %s", dev)

@@ -1,0 +1,123 @@
+package waweb
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mau.fi/libsignal/keys/prekey"
+	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/fakeserver"
+)
+
+// What WhatsApp's server tells a logged-in device besides messages, in the
+// shapes whatsmeow reads at the pinned commit: the end of the offline
+// queue (connectionevents.go handleIB), a low count of one-time prekeys
+// and a contact's identity change (notification.go
+// handleEncryptNotification), a receipt for the device's own message
+// (receipt.go handleReceipt), and a second login of the same device
+// (connectionevents.go handleStreamError, conflict type=replaced).
+
+// minPreKeys is whatsmeow's MinPreKeyCount (prekeys.go): below it the
+// device uploads more.
+const minPreKeys = 5
+
+// offlineDoneLocked tells the device the offline queue it was just sent
+// (n stanzas) is complete: <ib><offline count=N/></ib>, which whatsmeow
+// dispatches as events.OfflineSyncCompleted.
+func (cv *Conversation) offlineDoneLocked(n int) {
+	if cv.S.send(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": n}}}}) {
+		cv.S.Logf("offline queue done: %d", n)
+	}
+}
+
+// fetchDeviceBundleLocked is a contact fetching the device's bundle (a
+// one-time prekey claimed). When that leaves the device fewer than
+// minPreKeys, the server says so, once until it has enough again:
+// <notification type=encrypt><count value=N/></notification>, on which
+// whatsmeow uploads a new batch (uploadPreKeys).
+func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
+	dev := cv.device()
+	b, err := cv.S.Core.FetchBundle(dev)
+	if err != nil {
+		return nil, err
+	}
+	left := len(cv.S.Core.Unclaimed(dev))
+	switch {
+	case left >= minPreKeys:
+		cv.lowSent = false
+	case !cv.lowSent:
+		cv.notifySeq++
+		n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": types.ServerJID, "type": "encrypt",
+			"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()},
+			Content: []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{"value": left}}}}
+		if cv.S.send(n) {
+			cv.lowSent = true
+			cv.S.Logf("notify %s: %d prekeys left", cv.S.Device(), left)
+		}
+	}
+	return b, nil
+}
+
+// Reinstall is contact p reinstalling WhatsApp: a new identity key and
+// registration id (fakeserver.Peer.Reinstall), and the server's
+// notification to the device, <notification from=P type=encrypt><identity/>,
+// on which whatsmeow deletes the contact's identities and sessions. Its
+// next message is a prekey message under the new identity, and its sender
+// key goes to the device again.
+func (cv *Conversation) Reinstall(ctx context.Context, p *fakeserver.Peer) error {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if err := p.Reinstall(ctx); err != nil {
+		return fmt.Errorf("waweb: %s: reinstall: %w", p.Name, err)
+	}
+	delete(cv.skdmSent, p.Name)
+	delete(cv.recreated, p.Name)
+	if cv.SilentReinstall {
+		cv.S.Logf("identity change of %s, not notified", p.Name)
+		return nil
+	}
+	cv.notifySeq++
+	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": addressOf(p).ToNonAD(), "type": "encrypt",
+		"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()}, Content: []waBinary.Node{{Tag: "identity"}}}
+	if cv.S.send(n) {
+		cv.S.Logf("notify identity change of %s", p.Name)
+	} else {
+		cv.S.Logf("identity change of %s while the device is offline", p.Name)
+	}
+	return nil
+}
+
+// Rekey is contact p starting a new session with the device from a fresh
+// bundle, its identity kept (fakeserver.Peer.Rekey).
+func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if err := p.Rekey(ctx, cv.device()); err != nil {
+		return fmt.Errorf("waweb: %s: rekey: %w", p.Name, err)
+	}
+	cv.S.Logf("peer %s rekeyed", p.Name)
+	return nil
+}
+
+// receiptToDeviceLocked is the receipt a contact's phone sends when it got
+// the device's message id: <receipt from=P id=ID>, a delivery receipt.
+func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": addressOf(p), "id": id, "t": time.Now().Unix()}}
+	if cv.S.send(n) {
+		cv.S.Logf("receipt %s from %s", id, p.Name)
+	}
+}
+
+// replaced tells a connection that another login of its device took over:
+// <stream:error><conflict type=replaced/></stream:error>, then closes it.
+// whatsmeow dispatches events.StreamReplaced and does not reconnect.
+func (s *Server) replaced(c *conn) {
+	if err := c.write(waBinary.Node{Tag: "stream:error", Content: []waBinary.Node{{Tag: "conflict",
+		Attrs: waBinary.Attrs{"type": "replaced"}}}}); err == nil {
+		s.Logf("conflict: a second login replaced the connection")
+	}
+	c.close()
+}

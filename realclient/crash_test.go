@@ -1,0 +1,99 @@
+package realclient
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/stores"
+)
+
+// A crash kills the controlled client where the schedule says (every
+// parked goroutine dies before its store call) and the device restarts on
+// what the store made durable. On the reference store and on whatsmeow's
+// sqlstore nothing is pair-blamed: what a crash loses there is the
+// client's (its decrypt→store→ack is not atomic: the redelivered copy meets
+// an old counter), and the reference store under the same crash loses it
+// too, so it is client-side; the restart invariants hold. A store that
+// loses buffered writes in a crash (debounced) is store-blamed. A crash
+// counterexample replays byte for byte.
+func TestCrashRows(t *testing.T) {
+	dev := &Device{Reply: Inline}
+	crashes := 0
+	for _, st := range []string{"reference", "sqlite"} {
+		pr := runDeviceIn(t, harness.Controlled, dev, "crash", stores.MustLookup(st), 4)
+		c := pr.Counts
+		crashes += c.Crashes
+		if pr.Failed != 0 || c.RegeneratedCreds != 0 || c.LostPreKeys != 0 {
+			t.Errorf("client-inline/%s/crash: %d of %d failed, regenerated creds %d, lost prekeys %d: %s", st, pr.Failed, pr.Schedules,
+				c.RegeneratedCreds, c.LostPreKeys, pr.FirstResult.Summary())
+		}
+	}
+	if crashes == 0 {
+		t.Fatalf("no crash landed on a running client in 8 schedules")
+	}
+	pr := runDeviceIn(t, harness.Controlled, dev, "crash", stores.MustLookup("debounced"), 6)
+	if pr.First == nil || pr.Counts.StoreBlamed == 0 {
+		t.Fatalf("client-inline/debounced/crash: %d failed, %d store-blamed; want the lost buffer blamed on the store", pr.Failed, pr.Counts.StoreBlamed)
+	}
+	res := replayExactly(t, dev, pr.First, 3)
+	if res.Crashes == 0 || !res.Failed() {
+		t.Errorf("the shrunk crash counterexample: %d crashes, failed %t", res.Crashes, res.Failed())
+	}
+}
+
+// forgetsPreKeys is the reference store whose every instance (a process)
+// starts with no prekeys: a restart finds the uploaded ones gone.
+var forgetsPreKeys = stores.Variant{Name: "forgets-prekeys", Open: func(ctx context.Context) (stores.Storage, error) {
+	st, err := stores.MustLookup("reference").Open(ctx)
+	return prekeyLoss{Storage: st}, err
+}}
+
+type prekeyLoss struct{ stores.Storage }
+
+func (p prekeyLoss) Instance(ctx context.Context) (stores.Set, error) {
+	set, err := p.Storage.Instance(ctx)
+	if err != nil {
+		return set, err
+	}
+	fresh, err := stores.MustLookup("reference").Open(ctx)
+	if err != nil {
+		return set, err
+	}
+	own, err := fresh.Instance(ctx)
+	set.PreKeys = own.PreKeys
+	return set, err
+}
+
+// The restart invariants are computed on the real client: a store that
+// loses the uploaded one-time prekeys across a restart fails the row
+// (lost pk), and whatsmeow's sqlstore keeps them.
+func TestRestartLostPreKeys(t *testing.T) {
+	v := forgetsPreKeys
+	pr := runDeviceIn(t, harness.Controlled, &Device{Reply: Inline, Variant: &v}, "restart", v, 2)
+	if pr.Counts.LostPreKeys == 0 || pr.Failed == 0 {
+		t.Errorf("forgets-prekeys/restart: %d lost prekeys, %d failed schedules; want both", pr.Counts.LostPreKeys, pr.Failed)
+	}
+	sq := runDeviceIn(t, harness.Controlled, &Device{Reply: Inline}, "restart", stores.MustLookup("sqlite"), 2)
+	if sq.Counts.LostPreKeys != 0 || sq.Failed != 0 {
+		t.Errorf("sqlite/restart: %d lost prekeys, %d failed: %s", sq.Counts.LostPreKeys, sq.Failed, sq.FirstResult.Summary())
+	}
+}
+
+// whatsmeow answers a contact's retry receipts each in a goroutine of its
+// own with no lock (retry.go handleRetryReceipt, receipt.go handleReceipt
+// at the pinned commit): after a reinstall, two resends to one contact
+// interleave and one is lost, with inline replies too. The serial protocol
+// delivers it (pair-blamed), the reference store loses it as well (not
+// the store's), and it replays byte for byte.
+func TestConcurrentResendsAfterReinstall(t *testing.T) {
+	s := readSchedule(t, "testdata/reinstall-concurrent-resends-sqlite.txt")
+	res := replayExactly(t, &Device{Reply: Inline}, s, 5)
+	if strings.Join(res.Blamed, " ") != "r5" || len(res.StoreBlamed) != 0 || !res.StoreJudged {
+		t.Errorf("blamed %v, store-blamed %v (judged %t); want r5 pair-blamed, nothing store-blamed: %s", res.Blamed, res.StoreBlamed, res.StoreJudged, res.Summary())
+	}
+	if !strings.Contains(res.HistoryText(), "notify identity change of alice.0") {
+		t.Errorf("no identity-change notification in the history")
+	}
+}
