@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -297,11 +298,29 @@ func (s *Schedule) OpLine(i int) int {
 
 // sends are the ops that send a new message, named by their second
 // argument; refers are the ops that name a delivery or task, a message's
-// id or one of its copies ("m3", "m3.2").
+// id or one of its copies ("m3", "m3.2"). A step or run of another
+// device's task that is not a message (the real client's goroutines
+// "recv", "resend:r5", "login"; the Baileys socket's "login~creds1") names
+// no message: isMessageID tells them apart.
 var (
 	sends  = map[string]bool{"send": true, "group": true, "reply": true}
 	refers = map[string]bool{"deliver": true, "step": true, "run": true, "read": true, "dup": true}
 )
+
+// messageID is a message's id or one of its copies: letters, then digits,
+// then an optional ".N".
+var messageID = regexp.MustCompile(`^[a-z]+[0-9]+(\.[0-9]+)?$`)
+
+// namesMessage says whether op's argument names a message (or a copy).
+func namesMessage(op Op) bool {
+	if !refers[op.Verb] || len(op.Args) != 1 {
+		return false
+	}
+	if op.Verb == "step" || op.Verb == "run" {
+		return messageID.MatchString(op.Args[0])
+	}
+	return true
+}
 
 // Unsent returns, for each op, the message it names that no op before it
 // sent ("" for none): such an op does nothing when it runs.
@@ -312,7 +331,7 @@ func (s *Schedule) Unsent() []string {
 		switch {
 		case sends[op.Verb] && len(op.Args) == 2:
 			sent[op.Args[1]] = true
-		case refers[op.Verb] && len(op.Args) == 1 && !sent[MessageOf(op.Args[0])]:
+		case namesMessage(op) && !sent[MessageOf(op.Args[0])]:
 			out[i] = op.Args[0]
 		}
 	}

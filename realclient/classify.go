@@ -125,6 +125,9 @@ func (t *tap) leave(_ context.Context, call string, result any, err error) {
 		r.SenderKeys[v.Group+"\x00"+v.User] = append([]byte(nil), v.Record...)
 	}
 	t.mu.Unlock()
+	if t.ctl != nil && err == nil && (strings.HasPrefix(call, "PutSession ") || strings.HasPrefix(call, "PutManySessions")) {
+		t.ctl.stored(g)
+	}
 	if t.ctl != nil && !errors.Is(err, errKilled) {
 		t.ctl.left()
 	}

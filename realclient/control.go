@@ -55,17 +55,23 @@ type ctl struct {
 	label string
 	srv   *waweb.Server
 
-	mu      sync.Mutex
-	parked  map[int64]*park  // by goroutine id
-	named   map[int64]*named // every goroutine named so far
-	seq     int              // order of naming
-	inCall  int              // released calls not returned yet
-	origin  map[int64]string // handler goroutine -> the message it handled
-	broken  error
-	free    bool // release everything at once (shutting down)
-	wake    chan struct{}
-	timeout time.Duration
-	buf     []byte // the snapshot's
+	mu     sync.Mutex
+	parked map[int64]*park  // by goroutine id
+	named  map[int64]*named // every goroutine named so far
+	seq    int              // order of naming
+	inCall int              // released calls not returned yet
+	origin map[int64]string // handler goroutine -> the message it handled
+	// inAttempts is the ledger's count of the device's attempts (set by
+	// the run); storedAt holds, by goroutine, that count at its last
+	// session write: unchanged, the copy it is handling was decrypted
+	// and stored but not yet handled, let alone acknowledged (killed).
+	inAttempts func() int
+	storedAt   map[int64]int
+	broken     error
+	free       bool // release everything at once (shutting down)
+	wake       chan struct{}
+	timeout    time.Duration
+	buf        []byte // the snapshot's
 	// Snapshots and Waited count the snapshots taken and the time spent
 	// waiting between them (bench, tests).
 	Snapshots int
@@ -98,7 +104,7 @@ func Stats() (snapshots int64, waited time.Duration, quiet int64) {
 func newCtl(srv *waweb.Server, timeout time.Duration) *ctl {
 	enableLabels()
 	return &ctl{label: fmt.Sprint(runSeq.Add(1)), srv: srv, parked: map[int64]*park{}, named: map[int64]*named{},
-		origin: map[int64]string{}, wake: make(chan struct{}, 1), timeout: timeout}
+		origin: map[int64]string{}, storedAt: map[int64]int{}, wake: make(chan struct{}, 1), timeout: timeout}
 }
 
 // do runs fn on a goroutine carrying the run's label, so that every
@@ -158,6 +164,33 @@ func (c *ctl) left() {
 	c.inCall--
 	c.mu.Unlock()
 	c.poke()
+}
+
+// stored notes a session write that goroutine g completed.
+func (c *ctl) stored(g int64) {
+	if c.inAttempts == nil {
+		return
+	}
+	n := c.inAttempts()
+	c.mu.Lock()
+	c.storedAt[g] = n
+	c.mu.Unlock()
+}
+
+// storedUnhandled reports whether the parked goroutine named name wrote a
+// session since the device's last attempt: it was killed between its
+// decrypt's store write and the end of its handling (docs/verdicts.md,
+// lost to the crash).
+func (c *ctl) storedUnhandled(name string) bool {
+	g, _, ok := c.byName(name)
+	if !ok || c.inAttempts == nil {
+		return false
+	}
+	n := c.inAttempts()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.storedAt[g]
+	return ok && at == n
 }
 
 // setOrigin records that goroutine g (a handler) handled id.

@@ -12,10 +12,11 @@ import (
 // A crash kills the controlled client where the schedule says (every
 // parked goroutine dies before its store call) and the device restarts on
 // what the store made durable. On the reference store and on whatsmeow's
-// sqlstore nothing is pair-blamed: what a crash loses there is the
-// client's (its decrypt→store→ack is not atomic: the redelivered copy meets
-// an old counter), and the reference store under the same crash loses it
-// too, so it is client-side; the restart invariants hold. A store that
+// sqlstore nothing is pair-blamed: what a crash loses there is lost to the
+// crash (the client's decrypt→store→ack is not atomic: a receive killed
+// after storing its decrypt, before its ack, meets an old counter in the
+// redelivered copy; ctl.storedUnhandled, docs/verdicts.md); the restart
+// invariants hold. A store that
 // loses buffered writes in a crash (debounced) is store-blamed. A crash
 // counterexample replays byte for byte.
 func TestCrashRows(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -298,7 +299,7 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
 	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
-		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK)}
+		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked}
 	for _, m := range Messages(r.cv.L) {
 		if m.Dir == harness.In || m.Dir == harness.Out {
 			res.Messages = append(res.Messages, m)
@@ -331,8 +332,11 @@ type run struct {
 	// Crashes and restarts (controlled): where each crash landed, and the
 	// restart invariants (docs/design.md §5) as the restarts found them.
 	crashPoints []string
-	regen       bool
-	lostPK      map[uint32]bool
+	// killedUnacked are the messages whose receive a crash killed
+	// between its decrypt's store write and its ack (Result.KilledUnacked).
+	killedUnacked []string
+	regen         bool
+	lostPK        map[uint32]bool
 }
 
 func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness.Mode) (_ *run, err error) {
@@ -366,6 +370,9 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 	}
 	r.srv.Logf("%s", modeLine(mode))
 	r.cv = waweb.NewConversation(r.srv)
+	if r.ctl != nil {
+		r.ctl.inAttempts = r.cv.L.InAttempts
+	}
 	r.cv.SilentReinstall = d.silentReinstall
 	r.cv.Hold()
 	for _, c := range setup.Contacts {
@@ -525,6 +532,16 @@ func (r *run) crash(op harness.Op) error {
 	}
 	r.crashPoints = append(r.crashPoints, point)
 	r.srv.Logf("%s", point)
+	// whatsmeow handles message stanzas one at a time on its handler
+	// queue's goroutine ("recv"), and acknowledges one after its handler
+	// ran: a recv that stored a session since the last copy handled holds
+	// the first unhandled copy, decrypted, stored and never acknowledged.
+	if r.ctl.storedUnhandled("recv") {
+		if id, ok := r.cv.L.InProgress(); ok && !slices.Contains(r.killedUnacked, id) {
+			r.killedUnacked = append(r.killedUnacked, id)
+			r.srv.Logf("crash: recv killed after storing the decrypt of %s, before its ack", id)
+		}
+	}
 	r.bot.kill()
 	r.srv.Kick()
 	if c, ok := r.storage.(stores.Crasher); ok {

@@ -245,7 +245,7 @@ func TestBenchPrintsRatio(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	require.Regexp(t, `(?m)^\s+harness's own\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[-+][\d.]+\s*$`, out)
 	require.Regexp(t, `(?m)^where the rest goes \(harness - raw loop, µs/msg, largest first\): .+$`, out)
-	require.Regexp(t, `(?m)^\s+reference\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+[\d.]+\s*$`, out)
+	require.Regexp(t, `(?m)^\s+reference\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+\d+\s+\d+\.\d\d\s+(\d+\.\d\d|-)\s+[\d.]+\s+\d+\s+\d+\.\d+\s+\d+\.\d\d\s*$`, out)
 	require.Regexp(t, `raw libsignal loop .*: \d+ msg/s`, out)
 	require.Regexp(t, `(?m)^\s+concurrent/mutexed/reply\s+1/1\s+\d+\s+\S+\s+\d+\s+\d+\s*$`, out)
 }

@@ -95,9 +95,6 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if err != nil {
 		return 2, err
 	}
-	if s.Device != "" && s.Device != "model" {
-		return 2, badInput("%s is a schedule of device %s: badmac shrink shrinks the model's; a device's failures are shrunk by badmac run -device %s -shrink N", path, s.Device, s.Device)
-	}
 	if s.Store == yours {
 		// Shrinking needs the failing store; the reference store passes.
 		return 2, badInput("%s was recorded by storetest against your own store, which only your test can open; "+

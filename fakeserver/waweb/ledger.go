@@ -49,19 +49,23 @@ type Ledger struct {
 	order   []string
 	st      map[string]*flow
 	changed chan struct{}
+	// copySeq numbers the copies the server sends, in order; inAttempts
+	// counts the device's attempts (InProgress, InAttempts).
+	copySeq, inAttempts int
 }
 
 type flow struct {
-	copies   int  // copies the server sent (in) or received (out)
-	receipt  bool // in: a normal receipt came back
-	awaiting int  // in: copies accepted whose normal receipt has not come
-	acks     int  // in: failures the server saw (acks without receipt)
-	failures int  // out: the peer's failed decryptions
-	retries  int  // retry receipts (in: from the device; out: from the peer)
-	sendErr  bool // out: the device's SendMessage failed
-	offline  bool // in: the last copy waits in the offline queue for a login
-	held     int  // out: copies the server holds until a peer reads them (Hold)
-	sending  bool // out: the device's SendMessage has not returned yet
+	copies   int   // copies the server sent (in) or received (out)
+	receipt  bool  // in: a normal receipt came back
+	awaiting int   // in: copies accepted whose normal receipt has not come
+	acks     int   // in: failures the server saw (acks without receipt)
+	failures int   // out: the peer's failed decryptions
+	retries  int   // retry receipts (in: from the device; out: from the peer)
+	sendErr  bool  // out: the device's SendMessage failed
+	offline  bool  // in: the last copy waits in the offline queue for a login
+	held     int   // out: copies the server holds until a peer reads them (Hold)
+	sending  bool  // out: the device's SendMessage has not returned yet
+	seqs     []int // in: each copy's number in the server's sending order (copySeq)
 }
 
 // NewLedger returns an empty ledger.
@@ -139,6 +143,9 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 	if !ok && m.Dir == Out {
 		f.failures++
 	}
+	if m.Dir == In {
+		l.inAttempts++
+	}
 	l.touch()
 }
 
@@ -146,8 +153,46 @@ func (l *Ledger) update(id string, fn func(*flow)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_, f := l.msg(id, "?", "", "")
+	before := f.copies
 	fn(f)
+	if f.copies > before {
+		f.seqs = f.seqs[:min(before, len(f.seqs))]
+		for range f.copies - before {
+			l.copySeq++
+			f.seqs = append(f.seqs, l.copySeq)
+		}
+	}
 	l.touch()
+}
+
+// InAttempts is the number of attempts the device has made on inbound
+// copies so far: a store write made while it is unchanged belongs to a
+// copy whose handling has not ended (realclient's killed receives).
+func (l *Ledger) InAttempts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inAttempts
+}
+
+// InProgress is the inbound message whose copy the device is handling: of
+// the copies it was sent and has not yet attempted (and that are not
+// waiting for a login), the one sent first. whatsmeow handles message
+// stanzas one at a time, in the order they arrive (its handler queue).
+func (l *Ledger) InProgress() (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	best, seq := "", 0
+	for _, id := range l.order {
+		m, f := l.msgs[id], l.st[id]
+		n := len(m.Attempts)
+		if m.Dir != In || f.offline || n >= f.copies || n >= len(f.seqs) {
+			continue
+		}
+		if best == "" || f.seqs[n] < seq {
+			best, seq = id, f.seqs[n]
+		}
+	}
+	return best, best != ""
 }
 
 // Messages returns the messages in the order they were registered.
