@@ -87,6 +87,7 @@ type Request struct {
 	Names     []string `json:"names,omitempty"`
 	To        int64    `json:"to,omitempty"`
 	Modes     string   `json:"modes,omitempty"`
+	IOAuto    bool     `json:"ioauto,omitempty"` // the store's writes run at once: each store call is atomic (the reference run)
 }
 
 // Reply is the device's answer to one Request.
@@ -138,6 +139,7 @@ type Event struct {
 	// history.
 	Sent    bool   `json:"sent,omitempty"`
 	Write   bool   `json:"write,omitempty"` // a gate before a write a crash can keep, drop or tear
+	IO      bool   `json:"io,omitempty"`    // a gate below the store (a write, a statement), not a call into it
 	Attempt string `json:"attempt,omitempty"`
 	Note    string `json:"note,omitempty"`
 }

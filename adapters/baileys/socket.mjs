@@ -17,7 +17,7 @@ import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import readline from 'node:readline'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
-import { als, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
+import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setIoAuto, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -188,6 +188,7 @@ function instrument(sock, conn) {
 	const emit = ws.emit.bind(ws)
 	const ctxOf = new WeakMap()
 	ws.emit = (ev, ...a) => {
+		dbg('emit', ev)
 		if (ev === 'message') {
 			conn.inbox.push(a)
 			conn.recv++
@@ -283,6 +284,10 @@ async function openDevice(req) {
 			accountSignature: Buffer.alloc(64, 2), deviceSignature: Buffer.alloc(64, 3),
 		}
 		state.creds.registered = true
+		// The app-state key id the phone shares after pairing: without
+		// one Baileys 6 holds every event until it comes (Socket/chats.js,
+		// receivedPendingNotifications).
+		state.creds.myAppStateKeyId = 'AAAAAAAA'
 		setAuto(true) // before the socket exists: nothing else runs
 		await runIn(tasks.login, saveCreds)
 		dbg('creds saved')
@@ -342,7 +347,7 @@ async function openDevice(req) {
 function status() {
 	const c = dev?.conn
 	const due = nextDue()
-	return { sent: c?.sent || 0, recv: c?.recv || 0, timer: due < 0 ? -1 : due - virtualNow(), now: virtualNow() - 1767225600000, open: !!c?.open }
+	return { sent: c?.sent || 0, recv: c?.recv || 0, timer: due < 0 ? -1 : due - virtualNow(), now: virtualNow() - 1767225600000, open: !!c?.open, writes: filesWritten() }
 }
 
 async function frames(req) {
@@ -373,6 +378,7 @@ async function handle(req) {
 		names = []
 		cfg = { dir: req.dir, auth: req.auth || '', cache: !!req.cache, serial: !!req.serial }
 		setAuto(cfg.serial)
+		setIoAuto(!!req.ioauto)
 		return {}
 	}
 	case 'open':

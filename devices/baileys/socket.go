@@ -100,6 +100,8 @@ type SocketDevice struct {
 	// writesFiles caches, per store, whether its writes go to files
 	// (the torn scenario tears only files).
 	writesFiles map[string]bool
+	// skips are, per candidate result, the ops its reference run skips.
+	skips map[*harness.Result]map[int]bool
 }
 
 // SocketCommand is the adapter's command line for a Baileys version
@@ -126,7 +128,8 @@ func OpenSocket(ctx context.Context, version string, opt SocketOptions) (*Socket
 	if err != nil {
 		return nil, err
 	}
-	d := &SocketDevice{version: version, name: SocketPrefix + version, opt: opt, argv: argv, tmp: tmp, writesFiles: map[string]bool{}}
+	d := &SocketDevice{version: version, name: SocketPrefix + version, opt: opt, argv: argv, tmp: tmp, writesFiles: map[string]bool{},
+		skips: map[*harness.Result]map[int]bool{}}
 	if d.proc, err = d.start(ctx); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -282,11 +285,49 @@ func (d *SocketDevice) Baseline(ctx context.Context, s *harness.Schedule) (*harn
 	return res, err
 }
 
+// Reference is the same explicit schedule under the same Baileys on
+// Baileys' own useMultiFileAuthState (behind makeCacheableSignalKeyStore
+// when the candidate was), each store call atomic: its writes run at once,
+// and the candidate's steps between them are skipped. What the candidate
+// ends worse than this run is its store's (store blamed); what a crash
+// loses here too is Baileys' own non-atomic receive (client side).
+func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	skip, ok := d.skips[res]
+	if !ok {
+		return nil, fmt.Errorf("device %s: no record of the run to replay on the reference store", d.name)
+	}
+	delete(d.skips, res)
+	st, err := ParseStore(s.Store)
+	if err != nil {
+		return nil, err
+	}
+	ref := s.Clone()
+	ref.Store = MultiFile
+	if st.Cache {
+		ref.Store += CacheSuffix
+	}
+	ref.Ops = nil
+	for i, op := range s.Ops {
+		if !skip[i] {
+			ref.Ops = append(ref.Ops, op)
+		}
+	}
+	_, out, err := d.execWith(ctx, ref, false, true, nil)
+	return out, err
+}
+
 func (d *SocketDevice) exec(ctx context.Context, s *harness.Schedule, serial bool, src harness.Source) (*harness.Schedule, *harness.Result, error) {
+	return d.execWith(ctx, s, serial, false, src)
+}
+
+func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial, ioAuto bool, src harness.Source) (*harness.Schedule, *harness.Result, error) {
 	r, err := d.newRun(ctx, s, serial)
 	if err != nil {
 		return nil, nil, err
 	}
+	r.ioAuto = ioAuto
 	defer r.close()
 	if err := r.setup(); err != nil {
 		return nil, nil, r.wrap(err)
@@ -308,7 +349,14 @@ func (d *SocketDevice) exec(ctx context.Context, s *harness.Schedule, serial boo
 	}
 	out := s.Clone()
 	out.Ops = r.applied
-	return out, r.result(), nil
+	res := r.result()
+	if !serial && !ioAuto {
+		if len(d.skips) > 256 { // results judged clean never ask for their reference
+			clear(d.skips)
+		}
+		d.skips[res] = r.ioSteps
+	}
+	return out, res, nil
 }
 
 // errDead is a device process that died without being asked to.

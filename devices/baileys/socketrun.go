@@ -64,6 +64,12 @@ type sockRun struct {
 
 	parked  map[string][]sockGate
 	order   map[string]int // a task's first appearance
+	// ioSteps are the applied ops (by index) that released a write below
+	// the store: the reference run, whose store calls are atomic, skips
+	// them (docs/design.md §5: a step inside a store call is one step on
+	// the reference store).
+	ioSteps map[int]bool
+	ioAuto  bool
 	tasks   int
 	gates   int
 	applied []harness.Op
@@ -77,7 +83,7 @@ type sockRun struct {
 
 type sockGate struct {
 	id, task, call string
-	write          bool
+	write, io      bool
 	at             int
 }
 
@@ -94,7 +100,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, ioSteps: map[int]bool{}}
 	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	ca := waweb.DefaultCA()
 	if r.srv, err = waweb.Listen(ca); err != nil {
@@ -106,6 +112,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	// and MIN_PREKEY_COUNT (5) when it holds at most 5; the server reports
 	// at least 5, so a schedule's device uploads 5 (Baileys 6: 30), not 812.
 	r.srv.PreKeyCount = func(held int) int { return max(held, 5) }
+	r.srv.OfflineMarker = true
 	r.cv = waweb.NewConversation(r.srv)
 	r.cv.Hold()
 	for _, c := range s.Contacts {
@@ -173,10 +180,7 @@ func (r *sockRun) events(evs []devproto.Event) error {
 				r.order[e.Task] = r.tasks
 			}
 			r.gates++
-			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, at: r.gates})
-			if e.Write && (strings.HasPrefix(e.Call, "write ") || strings.HasPrefix(e.Call, "open ") || strings.HasPrefix(e.Call, "rename ")) {
-				r.fileWrites++
-			}
+			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, at: r.gates})
 		case e.Attempt != "":
 			if e.OK {
 				r.cv.L.Attempt(e.Attempt, true, string(e.PT), "", nil)
@@ -239,7 +243,7 @@ func (r *sockRun) sync() error {
 			}
 			continue
 		}
-		if r.st.Timer >= 0 && r.st.Timer <= autoTimer && r.st.Open {
+		if r.st.Timer >= 0 && r.st.Timer <= autoTimer {
 			if _, err := r.call(devproto.Request{Op: devproto.OpTick, To: r.st.Now + r.st.Timer}); err != nil {
 				return err
 			}
@@ -260,7 +264,7 @@ func (r *sockRun) setup() error {
 		r.d.proc = c
 	}
 	if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed),
-		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial}); err != nil {
+		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, IOAuto: r.ioAuto}); err != nil {
 		return err
 	}
 	if err := r.connect(true); err != nil {
@@ -316,8 +320,11 @@ func (r *sockRun) connect(provision bool) error {
 			return err
 		}
 	}
-	if !r.st.Open {
-		return fmt.Errorf("the socket did not open (server log: %s)", strings.Join(lastLines(r.srv.Log(), 5), " | "))
+	if !r.srv.Connected() {
+		return fmt.Errorf("the socket did not log in (traffic %+v; server log: %s)", r.srv.Traffic(), strings.Join(lastLines(r.srv.Log(), 5), " | "))
+	}
+	if provision {
+		r.fileWrites = r.st.Writes
 	}
 	return nil
 }
@@ -428,6 +435,9 @@ func (r *sockRun) apply(op harness.Op) error {
 		if r.serial || len(r.parked[op.Args[0]]) == 0 {
 			return nil
 		}
+		if r.parked[op.Args[0]][0].io {
+			r.ioSteps[len(r.applied)-1] = true
+		}
 		return r.step(op.Args[0], "")
 	case "run":
 		for !r.serial && len(r.parked[op.Args[0]]) > 0 {
@@ -533,6 +543,7 @@ func (r *sockRun) crash(mode string) error {
 		r.crashes++
 		return r.restart()
 	}
+	r.log("crash %q: the device is killed", mode)
 	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode})
 	if err == nil {
 		return fmt.Errorf("crash answered instead of dying")
@@ -540,7 +551,6 @@ func (r *sockRun) crash(mode string) error {
 	if !r.d.proc.Exited(r.timeout()) {
 		return err
 	}
-	r.log("crash %q: the device was killed", mode)
 	return r.died()
 }
 
@@ -597,7 +607,7 @@ func (r *sockRun) restart() error {
 		}
 		r.d.proc = c
 		if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes)),
-			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial}); err != nil {
+			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, IOAuto: r.ioAuto}); err != nil {
 			return err
 		}
 	}
@@ -613,7 +623,7 @@ func (r *sockRun) restart() error {
 	}
 	var ids []string
 	for id, rp := range r.replies {
-		if !rp.sent {
+		if !rp.sent && !r.atServer(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -625,6 +635,23 @@ func (r *sockRun) restart() error {
 		}
 	}
 	return nil
+}
+
+// atServer reports whether a copy of reply id reached the server (held
+// for its peer, or read): the bot's sendMessage got that far.
+func (r *sockRun) atServer(id string) bool {
+	_, out := r.cv.Held()
+	for _, n := range out {
+		if base, _, _ := strings.Cut(n, "."); base == id {
+			return true
+		}
+	}
+	for _, m := range r.cv.L.Messages() {
+		if m.ID == id && len(m.Attempts) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // drain runs what is left: a crashed or stopped bot restarts, parked

@@ -58,6 +58,10 @@ type Server struct {
 	// PreKeyCount, if set, is the count a prekey count query answers,
 	// given what the server holds for the device.
 	PreKeyCount func(held int) int
+	// OfflineMarker sends <ib><offline count/></ib> after a login's
+	// offline queue, as WhatsApp does: Baileys 6 holds every event
+	// (messages.upsert included) until it comes.
+	OfflineMarker bool
 }
 
 // Listen starts a server on a free port of 127.0.0.1. Clients must trust
@@ -441,6 +445,9 @@ func (c *conn) handshake() error {
 	s.mu.Unlock()
 	if f2 != nil {
 		f2()
+	}
+	if s.OfflineMarker {
+		return c.write(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": 0}}}})
 	}
 	return nil
 }

@@ -46,6 +46,11 @@ export function takeEvents() {
 
 export function setAuto(on) { auto = on }
 
+// ioAuto runs the store's own writes at once: every store call is one
+// step, atomic (the reference run of docs/baileys.md).
+let ioAuto = false
+export function setIoAuto(on) { ioAuto = on }
+
 export function resetGates() {
 	parked.clear()
 	events = []
@@ -69,7 +74,8 @@ export function runIn(t, fn) {
 function park(kind, call, fn, opts = {}) {
 	const ctx = als.getStore()
 	const res = new AsyncResource('badmac-gate')
-	if (auto || !ctx) {
+	if (auto || !ctx || (ioAuto && kind === 'io')) {
+		if (kind === 'io') return track(res.runInAsyncScope(fn))
 		return res.runInAsyncScope(fn)
 	}
 	const id = `g${++seq}`
@@ -95,7 +101,7 @@ function park(kind, call, fn, opts = {}) {
 			},
 		}
 		parked.set(id, g)
-		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}) })
+		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(kind === 'io' ? { io: true } : {}) })
 	})
 }
 
@@ -125,8 +131,14 @@ function inStore() {
 // statement) is dropped by any crash that finds it parked.
 function io(call, fn, sync, tear) {
 	if (!inStore()) return fn()
+	if (sync) fileWrites++
 	return park('io', call, fn, { write: true, sync, tear })
 }
+
+// fileWrites counts the store's writes to files (the harness tears only
+// stores that write files).
+let fileWrites = 0
+export function filesWritten() { return fileWrites }
 
 // ---- files ------------------------------------------------------------------
 
@@ -243,6 +255,40 @@ export function track(p) {
 		if (request === 'pg' || request.endsWith('/pg/lib/index.js')) patchPg(m)
 		return m
 	}
+}
+
+// ---- work Node does off the main thread ----------------------------------------
+
+// Web Crypto (Baileys 6 derives its noise keys with crypto.subtle), the
+// callback forms of crypto's key derivations and zlib's one-shot calls run
+// on the thread pool and show in no active resource: each is counted as
+// in flight until it ends.
+{
+	const nodeCrypto = require('node:crypto')
+	const subtle = nodeCrypto.webcrypto?.subtle
+	const proto = subtle && Object.getPrototypeOf(subtle)
+	if (proto) {
+		for (const m of ['encrypt', 'decrypt', 'sign', 'verify', 'digest', 'generateKey', 'deriveKey', 'deriveBits', 'importKey', 'exportKey', 'wrapKey', 'unwrapKey']) {
+			const f = proto[m]
+			if (typeof f === 'function') proto[m] = function (...a) { return track(f.apply(this, a)) }
+		}
+	}
+	const withCallback = (mod, names) => {
+		for (const n of names) {
+			const f = mod[n]
+			if (typeof f !== 'function') continue
+			mod[n] = function (...a) {
+				const cb = a[a.length - 1]
+				if (typeof cb !== 'function') return f.apply(this, a)
+				inflight++
+				a[a.length - 1] = (...r) => { inflight--; cb(...r) }
+				return f.apply(this, a)
+			}
+		}
+	}
+	withCallback(nodeCrypto, ['pbkdf2', 'hkdf', 'scrypt', 'randomFill', 'generateKeyPair'])
+	withCallback(require('node:zlib'), ['inflate', 'deflate', 'inflateRaw', 'deflateRaw', 'gzip', 'gunzip', 'unzip', 'brotliCompress', 'brotliDecompress'])
+	syncBuiltinESMExports()
 }
 
 // ---- quiet -----------------------------------------------------------------
