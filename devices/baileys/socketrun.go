@@ -62,8 +62,8 @@ type sockRun struct {
 	creds   devproto.Creds
 	started bool
 
-	parked  map[string][]sockGate
-	order   map[string]int // a task's first appearance
+	parked map[string][]sockGate
+	order  map[string]int // a task's first appearance
 	// ioSteps are the applied ops (by index) that released a write below
 	// the store: the reference run, whose store calls are atomic, skips
 	// them (docs/design.md §5: a step inside a store call is one step on
