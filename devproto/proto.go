@@ -87,7 +87,10 @@ type Request struct {
 	Names     []string `json:"names,omitempty"`
 	To        int64    `json:"to,omitempty"`
 	Modes     string   `json:"modes,omitempty"`
-	IOAuto    bool     `json:"ioauto,omitempty"` // the store's writes run at once: each store call is atomic (the reference run)
+	// Pads makes the run a reference run: the store's own writes run at
+	// once and each store call of a task waits for that many steps first
+	// (per task, in call order), then takes effect whole.
+	Pads map[string][]int `json:"pads,omitempty"`
 }
 
 // Reply is the device's answer to one Request.

@@ -17,7 +17,7 @@ import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import readline from 'node:readline'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
-import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setIoAuto, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
+import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -53,6 +53,17 @@ const out = (obj) => process.stdout.write(JSON.stringify({ v: 1, ...obj }) + '\n
 // ---- Baileys ---------------------------------------------------------------
 
 const modName = PINNED[spec] || spec
+if (PINNED[spec]) {
+	// The user's auth module imports 'baileys': give it the pinned copy.
+	const { register } = await import('node:module')
+	register('./lib/alias-hook.mjs', import.meta.url, { data: { alias: modName, parentURL: import.meta.url } })
+	const Module = require('node:module')
+	const resolveFilename = Module._resolveFilename
+	Module._resolveFilename = function (request, ...rest) {
+		if (request === 'baileys' || request === '@whiskeysockets/baileys') return require.resolve(modName)
+		return resolveFilename.call(this, request, ...rest)
+	}
+}
 let B
 try {
 	B = await import(modName).then((m) => (m.makeWASocket ? m : m.default))
@@ -85,6 +96,7 @@ const tasks = {
 	server: null,
 }
 let names = [] // the harness's names for the message stanzas to come, in order
+let credSaves = 0
 
 function named(name) {
 	return new Task(name)
@@ -310,7 +322,13 @@ async function openDevice(req) {
 	}))
 	instrument(sock, conn)
 	dev = { sock, state, got, conn }
-	sock.ev.on('creds.update', () => { saveCreds().catch((e) => note(`saveCreds failed: ${e?.message || e}`)) })
+	// The bot's sock.ev.on('creds.update', saveCreds): Baileys does not
+	// wait for it, so each save is a task of its own, named for the task
+	// whose update started it.
+	sock.ev.on('creds.update', () => {
+		const t = named(`${als.getStore()?.task?.name || 'device'}~creds${++credSaves}`)
+		runIn(t, () => saveCreds().catch((e) => note(`saveCreds failed: ${e?.message || e}`)))
+	})
 	sock.ev.on('connection.update', (u) => {
 		if (u.connection === 'open') conn.open = true
 		if (u.connection === 'close') {
@@ -376,9 +394,10 @@ async function handle(req) {
 		sentMsgs.clear()
 		failures.clear()
 		names = []
+		credSaves = 0
 		cfg = { dir: req.dir, auth: req.auth || '', cache: !!req.cache, serial: !!req.serial }
 		setAuto(cfg.serial)
-		setIoAuto(!!req.ioauto)
+		setReference(req.pads ? req.pads : null)
 		return {}
 	}
 	case 'open':
@@ -393,6 +412,7 @@ async function handle(req) {
 	case 'step': {
 		const g = parked.get(req.gate)
 		if (!g) throw new Error(`no parked gate ${JSON.stringify(req.gate)}`)
+		dbg('step', g.task, g.call)
 		g.release()
 		await settle()
 		return {}

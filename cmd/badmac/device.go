@@ -312,3 +312,38 @@ func deviceHeader(path string) (*harness.Schedule, bool) {
 	}
 	return s, true
 }
+
+// baileysSocketDefault are the devices -auth runs without -device: Baileys
+// itself at each pinned version.
+var baileysSocketDefault = []string{baileys.SocketPrefix + "7.0.0-rc14", baileys.SocketPrefix + "6.17.16"}
+
+// baileysScenarios are the scenarios -auth runs without -scenarios: those
+// the socket device runs on one contact's device (docs/baileys.md).
+var baileysScenarios = []string{"burst", "reply", "reorder", "crash", "restart", "torn", "idle"}
+
+// authFlags turns -auth MODULE#FUNCTION into the socket device's rows: the
+// store alone and behind makeCacheableSignalKeyStore, on the pinned
+// Baileys versions unless -device names others, on the Baileys scenarios
+// unless -scenarios names others. Flags given explicitly win.
+func authFlags(auth string, given map[string]bool, deviceList, storeList, scens *string) error {
+	st, err := baileys.ParseStore(auth)
+	if err != nil || st.Module == "" || st.Cache {
+		return badInput("-auth %q: want MODULE#FUNCTION (a path without spaces, then the exported function), e.g. ./auth.mjs#useMyAuthState", auth)
+	}
+	file := st.Module[:strings.LastIndex(st.Module, "#")]
+	if _, err := os.Stat(file); err != nil {
+		return badInput("-auth %s: %v", auth, err)
+	}
+	name := st.StoreName()
+	if !given["device"] {
+		*deviceList = strings.Join(baileysSocketDefault, ",")
+	}
+	if !given["stores"] {
+		*storeList = name + "," + name + baileys.CacheSuffix
+		given["stores"] = true
+	}
+	if !given["scenarios"] {
+		*scens = strings.Join(baileysScenarios, ",")
+	}
+	return nil
+}

@@ -51,17 +51,33 @@ type AuthStore struct {
 }
 
 // ParseStore reads a socket-device store name: multifile, or
-// MODULE#FUNCTION (a bot author's auth state: a function of a directory
-// returning { state: { creds, keys }, saveCreds }), either with +cache.
+// MODULE:FUNCTION (a bot author's auth state: a function of a directory
+// returning { state: { creds, keys }, saveCreds }; MODULE#FUNCTION is read
+// too, but a schedule file takes # for a comment, so StoreName writes :),
+// either with +cache.
 func ParseStore(name string) (AuthStore, error) {
 	base, cache := strings.CutSuffix(name, CacheSuffix)
-	switch {
-	case base == MultiFile:
+	if base == MultiFile {
 		return AuthStore{Cache: cache}, nil
-	case strings.Count(base, "#") >= 1 && !strings.HasPrefix(base, "#") && !strings.HasSuffix(base, "#") && !strings.ContainsAny(base, " \t\n"):
-		return AuthStore{Module: base, Cache: cache}, nil
 	}
-	return AuthStore{}, fmt.Errorf("store %q: want %s or MODULE#FUNCTION (a path without spaces and the exported function), optionally with %s", name, MultiFile, CacheSuffix)
+	i := strings.LastIndexAny(base, "#:")
+	if i > 0 && i < len(base)-1 && !strings.ContainsAny(base, " \t\n") && !strings.ContainsAny(base[i+1:], "/.") {
+		return AuthStore{Module: base[:i] + "#" + base[i+1:], Cache: cache}, nil
+	}
+	return AuthStore{}, fmt.Errorf("store %q: want %s or MODULE:FUNCTION (a path without spaces and the function it exports), optionally with %s", name, MultiFile, CacheSuffix)
+}
+
+// StoreName is the store's name in rows and schedules.
+func (a AuthStore) StoreName() string {
+	n := MultiFile
+	if a.Module != "" {
+		i := strings.LastIndex(a.Module, "#")
+		n = a.Module[:i] + ":" + a.Module[i+1:]
+	}
+	if a.Cache {
+		n += CacheSuffix
+	}
+	return n
 }
 
 // SocketOptions are how a SocketDevice starts its Node processes.
@@ -100,8 +116,8 @@ type SocketDevice struct {
 	// writesFiles caches, per store, whether its writes go to files
 	// (the torn scenario tears only files).
 	writesFiles map[string]bool
-	// skips are, per candidate result, the ops its reference run skips.
-	skips map[*harness.Result]map[int]bool
+	// pads are, per candidate result, what its reference run needs.
+	pads map[*harness.Result]map[string][]int
 }
 
 // SocketCommand is the adapter's command line for a Baileys version
@@ -129,7 +145,7 @@ func OpenSocket(ctx context.Context, version string, opt SocketOptions) (*Socket
 		return nil, err
 	}
 	d := &SocketDevice{version: version, name: SocketPrefix + version, opt: opt, argv: argv, tmp: tmp, writesFiles: map[string]bool{},
-		skips: map[*harness.Result]map[int]bool{}}
+		pads: map[*harness.Result]map[string][]int{}}
 	if d.proc, err = d.start(ctx); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -287,18 +303,20 @@ func (d *SocketDevice) Baseline(ctx context.Context, s *harness.Schedule) (*harn
 
 // Reference is the same explicit schedule under the same Baileys on
 // Baileys' own useMultiFileAuthState (behind makeCacheableSignalKeyStore
-// when the candidate was), each store call atomic: its writes run at once,
-// and the candidate's steps between them are skipped. What the candidate
-// ends worse than this run is its store's (store blamed); what a crash
-// loses here too is Baileys' own non-atomic receive (client side).
+// when the candidate was), each store call atomic and exactly as slow as
+// the candidate's: it waits for as many steps as the candidate's call
+// took below its store, then takes effect whole. What the candidate ends
+// worse than this run is its store's (store blamed); what a crash loses
+// here too is Baileys' own non-atomic receive (client side). Baileys' own
+// races, which a slower store widens, are the same in both runs.
 func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	skip, ok := d.skips[res]
+	pads, ok := d.pads[res]
 	if !ok {
 		return nil, fmt.Errorf("device %s: no record of the run to replay on the reference store", d.name)
 	}
-	delete(d.skips, res)
+	delete(d.pads, res)
 	st, err := ParseStore(s.Store)
 	if err != nil {
 		return nil, err
@@ -308,26 +326,23 @@ func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *
 	if st.Cache {
 		ref.Store += CacheSuffix
 	}
-	ref.Ops = nil
-	for i, op := range s.Ops {
-		if !skip[i] {
-			ref.Ops = append(ref.Ops, op)
-		}
+	if pads == nil {
+		pads = map[string][]int{}
 	}
-	_, out, err := d.execWith(ctx, ref, false, true, nil)
+	_, out, err := d.execWith(ctx, ref, false, pads, nil)
 	return out, err
 }
 
 func (d *SocketDevice) exec(ctx context.Context, s *harness.Schedule, serial bool, src harness.Source) (*harness.Schedule, *harness.Result, error) {
-	return d.execWith(ctx, s, serial, false, src)
+	return d.execWith(ctx, s, serial, nil, src)
 }
 
-func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial, ioAuto bool, src harness.Source) (*harness.Schedule, *harness.Result, error) {
+func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial bool, ref map[string][]int, src harness.Source) (*harness.Schedule, *harness.Result, error) {
 	r, err := d.newRun(ctx, s, serial)
 	if err != nil {
 		return nil, nil, err
 	}
-	r.ioAuto = ioAuto
+	r.ref = ref
 	defer r.close()
 	if err := r.setup(); err != nil {
 		return nil, nil, r.wrap(err)
@@ -350,11 +365,11 @@ func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial
 	out := s.Clone()
 	out.Ops = r.applied
 	res := r.result()
-	if !serial && !ioAuto {
-		if len(d.skips) > 256 { // results judged clean never ask for their reference
-			clear(d.skips)
+	if !serial && ref == nil {
+		if len(d.pads) > 256 { // results judged clean never ask for their reference
+			clear(d.pads)
 		}
-		d.skips[res] = r.ioSteps
+		d.pads[res] = r.pads
 	}
 	return out, res, nil
 }

@@ -64,6 +64,11 @@ func TestSocketFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if os.Getenv("REF") != "" {
+		if res, err = d.Reference(ctx, s, res); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, h := range res.History {
 		t.Log(h)
 	}

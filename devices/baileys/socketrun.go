@@ -64,12 +64,11 @@ type sockRun struct {
 
 	parked map[string][]sockGate
 	order  map[string]int // a task's first appearance
-	// ioSteps are the applied ops (by index) that released a write below
-	// the store: the reference run, whose store calls are atomic, skips
-	// them (docs/design.md §5: a step inside a store call is one step on
-	// the reference store).
-	ioSteps map[int]bool
-	ioAuto  bool
+	// pads are, per task, how many gates below the store each of its
+	// store calls reached (file writes, statements): the reference run's
+	// atomic calls wait as many steps (docs/baileys.md, "Who is blamed").
+	pads map[string][]int
+	ref  map[string][]int // set: this is the reference run, with these pads
 	tasks   int
 	gates   int
 	applied []harness.Op
@@ -100,7 +99,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, ioSteps: map[int]bool{}}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, pads: map[string][]int{}}
 	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	ca := waweb.DefaultCA()
 	if r.srv, err = waweb.Listen(ca); err != nil {
@@ -181,6 +180,11 @@ func (r *sockRun) events(evs []devproto.Event) error {
 			}
 			r.gates++
 			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, at: r.gates})
+			if !e.IO {
+				r.pads[e.Task] = append(r.pads[e.Task], 0)
+			} else if n := len(r.pads[e.Task]); n > 0 {
+				r.pads[e.Task][n-1]++
+			}
 		case e.Attempt != "":
 			if e.OK {
 				r.cv.L.Attempt(e.Attempt, true, string(e.PT), "", nil)
@@ -264,7 +268,7 @@ func (r *sockRun) setup() error {
 		r.d.proc = c
 	}
 	if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed),
-		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, IOAuto: r.ioAuto}); err != nil {
+		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
 		return err
 	}
 	if err := r.connect(true); err != nil {
@@ -435,9 +439,6 @@ func (r *sockRun) apply(op harness.Op) error {
 		if r.serial || len(r.parked[op.Args[0]]) == 0 {
 			return nil
 		}
-		if r.parked[op.Args[0]][0].io {
-			r.ioSteps[len(r.applied)-1] = true
-		}
 		return r.step(op.Args[0], "")
 	case "run":
 		for !r.serial && len(r.parked[op.Args[0]]) > 0 {
@@ -607,7 +608,7 @@ func (r *sockRun) restart() error {
 		}
 		r.d.proc = c
 		if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes)),
-			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, IOAuto: r.ioAuto}); err != nil {
+			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
 			return err
 		}
 	}

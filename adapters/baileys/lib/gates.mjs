@@ -46,10 +46,16 @@ export function takeEvents() {
 
 export function setAuto(on) { auto = on }
 
-// ioAuto runs the store's own writes at once: every store call is one
-// step, atomic (the reference run of docs/baileys.md).
+// The reference run (docs/baileys.md, "Who is blamed"): the store's own
+// writes run at once, and each store call instead waits for as many steps
+// (pads) as the candidate's call took below its store, then takes effect
+// whole: an atomic store that is exactly as slow as the candidate.
 let ioAuto = false
-export function setIoAuto(on) { ioAuto = on }
+let pads = null // task name -> steps of each of its store calls, in call order
+export function setReference(p) {
+	ioAuto = !!p
+	pads = p || null
+}
 
 export function resetGates() {
 	parked.clear()
@@ -101,13 +107,22 @@ function park(kind, call, fn, opts = {}) {
 			},
 		}
 		parked.set(id, g)
-		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(kind === 'io' ? { io: true } : {}) })
+		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(kind !== 'call' ? { io: true } : {}) })
 	})
 }
 
 // storeCall is a call into the auth state: it parks, then runs fn inside
 // a store-call context (the writes fn makes are gated too).
 export function storeCall(call, fn) {
+	const t = als.getStore()?.task
+	const k = (pads && t && pads[t.name]?.[t.calls = (t.calls ?? -1) + 1]) || 0
+	if (k > 0) {
+		const inner = fn
+		fn = async () => {
+			for (let i = 1; i <= k; i++) await park('pad', `(${call}: step ${i} of ${k})`, () => undefined)
+			return inner()
+		}
+	}
 	return park('call', call, () => {
 		const ctx = als.getStore()
 		const mark = { call }
@@ -257,6 +272,16 @@ export function track(p) {
 	}
 }
 
+// A FileHandle's close is a request no active resource shows: counted as
+// in flight until it ends (a store's write continues after it).
+{
+	const fh = await fsp.open(process.execPath, 'r')
+	const proto = Object.getPrototypeOf(fh)
+	await fh.close()
+	const close = proto.close
+	proto.close = function () { return track(close.call(this)) }
+}
+
 // ---- work Node does off the main thread ----------------------------------------
 
 // Web Crypto (Baileys 6 derives its noise keys with crypto.subtle), the
@@ -302,15 +327,29 @@ const busyResource = /^(FSReq|WriteWrap|ShutdownWrap|TCPConnectWrap|GetAddrInfoR
 // for I/O the adapter does not gate (a read, or a driver other than pg):
 // it is waited for, unless some write is parked (the call may wait for a
 // lock its writer holds).
+// Requests Node runs off the main thread (file closes that no active
+// resource shows, among them): each counts as in flight from its init to
+// its callback.
+const pendingReq = new Set()
+{
+	const ah = require('node:async_hooks')
+	const isReq = (type) => /REQ$|REQUEST$|REQWRAP$/.test(type)
+	ah.createHook({
+		init(id, type) { if (isReq(type)) pendingReq.add(id) },
+		after(id) { pendingReq.delete(id) },
+		destroy(id) { pendingReq.delete(id) },
+	}).enable()
+}
 export async function quiet(extraBusy = () => false) {
 	let calm = 0
 	while (calm < 3) {
 		await new Promise((r) => real.setImmediate(r))
-		const busy = inflight > 0 || extraBusy() ||
+		const busy = inflight > 0 || pendingReq.size > 0 || extraBusy() ||
 			process.getActiveResourcesInfo().some((n) => busyResource.test(n)) ||
-			(activeCalls.size > 0 && ![...parked.values()].some((g) => g.kind === 'io'))
+			(activeCalls.size > 0 && ![...parked.values()].some((g) => g.kind !== 'call'))
 		calm = busy ? 0 : calm + 1
 	}
+	if (process.env.BADMAC_DEBUG) process.stderr.write(`debug: quiet: active calls [${[...activeCalls].map((m) => m.call).join('; ')}]; inflight ${inflight}; parked ${[...parked.values()].map((g) => g.task + ':' + g.call).join('; ')}; req ${pendingReq.size}\n`)
 }
 
 // pendingWrites are the parked writes, oldest first (crash modes apply to
