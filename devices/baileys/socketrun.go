@@ -67,8 +67,8 @@ type sockRun struct {
 	// pads are, per task, how many gates below the store each of its
 	// store calls reached (file writes, statements): the reference run's
 	// atomic calls wait as many steps (docs/baileys.md, "Who is blamed").
-	pads map[string][]int
-	ref  map[string][]int // set: this is the reference run, with these pads
+	pads    map[string][]int
+	ref     map[string][]int // set: this is the reference run, with these pads
 	tasks   int
 	gates   int
 	applied []harness.Op
