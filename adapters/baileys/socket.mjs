@@ -17,7 +17,7 @@ import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import readline from 'node:readline'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
-import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
+import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -129,7 +129,17 @@ function gatedKeys(keys) {
 	}
 	return {
 		get: (type, ids) => storeCall(`get ${type} ${ids.join(',')}`, () => keys.get(type, ids)),
-		set: (data) => storeCall(`set ${desc(data)}`, () => keys.set(data)),
+		set: (data) => {
+			// The reference store takes the data as it is at the call (a
+			// store that writes it out before returning); Baileys 6 hands
+			// its live transaction mutations, which later sets change.
+			if (isReference()) {
+				const c = {}
+				for (const type in data) c[type] = { ...data[type] }
+				data = c
+			}
+			return storeCall(`set ${desc(data)}`, () => keys.set(data))
+		},
 		...(keys.clear ? { clear: () => storeCall('clear', () => keys.clear()) } : {}),
 	}
 }

@@ -56,6 +56,7 @@ export function setReference(p) {
 	ioAuto = !!p
 	pads = p || null
 }
+export function isReference() { return ioAuto }
 
 export function resetGates() {
 	parked.clear()
