@@ -65,10 +65,17 @@ if (PINNED[spec]) {
 	}
 }
 let B
+const load = (name) => import(name).then((m) => (m.makeWASocket ? m : m.default))
 try {
-	B = await import(modName).then((m) => (m.makeWASocket ? m : m.default))
+	B = await load(modName)
 } catch (e) {
-	die(`cannot load Baileys (${modName}): ${e.message}`)
+	// A pinned version outside badmac's checkout (a replay from a bot's
+	// repository): the bot's own Baileys, if it is that version.
+	const own = PINNED[spec] ? await load('baileys').catch(() => null) : null
+	if (!own || (() => { try { return require('baileys/package.json').version !== spec } catch { return true } })()) {
+		die(`cannot load Baileys (${modName}): ${e.message}`)
+	}
+	B = own
 }
 const makeWASocket = B.makeWASocket || B.default
 if (typeof makeWASocket !== 'function') die(`${modName} exports no makeWASocket`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -157,17 +158,18 @@ func OpenSocket(ctx context.Context, version string, opt SocketOptions) (*Socket
 	return d, nil
 }
 
-// socketAdapterDir finds the adapter: the pinned versions need the
-// repository's install (AdapterDir), "installed" only socket.mjs.
+// socketAdapterDir finds the adapter: $BADMAC_BAILEYS_ADAPTER with a
+// socket.mjs (the npm package in a bot's repository sets it: there the
+// bot's own Baileys serves "installed" and its own version), else the
+// checkout's adapters/baileys with its pinned versions installed.
 func socketAdapterDir(version string) (string, error) {
-	if version != "installed" {
-		return AdapterDir()
-	}
 	if d := os.Getenv("BADMAC_BAILEYS_ADAPTER"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "socket.mjs")); err != nil {
-			return "", fmt.Errorf("Baileys adapter: %w", err)
+		if _, err := os.Stat(filepath.Join(d, "socket.mjs")); err == nil {
+			if _, err := exec.LookPath("node"); err != nil {
+				return "", fmt.Errorf("Baileys adapter: node: %w", err)
+			}
+			return d, nil
 		}
-		return d, nil
 	}
 	return AdapterDir()
 }
