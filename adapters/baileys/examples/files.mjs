@@ -145,3 +145,18 @@ export async function useUnlockedCredsAuthState(dir) {
 	}
 	return { state: { creds, keys: { get: s.get, set: s.set } }, saveCreds: () => writeFile(path, JSON.stringify(creds, BufferJSON.replacer)) }
 }
+
+// useSeedFixAuthState: the fix the incident's write-up reached for
+// (docs/baileys.md): Baileys' own useMultiFileAuthState with one mutex
+// around every keys.get and keys.set, creds saved after every set, no
+// cache.
+export async function useSeedFixAuthState(dir) {
+	const { state, saveCreds } = await B.useMultiFileAuthState(dir)
+	const lock = locks()
+	const one = (fn) => lock('all', fn)
+	const keys = {
+		get: (type, ids) => one(() => state.keys.get(type, ids)),
+		set: (data) => one(async () => { await state.keys.set(data); await saveCreds() }),
+	}
+	return { state: { creds: state.creds, keys }, saveCreds }
+}
