@@ -53,7 +53,22 @@ const out = (obj) => process.stdout.write(JSON.stringify({ v: 1, ...obj }) + '\n
 // ---- Baileys ---------------------------------------------------------------
 
 const modName = PINNED[spec] || spec
-if (PINNED[spec]) {
+let B
+const load = (name) => import(name).then((m) => (m.makeWASocket ? m : m.default))
+let aliased = false
+try {
+	B = await load(modName)
+	aliased = !!PINNED[spec]
+} catch (e) {
+	// A pinned version outside badmac's checkout (a replay from a bot's
+	// repository): the bot's own Baileys, if it is that version.
+	const own = PINNED[spec] ? await load('baileys').catch(() => null) : null
+	if (!own || (() => { try { return require('baileys/package.json').version !== spec } catch { return true } })()) {
+		die(`cannot load Baileys (${modName}): ${e.message}`)
+	}
+	B = own
+}
+if (aliased) {
 	// The user's auth module imports 'baileys': give it the pinned copy.
 	const { register } = await import('node:module')
 	register('./lib/alias-hook.mjs', import.meta.url, { data: { alias: modName, parentURL: import.meta.url } })
@@ -63,19 +78,6 @@ if (PINNED[spec]) {
 		if (request === 'baileys' || request === '@whiskeysockets/baileys') return require.resolve(modName)
 		return resolveFilename.call(this, request, ...rest)
 	}
-}
-let B
-const load = (name) => import(name).then((m) => (m.makeWASocket ? m : m.default))
-try {
-	B = await load(modName)
-} catch (e) {
-	// A pinned version outside badmac's checkout (a replay from a bot's
-	// repository): the bot's own Baileys, if it is that version.
-	const own = PINNED[spec] ? await load('baileys').catch(() => null) : null
-	if (!own || (() => { try { return require('baileys/package.json').version !== spec } catch { return true } })()) {
-		die(`cannot load Baileys (${modName}): ${e.message}`)
-	}
-	B = own
 }
 const makeWASocket = B.makeWASocket || B.default
 if (typeof makeWASocket !== 'function') die(`${modName} exports no makeWASocket`)
