@@ -56,7 +56,7 @@ func TestDeviceBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "-device", "baileys@5.0.0"}, `unknown device "baileys@5.0.0"`},
-		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys@VERSION)`},
+		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys-socket@VERSION, baileys@VERSION)`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
@@ -68,6 +68,9 @@ func TestDeviceBadInput(t *testing.T) {
 		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
 		{[]string{"run", "-device", "baileys@6.17.16", "-timeout", "0s"}, "-timeout must be positive"},
 		{[]string{"run", "-device", "model,model"}, "-device model is given twice"},
+		{[]string{"run", "-auth", "auth.mjs"}, `-auth "auth.mjs": want MODULE#FUNCTION`},
+		{[]string{"run", "-auth", filepath.Join(dir, "nosuch.mjs") + "#useMyAuthState"}, "nosuch.mjs: no such file"},
+		{[]string{"run", "-device", "baileys-socket@5.0.0"}, `unknown device "baileys-socket@5.0.0"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), c.args, &stdout, &stderr)
@@ -114,7 +117,8 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	}
 	out := t.TempDir()
 	args := []string{"run", "-device", "baileys@6.17.16,model", "-stores", "seedfix,locked,reference", "-disciplines", "locked",
-		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out}
+		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out,
+		"-must-pass", "baileys@6.17.16/locked,locked/reference"} // locked: the named proposed fix, not gated by default
 	var runs [2]bytes.Buffer
 	var stderr bytes.Buffer
 	for i := range runs {
