@@ -75,7 +75,8 @@ if (aliased) {
 	const Module = require('node:module')
 	const resolveFilename = Module._resolveFilename
 	Module._resolveFilename = function (request, ...rest) {
-		if (request === 'baileys' || request === '@whiskeysockets/baileys') return require.resolve(modName)
+		const m = /^(?:baileys|@whiskeysockets\/baileys)(\/.*)?$/.exec(request)
+		if (m) return require.resolve(modName + (m[1] || ''))
 		return resolveFilename.call(this, request, ...rest)
 	}
 }

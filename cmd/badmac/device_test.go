@@ -195,3 +195,25 @@ func TestProcsDeviceGate(t *testing.T) {
 		t.Fatalf("%s: exit %d, want 1:\n%s%s", m[1], rc, rout, rerr)
 	}
 }
+
+// The default gate: Baileys' own socket in burst, on any store (a bot's
+// or Baileys' own, cached or not); the adapter's locked fix only when
+// named; procs always.
+func TestDefaultDeviceGate(t *testing.T) {
+	for _, c := range []struct {
+		device, store, scenario string
+		want                    bool
+	}{
+		{"baileys-socket@7.0.0-rc14", "multifile", "burst", true},
+		{"baileys-socket@6.17.16", "./auth.mjs:useMyAuthState+cache", "burst", true},
+		{"baileys-socket@6.17.16", "multifile", "reply", false},
+		{"baileys@6.17.16", "locked", "reply", false},
+		{"baileys@7.0.0-rc14", "locked", "burst", false},
+		{"procs", "sqlite", "crash", true},
+		{"client-inline", "sqlite", "reply", false},
+	} {
+		if got := defaultDeviceGate(c.device, c.store, c.scenario); got != c.want {
+			t.Errorf("defaultDeviceGate(%s, %s, %s) = %v, want %v", c.device, c.store, c.scenario, got, c.want)
+		}
+	}
+}

@@ -10,8 +10,7 @@ export async function initialize(data) {
 	parentURL = data.parentURL
 }
 export async function resolve(specifier, context, next) {
-	if (alias && (specifier === 'baileys' || specifier === '@whiskeysockets/baileys')) {
-		return next(alias, { ...context, parentURL })
-	}
+	const m = alias && /^(?:baileys|@whiskeysockets\/baileys)(\/.*)?$/.exec(specifier)
+	if (m) return next(alias + (m[1] || ''), { ...context, parentURL })
 	return next(specifier, context)
 }
