@@ -11,11 +11,12 @@
 //
 // usage: node socket.mjs --baileys 6.17.16|7.0.0-rc14|MODULE
 import './lib/det.mjs' // first: the clock and randomness are patched before Baileys loads
+import { die, serve } from './lib/lines.mjs'
+import { b64, classify, credsView, strip } from './lib/signal.mjs'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
-import readline from 'node:readline'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
 import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
@@ -23,10 +24,6 @@ const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
 const PINNED = { '6.17.16': 'baileys6', '7.0.0-rc14': 'baileys7' }
 
-function die(msg) {
-	process.stderr.write(`badmac-baileys: ${msg}\n`)
-	process.exit(2)
-}
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) {
@@ -48,7 +45,6 @@ console.error = (...a) => {
 	if (t) (t.logged ||= []).push(a.map(String).join(' '))
 }
 const dbg = process.env.BADMAC_DEBUG ? (...a) => process.stderr.write(`debug: ${a.join(' ')}\n`) : () => {}
-const out = (obj) => process.stdout.write(JSON.stringify({ v: 1, ...obj }) + '\n')
 
 // ---- Baileys ---------------------------------------------------------------
 
@@ -154,37 +150,8 @@ function gatedKeys(keys) {
 	}
 }
 
-const b64 = (b) => Buffer.from(b).toString('base64')
-const strip = (k) => (k.length === 33 ? k.subarray(1) : k)
 
-function credsView(c) {
-	return {
-		reg: c.registrationId,
-		identity: b64(strip(c.signedIdentityKey.public)),
-		spk_id: c.signedPreKey.keyId,
-		spk: b64(strip(c.signedPreKey.keyPair.public)),
-		sig: b64(c.signedPreKey.signature),
-	}
-}
 
-// classify maps a libsignal-node failure to badmac's classes
-// (docs/design.md §5); "No matching sessions" is told apart by the
-// per-session errors libsignal logged.
-function classify(err, logged) {
-	const s = String(err && (err.name + ': ' + err.message))
-	if (/No matching sessions/.test(s)) {
-		const first = (logged || []).find((l) => l.startsWith('Session error:')) || ''
-		if (/Bad MAC/.test(first)) return 'BadMAC'
-		if (/MessageCounterError|Key used already/.test(first)) return 'OldCounter'
-		return 'NoSession'
-	}
-	if (/MessageCounterError|Key used already/.test(s)) return 'OldCounter'
-	if (/Bad MAC/.test(s)) return 'BadMAC'
-	if (/PreKeyError|Invalid PreKey|prekey/i.test(s)) return 'InvalidPreKey'
-	if (/UntrustedIdentity|Untrusted identity/.test(s)) return 'UntrustedIdentity'
-	if (/No session|No sessions|No open session|No session record/.test(s)) return 'NoSession'
-	return 'Other'
-}
 
 // The signal repository is Baileys' own; the wrapper only notes why a
 // decrypt failed, for the attempt Baileys reports as a CIPHERTEXT stub.
@@ -496,27 +463,4 @@ async function teardown(clean) {
 	if (clean && typeof d.got.close === 'function') await track(d.got.close())
 }
 
-out({ hello: PROTOCOL, device: `baileys-socket@${version}` })
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
-let chain = Promise.resolve()
-rl.on('line', (line) => {
-	chain = chain.then(async () => {
-		let req
-		try {
-			req = JSON.parse(line)
-		} catch (e) {
-			return die(`request is not JSON: ${e.message}`)
-		}
-		if (req.v !== 1 || typeof req.id !== 'number' || typeof req.op !== 'string') {
-			return die('bad request: want {"v":1,"id":N,"op":…}')
-		}
-		const take = takeEvents
-		try {
-			const res = await handle(req)
-			out({ id: req.id, ok: true, ...res, ...status(), events: take() })
-		} catch (e) {
-			out({ id: req.id, ok: false, err: String(e && e.message || e).split('\n')[0], ...status(), events: take() })
-		}
-	})
-})
-rl.on('close', () => { chain.then(() => process.exit(0)) })
+serve({ hello: PROTOCOL, device: `baileys-socket@${version}` }, handle, takeEvents, status)
