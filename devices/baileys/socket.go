@@ -117,6 +117,8 @@ type SocketDevice struct {
 	// writesFiles caches, per store, whether its writes go to files
 	// (the torn scenario tears only files).
 	writesFiles map[string]bool
+	// spare is a process starting for the next crash's restart.
+	spare chan started
 	// pads are, per candidate result, what its reference run needs.
 	pads map[*harness.Result]map[string][]int
 }
@@ -186,12 +188,46 @@ func (d *SocketDevice) start(ctx context.Context) (*devproto.Conn, error) {
 	return c, nil
 }
 
+type started struct {
+	c   *devproto.Conn
+	err error
+}
+
+// replacement is a new Node process for one a crash killed: a spare
+// started in the background when the last one was taken (importing
+// Baileys takes seconds), so a crash scenario does not wait for it.
+func (d *SocketDevice) replacement(ctx context.Context) (*devproto.Conn, error) {
+	var c *devproto.Conn
+	var err error
+	if d.spare != nil {
+		s := <-d.spare
+		c, err = s.c, s.err
+	}
+	if c == nil || c.Exited(0) {
+		if c, err = d.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ch := make(chan started, 1)
+	d.spare = ch
+	go func() {
+		c, err := d.start(context.Background())
+		ch <- started{c, err}
+	}()
+	return c, nil
+}
+
 // Close ends the Node process and removes the runs' directories.
 func (d *SocketDevice) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.proc != nil {
 		d.proc.Close()
+	}
+	if d.spare != nil {
+		if s := <-d.spare; s.c != nil {
+			s.c.Close()
+		}
 	}
 	os.RemoveAll(d.tmp)
 }

@@ -589,7 +589,7 @@ func (r *sockRun) restart() error {
 		return nil
 	}
 	if r.killed {
-		c, err := r.d.start(r.ctx)
+		c, err := r.d.replacement(r.ctx)
 		if err != nil {
 			return err
 		}
