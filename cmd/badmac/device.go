@@ -119,6 +119,7 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 		}
 		for _, sc := range dr.scenarios {
 			for _, st := range sts {
+				st := deviceStoreName(name, st)
 				v, err := stores.Lookup(st)
 				if err != nil {
 					v = stores.Variant{Name: st} // the device's own store name (a Baileys key-store variant)
@@ -159,6 +160,17 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 		return nil, nil, err
 	}
 	return rows, closeAll, nil
+}
+
+// deviceStoreName is a -stores entry as the device's rows and schedule
+// files name it: a socket device's MODULE#FUNCTION is MODULE:FUNCTION, as
+// -auth writes it (a schedule file reads # as a comment, so a replay line
+// printed for MODULE#FUNCTION would not replay).
+func deviceStoreName(device, st string) string {
+	if a, err := baileys.ParseStore(st); err == nil && strings.HasPrefix(device, baileys.SocketPrefix) {
+		return a.StoreName()
+	}
+	return st
 }
 
 // planModel is the model's rows in a device run: -stores the model knows

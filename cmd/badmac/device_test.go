@@ -217,3 +217,21 @@ func TestDefaultDeviceGate(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceStoreName: -stores MODULE#FUNCTION on the socket device is
+// named MODULE:FUNCTION in rows and schedule files (a schedule reads # as
+// a comment); other devices' store names are left alone.
+func TestDeviceStoreName(t *testing.T) {
+	for _, c := range []struct{ device, in, want string }{
+		{"baileys-socket@7.0.0-rc14", "./auth.mjs#useMyAuthState", "./auth.mjs:useMyAuthState"},
+		{"baileys-socket@6.17.16", "./auth.mjs#useMyAuthState+cache", "./auth.mjs:useMyAuthState+cache"},
+		{"baileys-socket@6.17.16", "./auth.mjs:useMyAuthState", "./auth.mjs:useMyAuthState"},
+		{"baileys-socket@6.17.16", "multifile+cache", "multifile+cache"},
+		{"baileys@6.17.16", "stock", "stock"},
+		{"procs", "a.mjs#f", "a.mjs#f"},
+	} {
+		if got := deviceStoreName(c.device, c.in); got != c.want {
+			t.Errorf("deviceStoreName(%q, %q) = %q, want %q", c.device, c.in, got, c.want)
+		}
+	}
+}
