@@ -101,6 +101,21 @@ var kinds = []entry{
 		},
 	},
 	{
+		match: func(n string) bool { return strings.HasPrefix(n, baileys.SocketPrefix) },
+		usage: baileys.SocketPrefix + "VERSION (Baileys itself: its makeWASocket on an auth state, against the loopback fake server; VERSION " + strings.Join(baileys.Versions, " or ") + ", or installed; stores: " + baileys.MultiFile + " (useMultiFileAuthState), MODULE#FUNCTION (yours, or -auth), each with " + baileys.CacheSuffix + " for makeCacheableSignalKeyStore)",
+		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
+			v, err := baileys.ParseSocketDevice(name)
+			if err != nil {
+				return nil, err
+			}
+			d, err := baileys.OpenSocket(ctx, v, baileys.SocketOptions{Timeout: o.Timeout})
+			if err != nil {
+				return nil, err
+			}
+			return &Opened{Device: d, Close: d.Close, Stores: baileys.SocketStores}, nil
+		},
+	},
+	{
 		match: func(n string) bool { return strings.HasPrefix(n, "baileys@") },
 		usage: "baileys@VERSION (the Baileys adapter, VERSION " + strings.Join(baileys.Versions, " or ") + "; stores: its key-store variants " + strings.Join(baileys.Variants, ", ") + ")",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {

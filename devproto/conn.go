@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ func Start(ctx context.Context, argv []string, dir string, timeout time.Duration
 	c := &Conn{name: strings.Join(argv, " "), cmd: cmd, lines: make(chan []byte, 16), exited: make(chan struct{}),
 		stderr: &tailBuffer{}, timeout: timeout}
 	cmd.Stderr = c.stderr
+	if os.Getenv("BADMAC_DEVICE_STDERR") != "" { // debugging: the device's log on ours
+		cmd.Stderr = io.MultiWriter(c.stderr, os.Stderr)
+	}
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("device %s: %w", c.name, err)

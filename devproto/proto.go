@@ -33,6 +33,17 @@ const (
 	OpEncrypt   = "encrypt"   // start task Task: pad and encrypt PT to Peer (building the session from Bundle first if given)
 	OpStep      = "step"      // let the task parked at Gate make its store call and run to its next gate or its end
 	OpTear      = "tear"      // crash inside the parked creds save at Gate: a prefix (Fraction) of the file is written, the device dies
+
+	// The socket device (Baileys' own makeWASocket against the fake
+	// server, docs/device-protocol.md "The socket device"). Every reply
+	// carries Sent, Recv, Timer, Now and Open.
+	OpOpen   = "open"   // the auth state (Auth#fn on Dir) and a socket to URL, trusting Root; first start when Provision
+	OpAuto   = "auto"   // store calls release at once (On) or wait for steps
+	OpFrames = "frames" // let Baileys read the server's frames up to Upto (Names: the harness's names of the message stanzas among them)
+	OpReply  = "reply"  // start task Task: sendMessage(JID, Text) with id MsgID
+	OpTick   = "tick"   // move the virtual clock to To (or the first timer before it) and fire what is due
+	OpCrash  = "crash"  // keep (k), tear (g) or drop (d) each parked write as Modes says, then die by SIGKILL
+	OpStop   = "stop"   // a clean shutdown: the socket ends, the store's close runs
 )
 
 // Hello is the device's first line.
@@ -61,6 +72,25 @@ type Request struct {
 	Dir      string  `json:"dir,omitempty"`
 	Variant  string  `json:"variant,omitempty"`
 	Seed     string  `json:"seed,omitempty"` // decimal, for languages without 64-bit integers
+	// The socket device's fields.
+	Auth      string   `json:"auth,omitempty"`  // the auth state: MODULE#FUNCTION, or empty for useMultiFileAuthState
+	Cache     bool     `json:"cache,omitempty"` // behind makeCacheableSignalKeyStore
+	Serial    bool     `json:"serial,omitempty"`
+	URL       string   `json:"url,omitempty"`
+	Root      []byte   `json:"root,omitempty"`
+	JID       string   `json:"jid,omitempty"`
+	Text      string   `json:"text,omitempty"`
+	MsgID     string   `json:"msgid,omitempty"`
+	Provision bool     `json:"provision,omitempty"`
+	On        bool     `json:"on,omitempty"`
+	Upto      int      `json:"upto,omitempty"`
+	Names     []string `json:"names,omitempty"`
+	To        int64    `json:"to,omitempty"`
+	Modes     string   `json:"modes,omitempty"`
+	// Pads makes the run a reference run: the store's own writes run at
+	// once and each store call of a task waits for that many steps first
+	// (per task, in call order), then takes effect whole.
+	Pads map[string][]int `json:"pads,omitempty"`
 }
 
 // Reply is the device's answer to one Request.
@@ -76,6 +106,18 @@ type Reply struct {
 	Parked  []string `json:"parked,omitempty"`
 	Tasks   []string `json:"tasks,omitempty"`
 	Events  []Event  `json:"events"`
+	// The socket device's status after every request: websocket messages
+	// sent and received on the current connection, milliseconds to the
+	// next virtual timer (-1: none), the virtual clock (ms since the
+	// start), whether the connection is open; after open, whether the
+	// store refused to start (why) and whether it had no credentials.
+	Sent    int    `json:"sent,omitempty"`
+	Recv    int    `json:"recv,omitempty"`
+	Timer   int64  `json:"timer,omitempty"`
+	Now     int64  `json:"now,omitempty"`
+	Open    bool   `json:"open,omitempty"`
+	Refused string `json:"refused,omitempty"`
+	Fresh   bool   `json:"fresh,omitempty"`
 }
 
 // Event is a task reaching a gate, or a task's end.
@@ -94,6 +136,15 @@ type Event struct {
 	Class      string `json:"class,omitempty"`
 	Err        string `json:"err,omitempty"`
 	NeedBundle bool   `json:"need_bundle,omitempty"`
+	// The socket device: a reply's send ended (Sent, or failed); an
+	// Attempt at decrypting message Attempt (the bot's messages.upsert:
+	// the text, or Baileys' CIPHERTEXT stub with Class); a Note for the
+	// history.
+	Sent    bool   `json:"sent,omitempty"`
+	Write   bool   `json:"write,omitempty"` // a gate before a write a crash can keep, drop or tear
+	IO      bool   `json:"io,omitempty"`    // a gate below the store (a write, a statement), not a call into it
+	Attempt string `json:"attempt,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Creds are the device's public credentials (keys without their type byte).
@@ -165,7 +216,10 @@ func ParseReply(line []byte, req Request) (Reply, error) {
 	}
 	if r.OK {
 		switch req.Op {
-		case OpProvision, OpLoad, OpRestart, OpPreKey, OpState:
+		case OpProvision, OpLoad, OpRestart, OpPreKey, OpState, OpOpen:
+			if req.Op == OpOpen && r.Refused != "" {
+				break
+			}
 			if err := r.Creds.check(); err != nil {
 				return r, fmt.Errorf("%s reply: %w", req.Op, err)
 			}
@@ -208,13 +262,21 @@ func (e Event) check() error {
 	switch {
 	case e.Task == "":
 		return errors.New("no task")
+	case e.Note != "" || e.Attempt != "":
+		if e.Gate != "" || e.Done {
+			return errors.New("a note or an attempt is neither a gate nor an end")
+		}
+		if e.Attempt != "" && !e.OK && !classes[e.Class] {
+			return fmt.Errorf("failed attempt with unknown class %q", e.Class)
+		}
+		return nil
 	case e.Done && e.Gate != "", !e.Done && e.Gate == "":
 		return errors.New("want exactly one of gate and done")
 	case e.Gate != "" && e.Call == "":
 		return errors.New("gate without call")
 	case e.Done && !e.OK && !classes[e.Class]:
 		return fmt.Errorf("failed task with unknown class %q", e.Class)
-	case e.Done && e.OK && e.PT == nil && e.CT == nil:
+	case e.Done && e.OK && e.PT == nil && e.CT == nil && !e.Sent:
 		return errors.New("finished task with neither pt nor ct")
 	case e.Done && e.OK && e.CT != nil && e.Kind != "pkmsg" && e.Kind != "msg":
 		return fmt.Errorf("ciphertext of kind %q", e.Kind)

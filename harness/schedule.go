@@ -34,6 +34,9 @@ import (
 //	                last backup, then it restarts (no backup: a crash)
 //	reinstall P     contact device P reinstalls WhatsApp: new identity and
 //	                registration id, its old session gone
+//	wait S          S seconds pass on the device's clock (a device with a
+//	                virtual clock fires its timers and expires its caches;
+//	                the model has none: nothing)
 //
 // An op that does not apply when it runs (a task that is finished or
 // blocked, a delivery not queued) does nothing, so any subsequence of a
@@ -57,7 +60,7 @@ func (o Op) String() string {
 }
 
 var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "stop": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1, "rekey": 1}
+	"crash": 0, "stop": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1, "rekey": 1, "wait": 1}
 
 // opOptional is how many trailing arguments an op may leave out.
 var opOptional = map[string]int{"crash": 1}

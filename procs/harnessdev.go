@@ -425,8 +425,8 @@ func (r *hrun) apply(op harness.Op) error {
 		return r.Reinstall(ctx, op)
 	case "rekey":
 		return r.Rekey(ctx, op)
-	case "step", "run":
-		// A yield point the child does not have.
+	case "step", "run", "wait":
+		// A yield point or a clock the child does not have.
 	default:
 		return fmt.Errorf("unknown op %q", op.Verb)
 	}

@@ -883,20 +883,7 @@ func (r *run) drain(ctx context.Context) error {
 func (r *run) Peers() []string { return append([]string(nil), r.peers...) }
 
 // HeardFrom counts the messages from peer the client's handler accepted.
-func (r *run) HeardFrom(peer string) int {
-	n := 0
-	for _, m := range Messages(r.cv.L) {
-		if m.Dir != harness.In || m.Peer != peer {
-			continue
-		}
-		for _, a := range m.Attempts {
-			if a.OK {
-				n++
-			}
-		}
-	}
-	return n
-}
+func (r *run) HeardFrom(peer string) int { return r.cv.L.HeardFrom(peer) }
 
 // Runnable are the goroutines parked at a store call, by name (controlled
 // mode; none when the client runs freely).

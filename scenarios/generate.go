@@ -262,6 +262,8 @@ func (s Scenario) crashes() int {
 		return 3
 	case CrashRollback:
 		return 2
+	case CrashIdle:
+		return 3
 	}
 	return 1
 }
@@ -293,6 +295,8 @@ func (g *Generator) crashOp(r harness.View) harness.Op {
 		if n > 0 {
 			op.Args = []string{string(b)}
 		}
+	case CrashIdle:
+		return harness.Op{Verb: "wait", Args: []string{"360"}}
 	case CrashRestart:
 		// A clean restart: let the device finish what it is doing first.
 		for _, t := range r.Runnable() {

@@ -71,6 +71,11 @@ const (
 	// fresh bundle, keeping its identity (as a client does after a failure
 	// of its own): the device archives the old state, so records grow.
 	CrashRekey CrashKind = "rekey"
+	// CrashIdle: no crash, but the bot idles longer than a cache's time
+	// to live (wait ops) a few times mid-conversation: a device with a
+	// virtual clock (Baileys' makeCacheableSignalKeyStore keeps keys five
+	// minutes) reads its store again afterwards.
+	CrashIdle CrashKind = "idle"
 )
 
 var all = []Scenario{
@@ -96,6 +101,8 @@ var all = []Scenario{
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Messages: 10, Reply: 0.6, Crash: CrashRestart},
 	{Name: "rollback", Doc: "the device's storage is restored from an older backup mid-conversation",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRollback},
+	{Name: "idle", Doc: "a conversation with replies and idle gaps longer than a key cache's time to live (6 minutes: Baileys' makeCacheableSignalKeyStore keeps keys 5); the model has no clock",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashIdle},
 	{Name: "reinstall", Doc: "a contact reinstalls WhatsApp: new identity and registration id, new session",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashReinstall},
 }

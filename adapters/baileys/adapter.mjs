@@ -14,12 +14,13 @@
 // interleaving, so a schedule is data and replays.
 //
 // usage: node adapter.mjs --baileys 6.17.16|7.0.0-rc14 --variant stock|seedfix|locked --dir AUTHDIR --seed N
+import { die, serve } from './lib/lines.mjs'
+import { b64, classify, credsView, strip } from './lib/signal.mjs'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import readline from 'node:readline'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -28,10 +29,6 @@ const VARIANTS = ['stock', 'seedfix', 'locked']
 
 // ---- arguments -----------------------------------------------------------
 
-function die(msg) {
-	process.stderr.write(`badmac-baileys: ${msg}\n`)
-	process.exit(2)
-}
 
 const args = {}
 for (let i = 2; i < process.argv.length; i += 2) {
@@ -59,7 +56,6 @@ console.error = (...a) => {
 	const t = tasksALS.getStore()
 	if (t) t.logged.push(a.map(String).join(' '))
 }
-const out = (obj) => process.stdout.write(JSON.stringify({ v: 1, ...obj }) + '\n')
 
 // ---- seeded randomness ----------------------------------------------------
 
@@ -220,24 +216,13 @@ async function open() {
 	}
 }
 
-const b64 = (b) => Buffer.from(b).toString('base64')
 const unb64 = (s, what) => {
 	if (typeof s !== 'string') throw new Error(`${what}: want base64 string`)
 	return Buffer.from(s, 'base64')
 }
-const strip = (k) => (k.length === 33 ? k.subarray(1) : k) // libsignal-node keys carry the 0x05 type byte
 const jidOf = (user, device) => (device ? `${user}:${device}@s.whatsapp.net` : `${user}@s.whatsapp.net`)
 const meId = 'bot:0@s.whatsapp.net'
 
-function credsView(c) {
-	return {
-		reg: c.registrationId,
-		identity: b64(strip(c.signedIdentityKey.public)),
-		spk_id: c.signedPreKey.keyId,
-		spk: b64(strip(c.signedPreKey.keyPair.public)),
-		sig: b64(c.signedPreKey.signature),
-	}
-}
 
 async function genPreKeys(n) {
 	const out = []
@@ -254,24 +239,6 @@ async function genPreKeys(n) {
 	return out
 }
 
-// classify maps a libsignal-node failure to badmac's classes (docs/design.md §5).
-// For "No matching sessions found" the per-session errors logged by
-// decryptWithSessions are read: the first is the open session's.
-function classify(err, logged) {
-	const s = String(err && (err.name + ': ' + err.message))
-	if (/No matching sessions/.test(s)) {
-		const first = logged.find((l) => l.startsWith('Session error:')) || ''
-		if (/Bad MAC/.test(first)) return 'BadMAC'
-		if (/MessageCounterError|Key used already/.test(first)) return 'OldCounter'
-		return 'Other'
-	}
-	if (/MessageCounterError|Key used already/.test(s)) return 'OldCounter'
-	if (/Bad MAC/.test(s)) return 'BadMAC'
-	if (/PreKeyError|Invalid PreKey/.test(s)) return 'InvalidPreKey'
-	if (/UntrustedIdentity/.test(s)) return 'UntrustedIdentity'
-	if (/No session|No sessions|No open session|No session record/.test(s)) return 'NoSession'
-	return 'Other'
-}
 
 // The tasks: each version's own concurrency around the real repository.
 function receive({ peer, peer_dev: pdev, kind, ct }) {
@@ -438,29 +405,4 @@ function need() {
 	if (!dev) throw new Error('not provisioned (provision or load first)')
 }
 
-out({ hello: PROTOCOL, device: `baileys@${args.baileys}`, variant })
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
-let chain = Promise.resolve()
-rl.on('line', (line) => {
-	chain = chain.then(async () => {
-		let req
-		try {
-			req = JSON.parse(line)
-		} catch (e) {
-			return die(`request is not JSON: ${e.message}`)
-		}
-		if (req.v !== 1 || typeof req.id !== 'number' || typeof req.op !== 'string') {
-			return die(`bad request: want {"v":1,"id":N,"op":…}`)
-		}
-		// A reply carries every event since the last reply: one that came
-		// after a reply (quiescence misjudged) is late, never lost.
-		const take = () => { const evs = events; events = []; return evs }
-		try {
-			const res = await handle(req)
-			out({ id: req.id, ok: true, ...res, events: take() })
-		} catch (e) {
-			out({ id: req.id, ok: false, err: String(e && e.message || e).split('\n')[0], events: take() })
-		}
-	})
-})
-rl.on('close', () => { chain.then(() => process.exit(0)) })
+serve({ hello: PROTOCOL, device: `baileys@${args.baileys}`, variant }, handle, () => { const evs = events; events = []; return evs })

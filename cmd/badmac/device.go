@@ -135,6 +135,7 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 		}
 		for _, sc := range dr.scenarios {
 			for _, st := range sts {
+				st := deviceStoreName(name, st)
 				v, err := stores.Lookup(st)
 				if err != nil {
 					v = stores.Variant{Name: st} // the device's own store name (a Baileys key-store variant)
@@ -188,6 +189,17 @@ func planDevices(ctx context.Context, dr deviceRun, stderr io.Writer) ([]row, fu
 		return nil, nil, err
 	}
 	return rows, closeAll, nil
+}
+
+// deviceStoreName is a -stores entry as the device's rows and schedule
+// files name it: a socket device's MODULE#FUNCTION is MODULE:FUNCTION, as
+// -auth writes it (a schedule file reads # as a comment, so a replay line
+// printed for MODULE#FUNCTION would not replay).
+func deviceStoreName(device, st string) string {
+	if a, err := baileys.ParseStore(st); err == nil && strings.HasPrefix(device, baileys.SocketPrefix) {
+		return a.StoreName()
+	}
+	return st
 }
 
 // planModel is the model's rows in a device run: -stores the model knows
@@ -280,13 +292,17 @@ func gateRows(rows []row, refused []refusal, dr deviceRun) error {
 	return nil
 }
 
-// defaultDeviceGate is the default gate of a device row. Baileys' locked
-// variant (one lock per contact around each whole receive and send, no
-// cache) must pass, but not torn (the torn creds.json is the multi-file
-// state every variant shares, docs/design.md §3) and not multi on 6.x: its
-// one global transaction spans contacts, so a per-contact lock does not
-// keep one contact's send out of another's commit
-// (devices/baileys/testdata/baileys6-locked-multi-global-txn.txt).
+// defaultDeviceGate is the default gate of a device row.
+//
+// Baileys: what users run, Baileys' own socket (baileys-socket@V) on a
+// bot's auth state or on Baileys' own useMultiFileAuthState, alone or
+// behind makeCacheableSignalKeyStore, in the scenarios where Baileys' own
+// store under Baileys' own code measured clean on both pinned versions
+// (socketGateScenarios, docs/baileys.md "The gate"); elsewhere Baileys
+// itself loses messages whatever the store, and a row's store-blamed
+// column (and checkAuthState) says whether the store adds to that. The
+// adapter's locked variant is a named, measured proposed fix, gated only
+// when named (-must-pass baileys@V/locked).
 //
 // The child process (procs) runs the correct client on a real database, one
 // request at a time: every row must pass. The real whatsmeow Client
@@ -304,17 +320,17 @@ func defaultDeviceGate(device, store, scenario string) bool {
 	if device == "client-inline" {
 		return (store == "reference" || store == "sqlite") && scenario != "reinstall"
 	}
-	if !strings.HasPrefix(device, "baileys@") || store != "locked" {
-		return false
+	if strings.HasPrefix(device, baileys.SocketPrefix) {
+		return slices.Contains(socketGateScenarios, scenario)
 	}
-	switch {
-	case scenario == "torn":
-		return false
-	case scenario == "multi" && device == "baileys@6.17.16":
-		return false
-	}
-	return true
+	return false
 }
+
+// socketGateScenarios are the scenarios the socket device's rows are gated
+// in by default: Baileys 6.17.16 and 7.0.0-rc14 on useMultiFileAuthState,
+// alone and behind makeCacheableSignalKeyStore, lost nothing there
+// (docs/baileys.md).
+var socketGateScenarios = []string{"burst"}
 
 // replayDevice replays a schedule whose header names a device other than
 // the model on that device, and prints what replay prints for the model.
@@ -359,4 +375,39 @@ func replayDevice(ctx context.Context, path string, s *harness.Schedule, mode ha
 		why = "the reference store is not judged against itself; a free run is not replayed on it"
 	}
 	return printReplay(stdout, sched, res, why), nil
+}
+
+// baileysSocketDefault are the devices -auth runs without -device: Baileys
+// itself at each pinned version.
+var baileysSocketDefault = []string{baileys.SocketPrefix + "7.0.0-rc14", baileys.SocketPrefix + "6.17.16"}
+
+// baileysScenarios are the scenarios -auth runs without -scenarios: those
+// the socket device runs on one contact's device (docs/baileys.md).
+var baileysScenarios = []string{"burst", "reply", "reorder", "crash", "restart", "torn", "idle"}
+
+// authFlags turns -auth MODULE#FUNCTION into the socket device's rows: the
+// store alone and behind makeCacheableSignalKeyStore, on the pinned
+// Baileys versions unless -device names others, on the Baileys scenarios
+// unless -scenarios names others. Flags given explicitly win.
+func authFlags(auth string, given map[string]bool, deviceList, storeList, scens *string) error {
+	st, err := baileys.ParseStore(auth)
+	if err != nil || st.Module == "" || st.Cache {
+		return badInput("-auth %q: want MODULE#FUNCTION (a path without spaces, then the exported function), e.g. ./auth.mjs#useMyAuthState", auth)
+	}
+	file := st.Module[:strings.LastIndex(st.Module, "#")]
+	if _, err := os.Stat(file); err != nil {
+		return badInput("-auth %s: %v", auth, err)
+	}
+	name := st.StoreName()
+	if !given["device"] {
+		*deviceList = strings.Join(baileysSocketDefault, ",")
+	}
+	if !given["stores"] {
+		*storeList = name + "," + name + baileys.CacheSuffix
+		given["stores"] = true
+	}
+	if !given["scenarios"] {
+		*scens = strings.Join(baileysScenarios, ",")
+	}
+	return nil
 }

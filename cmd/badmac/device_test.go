@@ -56,7 +56,7 @@ func TestDeviceBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "-device", "baileys@5.0.0"}, `unknown device "baileys@5.0.0"`},
-		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys@VERSION)`},
+		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys-socket@VERSION, baileys@VERSION)`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
@@ -79,6 +79,9 @@ func TestDeviceBadInput(t *testing.T) {
 		{[]string{"run", "-device", "baileys@6.17.16", "-markdown", filepath.Join(dir, "missing", "x.md")}, "output " + filepath.Join(dir, "missing", "x.md")},
 		{[]string{"run", "-device", "baileys@6.17.16", "-timeout", "0s"}, "-timeout must be positive"},
 		{[]string{"run", "-device", "model,model"}, "-device model is given twice"},
+		{[]string{"run", "-auth", "auth.mjs"}, `-auth "auth.mjs": want MODULE#FUNCTION`},
+		{[]string{"run", "-auth", filepath.Join(dir, "nosuch.mjs") + "#useMyAuthState"}, "nosuch.mjs: no such file"},
+		{[]string{"run", "-device", "baileys-socket@5.0.0"}, `unknown device "baileys-socket@5.0.0"`},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := Main(context.Background(), c.args, &stdout, &stderr)
@@ -130,7 +133,7 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 	}
 	out := t.TempDir()
 	args := []string{"run", "-device", "baileys@6.17.16,model", "-stores", "seedfix,locked,reference", "-disciplines", "locked",
-		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out, "-must-pass", "baileys@6.17.16/locked/reply,locked/reference"}
+		"-scenarios", "reply,group", "-schedules", "4", "-seed", "1", "-out", out, "-must-pass", "baileys@6.17.16/locked/reply,locked/reference"} // locked: the named proposed fix, not gated by default
 	var runs [2]bytes.Buffer
 	var stderr bytes.Buffer
 	for i := range runs {
@@ -254,5 +257,47 @@ func TestShrinkRealClientSchedule(t *testing.T) {
 	code, out, errs := run(t, "shrink", "-budget", "10", "../../realclient/testdata/async-reply-oldcounter-sqlite.txt")
 	if code != 1 || !strings.Contains(out, "# shrunk from 13 to ") || !strings.Contains(out, "device client-async") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// The default gate: Baileys' own socket in burst, on any store (a bot's
+// or Baileys' own, cached or not); the adapter's locked fix only when
+// named; procs always.
+func TestDefaultDeviceGate(t *testing.T) {
+	for _, c := range []struct {
+		device, store, scenario string
+		want                    bool
+	}{
+		{"baileys-socket@7.0.0-rc14", "multifile", "burst", true},
+		{"baileys-socket@6.17.16", "./auth.mjs:useMyAuthState+cache", "burst", true},
+		{"baileys-socket@6.17.16", "multifile", "reply", false},
+		{"baileys@6.17.16", "locked", "reply", false},
+		{"baileys@7.0.0-rc14", "locked", "burst", false},
+		{"procs", "sqlite", "crash", true},
+		{"client-inline", "sqlite", "reply", true},
+		{"client-inline", "sqlite", "reinstall", false},
+		{"client-async", "sqlite", "reply", false},
+	} {
+		if got := defaultDeviceGate(c.device, c.store, c.scenario); got != c.want {
+			t.Errorf("defaultDeviceGate(%s, %s, %s) = %v, want %v", c.device, c.store, c.scenario, got, c.want)
+		}
+	}
+}
+
+// TestDeviceStoreName: -stores MODULE#FUNCTION on the socket device is
+// named MODULE:FUNCTION in rows and schedule files (a schedule reads # as
+// a comment); other devices' store names are left alone.
+func TestDeviceStoreName(t *testing.T) {
+	for _, c := range []struct{ device, in, want string }{
+		{"baileys-socket@7.0.0-rc14", "./auth.mjs#useMyAuthState", "./auth.mjs:useMyAuthState"},
+		{"baileys-socket@6.17.16", "./auth.mjs#useMyAuthState+cache", "./auth.mjs:useMyAuthState+cache"},
+		{"baileys-socket@6.17.16", "./auth.mjs:useMyAuthState", "./auth.mjs:useMyAuthState"},
+		{"baileys-socket@6.17.16", "multifile+cache", "multifile+cache"},
+		{"baileys@6.17.16", "stock", "stock"},
+		{"procs", "a.mjs#f", "a.mjs#f"},
+	} {
+		if got := deviceStoreName(c.device, c.in); got != c.want {
+			t.Errorf("deviceStoreName(%q, %q) = %q, want %q", c.device, c.in, got, c.want)
+		}
 	}
 }

@@ -44,6 +44,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	deviceList := fs.String("device", "", "devices under test, comma-separated (default: the model only); rows are device × store × scenario, the device's name in the discipline column; pairs a device cannot run are listed on stderr as skipped:\n"+strings.TrimRight(devices.Usage(), "\n"))
 	timeout := fs.Duration("timeout", deviceTimeout, "per-request timeout of a device process: one silent this long is an error")
 	adapter := fs.String("adapter", "", "command replacing the Baileys adapter's, space-separated (tests start fake devices)")
+	auth := fs.String("auth", "", "a Baileys bot's auth state, `MODULE#FUNCTION` (FUNCTION(dir) returns { state: { creds, keys }, saveCreds }, as useMultiFileAuthState): its rows run Baileys' own socket on it, alone and behind makeCacheableSignalKeyStore; -device defaults to "+strings.Join(baileysSocketDefault, ",")+", -scenarios to "+strings.Join(baileysScenarios, ","))
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -76,6 +77,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *auth != "" {
+		if err := authFlags(*auth, given, deviceList, storeList, scens); err != nil {
+			return 2, err
+		}
+	}
 	var ds []harness.Discipline
 	for _, s := range split(*disc) {
 		d, err := harness.ParseDiscipline(s)
@@ -357,7 +363,10 @@ func saveSchedule(dir string, s *harness.Schedule, suffix string) (string, error
 	if s.Device != "" {
 		who = strings.NewReplacer("@", "-", "/", "-", ":", "-").Replace(s.Device) // a device's schedules are named for it
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", who, s.Store, s.Scenario, s.Seed, suffix))
+	// A store named by a path (a Baileys auth module, MODULE#FUNCTION)
+	// becomes one file name.
+	store := strings.TrimLeft(strings.NewReplacer("/", "-", "\\", "-", ":", "-").Replace(s.Store), "-.")
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", who, store, s.Scenario, s.Seed, suffix))
 	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
 		return "", fmt.Errorf("saving schedule: %w", err)
 	}

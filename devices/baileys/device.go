@@ -209,6 +209,8 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 			return no(fmt.Sprintf("scenario %s (op snapshot/rollback: no backup of the adapter's folder)", sc.Name))
 		case sc.Crash == scenarios.CrashReinstall || sc.Crash == scenarios.CrashRekey:
 			return no(fmt.Sprintf("scenario %s (op %s: the contact's reinstall is not wired to the adapter)", sc.Name, sc.Crash))
+		case sc.Crash == scenarios.CrashIdle:
+			return no(fmt.Sprintf("scenario %s (op wait: the adapter's clock moves one millisecond a call; %s%s has the virtual clock)", sc.Name, SocketPrefix, strings.TrimPrefix(d.name, "baileys@")))
 		}
 	}
 	for _, op := range setup.Ops {

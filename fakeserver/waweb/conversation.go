@@ -434,7 +434,11 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 		return
 	}
 	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
-	cv.L.Attempt(id, true, m.GetConversation(), "", nil)
+	text := m.GetConversation()
+	if text == "" {
+		text = m.GetExtendedTextMessage().GetText() // Baileys sends a text as an extendedTextMessage
+	}
+	cv.L.Attempt(id, true, text, "", nil)
 	cv.receiptToDeviceLocked(p, id)
 }
 

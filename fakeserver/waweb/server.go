@@ -54,6 +54,17 @@ type Server struct {
 
 	wire  *wire  // byte counts on both ends of every connection (wire.go)
 	inbox *inbox // non-nil: nodes wait for Process (inbox.go)
+	// Traffic (traffic.go): connections accepted, the latest, waiters.
+	conns    int
+	last     *conn
+	tchanged chan struct{}
+	// PreKeyCount, if set, is the count a prekey count query answers,
+	// given what the server holds for the device.
+	PreKeyCount func(held int) int
+	// OfflineMarker sends <ib><offline count/></ib> after a login's
+	// offline queue, as WhatsApp does: Baileys 6 holds every event
+	// (messages.upsert included) until it comes.
+	OfflineMarker bool
 }
 
 // Listen starts a server on a free port of 127.0.0.1. Clients must trust
@@ -207,7 +218,9 @@ type conn struct {
 	rkey     cipher.AEAD
 	rcount   uint32
 	buf      []byte
-	loggedIn bool // guarded by s.mu
+	traffic  connTraffic // guarded by s.mu
+	dict     *dict       // the client's token dictionary; nil: whatsmeow's (3)
+	loggedIn bool        // guarded by s.mu
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -219,11 +232,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(1 << 24)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{s: s, ws: ws, ctx: ctx, cancel: cancel}
+	s.accepted(c)
 	defer c.close()
 	if err := c.handshake(); err != nil {
 		s.Logf("server: handshake: %v", err)
 		return
 	}
+	c.countHandled()
 	for {
 		frame, err := c.frame()
 		if err != nil {
@@ -243,7 +258,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			s.Logf("server: unpack: %v", err)
 			return
 		}
-		n, err := waBinary.Unmarshal(raw)
+		n, err := c.unmarshal(raw)
 		if err != nil {
 			s.Logf("server: unmarshal: %v", err)
 			return
@@ -252,12 +267,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			continue // Process answers it
 		}
 		s.handle(c, n)
+		c.countHandled()
 	}
 }
 
 func (c *conn) close() {
 	c.cancel()
 	_ = c.ws.CloseNow()
+	c.countClosed()
 	c.s.mu.Lock()
 	var on func()
 	if c.s.conn == c {
@@ -285,6 +302,7 @@ func (c *conn) frame() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.countRead()
 		if typ != websocket.MessageBinary {
 			return nil, fmt.Errorf("websocket message of type %v", typ)
 		}
@@ -298,11 +316,15 @@ func (c *conn) writeFrame(data []byte) error {
 	copy(f[3:], data)
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageBinary, f)
+	if err := c.ws.Write(ctx, websocket.MessageBinary, f); err != nil {
+		return err
+	}
+	c.countWrite()
+	return nil
 }
 
 func (c *conn) write(n waBinary.Node) error {
-	data, err := marshal(n)
+	data, err := c.marshal(n)
 	if err != nil {
 		return err
 	}
@@ -331,6 +353,7 @@ func (c *conn) handshake() error {
 		if err != nil {
 			return err
 		}
+		c.countRead()
 		c.buf = append(c.buf, data...)
 	}
 	header := append([]byte(nil), c.buf[:4]...)
@@ -338,6 +361,9 @@ func (c *conn) handshake() error {
 		return fmt.Errorf("bad connection header %x", header)
 	}
 	c.buf = c.buf[4:]
+	if err := c.useDict(header[3]); err != nil {
+		return err
+	}
 	ns, err := newNoiseState(header)
 	if err != nil {
 		return err
@@ -378,6 +404,7 @@ func (c *conn) handshake() error {
 	if err := c.writeFrame(out); err != nil {
 		return err
 	}
+	c.countHandled() // the hello is answered; the finish comes next
 	f, err = c.frame()
 	if err != nil {
 		return err
@@ -435,6 +462,9 @@ func (c *conn) handshake() error {
 	if f2 != nil {
 		f2()
 	}
+	if s.OfflineMarker {
+		return c.write(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": 0}}}})
+	}
 	return nil
 }
 
@@ -477,8 +507,11 @@ func (s *Server) answerIQ(c *conn, n *waBinary.Node) {
 	case xmlns == "encrypt" && typ == "get":
 		if _, ok := n.GetOptionalChildByTag("count"); ok {
 			dev := s.Device()
-			r := iqResult(n, []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{
-				"value": len(s.Core.Unclaimed(dev.SignalAddress()))}}})
+			held := len(s.Core.Unclaimed(dev.SignalAddress()))
+			if s.PreKeyCount != nil {
+				held = s.PreKeyCount(held)
+			}
+			r := iqResult(n, []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{"value": held}}})
 			resp = &r
 		} else if key, ok := n.GetOptionalChildByTag("key"); ok {
 			resp = s.fetchPreKeys(n, key)
@@ -561,9 +594,10 @@ func (s *Server) fetchPreKeys(n *waBinary.Node, key waBinary.Node) *waBinary.Nod
 
 func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 	us := n.GetChildByTag("usync")
-	if _, ok := us.GetOptionalChildByTag("query", "devices"); !ok {
-		return nil
-	}
+	// Devices are answered; any other protocol of the query (Baileys 7
+	// asks lid alone for a phone number's LID) gets a user node without
+	// that child: the server knows no LID for its phone-number contacts.
+	_, devices := us.GetOptionalChildByTag("query", "devices")
 	var out []waBinary.Node
 	ul := us.GetChildByTag("list")
 	for _, u := range ul.GetChildrenByTag("user") {
@@ -574,6 +608,10 @@ func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 		s.mu.Lock()
 		devs := append([]uint16(nil), s.users[jid.User]...)
 		s.mu.Unlock()
+		if !devices {
+			out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()}})
+			continue
+		}
 		var dl []waBinary.Node
 		self := s.Device()
 		for _, d := range devs {

@@ -1,0 +1,722 @@
+package baileys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/devproto"
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/seeded"
+)
+
+// The bot's account on the fake server: a linked device (3) of a phone
+// number, whose phone (device 0) exists on the server so that Baileys 6,
+// which always encrypts to its own phone too (messages-send.js relayMessage:
+// devices.push({ user: meUser })), finds its bundle. Messages to the phone
+// are acknowledged and dropped.
+const (
+	botUser   = "10000000042"
+	botDevice = 3
+)
+
+// autoTimer is how far ahead a pending virtual timer fires by itself once
+// both ends are quiet: Baileys' short delays (retryRequestDelayMs 250 ms,
+// the placeholder resend's 2 s, the event buffer's 100 ms flush) run, the
+// long ones (the 30 s keepalive, 60 s query timeouts, 5 min cache TTLs)
+// wait for a wait op.
+const autoTimer = 10_000
+
+// sockRun is one schedule on the socket device; it is the harness.View
+// its source sees.
+type sockRun struct {
+	d      *SocketDevice
+	ctx    context.Context
+	s      *harness.Schedule
+	serial bool
+	store  AuthStore
+	dir    string
+	unbind func()
+
+	srv   *waweb.Server
+	cv    *waweb.Conversation
+	peers []string
+	phone *fakeserver.Peer
+
+	// The Node side's last status, and what the harness told it.
+	st      devproto.Reply
+	conn    int // the server's number of the current connection
+	frames  int // server frames on it Baileys was let read
+	named   int // copy names (Conversation.Taken) handed to the adapter
+	creds   devproto.Creds
+	started bool
+
+	parked map[string][]sockGate
+	order  map[string]int // a task's first appearance
+	// pads are, per task, how many gates below the store each of its
+	// store calls reached (file writes, statements): the reference run's
+	// atomic calls wait as many steps (docs/baileys.md, "Who is blamed").
+	pads    map[string][]int
+	ref     map[string][]int // set: this is the reference run, with these pads
+	tasks   int
+	gates   int
+	applied []harness.Op
+
+	down, killed, ended bool
+	crashes             int
+	regen, refused      bool
+	replies             map[string]reply // replies not yet at the server
+	fileWrites          int
+}
+
+type sockGate struct {
+	id, task, call string
+	write, io      bool
+	at             int
+}
+
+type reply struct {
+	peer, body string
+	jid        string
+	sent       bool
+}
+
+func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial bool) (*sockRun, error) {
+	st, err := ParseStore(s.Store)
+	if err != nil {
+		return nil, err
+	}
+	d.n++
+	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, pads: map[string][]int{}}
+	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
+	ca := waweb.DefaultCA()
+	if r.srv, err = waweb.Listen(ca); err != nil {
+		r.unbind()
+		return nil, err
+	}
+	// Baileys 7 uploads INITIAL_PREKEY_COUNT (812) one-time prekeys when
+	// the server holds none (Socket/socket.js uploadPreKeysToServerIfRequired)
+	// and MIN_PREKEY_COUNT (5) when it holds at most 5; the server reports
+	// at least 5, so a schedule's device uploads 5 (Baileys 6: 30), not 812.
+	r.srv.PreKeyCount = func(held int) int { return max(held, 5) }
+	r.srv.OfflineMarker = true
+	r.cv = waweb.NewConversation(r.srv)
+	r.cv.Hold()
+	for _, c := range s.Contacts {
+		for dev := range c.Devices {
+			p, err := r.cv.AddPeer(ctx, c.User, uint16(dev))
+			if err != nil {
+				r.close()
+				return nil, err
+			}
+			r.peers = append(r.peers, p.Name)
+		}
+	}
+	if r.phone, err = fakeserver.NewPeer(ctx, r.srv.Core, botUser, 0); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *sockRun) close() {
+	if r.srv != nil {
+		r.srv.Close()
+	}
+	os.RemoveAll(r.dir)
+	if r.unbind != nil {
+		r.unbind()
+	}
+}
+
+func (r *sockRun) wrap(err error) error {
+	return fmt.Errorf("device %s: seed %d: %w", r.d.name, r.s.Seed, err)
+}
+
+func (r *sockRun) log(format string, a ...any) { r.srv.Logf(format, a...) }
+
+func (r *sockRun) timeout() time.Duration {
+	if r.d.opt.Timeout > 0 {
+		return r.d.opt.Timeout
+	}
+	return devproto.DefaultTimeout
+}
+
+// call sends one request to the adapter and folds in its events.
+func (r *sockRun) call(req devproto.Request) (devproto.Reply, error) {
+	if r.d.proc == nil || r.d.proc.Exited(0) {
+		return devproto.Reply{}, errDead
+	}
+	rep, err := r.d.proc.Call(r.ctx, req)
+	if err != nil {
+		return rep, err
+	}
+	if !rep.OK {
+		return rep, fmt.Errorf("%s failed: %s", req.Op, rep.Err)
+	}
+	r.st = rep
+	return rep, r.events(rep.Events)
+}
+
+func (r *sockRun) events(evs []devproto.Event) error {
+	for _, e := range evs {
+		switch {
+		case e.Gate != "":
+			if _, ok := r.order[e.Task]; !ok {
+				r.tasks++
+				r.order[e.Task] = r.tasks
+			}
+			r.gates++
+			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, at: r.gates})
+			if !e.IO {
+				r.pads[e.Task] = append(r.pads[e.Task], 0)
+			} else if n := len(r.pads[e.Task]); n > 0 {
+				r.pads[e.Task][n-1]++
+			}
+		case e.Attempt != "":
+			if e.OK {
+				r.cv.L.Attempt(e.Attempt, true, string(e.PT), "", nil)
+			} else {
+				r.cv.L.Attempt(e.Attempt, false, "", endpoint.Class(e.Class), errors.New(e.Err))
+			}
+		case e.Note != "":
+			r.log("%s: %s", e.Task, e.Note)
+		case e.Done:
+			rp, ok := r.replies[e.Task]
+			if !ok {
+				continue
+			}
+			rp.sent = true
+			r.replies[e.Task] = rp
+			r.cv.L.Sending(e.Task, false)
+			if !e.OK {
+				r.log("%s: sendMessage failed: %s", e.Task, e.Err)
+				r.cv.L.SendFailed(e.Task, errors.New(e.Err))
+			}
+			delete(r.replies, e.Task)
+		}
+	}
+	return nil
+}
+
+// sync lets both ends run until neither has anything in flight: the
+// server handles every frame Baileys wrote, Baileys reads every frame
+// the server wrote (one at a time, each to quiet), and a virtual timer
+// due within autoTimer fires; until nothing changes.
+func (r *sockRun) sync() error {
+	for {
+		if r.down {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(r.ctx, r.timeout())
+		t, err := r.srv.WaitTraffic(wctx, func(t waweb.Traffic) bool {
+			return t.Conn != r.conn || t.Closed || t.Handled >= r.st.Sent
+		})
+		cancel()
+		if err != nil {
+			return err
+		}
+		if t.Conn != r.conn {
+			return fmt.Errorf("connection %d replaced by %d", r.conn, t.Conn)
+		}
+		if t.Closed {
+			if !r.st.Open {
+				r.log("connection closed")
+				return nil
+			}
+		}
+		if t.Written > r.frames && !t.Closed {
+			taken := r.cv.Taken()
+			names := taken[r.named:]
+			r.named = len(taken)
+			r.frames = t.Written
+			if _, err := r.call(devproto.Request{Op: devproto.OpFrames, Upto: t.Written, Names: names}); err != nil {
+				return err
+			}
+			continue
+		}
+		if r.st.Timer >= 0 && r.st.Timer <= autoTimer {
+			if _, err := r.call(devproto.Request{Op: devproto.OpTick, To: r.st.Now + r.st.Timer}); err != nil {
+				return err
+			}
+			continue
+		}
+		return nil
+	}
+}
+
+// setup provisions the device: a fresh auth state in its directory, the
+// login (prekey upload included), every store call released at once.
+func (r *sockRun) setup() error {
+	if r.d.proc == nil || r.d.proc.Exited(0) {
+		c, err := r.d.start(r.ctx)
+		if err != nil {
+			return err
+		}
+		r.d.proc = c
+	}
+	if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed),
+		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
+		return err
+	}
+	if err := r.connect(true); err != nil {
+		return err
+	}
+	if r.refused {
+		return fmt.Errorf("the store refused to start on an empty directory")
+	}
+	_, err := r.call(devproto.Request{Op: devproto.OpAuto, On: false})
+	return err
+}
+
+func (r *sockRun) jid() string { return fmt.Sprintf("%s:%d@s.whatsapp.net", botUser, botDevice) }
+
+// connect opens the auth state and a socket, and runs the login to its
+// end: on the first start every store call is released at once; on a
+// restart the login's own gates are stepped in order (other tasks, the
+// receives of redelivered stanzas, stay parked for the schedule).
+func (r *sockRun) connect(provision bool) error {
+	before := r.srv.Traffic().Conn
+	rep, err := r.call(devproto.Request{Op: devproto.OpOpen, URL: "ws://" + r.srv.Addr().String() + "/ws/chat",
+		Root: waweb.DefaultCA().Root.Pub[:], JID: r.jid(), Provision: provision, On: provision,
+		Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes))})
+	if err != nil {
+		return err
+	}
+	if rep.Refused != "" {
+		r.refused = true
+		r.log("restart: the store refused to start: %s", rep.Refused)
+		return nil
+	}
+	if provision {
+		r.creds = *rep.Creds
+	} else if !sameCreds(*rep.Creds, r.creds) {
+		r.regen = true
+		r.log("restart: REGENERATED CREDENTIALS (registration id %d → %d)", r.creds.Reg, rep.Creds.Reg)
+	} else {
+		r.log("restart: credentials intact")
+	}
+	wctx, cancel := context.WithTimeout(r.ctx, r.timeout())
+	t, err := r.srv.WaitTraffic(wctx, func(t waweb.Traffic) bool { return t.Conn > before })
+	cancel()
+	if err != nil {
+		return err
+	}
+	r.conn, r.frames, r.named = t.Conn, 0, len(r.cv.Taken())
+	r.down, r.killed = false, false
+	if err := r.sync(); err != nil {
+		return err
+	}
+	for !r.serial && len(r.parked["login"]) > 0 {
+		if err := r.step("login", "login: "); err != nil {
+			return err
+		}
+	}
+	if !r.srv.Connected() {
+		return fmt.Errorf("the socket did not log in (traffic %+v; server log: %s)", r.srv.Traffic(), strings.Join(lastLines(r.srv.Log(), 5), " | "))
+	}
+	if provision {
+		r.fileWrites = r.st.Writes
+	}
+	return nil
+}
+
+func lastLines(l []string, n int) []string {
+	if len(l) > n {
+		return l[len(l)-n:]
+	}
+	return l
+}
+
+func sameCreds(a, b devproto.Creds) bool {
+	return a.Reg == b.Reg && string(a.Identity) == string(b.Identity) && a.SPKID == b.SPKID && string(a.SPK) == string(b.SPK)
+}
+
+// The harness.View of the run.
+
+func (r *sockRun) Peers() []string { return append([]string(nil), r.peers...) }
+
+func (r *sockRun) HeardFrom(peer string) int { return r.cv.L.HeardFrom(peer) }
+
+// Runnable are the tasks parked at a gate, in order of first appearance
+// (none in serial mode).
+func (r *sockRun) Runnable() []string {
+	if r.serial {
+		return nil
+	}
+	var ts []string
+	for t := range r.parked {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return r.order[ts[i]] < r.order[ts[j]] })
+	return ts
+}
+
+func (r *sockRun) Pending() (inbound, outbound []string) { return r.cv.Held() }
+
+func (r *sockRun) Delivered() []string { return r.cv.Taken() }
+
+func (r *sockRun) Down() bool { return r.down }
+
+// PendingWrites are the store's parked file writes: a crash keeps, drops
+// or tears each.
+func (r *sockRun) PendingWrites() int {
+	if r.down || r.serial {
+		return 0
+	}
+	n := 0
+	for _, gs := range r.parked {
+		for _, g := range gs {
+			if g.write {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// apply runs one op and records it; an op that does not apply does
+// nothing.
+func (r *sockRun) apply(op harness.Op) error {
+	want, ok := socketOps[op.Verb]
+	if !ok {
+		return fmt.Errorf("op %q not supported", op.Verb)
+	}
+	if len(op.Args) < want || op.Inst != 0 {
+		return fmt.Errorf("op %q: bad arguments", op)
+	}
+	r.applied = append(r.applied, op)
+	r.log("op %s", op)
+	switch op.Verb {
+	case "send":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok || r.cv.L.Known(op.Args[1]) {
+			return nil
+		}
+		return r.cv.Send(r.ctx, p, op.Args[1], "hello "+op.Args[1])
+	case "deliver":
+		if _, ok := r.cv.Deliver(op.Args[0]); ok {
+			return r.sync()
+		}
+	case "reply":
+		p, ok := r.cv.Peer(op.Args[0])
+		if !ok || r.cv.L.Known(op.Args[1]) {
+			return nil
+		}
+		id := op.Args[1]
+		r.cv.L.Expect(id, harness.Out, p.Name, "reply "+id)
+		r.replies[id] = reply{peer: p.Name, body: "reply " + id, jid: peerJID(p)}
+		if r.down {
+			return nil // sent when the bot is back
+		}
+		return r.sendReply(id)
+	case "step":
+		if r.serial || len(r.parked[op.Args[0]]) == 0 {
+			return nil
+		}
+		return r.step(op.Args[0], "")
+	case "run":
+		for !r.serial && len(r.parked[op.Args[0]]) > 0 {
+			if err := r.step(op.Args[0], ""); err != nil {
+				return err
+			}
+		}
+	case "read":
+		if r.cv.Read(r.ctx, op.Args[0]) {
+			return r.sync()
+		}
+	case "dup":
+		r.cv.Dup(op.Args[0])
+	case "crash":
+		return r.crash(harness.CrashMode(op))
+	case "stop":
+		return r.stop()
+	case "restart":
+		return r.restart()
+	case "wait":
+		secs, err := strconv.ParseFloat(op.Args[0], 64)
+		if err != nil || secs < 0 {
+			return fmt.Errorf("wait %q: want seconds", op.Args[0])
+		}
+		return r.wait(int64(secs * 1000))
+	}
+	return nil
+}
+
+func peerJID(p *fakeserver.Peer) string {
+	return types.JID{User: p.JID.User, Device: p.JID.Device, Server: types.DefaultUserServer}.String()
+}
+
+func (r *sockRun) sendReply(id string) error {
+	rp := r.replies[id]
+	r.cv.L.Sending(id, true)
+	if _, err := r.call(devproto.Request{Op: devproto.OpReply, Task: id, JID: rp.jid, Text: rp.body, MsgID: id}); err != nil {
+		return err
+	}
+	return r.sync()
+}
+
+// step lets task t make the call its oldest parked gate holds.
+func (r *sockRun) step(t, prefix string) error {
+	g := r.parked[t][0]
+	if r.parked[t] = r.parked[t][1:]; len(r.parked[t]) == 0 {
+		delete(r.parked, t)
+	}
+	if !r.serial {
+		r.log("%s%s %s", prefix, g.task, g.call)
+	}
+	if _, err := r.call(devproto.Request{Op: devproto.OpStep, Gate: g.id}); err != nil {
+		return err
+	}
+	return r.sync()
+}
+
+// first is the task whose parked gate came first.
+func (r *sockRun) first() string {
+	best := ""
+	for t, gs := range r.parked {
+		if best == "" || gs[0].at < r.parked[best][0].at {
+			best = t
+		}
+	}
+	return best
+}
+
+// wait moves the virtual clock ms forward, through every timer due on the
+// way, each followed by both ends' quiet (a keepalive's ping answered
+// before the next one fires).
+func (r *sockRun) wait(ms int64) error {
+	if r.down {
+		return nil
+	}
+	target := r.st.Now + ms
+	for r.st.Now < target {
+		to := target
+		if r.st.Timer >= 0 && r.st.Now+r.st.Timer < target {
+			to = r.st.Now + r.st.Timer
+		}
+		if _, err := r.call(devproto.Request{Op: devproto.OpTick, To: to}); err != nil {
+			return err
+		}
+		if err := r.sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// crash kills the device: each of the store's parked writes is kept,
+// dropped or torn as the mode says (default: dropped), then SIGKILL. In
+// the serial baseline a crash is a clean restart.
+func (r *sockRun) crash(mode string) error {
+	if r.down {
+		return nil
+	}
+	if r.serial {
+		if err := r.stop(); err != nil {
+			return err
+		}
+		r.crashes++
+		return r.restart()
+	}
+	r.log("crash %q: the device is killed", mode)
+	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode})
+	if err == nil {
+		return fmt.Errorf("crash answered instead of dying")
+	}
+	if !r.d.proc.Exited(r.timeout()) {
+		return err
+	}
+	return r.died()
+}
+
+// died: the process is gone; the server notices the closed connection
+// before anything else happens (a stanza pushed meanwhile would go to a
+// dead socket).
+func (r *sockRun) died() error {
+	r.crashes++
+	r.down, r.killed = true, true
+	r.parked = map[string][]sockGate{}
+	for id, rp := range r.replies {
+		rp.sent = false
+		r.replies[id] = rp
+	}
+	wctx, cancel := context.WithTimeout(r.ctx, r.timeout())
+	defer cancel()
+	_, err := r.srv.WaitTraffic(wctx, func(t waweb.Traffic) bool { return t.Conn != r.conn || t.Closed })
+	return err
+}
+
+// stop is a clean shutdown: parked tasks run to their ends (longest
+// parked first), then the socket ends and the store's close runs.
+func (r *sockRun) stop() error {
+	if r.down {
+		return nil
+	}
+	for len(r.parked) > 0 {
+		if err := r.step(r.first(), "stop: "); err != nil {
+			return err
+		}
+	}
+	if _, err := r.call(devproto.Request{Op: devproto.OpStop}); err != nil {
+		return err
+	}
+	r.down = true
+	wctx, cancel := context.WithTimeout(r.ctx, r.timeout())
+	defer cancel()
+	_, err := r.srv.WaitTraffic(wctx, func(t waweb.Traffic) bool { return t.Conn != r.conn || t.Closed })
+	r.log("stop: clean shutdown")
+	return err
+}
+
+// restart brings the bot back on the same directory or database: after a
+// kill a new Node process, after a stop the same one; then the login, and
+// the replies that had not reached the server are sent again.
+func (r *sockRun) restart() error {
+	if !r.down || r.ended {
+		return nil
+	}
+	if r.killed {
+		c, err := r.d.replacement(r.ctx)
+		if err != nil {
+			return err
+		}
+		r.d.proc = c
+		if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes)),
+			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
+			return err
+		}
+	}
+	if err := r.connect(false); err != nil {
+		return err
+	}
+	if r.refused {
+		// The store would not start on what the crash left: the
+		// correct reaction to a state it cannot read. The bot stays down;
+		// the run ends here.
+		r.ended = true
+		return nil
+	}
+	var ids []string
+	for id, rp := range r.replies {
+		if !rp.sent && !r.atServer(id) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		r.log("%s: sent again after the restart", id)
+		if err := r.sendReply(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// atServer reports whether a copy of reply id reached the server (held
+// for its peer, or read): the bot's sendMessage got that far.
+func (r *sockRun) atServer(id string) bool {
+	_, out := r.cv.Held()
+	for _, n := range out {
+		if base, _, _ := strings.Cut(n, "."); base == id {
+			return true
+		}
+	}
+	for _, m := range r.cv.L.Messages() {
+		if m.ID == id && len(m.Attempts) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// drain runs what is left: a crashed or stopped bot restarts, parked
+// tasks run in arrival order, held stanzas are delivered and held
+// messages read, until nothing is left.
+func (r *sockRun) drain() error {
+	for !r.ended {
+		switch {
+		case r.down:
+			if err := r.restart(); err != nil {
+				return err
+			}
+		case len(r.parked) > 0:
+			if err := r.step(r.first(), "drain: "); err != nil {
+				return err
+			}
+		default:
+			in, out := r.cv.Held()
+			if len(in) == 0 && len(out) == 0 {
+				return nil
+			}
+			for _, id := range in {
+				r.log("drain: deliver %s", id)
+				r.cv.Deliver(id)
+				if err := r.sync(); err != nil {
+					return err
+				}
+			}
+			for _, id := range out {
+				r.log("drain: read %s", id)
+				r.cv.Read(r.ctx, id)
+				if err := r.sync(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// result is the run for the oracle: the ledger's messages (the ones the
+// schedule sent and replied), the server's log as history.
+func (r *sockRun) result() *harness.Result {
+	res := &harness.Result{RegeneratedCreds: r.regen, Crashes: r.crashes}
+	for _, l := range r.srv.Log() {
+		if strings.HasPrefix(l, "server: read:") || strings.Contains(l, "<unified_session") {
+			// How the killed socket's end looked to the server, and a
+			// telemetry id Baileys derives from the server's wall-clock
+			// login time: timing, not behaviour.
+			continue
+		}
+		res.History = append(res.History, l)
+	}
+	for _, m := range r.cv.L.Messages() {
+		if m.Dir != harness.In && m.Dir != harness.Out {
+			continue
+		}
+		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
+		for _, a := range m.Attempts {
+			hm.Attempts = append(hm.Attempts, harness.Attempt{Delivery: a.Delivery, OK: a.OK, Wrong: a.Wrong, Class: a.Class, Err: a.Err})
+		}
+		res.Messages = append(res.Messages, hm)
+	}
+	if r.ended {
+		// The store refused to start: correct, and the end of this
+		// bot. Messages it had not settled cannot be judged.
+		var kept []*harness.Message
+		dropped := 0
+		for _, m := range res.Messages {
+			if m.Outcome() == harness.Delivered {
+				kept = append(kept, m)
+			} else {
+				dropped++
+			}
+		}
+		res.Messages = kept
+		res.History = append(res.History, fmt.Sprintf("start refused: run ended, %d messages not judged", dropped))
+	}
+	return res
+}
