@@ -315,11 +315,23 @@ func (s *Schedule) Unsent() []string {
 		switch {
 		case sends[op.Verb] && len(op.Args) == 2:
 			sent[op.Args[1]] = true
+		case (op.Verb == "step" || op.Verb == "run") && len(op.Args) == 1 && clientTask(op.Args[0]):
+			// a real client's goroutine, named for its role, not a message
 		case refers[op.Verb] && len(op.Args) == 1 && !sent[MessageOf(op.Args[0])]:
 			out[i] = op.Args[0]
 		}
 	}
 	return out
+}
+
+// clientTask reports whether a step's task is one of the real client's
+// goroutines, which realclient names for their role (realclient/control.go
+// baseName): recv, login, notify, reply:ID, retry:ID, resend:ID, go:FUNC,
+// and NAME#2, … for a second one of the same name. Message ids ("m3",
+// "r2.2") contain neither ':' nor '#'.
+func clientTask(name string) bool {
+	base, _, _ := strings.Cut(name, "#")
+	return strings.Contains(name, "#") || strings.Contains(base, ":") || base == "recv" || base == "login" || base == "notify"
 }
 
 // MessageOf is the message a delivery or task id names: "m3" for "m3" and
