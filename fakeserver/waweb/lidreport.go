@@ -27,6 +27,7 @@ type lidSeen struct {
 	peerOf   map[string]string // inbound id → contact device name
 	sentPN   map[string]bool   // outbound id: the device addressed it to a PN
 	retryLID map[string]bool   // outbound id: a retry receipt for it came from a LID
+	resent   map[string]bool   // outbound id: the device sent it again after that receipt
 }
 
 func formOf(n waBinary.Node) string {
@@ -45,7 +46,8 @@ func formOf(n waBinary.Node) string {
 
 func (cv *Conversation) seen() *lidSeen {
 	if cv.lid == nil {
-		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{}}
+		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{},
+			resent: map[string]bool{}}
 	}
 	return cv.lid
 }
@@ -67,6 +69,8 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 	switch {
 	case receipt && to.Server == types.HiddenUserServer:
 		s.retryLID[id] = true
+	case !receipt && s.retryLID[id]:
+		s.resent[id] = true
 	case !receipt && to.Server == types.DefaultUserServer:
 		s.sentPN[id] = true
 	}
@@ -85,8 +89,9 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 //     (MigratePNToLID copies the older PN session over the LID one,
 //     sqlstore store.go:248-305).
 //   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
-//     to a PN is lost after a retry receipt for it came from the LID
-//     (retry.go getMessageForRetry looks under the receipt's chat only).
+//     to a PN is lost, a retry receipt for it came from the LID and the
+//     device never sent it again (retry.go getMessageForRetry looks under
+//     the receipt's chat only).
 func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) string {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
@@ -115,7 +120,7 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 		}
 		return ""
 	}
-	if lost && s.sentPN[id] && s.retryLID[id] {
+	if lost && s.sentPN[id] && s.retryLID[id] && !s.resent[id] {
 		return "whatsmeow #1062 (fixed upstream 89be06b0): a retry receipt from the LID for a message sent to the PN, never resent"
 	}
 	return ""
