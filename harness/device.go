@@ -151,7 +151,7 @@ func (m Model) Check(setup *Schedule, mode Mode) error {
 	if setup.Device != "" && setup.Device != m.Name() {
 		return fmt.Errorf("schedule is for device %s, not the in-process model", setup.Device)
 	}
-	return nil
+	return refuseDeviceOnly(setup)
 }
 
 // Exec runs the schedule on the model.

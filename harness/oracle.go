@@ -23,6 +23,9 @@ type Message struct {
 	Peer     string
 	Body     string
 	Attempts []Attempt
+	// Note names the public report a device matched the message's failure
+	// with ("" for none; realclient's LID reports, docs/lid.md §3).
+	Note string
 }
 
 // Attempt is one decryption of one copy.
@@ -437,7 +440,11 @@ func (res *Result) describe(ids []string) []string {
 			for _, a := range m.Failures() {
 				cls = append(cls, string(a.Class))
 			}
-			parts = append(parts, fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " ")))
+			part := fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " "))
+			if m.Note != "" {
+				part += " (" + m.Note + ")"
+			}
+			parts = append(parts, part)
 		}
 	}
 	return parts

@@ -179,6 +179,9 @@ func Parse(r io.Reader) (*Schedule, error) {
 			if f[0] == "crash" && len(args) == 1 && strings.Trim(args[0], "kdg") != "" {
 				return fail("crash mode %q: want letters k, d, g", args[0])
 			}
+			if err := checkLIDOp(f[0], args); err != nil {
+				return fail("%v", err)
+			}
 			op.Args = args
 			s.Ops = append(s.Ops, op)
 			s.opLines = append(s.opLines, line)

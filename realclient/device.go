@@ -302,6 +302,7 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked}
 	for _, m := range Messages(r.cv.L) {
 		if m.Dir == harness.In || m.Dir == harness.Out {
+			noteReport(r.cv, m)
 			res.Messages = append(res.Messages, m)
 		} else {
 			res.History = append(res.History, "ledger: "+m.ID+" seen in an ack or receipt only")
@@ -741,6 +742,9 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		return r.stop(ctx)
 	case "restart":
 		return r.restart(ctx)
+	default:
+		_, err := r.applyLID(ctx, op)
+		return err
 	}
 	return nil
 }

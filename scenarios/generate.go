@@ -53,6 +53,7 @@ type Generator struct {
 	queue   []harness.Op
 	crashAt map[int]bool
 	snapped bool
+	lid     *lidGen // LID scenarios (lid.go)
 }
 
 // maxOps bounds a schedule's length.
@@ -79,6 +80,7 @@ func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
 			g.crashAt[1+g.rng.IntN(8*sc.Messages)] = true
 		}
 	}
+	g.lid = newLIDGen(sc, g.rng)
 	return g
 }
 
@@ -110,6 +112,9 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	}
 	if g.crashAt[g.ops] && !r.Down() {
 		return g.crashOp(r), true
+	}
+	if op, ok := g.lidOp(); ok {
+		return op, true
 	}
 	peers := g.sc.peerNames()
 	// The bot decides to reply when a receive from a peer completes.

@@ -46,6 +46,9 @@ type Scenario struct {
 	// First makes the bot write first, before it has heard from anyone: a
 	// reply to every contact device it has no session with.
 	First bool
+	// LID, when set, moves the contacts between their PN and LID
+	// addresses (lid.go; real client only).
+	LID *LIDPlan
 }
 
 // CrashKind says which crash ops a scenario's generator adds.

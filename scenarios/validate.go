@@ -64,7 +64,7 @@ func (s Scenario) Ops() []string {
 	case CrashRekey:
 		ops = append(ops, "rekey")
 	}
-	return ops
+	return s.lidScenarioOps(ops)
 }
 
 // Validate checks a parsed schedule strictly, for replay (issue 16 §6): it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
@@ -20,6 +21,9 @@ import (
 type KV struct {
 	Backend Backend
 	Lock    *sim.Mutex
+
+	mu       sync.Mutex
+	migrated map[string]bool // PN users MigratePNToLID moved in this instance
 }
 
 func newLock() *sim.Mutex { return &sim.Mutex{} }
@@ -146,8 +150,38 @@ func (s *KV) DeleteSession(ctx context.Context, address string) error {
 // MigratePNToLID; docs/design.md §4): addresses are
 // types.JID.SignalAddressUser, "PN:dev" to "LID_1:dev". With a Lock the
 // whole move is one atomic call.
+//
+// Like sqlstore, an instance moves a PN user once: a later call for it is
+// a no-op, even if a PN row was written in between (sqlstore keeps the
+// users it migrated in memory, per SQLStore, so per process:
+// store/sqlstore/store.go:53,66,249-252 at the pinned whatsmeow;
+// docs/lid.md §1.8). whatsmeow calls MigratePNToLID on every PN stanza and
+// send of a mapped contact, so a store that moves again copies a PN
+// session a send wrote before the mapping was known over the LID one; the
+// reference store must do what whatsmeow's own store does, or the same
+// race would blame sqlstore for it. Unlike sqlstore, a failed move is
+// not remembered (the next call tries again).
 func (s *KV) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
 	defer s.lock(ctx)()
+	s.mu.Lock()
+	done := s.migrated[pn.User]
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := s.migrate(ctx, pn, lid); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.migrated == nil {
+		s.migrated = map[string]bool{}
+	}
+	s.migrated[pn.User] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *KV) migrate(ctx context.Context, pn, lid types.JID) error {
 	from, to := pn.SignalAddressUser()+":", lid.SignalAddressUser()+":"
 	for _, prefix := range []string{sessionPrefix, identityPrefix} {
 		ks, err := s.Backend.Keys(ctx, prefix+from)

@@ -311,14 +311,16 @@ func gateRows(rows []row, refused []refusal, dr deviceRun) error {
 // store and on whatsmeow's sqlstore must pass, but not reinstall, where
 // whatsmeow answers two retry receipts of one contact in two goroutines
 // with no lock (retry.go handleRetryReceipt; realclient's
-// testdata/reinstall-concurrent-resends-sqlite.txt). client-async races
+// testdata/reinstall-concurrent-resends-sqlite.txt), and not the LID
+// scenarios, where whatsmeow's own retry goroutines reorder a contact's
+// session rebuilds under two addresses (docs/lid.md §6.5). client-async races
 // its receive by design (docs/design.md §3.10): judged, not gated.
 func defaultDeviceGate(device, store, scenario string) bool {
 	if device == "procs" {
 		return true
 	}
 	if device == "client-inline" {
-		return (store == "reference" || store == "sqlite") && scenario != "reinstall"
+		return (store == "reference" || store == "sqlite") && scenario != "reinstall" && !strings.HasPrefix(scenario, "lid-")
 	}
 	if strings.HasPrefix(device, baileys.SocketPrefix) {
 		return slices.Contains(socketGateScenarios, scenario)

@@ -49,6 +49,8 @@ type Conversation struct {
 	// lowSent: the device was told it is low on prekeys (events.go).
 	lowSent   bool
 	notifySeq int
+	addr      *addressing // PN and LID of each contact (address.go)
+	lid       *lidSeen    // the forms seen, for Report (lidreport.go)
 }
 
 type inbound struct {
@@ -62,8 +64,10 @@ type inbound struct {
 // NewConversation attaches a conversation to s.
 func NewConversation(s *Server) *Conversation {
 	cv := &Conversation{S: s, L: NewLedger(), peers: map[string]*fakeserver.Peer{},
-		inbound: map[string]*inbound{}, recreated: map[string]bool{}, taken: map[string][]waBinary.Node{}}
+		inbound: map[string]*inbound{}, recreated: map[string]bool{}, taken: map[string][]waBinary.Node{},
+		addr: newAddressing()}
 	s.mu.Lock()
+	s.alias = cv.pnOf
 	s.onNode = cv.onNode
 	s.onLogin = cv.redeliver
 	s.onClose = cv.disconnected
@@ -81,6 +85,7 @@ func (cv *Conversation) AddPeer(ctx context.Context, user string, device uint16)
 	cv.mu.Lock()
 	cv.peers[p.JID.String()] = p
 	cv.mu.Unlock()
+	cv.LIDOf(p) // LIDs numbered in the order contacts are added
 	cv.S.AddUser(p.JID)
 	return p, nil
 }
@@ -152,7 +157,8 @@ func (cv *Conversation) deliverLocked(ctx context.Context, id string, in *inboun
 	if count > 0 {
 		enc["count"] = count
 	}
-	in.node = waBinary.Node{Tag: "message", Attrs: in.attrs(id), Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	in.node = waBinary.Node{Tag: "message", Attrs: cv.attrs(id, in), Content: []waBinary.Node{{Tag: "enc", Attrs: enc, Content: ct}}}
+	cv.noteInLocked(id, in.peer.Name, in.node)
 	if cv.hold != nil && count == 0 {
 		cv.holdInLocked(id, in.node)
 		return nil
@@ -386,6 +392,9 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 		parts = append(parts, part{to, enc}) // a resend on a retry receipt
 	}
 	for _, pt := range parts {
+		cv.mu.Lock()
+		cv.noteOutLocked(id, pt.jid, false)
+		cv.mu.Unlock()
 		if cv.holdOut(id, pt.jid, pt.enc) {
 			continue
 		}
@@ -464,8 +473,9 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 		}
 		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
 	}
-	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": addressOf(p), "id": id, "type": "retry",
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": cv.addressOf(p), "id": id, "type": "retry",
 		"t": time.Now().Unix()}, Content: kids}
+	cv.noteOutLocked(id, cv.addressOf(p), true)
 	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {
 		// Like the real server, keep it for the device's next login.

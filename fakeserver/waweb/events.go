@@ -80,7 +80,7 @@ func (cv *Conversation) Reinstall(ctx context.Context, p *fakeserver.Peer) error
 		return nil
 	}
 	cv.notifySeq++
-	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": addressOf(p).ToNonAD(), "type": "encrypt",
+	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": cv.addressOf(p).ToNonAD(), "type": "encrypt",
 		"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()}, Content: []waBinary.Node{{Tag: "identity"}}}
 	if cv.S.send(n) {
 		cv.S.Logf("notify identity change of %s", p.Name)
@@ -105,7 +105,7 @@ func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
 // receiptToDeviceLocked is the receipt a contact's phone sends when it got
 // the device's message id: <receipt from=P id=ID>, a delivery receipt.
 func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
-	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": addressOf(p), "id": id, "t": time.Now().Unix()}}
+	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": cv.addressOf(p), "id": id, "t": time.Now().Unix()}}
 	if cv.S.send(n) {
 		cv.S.Logf("receipt %s from %s", id, p.Name)
 	}

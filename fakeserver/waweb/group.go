@@ -24,11 +24,9 @@ import (
 func GroupJID(name string) types.JID { return types.JID{User: name, Server: types.GroupServer} }
 
 // attrs are the attributes of a copy of message id.
-func (in *inbound) attrs(id string) waBinary.Attrs {
-	a := waBinary.Attrs{"from": addressOf(in.peer), "id": id, "t": in.t, "type": "text"}
-	if in.group != "" {
-		a["from"], a["participant"] = GroupJID(in.group), addressOf(in.peer)
-	}
+func (cv *Conversation) attrs(id string, in *inbound) waBinary.Attrs {
+	a := waBinary.Attrs{"id": id, "t": in.t, "type": "text"}
+	cv.envelope(a, in.peer, in.group)
 	return a
 }
 
@@ -67,7 +65,8 @@ func (cv *Conversation) SendGroup(ctx context.Context, p *fakeserver.Peer, group
 		cv.skdmSent[p.Name] = true
 	}
 	kids = append(kids, waBinary.Node{Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": endpoint.SkMsg}, Content: ct})
-	in.node = waBinary.Node{Tag: "message", Attrs: in.attrs(id), Content: kids}
+	in.node = waBinary.Node{Tag: "message", Attrs: cv.attrs(id, in), Content: kids}
+	cv.noteInLocked(id, in.peer.Name, in.node)
 	if cv.hold != nil {
 		cv.holdInLocked(id, in.node)
 		return nil

@@ -221,7 +221,7 @@ func (cv *Conversation) Taken() []string {
 // handler queue, in order with the messages around it. It reports false
 // when the device is offline (the stanza is not kept).
 func (cv *Conversation) Nudge(p *fakeserver.Peer) bool {
-	ok := cv.S.send(waBinary.Node{Tag: "chatstate", Attrs: waBinary.Attrs{"from": addressOf(p).ToNonAD()},
+	ok := cv.S.send(waBinary.Node{Tag: "chatstate", Attrs: waBinary.Attrs{"from": cv.addressOf(p).ToNonAD()},
 		Content: []waBinary.Node{{Tag: "composing"}}})
 	if ok {
 		cv.S.Logf("chatstate from %s", p.Name)

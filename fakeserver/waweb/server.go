@@ -49,6 +49,7 @@ type Server struct {
 	onNode  func(c *conn, n *waBinary.Node) bool // the conversation's stanzas
 	onLogin func()
 	onClose func()
+	alias   func(types.JID) types.JID // a LID device JID → the PN one its prekeys are under
 	closed  bool
 	wg      sync.WaitGroup
 
@@ -577,7 +578,7 @@ func (s *Server) fetchPreKeys(n *waBinary.Node, key waBinary.Node) *waBinary.Nod
 			s.Logf("server: prekey fetch: <user> without jid")
 			return nil
 		}
-		b, err := s.Core.FetchBundle(jid.SignalAddress())
+		b, err := s.Core.FetchBundle(s.prekeyAddress(jid))
 		if err != nil {
 			users = append(users, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid},
 				Content: []waBinary.Node{{Tag: "error", Attrs: waBinary.Attrs{"code": 404, "text": "item-not-found"}}}})

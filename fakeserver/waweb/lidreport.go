@@ -1,0 +1,127 @@
+package waweb
+
+import (
+	"slices"
+
+	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/types"
+
+	"github.com/badmac/badmac/endpoint"
+)
+
+// Which public LID report a failure matches (docs/lid.md §3), from what
+// the server saw: the envelope form of each message's first copy, and the
+// form of the retry receipts for the device's messages.
+
+// Envelope forms of a stanza from a contact.
+const (
+	formPN    = "pn"     // from the PN, no alternative (the device knows no LID from it)
+	formPNLID = "pn+lid" // from the PN with sender_lid / participant_lid
+	formLID   = "lid"    // from the LID (sender_pn / participant_pn)
+)
+
+// lidSeen is what Report reads, kept under cv.mu.
+type lidSeen struct {
+	first    map[string]string // inbound message id → form of its first copy
+	order    []string          // inbound ids in first-copy order
+	peerOf   map[string]string // inbound id → contact device name
+	sentPN   map[string]bool   // outbound id: the device addressed it to a PN
+	retryLID map[string]bool   // outbound id: a retry receipt for it came from a LID
+	resent   map[string]bool   // outbound id: the device sent it again after that receipt
+}
+
+func formOf(n waBinary.Node) string {
+	from, _ := n.Attrs["participant"].(types.JID)
+	if from.IsEmpty() {
+		from, _ = n.Attrs["from"].(types.JID)
+	}
+	switch {
+	case from.Server == types.HiddenUserServer:
+		return formLID
+	case n.Attrs["sender_lid"] != nil || n.Attrs["participant_lid"] != nil:
+		return formPNLID
+	}
+	return formPN
+}
+
+func (cv *Conversation) seen() *lidSeen {
+	if cv.lid == nil {
+		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{},
+			resent: map[string]bool{}}
+	}
+	return cv.lid
+}
+
+// noteInLocked records the form of inbound message id's first copy.
+func (cv *Conversation) noteInLocked(id, peer string, n waBinary.Node) {
+	s := cv.seen()
+	if _, ok := s.first[id]; ok {
+		return
+	}
+	s.first[id], s.peerOf[id] = formOf(n), peer
+	s.order = append(s.order, id)
+}
+
+// noteOutLocked records the address form the device sent its message id to
+// and the form of a retry receipt for it.
+func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
+	s := cv.seen()
+	switch {
+	case receipt && to.Server == types.HiddenUserServer:
+		s.retryLID[id] = true
+	case !receipt && s.retryLID[id]:
+		s.resent[id] = true
+	case !receipt && to.Server == types.DefaultUserServer:
+		s.sentPN[id] = true
+	}
+}
+
+// Report names the public report whose mechanism a failed message matches
+// ("" for none). lost says the message was never accepted; classes are its
+// failed attempts' classes.
+//
+//   - whatsmeow PR #1063: an inbound message first sent from the LID fails
+//     with NoSession or InvalidPreKey (message.go:315 at the pinned
+//     commit migrates PN senders only; the session is under the PN).
+//   - the stale-overwrite class of whatsapp-rust PR #475: an inbound
+//     message from the PN with its LID known fails with Bad MAC or
+//     InvalidPreKey after the same contact had a LID-addressed message
+//     (MigratePNToLID copies the older PN session over the LID one,
+//     sqlstore store.go:248-305).
+//   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
+//     to a PN is lost, a retry receipt for it came from the LID and the
+//     device never sent it again (retry.go getMessageForRetry looks under
+//     the receipt's chat only).
+func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) string {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	s := cv.seen()
+	has := func(cs ...endpoint.Class) bool {
+		return slices.ContainsFunc(classes, func(c endpoint.Class) bool { return slices.Contains(cs, c) })
+	}
+	if form, ok := s.first[id]; ok {
+		switch form {
+		case formLID:
+			if has(endpoint.NoSession, endpoint.InvalidPreKey) {
+				return "whatsmeow PR #1063: a LID stanza decrypted under the LID, the session still under the PN"
+			}
+		case formPNLID:
+			if !has(endpoint.BadMAC, endpoint.InvalidPreKey) {
+				return ""
+			}
+			for _, other := range s.order {
+				if other == id {
+					break
+				}
+				if s.peerOf[other] == s.peerOf[id] && s.first[other] == formLID {
+					return "whatsapp-rust PR #475 class: MigratePNToLID copied the stale PN session over the LID one"
+				}
+			}
+		}
+		return ""
+	}
+	if lost && s.sentPN[id] && s.retryLID[id] && !s.resent[id] {
+		return "whatsmeow #1062 (fixed upstream 89be06b0): a retry receipt from the LID for a message sent to the PN, never resent"
+	}
+	return ""
+}

@@ -1,0 +1,68 @@
+package realclient
+
+import (
+	"context"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+)
+
+// applyLID runs the LID addressing ops (harness/lidops.go, docs/lid.md
+// §5.2) on the server; the client's answers are whatsmeow's own
+// (message.go decryptMessages, send.go encryptMessageForDevices, retry.go
+// handleRetryReceipt). It reports false for an op that is not one of them.
+// An op naming no contact of the schedule does nothing.
+func (r *run) applyLID(ctx context.Context, op harness.Op) (bool, error) {
+	switch op.Verb {
+	case "phase":
+		ph, err := waweb.ParsePhase(op.Args[1])
+		if err != nil || !r.hasUser(op.Args[0]) {
+			return true, nil
+		}
+		r.cv.SetPhase(op.Args[0], ph)
+	case "via":
+		if p, ok := r.cv.Peer(op.Args[0]); ok {
+			r.cv.SetVia(p, op.Args[1])
+		}
+	case "mapping":
+		if !r.hasUser(op.Args[0]) || r.down {
+			return true, nil // a notification is not kept for an offline device
+		}
+		for _, name := range r.peers {
+			if p, ok := r.cv.Peer(name); ok && p.JID.User == op.Args[0] {
+				r.cv.Mapping(p)
+				return true, r.after(ctx)
+			}
+		}
+	case "forget":
+		if p, ok := r.cv.Peer(op.Args[0]); ok {
+			return true, r.cv.Forget(ctx, p)
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+func (r *run) hasUser(user string) bool {
+	for _, name := range r.peers {
+		if p, ok := r.cv.Peer(name); ok && p.JID.User == user {
+			return true
+		}
+	}
+	return false
+}
+
+// noteReport names the public LID report m's failure matches, if any
+// (waweb.Conversation.Report).
+func noteReport(cv *waweb.Conversation, m *harness.Message) {
+	var classes []endpoint.Class
+	for _, a := range m.Failures() {
+		classes = append(classes, a.Class)
+	}
+	if len(classes) == 0 && m.Outcome() != harness.Lost {
+		return
+	}
+	m.Note = cv.Report(m.ID, m.Outcome() == harness.Lost, classes)
+}
