@@ -63,6 +63,8 @@ func (s Scenario) Ops() []string {
 		ops = append(ops, "reinstall")
 	case CrashRekey:
 		ops = append(ops, "rekey")
+	case CrashIdle:
+		ops = append(ops, "wait")
 	}
 	return s.lidScenarioOps(ops)
 }

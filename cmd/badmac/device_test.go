@@ -70,8 +70,10 @@ func TestDeviceBadInput(t *testing.T) {
 			"-must-pass baileys@6.17.16/locked/group: the device refuses baileys@6.17.16/locked/group: device baileys@6.17.16 cannot run group messages"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "group,rollback,burst", "-must-pass", "baileys@6.17.16/locked"},
 			"-must-pass baileys@6.17.16/locked: the device refuses baileys@6.17.16/locked/group"},
+		{[]string{"run", "-device", "client-inline", "-scenarios", "burst,multi", "-stores", "reference"},
+			"client-inline/reference/multi must pass by default, but the device refuses it"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-scenarios", "burst,group", "-stores", "locked"},
-			"baileys@6.17.16/locked/group must pass by default, but the device refuses it"},
+			"no must-pass row in the run"}, // the adapter's locked is gated only when named
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock"}, "no must-pass row in the run"},
 		{[]string{"run", "-device", "model", "-stores", "files", "-disciplines", "locked", "-scenarios", "crash"}, "no must-pass row in the run"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-must-pass", "locked"}, `-must-pass wants DISCIPLINE/STORE`},

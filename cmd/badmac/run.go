@@ -296,7 +296,7 @@ const defaultMustPass = "locked/reference,locked/mutexed"
 
 // errNoGate is a run whose default gate holds none of its rows: a pass
 // nothing earned, so bad input, with or without -device.
-var errNoGate = badInput("no must-pass row in the run (the default gate is %s, with -device also every procs row and baileys@V/locked): name the gate with -must-pass, or measure without one with -must-pass none", defaultMustPass)
+var errNoGate = badInput("no must-pass row in the run (the default gate is %s, with -device also every procs row, client-inline on reference and sqlite but in reinstall, and the baileys-socket rows in burst): name the gate with -must-pass, or measure without one with -must-pass none", defaultMustPass)
 
 // parseMustPass reads -must-pass: "none" is no gate, on purpose; explicit
 // pairs must all be in the run (a gate that did not run is no gate); the

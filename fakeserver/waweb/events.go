@@ -28,6 +28,9 @@ const minPreKeys = 5
 // (n stanzas) is complete: <ib><offline count=N/></ib>, which whatsmeow
 // dispatches as events.OfflineSyncCompleted.
 func (cv *Conversation) offlineDoneLocked(n int) {
+	if cv.S.OfflineMarker {
+		return // the server sent it right after the login (Server.OfflineMarker)
+	}
 	if cv.S.send(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": n}}}}) {
 		cv.S.Logf("offline queue done: %d", n)
 	}
@@ -45,6 +48,11 @@ func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
 		return nil, err
 	}
 	left := len(cv.S.Core.Unclaimed(dev))
+	if cv.S.PreKeyCount != nil {
+		// The count the server reports for the device, as a count query
+		// answers it (the Baileys socket keeps it at five or more).
+		left = cv.S.PreKeyCount(left)
+	}
 	switch {
 	case left >= minPreKeys:
 		cv.lowSent = false
