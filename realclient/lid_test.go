@@ -112,7 +112,10 @@ func TestLIDReportSchedules(t *testing.T) {
 					}
 				}
 			}
-			if c.log != "" && !strings.Contains(strings.Join(logs, "\n"), c.log) {
+			mu.Lock()
+			logged := strings.Join(logs, "\n")
+			mu.Unlock()
+			if c.log != "" && !strings.Contains(logged, c.log) {
 				t.Errorf("the client never logged %q", c.log)
 			}
 			_, ctl, err := harness.RunOn(ctx, &Device{Reply: Inline}, withoutLID(s), harness.Serial, harness.Ops(withoutLID(s).Ops))
