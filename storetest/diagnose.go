@@ -576,6 +576,10 @@ func (m *pkModel) judge(d *diagnosis, c call) string {
 		case e.removed > 0 && k.priv != nil:
 			return fmt.Sprintf("GetPreKey %d returned the prekey after RemovePreKey removed it (a replayed prekey message would be accepted again)", k.id)
 		case e.removed > 0:
+		case k.priv == nil && d.removing(k.id, e.end, c):
+			// A RemovePreKey of the same id overlapped the read (real
+			// goroutines: two receives of prekey messages that carry it):
+			// nothing is a correct answer.
 		case k.priv == nil:
 			return fmt.Sprintf("GetPreKey %d returned nothing, though %s handed it out and RemovePreKey never removed it%s "+
 				"(a contact given it in a bundle fails with InvalidPreKey)", k.id, e.method, d.afterWord(e.end, c.begin))
@@ -585,6 +589,19 @@ func (m *pkModel) judge(d *diagnosis, c call) string {
 		}
 	}
 	return ""
+}
+
+// removing reports whether a RemovePreKey of id that returned after the
+// prekey was handed out (at clock from) overlapped call c: it began before
+// c returned and returned after c began, so its delete may land first.
+func (d *diagnosis) removing(id uint32, from int, c call) bool {
+	for _, o := range d.calls {
+		if o.method == "RemovePreKey" && len(o.prekeys) > 0 && o.prekeys[0].id == id &&
+			o.seq > from && o.begin < c.seq && o.seq >= c.begin {
+			return true
+		}
+	}
+	return false
 }
 
 var crashNoun = map[string]string{"crash": "crash", "close": "Close and reopen", "stop": "clean restart"}

@@ -58,3 +58,22 @@ func TestDiagnose(t *testing.T) {
 		require.Equal(t, tc.want, got[0], tc.name)
 	}
 }
+
+// A GetPreKey that overlaps a RemovePreKey of the same id (two receives of
+// prekey messages carrying it, on real goroutines) may find nothing: a
+// correct answer. The same read after the removal began only later, or
+// with no removal at all, is the store's.
+func TestDiagnosePreKeyReadOverlappingRemove(t *testing.T) {
+	key := [32]byte{1}
+	gen := call{method: "GetOrGenPreKeys", ok: true, prekeys: []pk{{id: 1, priv: &key}}, begin: 1, seq: 2}
+	read := call{method: "GetPreKey", ok: true, prekeys: []pk{{id: 1}}, begin: 3, seq: 6}
+	remove := func(begin, seq int) call {
+		return call{method: "RemovePreKey", ok: true, prekeys: []pk{{id: 1}}, begin: begin, seq: seq}
+	}
+	require.Empty(t, diagnose([]call{gen, remove(4, 7), read}, 5, 1), "removal began during the read")
+	require.Empty(t, diagnose([]call{gen, remove(2, 5), read}, 5, 1), "removal returned during the read")
+	got := diagnose([]call{gen, read, remove(7, 8)}, 5, 1)
+	require.NotEmpty(t, got, "removal began after the read returned")
+	require.Contains(t, got[0], "GetPreKey 1 returned nothing, though GetOrGenPreKeys handed it out")
+	require.NotEmpty(t, diagnose([]call{gen, read}, 5, 1), "no removal")
+}
