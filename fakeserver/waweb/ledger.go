@@ -66,6 +66,9 @@ type flow struct {
 	held     int   // out: copies the server holds until a peer reads them (Hold)
 	sending  bool  // out: the device's SendMessage has not returned yet
 	seqs     []int // in: each copy's number in the server's sending order (copySeq)
+	// early: bodies of the accepted attempts recorded before the message
+	// was registered (Dir "?"), by attempt index, so Expect can judge them.
+	early map[int]string
 }
 
 // NewLedger returns an empty ledger.
@@ -90,11 +93,31 @@ func (l *Ledger) msg(id, dir, peer, body string) (*Message, *flow) {
 }
 
 // Expect registers a message before its first copy: inbound by the server,
-// a reply by the device before it calls SendMessage.
+// a reply by the device before it calls SendMessage. A child process
+// registers its replies through a pipe the parent reads on its own, so
+// the peer may have decrypted a reply before its registration arrives:
+// Expect then completes the entry its attempts opened (Dir "?"), judging
+// those attempts as Attempt would have.
 func (l *Ledger) Expect(id, dir, peer, body string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msg(id, dir, peer, body)
+	m, f := l.msg(id, dir, peer, body)
+	if m.Dir == "?" {
+		m.Dir, m.Peer, m.Body = dir, peer, body
+		for i := range m.Attempts {
+			a := &m.Attempts[i]
+			if b, ok := f.early[i]; ok && a.OK {
+				a.Wrong = b != body
+			}
+			if !a.OK && dir == Out {
+				f.failures++
+			}
+			if dir == In {
+				l.inAttempts++
+			}
+		}
+		f.early = nil
+	}
 	l.touch()
 }
 
@@ -133,7 +156,12 @@ func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, 
 	defer l.mu.Unlock()
 	m, f := l.msg(id, "?", "", "")
 	a := Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
-	if ok && body != m.Body {
+	if ok && m.Dir == "?" {
+		if f.early == nil {
+			f.early = map[int]string{}
+		}
+		f.early[len(m.Attempts)] = body
+	} else if ok && body != m.Body {
 		a.Wrong = true
 	}
 	if err != nil {
