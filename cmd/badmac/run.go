@@ -280,8 +280,8 @@ func writeReport(rep *reports.Report, stdout io.Writer, asJSON, wide bool, mdFil
 
 // exitCode is the gate's verdict as an exit code: 1 when a must-pass row
 // failed, 2 when the gate earned no verdict (no must-pass row, or one that
-// ran no schedule), else 0 (a run not gated on purpose says so in every
-// output).
+// ran no schedule or judged no message), else 0 (a run not gated on
+// purpose says so in every output).
 func exitCode(rep *reports.Report) int {
 	switch rep.Verdict() {
 	case reports.GateFail:
