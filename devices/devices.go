@@ -48,6 +48,14 @@ type entry struct {
 	open  func(ctx context.Context, name string, o Options) (*Opened, error)
 }
 
+// ClientBaseline is the real whatsmeow Client's protocol baseline
+// (realclient.Device.Baseline): the client itself, no model.
+const ClientBaseline = "the same real whatsmeow Client, serially (each goroutine to its end before the next op), on the reference store"
+
+// SocketBaseline is Baileys' own socket's protocol baseline
+// (baileys.SocketDevice.Baseline).
+const SocketBaseline = "the same Baileys version's socket, each task to its end as it starts, on Baileys' own useMultiFileAuthState (no cache)"
+
 // BaileysBaseline is the Baileys adapter's protocol baseline
 // (baileys.Device.Baseline).
 const BaileysBaseline = "the same Baileys version's locked key store, one task at a time"
@@ -73,7 +81,7 @@ var kinds = []entry{
 			if d.Buffer {
 				st = []string{"sqlite"}
 			}
-			return &Opened{Device: d, Close: func() {}, Stores: st, BaselineDoc: "the whatsmeow model, one task at a time, on the reference store"}, nil
+			return &Opened{Device: d, Close: func() {}, Stores: st, BaselineDoc: ClientBaseline}, nil
 		},
 	},
 	{
@@ -112,7 +120,7 @@ var kinds = []entry{
 			if err != nil {
 				return nil, err
 			}
-			return &Opened{Device: d, Close: d.Close, Stores: baileys.SocketStores}, nil
+			return &Opened{Device: d, Close: d.Close, Stores: baileys.SocketStores, BaselineDoc: SocketBaseline}, nil
 		},
 	},
 	{

@@ -317,8 +317,10 @@ var (
 // then an optional ".N".
 var messageID = regexp.MustCompile(`^[a-z]+[0-9]+(\.[0-9]+)?$`)
 
-// namesMessage says whether op's argument names a message (or a copy).
-func namesMessage(op Op) bool {
+// NamesMessage says whether op's argument names a message (or a copy):
+// a step or run of a device's own task (the real client's recv,
+// reply:r1) names none. The model's tasks are all messages.
+func NamesMessage(op Op) bool {
 	if !refers[op.Verb] || len(op.Args) != 1 {
 		return false
 	}
@@ -337,7 +339,7 @@ func (s *Schedule) Unsent() []string {
 		switch {
 		case sends[op.Verb] && len(op.Args) == 2:
 			sent[op.Args[1]] = true
-		case namesMessage(op) && !sent[MessageOf(op.Args[0])]:
+		case NamesMessage(op) && !sent[MessageOf(op.Args[0])]:
 			out[i] = op.Args[0]
 		}
 	}

@@ -57,7 +57,8 @@ const (
 // failed test case whose failure carries the summary, the replay command
 // and the counterexample. The other rows go in "badmac not gated": they
 // are measurements, never failed test cases; one with failures says so in
-// its output ("measured, not gated: …"), with its replay command.
+// its output ("measured, not gated: …"), with its replay command. A gate
+// that earned no verdict is one more failed case, "gate".
 func WriteJUnit(w io.Writer, rep *Report) error {
 	gated := junitSuite{Name: JUnitMustPass}
 	other := junitSuite{Name: JUnitOther}
@@ -96,6 +97,14 @@ func WriteJUnit(w io.Writer, rep *Report) error {
 		c.SystemOut = stats
 		s.Tests++
 		s.Cases = append(s.Cases, c)
+	}
+	if rep.Verdict() == GateUnearned {
+		// A gate that earned nothing (exit 2) is no green build: one
+		// failed case says why.
+		gated.Cases = append(gated.Cases, junitCase{Name: "gate", Classname: "badmac",
+			Failure: &junitFailure{Message: rep.VerdictLine(), Type: "NoVerdict", Text: rep.VerdictLine() + "\n"}})
+		gated.Tests++
+		gated.Failures++
 	}
 	root := junitSuites{Name: "badmac"}
 	for _, s := range []junitSuite{gated, other} {

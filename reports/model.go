@@ -48,7 +48,9 @@ const NoGate = "none"
 // Verdict is the gate, the only one: GateFail when a must-pass row failed
 // (Row.Failed); GateNotGated when the user asked for no gate (-must-pass
 // none); GateUnearned when a gate was asked for but holds no row, or a
-// must-pass row ran no schedule (a pass nothing earned); else GatePass.
+// must-pass row ran no schedule or judged no message (a pass nothing
+// earned: a shard with no schedule, a device that ran but reported no
+// message); else GatePass.
 // The exit code, JSON, JUnit, HTML, Markdown and the table all call it.
 func (rep *Report) Verdict() string {
 	gated, idle := false, false
@@ -60,7 +62,7 @@ func (rep *Report) Verdict() string {
 			return GateFail
 		}
 		gated = true
-		idle = idle || r.Schedules == 0
+		idle = idle || r.idle()
 	}
 	switch {
 	case rep.Ungated():
@@ -70,6 +72,9 @@ func (rep *Report) Verdict() string {
 	}
 	return GatePass
 }
+
+// idle: the row earned nothing, no schedule ran or no message was judged.
+func (r Row) idle() bool { return r.Schedules == 0 || r.Messages == 0 }
 
 // Ungated reports whether the user asked for no gate (-must-pass none).
 func (rep *Report) Ungated() bool { return strings.TrimSpace(rep.MustPass) == NoGate }
@@ -83,7 +88,7 @@ func (rep *Report) VerdictLine() string {
 			continue
 		case r.Failed():
 			failed = append(failed, r.Name())
-		case r.Schedules == 0:
+		case r.idle():
 			idle = append(idle, r.Name())
 		}
 		gated = append(gated, r.Name())
@@ -97,7 +102,7 @@ func (rep *Report) VerdictLine() string {
 		return fmt.Sprintf("NOT GATED: -must-pass none: %s measured, none judged", rows(len(rep.Rows)))
 	}
 	if len(idle) > 0 {
-		return "NO VERDICT: must-pass rows ran no schedule: " + strings.Join(idle, ", ")
+		return "NO VERDICT: must-pass rows ran no schedule or judged no message: " + strings.Join(idle, ", ")
 	}
 	return "NO VERDICT: no must-pass row in the run (name one with -must-pass, or -must-pass none)"
 }

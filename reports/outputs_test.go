@@ -59,6 +59,31 @@ func TestJUnitCounts(t *testing.T) {
 	}
 }
 
+// A gate that earned no verdict (exit 2) is no green JUnit build: a
+// passing must-pass row that judged no message, and the report has one
+// failed case, "gate"; the same row with messages has none.
+func TestJUnitNoVerdictFails(t *testing.T) {
+	for _, msgs := range []int{0, 40} {
+		rep := sampleReport(0)
+		rep.Rows[0].MustPass, rep.Rows[0].Messages, rep.Rows[0].Delivered = true, msgs, msgs
+		var b strings.Builder
+		if err := WriteJUnit(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		var got junitSuites
+		if err := xml.Unmarshal([]byte(b.String()), &got); err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if msgs == 0 {
+			want = 1
+		}
+		if got.Failures != want || (want == 1 && !strings.Contains(b.String(), "NO VERDICT")) {
+			t.Errorf("%d messages, verdict %s: %d failures, want %d\n%s", msgs, rep.Verdict(), got.Failures, want, b.String())
+		}
+	}
+}
+
 // Markdown stays under its limit, cuts at a whole part and says where the
 // full report is; uncapped, everything is there.
 func TestMarkdownCap(t *testing.T) {

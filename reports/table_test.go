@@ -48,7 +48,7 @@ func TestCompactTableFits(t *testing.T) {
 // One verdict: Row.Failed for every failure kind, Report.Verdict over the
 // must-pass rows, and the four gate states.
 func TestVerdict(t *testing.T) {
-	ran := Row{MustPass: true, Schedules: 1}
+	ran := Row{MustPass: true, Schedules: 1, Messages: 1}
 	for name, r := range map[string]Row{
 		"blamed": {Blamed: 1}, "failed schedule": {FailedSchedules: 1}, "regenerated": {RegeneratedCreds: 1},
 		"refused": {StartRefused: 1}, "lost prekeys": {LostPreKeys: 1}, "store error": {StoreError: 1},
@@ -81,7 +81,7 @@ func TestVerdict(t *testing.T) {
 		}
 		// A gate that holds no row, or a row that ran nothing, earns no
 		// pass (before: NOT GATED, "(-must-pass none)", exit 0).
-		for _, rep := range []*Report{{Rows: []Row{r}}, {Rows: []Row{r, {MustPass: true}}}} {
+		for _, rep := range []*Report{{Rows: []Row{r}}, {Rows: []Row{r, {MustPass: true}}}, {Rows: []Row{r, {MustPass: true, Schedules: 3}}}} {
 			if rep.Verdict() != GateUnearned || !strings.HasPrefix(rep.VerdictLine(), "NO VERDICT") {
 				t.Errorf("%s, no gate earned: %s", name, rep.VerdictLine())
 			}

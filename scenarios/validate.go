@@ -73,7 +73,8 @@ func (s Scenario) Ops() []string {
 // names a known scenario; every op is one that scenario produces, on an
 // instance the schedule has; a send, group, reply, reinstall or rekey names
 // a contact device of the schedule; and every other op names a message an
-// earlier op sent (or a copy of one). Anything else is bad input: the error
+// earlier op sent (or a copy of one); on the model, a step or run names a
+// message (its only tasks). Anything else is bad input: the error
 // names the line. Store, device and discipline names are checked where
 // they are opened (the discipline by harness.Parse).
 func Validate(s *harness.Schedule) error {
@@ -92,6 +93,7 @@ func Validate(s *harness.Schedule) error {
 	}
 	ops := sc.Ops()
 	unsent := s.Unsent()
+	model := s.Device == "" || s.Device == "model"
 	for i, op := range s.Ops {
 		line := s.OpLine(i)
 		if !slices.Contains(ops, op.Verb) {
@@ -105,6 +107,9 @@ func Validate(s *harness.Schedule) error {
 			if !peers[op.Args[0]] {
 				return at(line, "op %q: %s is not a contact device of the schedule (contacts %s)", op, op.Args[0], contactList(s))
 			}
+		}
+		if model && (op.Verb == "step" || op.Verb == "run") && !harness.NamesMessage(op) {
+			return at(line, "op %q: the model's tasks are messages (m1, r2, m3.2), and %s is none", op, op.Args[0])
 		}
 		if unsent[i] != "" {
 			return at(line, "op %q: no op before it sent message %s", op, harness.MessageOf(unsent[i]))

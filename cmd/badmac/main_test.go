@@ -69,6 +69,8 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, os.WriteFile(old, []byte("badmac schedule v0\n"), 0o644))
 	good := filepath.Join(t.TempDir(), "good.txt")
 	require.NoError(t, os.WriteFile(good, []byte("badmac schedule v1\nseed 1\nscenario reply\ndiscipline locked\nstore reference\ncontacts alice:1\nops\nsend alice.0 m1\n"), 0o644))
+	devStore := filepath.Join(t.TempDir(), "dev.txt")
+	require.NoError(t, os.WriteFile(devStore, []byte("badmac schedule v1\ndevice client-inline\nseed 1\nscenario reply\ndiscipline locked\nstore nosuch\ncontacts alice:1\nops\nsend alice.0 m1\n"), 0o644))
 	cases := map[string][]string{
 		"replay bad mode":   {"replay", "-mode", "bogus", good},
 		"replay model free": {"replay", "-mode", "free", good},
@@ -96,6 +98,7 @@ func TestBadInput(t *testing.T) {
 		"shrink two files":  {"shrink", bad, old},
 		"shrink budget":     {"shrink", bad, "-budget", "0"},
 		"shrink malformed":  {"shrink", bad},
+		"shrink dev store":  {"shrink", devStore}, // a device's store is the device's to judge (was a panic)
 		"bench bad pair":    {"bench", "-broken", "locked/reference"},
 		"bench bad store":   {"bench", "-stores", "nosuch"},
 	}

@@ -30,6 +30,7 @@ func TestReplayIsStrict(t *testing.T) {
 		{"op", head("burst", "reference") + "send alice.0 m1\nreply alice.0 r1\n", `schedule line 9: op "reply alice.0 r1": scenario burst has no reply ops`},
 		{"crash op", head("reply", "reference") + "send alice.0 m1\nrollback\n", `schedule line 9: op "rollback": scenario reply has no rollback ops`},
 		{"contact", head("reply", "reference") + "send bob.0 m1\n", `schedule line 8: op "send bob.0 m1": bob.0 is not a contact device`},
+		{"task", head("reply", "reference") + "send alice.0 m1\nstep bogus\n", `schedule line 9: op "step bogus": the model's tasks are messages`},
 		{"instance", head("reply", "reference") + "send alice.0 m1\ndeliver m1 @1\n", `schedule line 9: op "deliver m1 @1": instance 1, but the schedule has 1`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -101,7 +101,9 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 			"shrink it there: BADMAC_SHRINK_BUDGET=%d %s", path, *budget, storetestCommand(path))
 	}
 	defer sqlstores.Shutdown()
-	v := stores.MustLookup(s.Store)
+	// A device's schedule names the device's own store (Baileys'
+	// multifile, a bot's MODULE:FUNCTION): the device's Check judges it.
+	v := stores.Variant{Name: s.Store}
 	o := harness.ShrinkOptions{Budget: *budget, Time: *limit, Pool: harness.NewPool(*workers)}
 	if s.Device != "" && s.Device != "model" {
 		// A device's schedule shrinks on that device, in controlled mode.
@@ -114,6 +116,8 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 			return 2, badInput("%s: %v", path, err)
 		}
 		o.Device = od.Device
+	} else {
+		v = stores.MustLookup(s.Store) // readSchedule checked the model's store
 	}
 	if stderrIsTerminal(stderr) {
 		bar := newShrinkProgress(stderr, *budget)

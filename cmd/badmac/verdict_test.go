@@ -13,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
+	"github.com/badmac/badmac/devices"
 	"github.com/badmac/badmac/reports"
 )
 
@@ -292,4 +293,24 @@ func TestRefusedMustPassPairIsBadInput(t *testing.T) {
 	require.Equal(t, 2, code, out)
 	require.Empty(t, out)
 	require.Regexp(t, `(?m)^badmac: procs/postgres/burst must pass by default, but the device refuses it: .*BADMAC_POSTGRES_DSN is unset`, errs)
+}
+
+// A plain run on whatsmeow's sqlstore holds the real client's default
+// gate (client-inline/sqlite): before, the model's default gate (locked
+// on reference and mutexed) was checked alone and the run was refused as
+// "no must-pass row", though its error named client-inline on sqlite as
+// gated. The legend names the real client's own baseline (before: "the
+// whatsmeow model", which it is not: realclient.Device.Baseline).
+func TestPlainRunGatesTheRealClient(t *testing.T) {
+	code, out, errs := run(t, "run", "-stores", "sqlite", "-scenarios", "burst", "-schedules", "1", "-shrink", "0", "-out", t.TempDir())
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "gate (the default: client-inline/sqlite): 1 row, 0 failed\n")
+	require.Regexp(t, `(?m)^PASS: all 1 must-pass rows passed`, out)
+	require.Contains(t, out, "baseline of client-inline, client-async: "+devices.ClientBaseline[:40])
+	require.NotContains(t, out, "whatsmeow model")
+	// Without the real client's rows (-disciplines given) the gate is the
+	// model's alone, and empty here.
+	code, out, errs = run(t, "run", "-stores", "sqlite", "-disciplines", "locked", "-scenarios", "burst", "-schedules", "1", "-out", t.TempDir())
+	require.Equal(t, 2, code, out)
+	require.Regexp(t, `^badmac: no must-pass row in the run`, errs)
 }
