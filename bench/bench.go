@@ -7,7 +7,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"github.com/badmac/badmac/realclient"
 	"sort"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
