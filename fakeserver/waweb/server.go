@@ -222,6 +222,7 @@ type conn struct {
 	traffic  connTraffic // guarded by s.mu
 	dict     *dict       // the client's token dictionary; nil: whatsmeow's (3)
 	loggedIn bool        // guarded by s.mu
+	closing  sync.Once
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -272,19 +273,27 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// close ends the connection once; a second caller waits for the first.
+// The connection counts as closed (Traffic.Closed) only after the
+// server's reaction to it (onClose: the conversation's disconnect, which
+// writes the history) has run, so a caller that waits for Closed sees
+// the whole disconnect before it goes on: the history's order is the
+// schedule's, not the goroutines'.
 func (c *conn) close() {
-	c.cancel()
-	_ = c.ws.CloseNow()
-	c.countClosed()
-	c.s.mu.Lock()
-	var on func()
-	if c.s.conn == c {
-		c.s.conn, on = nil, c.s.onClose
-	}
-	c.s.mu.Unlock()
-	if on != nil {
-		on()
-	}
+	c.closing.Do(func() {
+		c.cancel()
+		_ = c.ws.CloseNow()
+		c.s.mu.Lock()
+		var on func()
+		if c.s.conn == c {
+			c.s.conn, on = nil, c.s.onClose
+		}
+		c.s.mu.Unlock()
+		if on != nil {
+			on()
+		}
+		c.countClosed()
+	})
 }
 
 // frame reads one length-prefixed frame. The client's first websocket
