@@ -10,6 +10,7 @@ import (
 
 	"github.com/badmac/badmac/devices"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
@@ -43,8 +44,8 @@ var deviceScenarios = []string{"burst", "reply", "multi", "group", "reorder", "c
 // The harness's scenarios, unchanged, on the real child over SQLite under
 // both disciplines: a correct store on a real database, killed with
 // SIGKILL and restarted on the same file, fails no schedule.
-func TestDeviceSQLite(t *testing.T)   { testDevice(t, "sqlite", 12) }
-func TestDevicePostgres(t *testing.T) { testDevice(t, "postgres", 6) }
+func TestDeviceSQLite(t *testing.T)   { testDevice(t, "sqlite", testenv.Size(4, 12)) }
+func TestDevicePostgres(t *testing.T) { testDevice(t, "postgres", testenv.Size(2, 6)) }
 
 func testDevice(t *testing.T, store string, schedules int) {
 	needStore(t, store)

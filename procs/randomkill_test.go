@@ -7,13 +7,15 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/stores"
 )
 
-// RandomKill kills a real child process at a seeded random moment 30
-// times: a request and a step inside it (the start of one of its store
-// calls, or the moment before it answers), drawn uniformly over the steps
+// RandomKill kills a real child process at a seeded random moment (30
+// times in the long sweep, 10 by default): a request and a step inside it
+// (the start of one of its store calls, or the moment before it answers),
+// drawn uniformly over the steps
 // of the unkilled run. The child stops there and the parent sends SIGKILL,
 // so every kill lands where its seed says however loaded the machine is.
 // The test restarts the child on the same database and judges what
@@ -28,7 +30,7 @@ func TestRandomKillTxnSQLite(t *testing.T) { testRandomKill(t, "sqlite", true) }
 func testRandomKill(t *testing.T, name string, txn bool) {
 	ctx := context.Background()
 	v := needStore(t, name)
-	const kills = 30
+	kills := testenv.Size(10, 30)
 	l, c := fresh(t, v, 1, txn)
 	base, err := procs.Converse(ctx, conversation, l, 0)
 	c()

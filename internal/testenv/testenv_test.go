@@ -44,3 +44,14 @@ func TestMissingAndLong(t *testing.T) {
 		})
 	}
 }
+
+func TestSize(t *testing.T) {
+	t.Setenv(LongEnv, "")
+	if got := Size(3, 30); got != 3 {
+		t.Errorf("default size %d, want 3", got)
+	}
+	t.Setenv(LongEnv, "1")
+	if got := Size(3, 30); got != 30 {
+		t.Errorf("long size %d, want 30", got)
+	}
+}
