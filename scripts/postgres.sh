@@ -6,8 +6,14 @@
 #   scripts/postgres.sh stop      stop it (data kept)
 #   scripts/postgres.sh status    say whether it runs
 #   scripts/postgres.sh destroy   stop it and delete its data directory
+#   scripts/postgres.sh bin       print the server binaries' directory, or exit 3
+#                                 if they are not installed (never installs)
 #
 # Typical use:  eval "$(scripts/postgres.sh)"
+#
+# The tests start their own cluster with this script when
+# BADMAC_POSTGRES_DSN is unset (internal/testenv: bin, then start with a
+# temporary BADMAC_PG_DIR and a free BADMAC_PG_PORT, destroy at exit).
 #
 # Environment: BADMAC_PG_DIR (data directory, default /tmp/badmac-pg),
 # BADMAC_PG_PORT (default 54329). The server listens on 127.0.0.1 only, trusts
@@ -150,10 +156,14 @@ status)
 		exit 3
 	fi
 	;;
+bin)
+	find_bin || exit 3
+	echo "$BIN"
+	;;
 destroy)
 	stop
 	rm -rf "$DIR"
 	log "removed $DIR"
 	;;
-*) die "usage: $0 [start|stop|status|destroy]" ;;
+*) die "usage: $0 [start|stop|status|destroy|bin]" ;;
 esac
