@@ -57,6 +57,7 @@ func Postgres() (string, error) {
 		pg.dsn, pg.err = startPostgres()
 		if pg.err == nil {
 			pg.err = os.Setenv(PostgresEnv, pg.dsn)
+			fmt.Fprintf(os.Stderr, "testenv: PostgreSQL cluster for this test binary at %s, data in %s (removed at exit)\n", pg.dsn, PostgresDir())
 		}
 	})
 	if pg.err != nil {
