@@ -68,11 +68,7 @@ func Baileys() (string, error) {
 func NeedBaileys(t testing.TB) string {
 	t.Helper()
 	dir, err := Baileys()
-	if errors.Is(err, ErrMissing) {
-		Missing(t, err.Error())
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	need(t, err)
 	return dir
 }
 

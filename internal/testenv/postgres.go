@@ -71,12 +71,19 @@ func Postgres() (string, error) {
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	dsn, err := Postgres()
+	need(t, err)
+	return dsn
+}
+
+// need reports a helper's error: ErrMissing as Missing, any other as a
+// failure.
+func need(t testing.TB, err error) {
+	t.Helper()
 	if errors.Is(err, ErrMissing) {
 		Missing(t, err.Error())
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return dsn
 }
 
 // StopPostgres stops the cluster Postgres started, if any, and waits until
