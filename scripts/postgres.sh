@@ -8,6 +8,7 @@
 #   scripts/postgres.sh destroy   stop it and delete its data directory
 #   scripts/postgres.sh bin       print the server binaries' directory, or exit 3
 #                                 if they are not installed (never installs)
+#   scripts/postgres.sh install   install the server binaries if missing (root)
 #
 # Typical use:  eval "$(scripts/postgres.sh)"
 #
@@ -48,6 +49,11 @@ find_bin() {
 		return 0
 	fi
 	return 1
+}
+
+ensure_installed() {
+	find_bin || install_postgres
+	find_bin || die "PostgreSQL installed but initdb/pg_ctl not found under /usr/lib/postgresql/*/bin"
 }
 
 install_postgres() {
@@ -102,10 +108,8 @@ init_cluster() {
 }
 
 start() {
-	if ! find_bin; then
-		install_postgres
-		find_bin || die "PostgreSQL installed but initdb/pg_ctl not found under /usr/lib/postgresql/*/bin"
-	fi
+	find_bin || ensure_installed
+
 	pick_user
 	[[ -e $DIR/PG_VERSION ]] || init_cluster
 	if running; then
@@ -160,10 +164,14 @@ bin)
 	find_bin || exit 3
 	echo "$BIN"
 	;;
+install)
+	ensure_installed
+	echo "$BIN"
+	;;
 destroy)
 	stop
 	rm -rf "$DIR"
 	log "removed $DIR"
 	;;
-*) die "usage: $0 [start|stop|status|destroy|bin]" ;;
+*) die "usage: $0 [start|stop|status|destroy|bin|install]" ;;
 esac
