@@ -2,7 +2,6 @@ package procs_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 
@@ -22,22 +21,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(procs.ChildMain(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
 	}
-	code := m.Run()
-	if err := sqlstores.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "shutdown:", err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(testenv.Main(m, sqlstores.Shutdown))
 }
 
 func needStore(t *testing.T, name string) stores.Variant {
 	t.Helper()
-	if name == "postgres" && os.Getenv(sqlstores.PostgresEnv) == "" {
-		msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	if name == "postgres" {
+		testenv.PostgresDSN(t) // $BADMAC_POSTGRES_DSN, or a cluster of this binary's
 	}
 	return stores.MustLookup(name)
 }

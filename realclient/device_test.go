@@ -12,6 +12,7 @@ import (
 	"go.mau.fi/whatsmeow/store"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -261,9 +262,7 @@ func TestDeviceRestartContinues(t *testing.T) {
 // plain and with the decrypted-event buffer: inline replies lose nothing;
 // async replies' rate is logged.
 func TestDevicePostgres(t *testing.T) {
-	if os.Getenv("BADMAC_POSTGRES_DSN") == "" {
-		t.Skip("BADMAC_POSTGRES_DSN not set (eval \"$(scripts/postgres.sh)\")")
-	}
+	testenv.PostgresDSN(t)
 	v, err := stores.Lookup("postgres")
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(EnvChild) == "1" {
 		os.Exit(ChildMain(os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 // SIGKILL of the real client in a child process while a burst is being
@@ -205,10 +205,11 @@ func TestKillPoints(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	pg := os.Getenv("BADMAC_POSTGRES_DSN") != ""
+	_, pgErr := testenv.Postgres() // $BADMAC_POSTGRES_DSN, or a cluster of this binary's
+	pg := pgErr == nil
 	if !pg {
 		// The SQLite points run; the test then ends as Missing says.
-		defer testenv.Missing(t, "BADMAC_POSTGRES_DSN not set: the PostgreSQL kill points were not run (eval \"$(scripts/postgres.sh)\")")
+		defer testenv.Missing(t, pgErr.Error()+": the PostgreSQL kill points were not run")
 	}
 	run := func(store, kill string, hold int) *KillResult {
 		t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,7 +14,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
-	"github.com/badmac/badmac/stores/sqlstores"
+	"github.com/badmac/badmac/internal/testenv"
 )
 
 func countLines(log []string, prefix string) int {
@@ -229,13 +228,7 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 // The whole device in whatsmeow's sqlstore on PostgreSQL, the decrypted-
 // event buffer off and on: with one stanza in flight nothing fails.
 func TestPostgresOneInFlight(t *testing.T) {
-	if os.Getenv(sqlstores.PostgresEnv) == "" {
-		msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testenv.PostgresDSN(t)
 	for _, buf := range []bool{false, true} {
 		res, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
 			Reply: Async, Buffer: buf, Store: "postgres", Dir: t.TempDir()})

@@ -6,8 +6,15 @@
 #   scripts/postgres.sh stop      stop it (data kept)
 #   scripts/postgres.sh status    say whether it runs
 #   scripts/postgres.sh destroy   stop it and delete its data directory
+#   scripts/postgres.sh bin       print the server binaries' directory, or exit 3
+#                                 if they are not installed (never installs)
+#   scripts/postgres.sh install   install the server binaries if missing (root)
 #
 # Typical use:  eval "$(scripts/postgres.sh)"
+#
+# The tests start their own cluster with this script when
+# BADMAC_POSTGRES_DSN is unset (internal/testenv: bin, then start with a
+# temporary BADMAC_PG_DIR and a free BADMAC_PG_PORT, destroy at exit).
 #
 # Environment: BADMAC_PG_DIR (data directory, default /tmp/badmac-pg),
 # BADMAC_PG_PORT (default 54329). The server listens on 127.0.0.1 only, trusts
@@ -42,6 +49,11 @@ find_bin() {
 		return 0
 	fi
 	return 1
+}
+
+ensure_installed() {
+	find_bin || install_postgres
+	find_bin || die "PostgreSQL installed but initdb/pg_ctl not found under /usr/lib/postgresql/*/bin"
 }
 
 install_postgres() {
@@ -96,10 +108,8 @@ init_cluster() {
 }
 
 start() {
-	if ! find_bin; then
-		install_postgres
-		find_bin || die "PostgreSQL installed but initdb/pg_ctl not found under /usr/lib/postgresql/*/bin"
-	fi
+	find_bin || ensure_installed
+
 	pick_user
 	[[ -e $DIR/PG_VERSION ]] || init_cluster
 	if running; then
@@ -150,10 +160,18 @@ status)
 		exit 3
 	fi
 	;;
+bin)
+	find_bin || exit 3
+	echo "$BIN"
+	;;
+install)
+	ensure_installed
+	echo "$BIN"
+	;;
 destroy)
 	stop
 	rm -rf "$DIR"
 	log "removed $DIR"
 	;;
-*) die "usage: $0 [start|stop|status|destroy]" ;;
+*) die "usage: $0 [start|stop|status|destroy|bin|install]" ;;
 esac

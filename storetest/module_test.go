@@ -15,6 +15,9 @@ import (
 	"github.com/badmac/badmac/internal/testenv"
 )
 
+// TestMain stops the PostgreSQL cluster testenv.Postgres started, if any.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
 // TestUserModule is storetest as a user meets it: a module of its own,
 // outside this repository (testdata/usermodule, copied to a temporary
 // directory, badmac replaced by this checkout), with file-backed stores,
@@ -44,6 +47,7 @@ func TestUserModule(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644))
 	gomod := "module example.com/userstores\n\ngo 1.26\n\nrequire github.com/badmac/badmac v0.0.0\n\nreplace github.com/badmac/badmac => " + root + "\n"
 	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644))
+	testenv.Postgres() // for the module's TestPostgres: $BADMAC_POSTGRES_DSN, or a cluster of this binary's (subtest postgres reports what is missing)
 	env := append(os.Environ(), "GOFLAGS=-mod=mod")
 	for _, k := range []string{"BADMAC_REPLAY", "BADMAC_HTML", "BADMAC_SHRINK_BUDGET"} {
 		env = append(env, k+"=")
@@ -112,9 +116,7 @@ func TestUserModule(t *testing.T) {
 	// On PostgreSQL, no Snapshotter: rollback refused in one line, every
 	// other scenario run.
 	t.Run("postgres", func(t *testing.T) {
-		if os.Getenv("BADMAC_POSTGRES_DSN") == "" {
-			testenv.Missing(t, "BADMAC_POSTGRES_DSN is not set: start a server with eval \"$(scripts/postgres.sh)\"")
-		}
+		testenv.PostgresDSN(t)
 		pg := tests["TestPostgres"]
 		require.Contains(t, pg, "--- PASS: TestPostgres", "%s", pg)
 		require.Contains(t, pg, "storetest: scenario rollback not run: your store wrote nothing under dir")

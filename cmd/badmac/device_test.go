@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/devices/baileys"
+	"github.com/badmac/badmac/internal/testenv"
 )
 
 // A malformed reply, a crashed device and a silent device each end
@@ -127,6 +128,7 @@ func TestDeviceModelSameAsRun(t *testing.T) {
 // The gate is named: by default it would hold baileys@6.17.16/locked/group,
 // which the device refuses (bad input, TestDeviceBadInput).
 func TestDeviceRunDeterministicAndReplays(t *testing.T) {
+	testenv.NeedBaileys(t) // installs the adapter's packages on first use
 	if _, err := baileys.AdapterDir(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI=true and the Baileys adapter is not usable: %v", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
@@ -17,16 +18,10 @@ import (
 )
 
 // needPostgres skips without a server, except in CI, which must run it.
+// ($BADMAC_POSTGRES_DSN, or a cluster this binary starts: testenv.Postgres).
 func needPostgres(t *testing.T) {
 	t.Helper()
-	if os.Getenv(sqlstores.PostgresEnv) != "" {
-		return
-	}
-	msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.PostgresDSN(t)
 }
 
 // The whole default suite on whatsmeow's sqlstore over real databases: every
@@ -63,7 +58,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BADMAC_CMD_CHILD") == "1" {
 		os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 // `badmac device` is the child procs drives: killed by its failpoint,

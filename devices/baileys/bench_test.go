@@ -42,7 +42,7 @@ func BenchmarkScheduleModel(b *testing.B) {
 func BenchmarkScheduleSocket(b *testing.B) {
 	for _, v := range Versions {
 		b.Run(v, func(b *testing.B) {
-			if _, err := AdapterDir(); err != nil {
+			if _, err := installedAdapter(); err != nil {
 				b.Skip("Baileys adapter not installed: npm ci --ignore-scripts --prefix adapters/baileys")
 			}
 			d, err := OpenSocket(context.Background(), v, SocketOptions{})

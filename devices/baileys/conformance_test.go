@@ -10,6 +10,7 @@ import (
 	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -44,7 +45,7 @@ type impl struct {
 func impls(t *testing.T) []impl {
 	t.Setenv("BADMAC_GODEVICE", "1") // inherited by the Go device child only; the adapter ignores it
 	out := []impl{{name: godevice.Name, opt: goOptions, serial: "concurrent"}}
-	if _, err := AdapterDir(); err != nil {
+	if _, err := installedAdapter(); err != nil {
 		needAdapter(t, err)
 		return out
 	}
@@ -54,12 +55,21 @@ func impls(t *testing.T) []impl {
 	return out
 }
 
+// installedAdapter installs the adapter's pinned packages on first use
+// (testenv.Baileys), then finds the adapter as the devices do.
+func installedAdapter() (string, error) {
+	if _, err := testenv.Baileys(); err != nil {
+		return "", err
+	}
+	return AdapterDir()
+}
+
 func needAdapter(t *testing.T, err error) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("CI=true and the Baileys adapter is not usable: %v", err)
 	}
-	if errors.Is(err, ErrNotInstalled) {
+	if errors.Is(err, ErrNotInstalled) || errors.Is(err, testenv.ErrMissing) {
 		t.Logf("skipping the Baileys side: %v", err)
 		return
 	}

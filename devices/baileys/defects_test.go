@@ -18,7 +18,7 @@ import (
 // testdata; each replays here against the real Baileys code, and the test
 // checks both the failure and the mechanism in the replayed history.
 func TestKnownDefects(t *testing.T) {
-	if _, err := AdapterDir(); err != nil {
+	if _, err := installedAdapter(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}
@@ -183,7 +183,7 @@ func inOrder(t *testing.T, text string, lines ...string) {
 // per-contact lock does not keep a send to bob out of a send to alice's
 // commit (testdata/baileys6-locked-multi-global-txn.txt).
 func TestLockedHolds(t *testing.T) {
-	if _, err := AdapterDir(); err != nil {
+	if _, err := installedAdapter(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}
@@ -225,7 +225,7 @@ func TestLockedHolds(t *testing.T) {
 // the adapter installed it skips (and fails under CI=true).
 func openAdapter(t *testing.T, version string) *Device {
 	t.Helper()
-	if _, err := AdapterDir(); err != nil {
+	if _, err := installedAdapter(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}

@@ -18,7 +18,7 @@ import (
 // adapter is not installed.
 func openSocket(t *testing.T, version string) *SocketDevice {
 	t.Helper()
-	if _, err := AdapterDir(); err != nil {
+	if _, err := installedAdapter(); err != nil {
 		needAdapter(t, err)
 		t.Skip("Baileys adapter not installed")
 	}

@@ -114,6 +114,7 @@ func mustMarshal(t *testing.T, n waBinary.Node) []byte {
 // dict2 is Baileys 6.17.16's token lists (lib/WABinary/constants.js),
 // read from the installed package with node.
 func TestDict2MatchesBaileys6(t *testing.T) {
+	testenv.NeedBaileys(t) // installs the adapter's packages on first use
 	pkg, _ := filepath.Abs("../../adapters/baileys/node_modules/baileys6/lib/WABinary/constants.js")
 	if _, err := os.Stat(pkg); err != nil {
 		testenv.Missing(t, "Baileys 6 (npm ci --ignore-scripts --prefix adapters/baileys)")

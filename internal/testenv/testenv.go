@@ -8,6 +8,12 @@
 // A test whose prerequisite is missing (a PostgreSQL server, Node, the
 // Baileys packages) skips with one line saying what to install, except
 // under CI=true, where a skip would hide a test CI must run, so it fails.
+//
+// What can be set up is set up instead of skipped: Postgres starts a
+// throwaway PostgreSQL cluster per test binary when $BADMAC_POSTGRES_DSN is
+// unset and the server binaries are installed, and Baileys installs the
+// Baileys adapter's pinned npm packages into a cache on first use. A
+// TestMain of a package using Postgres ends in os.Exit(testenv.Main(m)).
 package testenv
 
 import (

@@ -16,32 +16,18 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := sqlstores.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "shutdown:", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+// TestMain drops the databases the tests made, then stops the cluster
+// testenv.Postgres started, if any.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, sqlstores.Shutdown)) }
 
-// postgresDSN skips without a server, except in CI, which must run it.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(sqlstores.PostgresEnv)
-	if dsn == "" {
-		msg := sqlstores.PostgresEnv + " is unset; start a server with: eval \"$(scripts/postgres.sh)\""
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return dsn
-}
+// postgresDSN is $BADMAC_POSTGRES_DSN or a cluster this binary starts;
+// without PostgreSQL it skips, except in CI, which must run it.
+func postgresDSN(t testing.TB) string { return testenv.PostgresDSN(t) }
 
 func openVariant(t testing.TB, name string) stores.Storage {
 	t.Helper()
