@@ -211,14 +211,24 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// last returns the last non-empty line.
+// last returns the last line that says something: not blank, not a
+// stack frame ("at ..."), not Node's closing "Node.js vX" line nor its
+// "Emitted 'error' event on ..." note, so a Node process that died of an
+// uncaught error shows the error's line.
 func (t *tailBuffer) last() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	lines := bytes.Split(bytes.TrimSpace(t.buf), []byte("\n"))
-	if s := strings.TrimSpace(string(lines[len(lines)-1])); len(s) > 300 {
-		return s[:300]
-	} else {
-		return s
+	s := strings.TrimSpace(string(lines[len(lines)-1]))
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(string(lines[i]))
+		if l != "" && !strings.HasPrefix(l, "at ") && !strings.HasPrefix(l, "Node.js v") && !strings.HasPrefix(l, "Emitted 'error' event") {
+			s = l
+			break
+		}
 	}
+	if len(s) > 300 {
+		return s[:300]
+	}
+	return s
 }

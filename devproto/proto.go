@@ -87,10 +87,16 @@ type Request struct {
 	Names     []string `json:"names,omitempty"`
 	To        int64    `json:"to,omitempty"`
 	Modes     string   `json:"modes,omitempty"`
-	// Pads makes the run a reference run: the store's own writes run at
-	// once and each store call of a task waits for that many steps first
-	// (per task, in call order), then takes effect whole.
-	Pads map[string][]int `json:"pads,omitempty"`
+	// Reference (on reset) makes the run a reference run: the store's own
+	// writes run at once and each store call of a task waits for as many
+	// steps first as Pads (on open: that login's, per task, in call order
+	// since the open) say, then takes effect whole.
+	Reference bool             `json:"reference,omitempty"`
+	Pads      map[string][]int `json:"pads,omitempty"`
+	// Commit (a reference run's crash) lists, per task, the store calls
+	// (indices into that task's pads) the candidate's crash completed: each
+	// takes effect whole before the kill.
+	Commit map[string][]int `json:"commit,omitempty"`
 }
 
 // Reply is the device's answer to one Request.
@@ -142,6 +148,7 @@ type Event struct {
 	// history.
 	Sent    bool   `json:"sent,omitempty"`
 	Write   bool   `json:"write,omitempty"` // a gate before a write a crash can keep, drop or tear
+	Tear    bool   `json:"tear,omitempty"`  // a write a crash can tear (mode g writes a prefix); without it, g keeps it whole
 	IO      bool   `json:"io,omitempty"`    // a gate below the store (a write, a statement), not a call into it
 	Attempt string `json:"attempt,omitempty"`
 	Note    string `json:"note,omitempty"`

@@ -68,10 +68,20 @@ export async function functionModule(fn) {
 // The scenarios the socket device runs (docs/baileys.md).
 export const SCENARIOS = ['burst', 'reply', 'reorder', 'crash', 'restart', 'torn', 'idle']
 
+// GATED are the scenarios badmac's default gate holds for the socket
+// device's rows (cmd/badmac/device.go socketGateScenarios; docs/baileys.md
+// "The gate"): where Baileys' own store loses nothing, so a row that
+// loses anything fails badmac's gate, whatever the store-blamed count.
+export const GATED = ['burst']
+
 /**
  * checkAuthState runs badmac on an auth state and throws an Error with the
- * diagnosis when the store does worse than Baileys' own useMultiFileAuthState
- * under the same schedule, regenerates its credentials or loses prekeys.
+ * diagnosis when badmac's gate fails (a gated row printed FAIL: exit 1),
+ * when badmac did not run every scenario asked on every store (exit 2, a
+ * Node error, a skipped pair; only torn on a store that writes no files is
+ * skipped by design), or when the store does worse than Baileys' own
+ * useMultiFileAuthState under the same schedule (store blamed),
+ * regenerates its credentials, loses prekeys or errs in any row.
  *
  * @param {Function|string} useAuthState the auth state function (exported by
  *   its module: `(dir) => Promise<{ state, saveCreds }>`), or 'MODULE#FUNCTION'
@@ -99,20 +109,58 @@ export async function checkAuthState(useAuthState, opts = {}) {
 	mkdirSync(dir, { recursive: true })
 	const bin = findBadmac()
 	const version = opts.baileys || 'installed'
+	const scenarios = opts.scenarios || SCENARIOS
 	const args = ['run', '-device', `baileys-socket@${version}`, '-auth', spec,
-		'-scenarios', (opts.scenarios || SCENARIOS).join(','), '-schedules', String(opts.schedules ?? 8),
-		'-seed', String(opts.seed ?? 1), '-out', join(dir, 'badmac-failures'), '-must-pass', 'none', '-json']
-	if (opts.cache === false) {
-		const name = spec.replace(/#([^#]*)$/, ':$1')
-		args.push('-stores', name)
-	}
+		'-scenarios', scenarios.join(','), '-schedules', String(opts.schedules ?? 8),
+		'-seed', String(opts.seed ?? 1), '-out', join(dir, 'badmac-failures'), '-json']
+	// badmac's own gate judges the gated rows (its exit code); a run of
+	// none of them has no gate to earn.
+	if (!scenarios.some((s) => GATED.includes(s))) args.push('-must-pass', 'none')
+	const name = spec.replace(/#([^#]*)$/, ':$1')
+	const stores = opts.cache === false ? [name] : [name, `${name}+cache`]
+	if (opts.cache === false) args.push('-stores', name)
 	const env = { ...process.env, BADMAC_BAILEYS_ADAPTER: process.env.BADMAC_BAILEYS_ADAPTER || here }
 	const { code, stdout, stderr } = await run(bin, args, env)
-	if (code !== 0) throw new Error(`badmac ${args.join(' ')}: exit ${code}\n${stderr.trim()}`)
-	const report = JSON.parse(stdout)
+	const cmd = `(badmac ${args.join(' ')})`
+	const fail = (lines, exitCode, report) => {
+		const err = new Error([...lines, cmd].join('\n'))
+		err.exitCode = exitCode
+		if (report) err.report = report
+		return err
+	}
+	let report = null
+	try {
+		report = JSON.parse(stdout)
+	} catch { /* below */ }
+	if ((code !== 0 && code !== 1) || !report?.rows) {
+		throw fail([`checkAuthState: badmac ran no verdict: exit ${code}`, ...stderr.trim().split('\n').filter(Boolean)], 2)
+	}
+	// Every scenario asked, on every store, ran: a pair badmac skipped is
+	// no pass (only torn on a store that writes no files, by design).
+	const skipped = stderr.split('\n').filter((l) => l.startsWith('skipped: '))
+	const missing = []
+	for (const st of stores) {
+		for (const sc of scenarios) {
+			if (report.rows.some((r) => r.store === st && r.scenario === sc && r.schedules > 0)) continue
+			const why = skipped.find((l) => l.includes(`/${st}/${sc}:`))
+			if (sc === 'torn' && why?.includes('it writes no files')) continue
+			missing.push(`  ${st}/${sc}: ${why ? why.slice('skipped: '.length) : 'no schedule ran'}`)
+		}
+	}
+	if (missing.length) throw fail([`checkAuthState: badmac did not run ${missing.length} of the pairs asked:`, ...missing], 2, report)
+	const lines = []
+	if (code === 1 || report.gate === 'fail') {
+		const failed = report.rows.filter((r) => r.must_pass && (r.failed_schedules > 0 || r.blamed > 0))
+		lines.push(`checkAuthState: badmac's gate failed (exit ${code}): FAIL: ${failed.map((r) => `${r.discipline}/${r.store}/${r.scenario}`).join(', ')}`)
+		for (const r of failed) {
+			lines.push(`  ${r.discipline}/${r.store}/${r.scenario}: ${r.blamed} of ${r.messages} messages worse than in Baileys' own serial run`)
+			if (r.summary) lines.push(`    ${r.summary}`)
+			if (r.replay) lines.push(`    replay: npx badmac-baileys ${r.replay.replace(/^badmac /, '')}`)
+		}
+	}
 	const bad = report.rows.filter((r) => (r.store_blamed ?? 0) > 0 || r.regenerated_creds > 0 || r.lost_prekeys > 0 || r.store_error > 0)
 	if (bad.length) {
-		const lines = [`checkAuthState: ${spec} did worse than Baileys' own useMultiFileAuthState on the same schedules (${bad.length} of ${report.rows.length} rows):`]
+		lines.push(`checkAuthState: ${spec} did worse than Baileys' own useMultiFileAuthState on the same schedules (${bad.length} of ${report.rows.length} rows):`)
 		for (const r of bad) {
 			const what = []
 			if (r.store_blamed) what.push(`${r.store_blamed} of ${r.messages} messages worse than on Baileys' own store`)
@@ -123,11 +171,8 @@ export async function checkAuthState(useAuthState, opts = {}) {
 			if (r.summary) lines.push(`    ${r.summary}`)
 			if (r.replay) lines.push(`    replay: npx badmac-baileys ${r.replay.replace(/^badmac /, '')}`)
 		}
-		lines.push(`(badmac ${args.join(' ')})`)
-		const err = new Error(lines.join('\n'))
-		err.report = report
-		throw err
 	}
+	if (lines.length) throw fail(lines, 1, report)
 	return report
 }
 

@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url'
 import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
-import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
+import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, setPads, commitAtCrash, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -384,11 +384,12 @@ async function handle(req) {
 		credSaves = 0
 		cfg = { dir: req.dir, auth: req.auth || '', cache: !!req.cache, serial: !!req.serial }
 		setAuto(cfg.serial)
-		setReference(req.pads ? req.pads : null)
+		setReference(!!req.reference)
 		return {}
 	}
 	case 'open':
 		if (req.seed) reseed(req.seed)
+		setPads(req.pads)
 		return openDevice(req)
 	case 'auto': // provisioning done: the store calls wait for steps again
 		setAuto(cfg.serial || !!req.on)
@@ -426,6 +427,9 @@ async function handle(req) {
 	case 'crash': {
 		// A kill: each parked write in order is kept (k: done in full),
 		// torn (g: a prefix of it written) or dropped (d), then SIGKILL.
+		// A reference run first completes the calls the candidate's crash
+		// completed (commitAtCrash); its own writes are never parked.
+		await commitAtCrash(req.commit)
 		const modes = req.modes || ''
 		pendingWrites().forEach((g, i) => {
 			const m = modes[i] || 'd'

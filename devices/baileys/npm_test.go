@@ -2,6 +2,8 @@ package baileys
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,5 +113,99 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkAuthState's verdict is badmac's gate (its exit code) plus the
+// store's rows, and it fails closed: `npx badmac-baileys check` against a
+// fake badmac that prints a given report, stderr and exit code. A gated
+// row that failed, a pair badmac skipped or ran no schedule of, a run
+// with no verdict: each fails the check; a clean report and torn skipped
+// on a store that writes no files pass.
+func TestCheckAuthStateVerdict(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		testenv.Missing(t, "node on the PATH")
+	}
+	cli := filepath.Join(repoRoot(t), "adapters", "baileys", "bin", "badmac-baileys.mjs")
+	fake := filepath.Join(t.TempDir(), "badmac")
+	must(t, os.WriteFile(fake, []byte("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$FAKE/args\"\ncat \"$FAKE/out\"\ncat \"$FAKE/err\" >&2\nexit $(cat \"$FAKE/code\")\n"), 0o755))
+	const store = "/x/auth.mjs:useX"
+	scen := []string{"burst", "reply", "reorder", "crash", "restart", "torn", "idle"}
+	type row map[string]any
+	rows := func(edit func(st, sc string, r row) bool) []row {
+		var out []row
+		for _, st := range []string{store, store + CacheSuffix} {
+			for _, sc := range scen {
+				r := row{"discipline": "baileys-socket@7.0.0-rc14", "store": st, "scenario": sc, "must_pass": sc == "burst",
+					"schedules": 8, "failed_schedules": 0, "messages": 40, "blamed": 0, "store_blamed": 0,
+					"regenerated_creds": 0, "lost_prekeys": 0, "store_error": 0}
+				if edit == nil || edit(st, sc, r) {
+					out = append(out, r)
+				}
+			}
+		}
+		return out
+	}
+	report := func(gate string, rs []row) string {
+		b, err := json.Marshal(map[string]any{"format": "badmac report v3", "gate": gate, "pass": gate == "pass", "rows": rs})
+		must(t, err)
+		return string(b)
+	}
+	cases := []struct {
+		name, out, stderr string
+		code, want        int
+	}{
+		{"clean", report("pass", rows(nil)), "", 0, 0},
+		{"torn skipped on a store that writes no files", report("pass", rows(func(_, sc string, _ row) bool { return sc != "torn" })),
+			"skipped: baileys-socket@7.0.0-rc14/" + store + "/torn: device baileys-socket@7.0.0-rc14 cannot run scenario torn on store " + store + " (it writes no files: nothing to tear)\n" +
+				"skipped: baileys-socket@7.0.0-rc14/" + store + "+cache/torn: device baileys-socket@7.0.0-rc14 cannot run scenario torn on store " + store + "+cache (it writes no files: nothing to tear)\n", 0, 0},
+		{"a gated row failed, store-blamed 0", report("fail", rows(func(_, sc string, r row) bool {
+			if sc == "burst" {
+				r["blamed"], r["failed_schedules"] = 2, 1
+			}
+			return true
+		})), "", 1, 1},
+		{"store blamed in an ungated row", report("pass", rows(func(_, sc string, r row) bool {
+			if sc == "crash" {
+				r["store_blamed"] = 1
+			}
+			return true
+		})), "", 0, 1},
+		{"a pair skipped", report("pass", rows(func(st, sc string, _ row) bool { return st != store || sc != "reorder" })),
+			"skipped: baileys-socket@7.0.0-rc14/" + store + "/reorder: device baileys-socket@7.0.0-rc14 cannot run something\n", 0, 2},
+		{"a row ran no schedule", report("pass", rows(func(_, sc string, r row) bool {
+			if sc == "idle" {
+				r["schedules"] = 0
+			}
+			return true
+		})), "", 0, 2},
+		{"no rows", report("not gated", nil), "", 0, 2},
+		{"badmac exit 2", "", "badmac: device baileys-socket@installed: cannot load Baileys\n", 2, 2},
+		{"not a report", "FAIL\n", "", 0, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			must(t, os.WriteFile(filepath.Join(dir, "out"), []byte(c.out), 0o644))
+			must(t, os.WriteFile(filepath.Join(dir, "err"), []byte(c.stderr), 0o644))
+			must(t, os.WriteFile(filepath.Join(dir, "code"), []byte(fmt.Sprint(c.code)), 0o644))
+			cmd := exec.Command("node", cli, "check", "/x/auth.mjs#useX", "-dir", filepath.Join(dir, "o"))
+			cmd.Env = append(os.Environ(), "BADMAC_BIN="+fake, "FAKE="+dir)
+			out, err := cmd.CombinedOutput()
+			got := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				got = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("exit %d, want %d:\n%s", got, c.want, out)
+			}
+			args, err := os.ReadFile(filepath.Join(dir, "args"))
+			must(t, err)
+			if strings.Contains(string(args), "-must-pass\nnone") {
+				t.Errorf("burst asked, but badmac ran without its gate:\n%s", args)
+			}
+		})
 	}
 }

@@ -119,8 +119,8 @@ type SocketDevice struct {
 	writesFiles map[string]bool
 	// spare is a process starting for the next crash's restart.
 	spare chan started
-	// pads are, per candidate result, what its reference run needs.
-	pads map[*harness.Result]map[string][]int
+	// follow is, per candidate result, what its reference run needs.
+	follow map[*harness.Result][]refLogin
 }
 
 // SocketCommand is the adapter's command line for a Baileys version
@@ -148,7 +148,7 @@ func OpenSocket(ctx context.Context, version string, opt SocketOptions) (*Socket
 		return nil, err
 	}
 	d := &SocketDevice{version: version, name: SocketPrefix + version, opt: opt, argv: argv, tmp: tmp, writesFiles: map[string]bool{},
-		pads: map[*harness.Result]map[string][]int{}}
+		follow: map[*harness.Result][]refLogin{}}
 	if d.proc, err = d.start(ctx); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -343,18 +343,21 @@ func (d *SocketDevice) Baseline(ctx context.Context, s *harness.Schedule) (*harn
 // Baileys' own useMultiFileAuthState (behind makeCacheableSignalKeyStore
 // when the candidate was), each store call atomic and exactly as slow as
 // the candidate's: it waits for as many steps as the candidate's call
-// took below its store, then takes effect whole. What the candidate ends
-// worse than this run is its store's (store blamed); what a crash loses
-// here too is Baileys' own non-atomic receive (client side). Baileys' own
-// races, which a slower store widens, are the same in both runs.
+// took below its store, then takes effect whole, and a call the
+// candidate's crash completed completes at the kill here too (refLogin).
+// What the candidate ends worse than this run is its store's (store
+// blamed). Baileys' own races, which a slower store widens, are the same
+// in both runs; a crash's losses are judged as any loss (harness.Judge:
+// this device reports no KilledUnacked, so they are pair blamed;
+// docs/baileys.md, "Open").
 func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pads, ok := d.pads[res]
+	logins, ok := d.follow[res]
 	if !ok {
 		return nil, fmt.Errorf("device %s: no record of the run to replay on the reference store", d.name)
 	}
-	delete(d.pads, res)
+	delete(d.follow, res)
 	st, err := ParseStore(s.Store)
 	if err != nil {
 		return nil, err
@@ -364,10 +367,10 @@ func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *
 	if st.Cache {
 		ref.Store += CacheSuffix
 	}
-	if pads == nil {
-		pads = map[string][]int{}
+	if logins == nil {
+		logins = []refLogin{}
 	}
-	_, out, err := d.execWith(ctx, ref, false, pads, nil)
+	_, out, err := d.execWith(ctx, ref, false, logins, nil)
 	return out, err
 }
 
@@ -375,7 +378,7 @@ func (d *SocketDevice) exec(ctx context.Context, s *harness.Schedule, serial boo
 	return d.execWith(ctx, s, serial, nil, src)
 }
 
-func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial bool, ref map[string][]int, src harness.Source) (*harness.Schedule, *harness.Result, error) {
+func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial bool, ref []refLogin, src harness.Source) (*harness.Schedule, *harness.Result, error) {
 	r, err := d.newRun(ctx, s, serial)
 	if err != nil {
 		return nil, nil, err
@@ -404,10 +407,10 @@ func (d *SocketDevice) execWith(ctx context.Context, s *harness.Schedule, serial
 	out.Ops = r.applied
 	res := r.result()
 	if !serial && ref == nil {
-		if len(d.pads) > 256 { // results judged clean never ask for their reference
-			clear(d.pads)
+		if len(d.follow) > 256 { // results judged clean never ask for their reference
+			clear(d.follow)
 		}
-		d.pads[res] = r.pads
+		d.follow[res] = r.logins
 	}
 	return out, res, nil
 }

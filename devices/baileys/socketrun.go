@@ -64,11 +64,10 @@ type sockRun struct {
 
 	parked map[string][]sockGate
 	order  map[string]int // a task's first appearance
-	// pads are, per task, how many gates below the store each of its
-	// store calls reached (file writes, statements): the reference run's
-	// atomic calls wait as many steps (docs/baileys.md, "Who is blamed").
-	pads    map[string][]int
-	ref     map[string][]int // set: this is the reference run, with these pads
+	// logins are, per open of the auth state (the first login, then each
+	// restart's), what the reference run needs to follow it (refLogin).
+	logins  []refLogin
+	ref     []refLogin // set: this is the reference run, following these
 	tasks   int
 	gates   int
 	applied []harness.Op
@@ -81,9 +80,23 @@ type sockRun struct {
 }
 
 type sockGate struct {
-	id, task, call string
-	write, io      bool
-	at             int
+	id, task, call  string
+	write, io, tear bool
+	at              int
+}
+
+// refLogin is what the reference run needs to follow one login of the
+// candidate's (docs/baileys.md, "Who is blamed"). Pads are, per task, how
+// many gates below the store each of its store calls reached (file
+// writes, statements): the reference run's atomic calls wait as many
+// steps. Commit are, per task, the calls (indices into Pads) a crash
+// completed: killed at their last write, which the crash kept whole (a
+// rename, a write kept in full); the reference run's calls take effect
+// at that crash too. Both count from the login's open: the adapter names
+// tasks afresh each time (login, login~creds1).
+type refLogin struct {
+	Pads   map[string][]int
+	Commit map[string][]int
 }
 
 type reply struct {
@@ -99,7 +112,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, pads: map[string][]int{}}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}}
 	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	ca := waweb.DefaultCA()
 	if r.srv, err = waweb.Listen(ca); err != nil {
@@ -179,11 +192,12 @@ func (r *sockRun) events(evs []devproto.Event) error {
 				r.order[e.Task] = r.tasks
 			}
 			r.gates++
-			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, at: r.gates})
+			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, tear: e.Tear, at: r.gates})
+			pads := r.login().Pads
 			if !e.IO {
-				r.pads[e.Task] = append(r.pads[e.Task], 0)
-			} else if n := len(r.pads[e.Task]); n > 0 {
-				r.pads[e.Task][n-1]++
+				pads[e.Task] = append(pads[e.Task], 0)
+			} else if n := len(pads[e.Task]); n > 0 {
+				pads[e.Task][n-1]++
 			}
 		case e.Attempt != "":
 			if e.OK {
@@ -267,8 +281,7 @@ func (r *sockRun) setup() error {
 		}
 		r.d.proc = c
 	}
-	if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed),
-		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
+	if err := r.reset(fmt.Sprint(r.s.Seed)); err != nil {
 		return err
 	}
 	if err := r.connect(true); err != nil {
@@ -281,6 +294,31 @@ func (r *sockRun) setup() error {
 	return err
 }
 
+// reset readies the Node process for a schedule (or, after a kill, a
+// new process for the rest of it); a reference run's reset says so.
+func (r *sockRun) reset(seed string) error {
+	_, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: seed,
+		Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Reference: r.ref != nil})
+	return err
+}
+
+// login is the record of the current login (refLogin).
+func (r *sockRun) login() refLogin {
+	if len(r.logins) == 0 {
+		r.logins = append(r.logins, refLogin{Pads: map[string][]int{}, Commit: map[string][]int{}})
+	}
+	return r.logins[len(r.logins)-1]
+}
+
+// following is the candidate's record of the current login, in a
+// reference run (refLogin); empty otherwise.
+func (r *sockRun) following() refLogin {
+	if i := len(r.logins) - 1; r.ref != nil && i < len(r.ref) {
+		return r.ref[i]
+	}
+	return refLogin{}
+}
+
 func (r *sockRun) jid() string { return fmt.Sprintf("%s:%d@s.whatsapp.net", botUser, botDevice) }
 
 // connect opens the auth state and a socket, and runs the login to its
@@ -289,9 +327,10 @@ func (r *sockRun) jid() string { return fmt.Sprintf("%s:%d@s.whatsapp.net", botU
 // receives of redelivered stanzas, stay parked for the schedule).
 func (r *sockRun) connect(provision bool) error {
 	before := r.srv.Traffic().Conn
+	r.logins = append(r.logins, refLogin{Pads: map[string][]int{}, Commit: map[string][]int{}})
 	rep, err := r.call(devproto.Request{Op: devproto.OpOpen, URL: "ws://" + r.srv.Addr().String() + "/ws/chat",
 		Root: waweb.DefaultCA().Root.Pub[:], JID: r.jid(), Provision: provision, On: provision,
-		Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes))})
+		Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes)), Pads: r.following().Pads})
 	if err != nil {
 		return err
 	}
@@ -532,7 +571,10 @@ func (r *sockRun) crash(mode string) error {
 		return r.restart()
 	}
 	r.log("crash %q: the device is killed", mode)
-	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode})
+	if r.ref == nil {
+		r.noteCompleted(mode)
+	}
+	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode, Commit: r.following().Commit})
 	if err == nil {
 		return fmt.Errorf("crash answered instead of dying")
 	}
@@ -540,6 +582,39 @@ func (r *sockRun) crash(mode string) error {
 		return err
 	}
 	return r.died()
+}
+
+// noteCompleted records the store calls a crash with these modes
+// completes: a task parked only at writes the crash keeps whole (mode k,
+// or g on a write that cannot be torn: a rename, an fsync), each of its
+// current call. The crash applies the i-th mode to the i-th parked write
+// in the order they parked (adapters/baileys/socket.mjs, crash); an
+// unlisted one is dropped. A statement is dropped by any crash.
+func (r *sockRun) noteCompleted(modes string) {
+	var writes []sockGate
+	for _, gs := range r.parked {
+		for _, g := range gs {
+			if g.write {
+				writes = append(writes, g)
+			}
+		}
+	}
+	sort.Slice(writes, func(i, j int) bool { return writes[i].at < writes[j].at })
+	kept := map[string]bool{}
+	for i, g := range writes {
+		kept[g.id] = i < len(modes) && (modes[i] == 'k' || modes[i] == 'g' && !g.tear)
+	}
+	rec := r.login()
+	for t, gs := range r.parked {
+		whole := len(gs) > 0
+		for _, g := range gs {
+			whole = whole && g.io && kept[g.id]
+		}
+		if n := len(rec.Pads[t]); whole && n > 0 {
+			rec.Commit[t] = append(rec.Commit[t], n-1)
+			r.log("crash: %s's store call %d completed by the crash", t, n-1)
+		}
+	}
 }
 
 // died: the process is gone; the server notices the closed connection
@@ -594,8 +669,7 @@ func (r *sockRun) restart() error {
 			return err
 		}
 		r.d.proc = c
-		if _, err := r.call(devproto.Request{Op: devproto.OpReset, Dir: r.dir, Seed: fmt.Sprint(r.s.Seed + uint64(r.crashes)),
-			Auth: r.store.Module, Cache: r.store.Cache, Serial: r.serial, Pads: r.ref}); err != nil {
+		if err := r.reset(fmt.Sprint(r.s.Seed + uint64(r.crashes))); err != nil {
 			return err
 		}
 	}

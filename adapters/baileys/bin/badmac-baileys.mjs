@@ -35,12 +35,13 @@ if (cmd === 'check') {
 	if (!spec || !spec.includes('#')) { process.stderr.write('badmac-baileys: check wants MODULE#FUNCTION\n'); process.exit(2) }
 	const [file, fn] = [spec.slice(0, spec.lastIndexOf('#')), spec.slice(spec.lastIndexOf('#') + 1)]
 	try {
-		await checkAuthState(`${resolve(file)}#${fn}`, opt)
-		process.stdout.write(`PASS: ${spec} did no worse than Baileys' own useMultiFileAuthState\n`)
+		const rep = await checkAuthState(`${resolve(file)}#${fn}`, opt)
+		const gate = rep.gate === 'pass' ? `badmac's gate passed (${rep.rows.filter((r) => r.must_pass).length} rows)` : `no gated scenario asked (${rep.gate})`
+		process.stdout.write(`PASS: ${spec} did no worse than Baileys' own useMultiFileAuthState in ${rep.rows.length} rows; ${gate}\n`)
 		process.exit(0)
 	} catch (e) {
 		process.stdout.write(`${e.message}\n`)
-		process.exit(/exit [2-9]/.test(e.message) ? 2 : 1)
+		process.exit(e.exitCode === 1 ? 1 : 2) // 2: no verdict (bad input, badmac or Node failed, a pair not run)
 	}
 }
 let bin

@@ -51,15 +51,38 @@ export function setAuto(on) { auto = on }
 // (pads) as the candidate's call took below its store, then takes effect
 // whole: an atomic store that is exactly as slow as the candidate.
 let ioAuto = false
-let pads = null // task name -> steps of each of its store calls, in call order
-export function setReference(p) {
-	ioAuto = !!p
-	pads = p || null
+let pads = null // task name -> steps of each of its store calls, in call order since the login's open
+const padding = new Map() // 'task#call' -> the call waiting at its pads: { run }
+export function setReference(on) {
+	ioAuto = on
+	pads = on ? {} : null
+	padding.clear()
 }
 export function isReference() { return ioAuto }
 
+// setPads gives the reference run one login's pads (the adapter names
+// its tasks afresh at each open).
+export function setPads(p) {
+	if (ioAuto) pads = p || {}
+}
+
+// commitAtCrash makes the store calls the candidate's crash completed
+// take effect whole before the reference run's kill: { task: [call, ...] }.
+export async function commitAtCrash(commit) {
+	for (const [task, calls] of Object.entries(commit || {})) {
+		for (const i of calls) {
+			const c = padding.get(`${task}#${i}`)
+			if (c) {
+				padding.delete(`${task}#${i}`)
+				await c.run()
+			}
+		}
+	}
+}
+
 export function resetGates() {
 	parked.clear()
+	padding.clear()
 	events = []
 	seq = 0
 	inflight = 0
@@ -108,7 +131,7 @@ function park(kind, call, fn, opts = {}) {
 			},
 		}
 		parked.set(id, g)
-		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(kind !== 'call' ? { io: true } : {}) })
+		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(g.write && g.sync && g.tear ? { tear: true } : {}), ...(kind !== 'call' ? { io: true } : {}) })
 	})
 }
 
@@ -116,11 +139,20 @@ function park(kind, call, fn, opts = {}) {
 // a store-call context (the writes fn makes are gated too).
 export function storeCall(call, fn) {
 	const t = als.getStore()?.task
-	const k = (pads && t && pads[t.name]?.[t.calls = (t.calls ?? -1) + 1]) || 0
+	// Counted as the candidate's gates are: only calls that wait for a step.
+	const n = pads && t && !auto ? (t.calls = (t.calls ?? -1) + 1) : -1
+	const k = (n >= 0 && pads[t.name]?.[n]) || 0
 	if (k > 0) {
 		const inner = fn
 		fn = async () => {
-			for (let i = 1; i <= k; i++) await park('pad', `(${call}: step ${i} of ${k})`, () => undefined)
+			// Until its last pad, a crash that completed the candidate's
+			// call runs it whole (commitAtCrash).
+			const key = `${t.name}#${n}`
+			let result
+			padding.set(key, { run: () => (result = Promise.resolve().then(inner)) })
+			for (let i = 1; i <= k && !result; i++) await park('pad', `(${call}: step ${i} of ${k})`, () => undefined)
+			if (result) return result
+			padding.delete(key)
 			return inner()
 		}
 	}
