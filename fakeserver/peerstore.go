@@ -38,7 +38,7 @@ var pb = store.SignalProtobufSerializer
 // (TestPeerLoadIsJSONRoundTrip pins it): the loaded record is a new
 // object, never the one stored, because libsignal mutates a loaded record
 // even on a decrypt that fails (handing back the live record changed the
-// default run's table, README "Benchmark").
+// default run's table, docs/bench.md).
 type peerSignal struct {
 	*store.Device
 	sessions *peerSessions

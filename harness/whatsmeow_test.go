@@ -14,7 +14,7 @@ import (
 	"github.com/badmac/badmac/stores"
 )
 
-// The device follows whatsmeow's send, retry and locking rules (README,
+// The device follows whatsmeow's send, retry and locking rules (docs/model.md,
 // "whatsmeow rules modelled"); these tests pin each one.
 
 // wrapped is a variant over the reference store whose session store is
