@@ -216,19 +216,6 @@ type Recorder interface {
 	SendFailed(id string, err error)
 }
 
-// Messages are the ledger's messages as the oracle's.
-func Messages(l *waweb.Ledger) []*harness.Message {
-	var out []*harness.Message
-	for _, m := range l.Messages() {
-		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
-		for _, a := range m.Attempts {
-			hm.Attempts = append(hm.Attempts, harness.Attempt{Delivery: a.Delivery, OK: a.OK, Wrong: a.Wrong, Class: a.Class, Err: a.Err})
-		}
-		out = append(out, hm)
-	}
-	return out
-}
-
 // ConvRecorder records into a conversation's ledger, and classifies a copy
 // the client failed from the stanza the conversation sent (TakeCopy).
 type ConvRecorder struct {
