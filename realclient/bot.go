@@ -216,19 +216,6 @@ type Recorder interface {
 	SendFailed(id string, err error)
 }
 
-// Messages are the ledger's messages as the oracle's.
-func Messages(l *waweb.Ledger) []*harness.Message {
-	var out []*harness.Message
-	for _, m := range l.Messages() {
-		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
-		for _, a := range m.Attempts {
-			hm.Attempts = append(hm.Attempts, harness.Attempt{Delivery: a.Delivery, OK: a.OK, Wrong: a.Wrong, Class: a.Class, Err: a.Err})
-		}
-		out = append(out, hm)
-	}
-	return out
-}
-
 // ConvRecorder records into a conversation's ledger, and classifies a copy
 // the client failed from the stanza the conversation sent (TakeCopy).
 type ConvRecorder struct {
@@ -537,15 +524,18 @@ func (b *Bot) reply(to types.JID, rid, body string) {
 
 // clientLog is the client's logger. Failures are not read from it (the
 // handler's events and the server's receipts say what became of every
-// copy); two lines matter for how a run is driven:
+// copy); three lines matter for how a run is driven:
 //
 //   - "Continuing handling of %s in background": the handler queue gave up
 //     waiting for a handler after 10 of its 30 s ticks (client.go
 //     handlerQueueLoop at the pinned commit) and runs the next stanza
 //     beside it. Stanzas are then no longer handled one at a time: a
 //     controlled run is broken.
+//   - "Handler queue is full, message ordering is no longer guaranteed"
+//     (client.go:788 handleFrame): a node queued from a goroutine of its
+//     own; broken as well.
 //   - "Failed to handle retry receipt": handleRetryReceipt gave up on a
-//     resend (retry.go: the message is not in its recent-message map
+//     resend (receipt.go:33 logs it; retry.go: the message is not in its recent-message map
 //     after a restart, a resend that could not be encrypted or sent). No
 //     copy will come: a free run stops waiting for one (waweb
 //     Ledger.GaveUp); nothing is recorded as an attempt.
@@ -554,15 +544,28 @@ type clientLog struct {
 	mod string
 }
 
+// The format strings clientLog acts on, as whatsmeow writes them
+// (TestClientLogLines finds each in its source).
+const (
+	logBackground = "Continuing handling of %s in background as it's taking too long"
+	logQueueFull  = "Handler queue is full, message ordering is no longer guaranteed"
+	logRetryGave  = "Failed to handle retry receipt for %s/%s from %s: %v"
+)
+
 func (l *clientLog) Warnf(msg string, args ...any) {
-	if msg == "Continuing handling of %s in background as it's taking too long" && l.b.ctl != nil {
-		l.b.ctl.fail(fmt.Errorf("whatsmeow's handler queue stopped waiting for a handler: %s", fmt.Sprintf(msg, args...)))
+	if l.b.ctl != nil {
+		switch msg {
+		case logBackground:
+			l.b.ctl.fail(fmt.Errorf("whatsmeow's handler queue stopped waiting for a handler: %s", fmt.Sprintf(msg, args...)))
+		case logQueueFull:
+			l.b.ctl.fail(fmt.Errorf("whatsmeow's handler queue is full: stanzas are no longer handled in order"))
+		}
 	}
 	l.emit("WARN", msg, args)
 }
 
 func (l *clientLog) Errorf(msg string, args ...any) {
-	if msg == "Failed to handle retry receipt for %s/%s from %s: %v" && len(args) == 4 {
+	if msg == logRetryGave && len(args) == 4 {
 		if g, ok := l.b.L.(interface{ GaveUp(string) }); ok {
 			g.GaveUp(fmt.Sprint(args[1]))
 		}

@@ -299,14 +299,13 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
 	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
-		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked}
-	for _, m := range Messages(r.cv.L) {
-		if m.Dir == harness.In || m.Dir == harness.Out {
-			noteReport(r.cv, m)
-			res.Messages = append(res.Messages, m)
-		} else {
-			res.History = append(res.History, "ledger: "+m.ID+" seen in an ack or receipt only")
-		}
+		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked,
+		Messages: harness.FromLedger(r.cv.L)}
+	for _, m := range res.Messages {
+		noteReport(r.cv, m)
+	}
+	for _, id := range harness.LedgerStrays(r.cv.L) {
+		res.History = append(res.History, "ledger: "+id+" seen in an ack or receipt only")
 	}
 	return sched, res, nil
 }

@@ -145,7 +145,7 @@ func ConverseKilled(ctx context.Context, o KillOptions) (*KillResult, error) {
 			res.LostPreKeys++
 		}
 	}
-	res.Messages, res.ServerLog = Messages(cv.L), srv.Log()
+	res.Messages, res.ServerLog = harness.FromLedger(cv.L), srv.Log()
 	return res, nil
 }
 

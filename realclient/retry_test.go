@@ -29,7 +29,7 @@ func countLines(log []string, prefix string) int {
 
 func message(t *testing.T, r *rig, id string) *harness.Message {
 	t.Helper()
-	for _, m := range Messages(r.cv.L) {
+	for _, m := range harness.FromLedger(r.cv.L) {
 		if m.ID == id {
 			return m
 		}
@@ -220,7 +220,7 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 	if n := countLines(log, "retry-receipt m2 "); n != 4 || in != 4 {
 		t.Errorf("retry receipts: server log %d, ledger %d, want 4", n, in)
 	}
-	if c := (&harness.Result{Messages: Messages(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
+	if c := (&harness.Result{Messages: harness.FromLedger(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
 		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
 	}
 }

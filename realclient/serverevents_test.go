@@ -107,7 +107,7 @@ func TestSecondLoginConflict(t *testing.T) {
 	if err := r.cv.L.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range Messages(r.cv.L) {
+	for _, m := range harness.FromLedger(r.cv.L) {
 		if m.Outcome() != harness.Delivered {
 			t.Errorf("%s after the second login: %s %+v", m.ID, m.Outcome(), m.Attempts)
 		}

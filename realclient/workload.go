@@ -180,7 +180,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		cancel()
 		if err != nil {
 			// The partial result carries the server log of the stuck run.
-			return &Result{Messages: Messages(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+			return &Result{Messages: harness.FromLedger(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
 		}
 	}
 	in, out := cv.L.Retries()
@@ -199,7 +199,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if logIn != in || logOut != out {
 		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
 	}
-	return &Result{Messages: Messages(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
+	return &Result{Messages: harness.FromLedger(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
 		Overlaps: bot.Overlaps()}, nil
 }
 

@@ -767,16 +767,7 @@ func (r *sockRun) result() *harness.Result {
 		}
 		res.History = append(res.History, l)
 	}
-	for _, m := range r.cv.L.Messages() {
-		if m.Dir != harness.In && m.Dir != harness.Out {
-			continue
-		}
-		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
-		for _, a := range m.Attempts {
-			hm.Attempts = append(hm.Attempts, harness.Attempt{Delivery: a.Delivery, OK: a.OK, Wrong: a.Wrong, Class: a.Class, Err: a.Err})
-		}
-		res.Messages = append(res.Messages, hm)
-	}
+	res.Messages = harness.FromLedger(r.cv.L)
 	if r.ended {
 		// The store refused to start: correct, and the end of this
 		// bot. Messages it had not settled cannot be judged.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
+	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/types"
 
@@ -19,10 +20,6 @@ import (
 // handleEncryptNotification), a receipt for the device's own message
 // (receipt.go handleReceipt), and a second login of the same device
 // (connectionevents.go handleStreamError, conflict type=replaced).
-
-// minPreKeys is whatsmeow's MinPreKeyCount (prekeys.go): below it the
-// device uploads more.
-const minPreKeys = 5
 
 // offlineDoneLocked tells the device the offline queue it was just sent
 // (n stanzas) is complete: <ib><offline count=N/></ib>, which whatsmeow
@@ -38,9 +35,13 @@ func (cv *Conversation) offlineDoneLocked(n int) {
 
 // fetchDeviceBundleLocked is a contact fetching the device's bundle (a
 // one-time prekey claimed). When that leaves the device fewer than
-// minPreKeys, the server says so, once until it has enough again:
-// <notification type=encrypt><count value=N/></notification>, on which
-// whatsmeow uploads a new batch (uploadPreKeys).
+// whatsmeow.MinPreKeyCount, the server says so, once until it has enough
+// again: <notification type=encrypt><count value=N/></notification>, on
+// which whatsmeow uploads a new batch when the count is below that same
+// constant (notification.go:36 at the pinned commit; prekeys.go:29 defines
+// it). The threshold is whatsmeow's own variable, not a copy of its value;
+// WhatsApp's real server policy is not public (the once-until-enough rule
+// is this server's).
 func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
 	dev := cv.device()
 	b, err := cv.S.Core.FetchBundle(dev)
@@ -54,7 +55,7 @@ func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
 		left = cv.S.PreKeyCount(left)
 	}
 	switch {
-	case left >= minPreKeys:
+	case left >= whatsmeow.MinPreKeyCount:
 		cv.lowSent = false
 	case !cv.lowSent:
 		cv.notifySeq++
