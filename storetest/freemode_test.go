@@ -11,7 +11,7 @@ func TestFreeRate(t *testing.T) {
 		t.Fatalf("freeRateMin = %d, want 11 (z² = %.2f at 99.9%%)", freeRateMin, freeZ*freeZ)
 	}
 	for _, c := range []struct {
-		pair, ref, n      int
+		pair, ref, n     int
 		above, decidable bool
 	}{
 		{3, 0, 3, false, false},   // the default count: the comparison cannot fail a store
