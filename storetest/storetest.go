@@ -329,8 +329,19 @@ func check(t TB, s *subject, o Options) {
 			return
 		}
 	}
+	// ran counts what was judged: a check, a scenario's schedules, the
+	// real client's runs. A test that judged nothing is not a pass.
+	ran := 0
+	if o.Client {
+		ran++ // runClient fails when it has nothing to run
+	}
 	if !o.SkipConformance {
 		findings, skipped, err := conformance(ctx, s, o.Conformance)
+		selected := len(o.Conformance)
+		if selected == 0 {
+			selected = len(conformanceChecks)
+		}
+		ran += selected - len(skipped)
 		if err != nil {
 			t.Fatalf("storetest: %v", err)
 			return
@@ -355,8 +366,11 @@ func check(t TB, s *subject, o Options) {
 		if n > 0 && (sc.Name == LongLived.Name || sc.Name == Combined.Name) {
 			n = max(2, n/5) // each is ten schedules' work
 		}
-		if n > 0 && !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
-			continue // one failure per scenario is enough to read
+		if n > 0 {
+			ran++
+			if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
+				continue // one failure per scenario is enough to read
+			}
 		}
 		// Two processes race each other in the client whatever the store
 		// does (with real goroutines, replica's turns overlap too), and a
@@ -365,8 +379,14 @@ func check(t TB, s *subject, o Options) {
 		// the old session, docs/design.md §3): these scenarios have no
 		// real-goroutine run.
 		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall && len(sc.Mix) == 0 {
+			ran++
 			runFree(ctx, t, s, sc, o, who, pool)
 		}
+	}
+	if ran == 0 {
+		t.Errorf("storetest: nothing was run, so nothing was judged (no direct check, no scenario schedule: Schedules and FreeSchedules negative, " +
+			"SkipConformance, or every scenario asked for was refused): a store is not passed on nothing")
+		return
 	}
 	if o.Client {
 		runClient(ctx, t, s, scs, o, who)
