@@ -220,6 +220,9 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "storetest: replay of %s fails (%d ops):\n", path, len(sched.Ops))
 	writeFailure(&b, finds, res, blamed)
+	if sched.Instances > 1 {
+		b.WriteString(twoProcessHint)
+	}
 	t.Errorf("%s", b.String())
 }
 
