@@ -137,7 +137,7 @@ var conformanceChecks = []conformanceCheck{
 	{"MigratePNToLID while the contact's sessions are in use", "", false, checkMigrateConcurrent},
 	{"reopen after Close", capReopen, true, checkCleanReopen},
 	{"reopen after a crash", capReopen, true, checkCrashReopen},
-	{"two instances at once", capInstances, true, checkTwoInstances},
+	{twoInstances, capInstances, true, checkTwoInstances},
 	{"a crash inside a store call", capReopen, true, checkKillInside},
 }
 
@@ -513,6 +513,9 @@ func reopen(ctx context.Context, l *location, how string) ([]string, error) {
 	}
 	return diagnose(l.tr.snapshot(), 3, 1), nil
 }
+
+// twoInstances names the direct check of two instances open at once.
+const twoInstances = "two instances at once"
 
 // checkTwoInstances: two instances open at once over one location see each
 // other's writes (two processes during a deploy, replicas).

@@ -97,6 +97,19 @@ func TestFindingsNameTheCulprit(t *testing.T) {
 		require.Contains(t, rec.errors[0], "GetSession alice:0 by instance @1 returned nothing, not what PutSession by instance @0 wrote before it")
 		require.Contains(t, rec.errors[0], "a stale read, not a lost write")
 		require.NotContains(t, rec.errors[0], "dropped")
+		require.Contains(t, rec.errors[0], "set Options.SingleProcess", "the failure says how to declare a store written for one process")
+	})
+	t.Run("single process declared", func(t *testing.T) {
+		// The same store, declared as opened by one process at a time: no
+		// two instances run, each left out with why, and nothing fails.
+		rec := &record{name: t.Name()}
+		one := two
+		one.Scenarios, one.SingleProcess = []string{"burst", "combined"}, true
+		storetest.CheckOpener(rec, openCachedDir, one)
+		require.Empty(t, rec.errors)
+		logs := strings.Join(rec.logs, "\n")
+		require.Contains(t, logs, "conformance checks not run: two instances at once (Options.SingleProcess")
+		require.Contains(t, logs, "scenario combined without a second process (Options.SingleProcess")
 	})
 	t.Run("dropped write", func(t *testing.T) {
 		rec := &record{name: t.Name()}

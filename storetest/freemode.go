@@ -43,6 +43,30 @@ func wilsonZ(k, n int, z float64) (lo, hi float64) {
 	return math.Max(0, mid-half), math.Min(1, mid+half)
 }
 
+// freeRate compares the store's free-mode rate (pair of n schedules worse
+// than the protocol baseline) with the reference store's (refPair of n):
+// above when the intervals do not overlap. With n ≤ z² (10 schedules at
+// 99.9%) no count can be above, not even n of n against 0 of n, so the
+// comparison cannot fail a store: decidable is false, and runFree says the
+// rates were not compared instead of passing them.
+func freeRate(pair, refPair, n int) (above, decidable bool) {
+	lo, _ := wilsonZ(pair, n, freeZ)
+	_, rhi := wilsonZ(refPair, n, freeZ)
+	allLo, _ := wilsonZ(n, n, freeZ)
+	_, noneHi := wilsonZ(0, n, freeZ)
+	return lo > rhi, allLo > noneHi
+}
+
+// freeRateMin is the fewest free schedules whose rates freeRate can tell
+// apart (11 at 99.9%).
+var freeRateMin = func() int {
+	n := 1
+	for _, ok := freeRate(0, 0, n); !ok; _, ok = freeRate(0, 0, n) {
+		n++
+	}
+	return n
+}()
+
 // runFree runs o.FreeSchedules schedules of sc with real goroutines on the
 // store under test and on the reference store, and fails the test on a
 // finding or a rate clearly above the reference store's.
@@ -70,10 +94,18 @@ func runFree(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o Opt
 	rlo, rhi := wilsonZ(refPair, n, freeZ)
 	rates := fmt.Sprintf("%d of %d schedules worse than the protocol baseline [%.0f%%, %.0f%%], the reference store %d of %d [%.0f%%, %.0f%%] (99.9%% intervals)",
 		pair, n, 100*lo, 100*hi, refPair, n, 100*rlo, 100*rhi)
-	above := lo > rhi
+	above, decidable := freeRate(pair, refPair, n)
 	label := modeLabel[mode]
 	if fo == nil && !above {
-		t.Logf("storetest: %s (%s, %s client): %d schedules, %d messages, no failures; %s", sc.Name, label, o.Discipline, n, messages, rates)
+		verdict := "no failures"
+		switch {
+		case !decidable && pair > refPair:
+			verdict = fmt.Sprintf("no findings, and more schedules worse than the protocol baseline than on the reference store, too few to tell apart "+
+				"(rates not compared: %d schedules cannot separate two rates at 99.9%%; set Options.FreeSchedules to %d or more)", n, freeRateMin)
+		case !decidable:
+			verdict = fmt.Sprintf("no findings (rates not compared: %d schedules cannot separate two rates at 99.9%%; %d or more can)", n, freeRateMin)
+		}
+		t.Logf("storetest: %s (%s, %s client): %d schedules, %d messages, %s; %s", sc.Name, label, o.Discipline, n, messages, verdict, rates)
 		return true
 	}
 	var b strings.Builder

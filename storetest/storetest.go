@@ -102,6 +102,17 @@ type Options struct {
 	// async rates are logged (whatsmeow's own send/receive race).
 	Client          bool
 	ClientSchedules int
+	// SingleProcess says your store is only ever opened by one process at
+	// a time (say, it loads a file into memory at Open and writes it out
+	// whole: a second process would not see the first one's writes). With
+	// an Opener, storetest then runs no two instances at once: replica,
+	// overlap, the direct check "two instances at once" and combined's
+	// second process are not run, each saying why. Without it, a store that
+	// opens a second instance over one dir is run with two processes, and
+	// one that answers from its own copy fails there. A lock on dir that
+	// refuses a second Open says the same, and also keeps two processes
+	// from losing writes in production.
+	SingleProcess bool
 }
 
 // TB is the part of testing.TB that Check uses.
@@ -268,6 +279,9 @@ func check(t TB, s *subject, o Options) {
 			t.Fatalf("storetest: %v", err)
 			return
 		}
+		if o.SingleProcess {
+			c.lacks[capInstances] = singleProcess
+		}
 		s.caps = c
 	}
 	var scs []scenarios.Scenario
@@ -315,14 +329,29 @@ func check(t TB, s *subject, o Options) {
 			return
 		}
 	}
+	// ran counts what was judged: a check, a scenario's schedules, the
+	// real client's runs. A test that judged nothing is not a pass.
+	ran := 0
+	if o.Client {
+		ran++ // runClient fails when it has nothing to run
+	}
 	if !o.SkipConformance {
 		findings, skipped, err := conformance(ctx, s, o.Conformance)
+		selected := len(o.Conformance)
+		if selected == 0 {
+			selected = len(conformanceChecks)
+		}
+		ran += selected - len(skipped)
 		if err != nil {
 			t.Fatalf("storetest: %v", err)
 			return
 		}
 		if len(findings) > 0 {
-			t.Errorf("storetest: conformance: what the store did wrong (direct calls, no scenario):\n  %s", strings.Join(findings, "\n  "))
+			hint := ""
+			if slices.ContainsFunc(findings, func(f string) bool { return strings.HasPrefix(f, twoInstances+":") }) {
+				hint = "\n" + twoProcessHint
+			}
+			t.Errorf("storetest: conformance: what the store did wrong (direct calls, no scenario):\n  %s%s", strings.Join(findings, "\n  "), hint)
 		} else {
 			t.Logf("storetest: conformance: every method answered as whatsmeow expects")
 		}
@@ -337,8 +366,11 @@ func check(t TB, s *subject, o Options) {
 		if n > 0 && (sc.Name == LongLived.Name || sc.Name == Combined.Name) {
 			n = max(2, n/5) // each is ten schedules' work
 		}
-		if n > 0 && !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
-			continue // one failure per scenario is enough to read
+		if n > 0 {
+			ran++
+			if !runScenario(ctx, t, s, sc, o, harness.Controlled, n, who, pool) {
+				continue // one failure per scenario is enough to read
+			}
 		}
 		// Two processes race each other in the client whatever the store
 		// does (with real goroutines, replica's turns overlap too), and a
@@ -347,8 +379,14 @@ func check(t TB, s *subject, o Options) {
 		// the old session, docs/design.md §3): these scenarios have no
 		// real-goroutine run.
 		if o.FreeSchedules > 0 && sc.Instances <= 1 && sc.Crash != scenarios.CrashRekey && sc.Crash != scenarios.CrashReinstall && len(sc.Mix) == 0 {
+			ran++
 			runFree(ctx, t, s, sc, o, who, pool)
 		}
+	}
+	if ran == 0 {
+		t.Errorf("storetest: nothing was run, so nothing was judged (no direct check, no scenario schedule: Schedules and FreeSchedules negative, " +
+			"SkipConformance, or every scenario asked for was refused): a store is not passed on nothing")
+		return
 	}
 	if o.Client {
 		runClient(ctx, t, s, scs, o, who)
@@ -392,6 +430,15 @@ func scenarioNeeds(sc scenarios.Scenario) string {
 	}
 	return need
 }
+
+// singleProcess is why two instances are not run under
+// Options.SingleProcess.
+const singleProcess = "Options.SingleProcess: your store is only ever opened by one process at a time"
+
+// twoProcessHint follows a failure with two instances open at once: a
+// store written for one process fails there by design.
+const twoProcessHint = "two processes had your store open at once (as in a rolling deploy); if it is only ever opened by one process, " +
+	"set Options.SingleProcess (or hold a lock on dir, so that a second Open fails) and storetest leaves two instances out\n"
 
 var capWords = map[string]string{capReopen: "reopen what it persisted", capInstances: "open two instances at once",
 	capRollback: "reopen what it persisted and be restored from a backup"}
@@ -584,6 +631,9 @@ func runScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, o
 		}
 	}
 	writeFailure(&b, firstFinds, firstRes, blamed)
+	if first.Instances > 1 && s.open != nil {
+		b.WriteString(twoProcessHint)
+	}
 	// A file of this process's own: two go test processes at once must not
 	// share or delete each other's; within the process the name depends
 	// only on the test, scenario and seed.

@@ -26,6 +26,20 @@ func reference() (stores.Set, error) {
 	return st.Instance(context.Background())
 }
 
+// A run that judges nothing fails: no direct check, no schedule.
+func TestNothingRunFails(t *testing.T) {
+	none := storetest.Options{Schedules: -1, FreeSchedules: -1, SkipConformance: true, Scenarios: []string{"burst"}}
+	rec := &record{}
+	storetest.Check(rec, reference, none)
+	require.Len(t, rec.errors, 1, "%q", rec.errors)
+	require.Contains(t, rec.errors[0], "nothing was run")
+	one := none
+	one.Schedules = 1
+	rec = &record{}
+	storetest.Check(rec, reference, one)
+	require.Empty(t, rec.errors)
+}
+
 // The reference store passes the suite, with schedules on two workers.
 func TestReferencePasses(t *testing.T) {
 	storetest.Check(t, reference, storetest.Options{Schedules: 10, Workers: 2})
