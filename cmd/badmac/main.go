@@ -103,11 +103,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			// badmac help CMD is CMD -h.
 			return dispatch(ctx, []string{args[0], "-h"}, stdout, stderr)
 		}
-		fmt.Fprint(stdout, usage)
-		return 0, nil
+		if len(args) == 0 || (len(args) == 1 && args[0] == "help") {
+			fmt.Fprint(stdout, usage)
+			return 0, nil
+		}
+		// An unknown topic is bad input: printing the general help and
+		// exiting 0 hid a typo from a script.
+		return 2, badInput("unknown help topic %q (topics: %s)", strings.Join(args, " "), commandNames)
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, merge, bench, procs, client, list, help; badmac -h explains them)", cmd)
+	return 2, badInput("unknown command %q (commands: %s; badmac -h explains them)", cmd, commandNames)
 }
+
+// commandNames are the commands, for errors naming them.
+const commandNames = "run, replay, shrink, merge, bench, procs, client, list, help"
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
@@ -127,12 +135,30 @@ var synopsis = map[string]string{
 }
 
 // printLists writes every store, scenario and discipline with one line each.
-func printLists(w io.Writer) {
+func printLists(w io.Writer) { printSections(w, true, true, true) }
+
+// printSections writes the stores, scenarios and disciplines sections asked for.
+func printSections(w io.Writer, withStores, withScenarios, withDisciplines bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "stores (-stores):")
-	for _, v := range stores.Variants() {
-		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, v.Doc)
+	defer tw.Flush()
+	if withStores {
+		fmt.Fprintln(tw, "stores (-stores):")
+		for _, v := range stores.Variants() {
+			fmt.Fprintf(tw, "  %s\t%s\n", v.Name, v.Doc)
+		}
 	}
+	if withScenarios {
+		printScenarios(tw)
+	}
+	if withDisciplines {
+		fmt.Fprintln(tw, "disciplines (-disciplines):")
+		for _, d := range harness.Disciplines {
+			fmt.Fprintf(tw, "  %s\t%s\n", d, disciplineDoc[d])
+		}
+	}
+}
+
+func printScenarios(tw io.Writer) {
 	fmt.Fprintln(tw, "scenarios (-scenarios):")
 	def := map[string]bool{}
 	for _, n := range scenarios.Default {
@@ -145,11 +171,6 @@ func printLists(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\n", sc.Name, sc.Doc, mark)
 	}
-	fmt.Fprintln(tw, "disciplines (-disciplines):")
-	for _, d := range harness.Disciplines {
-		fmt.Fprintf(tw, "  %s\t%s\n", d, disciplineDoc[d])
-	}
-	tw.Flush()
 }
 
 // disciplineDoc says in one line what each client discipline does
@@ -256,10 +277,11 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
-	if fs.Lookup("stores") != nil || fs.Lookup("scenarios") != nil || fs.Lookup("disciplines") != nil {
+	// The lists of names, only for the flags this command has: client -h
+	// once listed "scenarios (-scenarios):", a flag client refuses.
+	has := func(name string) bool { return fs.Lookup(name) != nil }
+	if has("stores") || has("scenarios") || has("disciplines") {
 		fmt.Fprintln(w)
-		var b strings.Builder
-		printLists(&b)
-		fmt.Fprint(w, b.String())
+		printSections(w, has("stores"), has("scenarios"), has("disciplines"))
 	}
 }
