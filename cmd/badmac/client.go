@@ -189,8 +189,8 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if *burst == 1 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
-			*runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
+		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: %s client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
+			self(), *runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
 	}
 	return 0, nil
 }
