@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/badmac/badmac/devices"
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
@@ -158,4 +160,35 @@ func TestHelpFlagsParse(t *testing.T) {
 			require.Equal(t, 0, code, "badmac %s -h lists -%s: %s", c, f, errs)
 		}
 	}
+}
+
+// badmac list names every device devices.Usage knows (each VERSION, each
+// client mode with and without +buffer) with its default stores, and the
+// Baileys adapter's key-store variants.
+func TestListNamesDevices(t *testing.T) {
+	code, out, _ := run(t, "list")
+	require.Equal(t, 0, code)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(devices.Usage()), "\n") {
+		pattern := strings.Fields(line)[0]
+		for _, alt := range strings.Split(pattern, "|") {
+			base, buf := strings.CutSuffix(alt, "[+buffer]")
+			names := []string{base}
+			if buf {
+				names = append(names, base+"+buffer")
+			}
+			for _, name := range names {
+				for _, v := range baileys.Versions {
+					name := strings.ReplaceAll(name, "VERSION", v)
+					require.True(t, devices.Known(name), name)
+					require.Regexp(t, `(?m)^  `+regexp.QuoteMeta(name)+` +\S`, out, "device %s", name)
+					n++
+				}
+			}
+		}
+	}
+	require.GreaterOrEqual(t, n, 9)
+	require.Regexp(t, `(?m)^  client-inline +reference, sqlite$`, out)
+	require.Regexp(t, `(?m)^  baileys@6\.17\.16 +`+strings.Join(baileys.Variants, ", "), out)
+	require.Regexp(t, `(?m)^  baileys-socket@7\.0\.0-rc14 +`+regexp.QuoteMeta(strings.Join(baileys.SocketStores, ", "))+`$`, out)
 }

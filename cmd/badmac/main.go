@@ -8,7 +8,7 @@
 //	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
 //	badmac procs           the device as real child processes on sqlite/postgres
-//	badmac list            every store, scenario and discipline, one line each
+//	badmac list            every store, scenario, discipline and device, one line each
 //	badmac help            the commands (also: badmac -h; CMD -h for a command's flags)
 //
 // Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
@@ -25,6 +25,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/badmac/badmac/devices"
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
@@ -131,11 +133,44 @@ var synopsis = map[string]string{
 	"procs":  "usage: badmac procs [flags]\n\nThe device as real child processes on sqlite/postgres: SIGKILL at write points\nand at random moments, two replicas on one database.",
 	"client": "usage: badmac client [flags]\n\nThe reply workload through a real whatsmeow Client on a loopback fake WhatsApp\nserver (client-inline, client-async); free-running, rerun by seed, not replayed.",
 	"merge":  "usage: badmac merge SHARD.json…\n\nCombine the JSON reports of badmac run -shard K/N (all N shards of one run) into one\nreport, table and verdict, the same as the unsharded run with the same seed.",
-	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each.",
+	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each, and every device with its stores.",
 }
 
-// printLists writes every store, scenario and discipline with one line each.
-func printLists(w io.Writer) { printSections(w, true, true, true) }
+// printLists writes every store, scenario and discipline with one line
+// each, then every device with the stores it runs on.
+func printLists(w io.Writer) {
+	printSections(w, true, true, true)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "devices (run -device) and their default stores:")
+	for _, d := range deviceStores() {
+		fmt.Fprintf(tw, "  %s\t%s\n", d[0], d[1])
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  (badmac run -h describes each device; a socket device also takes MODULE#FUNCTION[+cache], a bot's auth state)")
+}
+
+// deviceStores is every device name with its default stores (what
+// devices.Open's Opened.Stores holds), the Baileys ones without starting
+// Node: the adapter's key-store variants, the socket's auth states.
+func deviceStores() [][2]string {
+	var out [][2]string
+	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind"} {
+		od, err := devices.Open(context.Background(), n, devices.Options{Exe: "badmac"})
+		if err != nil {
+			out = append(out, [2]string{n, err.Error()})
+			continue
+		}
+		od.Close()
+		out = append(out, [2]string{n, strings.Join(od.Stores, ", ")})
+	}
+	for _, v := range baileys.Versions {
+		out = append(out, [2]string{baileys.SocketPrefix + v, strings.Join(baileys.SocketStores, ", ")})
+	}
+	for _, v := range baileys.Versions {
+		out = append(out, [2]string{"baileys@" + v, strings.Join(baileys.Variants, ", ") + " (the adapter's key-store variants)"})
+	}
+	return out
+}
 
 // printSections writes the stores, scenarios and disciplines sections asked for.
 func printSections(w io.Writer, withStores, withScenarios, withDisciplines bool) {
@@ -201,7 +236,7 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          SIGKILL at write points and random moments, two replicas at once
   badmac client [flags]  the reply workload through a real whatsmeow Client on a
                          loopback fake WhatsApp server (client-inline, client-async)
-  badmac list            every store, scenario and discipline, one line each
+  badmac list            every store, scenario, discipline and device, one line each
   badmac help [CMD]      this text, or CMD's flags (same as badmac CMD -h)
 
 Exit codes: 0 pass, 1 a failure that must not happen, 2 bad input.
