@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
@@ -12,6 +14,7 @@ import (
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/realclient"
+	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -35,6 +38,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
 	storeList := fs.String("stores", "sqlite", "candidate stores (sqlite, postgres: whatsmeow's sqlstore for the whole device; any other variant: the device's four Signal stores, the rest in SQLite)")
 	verbose := fs.Bool("v", false, "print the client's warnings on stderr")
+	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -92,6 +96,10 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if *verbose {
 		log = func(s string) { fmt.Fprintln(stderr, s) }
 	}
+	// The default table: the key columns in 120 (dup, wrong and the
+	// failure classes in one cell); -wide: every column, boxed.
+	compact := [][]string{{"", "", "", "", "", "", "", "retries", "failed"},
+		{"client", "store", "msgs", "delivered", "recovered", "lost", "main failures", "in/out", "(95% CI)"}}
 	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
 	t.Header("discipline", "store", "scenario", "runs", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
 		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "drops", "handler overlaps", "failed (95% CI)")
@@ -136,6 +144,21 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 				if c.Messages > 0 {
 					rate = float64(c.Blamed) / float64(c.Messages)
 				}
+				if !*wide {
+					main := reports.Row{BadMAC: c.Failures[endpoint.BadMAC], OldCounter: c.Failures[endpoint.OldCounter],
+						NoSession: c.Failures[endpoint.NoSession], StoreError: c.Failures[endpoint.StoreError], OtherError: other}.MainFailures(20)
+					for _, o := range []struct {
+						name string
+						n    int
+					}{{"dup", c.Duplicates}, {"wrong", c.Wrong}} {
+						if o.n > 0 {
+							main = strings.TrimSuffix(fmt.Sprintf("%s %d %s", o.name, o.n, main), " -")
+						}
+					}
+					compact = append(compact, []string{name, storeName, fmt.Sprint(c.Messages), fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered),
+						fmt.Sprint(c.Lost), main, fmt.Sprintf("%d/%d", rin, rout), fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)})
+					continue
+				}
 				if err := t.Append(name, storeName, fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
 					fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
 					fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
@@ -146,18 +169,28 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 			}
 		}
 	}
-	if err := t.Render(); err != nil {
-		return 2, err
+	if *wide {
+		if err := t.Render(); err != nil {
+			return 2, err
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		for _, r := range compact {
+			fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+		}
+		if err := tw.Flush(); err != nil {
+			return 2, err
+		}
 	}
-	fmt.Fprintf(stdout, "real whatsmeow client (unmodified), loopback fake server; seeds %d..%d, %d messages from %d contact(s) each\n",
-		*seed, *seed+uint64(*runs)-1, *msgs, *contacts)
+	fmt.Fprintf(stdout, "real whatsmeow client (unmodified), loopback fake server; scenario reply, burst<=%d; seeds %d..%d, %d messages from %d contact(s) each\n",
+		*burst, *seed, *seed+uint64(*runs)-1, *msgs, *contacts)
 	fmt.Fprintln(stdout, "msgs counts both directions (the contacts' messages and the bot's replies); failed = not delivered cleanly (no protocol baseline here)")
 	fmt.Fprintln(stdout, "a measurement, not a gate: exit 0 whatever the rates (exit 2 on bad input or a run that could not finish)")
 	if *burst == 1 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: badmac client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
-			*runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
+		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: %s client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
+			self(), *runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
 	}
 	return 0, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -42,4 +43,38 @@ func TestClientOneInFlight(t *testing.T) {
 		require.Contains(t, line, "0.0% [0.0,", out)
 	}
 	require.Contains(t, out, "deterministic")
+}
+
+// widestTableLine is the widest of the lines before the first line that
+// starts with one of ends (the table, header included), in runes.
+func widestTableLine(t *testing.T, out string, end string) int {
+	t.Helper()
+	table, _, ok := strings.Cut(out, "\n"+end)
+	require.True(t, ok, "no %q after the table:\n%s", end, out)
+	w := 0
+	for _, l := range strings.Split(table, "\n") {
+		w = max(w, utf8.RuneCountInString(l))
+	}
+	return w
+}
+
+// The default tables fit 120 columns (client's was 232); -wide may not.
+func TestTablesFit120(t *testing.T) {
+	code, out, errs := run(t, "client", "-runs", "1", "-messages", "4", "-replies", "inline", "-buffer", "off,on")
+	require.Equal(t, 0, code, errs)
+	w := widestTableLine(t, out, "real whatsmeow client")
+	t.Logf("client table: %d columns", w)
+	require.LessOrEqual(t, w, 120, out)
+	require.Contains(t, out, "client-inline+buffer")
+	code, out, errs = run(t, "client", "-runs", "1", "-messages", "4", "-replies", "inline", "-buffer", "off", "-wide")
+	require.Equal(t, 0, code, errs)
+	require.Contains(t, out, "handler overlaps", "-wide prints every column")
+	t.Logf("client -wide table: %d columns", widestTableLine(t, out, "real whatsmeow client"))
+
+	code, out, errs = run(t, "run", "-schedules", "1", "-scenarios", "reply", "-disciplines", "concurrent,locked",
+		"-stores", "reference,files-atomic", "-must-pass", "none", "-out", t.TempDir())
+	require.Equal(t, 0, code, errs)
+	w = widestTableLine(t, out, "seed 1, mode")
+	t.Logf("run table: %d columns", w)
+	require.LessOrEqual(t, w, 120, out)
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/badmac/badmac/devices"
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
@@ -102,4 +105,90 @@ func TestTroubleshootingCommandsRun(t *testing.T) {
 		require.Equal(t, 0, code, "%s: %s", line, errs)
 	}
 	require.Positive(t, n, "no command found")
+}
+
+// An unknown help topic is bad input: one line, exit 2 (it printed the
+// general help and exited 0); known topics still print their help.
+func TestHelpUnknownTopic(t *testing.T) {
+	for _, args := range [][]string{{"help", "nosuch"}, {"help", "run", "extra"}} {
+		code, out, errs := run(t, args...)
+		require.Equal(t, 2, code, "%v", args)
+		require.Empty(t, out, "%v", args)
+		require.Regexp(t, `^badmac: unknown help topic "[^"]+" \(topics: run, .*\)\n$`, errs, "%v", args)
+	}
+	for _, args := range [][]string{{"help"}, {"help", "help"}, {"help", "client"}} {
+		code, out, errs := run(t, args...)
+		require.Equal(t, 0, code, "%v: %s", args, errs)
+		require.Contains(t, out, "badmac ", "%v", args)
+	}
+}
+
+// Every flag a command's help lists is one its parser takes: the flag
+// lines (from the FlagSet), the "(-NAME)" list headings and the flags in
+// its usage lines. Each is parsed as -NAME=0 (valid for every flag type)
+// before -h, so nothing runs: an undefined flag is exit 2, "flag provided
+// but not defined" (client -h once listed -scenarios).
+func TestHelpFlagsParse(t *testing.T) {
+	lineFlag := regexp.MustCompile(`(?m)^  -([\w-]+)`)
+	heading := regexp.MustCompile(`\(-([\w-]+)\)`)
+	usageFlag := regexp.MustCompile(`\[?-([a-z][\w-]*)`)
+	_, general, _ := run(t, "-h")
+	for c := range synopsis {
+		_, out, _ := run(t, c, "-h")
+		flags := map[string]bool{}
+		for _, re := range []*regexp.Regexp{lineFlag, heading} {
+			for _, m := range re.FindAllStringSubmatch(out, -1) {
+				flags[m[1]] = true
+			}
+		}
+		first, _, _ := strings.Cut(out, "\n")
+		for _, m := range usageFlag.FindAllStringSubmatch(first, -1) {
+			flags[m[1]] = true
+		}
+		// The general usage's lines for this command (before the
+		// description column).
+		for _, line := range strings.Split(general, "\n") {
+			if cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "badmac "+c+" "); ok {
+				cmd, _, _ = strings.Cut(cmd, "   ")
+				for _, m := range usageFlag.FindAllStringSubmatch(cmd, -1) {
+					flags[m[1]] = true
+				}
+			}
+		}
+		for f := range flags {
+			code, _, errs := run(t, c, "-"+f+"=0", "-h")
+			require.Equal(t, 0, code, "badmac %s -h lists -%s: %s", c, f, errs)
+		}
+	}
+}
+
+// badmac list names every device devices.Usage knows (each VERSION, each
+// client mode with and without +buffer) with its default stores, and the
+// Baileys adapter's key-store variants.
+func TestListNamesDevices(t *testing.T) {
+	code, out, _ := run(t, "list")
+	require.Equal(t, 0, code)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(devices.Usage()), "\n") {
+		pattern := strings.Fields(line)[0]
+		for _, alt := range strings.Split(pattern, "|") {
+			base, buf := strings.CutSuffix(alt, "[+buffer]")
+			names := []string{base}
+			if buf {
+				names = append(names, base+"+buffer")
+			}
+			for _, name := range names {
+				for _, v := range baileys.Versions {
+					name := strings.ReplaceAll(name, "VERSION", v)
+					require.True(t, devices.Known(name), name)
+					require.Regexp(t, `(?m)^  `+regexp.QuoteMeta(name)+` +\S`, out, "device %s", name)
+					n++
+				}
+			}
+		}
+	}
+	require.GreaterOrEqual(t, n, 9)
+	require.Regexp(t, `(?m)^  client-inline +reference, sqlite$`, out)
+	require.Regexp(t, `(?m)^  baileys@6\.17\.16 +`+strings.Join(baileys.Variants, ", "), out)
+	require.Regexp(t, `(?m)^  baileys-socket@7\.0\.0-rc14 +`+regexp.QuoteMeta(strings.Join(baileys.SocketStores, ", "))+`$`, out)
 }

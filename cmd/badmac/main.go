@@ -8,7 +8,7 @@
 //	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
 //	badmac procs           the device as real child processes on sqlite/postgres
-//	badmac list            every store, scenario and discipline, one line each
+//	badmac list            every store, scenario, discipline and device, one line each
 //	badmac help            the commands (also: badmac -h; CMD -h for a command's flags)
 //
 // Exit codes: 0 every must-pass pair passed, 1 a must-pass pair was blamed
@@ -25,6 +25,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/badmac/badmac/devices"
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
@@ -103,11 +105,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			// badmac help CMD is CMD -h.
 			return dispatch(ctx, []string{args[0], "-h"}, stdout, stderr)
 		}
-		fmt.Fprint(stdout, usage)
-		return 0, nil
+		if len(args) == 0 || (len(args) == 1 && args[0] == "help") {
+			fmt.Fprint(stdout, usage)
+			return 0, nil
+		}
+		// An unknown topic is bad input: printing the general help and
+		// exiting 0 hid a typo from a script.
+		return 2, badInput("unknown help topic %q (topics: %s)", strings.Join(args, " "), commandNames)
 	}
-	return 2, badInput("unknown command %q (commands: run, replay, shrink, merge, bench, procs, client, list, help; badmac -h explains them)", cmd)
+	return 2, badInput("unknown command %q (commands: %s; badmac -h explains them)", cmd, commandNames)
 }
+
+// commandNames are the commands, for errors naming them.
+const commandNames = "run, replay, shrink, merge, bench, procs, client, list, help"
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
@@ -123,16 +133,67 @@ var synopsis = map[string]string{
 	"procs":  "usage: badmac procs [flags]\n\nThe device as real child processes on sqlite/postgres: SIGKILL at write points\nand at random moments, two replicas on one database.",
 	"client": "usage: badmac client [flags]\n\nThe reply workload through a real whatsmeow Client on a loopback fake WhatsApp\nserver (client-inline, client-async); free-running, rerun by seed, not replayed.",
 	"merge":  "usage: badmac merge SHARD.json…\n\nCombine the JSON reports of badmac run -shard K/N (all N shards of one run) into one\nreport, table and verdict, the same as the unsharded run with the same seed.",
-	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each.",
+	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each, and every device with its stores.",
 }
 
-// printLists writes every store, scenario and discipline with one line each.
+// printLists writes every store, scenario and discipline with one line
+// each, then every device with the stores it runs on.
 func printLists(w io.Writer) {
+	printSections(w, true, true, true)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "stores (-stores):")
-	for _, v := range stores.Variants() {
-		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, v.Doc)
+	fmt.Fprintln(tw, "devices (run -device) and their default stores:")
+	for _, d := range deviceStores() {
+		fmt.Fprintf(tw, "  %s\t%s\n", d[0], d[1])
 	}
+	tw.Flush()
+	fmt.Fprintln(w, "  (badmac run -h describes each device; a socket device also takes MODULE#FUNCTION[+cache], a bot's auth state)")
+}
+
+// deviceStores is every device name with its default stores (what
+// devices.Open's Opened.Stores holds), the Baileys ones without starting
+// Node: the adapter's key-store variants, the socket's auth states.
+func deviceStores() [][2]string {
+	var out [][2]string
+	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind"} {
+		od, err := devices.Open(context.Background(), n, devices.Options{Exe: "badmac"})
+		if err != nil {
+			out = append(out, [2]string{n, err.Error()})
+			continue
+		}
+		od.Close()
+		out = append(out, [2]string{n, strings.Join(od.Stores, ", ")})
+	}
+	for _, v := range baileys.Versions {
+		out = append(out, [2]string{baileys.SocketPrefix + v, strings.Join(baileys.SocketStores, ", ")})
+	}
+	for _, v := range baileys.Versions {
+		out = append(out, [2]string{"baileys@" + v, strings.Join(baileys.Variants, ", ") + " (the adapter's key-store variants)"})
+	}
+	return out
+}
+
+// printSections writes the stores, scenarios and disciplines sections asked for.
+func printSections(w io.Writer, withStores, withScenarios, withDisciplines bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	if withStores {
+		fmt.Fprintln(tw, "stores (-stores):")
+		for _, v := range stores.Variants() {
+			fmt.Fprintf(tw, "  %s\t%s\n", v.Name, v.Doc)
+		}
+	}
+	if withScenarios {
+		printScenarios(tw)
+	}
+	if withDisciplines {
+		fmt.Fprintln(tw, "disciplines (-disciplines):")
+		for _, d := range harness.Disciplines {
+			fmt.Fprintf(tw, "  %s\t%s\n", d, disciplineDoc[d])
+		}
+	}
+}
+
+func printScenarios(tw io.Writer) {
 	fmt.Fprintln(tw, "scenarios (-scenarios):")
 	def := map[string]bool{}
 	for _, n := range scenarios.Default {
@@ -145,11 +206,6 @@ func printLists(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\n", sc.Name, sc.Doc, mark)
 	}
-	fmt.Fprintln(tw, "disciplines (-disciplines):")
-	for _, d := range harness.Disciplines {
-		fmt.Fprintf(tw, "  %s\t%s\n", d, disciplineDoc[d])
-	}
-	tw.Flush()
 }
 
 // disciplineDoc says in one line what each client discipline does
@@ -180,7 +236,7 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          SIGKILL at write points and random moments, two replicas at once
   badmac client [flags]  the reply workload through a real whatsmeow Client on a
                          loopback fake WhatsApp server (client-inline, client-async)
-  badmac list            every store, scenario and discipline, one line each
+  badmac list            every store, scenario, discipline and device, one line each
   badmac help [CMD]      this text, or CMD's flags (same as badmac CMD -h)
 
 Exit codes: 0 pass, 1 a failure that must not happen, 2 bad input.
@@ -256,10 +312,11 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
-	if fs.Lookup("stores") != nil || fs.Lookup("scenarios") != nil || fs.Lookup("disciplines") != nil {
+	// The lists of names, only for the flags this command has: client -h
+	// once listed "scenarios (-scenarios):", a flag client refuses.
+	has := func(name string) bool { return fs.Lookup(name) != nil }
+	if has("stores") || has("scenarios") || has("disciplines") {
 		fmt.Fprintln(w)
-		var b strings.Builder
-		printLists(&b)
-		fmt.Fprint(w, b.String())
+		printSections(w, has("stores"), has("scenarios"), has("disciplines"))
 	}
 }

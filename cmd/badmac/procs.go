@@ -215,7 +215,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	fmt.Fprintf(stdout, "seeds %d..%d, %d messages each, txn %v; real child processes (SIGKILL at a random moment; two replicas with requests in flight at once)\n",
 		*seed, *seed+uint64(*seeds)-1, *msgs, *txn)
-	fmt.Fprintf(stdout, "two-replica runs do not replay exactly (the seed fixes the conversation, not the interleaving); rerun: badmac procs -stores %s -seeds %d -seed %d\n",
+	fmt.Fprintf(stdout, "two-replica runs do not replay exactly (the seed fixes the conversation, not the interleaving); rerun: %s procs -stores %s -seeds %d -seed %d\n", self(),
 		*storeList, *seeds, *seed)
 	fmt.Fprintln(stdout, "blamed: random kill, messages lost beyond the in-process model of the same kill on the reference store (store-blamed);")
 	fmt.Fprintln(stdout, "two replicas, messages not delivered cleanly (one process delivers all). * = must pass")

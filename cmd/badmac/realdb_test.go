@@ -58,6 +58,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("BADMAC_CMD_CHILD") == "1" {
 		os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
+	// In-process tests read printed commands as "badmac …"; the detection
+	// is TestSelfCommand's and TestPrintedReplayRuns' (a child process).
+	self = func() string { return "badmac" }
 	os.Exit(testenv.Main(m))
 }
 

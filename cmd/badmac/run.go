@@ -231,7 +231,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			if err != nil {
 				return 2, err
 			}
-			row.Replay = "badmac replay " + path
+			row.Replay = self() + " replay " + path
 			row.Counterexample = pr.First.String()
 			row.History = pr.FirstResult.History
 		} else if pr.First != nil && pr.Device != "" {
@@ -241,18 +241,18 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 			if err != nil {
 				return 2, err
 			}
-			row.Replay = fmt.Sprintf("badmac replay -mode %s %s", cfg.Mode, path)
+			row.Replay = fmt.Sprintf("%s replay -mode %s %s", self(), cfg.Mode, path)
 			row.Counterexample = pr.First.String()
 			row.History = pr.FirstResult.History
 		} else if pr.First != nil {
-			row.Replay = fmt.Sprintf("(free mode is not replayable) badmac run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", d, pr.Store, sc, *seed)
+			row.Replay = fmt.Sprintf("(free mode is not replayable) %s run -mode controlled -disciplines %s -stores %s -scenarios %s -seed %d", self(), d, pr.Store, sc, *seed)
 		}
 		if pr.Library != nil && cfg.Mode == harness.Controlled {
 			path, err := saveSchedule(*out, pr.Library, "-baseline")
 			if err != nil {
 				return 2, err
 			}
-			row.Library = &reports.Finding{Schedule: pr.LibraryIndex, Replay: "badmac replay " + path, Counterexample: pr.Library.String(),
+			row.Library = &reports.Finding{Schedule: pr.LibraryIndex, Replay: self() + " replay " + path, Counterexample: pr.Library.String(),
 				Summary: pr.LibraryResult.LibrarySummary(), History: pr.LibraryResult.History}
 		}
 		rep.Rows = append(rep.Rows, row)

@@ -140,7 +140,7 @@ func shrinkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
 			return 2, fmt.Errorf("writing %s: %w", *out, err)
 		}
-		fmt.Fprintf(stdout, "shrunk %s from %d to %d ops: %s\nreplay: badmac replay %s\n", path, len(s.Ops), len(small.Ops), res.Summary(), *out)
+		fmt.Fprintf(stdout, "shrunk %s from %d to %d ops: %s\nreplay: %s replay %s\n", path, len(s.Ops), len(small.Ops), res.Summary(), self(), *out)
 		return 1, nil
 	}
 	fmt.Fprint(stdout, text)
