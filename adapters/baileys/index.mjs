@@ -119,7 +119,7 @@ export async function checkAuthState(useAuthState, opts = {}) {
 	const name = spec.replace(/#([^#]*)$/, ':$1')
 	const stores = opts.cache === false ? [name] : [name, `${name}+cache`]
 	if (opts.cache === false) args.push('-stores', name)
-	const env = { ...process.env, BADMAC_BAILEYS_ADAPTER: process.env.BADMAC_BAILEYS_ADAPTER || here }
+	const env = { ...process.env, BADMAC_BAILEYS_ADAPTER: process.env.BADMAC_BAILEYS_ADAPTER || here, BADMAC_SELF: 'npx badmac-baileys' }
 	const { code, stdout, stderr } = await run(bin, args, env)
 	const cmd = `(badmac ${args.join(' ')})`
 	const fail = (lines, exitCode, report) => {
@@ -155,7 +155,7 @@ export async function checkAuthState(useAuthState, opts = {}) {
 		for (const r of failed) {
 			lines.push(`  ${r.discipline}/${r.store}/${r.scenario}: ${r.blamed} of ${r.messages} messages worse than in Baileys' own serial run`)
 			if (r.summary) lines.push(`    ${r.summary}`)
-			if (r.replay) lines.push(`    replay: npx badmac-baileys ${r.replay.replace(/^badmac /, '')}`)
+			if (r.replay) lines.push(`    replay: ${r.replay}`)
 		}
 	}
 	const bad = report.rows.filter((r) => (r.store_blamed ?? 0) > 0 || r.regenerated_creds > 0 || r.lost_prekeys > 0 || r.store_error > 0)
@@ -169,7 +169,7 @@ export async function checkAuthState(useAuthState, opts = {}) {
 			if (r.store_error) what.push(`${r.store_error} store errors`)
 			lines.push(`  ${r.discipline}/${r.store}/${r.scenario}: ${what.join(', ')}`)
 			if (r.summary) lines.push(`    ${r.summary}`)
-			if (r.replay) lines.push(`    replay: npx badmac-baileys ${r.replay.replace(/^badmac /, '')}`)
+			if (r.replay) lines.push(`    replay: ${r.replay}`)
 		}
 	}
 	if (lines.length) throw fail(lines, 1, report)

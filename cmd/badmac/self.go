@@ -10,6 +10,7 @@ import (
 
 // selfEnv is what decides how a printed command names this program.
 type selfEnv struct {
+	override string                          // $BADMAC_SELF: a wrapper's own name (npx badmac-baileys)
 	exe      string                          // os.Executable, symlinks resolved
 	args0    string                          // os.Args[0]
 	cwd      string                          // where the command is printed
@@ -23,8 +24,13 @@ type selfEnv struct {
 // printed: "badmac" when that resolves on PATH to this very executable;
 // "go run ./cmd/badmac" (relative to the working directory) when this is a
 // binary `go run` or `go test` built in a go-build temp dir inside the
-// module's checkout; else the path it was started by.
+// module's checkout; else the path it was started by. A wrapper that runs
+// badmac for its user (the Baileys package's `npx badmac-baileys`) sets
+// $BADMAC_SELF to its own name, which then comes first.
 func selfCommand(e selfEnv) string {
+	if e.override != "" {
+		return e.override
+	}
 	if p, err := e.lookPath("badmac"); err == nil && e.same(p, e.exe) {
 		return "badmac"
 	}
@@ -56,7 +62,7 @@ var self = sync.OnceValue(func() string {
 		exe = r
 	}
 	cwd, _ := os.Getwd()
-	return selfCommand(selfEnv{exe: exe, args0: os.Args[0], cwd: cwd, lookPath: exec.LookPath, same: sameFile, modRoot: moduleRoot})
+	return selfCommand(selfEnv{override: strings.TrimSpace(os.Getenv("BADMAC_SELF")), exe: exe, args0: os.Args[0], cwd: cwd, lookPath: exec.LookPath, same: sameFile, modRoot: moduleRoot})
 })
 
 func sameFile(a, b string) bool {

@@ -15,7 +15,7 @@ import (
 
 // How printed commands name badmac, each way: on PATH (the same file, or
 // another badmac), in a go-build dir inside the checkout (at its root, in
-// a subdirectory), a binary started by a path.
+// a subdirectory), a binary started by a path, a wrapper's $BADMAC_SELF.
 func TestSelfCommand(t *testing.T) {
 	files := map[string]string{"/usr/bin/badmac": "A", "/home/u/bin/badmac": "B", "/tmp/go-build123/b001/exe/badmac": "C",
 		"/src/badmac/badmac": "B"}
@@ -44,6 +44,11 @@ func TestSelfCommand(t *testing.T) {
 		{"go run, another badmac on PATH", env("/tmp/go-build123/b001/exe/badmac", "/tmp/go-build123/b001/exe/badmac", "/src/badmac", "/usr/bin/badmac"), "go run ./cmd/badmac"},
 		{"./badmac, another on PATH", env("/src/badmac/badmac", "./badmac", "/src/badmac", "/usr/bin/badmac"), "./badmac"},
 		{"by absolute path", env("/home/u/bin/badmac", "/home/u/bin/badmac", "/x", ""), "/home/u/bin/badmac"},
+		{"a wrapper names itself", func() selfEnv {
+			e := env("/usr/bin/badmac", "badmac", "/x", "/usr/bin/badmac")
+			e.override = "npx badmac-baileys"
+			return e
+		}(), "npx badmac-baileys"},
 	} {
 		require.Equal(t, c.want, selfCommand(c.e), c.name)
 	}

@@ -53,5 +53,5 @@ try {
 }
 const args = [cmd, ...rest]
 if (cmd === 'run' && !rest.includes('-device')) args.push('-device', 'baileys-socket@installed')
-const r = spawnSync(bin, args, { stdio: 'inherit', env: { ...process.env, BADMAC_BAILEYS_ADAPTER: process.env.BADMAC_BAILEYS_ADAPTER || here } })
+const r = spawnSync(bin, args, { stdio: 'inherit', env: { ...process.env, BADMAC_BAILEYS_ADAPTER: process.env.BADMAC_BAILEYS_ADAPTER || here, BADMAC_SELF: 'npx badmac-baileys' } })
 process.exit(r.status ?? 2)
