@@ -132,7 +132,10 @@ func (s *Schedule) Clone() *Schedule {
 	return &c
 }
 
-// Parse reads a schedule in its text form. Errors name the line.
+// Parse reads a schedule in its text form. Errors name the line. A line
+// "history" in the ops section ends the schedule: `badmac replay` prints
+// the schedule, then "history" and what the replay did, and that output
+// is itself a schedule file, one that carries its expected replay.
 func Parse(r io.Reader) (*Schedule, error) {
 	sc := bufio.NewScanner(r)
 	s := &Schedule{Instances: 1, lines: map[string]int{}}
@@ -158,6 +161,9 @@ func Parse(r io.Reader) (*Schedule, error) {
 			continue
 		}
 		f := strings.Fields(text)
+		if inOps && text == "history" {
+			break // a replay's output follows: a regression file's expected part (docs/regressions.md)
+		}
 		if inOps {
 			op := Op{Verb: f[0]}
 			n, ok := opArity[f[0]]

@@ -3,44 +3,12 @@ package harness
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/badmac/badmac/endpoint"
 )
-
-// Regression scripts in testdata: each names its pair in its header; a
-// golden file next to it (.golden) holds the expected history and outcomes.
-// Run with -update to rewrite the golden files.
-func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			fh, err := os.Open(f)
-			require.NoError(t, err)
-			defer fh.Close()
-			s, err := Parse(fh)
-			require.NoError(t, err)
-			res, err := Replay(context.Background(), s, Controlled)
-			require.NoError(t, err)
-			got := res.HistoryText()
-			for _, m := range res.Messages {
-				got += "outcome " + m.ID + " " + string(m.Outcome()) + "\n"
-			}
-			golden := f[:len(f)-len(".txt")] + ".golden"
-			if os.Getenv("BADMAC_UPDATE") != "" {
-				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
-			}
-			want, err := os.ReadFile(golden)
-			require.NoError(t, err, "missing golden file; run with BADMAC_UPDATE=1")
-			require.Equal(t, string(want), got)
-		})
-	}
-}
 
 // docs/design.md §3's minimal case: under the concurrent discipline the
 // second reply, sent from a ratchet step that was then overwritten, is a Bad
