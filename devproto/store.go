@@ -368,8 +368,65 @@ func (s *StoreConn) Kill() {
 }
 
 // Stop and Cont pause and resume the process (SIGSTOP, SIGCONT): a copy of
-// its files taken in between is what a kill at that instant leaves.
-func (s *StoreConn) Stop() error { return s.signal(syscall.SIGSTOP) }
+// its files taken in between is what a kill at that instant leaves. A
+// signal is delivered asynchronously, so Stop returns only once every
+// thread of the process has stopped (or the process is gone): a copy
+// begun while a thread still runs could catch a write halfway.
+func (s *StoreConn) Stop() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(s.Pid, s.exited, s.timeout)
+}
+
+// waitStopped polls until every thread of pid is in a stopped state
+// (/proc/PID/task/*/stat: T, or t under a tracer), pid has exited, or
+// timeout passes. Where there is no /proc it returns at once.
+func waitStopped(pid int, exited <-chan struct{}, timeout time.Duration) error {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-exited:
+			return nil
+		default:
+		}
+		stopped, err := allStopped(pid)
+		if err != nil || stopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d: not stopped %s after SIGSTOP", pid, timeout)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func allStopped(pid int) (bool, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true, nil // gone
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		// "tid (comm) S …": the state follows the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("process %d: unreadable %s", pid, "stat")
+		}
+		switch b[i+2] {
+		case 'T', 't', 'Z', 'X':
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
 func (s *StoreConn) Cont() error { return s.signal(syscall.SIGCONT) }
 
 func (s *StoreConn) signal(sig syscall.Signal) error {

@@ -75,9 +75,11 @@ type diagnosis struct {
 	perRun int
 	writes map[string][]dwrite // per key, in return order
 	epoch  []int               // per call: the rollbacks before it
-	// snaps[e] is the clock of the snapshot that epoch e+1 was rolled
-	// back to, and snapEpoch[e] the epoch it was taken in.
-	snaps, snapEpoch []int
+	// snaps[e] is the span of the snapshot that epoch e+1 was rolled back
+	// to (from the clock before its processes were stopped to the one
+	// after they went on), and snapEpoch[e] the epoch it was taken in.
+	snaps     [][2]int
+	snapEpoch []int
 	unknown          map[string]int // key or "user|u": the clock from which a migration made it unknown
 	stops            []int          // clocks of crashes, Closes and stops
 	stopWord         map[int]string
@@ -88,7 +90,7 @@ type diagnosis struct {
 func newDiagnosis(calls []call, perRun int) *diagnosis {
 	d := &diagnosis{calls: calls, perRun: max(perRun, 1), writes: map[string][]dwrite{}, epoch: make([]int, len(calls)),
 		unknown: map[string]int{}, stopWord: map[int]string{}, pks: newPKModel()}
-	epoch, lastSnap, lastSnapEpoch := 0, -1, 0
+	epoch, lastSnap, lastSnapEpoch := 0, [2]int{-1, -1}, 0
 	insts := map[int]bool{}
 	put := func(key string, c call, val []byte, e int) {
 		ws := d.writes[key]
@@ -116,10 +118,10 @@ func newDiagnosis(calls []call, perRun int) *diagnosis {
 			d.stopWord[c.seq] = c.event
 			continue
 		case "snapshot":
-			lastSnap, lastSnapEpoch = c.seq, epoch
+			lastSnap, lastSnapEpoch = [2]int{c.begin, c.seq}, epoch
 			continue
 		case "rollback":
-			if lastSnap >= 0 {
+			if lastSnap[1] >= 0 {
 				epoch++
 				d.snaps = append(d.snaps, lastSnap)
 				d.snapEpoch = append(d.snapEpoch, lastSnapEpoch)
@@ -227,8 +229,10 @@ func (d *diagnosis) admissible(key string, ep, b, e int) (ws []dwrite, base []dw
 		if ep == 0 {
 			return ws, nil, true
 		}
+		// The backup holds what a read over the snapshot's span may
+		// return: a write that overlapped it may have reached the copy.
 		s := d.snaps[ep-1]
-		base, _, baseNone = d.admissible(key, d.snapEpoch[ep-1], s, s)
+		base, _, baseNone = d.admissible(key, d.snapEpoch[ep-1], s[0], s[1])
 		if len(base) == 0 {
 			baseNone = true
 		}
@@ -500,6 +504,9 @@ type pkEntry struct {
 	method  string
 	end     int
 	removed int // clock RemovePreKey returned at; 0: not removed
+	// unsure: restored from a backup taken while a call that made or
+	// removed this key was under way; the copy may hold it or not.
+	unsure bool
 }
 
 func newPKModel() *pkModel { return &pkModel{keys: map[uint32]pkEntry{}} }
@@ -516,6 +523,7 @@ func (m *pkModel) upTo(d *diagnosis, c call) {
 		switch o.event {
 		case "snapshot":
 			m.saved = maps.Clone(m.keys)
+			m.unsureOver(d, o.begin, o.seq)
 			continue
 		case "rollback":
 			if m.saved != nil {
@@ -532,14 +540,36 @@ func (m *pkModel) upTo(d *diagnosis, c call) {
 		switch o.method {
 		case "GetOrGenPreKeys", "GenOnePreKey":
 			for _, k := range o.prekeys {
-				if e, ok := m.keys[k.id]; !ok || e.removed > 0 {
+				if e, ok := m.keys[k.id]; !ok || e.removed > 0 || e.unsure {
 					m.keys[k.id] = pkEntry{priv: *k.priv, method: o.method, end: o.seq}
 				}
 			}
 		case "RemovePreKey":
 			if e, ok := m.keys[o.prekeys[0].id]; ok {
-				e.removed = o.seq
+				e.removed, e.unsure = o.seq, false
 				m.keys[o.prekeys[0].id] = e
+			}
+		}
+	}
+}
+
+// unsureOver marks, in the backup just saved, every key a prekey call
+// overlapping the snapshot's span [b, e] made or removed: the copy was
+// taken somewhere in the span, so it may hold that call's effect or not.
+func (m *pkModel) unsureOver(d *diagnosis, b, e int) {
+	for _, o := range d.calls {
+		if o.event != "" || !o.ok || o.begin >= e || o.seq <= b {
+			continue
+		}
+		switch o.method {
+		case "GetOrGenPreKeys", "GenOnePreKey", "RemovePreKey":
+			for _, k := range o.prekeys {
+				en, ok := m.saved[k.id]
+				if !ok && k.priv != nil {
+					en = pkEntry{priv: *k.priv, method: o.method, end: o.seq}
+				}
+				en.unsure = true
+				m.saved[k.id] = en
 			}
 		}
 	}
@@ -552,7 +582,7 @@ func (m *pkModel) judge(d *diagnosis, c call) string {
 	case "GetOrGenPreKeys", "GenOnePreKey":
 		for _, k := range c.prekeys {
 			e, ok := m.keys[k.id]
-			if !ok || e.removed > 0 {
+			if !ok || e.removed > 0 || e.unsure {
 				continue
 			}
 			if e.priv != *k.priv {
@@ -573,6 +603,7 @@ func (m *pkModel) judge(d *diagnosis, c call) string {
 		e, ok := m.keys[k.id]
 		switch {
 		case !ok:
+		case e.unsure && (k.priv == nil || *k.priv == e.priv):
 		case e.removed > 0 && k.priv != nil:
 			return fmt.Sprintf("GetPreKey %d returned the prekey after RemovePreKey removed it (a replayed prekey message would be accepted again)", k.id)
 		case e.removed > 0:

@@ -334,7 +334,7 @@ const backupKey = "\x00storetest backup"
 // copy of dir made while every process is stopped, so that the copy is
 // what a kill at that instant would leave.
 func (d *dirStorage) Snapshot() map[string][]byte {
-	defer d.tr.event("snapshot", d.n)
+	defer d.tr.span("snapshot", d.n, d.tr.begin())
 	if d.subject.caps.snapshots {
 		p := d.any()
 		if p == nil {
@@ -348,7 +348,9 @@ func (d *dirStorage) Snapshot() map[string][]byte {
 		return map[string][]byte{backupKey: b}
 	}
 	for _, p := range d.live {
-		p.conn.Stop()
+		if err := p.conn.Stop(); err != nil {
+			d.log.fail(fmt.Errorf("Snapshot: %w", err)) // a copy of a running store is no backup
+		}
 	}
 	defer func() {
 		for _, p := range d.live {

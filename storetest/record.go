@@ -22,7 +22,8 @@ type call struct {
 	// begin and seq are when the call began and when it returned, on one
 	// counter: calls that overlap (real goroutines) have overlapping
 	// intervals, and a call whose seq is below another's begin returned
-	// before that one began. An event has begin == seq.
+	// before that one began. An event has begin == seq, but a snapshot
+	// spans from before its processes were stopped to after they went on.
 	begin, seq int
 	inst       int    // which open instance (0 first; reopens count up)
 	method     string // "PutSession", "GetSession", ...
@@ -68,8 +69,8 @@ func (tr *trace) add(c call) {
 	tr.mu.Lock()
 	tr.clock++
 	c.seq = tr.clock
-	if c.event != "" {
-		c.begin = c.seq
+	if c.event != "" && c.begin == 0 {
+		c.begin = c.seq // an instant; a snapshot is a span (trace.span)
 	}
 	tr.calls = append(tr.calls, c)
 	tr.mu.Unlock()
@@ -79,6 +80,12 @@ func (tr *trace) add(c call) {
 }
 
 func (tr *trace) event(name string, inst int) { tr.add(call{event: name, inst: inst}) }
+
+// span records an event that took from clock begin (tr.begin) until now:
+// a snapshot, whose copy was taken somewhere in between.
+func (tr *trace) span(name string, inst, begin int) {
+	tr.add(call{event: name, inst: inst, begin: begin})
+}
 
 func (tr *trace) snapshot() []call {
 	tr.mu.Lock()
