@@ -80,11 +80,11 @@ type diagnosis struct {
 	// after they went on), and snapEpoch[e] the epoch it was taken in.
 	snaps     [][2]int
 	snapEpoch []int
-	unknown          map[string]int // key or "user|u": the clock from which a migration made it unknown
-	stops            []int          // clocks of crashes, Closes and stops
-	stopWord         map[int]string
-	multi            bool
-	pks              *pkModel
+	unknown   map[string]int // key or "user|u": the clock from which a migration made it unknown
+	stops     []int          // clocks of crashes, Closes and stops
+	stopWord  map[int]string
+	multi     bool
+	pks       *pkModel
 }
 
 func newDiagnosis(calls []call, perRun int) *diagnosis {
