@@ -95,7 +95,7 @@ func FuzzFilesIdentity(f *testing.F) {
 }
 
 // FuzzFilesPreKey: a file with any name in the auth folder (a prekey
-// file, prekey-next.json, a stray one) and any content, read by every
+// file, a stray one) and any content, read by every
 // prekey reader: the file name is parsed as much as its content.
 func FuzzFilesPreKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string, content []byte) {

@@ -2,7 +2,6 @@ package stores
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -47,7 +46,6 @@ const (
 	sessionPrefix   = "session/"
 	identityPrefix  = "identity/"
 	preKeyPrefix    = "prekey/"
-	nextPreKeyKey   = "prekey-next"
 	senderKeyPrefix = "senderkey/"
 )
 
@@ -241,19 +239,24 @@ func decodePreKey(id uint32, v []byte) (*keys.PreKey, bool, error) {
 	return &keys.PreKey{KeyPair: *kp, KeyID: id}, v[32] == 1, nil
 }
 
+// nextPreKeyID is one past the highest prekey id stored, the way
+// whatsmeow's sqlstore numbers them (store/sqlstore/store.go,
+// getNextPreKeyID: SELECT MAX(key_id) + 1; whatsmeow 11cf47c62d32): when
+// the highest key was used and removed, its id is handed out again. A
+// store that never reuses an id (a persistent counter, as libsignal and
+// Baileys keep) does no worse than this one, so it is never blamed for it.
 func (s *KV) nextPreKeyID(ctx context.Context) (uint32, error) {
-	v, err := s.Backend.Get(ctx, nextPreKeyKey)
+	ks, err := s.Backend.Keys(ctx, preKeyPrefix)
 	if err != nil {
 		return 0, err
 	}
-	if len(v) != 4 {
-		return 1, nil
+	var last uint32
+	for _, k := range ks {
+		if id, err := strconv.ParseUint(strings.TrimPrefix(k, preKeyPrefix), 10, 32); err == nil {
+			last = max(last, uint32(id)) // a name that is no id (a stray file) numbers nothing
+		}
 	}
-	return binary.BigEndian.Uint32(v), nil
-}
-
-func (s *KV) setNextPreKeyID(ctx context.Context, id uint32) error {
-	return s.Backend.Put(ctx, nextPreKeyKey, binary.BigEndian.AppendUint32(nil, id))
+	return last + 1, nil
 }
 
 func (s *KV) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
@@ -298,7 +301,7 @@ func (s *KV) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey,
 		out = append(out, pk)
 		next++
 	}
-	return out, s.setNextPreKeyID(ctx, next)
+	return out, nil
 }
 
 func (s *KV) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
@@ -311,7 +314,7 @@ func (s *KV) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
 	if err := s.Backend.Put(ctx, preKeyName(next), encodePreKey(pk, true)); err != nil {
 		return nil, err
 	}
-	return pk, s.setNextPreKeyID(ctx, next+1)
+	return pk, nil
 }
 
 func (s *KV) GetPreKey(ctx context.Context, id uint32) (*keys.PreKey, error) {
