@@ -15,6 +15,7 @@ import (
 
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -112,6 +113,18 @@ func ParseName(name string) (*Device, bool) {
 		return &Device{Reply: Async, Buffer: buf}, true
 	}
 	return nil, false
+}
+
+// Open is ParseName as a harness.Device over the store variant v (nil:
+// the device's own stores): what storetest/client registers with
+// storetest.RegisterClient.
+func Open(name string, v *stores.Variant) (harness.Device, bool) {
+	d, ok := ParseName(name)
+	if !ok {
+		return nil, false
+	}
+	d.Variant = v
+	return d, true
 }
 
 // Name is the discipline column of the device's rows.
@@ -300,11 +313,11 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	// saw only in a stray ack or receipt (direction unknown).
 	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
 		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked,
-		Messages: harness.FromLedger(r.cv.L)}
+		Messages: webledger.Messages(r.cv.L)}
 	for _, m := range res.Messages {
 		noteReport(r.cv, m)
 	}
-	for _, id := range harness.LedgerStrays(r.cv.L) {
+	for _, id := range webledger.Strays(r.cv.L) {
 		res.History = append(res.History, "ledger: "+id+" seen in an ack or receipt only")
 	}
 	return sched, res, nil

@@ -12,6 +12,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
@@ -145,7 +146,7 @@ func ConverseKilled(ctx context.Context, o KillOptions) (*KillResult, error) {
 			res.LostPreKeys++
 		}
 	}
-	res.Messages, res.ServerLog = harness.FromLedger(cv.L), srv.Log()
+	res.Messages, res.ServerLog = webledger.Messages(cv.L), srv.Log()
 	return res, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/internal/testenv"
 )
 
@@ -125,7 +126,7 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 	// A reply the bot owed and never registered (killed between accepting
 	// the text and its SendMessage; the redelivered copy met an old counter
 	// so the handler never saw it again) is lost too.
-	for _, m := range harness.FromLedger(cv.L) {
+	for _, m := range webledger.Messages(cv.L) {
 		if m.Dir == harness.In && m.Outcome() != harness.Lost && !cv.L.Known(ReplyID(m.ID)) {
 			cv.L.Expect(ReplyID(m.ID), harness.Out, m.Peer, ReplyBody(m.Body))
 			t.Logf("%s was accepted but its reply was never sent", m.ID)
@@ -133,7 +134,7 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 	}
 	cv.L.Abandon("never sent: the bot was killed between the handler and SendMessage")
 	outcomes := map[harness.Outcome]int{}
-	for _, m := range harness.FromLedger(cv.L) {
+	for _, m := range webledger.Messages(cv.L) {
 		o := m.Outcome()
 		outcomes[o]++
 		if m.Dir == harness.In && len(m.Attempts) == 0 {
@@ -151,7 +152,7 @@ func TestSIGKILLContinuesConversation(t *testing.T) {
 		}
 	}
 	t.Logf("outcomes: %v", outcomes)
-	if n := len(harness.FromLedger(cv.L)); n != 20 {
+	if n := len(webledger.Messages(cv.L)); n != 20 {
 		t.Errorf("%d messages accounted for, want 20 (10 texts, 10 replies)", n)
 	}
 

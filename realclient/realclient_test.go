@@ -17,7 +17,7 @@ import (
 
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
-	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 )
 
 // logs collects client and server lines; printed when a test fails (t.Log
@@ -183,7 +183,7 @@ func TestRealClientReceivesPkmsgThenMsg(t *testing.T) {
 			t.Errorf("server log has no line %q:\n%s", want, strings.Join(log, "\n"))
 		}
 	}
-	for _, m := range harness.FromLedger(r.cv.L) {
+	for _, m := range webledger.Messages(r.cv.L) {
 		if o := m.Outcome(); o != "delivered" {
 			t.Errorf("%s: %s %+v", m.ID, o, m.Attempts)
 		}

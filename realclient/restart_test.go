@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 )
 
 // checkDurable: what the database made durable survived: the identity the
@@ -34,7 +35,7 @@ func checkDurable(t *testing.T, r *rig, identity []byte) {
 
 func checkAllDelivered(t *testing.T, r *rig, want int) {
 	t.Helper()
-	msgs := harness.FromLedger(r.cv.L)
+	msgs := webledger.Messages(r.cv.L)
 	if len(msgs) != want {
 		t.Errorf("%d messages in the ledger, want %d", len(msgs), want)
 	}
@@ -96,7 +97,7 @@ func TestReconnectRedeliversUnacknowledged(t *testing.T) {
 	if n := countLines(r.srv.Log(), "login "); n < 2 {
 		t.Errorf("%d logins, want the client to reconnect", n)
 	}
-	for _, m := range harness.FromLedger(r.cv.L) {
+	for _, m := range webledger.Messages(r.cv.L) {
 		o := m.Outcome()
 		switch {
 		case m.Dir == harness.In && (o == harness.Lost || o == harness.Wrong):

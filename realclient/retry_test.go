@@ -14,6 +14,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/internal/testenv"
 )
 
@@ -29,7 +30,7 @@ func countLines(log []string, prefix string) int {
 
 func message(t *testing.T, r *rig, id string) *harness.Message {
 	t.Helper()
-	for _, m := range harness.FromLedger(r.cv.L) {
+	for _, m := range webledger.Messages(r.cv.L) {
 		if m.ID == id {
 			return m
 		}
@@ -220,7 +221,7 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 	if n := countLines(log, "retry-receipt m2 "); n != 4 || in != 4 {
 		t.Errorf("retry receipts: server log %d, ledger %d, want 4", n, in)
 	}
-	if c := (&harness.Result{Messages: harness.FromLedger(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
+	if c := (&harness.Result{Messages: webledger.Messages(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
 		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
 	}
 }

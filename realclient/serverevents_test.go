@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 )
 
 func schedule(store string, ops string, users ...string) *harness.Schedule {
@@ -107,7 +108,7 @@ func TestSecondLoginConflict(t *testing.T) {
 	if err := r.cv.L.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range harness.FromLedger(r.cv.L) {
+	for _, m := range webledger.Messages(r.cv.L) {
 		if m.Outcome() != harness.Delivered {
 			t.Errorf("%s after the second login: %s %+v", m.ID, m.Outcome(), m.Attempts)
 		}

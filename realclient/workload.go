@@ -19,6 +19,7 @@ import (
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
@@ -180,7 +181,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		cancel()
 		if err != nil {
 			// The partial result carries the server log of the stuck run.
-			return &Result{Messages: harness.FromLedger(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+			return &Result{Messages: webledger.Messages(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
 		}
 	}
 	in, out := cv.L.Retries()
@@ -199,7 +200,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 	if logIn != in || logOut != out {
 		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
 	}
-	return &Result{Messages: harness.FromLedger(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
+	return &Result{Messages: webledger.Messages(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
 		Overlaps: bot.Overlaps()}, nil
 }
 

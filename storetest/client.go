@@ -8,13 +8,35 @@ import (
 	"strings"
 
 	"github.com/badmac/badmac/harness"
-	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
 
 // clientSchedules is Options.ClientSchedules' default.
 const clientSchedules = 4
+
+// A ClientOpener is the real whatsmeow Client as a harness device, by
+// device name ("client-inline", "client-async"), over the store variant v;
+// false for a name it does not know.
+type ClientOpener func(device string, v *stores.Variant) (harness.Device, bool)
+
+// clientOpener is the one RegisterClient set; nil until then.
+var clientOpener ClientOpener
+
+// RegisterClient sets the real client storetest runs for Options.Client and
+// for the replay of a schedule recorded there. Importing
+// github.com/badmac/badmac/storetest/client registers badmac's
+// (realclient.Open), so that importing storetest alone does not compile
+// the real client, its fake server and whatsmeow's Client.
+func RegisterClient(open ClientOpener) { clientOpener = open }
+
+// clientDevices are the real client's devices storetest runs: inline
+// replies, which fail the store; async, whose rate is logged.
+var clientDevices = []string{"client-inline", "client-async"}
+
+// errNoClient is what a test that asks for the real client without
+// importing it is told.
+const errNoClient = `storetest: Options.Client runs the real whatsmeow Client, which this test binary does not include: add  import _ "github.com/badmac/badmac/storetest/client"  to your test file`
 
 // runClient runs the scenarios on the real whatsmeow Client over the
 // user's store (realclient.Device, Options.Client): with inline replies,
@@ -27,6 +49,10 @@ const clientSchedules = 4
 // crashes, two instances) are named and left out.
 func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, o Options, who testRef) {
 	t.Helper()
+	if clientOpener == nil {
+		t.Errorf("%s", errNoClient)
+		return
+	}
 	n := o.ClientSchedules
 	if n == 0 {
 		n = clientSchedules
@@ -34,10 +60,14 @@ func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, 
 	var skipped []string
 	ran := 0
 	for _, sc := range scs {
-		for _, reply := range []realclient.Reply{realclient.Inline, realclient.Async} {
-			probe := &realclient.Device{Reply: reply, Variant: &stores.Variant{Name: StoreName}}
+		for _, reply := range clientDevices {
+			probe, ok := clientOpener(reply, &stores.Variant{Name: StoreName})
+			if !ok {
+				t.Fatalf("storetest: the registered real client has no device %s", reply)
+				return
+			}
 			if err := probe.Check(sc.Setup(o.Seed, harness.Whatsmeow, StoreName), harness.Controlled); err != nil {
-				if reply == realclient.Inline {
+				if reply == clientDevices[0] {
 					skipped = append(skipped, fmt.Sprintf("%s (%s)", sc.Name, strings.TrimPrefix(err.Error(), "device "+probe.Name()+": ")))
 				}
 				continue
@@ -60,9 +90,9 @@ func runClient(ctx context.Context, t TB, s *subject, scs []scenarios.Scenario, 
 // clientScenario runs n schedules of sc on the real client, one at a time
 // (each starts a client, a server and a database of its own). It returns
 // false when one failed the test.
-func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, reply realclient.Reply, n int, o Options, who testRef) bool {
+func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario, device string, n int, o Options, who testRef) bool {
 	t.Helper()
-	label := "real whatsmeow Client, " + string(reply) + " replies"
+	label := "real whatsmeow Client, " + strings.TrimPrefix(device, "client-") + " replies"
 	failed, messages, blamed := 0, 0, 0
 	var first *harness.Schedule
 	var firstRes *harness.Result
@@ -71,7 +101,7 @@ func clientScenario(ctx context.Context, t TB, s *subject, sc scenarios.Scenario
 		seed := scenarios.SeedFor(o.Seed, i)
 		log := newRunLog()
 		v := s.variant(log, 1, scenarioNeeds(sc) != "")
-		dev := &realclient.Device{Reply: reply, Variant: &v}
+		dev, _ := clientOpener(device, &v)
 		sched, res, err := harness.RunOn(ctx, dev, sc.Setup(seed, harness.Whatsmeow, StoreName), harness.Controlled,
 			scenarios.NewGenerator(sc, scenarios.Random, seed))
 		if err != nil {
@@ -128,11 +158,19 @@ func clientStoreFailed(res *harness.Result) bool {
 }
 
 // replayClient is replay for a schedule recorded on the real client.
-func replayClient(ctx context.Context, t TB, s *subject, sched *harness.Schedule, dev *realclient.Device, path string) {
+func replayClient(ctx context.Context, t TB, s *subject, sched *harness.Schedule, path string) {
 	t.Helper()
+	if clientOpener == nil {
+		t.Fatalf("storetest: %s was recorded on the real client; %s", path, strings.TrimPrefix(errNoClient, "storetest: Options.Client runs the real whatsmeow Client, which "))
+		return
+	}
 	log := newRunLog()
 	v := s.variant(log, sched.Instances, reopens(sched))
-	dev.Variant = &v
+	dev, ok := clientOpener(sched.Device, &v)
+	if !ok {
+		t.Fatalf("storetest: %s: unknown device %q", path, sched.Device)
+		return
+	}
 	_, res, err := harness.RunOn(ctx, dev, sched, harness.Controlled, harness.Ops(sched.Ops))
 	if err != nil {
 		t.Fatalf("storetest: replay %s: %v", path, err)

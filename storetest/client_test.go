@@ -9,6 +9,7 @@ import (
 
 	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/storetest"
+	_ "github.com/badmac/badmac/storetest/client" // Options.Client: the real whatsmeow Client
 )
 
 // dropBatches is a store whose PutManySessions does nothing: whatsmeow's

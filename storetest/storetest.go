@@ -99,7 +99,10 @@ type Options struct {
 	// your store (realclient.Device; those it can run: not group, multi,
 	// longlived or the crash scenarios), ClientSchedules each (default 4)
 	// with inline and with async replies. Inline failures fail the test;
-	// async rates are logged (whatsmeow's own send/receive race).
+	// async rates are logged (whatsmeow's own send/receive race). It needs
+	// the real client in the test binary: import _
+	// "github.com/badmac/badmac/storetest/client" (without, the test
+	// fails saying so).
 	Client          bool
 	ClientSchedules int
 	// SingleProcess says your store is only ever opened by one process at

@@ -10,7 +10,6 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
-	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/stores"
 )
@@ -154,8 +153,8 @@ func replay(t TB, s *subject, path string, o Options, who testRef) {
 		t.Fatalf("storetest: %s runs %d instances at once: it needs an Opener (storetest.RunOpener)", path, sched.Instances)
 		return
 	}
-	if dev, ok := realclient.ParseName(sched.Device); ok {
-		replayClient(ctx, t, s, sched, dev, path)
+	if sched.Device != "" && sched.Device != "model" {
+		replayClient(ctx, t, s, sched, path)
 		return
 	}
 	var j *shrunk

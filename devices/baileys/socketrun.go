@@ -18,6 +18,7 @@ import (
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/seeded"
 )
 
@@ -767,7 +768,7 @@ func (r *sockRun) result() *harness.Result {
 		}
 		res.History = append(res.History, l)
 	}
-	res.Messages = harness.FromLedger(r.cv.L)
+	res.Messages = webledger.Messages(r.cv.L)
 	if r.ended {
 		// The store refused to start: correct, and the end of this
 		// bot. Messages it had not settled cannot be judged.

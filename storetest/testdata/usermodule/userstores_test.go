@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/storetest"
+	_ "github.com/badmac/badmac/storetest/client" // for Client: true
 )
 
 // Few schedules per scenario: this module runs inside badmac's own tests.
