@@ -274,7 +274,7 @@ func TestDeviceCatchesWriteBehindKill(t *testing.T) {
 	ctx := context.Background()
 	dev := child()
 	dev.WriteBehind = 3
-	pr := runPair(t, dev, "crash", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2, ShrinkBudget: 200})
+	pr := runPair(t, dev, "crash", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2, ShrinkBudget: testenv.Size(50, 200)})
 	t.Logf("sqlite/crash on %s: %d of %d schedules failed (%d messages blamed)", pr.Device, pr.Failed, pr.Schedules, pr.Counts.Blamed)
 	if pr.Failed == 0 || pr.First == nil {
 		t.Fatalf("a child that keeps session writes in memory survived %d schedules with SIGKILLs", pr.Schedules)

@@ -194,7 +194,7 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 // and its printed replay command fails again on the real child.
 func TestProcsDeviceGate(t *testing.T) {
 	t.Setenv("BADMAC_CMD_CHILD", "1") // the test binary is `badmac device`
-	code, out, errs := run(t, "run", "-device", "procs", "-scenarios", "reply,crash", "-schedules", "6", "-out", t.TempDir())
+	code, out, errs := run(t, "run", "-device", "procs", "-scenarios", "reply,crash", "-schedules", "3", "-out", t.TempDir())
 	if code != 0 || !strings.Contains(out, "procs *") {
 		t.Fatalf("exit %d, want 0 with gated procs rows:\n%s%s", code, out, errs)
 	}
