@@ -3,7 +3,6 @@ package realclient
 import (
 	"context"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,23 +27,6 @@ func readSchedule(t *testing.T, path string) *harness.Schedule {
 	return s
 }
 
-// firstDiff names the first history line two runs differ at.
-func firstDiff(a, b []string) string {
-	for i := 0; i < len(a) || i < len(b); i++ {
-		var x, y string
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y {
-			return "line " + strconv.Itoa(i+1) + ": " + x + " | " + y
-		}
-	}
-	return "none"
-}
-
 // replayExactly replays s n times through harness.RunOn in controlled mode
 // and checks each run against the first: the same history, byte for byte,
 // the same outcome for every message, the same blame.
@@ -62,7 +44,7 @@ func replayExactly(t *testing.T, dev *Device, s *harness.Schedule, n int) *harne
 			continue
 		}
 		if res.HistoryText() != first.HistoryText() {
-			t.Fatalf("replay %d of %d: the history differs from the first run's at %s", i+1, n, firstDiff(first.History, res.History))
+			t.Fatalf("replay %d of %d: the history differs from the first run's at %s", i+1, n, testenv.FirstDiff(first.History, res.History))
 		}
 		if outcomes(res) != outcomes(first) || strings.Join(res.Blamed, " ") != strings.Join(first.Blamed, " ") ||
 			strings.Join(res.StoreBlamed, " ") != strings.Join(first.StoreBlamed, " ") {
@@ -172,7 +154,7 @@ func TestControlledDeterministicSoak(t *testing.T) {
 							t.Fatal(err)
 						}
 						if again.HistoryText() != res.HistoryText() {
-							t.Errorf("%s/%s/%s seed %d replay %d: history differs at %s", dev.Name(), st, name, seed, k, firstDiff(res.History, again.History))
+							t.Errorf("%s/%s/%s seed %d replay %d: history differs at %s", dev.Name(), st, name, seed, k, testenv.FirstDiff(res.History, again.History))
 							break
 						}
 					}

@@ -93,27 +93,9 @@ func replayRegression(t *testing.T, path string, rewriting bool) (sched, got str
 		return "", "", fmt.Errorf("%s: exit %d against the printed verdict:\n%s", path, code, got)
 	}
 	if !rewriting && got != want {
-		return "", "", fmt.Errorf("%s replays differently; if the change is meant, rewrite it: go test ./cmd/badmac -run TestRegressions -rewrite\n%s", path, lineDiff(want, got))
+		return "", "", fmt.Errorf("%s replays differently; if the change is meant, rewrite it: go test ./cmd/badmac -run TestRegressions -rewrite\n%s", path, "first difference in the expected part, "+testenv.FirstDiff(strings.Split(want, "\n"), strings.Split(got, "\n")))
 	}
 	return sched, got, nil
-}
-
-// lineDiff is the first line where want and got part, with both lines.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return fmt.Sprintf("expected part line %d:\n  want %q\n  got  %q", i+1, a, b)
-		}
-	}
-	return ""
 }
 
 // Both ways: a regression file replays clean as saved, and fails when its

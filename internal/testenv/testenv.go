@@ -17,6 +17,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"testing"
 )
@@ -47,4 +48,22 @@ func Missing(t testing.TB, msg string) {
 		t.Fatalf("CI=true and %s", msg)
 	}
 	t.Skip(msg)
+}
+
+// FirstDiff is where two runs' lines first part: "line N: A | B" (a line
+// one side lacks is empty), or "none".
+func FirstDiff(a, b []string) string {
+	for i := 0; i < len(a) || i < len(b); i++ {
+		var x, y string
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d: %q | %q", i+1, x, y)
+		}
+	}
+	return "none"
 }

@@ -55,3 +55,18 @@ func TestSize(t *testing.T) {
 		t.Errorf("long size %d, want 30", got)
 	}
 }
+
+func TestFirstDiff(t *testing.T) {
+	for _, c := range []struct {
+		a, b []string
+		want string
+	}{
+		{[]string{"x", "y"}, []string{"x", "y"}, "none"},
+		{[]string{"x", "y"}, []string{"x", "z"}, `line 2: "y" | "z"`},
+		{[]string{"x"}, []string{"x", "z"}, `line 2: "" | "z"`},
+	} {
+		if got := FirstDiff(c.a, c.b); got != c.want {
+			t.Errorf("FirstDiff(%q, %q) = %s, want %s", c.a, c.b, got, c.want)
+		}
+	}
+}
