@@ -77,3 +77,34 @@ func TestDiagnosePreKeyReadOverlappingRemove(t *testing.T) {
 	require.Contains(t, got[0], "GetPreKey 1 returned nothing, though GetOrGenPreKeys handed it out")
 	require.NotEmpty(t, diagnose([]call{gen, read}, 5, 1), "no removal")
 }
+
+// A snapshot is a span (processes stopped, dir copied, processes resumed):
+// a call that overlapped it may or may not be in the backup, so after a
+// rollback either answer is right. A call that returned before the span
+// began is in the backup for certain.
+func TestDiagnoseSnapshotSpan(t *testing.T) {
+	key := [32]byte{1}
+	gen := call{method: "GetOrGenPreKeys", ok: true, prekeys: []pk{{id: 1, priv: &key}}, begin: 1, seq: 2}
+	remove := func(begin, seq int) call {
+		return call{method: "RemovePreKey", ok: true, prekeys: []pk{{id: 1}}, begin: begin, seq: seq}
+	}
+	snap := func(begin, seq int) call { return call{event: "snapshot", begin: begin, seq: seq} }
+	at := func(c call, b, s int) call { c.begin, c.seq = b, s; return c }
+	readKey := call{method: "GetPreKey", ok: true, prekeys: []pk{{id: 1, priv: &key}}}
+
+	// RemovePreKey returned inside the span: the copy may still hold the key.
+	require.Empty(t, diagnose([]call{gen, snap(3, 6), remove(4, 5), at(ev("crash"), 7, 7), at(ev("rollback"), 8, 8), at(readKey, 9, 10)}, 5, 1))
+	// RemovePreKey returned before the span began: the backup cannot hold it.
+	got := diagnose([]call{gen, remove(3, 4), snap(5, 8), at(ev("crash"), 9, 9), at(ev("rollback"), 10, 10), at(readKey, 11, 12)}, 5, 1)
+	require.NotEmpty(t, got)
+	require.Contains(t, got[0], "GetPreKey 1 returned the prekey after RemovePreKey removed it")
+
+	// The same for a session write: one inside the span may be in the
+	// backup; one that began after the span cannot be.
+	require.Empty(t, diagnose([]call{at(put("a:0", "1"), 1, 2), snap(3, 6), at(put("a:0", "2"), 4, 5),
+		at(ev("crash"), 7, 7), at(ev("rollback"), 8, 8), at(get("a:0", "2"), 9, 10)}, 5, 1))
+	got = diagnose([]call{at(put("a:0", "1"), 1, 2), snap(3, 6), at(put("a:0", "2"), 7, 8),
+		at(ev("crash"), 9, 9), at(ev("rollback"), 10, 10), at(get("a:0", "2"), 11, 12)}, 5, 1)
+	require.NotEmpty(t, got)
+	require.Contains(t, got[0], "which the restored backup did not hold")
+}
