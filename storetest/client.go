@@ -36,7 +36,10 @@ var clientDevices = []string{"client-inline", "client-async"}
 
 // errNoClient is what a test that asks for the real client without
 // importing it is told.
-const errNoClient = `storetest: Options.Client runs the real whatsmeow Client, which this test binary does not include: add  import _ "github.com/badmac/badmac/storetest/client"  to your test file`
+const (
+	errNoClient   = "storetest: Options.Client runs the real whatsmeow Client; " + clientMissing
+	clientMissing = `this test binary does not include it: add  import _ "github.com/badmac/badmac/storetest/client"  to your test file`
+)
 
 // runClient runs the scenarios on the real whatsmeow Client over the
 // user's store (realclient.Device, Options.Client): with inline replies,
@@ -161,7 +164,7 @@ func clientStoreFailed(res *harness.Result) bool {
 func replayClient(ctx context.Context, t TB, s *subject, sched *harness.Schedule, path string) {
 	t.Helper()
 	if clientOpener == nil {
-		t.Fatalf("storetest: %s was recorded on the real client; %s", path, strings.TrimPrefix(errNoClient, "storetest: Options.Client runs the real whatsmeow Client, which "))
+		t.Fatalf("storetest: %s was recorded on the real client; %s", path, clientMissing)
 		return
 	}
 	log := newRunLog()

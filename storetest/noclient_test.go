@@ -2,11 +2,14 @@ package storetest
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/badmac/badmac/stores"
 )
@@ -51,16 +54,28 @@ func TestClientNotImportedFails(t *testing.T) {
 	saved := clientOpener
 	defer func() { clientOpener = saved }()
 	clientOpener = nil
-	rec := &recordTB{}
-	Check(rec, func() (stores.Set, error) {
+	reference := func() (stores.Set, error) {
 		st, err := stores.MustLookup("reference").Open(t.Context())
 		if err != nil {
 			return stores.Set{}, err
 		}
 		return st.Instance(t.Context())
-	},
+	}
+	rec := &recordTB{}
+	Check(rec, reference,
 		Options{Client: true, Scenarios: []string{"reply"}, Schedules: 1, FreeSchedules: -1, SkipConformance: true})
 	if !rec.failed || !strings.Contains(rec.errs, `import _ "github.com/badmac/badmac/storetest/client"`) {
+		t.Fatalf("failed %v, errors:\n%s", rec.failed, rec.errs)
+	}
+
+	// So does replaying a schedule the real client recorded.
+	path := filepath.Join(t.TempDir(), "client.txt")
+	require.NoError(t, os.WriteFile(path, []byte("badmac schedule v1\ndevice client-inline\nseed 1\nscenario reply\ndiscipline whatsmeow\nstore "+StoreName+"\ncontacts alice:1\nops\n"), 0o644))
+	t.Setenv(ReplayEnv, path)
+	rec = &recordTB{}
+	Check(rec, reference, Options{SkipConformance: true})
+	want := path + ` was recorded on the real client; this test binary does not include it: add  import _ "github.com/badmac/badmac/storetest/client"`
+	if !rec.failed || !strings.Contains(rec.errs, want) {
 		t.Fatalf("failed %v, errors:\n%s", rec.failed, rec.errs)
 	}
 }
