@@ -250,13 +250,18 @@ func (s *KV) nextPreKeyID(ctx context.Context) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	return nextPreKeyID(ks), nil
+}
+
+// nextPreKeyID is one past the highest id among the prekey names ks.
+func nextPreKeyID(ks []string) uint32 {
 	var last uint32
 	for _, k := range ks {
 		if id, err := strconv.ParseUint(strings.TrimPrefix(k, preKeyPrefix), 10, 32); err == nil {
 			last = max(last, uint32(id)) // a name that is no id (a stray file) numbers nothing
 		}
 	}
-	return last + 1, nil
+	return last + 1
 }
 
 func (s *KV) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
@@ -289,10 +294,7 @@ func (s *KV) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey,
 			out = append(out, pk)
 		}
 	}
-	next, err := s.nextPreKeyID(ctx)
-	if err != nil {
-		return nil, err
-	}
+	next := nextPreKeyID(ks)
 	for uint32(len(out)) < count {
 		pk := NewPreKey(next)
 		if err := s.Backend.Put(ctx, preKeyName(next), encodePreKey(pk, false)); err != nil {
