@@ -8,19 +8,19 @@ import (
 	"github.com/badmac/badmac/harness"
 )
 
-var rank = map[harness.Outcome]int{harness.Delivered: 0, harness.Recovered: 1, harness.Duplicate: 2, harness.Lost: 3, harness.Wrong: 4}
-
 // Verdict judges one kill point: the real run against the model (the same
 // conversation and failpoint, in process, on the in-memory reference store,
 // where every write is durable the moment it returns) and the model against
 // the run without a kill.
 type Verdict struct {
 	Outcomes map[harness.Outcome]int // the real run's messages
-	// StoreBlamed: messages whose real outcome is worse than the model's:
-	// the database lost or rolled back something the model kept.
+	// StoreBlamed: messages the real run ends worse than the model
+	// (harness.Worse: outcome, then failure class): the database lost or
+	// rolled back something the model kept.
 	StoreBlamed []string
 	// ClientBlamed: messages the model itself ends worse than without the
-	// kill: the client's non-atomic decrypt→store→ack, not the store.
+	// kill (harness.Worse): the client's non-atomic decrypt→store→ack,
+	// not the store.
 	ClientBlamed []string
 	Regenerated  bool
 }
@@ -28,26 +28,39 @@ type Verdict struct {
 // Judge compares real and model runs of one kill point with the unkilled run.
 func Judge(real, model, base *Result) Verdict {
 	v := Verdict{Outcomes: map[harness.Outcome]int{}, Regenerated: real.RegeneratedCreds}
-	mo, bo := outcomes(model), outcomes(base)
+	mo, bo := byID(model), byID(base)
 	for _, m := range real.Messages {
 		o := m.Outcome()
 		v.Outcomes[o]++
-		if rank[o] > rank[mo[m.ID]] {
-			v.StoreBlamed = append(v.StoreBlamed, fmt.Sprintf("%s %s (model: %s)", m.ID, o, mo[m.ID]))
+		if mm := mo[m.ID]; harness.Worse(m, mm) {
+			v.StoreBlamed = append(v.StoreBlamed, fmt.Sprintf("%s %s (model: %s)", m.ID, describe(m), describe(mm)))
 		}
-		if rank[mo[m.ID]] > rank[bo[m.ID]] {
-			v.ClientBlamed = append(v.ClientBlamed, fmt.Sprintf("%s %s", m.ID, mo[m.ID]))
+		if mm := mo[m.ID]; mm != nil && harness.Worse(mm, bo[m.ID]) {
+			v.ClientBlamed = append(v.ClientBlamed, fmt.Sprintf("%s %s", m.ID, describe(mm)))
 		}
 	}
 	return v
 }
 
-func outcomes(r *Result) map[string]harness.Outcome {
-	out := map[string]harness.Outcome{}
+func byID(r *Result) map[string]*harness.Message {
+	out := map[string]*harness.Message{}
 	for _, m := range r.Messages {
-		out[m.ID] = m.Outcome()
+		out[m.ID] = m
 	}
 	return out
+}
+
+// describe is a message's outcome and, when an attempt failed, the class
+// of its first failure: "recovered (BadMAC)"; "none" for a message the
+// run did not have.
+func describe(m *harness.Message) string {
+	if m == nil {
+		return "none"
+	}
+	if f := m.Failures(); len(f) > 0 {
+		return fmt.Sprintf("%s (%s)", m.Outcome(), f[0].Class)
+	}
+	return string(m.Outcome())
 }
 
 // String is one line: "delivered 14, recovered 1, lost 1; store-blamed 0; client 1 [m3 lost]".
