@@ -1,8 +1,11 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"strings"
+
+	"github.com/badmac/badmac/sim"
 )
 
 // Discipline is how the client under test calls its store (docs/design.md §4).
@@ -42,4 +45,46 @@ func ParseDiscipline(s string) (Discipline, error) {
 		names = append(names, string(d))
 	}
 	return "", fmt.Errorf("unknown discipline %q (known: %s)", s, strings.Join(names, ", "))
+}
+
+// ticket is a place reserved in a discipline's lock when a task starts.
+type ticket struct {
+	fifo *sim.FIFO
+	n    int
+	mu   *sim.Mutex
+}
+
+// reserve takes the place a task will wait for under the run's discipline:
+// locked queues every task on its peer's address; whatsmeow (and txn, which
+// only adds the transaction) queues receives, serializes sends
+// (messageSendLock, whatsmeow send.go SendMessage) and lets retry handling
+// run free (receipt.go handleReceipt starts handleRetryReceipt in a
+// goroutine of its own, under no lock).
+func (r *Run) reserve(d *device, kind, addr string) *ticket {
+	switch r.sched.Discipline {
+	case Locked:
+		f := d.addrs.Get(addr)
+		return &ticket{fifo: f, n: f.Reserve()}
+	case Whatsmeow, Txn:
+		switch kind {
+		case "receive":
+			return &ticket{fifo: &d.recv, n: d.recv.Reserve()}
+		case "send":
+			return &ticket{mu: &d.send}
+		}
+	}
+	return nil
+}
+
+// lock waits for the ticket and returns its release.
+func (t *ticket) lock(ctx context.Context) func() {
+	switch {
+	case t == nil:
+		return func() {}
+	case t.mu != nil:
+		t.mu.Lock(ctx)
+		return func() { t.mu.Unlock(ctx) }
+	}
+	t.fifo.Lock(ctx, t.n)
+	return t.fifo.Unlock
 }

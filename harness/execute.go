@@ -252,3 +252,102 @@ func Ops(ops []Op) Source { return &opList{ops: ops} }
 
 // HistoryText is the history as one text block.
 func (res *Result) HistoryText() string { return strings.Join(res.History, "\n") + "\n" }
+
+// applyOp runs one op and records it (Apply wraps it): the op dispatch.
+// Ops that do not apply do nothing.
+func (r *Run) applyOp(op Op) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.sched.Ops = append(r.sched.Ops, op)
+	ctx := r.ctx
+	switch op.Verb {
+	case "send", "group":
+		if err := r.Send(ctx, op, r.sched.Group); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+	case "deliver":
+		if r.down || op.Inst >= len(r.devs) {
+			return nil
+		}
+		if d := r.Inbound(op); d != nil {
+			r.startReceive(op.Inst, d)
+		}
+	case "reply":
+		if r.down || op.Inst >= len(r.devs) {
+			return nil
+		}
+		p, msg, id, body, ok := r.Reply(op)
+		if !ok {
+			return nil
+		}
+		r.start(job{name: id, inst: op.Inst, kind: "send", addr: p.Address().String(), msg: msg,
+			fn: func(ctx context.Context, d *device, tk *ticket, id string) {
+				r.sendMessage(ctx, d, p, msg, id, body, tk)
+			}})
+	case "step":
+		if r.sim == nil {
+			return nil
+		}
+		t := r.tasks[op.Args[0]]
+		if t == nil || !t.Runnable() {
+			return nil
+		}
+		r.sim.Step(t)
+		r.afterStep()
+	case "run":
+		if r.sim == nil {
+			return nil
+		}
+		// Only a receive that failed queues work for afterStep (a retry
+		// receipt), after its last store call: nothing is left undone by
+		// running the task through its yield points.
+		if r.sim.Run(r.tasks[op.Args[0]]) {
+			r.afterStep()
+		}
+	case "read":
+		if d := r.Outbound(op); d != nil {
+			r.read(d)
+		}
+	case "dup":
+		r.Dup(op)
+	case "crash":
+		r.crash(CrashMode(op))
+	case "stop":
+		r.stop()
+	case "restart":
+		r.restart()
+	case "snapshot":
+		if sn, ok := r.storage.(stores.Snapshotter); ok && (r.mode != Serial || r.restores) {
+			r.snap = sn.Snapshot()
+			r.log("%s: backup of the durable state taken", op)
+		}
+	case "rollback":
+		r.rollback()
+	case "reinstall":
+		if _, ok := r.Peer(op.Args[0]); !ok {
+			return nil
+		}
+		if r.mode == Free {
+			// In-flight sends read the peer's endpoint: like a crash, the
+			// reinstall lands between free-mode tasks (go test -race).
+			r.wg.Wait()
+			r.afterStep()
+		}
+		if err := r.Reinstall(ctx, op); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+	case "rekey":
+		if err := r.Rekey(ctx, op); err != nil {
+			r.fail(fmt.Errorf("%s: %w", op, err))
+			return r.err
+		}
+	case "wait":
+		// The model has no clock (stores keep logical time).
+	default:
+		return fmt.Errorf("unknown op %q", op.Verb)
+	}
+	return r.err
+}

@@ -156,7 +156,7 @@ func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
 		want := true
 		if req.Rules {
 			// sendRetryReceipt: counted per message, none from MaxRetries,
-			// keys from count 2 (harness run.go sendRetryReceipt).
+			// keys from count 2 (harness model.go sendRetryReceipt).
 			resp.Receipt = d.retries.Next(req.Msg, req.Count)
 			if resp.Receipt >= fakeserver.MaxRetries {
 				resp.Receipt, resp.Note = 0, fmt.Sprintf("no retry receipt (count %d)", resp.Receipt)
@@ -250,7 +250,7 @@ func (d *Handler) send(ctx context.Context, peer *protocol.SignalAddress, req Re
 }
 
 // handleRetryReceipt is whatsmeow's (retry.go), as the harness models it
-// (harness run.go handleRetryReceipt): the receipt is admitted (dropped
+// (harness model.go handleRetryReceipt): the receipt is admitted (dropped
 // from the tenth for one message); without keys shouldRecreateSession
 // decides whether to rebuild from a fetched bundle (NeedBundle; the parent
 // fetches and comes back with Fetched); then encryptMessageForDevice with
@@ -324,7 +324,7 @@ func (d *Handler) decryptDM(ctx context.Context, peer *protocol.SignalAddress, k
 }
 
 // message is the decryption of one delivery as the harness models
-// whatsmeow's (harness run.go decrypt): the DM part first, if any (its
+// whatsmeow's (harness model.go decrypt): the DM part first, if any (its
 // payload's sender key distribution processed), then the message itself,
 // a group message with the sender key; a DM retry of a group message
 // carries the distribution in its payload.
@@ -363,7 +363,7 @@ func (d *Handler) message(ctx context.Context, peer *protocol.SignalAddress, req
 
 // decrypt is whatsmeow's bufferedDecrypt around the message's decryption.
 // With rules it is the whole of it as the harness models it (harness
-// run.go bufferedDecrypt): a buffered event without plaintext is
+// model.go bufferedDecrypt): a buffered event without plaintext is
 // EventAlreadyProcessed (an old counter), and a handled event's plaintext
 // is cleared. note is a line for the history.
 func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, req Request) (pt []byte, note string, err error) {
