@@ -48,6 +48,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/scenarios"
@@ -364,7 +365,18 @@ func check(t TB, s *subject, o Options) {
 	}
 	before := s.tally.counts()
 	pool := harness.NewPool(o.Workers)
-	for _, sc := range scs {
+	var slowest time.Duration
+	for i, sc := range scs {
+		if left, ok := timeLeft(t); ok && left < slowest+deadlineMargin {
+			var names []string
+			for _, sc := range scs[i:] {
+				names = append(names, sc.Name)
+			}
+			t.Errorf("storetest: stopped before scenario %s: go test's -timeout ends in %s and the slowest scenario so far took %s; not run, so not judged: %s. Run again with a longer timeout (go test -timeout 60m)",
+				sc.Name, left.Round(time.Second), slowest.Round(time.Second), strings.Join(names, ", "))
+			return
+		}
+		began := time.Now()
 		n := o.Schedules
 		if n > 0 && (sc.Name == LongLived.Name || sc.Name == Combined.Name) {
 			n = max(2, n/5) // each is ten schedules' work
@@ -385,6 +397,7 @@ func check(t TB, s *subject, o Options) {
 			ran++
 			runFree(ctx, t, s, sc, o, who, pool)
 		}
+		slowest = max(slowest, time.Since(began))
 	}
 	if ran == 0 {
 		t.Errorf("storetest: nothing was run, so nothing was judged (no direct check, no scenario schedule: Schedules and FreeSchedules negative, " +
@@ -410,6 +423,28 @@ func check(t TB, s *subject, o Options) {
 			t.Errorf("storetest: never called: %s. whatsmeow's interfaces have methods this version of storetest does not exercise; update badmac", strings.Join(un, ", "))
 		}
 	}
+}
+
+// deadlineMargin is what storetest keeps free before go test's -timeout:
+// the report, and the shrinking of a failure found late.
+const deadlineMargin = 30 * time.Second
+
+// timeLeft is the time until the test's deadline (go test -timeout), when
+// t has one. storetest stops before a scenario that would not fit, with a
+// failure naming what was not run: a slow store (a database per schedule)
+// on a loaded machine would otherwise end in go test's panic and goroutine
+// dump, with nothing said of what passed. Whether it stops depends on the
+// machine's speed; what it says when it does, and that it fails, does not.
+func timeLeft(t TB) (time.Duration, bool) {
+	d, ok := t.(interface{ Deadline() (time.Time, bool) })
+	if !ok {
+		return 0, false
+	}
+	end, ok := d.Deadline()
+	if !ok {
+		return 0, false
+	}
+	return time.Until(end), true
 }
 
 // scenarioNeeds is the capability a scenario needs beyond a fresh store:
