@@ -41,7 +41,7 @@ func withoutLID(s *harness.Schedule) *harness.Schedule {
 	c.Ops = nil
 	for _, op := range s.Ops {
 		switch op.Verb {
-		case "phase", "via", "mapping":
+		case "phase", "via", "mapping", "migrate":
 			continue
 		}
 		c.Ops = append(c.Ops, op)

@@ -28,6 +28,9 @@ type lidSeen struct {
 	sentPN   map[string]bool   // outbound id: the device addressed it to a PN
 	retryLID map[string]bool   // outbound id: a retry receipt for it came from a LID
 	resent   map[string]bool   // outbound id: the device sent it again after that receipt
+	// outLID marks the entries of order that are the device's messages to
+	// a contact's LID device ("out:" + id; peerOf names the contact).
+	outLID map[string]bool
 }
 
 func formOf(n waBinary.Node) string {
@@ -47,7 +50,7 @@ func formOf(n waBinary.Node) string {
 func (cv *Conversation) seen() *lidSeen {
 	if cv.lid == nil {
 		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{},
-			resent: map[string]bool{}}
+			resent: map[string]bool{}, outLID: map[string]bool{}}
 	}
 	return cv.lid
 }
@@ -73,6 +76,11 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 		s.resent[id] = true
 	case !receipt && to.Server == types.DefaultUserServer:
 		s.sentPN[id] = true
+	case !receipt && to.Server == types.HiddenUserServer:
+		if p, ok := cv.peerAt(to); ok && !s.outLID["out:"+id] {
+			s.outLID["out:"+id], s.peerOf["out:"+id] = true, p.Name
+			s.order = append(s.order, "out:"+id)
+		}
 	}
 }
 
@@ -88,6 +96,13 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 //     InvalidPreKey after the same contact had a LID-addressed message
 //     (MigratePNToLID copies the older PN session over the LID one,
 //     sqlstore store.go:248-305).
+//   - the same class after the account's LID migration: an inbound
+//     message from the PN fails with Bad MAC, InvalidPreKey or NoSession
+//     (no state of the record matches) after the device sent the same
+//     contact a message to its LID (the switched
+//     send, send.go:325-347, found no LID session and started one from a
+//     bundle; the PN stanza's MigratePNToLID copied the older PN session
+//     over it).
 //   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
 //     to a PN is lost, a retry receipt for it came from the LID and the
 //     device never sent it again (retry.go getMessageForRetry looks under
@@ -105,16 +120,22 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 			if has(endpoint.NoSession, endpoint.InvalidPreKey) {
 				return "whatsmeow PR #1063: a LID stanza decrypted under the LID, the session still under the PN"
 			}
-		case formPNLID:
-			if !has(endpoint.BadMAC, endpoint.InvalidPreKey) {
+		case formPN, formPNLID:
+			if !has(endpoint.BadMAC, endpoint.InvalidPreKey, endpoint.NoSession) {
 				return ""
 			}
 			for _, other := range s.order {
 				if other == id {
 					break
 				}
-				if s.peerOf[other] == s.peerOf[id] && s.first[other] == formLID {
+				if s.peerOf[other] != s.peerOf[id] {
+					continue
+				}
+				if form == formPNLID && s.first[other] == formLID && has(endpoint.BadMAC, endpoint.InvalidPreKey) {
 					return "whatsapp-rust PR #475 class: MigratePNToLID copied the stale PN session over the LID one"
+				}
+				if s.outLID[other] {
+					return "whatsapp-rust PR #475 class after the LID migration: the switched send started a LID session, MigratePNToLID copied the PN session over it"
 				}
 			}
 		}
