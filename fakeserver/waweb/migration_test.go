@@ -2,6 +2,8 @@ package waweb
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
@@ -15,18 +17,7 @@ import (
 // one. A run that sets neither (every Baileys run) gets the answers it got
 // before LIDs.
 func TestUsyncLID(t *testing.T) {
-	srv, err := Listen(DefaultCA())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cv := NewConversation(srv)
-	ctx := context.Background()
-	for _, u := range []string{"alice", "bob"} {
-		if _, err := cv.AddPeer(ctx, u, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv, cv := withPeers(t, "alice.0", "bob.0")
 	srv.mu.Lock()
 	srv.device = types.JID{User: "10000000001", Device: 5, Server: types.DefaultUserServer}
 	srv.mu.Unlock()
@@ -76,4 +67,27 @@ func TestUsyncLID(t *testing.T) {
 	cv.addr.migrated = true
 	cv.addr.mu.Unlock()
 	check("migrated", map[string]string{"alice": "900001@lid", "bob": "900002@lid", "10000000001": "800001@lid"})
+}
+
+// withPeers is a server on loopback (closed when the test ends) with a
+// conversation and its contact devices, "user.device", added in order.
+func withPeers(t *testing.T, devices ...string) (*Server, *Conversation) {
+	t.Helper()
+	srv, err := Listen(DefaultCA())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cv := NewConversation(srv)
+	for _, d := range devices {
+		user, dev, _ := strings.Cut(d, ".")
+		n, err := strconv.Atoi(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cv.AddPeer(context.Background(), user, uint16(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv, cv
 }
