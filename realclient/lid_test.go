@@ -72,6 +72,13 @@ func TestLIDReportSchedules(t *testing.T) {
 		{file: "whatsapp-rust-475.txt",
 			want:  "m1 delivered []; r1 delivered []; m2 delivered []; m3 recovered [InvalidPreKey InvalidPreKey]",
 			notes: map[string]string{"m3": "whatsapp-rust PR #475"}},
+		{file: "switch-group-1063.txt",
+			want:  "g1 delivered []; g2 recovered [NoSenderKey]",
+			notes: map[string]string{"g2": "whatsmeow PR #1063 (group)"}},
+		{file: "switch-1062-reverse.txt",
+			want:  "m1 delivered []; r1 delivered []; m2 recovered [InvalidPreKey InvalidPreKey]; r2 lost [BadMAC]",
+			notes: map[string]string{"m2": "whatsmeow PR #1063", "r2": "whatsmeow #1062 the other way round"},
+			log:   "couldn't find message r2"},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
