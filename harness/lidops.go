@@ -19,11 +19,23 @@ import (
 //	forget P              contact device P drops its session with the
 //	                      device: its next decrypt of the device's message
 //	                      fails and it sends a retry receipt
+//	migrate               the account's LID migration: the bot's own phone
+//	                      sends the LID migration sync message, whatsmeow
+//	                      sets its LIDMigrationTimestamp and its later
+//	                      sends to a PN go to the contact's LID (a
+//	                      schedule with migrate logs in with the account's
+//	                      own LID, <success lid>; docs/lid.md §6.1)
 //
 // They run on the real whatsmeow client only (realclient): LID handling is
 // whatsmeow's own code, which the in-process model does not model; the
 // model refuses them (Model.Check).
-var lidOps = map[string]int{"phase": 2, "via": 2, "mapping": 1, "forget": 1}
+var lidOps = map[string]int{"phase": 2, "via": 2, "mapping": 1, "forget": 1, "migrate": 0}
+
+// LIDOp reports whether verb is one of the LID addressing ops.
+func LIDOp(verb string) bool {
+	_, ok := lidOps[verb]
+	return ok
+}
 
 // lidForms are the values the second argument of phase and via takes.
 var lidForms = map[string][]string{"phase": {"pn", "mixed", "lid"}, "via": {"pn", "lid"}}

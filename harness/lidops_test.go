@@ -9,7 +9,7 @@ import (
 // and the model refuses them and the scenarios registered as device-only.
 func TestLIDOps(t *testing.T) {
 	text := Version + "\nseed 1\nscenario script\ndiscipline whatsmeow\nstore sqlite\ncontacts alice:1\nops\n" +
-		"phase alice mixed\nvia alice.0 lid\nmapping alice\nforget alice.0\nsend alice.0 m1\n"
+		"phase alice mixed\nvia alice.0 lid\nmapping alice\nforget alice.0\nmigrate\nsend alice.0 m1\n"
 	s, err := Parse(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
@@ -17,10 +17,10 @@ func TestLIDOps(t *testing.T) {
 	if s.String() != text {
 		t.Fatalf("printed back:\n%s\nwant:\n%s", s, text)
 	}
-	for _, bad := range []string{"phase alice sideways", "via alice.0 mixed", "phase alice", "mapping"} {
+	for _, bad := range []string{"phase alice sideways", "via alice.0 mixed", "phase alice", "mapping", "migrate now"} {
 		_, err := Parse(strings.NewReader(strings.Replace(text, "send alice.0 m1", bad, 1)))
-		if err == nil || !strings.Contains(err.Error(), "line 12") {
-			t.Errorf("%q: got %v, want an error naming line 12", bad, err)
+		if err == nil || !strings.Contains(err.Error(), "line 13") {
+			t.Errorf("%q: got %v, want an error naming line 13", bad, err)
 		}
 	}
 	if err := (Model{}).Check(s, Controlled); err == nil || !strings.Contains(err.Error(), "real client only") {

@@ -383,6 +383,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 	}
 	r.srv.Logf("%s", modeLine(mode))
 	r.cv = waweb.NewConversation(r.srv)
+	r.ownLID(setup)
 	if r.ctl != nil {
 		r.ctl.inAttempts = r.cv.L.InAttempts
 	}

@@ -35,6 +35,12 @@ func (r *run) applyLID(ctx context.Context, op harness.Op) (bool, error) {
 				return true, r.after(ctx)
 			}
 		}
+	case "migrate":
+		sent, err := r.cv.Migrate(ctx)
+		if err != nil || !sent {
+			return true, err // kept for the next login, as the offline queue keeps it
+		}
+		return true, r.after(ctx)
 	case "forget":
 		if p, ok := r.cv.Peer(op.Args[0]); ok {
 			return true, r.cv.Forget(ctx, p)
@@ -65,4 +71,25 @@ func noteReport(cv *waweb.Conversation, m *harness.Message) {
 		return
 	}
 	m.Note = cv.Report(m.ID, m.Outcome() == harness.Lost, classes)
+}
+
+// OwnLIDUser is the account's LID user, given to the server in a LID
+// schedule (ownLID).
+const OwnLIDUser = "800001"
+
+// ownLID gives the server the account's LID in a LID schedule (a LID
+// scenario, whose ops a generator may not have drawn yet, or any LID op):
+// every login's <success> then carries it, as WhatsApp's does for an
+// account that has a LID, and whatsmeow stores it
+// (connectionevents.go:163-180); the switched sends after a migrate need
+// it (send.go:346, docs/lid.md §1.4). Any other schedule logs in as before
+// LIDs.
+func (r *run) ownLID(setup *harness.Schedule) {
+	lid := harness.DeviceOnlyScenarios[setup.Scenario] != ""
+	for _, op := range setup.Ops {
+		lid = lid || harness.LIDOp(op.Verb)
+	}
+	if lid {
+		r.srv.SetOwnLID(OwnLIDUser)
+	}
 }

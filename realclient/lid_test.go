@@ -41,7 +41,7 @@ func withoutLID(s *harness.Schedule) *harness.Schedule {
 	c.Ops = nil
 	for _, op := range s.Ops {
 		switch op.Verb {
-		case "phase", "via", "mapping":
+		case "phase", "via", "mapping", "migrate":
 			continue
 		}
 		c.Ops = append(c.Ops, op)
@@ -72,6 +72,13 @@ func TestLIDReportSchedules(t *testing.T) {
 		{file: "whatsapp-rust-475.txt",
 			want:  "m1 delivered []; r1 delivered []; m2 delivered []; m3 recovered [InvalidPreKey InvalidPreKey]",
 			notes: map[string]string{"m3": "whatsapp-rust PR #475"}},
+		{file: "switch-group-1063.txt",
+			want:  "g1 delivered []; g2 recovered [NoSenderKey]",
+			notes: map[string]string{"g2": "whatsmeow PR #1063 (group)"}},
+		{file: "switch-1062-reverse.txt",
+			want:  "m1 delivered []; r1 delivered []; m2 recovered [InvalidPreKey InvalidPreKey]; r2 lost [BadMAC]",
+			notes: map[string]string{"m2": "whatsmeow PR #1063", "r2": "whatsmeow #1062 the other way round"},
+			log:   "couldn't find message r2"},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
@@ -153,19 +160,17 @@ func TestLIDReport1027NotRunnable(t *testing.T) {
 
 // The LID scenarios judge the store in both directions on the real
 // client: whatsmeow's sqlstore is never store-blamed, and a
-// MigratePNToLID that does nothing or copies without deleting is, in a
-// schedule that replays byte for byte.
+// MigratePNToLID that does nothing or copies without deleting is (in
+// lid-migrate), and one that leaves the sender keys under the PN is (in
+// lid-switch-group: sender keys made under the PN before the group's
+// migration), each in a schedule that replays byte for byte.
 func TestLIDScenarioStoreBlame(t *testing.T) {
 	seeds := 2
 	if testenv.Long() {
 		seeds = 20
 	}
 	ctx := context.Background()
-	sc, err := scenarios.Lookup("lid-migrate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(dev *Device, seed uint64) (*harness.Schedule, *harness.Result) {
+	run := func(sc scenarios.Scenario, dev *Device, seed uint64) (*harness.Schedule, *harness.Result) {
 		setup := sc.Setup(seed, harness.Locked, "sqlite")
 		sched, res, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
 		if err != nil {
@@ -173,34 +178,47 @@ func TestLIDScenarioStoreBlame(t *testing.T) {
 		}
 		return sched, res
 	}
-	for i := range seeds {
-		seed := uint64(1000001 + i)
-		_, res := run(&Device{Reply: Inline}, seed)
-		if !res.StoreJudged {
-			t.Fatalf("seed %d: sqlite was not judged against the reference store", seed)
+	for _, c := range []struct {
+		scenario string
+		broken   []string
+	}{
+		{"lid-migrate", []string{"noop", "nodelete"}},
+		{"lid-switch", nil},
+		{"lid-switch-group", []string{"nosenderkeys"}},
+	} {
+		sc, err := scenarios.Lookup(c.scenario)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(res.StoreBlamed) > 0 {
-			t.Errorf("seed %d: whatsmeow's sqlstore store-blamed for %v: %s", seed, res.StoreBlamed, res.Summary())
-		}
-	}
-	for _, mode := range []string{"noop", "nodelete"} {
-		dev := (&Device{Reply: Inline}).on(brokenMigrate(mode))
-		var caught *harness.Schedule
 		for i := range seeds {
-			sched, res := run(dev, uint64(1000001+i))
+			seed := uint64(1000001 + i)
+			_, res := run(sc, &Device{Reply: Inline}, seed)
+			if !res.StoreJudged {
+				t.Fatalf("%s seed %d: sqlite was not judged against the reference store", c.scenario, seed)
+			}
 			if len(res.StoreBlamed) > 0 {
-				caught = sched
-				t.Logf("MigratePNToLID %s, seed %d: store-blamed %v: %s", mode, sched.Seed, res.StoreBlamed, res.Summary())
-				break
+				t.Errorf("%s seed %d: whatsmeow's sqlstore store-blamed for %v: %s", c.scenario, seed, res.StoreBlamed, res.Summary())
 			}
 		}
-		if caught == nil {
-			t.Errorf("MigratePNToLID %s: never store-blamed in %d schedules", mode, seeds)
-			continue
-		}
-		res := replayExactly(t, dev, caught, 2)
-		if len(res.StoreBlamed) == 0 {
-			t.Errorf("MigratePNToLID %s: the saved schedule replays without store blame", mode)
+		for _, mode := range c.broken {
+			dev := (&Device{Reply: Inline}).on(brokenMigrate(mode))
+			var caught *harness.Schedule
+			for i := range seeds {
+				sched, res := run(sc, dev, uint64(1000001+i))
+				if len(res.StoreBlamed) > 0 {
+					caught = sched
+					t.Logf("%s, MigratePNToLID %s, seed %d: store-blamed %v: %s", c.scenario, mode, sched.Seed, res.StoreBlamed, res.Summary())
+					break
+				}
+			}
+			if caught == nil {
+				t.Errorf("%s: MigratePNToLID %s never store-blamed in %d schedules", c.scenario, mode, seeds)
+				continue
+			}
+			res := replayExactly(t, dev, caught, 2)
+			if len(res.StoreBlamed) == 0 {
+				t.Errorf("%s: MigratePNToLID %s: the saved schedule replays without store blame", c.scenario, mode)
+			}
 		}
 	}
 }

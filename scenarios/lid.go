@@ -30,6 +30,16 @@ type LIDPlan struct {
 	// Mapping: the server tells the device the contacts' LIDs (a devices
 	// notification) at a random op before the switch.
 	Mapping bool
+	// Migrate: the account's LID migration (op migrate: whatsmeow's sends
+	// to a PN go to the LID from then on) comes at a random op in the
+	// Migrate ops per message after the switch, and at the latest when
+	// two thirds of the messages are sent; every contact then goes to
+	// phase lid (its queued PN stanzas keep their envelope).
+	Migrate int
+	// OneFirst: only the first contact goes mixed at the switch; the
+	// others stay PN-only until the migration (a contact whose session the
+	// device never migrated).
+	OneFirst bool
 }
 
 var lidScenarios = []Scenario{
@@ -48,6 +58,12 @@ var lidScenarios = []Scenario{
 	{Name: "lid-crash", Doc: "LID: a crash and restart at a random store-write point around the mapping and the migration, then both forms",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRandom,
 		LID: &LIDPlan{SwitchAt: 3, Toggle: 0.15, Mapping: true}},
+	{Name: "lid-switch", Doc: "LID: the account's LID migration lands mid-conversation, replies in flight and PN stanzas queued; one contact known under both forms before it, one under its PN only",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}}, Messages: 10, Reply: 0.7, Reorder: true,
+		LID: &LIDPlan{SwitchAt: 2, Toggle: 0.08, Migrate: 2, OneFirst: true}},
+	{Name: "lid-switch-group", Doc: "LID: a group that started under PN addressing moves to mixed and the account migrates mid-way: the senders' sender keys made under the PN must move to the LID",
+		Contacts: []harness.Contact{{User: "alice", Devices: 1}, {User: "bob", Devices: 1}, {User: "carol", Devices: 1}}, Group: true, Messages: 9, Reorder: true,
+		LID: &LIDPlan{SwitchAt: 2, Toggle: 0.15, Migrate: 1}},
 	{Name: "lid-repair", Doc: "LID: a contact starts new sessions (re-pairing) under mixed addressing, so a stale PN session sits next to a LID one (whatsapp-rust PR #475)",
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Messages: 10, Reply: 0.7, Crash: CrashRekey, Crashes: 2,
 		LID: &LIDPlan{Toggle: 0.15}},
@@ -77,7 +93,9 @@ type lidGen struct {
 	plan      *LIDPlan
 	switchAt  int
 	mapAt     int
+	migrateAt int
 	switched  bool
+	migrated  bool
 	users     []string
 	peers     []string
 	lid       map[string]bool // contact device → its stanzas come from its LID
@@ -100,6 +118,9 @@ func newLIDGen(sc Scenario, rng *rand.Rand) *lidGen {
 	if sc.LID.Mapping && l.switchAt > 1 {
 		l.mapAt = 1 + rng.IntN(l.switchAt)
 	}
+	if sc.LID.Migrate > 0 {
+		l.migrateAt = l.switchAt + 1 + rng.IntN(sc.LID.Migrate*sc.Messages)
+	}
 	return l
 }
 
@@ -119,7 +140,10 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 	}
 	if !l.switched && g.ops >= l.switchAt {
 		l.switched = true
-		for _, u := range l.users {
+		for i, u := range l.users {
+			if l.plan.OneFirst && i > 0 {
+				break
+			}
 			l.pendingOp = append(l.pendingOp, harness.Op{Verb: "phase", Args: []string{u, "mixed"}})
 		}
 		if l.plan.StartLID {
@@ -129,6 +153,13 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 			}
 		}
 		return g.lidOp()
+	}
+	if l.switched && l.plan.Migrate > 0 && !l.migrated && (g.ops >= l.migrateAt || 3*g.sent >= 2*g.sc.Messages) {
+		l.migrated = true
+		for _, u := range l.users {
+			l.pendingOp = append(l.pendingOp, harness.Op{Verb: "phase", Args: []string{u, "lid"}})
+		}
+		return harness.Op{Verb: "migrate"}, true
 	}
 	if l.switched && l.plan.Toggle > 0 && g.sent < g.sc.Messages && g.rng.Float64() < l.plan.Toggle {
 		p := l.peers[g.rng.IntN(len(l.peers))]
@@ -147,5 +178,9 @@ func (s Scenario) lidScenarioOps(ops []string) []string {
 	if s.LID == nil {
 		return ops
 	}
-	return append(slices.Clip(ops), lidOps...)
+	ops = append(slices.Clip(ops), lidOps...)
+	if s.LID.Migrate > 0 {
+		ops = append(ops, "migrate")
+	}
+	return ops
 }

@@ -55,6 +55,8 @@ type addressing struct {
 	pns   map[string]string // LID user → PN user
 	phase map[string]Phase  // PN user → phase (absent: PN only)
 	via   map[string]string // contact device name → "pn" or "lid" (absent: the phase's default)
+	// migrated: the account's LID migration was sent (migration.go).
+	migrated bool
 }
 
 func newAddressing() *addressing {

@@ -1,7 +1,6 @@
 package waweb
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -14,21 +13,9 @@ import (
 // JIDs under either form reach the contact; a LID device's prekeys are its
 // PN device's.
 func TestAddressForms(t *testing.T) {
-	srv, err := Listen(DefaultCA())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cv := NewConversation(srv)
-	ctx := context.Background()
-	bob, err := cv.AddPeer(ctx, "bob", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := cv.AddPeer(ctx, "alice", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, cv := withPeers(t, "bob.0", "alice.1")
+	bob, _ := cv.Peer("bob.0")
+	alice, _ := cv.Peer("alice.1")
 	if got := cv.LIDOf(alice).String(); got != "900002:1@lid" {
 		t.Fatalf("alice's LID = %s, want 900002:1@lid (LIDs in the order contacts are added)", got)
 	}

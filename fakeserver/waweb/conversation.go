@@ -51,6 +51,12 @@ type Conversation struct {
 	notifySeq int
 	addr      *addressing // PN and LID of each contact (address.go)
 	lid       *lidSeen    // the forms seen, for Report (lidreport.go)
+	// The account's own phone (migration.go): its stanzas' ids, those
+	// waiting for the device's next login.
+	phone      *fakeserver.Peer
+	phoneSeq   int
+	phoneIDs   map[string]bool
+	phoneQueue []phoneStanza
 }
 
 type inbound struct {
@@ -65,9 +71,10 @@ type inbound struct {
 func NewConversation(s *Server) *Conversation {
 	cv := &Conversation{S: s, L: NewLedger(), peers: map[string]*fakeserver.Peer{},
 		inbound: map[string]*inbound{}, recreated: map[string]bool{}, taken: map[string][]waBinary.Node{},
-		addr: newAddressing()}
+		addr: newAddressing(), phoneIDs: map[string]bool{}}
 	s.mu.Lock()
 	s.alias = cv.pnOf
+	s.lidFor = cv.lidFor
 	s.onNode = cv.onNode
 	s.onLogin = cv.redeliver
 	s.onClose = cv.disconnected
@@ -239,7 +246,7 @@ func (cv *Conversation) redeliver() {
 		}
 		cv.sentReceipt(r)
 	}
-	cv.offlineDoneLocked(len(cv.pending) + len(rs))
+	cv.offlineDoneLocked(len(cv.pending) + len(rs) + cv.redeliverPhoneLocked())
 }
 
 // disconnected: copies the device had not answered when its connection
@@ -274,6 +281,11 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 			return false
 		}
 		cv.mu.Lock()
+		if cv.phoneStanzaLocked(id) {
+			cv.mu.Unlock()
+			cv.S.Logf("ack %s (own phone)", id)
+			return true
+		}
 		if _, ok := cv.inbound[id]; ok {
 			cv.pendingDropLocked(id)
 		}
@@ -293,6 +305,16 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 	id, _ := n.Attrs["id"].(string)
 	typ, _ := n.Attrs["type"].(string)
+	cv.mu.Lock()
+	phone := cv.phoneStanzaLocked(id)
+	cv.mu.Unlock()
+	if phone {
+		// The own phone's stanza: not a message of the conversation. A
+		// retry receipt for it is not answered (the phone is not modelled
+		// past its one sync message).
+		cv.S.Logf("receipt %s type=%q (own phone)", id, typ)
+		return
+	}
 	if typ != "retry" {
 		cv.mu.Lock()
 		defer cv.mu.Unlock()

@@ -27,7 +27,11 @@ type lidSeen struct {
 	peerOf   map[string]string // inbound id → contact device name
 	sentPN   map[string]bool   // outbound id: the device addressed it to a PN
 	retryLID map[string]bool   // outbound id: a retry receipt for it came from a LID
+	retryPN  map[string]bool   // outbound id: a retry receipt for it came from a PN
 	resent   map[string]bool   // outbound id: the device sent it again after that receipt
+	// outLID marks the entries of order that are the device's messages to
+	// a contact's LID device ("out:" + id; peerOf names the contact).
+	outLID map[string]bool
 }
 
 func formOf(n waBinary.Node) string {
@@ -46,8 +50,8 @@ func formOf(n waBinary.Node) string {
 
 func (cv *Conversation) seen() *lidSeen {
 	if cv.lid == nil {
-		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{},
-			resent: map[string]bool{}}
+		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{}, retryPN: map[string]bool{},
+			resent: map[string]bool{}, outLID: map[string]bool{}}
 	}
 	return cv.lid
 }
@@ -69,10 +73,17 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 	switch {
 	case receipt && to.Server == types.HiddenUserServer:
 		s.retryLID[id] = true
-	case !receipt && s.retryLID[id]:
+	case receipt:
+		s.retryPN[id] = true
+	case s.retryLID[id] || s.retryPN[id]:
 		s.resent[id] = true
 	case !receipt && to.Server == types.DefaultUserServer:
 		s.sentPN[id] = true
+	case !receipt && to.Server == types.HiddenUserServer:
+		if p, ok := cv.peerAt(to); ok && !s.outLID["out:"+id] {
+			s.outLID["out:"+id], s.peerOf["out:"+id] = true, p.Name
+			s.order = append(s.order, "out:"+id)
+		}
 	}
 }
 
@@ -82,15 +93,26 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 //
 //   - whatsmeow PR #1063: an inbound message first sent from the LID fails
 //     with NoSession or InvalidPreKey (message.go:315 at the pinned
-//     commit migrates PN senders only; the session is under the PN).
+//     commit migrates PN senders only; the session is under the PN), or a
+//     group message from a LID participant with NoSenderKey (the sender
+//     key made under the PN is not migrated either).
 //   - the stale-overwrite class of whatsapp-rust PR #475: an inbound
 //     message from the PN with its LID known fails with Bad MAC or
 //     InvalidPreKey after the same contact had a LID-addressed message
 //     (MigratePNToLID copies the older PN session over the LID one,
 //     sqlstore store.go:248-305).
+//   - the same class after the account's LID migration: an inbound
+//     message in either form fails with Bad MAC, InvalidPreKey or
+//     NoSession (no state of the record matches) after the device sent
+//     the same contact a message to its LID device. The switched send
+//     (send.go:325-347) found no LID session and started one from a
+//     bundle, migrating nothing; a PN stanza's MigratePNToLID then copies
+//     the older PN session over it, or a stanza the contact encrypted on
+//     its PN session before it read the new one arrives under the LID.
 //   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
 //     to a PN is lost, a retry receipt for it came from the LID and the
-//     device never sent it again (retry.go getMessageForRetry looks under
+//     device never sent it again; or, after the account's migration, a
+//     message to a LID with a retry receipt from the PN (retry.go getMessageForRetry looks under
 //     the receipt's chat only).
 func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) string {
 	cv.mu.Lock()
@@ -99,29 +121,40 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 	has := func(cs ...endpoint.Class) bool {
 		return slices.ContainsFunc(classes, func(c endpoint.Class) bool { return slices.Contains(cs, c) })
 	}
-	if form, ok := s.first[id]; ok {
-		switch form {
-		case formLID:
-			if has(endpoint.NoSession, endpoint.InvalidPreKey) {
-				return "whatsmeow PR #1063: a LID stanza decrypted under the LID, the session still under the PN"
-			}
-		case formPNLID:
-			if !has(endpoint.BadMAC, endpoint.InvalidPreKey) {
-				return ""
-			}
-			for _, other := range s.order {
-				if other == id {
-					break
-				}
-				if s.peerOf[other] == s.peerOf[id] && s.first[other] == formLID {
-					return "whatsapp-rust PR #475 class: MigratePNToLID copied the stale PN session over the LID one"
-				}
-			}
+	form, ok := s.first[id]
+	if !ok {
+		if lost && s.sentPN[id] && s.retryLID[id] && !s.resent[id] {
+			return "whatsmeow #1062 (fixed upstream 89be06b0): a retry receipt from the LID for a message sent to the PN, never resent"
+		}
+		if lost && s.outLID["out:"+id] && s.retryPN[id] && !s.resent[id] {
+			return "whatsmeow #1062 the other way round (89be06b0 not read for it): a retry receipt from the PN for a message sent to the LID, never resent"
 		}
 		return ""
 	}
-	if lost && s.sentPN[id] && s.retryLID[id] && !s.resent[id] {
-		return "whatsmeow #1062 (fixed upstream 89be06b0): a retry receipt from the LID for a message sent to the PN, never resent"
+	if form == formLID && has(endpoint.NoSession, endpoint.InvalidPreKey) {
+		return "whatsmeow PR #1063: a LID stanza decrypted under the LID, the session still under the PN"
+	}
+	if form == formLID && has(endpoint.NoSenderKey) {
+		return "whatsmeow PR #1063 (group): a LID participant's sender key looked up under the LID, made under the PN"
+	}
+	// earlier: whether an entry of s.order before id, of the same
+	// contact, matches.
+	earlier := func(match func(other string) bool) bool {
+		for _, other := range s.order {
+			if other == id {
+				return false
+			}
+			if s.peerOf[other] == s.peerOf[id] && match(other) {
+				return true
+			}
+		}
+		return false
+	}
+	if form == formPNLID && has(endpoint.BadMAC, endpoint.InvalidPreKey) && earlier(func(o string) bool { return s.first[o] == formLID }) {
+		return "whatsapp-rust PR #475 class: MigratePNToLID copied the stale PN session over the LID one"
+	}
+	if has(endpoint.BadMAC, endpoint.InvalidPreKey, endpoint.NoSession) && earlier(func(o string) bool { return s.outLID[o] }) {
+		return "whatsapp-rust PR #475 class after the LID migration: the switched send started a LID session next to the PN one, and this stanza met the other"
 	}
 	return ""
 }

@@ -49,7 +49,9 @@ type Server struct {
 	onNode  func(c *conn, n *waBinary.Node) bool // the conversation's stanzas
 	onLogin func()
 	onClose func()
-	alias   func(types.JID) types.JID // a LID device JID → the PN one its prekeys are under
+	alias   func(types.JID) types.JID         // a LID device JID → the PN one its prekeys are under
+	lidFor  func(types.JID) (types.JID, bool) // a PN user's LID, for usync <lid/> (migration.go)
+	ownLID  string                            // the account's LID user; "": none (migration.go)
 	closed  bool
 	wg      sync.WaitGroup
 
@@ -463,7 +465,7 @@ func (c *conn) handshake() error {
 	}
 	s.AddUser(dev)
 	s.Logf("login %s", dev)
-	if err := c.write(waBinary.Node{Tag: "success", Attrs: waBinary.Attrs{"t": time.Now().Unix()}}); err != nil {
+	if err := c.write(waBinary.Node{Tag: "success", Attrs: s.successAttrs(dev)}); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -604,10 +606,16 @@ func (s *Server) fetchPreKeys(n *waBinary.Node, key waBinary.Node) *waBinary.Nod
 
 func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 	us := n.GetChildByTag("usync")
-	// Devices are answered; any other protocol of the query (Baileys 7
-	// asks lid alone for a phone number's LID) gets a user node without
-	// that child: the server knows no LID for its phone-number contacts.
+	// Devices are answered, and lid (a user's LID) once the conversation
+	// gives one (lidFor, migration.go); any other protocol of the query
+	// gets a user node without that child. Baileys 7 asks lid alone for a
+	// phone number's LID: its runs set no phase and no migration, so they
+	// get no LID.
 	_, devices := us.GetOptionalChildByTag("query", "devices")
+	_, lidq := us.GetOptionalChildByTag("query", "lid")
+	s.mu.Lock()
+	lidFor := s.lidFor
+	s.mu.Unlock()
 	var out []waBinary.Node
 	ul := us.GetChildByTag("list")
 	for _, u := range ul.GetChildrenByTag("user") {
@@ -615,23 +623,28 @@ func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 		if !ok {
 			return nil
 		}
-		s.mu.Lock()
-		devs := append([]uint16(nil), s.users[jid.User]...)
-		s.mu.Unlock()
-		if !devices {
-			out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()}})
-			continue
-		}
-		var dl []waBinary.Node
-		self := s.Device()
-		for _, d := range devs {
-			if jid.User == self.User && d == self.Device {
-				continue // the asking device is not in its own list
+		var kids []waBinary.Node
+		if devices {
+			s.mu.Lock()
+			devs := append([]uint16(nil), s.users[jid.User]...)
+			s.mu.Unlock()
+			var dl []waBinary.Node
+			self := s.Device()
+			for _, d := range devs {
+				if jid.User == self.User && d == self.Device {
+					continue // the asking device is not in its own list
+				}
+				dl = append(dl, waBinary.Node{Tag: "device", Attrs: waBinary.Attrs{"id": int(d)}})
 			}
-			dl = append(dl, waBinary.Node{Tag: "device", Attrs: waBinary.Attrs{"id": int(d)}})
+			kids = append(kids, waBinary.Node{Tag: "devices", Content: []waBinary.Node{{Tag: "device-list", Content: dl}}})
 		}
-		out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()},
-			Content: []waBinary.Node{{Tag: "devices", Content: []waBinary.Node{{Tag: "device-list", Content: dl}}}}})
+		if lidq && lidFor != nil {
+			if lid, ok := lidFor(jid.ToNonAD()); ok {
+				kids = append(kids, waBinary.Node{Tag: "lid", Attrs: waBinary.Attrs{"val": lid}})
+				s.Logf("usync lid %s = %s", jid.ToNonAD(), lid)
+			}
+		}
+		out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()}, Content: kids})
 	}
 	r := iqResult(n, []waBinary.Node{{Tag: "usync", Content: []waBinary.Node{{Tag: "list", Content: out}}}})
 	return &r
