@@ -162,7 +162,11 @@ func TestSocketCatchesStoreBugs(t *testing.T) {
 // call at the kill too, so the loss that follows (the redelivered copy
 // meets an old counter) is not the store's. Before, the reference run
 // dropped its call still waiting at its pads and store-blamed the correct
-// store for m4 (docs/baileys.md, "Open").
+// store for m4 (docs/baileys.md, "Open"). Nor is it the pair's: m4's
+// receive was killed after its session write and before its ack, so m4
+// is lost to the crash (harness.Judge, KilledUnacked), where it was pair
+// blamed before; r2, a reply the same schedule loses with no receive of
+// its killed, is still pair blamed.
 func TestSocketCrashKeptCallNotStoreBlamed(t *testing.T) {
 	testenv.NeedLong(t, "a torn schedule replayed on the correct store")
 	d := openSocket(t, "7.0.0-rc14")
@@ -178,6 +182,12 @@ func TestSocketCrashKeptCallNotStoreBlamed(t *testing.T) {
 	}
 	if len(res.StoreBlamed) > 0 {
 		t.Errorf("the correct store is store-blamed for %v", res.StoreBlamed)
+	}
+	if !slices.Contains(res.LostToCrash, "m4") || slices.Contains(res.Blamed, "m4") {
+		t.Errorf("m4, killed after its session write and before its ack: lost to the crash %v, pair blamed %v; want it lost to the crash", res.LostToCrash, res.Blamed)
+	}
+	if !slices.Contains(res.Blamed, "r2") || slices.Contains(res.LostToCrash, "r2") {
+		t.Errorf("r2, lost with no receive of its killed: pair blamed %v, lost to the crash %v; want it pair blamed", res.Blamed, res.LostToCrash)
 	}
 }
 
