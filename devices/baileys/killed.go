@@ -24,7 +24,8 @@ import (
 // call was released (the adapter waits for a released write to end), or
 // when the crash keeps a parked write of a set call whole. The device
 // does not know which of a call's writes makes the data visible: the
-// open of a temporary file counts as a write too (docs/baileys.md, "Open").
+// open of a temporary file counts as a write too (docs/baileys.md, "The
+// crash's attribution").
 // A receive that is not parked at the kill (waiting for a lock, or done)
 // is noted only if it stored before; nothing else is excused.
 type receives struct {

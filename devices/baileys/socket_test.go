@@ -162,7 +162,7 @@ func TestSocketCatchesStoreBugs(t *testing.T) {
 // call at the kill too, so the loss that follows (the redelivered copy
 // meets an old counter) is not the store's. Before, the reference run
 // dropped its call still waiting at its pads and store-blamed the correct
-// store for m4 (docs/baileys.md, "Open"). Nor is it the pair's: m4's
+// store for m4 (docs/baileys.md, "The crash's attribution"). Nor is it the pair's: m4's
 // receive was killed after its session write and before its ack, so m4
 // is lost to the crash (harness.Judge, KilledUnacked), where it was pair
 // blamed before; r2, a reply the same schedule loses with no receive of
