@@ -244,3 +244,41 @@ func TestParseStore(t *testing.T) {
 		t.Error("an empty default store")
 	}
 }
+
+// A crash that keeps a write of a temporary file whose fsync and rename
+// are still to come has not completed the store call: the kept write is
+// not the call's last (OpKeep runs the call on to its next write, which
+// the kill drops). The reference run must not complete that call at the
+// kill either, or it keeps a session the candidate never had and loses
+// the redelivered copy the candidate decrypts (a hidden blame). Before
+// the last-write mark, "m4's store call 5 completed by the crash".
+func TestSocketKeptTempWriteNotCompleted(t *testing.T) {
+	testenv.NeedLong(t, "a torn schedule and its reference run on the correct store")
+	ctx := context.Background()
+	d := openSocket(t, "7.0.0-rc14")
+	s := loadSchedule(t, "torn-temp-kept.txt", "")
+	sched, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := strings.Join(res.History, "\n")
+	if !strings.Contains(h, "crash: m4's store call 5 not completed by the crash") || strings.Contains(h, "crash: m4's store call 5 completed") {
+		t.Errorf("m4's call, killed at its temporary file's write, taken as completed:\n%s", h)
+	}
+	ref, err := d.Reference(ctx, sched, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(r *harness.Result) harness.Outcome {
+		for _, m := range r.Messages {
+			if m.ID == "m4" {
+				return m.Outcome()
+			}
+		}
+		t.Fatal("no m4")
+		return ""
+	}
+	if c, r := outcome(res), outcome(ref); c != r {
+		t.Errorf("m4: %s on the candidate, %s on the reference run", c, r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -580,7 +581,14 @@ func (r *sockRun) crash(mode string) error {
 	}
 	r.log("crash %q: the device is killed", mode)
 	if r.ref == nil {
-		r.noteKilled(r.noteCompleted(mode))
+		// The kill's first half: the writes kept, torn or dropped, and
+		// the kept ones' calls run on to their next write (OpKeep).
+		rep, err := r.call(devproto.Request{Op: devproto.OpKeep, Modes: mode})
+		if err != nil {
+			return err
+		}
+		r.noteKilled(r.noteCompleted(mode, rep.Parked))
+		mode = ""
 	}
 	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode, Commit: r.following().Commit})
 	if err == nil {
@@ -595,11 +603,14 @@ func (r *sockRun) crash(mode string) error {
 // noteCompleted records the store calls a crash with these modes
 // completes: a task parked only at writes the crash keeps whole (mode k,
 // or g on a write that cannot be torn: a rename, an fsync), each of its
-// current call. The crash applies the i-th mode to the i-th parked write
-// in the order they parked (adapters/baileys/socket.mjs, crash); an
-// unlisted one is dropped. A statement is dropped by any crash. It
-// returns the parked writes the crash keeps whole, by gate id.
-func (r *sockRun) noteCompleted(modes string) map[string]bool {
+// current call, unless the call did not end after them (unfinished, from
+// OpKeep: a kept write of a temporary file with its rename still to
+// come is not its call's last write). The crash applies the i-th mode to
+// the i-th parked write in the order they parked (adapters/baileys/lib/
+// gates.mjs, keepForCrash); an unlisted one is dropped. A statement is
+// dropped by any crash. It returns the parked writes the crash keeps
+// whole, by gate id.
+func (r *sockRun) noteCompleted(modes string, unfinished []string) map[string]bool {
 	var writes []sockGate
 	for _, gs := range r.parked {
 		for _, g := range gs {
@@ -619,7 +630,10 @@ func (r *sockRun) noteCompleted(modes string) map[string]bool {
 		for _, g := range gs {
 			whole = whole && g.io && kept[g.id]
 		}
-		if n := len(rec.Pads[t]); whole && n > 0 {
+		n := len(rec.Pads[t])
+		if whole && n > 0 && slices.Contains(unfinished, t) {
+			r.log("crash: %s's store call %d not completed by the crash (its kept write was not its last)", t, n-1)
+		} else if whole && n > 0 {
 			rec.Commit[t] = append(rec.Commit[t], n-1)
 			r.log("crash: %s's store call %d completed by the crash", t, n-1)
 		}
