@@ -43,7 +43,11 @@ const (
 	OpReply  = "reply"  // start task Task: sendMessage(JID, Text) with id MsgID
 	OpTick   = "tick"   // move the virtual clock to To (or the first timer before it) and fire what is due
 	OpCrash  = "crash"  // keep (k), tear (g) or drop (d) each parked write as Modes says, then die by SIGKILL
-	OpStop   = "stop"   // a clean shutdown: the socket ends, the store's close runs
+	// OpKeep is a kill's first half: Modes applied as by OpCrash, the kept
+	// writes' store calls run on to their next write or their end; Parked
+	// are the tasks whose call did not end. An OpCrash without Modes follows.
+	OpKeep = "keep"
+	OpStop = "stop" // a clean shutdown: the socket ends, the store's close runs
 )
 
 // Hello is the device's first line.

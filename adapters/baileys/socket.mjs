@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url'
 import { resolve as resolvePath, join } from 'node:path'
 import { mkdir } from 'node:fs/promises'
 import { advance, nextDue, reseed, resetClock, virtualNow } from './lib/det.mjs'
-import { als, filesWritten, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, setPads, commitAtCrash, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
+import { als, filesWritten, keepForCrash, note, parked, pendingWrites, pushEvent, quiet, resetGates, runIn, setAuto, setReference, setPads, commitAtCrash, isReference, storeCall, takeEvents, Task, track } from './lib/gates.mjs'
 
 const require = createRequire(import.meta.url)
 const PROTOCOL = 'badmac device v1'
@@ -424,6 +424,8 @@ async function handle(req) {
 		advance(Number(req.to) + 1767225600000)
 		await settle()
 		return {}
+	case 'keep': // a kill's first half (keepForCrash); crash follows
+		return { parked: await keepForCrash(req.modes || '', settle) }
 	case 'crash': {
 		// A kill: each parked write in order is kept (k: done in full),
 		// torn (g: a prefix of it written) or dropped (d), then SIGKILL.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -192,7 +193,7 @@ func TestLockedHolds(t *testing.T) {
 		t.Skip("Baileys adapter not installed")
 	}
 	ctx := context.Background()
-	const n = 6
+	n := testenv.Size(2, 6)
 	for _, v := range Versions {
 		t.Run(v, func(t *testing.T) {
 			dev, err := Open(ctx, v, Options{})
@@ -250,7 +251,7 @@ func TestStockCaughtShrunkReplays(t *testing.T) {
 	dev := openAdapter(t, "7.0.0-rc14")
 	sc, _ := scenarios.Lookup("reply")
 	prs, err := scenarios.RunPairs(ctx, []scenarios.Pair{{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: "stock"},
-		Device: dev}}, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 8, ShrinkBudget: 15, Workers: 1})
+		Device: dev}}, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 8, ShrinkBudget: testenv.Size(5, 15), Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,14 +276,19 @@ func TestStockCaughtShrunkReplays(t *testing.T) {
 
 // Crash ops run on the real process (a SIGKILL or a torn creds.json save,
 // then a new process loading the folder) and still replay byte for byte:
-// the harness's crash and torn scenarios, unchanged.
+// the harness's crash and torn scenarios, unchanged. By default the first
+// schedule of each that crashed is replayed, under BADMAC_LONG each of 3.
 func TestCrashReplays(t *testing.T) {
 	ctx := context.Background()
 	dev := openAdapter(t, "7.0.0-rc14")
 	verbs := map[string]bool{}
 	for _, name := range []string{"crash", "torn"} {
 		sc, _ := scenarios.Lookup(name)
+		replayed := 0
 		for i := range 3 {
+			if replayed == testenv.Size(1, 3) {
+				break
+			}
 			seed := scenarios.SeedFor(1, i)
 			setup := sc.Setup(seed, harness.Locked, "stock")
 			sched, res, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
@@ -292,6 +298,7 @@ func TestCrashReplays(t *testing.T) {
 			if res.Crashes == 0 {
 				continue
 			}
+			replayed++
 			for _, op := range sched.Ops {
 				if op.Verb == "crash" {
 					verbs[op.String()] = true

@@ -347,9 +347,10 @@ func (d *SocketDevice) Baseline(ctx context.Context, s *harness.Schedule) (*harn
 // candidate's crash completed completes at the kill here too (refLogin).
 // What the candidate ends worse than this run is its store's (store
 // blamed). Baileys' own races, which a slower store widens, are the same
-// in both runs; a crash's losses are judged as any loss (harness.Judge:
-// this device reports no KilledUnacked, so they are pair blamed;
-// docs/baileys.md, "Open").
+// in both runs; a crash's losses are judged as any loss (harness.Judge):
+// a receive the crash killed after a write of its decrypt and before its
+// attempt is lost to the crash (KilledUnacked, receives), anything else
+// is blamed (docs/baileys.md, "Who is blamed").
 func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *harness.Result) (*harness.Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -162,7 +162,11 @@ func TestSocketCatchesStoreBugs(t *testing.T) {
 // call at the kill too, so the loss that follows (the redelivered copy
 // meets an old counter) is not the store's. Before, the reference run
 // dropped its call still waiting at its pads and store-blamed the correct
-// store for m4 (docs/baileys.md, "Open").
+// store for m4 (docs/baileys.md, "The crash's attribution"). Nor is it the pair's: m4's
+// receive was killed after its session write and before its ack, so m4
+// is lost to the crash (harness.Judge, KilledUnacked), where it was pair
+// blamed before; r2, a reply the same schedule loses with no receive of
+// its killed, is still pair blamed.
 func TestSocketCrashKeptCallNotStoreBlamed(t *testing.T) {
 	testenv.NeedLong(t, "a torn schedule replayed on the correct store")
 	d := openSocket(t, "7.0.0-rc14")
@@ -178,6 +182,12 @@ func TestSocketCrashKeptCallNotStoreBlamed(t *testing.T) {
 	}
 	if len(res.StoreBlamed) > 0 {
 		t.Errorf("the correct store is store-blamed for %v", res.StoreBlamed)
+	}
+	if !slices.Contains(res.LostToCrash, "m4") || slices.Contains(res.Blamed, "m4") {
+		t.Errorf("m4, killed after its session write and before its ack: lost to the crash %v, pair blamed %v; want it lost to the crash", res.LostToCrash, res.Blamed)
+	}
+	if !slices.Contains(res.Blamed, "r2") || slices.Contains(res.LostToCrash, "r2") {
+		t.Errorf("r2, lost with no receive of its killed: pair blamed %v, lost to the crash %v; want it pair blamed", res.Blamed, res.LostToCrash)
 	}
 }
 
@@ -232,5 +242,43 @@ func TestParseStore(t *testing.T) {
 	}
 	if slices.Contains(SocketStores, "") {
 		t.Error("an empty default store")
+	}
+}
+
+// A crash that keeps a write of a temporary file whose fsync and rename
+// are still to come has not completed the store call: the kept write is
+// not the call's last (OpKeep runs the call on to its next write, which
+// the kill drops). The reference run must not complete that call at the
+// kill either, or it keeps a session the candidate never had and loses
+// the redelivered copy the candidate decrypts (a hidden blame). Before
+// the last-write mark, "m4's store call 5 completed by the crash".
+func TestSocketKeptTempWriteNotCompleted(t *testing.T) {
+	testenv.NeedLong(t, "a torn schedule and its reference run on the correct store")
+	ctx := context.Background()
+	d := openSocket(t, "7.0.0-rc14")
+	s := loadSchedule(t, "torn-temp-kept.txt", "")
+	sched, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := strings.Join(res.History, "\n")
+	if !strings.Contains(h, "crash: m4's store call 5 not completed by the crash") || strings.Contains(h, "crash: m4's store call 5 completed") {
+		t.Errorf("m4's call, killed at its temporary file's write, taken as completed:\n%s", h)
+	}
+	ref, err := d.Reference(ctx, sched, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(r *harness.Result) harness.Outcome {
+		for _, m := range r.Messages {
+			if m.ID == "m4" {
+				return m.Outcome()
+			}
+		}
+		t.Fatal("no m4")
+		return ""
+	}
+	if c, r := outcome(res), outcome(ref); c != r {
+		t.Errorf("m4: %s on the candidate, %s on the reference run", c, r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,6 +79,9 @@ type sockRun struct {
 	regen, refused      bool
 	replies             map[string]reply // replies not yet at the server
 	fileWrites          int
+	// recv follows the receives for the crash's attribution (receives);
+	// only the candidate's run, not its baseline or reference, uses it.
+	recv *receives
 }
 
 type sockGate struct {
@@ -113,7 +117,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives()}
 	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	ca := waweb.DefaultCA()
 	if r.srv, err = waweb.Listen(ca); err != nil {
@@ -194,6 +198,7 @@ func (r *sockRun) events(evs []devproto.Event) error {
 			}
 			r.gates++
 			r.parked[e.Task] = append(r.parked[e.Task], sockGate{id: e.Gate, task: e.Task, call: e.Call, write: e.Write, io: e.IO, tear: e.Tear, at: r.gates})
+			r.recv.parked(e.Task, e.Call, e.IO)
 			pads := r.login().Pads
 			if !e.IO {
 				pads[e.Task] = append(pads[e.Task], 0)
@@ -201,6 +206,7 @@ func (r *sockRun) events(evs []devproto.Event) error {
 				pads[e.Task][n-1]++
 			}
 		case e.Attempt != "":
+			r.recv.attempt(e.Attempt)
 			if e.OK {
 				r.cv.L.Attempt(e.Attempt, true, string(e.PT), "", nil)
 			} else {
@@ -445,6 +451,7 @@ func (r *sockRun) apply(op harness.Op) error {
 		if !ok || r.cv.L.Known(op.Args[1]) {
 			return nil
 		}
+		r.recv.sent(op.Args[1])
 		return r.cv.Send(r.ctx, p, op.Args[1], "hello "+op.Args[1])
 	case "deliver":
 		if _, ok := r.cv.Deliver(op.Args[0]); ok {
@@ -517,6 +524,7 @@ func (r *sockRun) step(t, prefix string) error {
 	if !r.serial {
 		r.log("%s%s %s", prefix, g.task, g.call)
 	}
+	r.recv.step(g.task, g.io)
 	if _, err := r.call(devproto.Request{Op: devproto.OpStep, Gate: g.id}); err != nil {
 		return err
 	}
@@ -573,7 +581,14 @@ func (r *sockRun) crash(mode string) error {
 	}
 	r.log("crash %q: the device is killed", mode)
 	if r.ref == nil {
-		r.noteCompleted(mode)
+		// The kill's first half: the writes kept, torn or dropped, and
+		// the kept ones' calls run on to their next write (OpKeep).
+		rep, err := r.call(devproto.Request{Op: devproto.OpKeep, Modes: mode})
+		if err != nil {
+			return err
+		}
+		r.noteKilled(r.noteCompleted(mode, rep.Parked))
+		mode = ""
 	}
 	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode, Commit: r.following().Commit})
 	if err == nil {
@@ -588,10 +603,14 @@ func (r *sockRun) crash(mode string) error {
 // noteCompleted records the store calls a crash with these modes
 // completes: a task parked only at writes the crash keeps whole (mode k,
 // or g on a write that cannot be torn: a rename, an fsync), each of its
-// current call. The crash applies the i-th mode to the i-th parked write
-// in the order they parked (adapters/baileys/socket.mjs, crash); an
-// unlisted one is dropped. A statement is dropped by any crash.
-func (r *sockRun) noteCompleted(modes string) {
+// current call, unless the call did not end after them (unfinished, from
+// OpKeep: a kept write of a temporary file with its rename still to
+// come is not its call's last write). The crash applies the i-th mode to
+// the i-th parked write in the order they parked (adapters/baileys/lib/
+// gates.mjs, keepForCrash); an unlisted one is dropped. A statement is
+// dropped by any crash. It returns the parked writes the crash keeps
+// whole, by gate id.
+func (r *sockRun) noteCompleted(modes string, unfinished []string) map[string]bool {
 	var writes []sockGate
 	for _, gs := range r.parked {
 		for _, g := range gs {
@@ -611,10 +630,29 @@ func (r *sockRun) noteCompleted(modes string) {
 		for _, g := range gs {
 			whole = whole && g.io && kept[g.id]
 		}
-		if n := len(rec.Pads[t]); whole && n > 0 {
+		n := len(rec.Pads[t])
+		if whole && n > 0 && slices.Contains(unfinished, t) {
+			r.log("crash: %s's store call %d not completed by the crash (its kept write was not its last)", t, n-1)
+		} else if whole && n > 0 {
 			rec.Commit[t] = append(rec.Commit[t], n-1)
 			r.log("crash: %s's store call %d completed by the crash", t, n-1)
 		}
+	}
+	return kept
+}
+
+// noteKilled records the receives the crash kills after a write of their
+// decrypt took effect and before the bot recorded their attempt: their
+// messages are lost to the crash, not blamed (receives; harness.Judge).
+func (r *sockRun) noteKilled(kept map[string]bool) {
+	whole := map[string]bool{}
+	for t, gs := range r.parked {
+		for _, g := range gs {
+			whole[t] = whole[t] || (g.io && kept[g.id])
+		}
+	}
+	for _, t := range r.recv.crash(whole) {
+		r.log("crash: %s killed after storing its decrypt, before its ack", t)
 	}
 }
 
@@ -758,7 +796,7 @@ func (r *sockRun) drain() error {
 // result is the run for the oracle: the ledger's messages (the ones the
 // schedule sent and replied), the server's log as history.
 func (r *sockRun) result() *harness.Result {
-	res := &harness.Result{RegeneratedCreds: r.regen, Crashes: r.crashes}
+	res := &harness.Result{RegeneratedCreds: r.regen, Crashes: r.crashes, KilledUnacked: append([]string(nil), r.recv.killed...)}
 	for _, l := range r.srv.Log() {
 		if strings.HasPrefix(l, "server: read:") || strings.Contains(l, "<unified_session") {
 			// How the killed socket's end looked to the server, and a

@@ -33,6 +33,10 @@ export class Task {
 
 let seq = 0
 let auto = false // serial runs and provisioning: gates release at once
+// probing: a crash's kept writes are running to see whether each was its
+// call's last (keepForCrash); store calls no longer answer their caller
+// and new gates park silently until the kill.
+let probing = false
 export const parked = new Map() // id -> gate
 export let events = []
 let inflight = 0 // released writes not yet complete, and untracked store calls
@@ -81,6 +85,7 @@ export async function commitAtCrash(commit) {
 }
 
 export function resetGates() {
+	probing = false
 	parked.clear()
 	padding.clear()
 	events = []
@@ -111,7 +116,7 @@ function park(kind, call, fn, opts = {}) {
 	const id = `g${++seq}`
 	return new Promise((resolve, reject) => {
 		const g = {
-			id, kind, call, task: ctx.task.name, write: !!opts.write, tear: opts.tear, sync: opts.sync,
+			id, kind, call, task: ctx.task.name, write: !!opts.write, tear: opts.tear, sync: opts.sync, mark: ctx.mark, probe: probing,
 			release: () => {
 				parked.delete(id)
 				return res.runInAsyncScope(() => {
@@ -125,12 +130,13 @@ function park(kind, call, fn, opts = {}) {
 						inflight++
 						p = p.finally(() => { inflight-- })
 					}
-					p.then(resolve, reject)
+					p.then((v) => { if (kind !== 'call' || !probing) resolve(v) }, (e) => { if (kind !== 'call' || !probing) reject(e) })
 					return p
 				})
 			},
 		}
 		parked.set(id, g)
+		if (g.probe) return
 		events.push({ task: g.task, gate: id, call, ...(g.write && g.sync ? { write: true } : {}), ...(g.write && g.sync && g.tear ? { tear: true } : {}), ...(kind !== 'call' ? { io: true } : {}) })
 	})
 }
@@ -165,7 +171,7 @@ export function storeCall(call, fn) {
 			p.finally(() => activeCalls.delete(mark)).catch(() => {})
 			return p
 		}
-		return ctx ? als.run({ task: ctx.task, call }, run) : run()
+		return ctx ? als.run({ task: ctx.task, call, mark }, run) : run()
 	})
 }
 
@@ -388,5 +394,29 @@ export async function quiet(extraBusy = () => false) {
 // pendingWrites are the parked writes, oldest first (crash modes apply to
 // them in this order).
 export function pendingWrites() {
-	return [...parked.values()].filter((g) => g.write && g.sync)
+	return [...parked.values()].filter((g) => g.write && g.sync && !g.probe)
+}
+
+// keepForCrash is a kill's first half: each parked write is kept (k, or g
+// on a write that cannot be torn), torn (g: a prefix written) or dropped
+// (d, or unlisted) as modes says, in the order they parked. A kept write
+// is made by letting it run, and its store call runs on to its next write
+// (which parks until the kill, never made) or its end: the call's last
+// write (docs/baileys.md, "The crash's attribution"). The store calls'
+// callers hear nothing any more. It returns the tasks with a kept write
+// whose store call did not end: a write of a temporary file whose rename
+// was still to come did not complete its call.
+export async function keepForCrash(modes, wait) {
+	const kept = []
+	pendingWrites().forEach((g, i) => {
+		const m = modes[i] || 'd'
+		if (m === 'k' || (m === 'g' && !g.tear)) kept.push(g)
+		else if (m === 'g') g.tear(0.5)
+	})
+	probing = true
+	const before = events.length
+	for (const g of kept) g.release()
+	await wait()
+	events.length = before
+	return [...new Set(kept.filter((g) => g.mark && activeCalls.has(g.mark)).map((g) => g.task))].sort()
 }
