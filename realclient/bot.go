@@ -251,6 +251,9 @@ type Bot struct {
 	opts   Options
 	tap    *tap // what the store returned to each goroutine
 	ctl    *ctl // controlled mode; nil when the client runs freely
+	// client is this client process's label in a controlled run
+	// (ctl.newClient): every goroutine it starts carries it.
+	client string
 	// dead: the process was killed (kill). Its goroutines unwind (every
 	// store call fails) and nothing they do is recorded.
 	dead     atomic.Bool
@@ -321,6 +324,9 @@ func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl
 	}
 	noKeepalive()
 	b := &Bot{L: l, opts: opts, connected: make(chan struct{}), tap: newTap(c), ctl: c}
+	if c != nil {
+		b.client = c.newClient()
+	}
 	b.tap.killBefore, b.tap.killAfter = opts.killBefore, opts.killAfter
 	set := stores.Set{Sessions: dev.Sessions, PreKeys: dev.PreKeys, Identities: dev.Identities, SenderKeys: dev.SenderKeys}
 	if err := Plug(dev, b.tap.probe(set)); err != nil {
@@ -362,11 +368,13 @@ func (b *Bot) kill() {
 
 // task names the calling goroutine (an async reply the bot started) for a
 // controlled run's schedule, and holds it until the schedule steps it
-// (ctl.hold).
+// (ctl.hold). A killed client's goroutine is not held: it unwinds.
 func (b *Bot) task(name string) {
 	if b.ctl != nil {
-		b.ctl.labelTask(name)
-		b.ctl.hold("SendMessage")
+		b.ctl.labelTask(b.client, name)
+		if !b.dead.Load() {
+			b.ctl.hold("SendMessage")
+		}
 	}
 }
 

@@ -2,10 +2,13 @@ package realclient
 
 import (
 	"context"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -96,5 +99,71 @@ func TestConcurrentResendsAfterReinstall(t *testing.T) {
 	}
 	if !strings.Contains(res.HistoryText(), "notify identity change of alice.0") {
 		t.Errorf("no identity-change notification in the history")
+	}
+}
+
+// A crash's outcome does not depend on what runs beside it. The schedule
+// crashes the client while its async reply r1 is parked in its send's
+// encryption, restarts it and steps the restarted client's reply:r1.
+// The killed client's goroutines unwind in this process (every store
+// call refused); before the fix the killed reply could reach whatsmeow's
+// retryFrame, or not, by a race with the client's socket reader noticing
+// the kick, and once there waited 5 s of wall clock for a reconnect
+// (request.go, client.go WaitForConnection), holding its name: the new
+// goroutine was "reply:r1#2" on some runs and the schedule's steps went
+// nowhere (the lid-crash rows' store blame came and went, docs/lid.md
+// §6.5). Copies run at once, on sqlite and on the reference store (the
+// store-blame run), under three GOMAXPROCS settings, and each history
+// must be the one the copy run alone printed, byte for byte.
+func TestCrashReplaysUnderLoad(t *testing.T) {
+	s := readSchedule(t, "testdata/crash-killed-send-sqlite.txt")
+	ctx := context.Background()
+	cand := &Device{Reply: Async}
+	devs := []*Device{cand, cand.on(stores.MustLookup("reference"))}
+	alone := make([]string, len(devs))
+	for i, d := range devs {
+		_, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = res.HistoryText()
+	}
+	if !strings.Contains(alone[0], "op restart") || !strings.Contains(alone[0], "op step reply:r1\nstep reply:r1: SendMessage\nop step reply:r1\nstep reply:r1: GetManySessions") ||
+		strings.Contains(alone[0], "#2") {
+		t.Fatalf("the restarted client's reply is not reply:r1 stepped by the schedule:\n%s", alone[0])
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	const copies = 3
+	for _, procs := range []int{4, 2, 1} {
+		runtime.GOMAXPROCS(procs)
+		got := make([][]string, len(devs))
+		errs := make(chan error, len(devs)*copies)
+		var wg sync.WaitGroup
+		for i, d := range devs {
+			got[i] = make([]string, copies)
+			for k := range copies {
+				wg.Go(func() {
+					_, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+					if err != nil {
+						errs <- err
+						return
+					}
+					got[i][k] = res.HistoryText()
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for i, d := range devs {
+			for k, h := range got[i] {
+				if h != alone[i] {
+					t.Errorf("GOMAXPROCS %d, %s on %s, copy %d of %d at once: the history differs from the run alone at %s", procs, d.Name(), d.storeName(s), k+1,
+						len(devs)*copies, testenv.FirstDiff(strings.Split(alone[i], "\n"), strings.Split(h, "\n")))
+				}
+			}
+		}
 	}
 }

@@ -19,11 +19,14 @@ import (
 // GODEBUG=tracebacklabels=1 (Go 1.26), which the runtime reads again
 // whenever GODEBUG changes; enableLabels sets it once.
 
-// runLabel is the pprof label key naming a run's goroutines; taskLabel
-// names one of badmac's own goroutines in it (an async reply).
+// runLabel is the pprof label key naming a run's goroutines; clientLabel
+// names the client process (one per start and restart) a goroutine of the
+// run belongs to (the server's have none); taskLabel names one of badmac's
+// own goroutines in it (an async reply).
 const (
-	runLabel  = "badmac-realclient"
-	taskLabel = "badmac-task"
+	runLabel    = "badmac-realclient"
+	clientLabel = "badmac-client"
+	taskLabel   = "badmac-task"
 )
 
 var labelsOnce sync.Once
