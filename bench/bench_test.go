@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -69,6 +70,30 @@ func BenchmarkHarnessReference(b *testing.B) {
 		run += tm.Run
 	}
 	b.ReportMetric(float64(300*b.N)/run.Seconds(), "msg/s")
+}
+
+// BenchmarkRealClientReference is the same conversation per iteration on
+// the real whatsmeow Client in controlled mode (RealClient), setup and
+// login included: profile it with -cpuprofile. It reports the goroutine
+// snapshots taken per quiet point found (each stops the world), a count
+// that the machine's load moves far less than its msg/s.
+func BenchmarkRealClientReference(b *testing.B) {
+	ctx := context.Background()
+	v := stores.MustLookup("reference")
+	b.ReportAllocs()
+	var run time.Duration
+	realclient.Stats()
+	for b.Loop() {
+		tm, err := RealClient(ctx, v, 300)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run += tm.Wall
+	}
+	snaps, _, quiet := realclient.Stats()
+	b.ReportMetric(float64(300*b.N)/run.Seconds(), "msg/s")
+	b.ReportMetric(float64(snaps)/float64(max(quiet, 1)), "snapshots/quiet")
+	b.ReportMetric(float64(quiet)/float64(300*b.N), "quiet/msg")
 }
 
 func BenchmarkScheduleString(b *testing.B) {

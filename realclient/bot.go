@@ -251,6 +251,9 @@ type Bot struct {
 	opts   Options
 	tap    *tap // what the store returned to each goroutine
 	ctl    *ctl // controlled mode; nil when the client runs freely
+	// client is this client process's label in a controlled run
+	// (ctl.newClient): every goroutine it starts carries it.
+	client string
 	// dead: the process was killed (kill). Its goroutines unwind (every
 	// store call fails) and nothing they do is recorded.
 	dead     atomic.Bool
@@ -321,10 +324,16 @@ func newBot(hc *http.Client, l Recorder, dev *store.Device, opts Options, c *ctl
 	}
 	noKeepalive()
 	b := &Bot{L: l, opts: opts, connected: make(chan struct{}), tap: newTap(c), ctl: c}
+	if c != nil {
+		b.client = c.newClient()
+	}
 	b.tap.killBefore, b.tap.killAfter = opts.killBefore, opts.killAfter
 	set := stores.Set{Sessions: dev.Sessions, PreKeys: dev.PreKeys, Identities: dev.Identities, SenderKeys: dev.SenderKeys}
 	if err := Plug(dev, b.tap.probe(set)); err != nil {
 		return nil, err
+	}
+	if _, ok := dev.LIDs.(*killableLIDs); !ok {
+		dev.LIDs = &killableLIDs{LIDStore: dev.LIDs, dead: &b.dead}
 	}
 	cli := whatsmeow.NewClient(dev, &clientLog{b: b})
 	cli.SetWebsocketHTTPClient(hc)
@@ -360,13 +369,63 @@ func (b *Bot) kill() {
 	b.inflight = nil
 }
 
+// killableLIDs is the device's LID mapping store (whatsmeow's sqlstore,
+// not one of the four probed stores), refusing every call once the client
+// is killed. A killed client's handler queue may still take a stanza it
+// had queued (client.go handlerQueueLoop selects between the queue and
+// its cancelled context at random) and store the mapping a devices
+// notification carries (notification.go handleDeviceNotification), which
+// a SIGKILLed process never does: on lid-crash, seed 1000006's restarted
+// client knew alice's LID on some runs and not on others.
+type killableLIDs struct {
+	store.LIDStore
+	dead *atomic.Bool
+}
+
+func (k *killableLIDs) PutManyLIDMappings(ctx context.Context, m []store.LIDMapping) error {
+	if k.dead.Load() {
+		return errKilled
+	}
+	return k.LIDStore.PutManyLIDMappings(ctx, m)
+}
+
+func (k *killableLIDs) PutLIDMapping(ctx context.Context, lid, jid types.JID) error {
+	if k.dead.Load() {
+		return errKilled
+	}
+	return k.LIDStore.PutLIDMapping(ctx, lid, jid)
+}
+
+func (k *killableLIDs) GetPNForLID(ctx context.Context, lid types.JID) (types.JID, error) {
+	if k.dead.Load() {
+		return types.JID{}, errKilled
+	}
+	return k.LIDStore.GetPNForLID(ctx, lid)
+}
+
+func (k *killableLIDs) GetLIDForPN(ctx context.Context, pn types.JID) (types.JID, error) {
+	if k.dead.Load() {
+		return types.JID{}, errKilled
+	}
+	return k.LIDStore.GetLIDForPN(ctx, pn)
+}
+
+func (k *killableLIDs) GetManyLIDsForPNs(ctx context.Context, pns []types.JID) (map[types.JID]types.JID, error) {
+	if k.dead.Load() {
+		return nil, errKilled
+	}
+	return k.LIDStore.GetManyLIDsForPNs(ctx, pns)
+}
+
 // task names the calling goroutine (an async reply the bot started) for a
 // controlled run's schedule, and holds it until the schedule steps it
-// (ctl.hold).
+// (ctl.hold). A killed client's goroutine is not held: it unwinds.
 func (b *Bot) task(name string) {
 	if b.ctl != nil {
-		b.ctl.labelTask(name)
-		b.ctl.hold("SendMessage")
+		b.ctl.labelTask(b.client, name)
+		if !b.dead.Load() {
+			b.ctl.hold("SendMessage")
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package realclient
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -35,7 +36,10 @@ import (
 //     nothing more;
 //   - no store call the run released is still running (a goroutine
 //     waiting on PostgreSQL's socket looks blocked);
-//   - the server's inbox is empty (settle answers it and waits again).
+//   - the server's inbox is empty (settle answers it and waits again);
+//   - no goroutine of a client a crash killed is left (killClient): a
+//     SIGKILL leaves none, and one still unwinding here would hold its
+//     name from the restarted client's goroutines.
 //
 // Then nothing can move until the run does something: every goroutine
 // that could is parked in a store call, waits for a server answer the run
@@ -69,9 +73,13 @@ type ctl struct {
 	storedAt   map[int64]int
 	broken     error
 	free       bool // release everything at once (shutting down)
-	wake       chan struct{}
-	timeout    time.Duration
-	buf        []byte // the snapshot's
+	// clients counts the client processes started (newClient); killed
+	// holds those a crash killed (killClient).
+	clients int
+	killed  map[string]bool
+	wake    chan struct{}
+	timeout time.Duration
+	buf     []byte // the snapshot's
 	// Snapshots and Waited count the snapshots taken and the time spent
 	// waiting between them (bench, tests).
 	Snapshots int
@@ -104,24 +112,51 @@ func Stats() (snapshots int64, waited time.Duration, quiet int64) {
 func newCtl(srv *waweb.Server, timeout time.Duration) *ctl {
 	enableLabels()
 	return &ctl{label: fmt.Sprint(runSeq.Add(1)), srv: srv, parked: map[int64]*park{}, named: map[int64]*named{},
-		origin: map[int64]string{}, storedAt: map[int64]int{}, wake: make(chan struct{}, 1), timeout: timeout}
+		origin: map[int64]string{}, storedAt: map[int64]int{}, killed: map[string]bool{}, wake: make(chan struct{}, 1), timeout: timeout}
 }
 
-// do runs fn on a goroutine carrying the run's label, so that every
-// goroutine fn starts (the client's, the server's) carries it too.
-func (c *ctl) do(fn func()) {
+// do runs fn on a goroutine carrying the run's label, and client's when
+// client is not "" (the client process it starts: newClient), so that
+// every goroutine fn starts (the client's, the server's) carries them too.
+func (c *ctl) do(client string, fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels(runLabel, c.label)))
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), c.labels(client)))
 		fn()
 	}()
 	<-done
 }
 
-// labelTask labels the calling goroutine (one of the run's) as task name.
-func (c *ctl) labelTask(name string) {
-	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels(runLabel, c.label, taskLabel, name)))
+func (c *ctl) labels(client string, more ...string) pprof.LabelSet {
+	kv := []string{runLabel, c.label}
+	if client != "" {
+		kv = append(kv, clientLabel, client)
+	}
+	return pprof.Labels(append(kv, more...)...)
+}
+
+// labelTask labels the calling goroutine (one of client's) as task name.
+func (c *ctl) labelTask(client, name string) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), c.labels(client, taskLabel, name)))
+}
+
+// newClient names the next client process of the run (its goroutines'
+// clientLabel).
+func (c *ctl) newClient() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clients++
+	return fmt.Sprint(c.clients)
+}
+
+// killClient records that client was killed: until every goroutine
+// carrying its label has ended, the run is not quiet (see ctl).
+func (c *ctl) killClient(client string) {
+	c.mu.Lock()
+	c.killed[client] = true
+	c.mu.Unlock()
+	c.poke()
 }
 
 func (c *ctl) poke() {
@@ -271,6 +306,16 @@ func (c *ctl) quiet() (snap map[int64]*goroutine, ok bool, why string) {
 	c.mu.Lock()
 	in1 := c.inCall
 	c.mu.Unlock()
+	// The counters first: with bytes in flight or a store call running
+	// the run is not quiet whatever the goroutines are doing, and a
+	// snapshot (stop the world, every goroutine's traceback) would only
+	// be thrown away (a third of them in badmac bench's loop).
+	switch {
+	case !idle1:
+		return nil, false, "bytes in flight"
+	case in1 != 0:
+		return nil, false, "a store call is running"
+	}
 	snap = snapshot(c.label, &c.buf)
 	c.Snapshots++
 	statSnapshots.Add(1)
@@ -278,6 +323,7 @@ func (c *ctl) quiet() (snap map[int64]*goroutine, ok bool, why string) {
 	c.mu.Lock()
 	in2 := c.inCall
 	parked := len(c.parked)
+	killed := maps.Clone(c.killed)
 	c.mu.Unlock()
 	switch {
 	case !idle1 || !idle2 || gen1 != gen2:
@@ -287,6 +333,9 @@ func (c *ctl) quiet() (snap map[int64]*goroutine, ok bool, why string) {
 	}
 	n := 0
 	for _, g := range snap {
+		if cl := g.labels[clientLabel]; killed[cl] {
+			return snap, false, fmt.Sprintf("goroutine %d (%s) of killed client %s has not ended", g.id, top(g), cl)
+		}
 		if !g.blocked() {
 			return snap, false, fmt.Sprintf("goroutine %d (%s) is %s", g.id, top(g), g.state)
 		}

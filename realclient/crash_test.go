@@ -2,10 +2,13 @@ package realclient
 
 import (
 	"context"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -96,5 +99,89 @@ func TestConcurrentResendsAfterReinstall(t *testing.T) {
 	}
 	if !strings.Contains(res.HistoryText(), "notify identity change of alice.0") {
 		t.Errorf("no identity-change notification in the history")
+	}
+}
+
+// A crash's outcome does not depend on what runs beside it: a killed
+// client does nothing more, as a SIGKILLed process, whatever the clock.
+// Two schedules, each a way a killed client in this process used to go on
+// (the lid-crash rows' blame came and went with them, docs/lid.md §6.5):
+//
+//   - crash-killed-send: the crash cuts the async reply r1 in its send's
+//     encryption, and the restarted client's reply must be "reply:r1".
+//     The killed reply could reach whatsmeow's retryFrame, or not, by a
+//     race with the client's socket reader noticing the drop, and once
+//     there waited 5 s of wall clock for a reconnect (request.go,
+//     client.go WaitForConnection), holding its name: the new goroutine
+//     was "reply:r1#2" on some runs and the schedule's steps went nowhere;
+//   - crash-killed-queue: the crash comes with a devices notification
+//     queued behind the handler queue's parked goroutine. The killed
+//     queue could still take it (its select between the queue and the
+//     cancelled context picks at random) and store alice's LID through
+//     the unprobed LID store: the restarted client then decrypted m1's
+//     redelivery as a LID contact on some runs.
+//
+// Copies run at once, on sqlite and on the reference store (the store-blame
+// run), under three GOMAXPROCS settings, and each history must be the one
+// the copy run alone printed, byte for byte, and show what a SIGKILL
+// leaves.
+func TestCrashReplaysUnderLoad(t *testing.T) {
+	for _, c := range []struct{ file, not string }{
+		{"crash-killed-send-sqlite.txt", "#2"},
+		{"crash-killed-queue-sqlite.txt", "MigratePNToLID"},
+	} {
+		t.Run(c.file, func(t *testing.T) { crashReplaysUnderLoad(t, "testdata/"+c.file, c.not) })
+	}
+}
+
+func crashReplaysUnderLoad(t *testing.T, path, not string) {
+	s := readSchedule(t, path)
+	ctx := context.Background()
+	cand := &Device{Reply: Async}
+	devs := []*Device{cand, cand.on(stores.MustLookup("reference"))}
+	alone := make([]string, len(devs))
+	for i, d := range devs {
+		_, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = res.HistoryText()
+		if !strings.Contains(alone[i], "op restart") || strings.Contains(alone[i], not) {
+			t.Errorf("%s on %s, alone: the history has %q, which a killed client leaves out:\n%s", d.Name(), d.storeName(s), not, alone[i])
+		}
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	const copies = 3
+	for _, procs := range []int{4, 2, 1} {
+		runtime.GOMAXPROCS(procs)
+		got := make([][]string, len(devs))
+		errs := make(chan error, len(devs)*copies)
+		var wg sync.WaitGroup
+		for i, d := range devs {
+			got[i] = make([]string, copies)
+			for k := range copies {
+				wg.Go(func() {
+					_, res, err := d.Exec(ctx, s, harness.Controlled, harness.Ops(s.Ops))
+					if err != nil {
+						errs <- err
+						return
+					}
+					got[i][k] = res.HistoryText()
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		for i, d := range devs {
+			for k, h := range got[i] {
+				if h != alone[i] {
+					t.Errorf("GOMAXPROCS %d, %s on %s, copy %d of %d at once: the history differs from the run alone at %s", procs, d.Name(), d.storeName(s), k+1,
+						len(devs)*copies, testenv.FirstDiff(strings.Split(alone[i], "\n"), strings.Split(h, "\n")))
+				}
+			}
+		}
 	}
 }

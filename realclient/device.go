@@ -372,7 +372,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 	} else {
 		r.ctl = newCtl(nil, r.settle)
 		// The server's goroutines carry the run's label (ctl).
-		r.ctl.do(func() { r.srv, err = waweb.Listen(ca) })
+		r.ctl.do("", func() { r.srv, err = waweb.Listen(ca) })
 		if err == nil {
 			r.ctl.srv = r.srv
 			r.srv.Manual(r.ctl.poke)
@@ -471,7 +471,7 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			return err
 		}
 		r.bot = bot
-		r.ctl.do(func() { err = bot.Client.Connect() })
+		r.ctl.do(bot.client, func() { err = bot.Client.Connect() })
 		if err != nil {
 			return fmt.Errorf("realclient: connect: %w", err)
 		}
@@ -556,11 +556,24 @@ func (r *run) crash(op harness.Op) error {
 			r.srv.Logf("crash: recv killed after storing the decrypt of %s, before its ack", id)
 		}
 	}
+	// A killed process leaves no goroutine behind. Here its goroutines
+	// unwind (every store call refused, nothing recorded), and the run
+	// is not quiet until every one of them has ended (ctl.killClient): a
+	// killed goroutine still there would hold its name (a restarted
+	// client's "reply:r1" was "reply:r1#2" on some runs). The client's
+	// own Disconnect, before the server drops the connection, makes every
+	// one waiting for the connection give up at once: client.go
+	// WaitForConnection returns on expectedDisconnect, where a send cut by
+	// the drop alone would wait 5 s of wall clock in request.go
+	// retryFrame. (Disconnect after the drop races whatsmeow's own read
+	// pump on FrameSocket.closed, socket/framesocket.go:70 and 215.)
 	r.bot.kill()
+	r.bot.Client.Disconnect()
 	r.srv.Kick()
 	if c, ok := r.storage.(stores.Crasher); ok {
 		c.Crash(harness.CrashMode(op))
 	}
+	r.ctl.killClient(r.bot.client)
 	r.ctl.releaseKilled()
 	r.down = true
 	return nil

@@ -1,6 +1,7 @@
 package realclient
 
 import (
+	"bytes"
 	"os"
 	"runtime"
 	"strconv"
@@ -19,11 +20,14 @@ import (
 // GODEBUG=tracebacklabels=1 (Go 1.26), which the runtime reads again
 // whenever GODEBUG changes; enableLabels sets it once.
 
-// runLabel is the pprof label key naming a run's goroutines; taskLabel
-// names one of badmac's own goroutines in it (an async reply).
+// runLabel is the pprof label key naming a run's goroutines; clientLabel
+// names the client process (one per start and restart) a goroutine of the
+// run belongs to (the server's have none); taskLabel names one of badmac's
+// own goroutines in it (an async reply).
 const (
-	runLabel  = "badmac-realclient"
-	taskLabel = "badmac-task"
+	runLabel    = "badmac-realclient"
+	clientLabel = "badmac-client"
+	taskLabel   = "badmac-task"
 )
 
 var labelsOnce sync.Once
@@ -114,19 +118,32 @@ func snapshot(value string, buf *[]byte) map[int64]*goroutine {
 		*buf = make([]byte, 2*len(*buf))
 	}
 	out := map[int64]*goroutine{}
-	mark := strconv.Quote(runLabel) + ": " + strconv.Quote(value)
-	for _, block := range strings.Split(string(text), "\n\n") {
-		// Only blocks naming the run are parsed.
-		if !strings.Contains(block, mark) {
+	mark := []byte(strconv.Quote(runLabel) + ": " + strconv.Quote(value))
+	for len(text) > 0 {
+		block := text
+		if i := bytes.Index(text, blockSep); i >= 0 {
+			block, text = text[:i], text[i+len(blockSep):]
+		} else {
+			text = nil
+		}
+		// Only blocks naming the run are parsed (the label is in the
+		// block's first line).
+		head := block
+		if i := bytes.IndexByte(block, '\n'); i >= 0 {
+			head = block[:i]
+		}
+		if !bytes.Contains(head, mark) {
 			continue
 		}
-		g := parseGoroutine(block)
+		g := parseGoroutine(string(block))
 		if g != nil && g.labels[runLabel] == value {
 			out[g.id] = g
 		}
 	}
 	return out
 }
+
+var blockSep = []byte("\n\n")
 
 // parseGoroutine reads one traceback block:
 //
