@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
@@ -275,14 +276,15 @@ func TestStockCaughtShrunkReplays(t *testing.T) {
 
 // Crash ops run on the real process (a SIGKILL or a torn creds.json save,
 // then a new process loading the folder) and still replay byte for byte:
-// the harness's crash and torn scenarios, unchanged.
+// the harness's crash and torn scenarios, unchanged: 2 seeds each by
+// default, 3 under BADMAC_LONG.
 func TestCrashReplays(t *testing.T) {
 	ctx := context.Background()
 	dev := openAdapter(t, "7.0.0-rc14")
 	verbs := map[string]bool{}
 	for _, name := range []string{"crash", "torn"} {
 		sc, _ := scenarios.Lookup(name)
-		for i := range 3 {
+		for i := range testenv.Size(2, 3) {
 			seed := scenarios.SeedFor(1, i)
 			setup := sc.Setup(seed, harness.Locked, "stock")
 			sched, res, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
