@@ -19,22 +19,6 @@ type forgetfulPreKeys struct{ store.PreKeyStore }
 
 func (forgetfulPreKeys) GetPreKey(context.Context, uint32) (*keys.PreKey, error) { return nil, nil }
 
-type forgetfulStorage struct{ stores.Storage }
-
-func (f forgetfulStorage) LoadCreds(ctx context.Context) ([]byte, error) {
-	return f.Storage.(stores.CredsStore).LoadCreds(ctx)
-}
-
-func (f forgetfulStorage) SaveCreds(ctx context.Context, b []byte) error {
-	return f.Storage.(stores.CredsStore).SaveCreds(ctx, b)
-}
-
-func (f forgetfulStorage) Instance(ctx context.Context) (stores.Set, error) {
-	set, err := f.Storage.Instance(ctx)
-	set.PreKeys = forgetfulPreKeys{set.PreKeys}
-	return set, err
-}
-
 // Converse's driver sends the device's retry receipts as whatsmeow's
 // sendRetryReceipt does (retry.go 388–399, 428 at 11cf47c62d32): counted
 // per message, <keys> from count 2, none from count 5, so a message that
@@ -46,7 +30,7 @@ func TestConverseRetryReceiptsAsWhatsmeow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := procs.Converse(ctx, procs.Config{Seed: 1, Messages: 1}, procs.Local(forgetfulStorage{st}, false), 0)
+	res, err := procs.Converse(ctx, procs.Config{Seed: 1, Messages: 1}, procs.Local(wrapped{st, func(set *stores.Set) { set.PreKeys = forgetfulPreKeys{set.PreKeys} }}, false), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
