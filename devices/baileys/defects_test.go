@@ -193,7 +193,7 @@ func TestLockedHolds(t *testing.T) {
 		t.Skip("Baileys adapter not installed")
 	}
 	ctx := context.Background()
-	const n = 6
+	n := testenv.Size(3, 6) // schedules a scenario: 6 under BADMAC_LONG
 	for _, v := range Versions {
 		t.Run(v, func(t *testing.T) {
 			dev, err := Open(ctx, v, Options{})
