@@ -137,9 +137,9 @@ func TestDeviceRunDeterministicAndReplays(t *testing.T) {
 		t.Skipf("Baileys adapter not usable (%v)", err)
 	}
 	out := t.TempDir()
-	// Seed 1's first schedule already fails seedfix/reply: 2 schedules a
+	// Seed 1's first schedule already fails seedfix/reply: 1 schedule a
 	// row by default, 4 under BADMAC_LONG (CI's long step).
-	n := testenv.Size(2, 4)
+	n := testenv.Size(1, 4)
 	args := []string{"run", "-device", "baileys@6.17.16,model", "-stores", "seedfix,locked,reference", "-disciplines", "locked",
 		"-scenarios", "reply,group", "-schedules", strconv.Itoa(n), "-seed", "1", "-out", out, "-must-pass", "baileys@6.17.16/locked/reply,locked/reference"} // locked: the named proposed fix, not gated by default
 	var runs [2]bytes.Buffer
