@@ -34,11 +34,11 @@ type Handler struct {
 	// a redelivered ciphertext answered from the buffer.
 	buffer store.EventBuffer
 	writes *counter
-	// whatsmeow's in-memory retry state (retry.go), per process, for Rules
-	// requests: the receipts it sent (messageRetries) and its side of the
-	// receipts it got (incomingRetryRequestCounter,
-	// sessionRecreateHistory). A restart starts them afresh, as a new
-	// process does.
+	// whatsmeow's in-memory retry state (retry.go), per process: the
+	// receipts it sent (messageRetries, every recv) and, for Rules
+	// requests, its side of the receipts it got
+	// (incomingRetryRequestCounter, sessionRecreateHistory). A restart
+	// starts them afresh, as a new process does.
 	retries fakeserver.RetryCounter
 	rh      fakeserver.RetryHandler
 }
@@ -153,21 +153,20 @@ func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
 		if endpoint.ClassOf(err) == endpoint.OldCounter {
 			return resp, nil // whatsmeow's decryptMessages ignores an old counter
 		}
-		want := true
-		if req.Rules {
-			// sendRetryReceipt: counted per message, none from MaxRetries,
-			// keys from count 2 (harness model.go sendRetryReceipt).
-			resp.Receipt = d.retries.Next(req.Msg, req.Count)
-			if resp.Receipt >= fakeserver.MaxRetries {
-				resp.Receipt, resp.Note = 0, fmt.Sprintf("no retry receipt (count %d)", resp.Receipt)
-				return resp, nil
-			}
-			// forceIncludeIdentity: a group message with no DM part whose
-			// sender key is unknown (decryptMessages' isUnavailable).
-			force := req.Kind == endpoint.SkMsg && req.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
-			want = fakeserver.WantsKeys(resp.Receipt, force)
+		// sendRetryReceipt, for both drivers (Converse's and the harness
+		// device's): counted per message in this process, continuing from
+		// the copy's count after a restart; none from MaxRetries (retry.go
+		// 396 "if retryCount >= 5"), keys from count 2 (retry.go 428 "if
+		// retryCount > 1 || forceIncludeIdentity", whatsmeow 11cf47c62d32).
+		resp.Receipt = d.retries.Next(req.Msg, req.Count)
+		if resp.Receipt >= fakeserver.MaxRetries {
+			resp.Receipt, resp.Note = 0, fmt.Sprintf("no retry receipt (count %d)", resp.Receipt)
+			return resp, nil
 		}
-		if want {
+		// forceIncludeIdentity: a group message with no DM part whose
+		// sender key is unknown (decryptMessages' isUnavailable).
+		force := req.Kind == endpoint.SkMsg && req.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
+		if fakeserver.WantsKeys(resp.Receipt, force) {
 			// whatsmeow's retry receipt carries a fresh one-time prekey.
 			pk, gerr := d.ep.Device.PreKeys.GenOnePreKey(ctx)
 			if gerr != nil && req.Rules {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/whatsmeow/util/keys"
 
 	"github.com/badmac/badmac/endpoint"
@@ -455,10 +456,13 @@ func (c *conv) do(w *worker, req Request) (Response, error) {
 
 // deliver hands a delivery to the device until it is accepted, fails for
 // good, or retries run out; a death redelivers the same ciphertext (it was
-// never acknowledged).
+// never acknowledged). The device's retry receipts follow whatsmeow's
+// sendRetryReceipt (Handler.Handle): at most 4 a message, <keys> from
+// count 2; the contact answers each as handleRetryReceipt does
+// (fakeserver.Peer.Retry: without keys it re-encrypts on its session).
 func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 	for d != nil {
-		resp, err := c.do(w, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT})
+		resp, err := c.do(w, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
 		if errors.Is(err, ErrDied) {
 			cp := *d
 			cp.ID, cp.Copy = c.srv.NextCopy(d.Msg)
@@ -480,14 +484,23 @@ func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 		a.Class, a.Err = endpoint.Class(resp.Class), resp.Err
 		m.Attempts = append(m.Attempts, a)
 		c.log("%s: %s (%s)", d.ID, a.Class, a.Err)
-		if len(resp.PreKeys) == 0 || d.Retry >= fakeserver.MaxRetries {
+		if resp.Note != "" {
+			c.log("%s: %s", d.ID, resp.Note)
+		}
+		if resp.Receipt == 0 {
 			return nil
 		}
-		pk, err := resp.PreKeys[0].Key()
-		if err != nil {
-			return err
+		var b *prekey.Bundle
+		with := ""
+		if len(resp.PreKeys) > 0 {
+			pk, err := resp.PreKeys[0].Key()
+			if err != nil {
+				return err
+			}
+			b, with = c.dev.Bundle(pk), " with keys"
 		}
-		if d, err = c.alice.Retry(c.ctx, c.dev.Address(), d.Msg, d.Retry+1, c.dev.Bundle(pk)); err != nil {
+		c.log("%s: retry receipt %d to %s%s", d.ID, resp.Receipt, c.alice.Name, with)
+		if d, err = c.alice.Retry(c.ctx, c.dev.Address(), d.Msg, resp.Receipt, b); err != nil {
 			return err
 		}
 		if d != nil {
@@ -498,8 +511,12 @@ func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 }
 
 // reply has the device send msg to the contact, who reads it; a failed read
-// sends a retry receipt with the contact's fresh bundle, and the device
-// resends from a rebuilt session.
+// sends a retry receipt by whatsmeow's sendRetryReceipt (counted by the
+// contact, at most 4, its fresh bundle from count 2), and the device
+// answers it as handleRetryReceipt does: from a session rebuilt from the
+// keys, else re-encrypted on its session, or rebuilt from a fetched bundle
+// when it has none (shouldRecreateSession at count 1; from count 2 a
+// receipt here always carries keys).
 func (c *conv) reply(w *worker, msg string) error {
 	body := "reply " + msg
 	c.add(&harness.Message{ID: msg, Dir: harness.Out, Peer: c.alice.Name, Body: body})
@@ -540,13 +557,22 @@ func (c *conv) reply(w *worker, msg string) error {
 		a.Class, a.Err = endpoint.ClassOf(err), err.Error()
 		m.Attempts = append(m.Attempts, a)
 		c.log("%s: read %s", id, a.Class)
-		if a.Class == endpoint.OldCounter || retry >= fakeserver.MaxRetries {
+		if a.Class == endpoint.OldCounter {
 			return nil
 		}
-		b, err := c.alice.FreshBundle(c.ctx)
-		if err != nil {
-			return err
+		if retry = c.alice.Retries.Next(msg, retry); retry >= fakeserver.MaxRetries {
+			c.log("%s: no retry receipt (count %d)", id, retry)
+			return nil
 		}
-		bundle, retry = FromBundle(b), retry+1
+		bundle = nil
+		with := ""
+		if fakeserver.WantsKeys(retry, false) {
+			b, err := c.alice.FreshBundle(c.ctx)
+			if err != nil {
+				return err
+			}
+			bundle, with = FromBundle(b), " with keys"
+		}
+		c.log("%s: retry receipt %d from %s%s", id, retry, c.alice.Name, with)
 	}
 }

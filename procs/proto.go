@@ -54,12 +54,11 @@ type Request struct {
 	StopAt int `json:"stop_at,omitempty"`
 	// Rules: the request comes from the harness device (HarnessDevice),
 	// which the child answers by the rules the harness's model follows
-	// (docs/design.md §4.1): a failed recv counts its retry receipt per
-	// message (whatsmeow retry.go sendRetryReceipt, keys from count 2); a
-	// Retry send is handleRetryReceipt (the receipt admitted, the session
-	// recreated by shouldRecreateSession); the decrypted-event buffer's
-	// plaintext is cleared once the event is handled. Without it the child
-	// answers as Converse expects.
+	// (docs/design.md §4.1): a Retry send is handleRetryReceipt (the
+	// receipt admitted, the session recreated by shouldRecreateSession);
+	// the decrypted-event buffer's plaintext is cleared once the event is
+	// handled. Without it the child answers as Converse expects. Every
+	// recv counts its retry receipt (Receipt), Rules or not.
 	Rules bool `json:"rules,omitempty"`
 	// Msg is the message id; Count the delivery's retry count (recv) or
 	// the receipt's (a Retry send).
@@ -99,10 +98,12 @@ type Response struct {
 	// is waiting to be killed; nothing else in the response is set.
 	Stopped bool `json:"stopped,omitempty"`
 	Step    int  `json:"step,omitempty"`
-	// Rules only. Receipt is the retry receipt a failed recv sends (its
-	// count; 0: none), with PreKeys[0] as its keys when it has them.
-	// Dropped: a Retry send whose receipt was not admitted. Reason: why
-	// NeedBundle recreates the session. Note: a line for the history.
+	// Receipt is the retry receipt a failed recv sends, counted per
+	// message as whatsmeow's sendRetryReceipt does (its count; 0: none
+	// from count 5), with PreKeys[0] as its keys when it has them (from
+	// count 2). Rules only: Dropped, a Retry send whose receipt was not
+	// admitted; Reason, why NeedBundle recreates the session. Note: a
+	// line for the history.
 	Receipt int    `json:"receipt,omitempty"`
 	Dropped bool   `json:"dropped,omitempty"`
 	Reason  string `json:"reason,omitempty"`

@@ -27,22 +27,24 @@ func (b batchCounter) PutManySessions(ctx context.Context, s map[string][]byte) 
 	return b.SessionStore.PutManySessions(ctx, s)
 }
 
-type countingStorage struct {
+// wrapped is a storage whose instances' sets pass through wrap; the
+// credentials stay the storage's own.
+type wrapped struct {
 	stores.Storage
-	gets, puts atomic.Int64
+	wrap func(*stores.Set)
 }
 
-func (c *countingStorage) LoadCreds(ctx context.Context) ([]byte, error) {
-	return c.Storage.(stores.CredsStore).LoadCreds(ctx)
+func (w wrapped) LoadCreds(ctx context.Context) ([]byte, error) {
+	return w.Storage.(stores.CredsStore).LoadCreds(ctx)
 }
 
-func (c *countingStorage) SaveCreds(ctx context.Context, b []byte) error {
-	return c.Storage.(stores.CredsStore).SaveCreds(ctx, b)
+func (w wrapped) SaveCreds(ctx context.Context, b []byte) error {
+	return w.Storage.(stores.CredsStore).SaveCreds(ctx, b)
 }
 
-func (c *countingStorage) Instance(ctx context.Context) (stores.Set, error) {
-	set, err := c.Storage.Instance(ctx)
-	set.Sessions = batchCounter{set.Sessions, &c.gets, &c.puts}
+func (w wrapped) Instance(ctx context.Context) (stores.Set, error) {
+	set, err := w.Storage.Instance(ctx)
+	w.wrap(&set)
 	return set, err
 }
 
@@ -55,7 +57,8 @@ func TestDeviceSendsThroughTheSessionCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs := &countingStorage{Storage: st}
+	var gets, puts atomic.Int64
+	cs := wrapped{st, func(set *stores.Set) { set.Sessions = batchCounter{set.Sessions, &gets, &puts} }}
 	res, err := procs.Converse(ctx, conversation, procs.Local(cs, false), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +72,7 @@ func TestDeviceSendsThroughTheSessionCache(t *testing.T) {
 	if replies == 0 {
 		t.Fatal("the conversation sent no reply")
 	}
-	if g, p := cs.gets.Load(), cs.puts.Load(); g < int64(replies) || p < int64(replies) {
+	if g, p := gets.Load(), puts.Load(); g < int64(replies) || p < int64(replies) {
 		t.Fatalf("%d replies made %d GetManySessions and %d PutManySessions calls, want at least one each per reply", replies, g, p)
 	}
 }

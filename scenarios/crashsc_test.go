@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/stores"
 )
 
 // TestCrashScenarios runs each crash scenario on a few stores with the
 // locked discipline (so concurrency is not the cause) and checks what each
-// must show.
+// must show: 6 schedules a pair by default, 12 under BADMAC_LONG.
 func TestCrashScenarios(t *testing.T) {
+	n := testenv.Size(6, 12)
 	ctx := context.Background()
 	type key struct{ sc, st string }
 	got := map[key]*PairResult{}
@@ -21,7 +23,7 @@ func TestCrashScenarios(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, st := range []string{"reference", "debounced", "files", "files-atomic"} {
-			pr, err := RunPair(ctx, sc, harness.Locked, stores.MustLookup(st), Config{Mode: harness.Controlled, Policy: Random, Seed: 1, Schedules: 12})
+			pr, err := RunPair(ctx, sc, harness.Locked, stores.MustLookup(st), Config{Mode: harness.Controlled, Policy: Random, Seed: 1, Schedules: n})
 			if err != nil {
 				t.Fatalf("%s/%s: %v", name, st, err)
 			}
