@@ -120,18 +120,11 @@ func snapshot(value string, buf *[]byte) map[int64]*goroutine {
 	out := map[int64]*goroutine{}
 	mark := []byte(strconv.Quote(runLabel) + ": " + strconv.Quote(value))
 	for len(text) > 0 {
-		block := text
-		if i := bytes.Index(text, blockSep); i >= 0 {
-			block, text = text[:i], text[i+len(blockSep):]
-		} else {
-			text = nil
-		}
+		var block []byte
+		block, text, _ = bytes.Cut(text, blockSep)
 		// Only blocks naming the run are parsed (the label is in the
 		// block's first line).
-		head := block
-		if i := bytes.IndexByte(block, '\n'); i >= 0 {
-			head = block[:i]
-		}
+		head, _, _ := bytes.Cut(block, []byte{'\n'})
 		if !bytes.Contains(head, mark) {
 			continue
 		}

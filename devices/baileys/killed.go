@@ -1,8 +1,8 @@
 package baileys
 
 import (
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -103,13 +103,8 @@ func (rc *receives) step(task string, io bool) {
 // of their current call that the crash keeps whole. It returns the
 // messages newly noted; every task's record ends with the process.
 func (rc *receives) crash(keptWhole map[string]bool) []string {
-	var tasks []string
-	for t := range rc.seen {
-		tasks = append(tasks, t)
-	}
-	sort.Strings(tasks)
 	var noted []string
-	for _, t := range tasks {
+	for _, t := range slices.Sorted(maps.Keys(rc.seen)) {
 		m := rc.message(t)
 		stored := rc.stored[t] || (keptWhole[t] && isSet(rc.call[t]))
 		if !stored || rc.attempts[m] > rc.seen[t] || slices.Contains(rc.killed, m) {

@@ -3,6 +3,7 @@ package waweb
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,11 +119,7 @@ func (cv *Conversation) Migrate(ctx context.Context) (bool, error) {
 
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
-	var peers []*fakeserver.Peer
-	for _, p := range cv.peers {
-		peers = append(peers, p)
-	}
-	slices.SortFunc(peers, func(a, b *fakeserver.Peer) int { return strings.Compare(a.JID.String(), b.JID.String()) })
+	peers := slices.SortedFunc(maps.Values(cv.peers), func(a, b *fakeserver.Peer) int { return strings.Compare(a.JID.String(), b.JID.String()) })
 	pairs := []*waLidMigrationSyncPayload.LIDMigrationMapping{}
 	if m := numericPair(dev.User, own.User); m != nil {
 		pairs = append(pairs, m)
