@@ -140,7 +140,7 @@ func OpenSQLite(ctx context.Context, path string) (*sqlstore.Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("realclient: open %s: %w", path, err)
 	}
-	c := sqlstore.NewWithDB(db, "sqlite", waLog.Noop)
+	c := newContainer(db, "sqlite")
 	if err := c.Upgrade(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("realclient: upgrade %s: %w", path, err)
@@ -155,7 +155,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*sqlstore.Container, error) 
 	if err != nil {
 		return nil, fmt.Errorf("realclient: postgres: %w", err)
 	}
-	c := sqlstore.NewWithDB(stdlib.OpenDB(*pc), "postgres", waLog.Noop)
+	c := newContainer(stdlib.OpenDB(*pc), "postgres")
 	if err := c.Upgrade(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("realclient: postgres upgrade: %w", err)

@@ -2,6 +2,11 @@ package realclient
 
 import (
 	"context"
+	"database/sql"
+	"sync"
+
+	"go.mau.fi/whatsmeow/store/sqlstore"
+	waLog "go.mau.fi/whatsmeow/util/log"
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver/waweb"
@@ -93,3 +98,37 @@ func (r *run) ownLID(setup *harness.Schedule) {
 		r.srv.SetOwnLID(OwnLIDUser)
 	}
 }
+
+// containerDBs holds the database under each whatsmeow container this
+// package opened (newContainer), for emptyLIDCache.
+var containerDBs sync.Map // *sqlstore.Container → containerDB
+
+type containerDB struct {
+	db      *sql.DB
+	dialect string
+}
+
+// newContainer is sqlstore.NewWithDB, remembering db for emptyLIDCache.
+func newContainer(db *sql.DB, dialect string) *sqlstore.Container {
+	c := sqlstore.NewWithDB(db, dialect, waLog.Noop)
+	containerDBs.Store(c, containerDB{db, dialect})
+	return c
+}
+
+// emptyLIDCache gives c a new LID map over the same database, its
+// in-memory cache empty, as a restarted process has: whatsmeow keeps the
+// PN↔LID pairs it learned in CachedLIDMap's maps (store/sqlstore/lidmap.go:27-45
+// at the pinned commit), built empty with the container and filled as
+// pairs are stored or read, never by FillCache. A restart that kept the
+// container would keep the cache, and a DM after it would never take
+// GetManyLIDsForPNs' database path (lidmap.go:165-197), where #1027 is
+// (docs/lid.md §3.1). The pairs themselves stay in the database.
+func emptyLIDCache(c *sqlstore.Container) {
+	if v, ok := containerDBs.Load(c); ok {
+		cd := v.(containerDB)
+		c.LIDMap = sqlstore.NewWithDB(cd.db, cd.dialect, waLog.Noop).LIDMap
+	}
+}
+
+// forgetContainer drops c from containerDBs (the run closes it).
+func forgetContainer(c *sqlstore.Container) { containerDBs.Delete(c) }

@@ -262,6 +262,7 @@ func openDevice(ctx context.Context, cfg Config) (*sqlstore.Container, types.JID
 	pc.Database = loc.Database
 	raw := stdlib.OpenDB(*pc)
 	c := sqlstore.NewWithDB(raw, "postgres", waLog.Noop)
+	containerDBs.Store(c, containerDB{raw, "postgres"}) // emptyLIDCache
 	// The login payload carries the user as a number: a numeric JID.
 	jid := types.JID{User: fmt.Sprint(BotUser + pgBotSeq.Add(1)), Device: BotJID.Device, Server: types.DefaultUserServer}
 	return c, jid, func() {

@@ -218,6 +218,9 @@ func (cv *Conversation) Mapping(p *fakeserver.Peer) bool {
 		"type": "devices", "id": id, "t": time.Now().Unix()}}
 	ok := cv.S.send(n)
 	if ok {
+		cv.mu.Lock()
+		cv.seen().told[p.JID.User] = true
+		cv.mu.Unlock()
 		cv.S.Logf("notify mapping %s = %s", p.JID.ToNonAD(), cv.LIDOf(p).ToNonAD())
 	} else {
 		cv.S.Logf("mapping of %s while the device is offline: not sent", p.Name)

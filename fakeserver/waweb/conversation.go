@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -410,6 +411,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 			jid, _ := t.Attrs["jid"].(types.JID)
 			parts = append(parts, part{jid, t.GetChildByTag("enc")})
 		}
+		cv.expectCopies(id, to)
 	} else if enc, ok := n.GetOptionalChildByTag("enc"); ok {
 		parts = append(parts, part{to, enc}) // a resend on a retry receipt
 	}
@@ -438,7 +440,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	ct, _ := enc.Content.([]byte)
 	count := enc.AttrGetter().OptionalInt("count")
 	if counted {
-		cv.L.update(id, func(f *flow) { f.copies++ })
+		cv.L.update(id, func(f *flow) { f.copies++; f.toDevice(p.Name, false) })
 	}
 	dev := cv.device()
 	pt, err := p.DecryptDM(ctx, dev, kind, ct)
@@ -451,7 +453,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	if err != nil {
 		class := endpoint.ClassOf(err)
 		cv.S.Logf("peer %s: %s %s count=%d failed: %s", p.Name, id, kind, count, class)
-		cv.L.Attempt(id, false, "", class, err)
+		cv.L.AttemptBy(id, p.Name, false, "", class, err)
 		if class == endpoint.OldCounter {
 			return // whatsmeow drops an old counter silently, with a normal receipt
 		}
@@ -461,7 +463,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	var m waE2E.Message
 	if err := proto.Unmarshal(pt, &m); err != nil {
 		cv.S.Logf("peer %s: %s not a message protobuf", p.Name, id)
-		cv.L.Attempt(id, false, "", endpoint.Other, fmt.Errorf("protobuf: %w", err))
+		cv.L.AttemptBy(id, p.Name, false, "", endpoint.Other, fmt.Errorf("protobuf: %w", err))
 		return
 	}
 	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
@@ -469,7 +471,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	if text == "" {
 		text = m.GetExtendedTextMessage().GetText() // Baileys sends a text as an extendedTextMessage
 	}
-	cv.L.Attempt(id, true, text, "", nil)
+	cv.L.AttemptBy(id, p.Name, true, text, "", nil)
 	cv.receiptToDeviceLocked(p, id)
 }
 
@@ -477,8 +479,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 // a message from the device it could not decrypt: <keys> from count 2, none
 // at count 5 (sendRetryReceipt, retry.go).
 func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.Peer, id string) {
-	var failures int
-	cv.L.update(id, func(f *flow) { failures = f.failures })
+	failures := cv.L.outFailures(id, p.Name)
 	if failures >= MaxRetries {
 		cv.S.Logf("peer %s: no more retry receipts for %s", p.Name, id)
 		return
@@ -518,4 +519,30 @@ type queuedReceipt struct {
 func (cv *Conversation) sentReceipt(r queuedReceipt) {
 	cv.S.Logf("peer %s: retry-receipt %s count=%d keys=%t", r.peer, r.id, r.count, r.count > 1)
 	cv.L.update(r.id, func(f *flow) { f.retries++ })
+}
+
+// expectCopies tells the ledger which contact devices the device's message
+// id to user to is for: the devices the server lists for that user (what
+// its usync answered; the list does not change during a run), one copy
+// expected each (Ledger.ExpectCopies). A group message, or a user with one
+// device, is judged whole as before.
+func (cv *Conversation) expectCopies(id string, to types.JID) {
+	if to.Server != types.DefaultUserServer && to.Server != types.HiddenUserServer {
+		return
+	}
+	cv.S.mu.Lock()
+	devs := append([]uint16(nil), cv.S.users[to.User]...)
+	cv.S.mu.Unlock()
+	var names []string
+	cv.mu.Lock()
+	for _, d := range devs {
+		if p, ok := cv.peerAt(types.JID{User: to.User, Device: d, Server: to.Server}); ok {
+			names = append(names, p.Name)
+		}
+	}
+	cv.mu.Unlock()
+	if len(names) >= 2 {
+		cv.S.Logf("expect %s for %s", id, strings.Join(names, " "))
+		cv.L.ExpectCopies(id, names)
+	}
 }

@@ -75,14 +75,15 @@ func (cv *Conversation) holdOut(id string, jid types.JID, enc waBinary.Node) boo
 	if cv.hold == nil {
 		return false
 	}
-	if _, ok := cv.peerAt(jid); !ok {
+	p, ok := cv.peerAt(jid)
+	if !ok {
 		cv.S.Logf("server: message %s for unknown device %s", id, jid)
 		return true
 	}
 	name := cv.hold.nextCopy(id)
 	cv.hold.out = append(cv.hold.out, heldCopy{name: name, id: id, jid: jid, node: enc})
 	cv.S.Logf("hold %s for %s", name, jid)
-	cv.L.update(id, func(f *flow) { f.copies++; f.held++ })
+	cv.L.update(id, func(f *flow) { f.copies++; f.held++; f.toDevice(p.Name, true) })
 	return true
 }
 
@@ -185,7 +186,13 @@ func (cv *Conversation) Read(ctx context.Context, name string) bool {
 	if !ok {
 		return false
 	}
-	cv.L.update(c.id, func(f *flow) { f.held-- })
+	p, _ := cv.peerAt(c.jid)
+	cv.L.update(c.id, func(f *flow) {
+		f.held--
+		if p != nil && f.devHeld[p.Name] > 0 {
+			f.devHeld[p.Name]--
+		}
+	})
 	cv.toPeerLocked(ctx, c.id, c.jid, c.node, false)
 	return true
 }
@@ -270,6 +277,13 @@ func (l *Ledger) busyLocked() []string {
 			switch {
 			case f.sending:
 				p = append(p, id+" (SendMessage has not returned)")
+			case f.perDevice():
+				for _, d := range f.devs {
+					done, failures := f.devState(m, d)
+					if f.devCopies[d] > 0 && !done && !f.sendErr && failures < MaxRetries && f.devHeld[d] == 0 {
+						p = append(p, id+" (copy for "+d+" not at the server)")
+					}
+				}
 			case !outDone(m) && !f.sendErr && f.failures < MaxRetries && f.held == 0:
 				p = append(p, id+" (not at the server)")
 			}

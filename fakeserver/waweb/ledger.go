@@ -27,6 +27,12 @@ const (
 type Message struct {
 	ID, Dir, Peer, Body string
 	Attempts            []Attempt
+	// Copies and Of, for the device's message to a contact user with two
+	// or more devices (ExpectCopies): the contact devices the server
+	// listed, one copy expected each, and for each attempt the device
+	// whose decryption it was ("" for none: a failed send). Both are nil
+	// for any other message, which is judged whole.
+	Copies, Of []string
 }
 
 // Attempt is one decryption of one copy (Attempt in shape).
@@ -69,6 +75,79 @@ type flow struct {
 	// early: bodies of the accepted attempts recorded before the message
 	// was registered (Dir "?"), by attempt index, so Expect can judge them.
 	early map[int]string
+	// out, to a contact user with several devices (ExpectCopies): the
+	// devices listed, the copies each was sent and the server holds for
+	// it, and the device of each attempt, by attempt index.
+	devs      []string
+	devCopies map[string]int
+	devHeld   map[string]int
+	attDev    map[int]string
+}
+
+// perDevice reports whether the message is followed device by device.
+func (f *flow) perDevice() bool { return len(f.devs) >= 2 }
+
+// toDevice counts a copy the server got for contact device dev, held
+// until a Read or not.
+func (f *flow) toDevice(dev string, held bool) {
+	if f.devCopies == nil {
+		f.devCopies, f.devHeld = map[string]int{}, map[string]int{}
+	}
+	f.devCopies[dev]++
+	if held {
+		f.devHeld[dev]++
+	}
+}
+
+// devState is what contact device dev made of its copies of m: done (it
+// accepted one, or dropped the last as an old counter, as outDone) and
+// its failed attempts.
+func (f *flow) devState(m *Message, dev string) (done bool, failures int) {
+	var last *Attempt
+	for i := range m.Attempts {
+		if f.attDev[i] != dev {
+			continue
+		}
+		a := &m.Attempts[i]
+		if a.OK {
+			done = true
+		} else {
+			failures++
+		}
+		last = a
+	}
+	return done || (last != nil && last.Class == endpoint.OldCounter), failures
+}
+
+// ExpectCopies records the contact devices the server listed for the
+// recipient user of the device's message id when it arrived: each is
+// expected to get a copy (whatsmeow encrypts a DM for every device of the
+// user, send.go sendDM). With two or more, the message is followed device
+// by device: Settled and Busy wait for each device that was sent a copy,
+// a listed device with none is a lost copy (never waited for), and
+// Messages carries Copies and Of so that each (message, device) can be
+// judged on its own. One device (or none) leaves the message as it was.
+// The first arrival decides; a resend does not change it.
+func (l *Ledger) ExpectCopies(id string, devs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, f := l.msg(id, "?", "", "")
+	if len(f.devs) > 0 || len(devs) < 2 {
+		return
+	}
+	f.devs = append([]string(nil), devs...)
+	l.touch()
+}
+
+// CopiesTo is the number of copies of the device's message id the server
+// got for contact device dev (0 unless id is followed by device).
+func (l *Ledger) CopiesTo(id, dev string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f, ok := l.st[id]; ok {
+		return f.devCopies[dev]
+	}
+	return 0
 }
 
 // NewLedger returns an empty ledger.
@@ -152,9 +231,21 @@ func copyName(id string, n int) string {
 // which for one message is the order of its copies (whatsmeow handles one
 // stanza at a time; a peer is driven under the conversation's lock).
 func (l *Ledger) Attempt(id string, ok bool, body string, class endpoint.Class, err error) {
+	l.AttemptBy(id, "", ok, body, class, err)
+}
+
+// AttemptBy is Attempt made by contact device dev (a peer decrypting the
+// device's message; "" for the device's own attempts).
+func (l *Ledger) AttemptBy(id, dev string, ok bool, body string, class endpoint.Class, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, f := l.msg(id, "?", "", "")
+	if dev != "" {
+		if f.attDev == nil {
+			f.attDev = map[int]string{}
+		}
+		f.attDev[len(m.Attempts)] = dev
+	}
 	a := Attempt{Delivery: copyName(id, len(m.Attempts)+1), OK: ok, Class: class}
 	if ok && m.Dir == "?" {
 		if f.early == nil {
@@ -231,6 +322,13 @@ func (l *Ledger) Messages() []*Message {
 	for _, id := range l.order {
 		m := *l.msgs[id]
 		m.Attempts = append([]Attempt(nil), m.Attempts...)
+		if f := l.st[id]; f.perDevice() {
+			m.Copies = append([]string(nil), f.devs...)
+			m.Of = make([]string, len(m.Attempts))
+			for i := range m.Of {
+				m.Of[i] = f.attDev[i]
+			}
+		}
 		out = append(out, &m)
 	}
 	return out
@@ -275,7 +373,16 @@ func (l *Ledger) pendingLocked() []string {
 				p = append(p, id+" (no receipt)")
 			}
 		case Out:
-			if !outDone(m) && !f.sendErr && f.failures < MaxRetries {
+			if f.perDevice() {
+				// A listed device the device sent no copy is a lost copy,
+				// not one in flight.
+				for _, d := range f.devs {
+					done, failures := f.devState(m, d)
+					if f.devCopies[d] > 0 && !done && !f.sendErr && failures < MaxRetries {
+						p = append(p, id+" (not accepted by "+d+")")
+					}
+				}
+			} else if !outDone(m) && !f.sendErr && f.failures < MaxRetries {
 				p = append(p, id+" (not accepted by the peer)")
 			}
 		default:
@@ -411,4 +518,20 @@ func (l *Ledger) Abandon(reason string) {
 		}
 	}
 	l.touch()
+}
+
+// outFailures is the failed decryptions of the device's message id so far
+// by contact device dev, whose retry receipts count them (retry.go
+// sendRetryReceipt counts per message on each device); for a message
+// judged whole, by any device.
+func (l *Ledger) outFailures(id, dev string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.touch()
+	m, f := l.msg(id, "?", "", "")
+	if !f.perDevice() {
+		return f.failures
+	}
+	_, n := f.devState(m, dev)
+	return n
 }

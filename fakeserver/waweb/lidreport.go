@@ -2,11 +2,13 @@ package waweb
 
 import (
 	"slices"
+	"strings"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
 )
 
 // Which public LID report a failure matches (docs/lid.md §3), from what
@@ -32,6 +34,9 @@ type lidSeen struct {
 	// outLID marks the entries of order that are the device's messages to
 	// a contact's LID device ("out:" + id; peerOf names the contact).
 	outLID map[string]bool
+	// told: the contact users whose LID a devices notification gave the
+	// device (Mapping).
+	told map[string]bool
 }
 
 func formOf(n waBinary.Node) string {
@@ -51,7 +56,7 @@ func formOf(n waBinary.Node) string {
 func (cv *Conversation) seen() *lidSeen {
 	if cv.lid == nil {
 		cv.lid = &lidSeen{first: map[string]string{}, peerOf: map[string]string{}, sentPN: map[string]bool{}, retryLID: map[string]bool{}, retryPN: map[string]bool{},
-			resent: map[string]bool{}, outLID: map[string]bool{}}
+			resent: map[string]bool{}, outLID: map[string]bool{}, told: map[string]bool{}}
 	}
 	return cv.lid
 }
@@ -109,6 +114,15 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 //     bundle, migrating nothing; a PN stanza's MigratePNToLID then copies
 //     the older PN session over it, or a stanza the contact encrypted on
 //     its PN session before it read the new one arrives under the LID.
+//   - whatsmeow #1027 (fixed upstream by PR #1216, 098bcf77): one contact
+//     device's copy of the device's message to the contact's PN (id
+//     "r1/alice.0", webledger's per-device split) is lost with no copy
+//     ever sent to that device, while another listed device of the same
+//     contact got one, and the device had been given the contact's LID
+//     by a devices notification: encryptMessageForDevices
+//     (send.go:1230-1313) mapped every device to LID device 0 on
+//     GetManyLIDsForPNs' database path (store/sqlstore/lidmap.go:191-197)
+//     and encrypted for one of them only.
 //   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
 //     to a PN is lost, a retry receipt for it came from the LID and the
 //     device never sent it again; or, after the account's migration, a
@@ -120,6 +134,12 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 	s := cv.seen()
 	has := func(cs ...endpoint.Class) bool {
 		return slices.ContainsFunc(classes, func(c endpoint.Class) bool { return slices.Contains(cs, c) })
+	}
+	if base, dev, split := strings.Cut(id, "/"); split {
+		if lost && len(classes) == 0 && s.sentPN[base] && cv.L.CopiesTo(base, dev) == 0 && cv.otherCopyLocked(base, dev) {
+			return "whatsmeow #1027 (fixed upstream by PR #1216, 098bcf77): a DM to the PN after a restart reached another device of the contact, none for this one (every device mapped to LID device 0)"
+		}
+		return ""
 	}
 	form, ok := s.first[id]
 	if !ok {
@@ -157,4 +177,29 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 		return "whatsapp-rust PR #475 class after the LID migration: the switched send started a LID session next to the PN one, and this stanza met the other"
 	}
 	return ""
+}
+
+// otherCopyLocked reports whether the device's message id reached a
+// device of dev's user other than dev, that user's LID having been given
+// to the device (Mapping).
+func (cv *Conversation) otherCopyLocked(id, dev string) bool {
+	p, ok := cv.peerNamedLocked(dev)
+	if !ok || !cv.seen().told[p.JID.User] {
+		return false
+	}
+	for _, q := range cv.peers {
+		if q.JID.User == p.JID.User && q.Name != dev && cv.L.CopiesTo(id, q.Name) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (cv *Conversation) peerNamedLocked(name string) (*fakeserver.Peer, bool) {
+	for _, p := range cv.peers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
 }

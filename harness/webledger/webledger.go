@@ -6,6 +6,9 @@
 package webledger
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 )
@@ -21,10 +24,48 @@ func Messages(l *waweb.Ledger) []*harness.Message {
 		if m.Dir != harness.In && m.Dir != harness.Out {
 			continue
 		}
+		if len(m.Copies) >= 2 {
+			out = append(out, perDevice(m)...)
+			continue
+		}
 		hm := &harness.Message{ID: m.ID, Dir: m.Dir, Peer: m.Peer, Body: m.Body}
 		for _, a := range m.Attempts {
 			// waweb.Attempt is harness.Attempt in shape: a field added to one
 			// and not the other stops this conversion compiling.
+			hm.Attempts = append(hm.Attempts, harness.Attempt(a))
+		}
+		out = append(out, hm)
+	}
+	return out
+}
+
+// perDevice splits the device's message to a contact with several devices
+// (waweb.Ledger.ExpectCopies) into one message per contact device, "r1"
+// into "r1/alice.0", "r1/alice.1", …, each with the attempts that device
+// made (and those no device made, a failed send, which every copy shares),
+// so that the oracle judges each copy: a listed device that never got one
+// has no attempt and is lost. The listed devices come first, in the
+// server's order, then any other device that decrypted a copy. Copies are
+// named as deliveries are: the id, then id.2, id.3, …
+func perDevice(m *waweb.Message) []*harness.Message {
+	devs := append([]string(nil), m.Copies...)
+	for _, d := range m.Of {
+		if d != "" && !slices.Contains(devs, d) {
+			devs = append(devs, d)
+		}
+	}
+	var out []*harness.Message
+	for _, d := range devs {
+		id := m.ID + "/" + d
+		hm := &harness.Message{ID: id, Dir: m.Dir, Peer: d, Body: m.Body}
+		for i, a := range m.Attempts {
+			if m.Of[i] != d && m.Of[i] != "" {
+				continue
+			}
+			a.Delivery = id
+			if n := len(hm.Attempts) + 1; n > 1 {
+				a.Delivery = fmt.Sprintf("%s.%d", id, n)
+			}
 			hm.Attempts = append(hm.Attempts, harness.Attempt(a))
 		}
 		out = append(out, hm)
