@@ -81,13 +81,14 @@ func TestLIDReportSchedules(t *testing.T) {
 			notes: map[string]string{"m2": "whatsmeow PR #1063", "r2": "whatsmeow #1062 the other way round"},
 			log:   "couldn't find message r2"},
 		// whatsmeow #1027: alice has two devices; after the restart the
-		// DM to her PN reaches alice.1 only (docs/lid.md §3.1). Without
-		// the mapping both devices get their copy.
+		// DM to her PN reaches alice.1 only, and the next one reaches
+		// alice.0 on the session built from alice.1's bundle (docs/lid.md
+		// §3.1). Without the mapping every copy is delivered.
 		{file: "whatsmeow-1027.txt",
-			want:    "r1/alice.0 lost []; r1/alice.1 delivered []",
-			notes:   map[string]string{"r1/alice.0": "whatsmeow #1027"},
+			want:    "r1/alice.0 lost []; r1/alice.1 delivered []; r2/alice.0 recovered [BadMAC]; r2/alice.1 delivered []",
+			notes:   map[string]string{"r1/alice.0": "whatsmeow #1027", "r2/alice.0": "whatsmeow #1027, the next DM"},
 			log:     "no signal session established with 900001_1:0",
-			control: "r1/alice.0 delivered []; r1/alice.1 delivered []"},
+			control: "r1/alice.0 delivered []; r1/alice.1 delivered []; r2/alice.0 delivered []; r2/alice.1 delivered []"},
 	}
 	ctx := context.Background()
 	for _, c := range cases {

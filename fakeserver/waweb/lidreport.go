@@ -37,6 +37,9 @@ type lidSeen struct {
 	// told: the contact users whose LID a devices notification gave the
 	// device (Mapping).
 	told map[string]bool
+	// toPN: the device's messages to a PN, in the order they reached the
+	// server.
+	toPN []string
 }
 
 func formOf(n waBinary.Node) string {
@@ -83,6 +86,9 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 	case s.retryLID[id] || s.retryPN[id]:
 		s.resent[id] = true
 	case !receipt && to.Server == types.DefaultUserServer:
+		if !s.sentPN[id] {
+			s.toPN = append(s.toPN, id)
+		}
 		s.sentPN[id] = true
 	case !receipt && to.Server == types.HiddenUserServer:
 		if p, ok := cv.peerAt(to); ok && !s.outLID["out:"+id] {
@@ -122,7 +128,10 @@ func (cv *Conversation) noteOutLocked(id string, to types.JID, receipt bool) {
 //     by a devices notification: encryptMessageForDevices
 //     (send.go:1230-1313) mapped every device to LID device 0 on
 //     GetManyLIDsForPNs' database path (store/sqlstore/lidmap.go:191-197)
-//     and encrypted for one of them only.
+//     and encrypted for one of them only. The next DM (cache path,
+//     devices kept) encrypts that device on the session built from the
+//     other device's bundle: its copy fails with Bad MAC or InvalidPreKey,
+//     noted too (docs/lid.md §1.5, run X4b).
 //   - whatsmeow #1062 (fixed upstream in 89be06b0): the device's message
 //     to a PN is lost, a retry receipt for it came from the LID and the
 //     device never sent it again; or, after the account's migration, a
@@ -138,6 +147,16 @@ func (cv *Conversation) Report(id string, lost bool, classes []endpoint.Class) s
 	if base, dev, split := strings.Cut(id, "/"); split {
 		if lost && len(classes) == 0 && s.sentPN[base] && cv.L.CopiesTo(base, dev) == 0 && cv.otherCopyLocked(base, dev) {
 			return "whatsmeow #1027 (fixed upstream by PR #1216, 098bcf77): a DM to the PN after a restart reached another device of the contact, none for this one (every device mapped to LID device 0)"
+		}
+		if has(endpoint.BadMAC, endpoint.InvalidPreKey) && s.sentPN[base] {
+			for _, earlier := range s.toPN {
+				if earlier == base {
+					break
+				}
+				if cv.L.CopiesTo(earlier, dev) == 0 && cv.otherCopyLocked(earlier, dev) {
+					return "whatsmeow #1027, the next DM: this device's copy encrypted on the session the collapsed send built from another device's bundle"
+				}
+			}
 		}
 		return ""
 	}
