@@ -73,7 +73,7 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		case realclient.Inline, realclient.Async:
 		case realclient.NoReply:
 			if !workload {
-				return 2, badInput("-replies none: no device replies never; give a workload flag (e.g. -messages 30), or run -device client-inline -scenarios burst -mode free (no replies)")
+				return 2, badInput("-replies none: every device replies (inline or async); a bot that never replies is the workload's (give e.g. -messages 30), or run -device client-inline -scenarios burst -mode free")
 			}
 		default:
 			return 2, badInput("unknown reply mode %q (inline, async, none)", r)
@@ -206,7 +206,7 @@ func (w workloadRun) run(ctx context.Context, stdout, stderr io.Writer, wide boo
 		d := r.pair.Device.(*realclient.Device)
 		var c harness.Counts
 		var st realclient.ConvStats
-		failed := 0
+		failed, first := 0, ""
 		for i := 0; i < w.runs; i++ {
 			cfg := w.cfg
 			cfg.Seed, cfg.Reply, cfg.Buffer, cfg.Store, cfg.Dir = w.seed+uint64(i), d.Reply, d.Buffer, r.pair.Variant.Name, dir
@@ -222,11 +222,14 @@ func (w workloadRun) run(ctx context.Context, stdout, stderr io.Writer, wide boo
 			c.Add(res.Counts())
 			if res.Failed() {
 				failed++
+				if first == "" {
+					first = fmt.Sprintf("seed %d: %s", cfg.Seed, res.Summary())
+				}
 			}
 			st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps = st.RetriesIn+s.RetriesIn, st.RetriesOut+s.RetriesOut, st.Drops+s.Drops, st.Overlaps+s.Overlaps
 		}
 		rr := reports.CountsRow(c, w.runs, failed)
-		rr.Discipline, rr.Store, rr.Scenario, rr.MustPass, rr.Baseline = r.column, r.pair.Variant.Name, "workload", r.must, r.baseline
+		rr.Discipline, rr.Store, rr.Scenario, rr.MustPass, rr.Baseline, rr.Summary = r.column, r.pair.Variant.Name, "workload", r.must, r.baseline, first
 		rep.Rows = append(rep.Rows, rr)
 		extra = append(extra, fmt.Sprintf("  %s/%s: retry receipts %d from the device, %d from the peers; %d connections dropped; %d handlers overlapped another",
 			r.column, r.pair.Variant.Name, st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps))

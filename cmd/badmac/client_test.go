@@ -139,6 +139,7 @@ func TestClientWorkloadGate(t *testing.T) {
 	require.Equal(t, 1, code, "%s\n%s", out, errs)
 	require.Contains(t, out, "FAIL")
 	require.Contains(t, out, "client-inline *")
+	require.Regexp(t, `(?m)^FAIL client-inline/drop-put-many/workload: seed 1: re-m\d+ lost \[OldCounter\]`, out, "the row says what failed")
 	code, out, errs = run(t, args("reference")...)
 	require.Equal(t, 0, code, "%s\n%s", out, errs)
 	require.Contains(t, out, "PASS")
