@@ -243,11 +243,13 @@ type Config struct {
 	Reply    float64
 }
 
-// Result is what the oracle saw.
-type Result struct {
-	Messages []*harness.Message
-	History  []string
-	Kills    int // incarnations that died at the failpoint
+// Run is a driven conversation: what the oracle saw, as the harness's
+// one result type (harness.Result: the messages, the history, the
+// credentials check, Crashes for the incarnations that died at the
+// failpoint; its verdict filled by harness.Judge: JudgeKill, JudgeAlone),
+// and what only this driver counts.
+type Run struct {
+	*harness.Result
 	// KillPoints says where each death happened.
 	KillPoints []KillPoint
 	// Requests counts recv and send requests sent (redone ones included).
@@ -258,20 +260,17 @@ type Result struct {
 	// Overlapped counts requests sent while another process had one in
 	// flight (replicas).
 	Overlapped int
-	// RegeneratedCreds: a restart loaded other credentials than the first
-	// incarnation saved.
-	RegeneratedCreds bool
 	// Writes is the store writes made by all incarnations after init.
 	Writes int
 }
 
 // Converse runs the conversation against the device, killed right after
 // its dieAfter-th store write (0: never) and restarted.
-func Converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int) (*Result, error) {
+func Converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int) (*Run, error) {
 	return converse(ctx, cfg, launch, dieAfter, nil)
 }
 
-func converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int, rk *RandomKill) (*Result, error) {
+func converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int, rk *RandomKill) (*Run, error) {
 	defer withRandom(cfg.Seed, 0)()
 	c, w, err := start(ctx, launch, dieAfter)
 	if err != nil {
@@ -310,7 +309,7 @@ func converse(ctx context.Context, cfg Config, launch Launcher, dieAfter int, rk
 // (failpoint dieAfter) and initializes it: credentials and prekeys saved,
 // the bundle uploaded.
 func start(ctx context.Context, launch Launcher, dieAfter int) (*conv, *worker, error) {
-	c := &conv{ctx: ctx, launch: launch, srv: fakeserver.New(), msgs: map[string]*harness.Message{}, res: &Result{}}
+	c := &conv{ctx: ctx, launch: launch, srv: fakeserver.New(), msgs: map[string]*harness.Message{}, res: &Run{Result: &harness.Result{}}}
 	var err error
 	if c.alice, err = fakeserver.NewPeer(ctx, c.srv, "alice", 0); err != nil {
 		return nil, nil, err
@@ -357,7 +356,7 @@ func (c *conv) send(id string) (*fakeserver.Delivery, error) {
 }
 
 // finish totals the writes and lists the messages in order.
-func (c *conv) finish(ws ...*worker) *Result {
+func (c *conv) finish(ws ...*worker) *Run {
 	for _, w := range ws {
 		c.res.Writes += w.writes
 	}
@@ -390,7 +389,7 @@ type conv struct {
 	creds    endpoint.Creds
 	msgs     map[string]*harness.Message
 	order    []string
-	res      *Result
+	res      *Run
 }
 
 func (c *conv) add(m *harness.Message) { c.msgs[m.ID] = m; c.order = append(c.order, m.ID) }
@@ -432,7 +431,8 @@ func (c *conv) do(w *worker, req Request) (Response, error) {
 		kp.Writes = r.ReportedWrites()
 	}
 	c.res.KillPoints = append(c.res.KillPoints, kp)
-	c.res.Kills++
+	c.res.Crashes++
+	c.res.CrashPoints = append(c.res.CrashPoints, kp.String())
 	c.res.Writes += w.writes
 	w.inc++
 	c.log("killed during %s after %d writes; restart %d", req.Op, w.writes, w.inc)

@@ -2,6 +2,7 @@ package procs_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 
@@ -77,7 +78,7 @@ func TestKillPointsTxnPostgres(t *testing.T) { testKillPoints(t, "postgres", tru
 func testKillPoints(t *testing.T, name string, txn bool) {
 	ctx := context.Background()
 	v := needStore(t, name)
-	run := func(launch procs.Launcher, closeFn func(), k int) *procs.Result {
+	run := func(launch procs.Launcher, closeFn func(), k int) *procs.Run {
 		t.Helper()
 		defer closeFn()
 		res, err := procs.Converse(ctx, conversation, launch, k)
@@ -88,8 +89,8 @@ func testKillPoints(t *testing.T, name string, txn bool) {
 	}
 	l, c := fresh(t, v, 1, txn)
 	base := run(l, c, 0)
-	if base.Kills != 0 {
-		t.Fatalf("unkilled run died %d times", base.Kills)
+	if base.Crashes != 0 {
+		t.Fatalf("unkilled run died %d times", base.Crashes)
 	}
 	for _, m := range base.Messages {
 		if m.Outcome() != harness.Delivered {
@@ -108,26 +109,27 @@ func testKillPoints(t *testing.T, name string, txn bool) {
 		real := run(l, c, k)
 		ml, mc := model(t, false)
 		mod := run(ml, mc, k)
-		if real.Kills != 1 {
-			t.Fatalf("kill point %d: child died %d times, want 1", k, real.Kills)
+		if real.Crashes != 1 {
+			t.Fatalf("kill point %d: child died %d times, want 1", k, real.Crashes)
 		}
-		if mod.Kills != 1 {
-			t.Fatalf("kill point %d: model died %d times, want 1", k, mod.Kills)
+		if mod.Crashes != 1 {
+			t.Fatalf("kill point %d: model died %d times, want 1", k, mod.Crashes)
 		}
-		verdict := procs.Judge(real, mod, base)
-		t.Logf("kill after write %2d: %s", k, verdict)
-		for o, n := range verdict.Outcomes {
+		procs.JudgeKill(real, base, mod)
+		t.Logf("kill after write %2d: %s", k, verdict(real))
+		outs := byOutcome(real)
+		for o, n := range outs {
 			tally[o] += n
 		}
-		storeBlamed += len(verdict.StoreBlamed)
-		if len(verdict.Outcomes) > 1 || verdict.Outcomes[harness.Delivered] != len(real.Messages) {
+		storeBlamed += len(real.StoreBlamed)
+		if len(outs) > 1 || outs[harness.Delivered] != len(real.Messages) {
 			lost++
 		}
-		if len(verdict.ClientBlamed) > 0 {
+		if len(real.LostToCrash) > 0 {
 			clientPoints++
 		}
-		if len(verdict.StoreBlamed) > 0 || verdict.Regenerated {
-			t.Errorf("kill point %d: %s\nreal history:\n%v", k, verdict, real.History)
+		if len(real.StoreBlamed) > 0 || real.Failed() {
+			t.Errorf("kill point %d: %s\nreal history:\n%v", k, verdict(real), real.History)
 		}
 	}
 	t.Logf("%s txn=%v: %d kill points; outcomes over all points %v; store-blamed messages %d; points where the model loses %d; points where the real run loses %d",
@@ -138,4 +140,20 @@ func testKillPoints(t *testing.T, name string, txn bool) {
 	if !txn && lost == 0 {
 		t.Errorf("without the buffer no kill point loses a message; the failpoints are not reaching decrypt→ack")
 	}
+}
+
+// byOutcome counts a run's messages by outcome.
+func byOutcome(r *procs.Run) map[harness.Outcome]int {
+	out := map[harness.Outcome]int{}
+	for _, m := range r.Messages {
+		out[m.Outcome()]++
+	}
+	return out
+}
+
+// verdict is a judged run in one line: its outcomes and harness.Judge's
+// lists.
+func verdict(r *procs.Run) string {
+	return fmt.Sprintf("%v; store-blamed %v; lost to the kill %v; blamed %v; regenerated creds %t",
+		byOutcome(r), r.StoreBlamed, r.LostToCrash, r.Blamed, r.RegeneratedCreds)
 }

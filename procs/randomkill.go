@@ -29,7 +29,7 @@ type RandomKill struct {
 // a run of the same conversation without kills (base.Calls). The
 // conversation is deterministic up to the kill, so the step exists in the
 // killed run too.
-func NewRandomKill(seed uint64, base *Result) RandomKill {
+func NewRandomKill(seed uint64, base *Run) RandomKill {
 	total := 0
 	for _, n := range base.Calls {
 		total += n + 1
@@ -55,7 +55,7 @@ func (k RandomKill) String() string {
 // ConverseRandomKill runs the conversation against real child processes
 // (Child.Launch) and kills the first incarnation at the random moment k;
 // the parent restarts it on the same database and drives on.
-func ConverseRandomKill(ctx context.Context, cfg Config, launch Launcher, k RandomKill) (*Result, error) {
+func ConverseRandomKill(ctx context.Context, cfg Config, launch Launcher, k RandomKill) (*Run, error) {
 	return converse(ctx, cfg, launch, 0, &k)
 }
 
@@ -113,18 +113,4 @@ func LocalAt(storage stores.Storage, txn bool, request, writes int) Launcher {
 // boundary and its writes are counted exactly, so there is one model.
 func (k KillPoint) Model(storage stores.Storage) Launcher {
 	return LocalAt(storage, false, k.Request, k.InRequest())
-}
-
-// JudgeAny judges the real run against each of several models of its kill
-// point (a kill whose last write may or may not have committed has two)
-// and returns the verdict that blames the store least: the real run is
-// store-blamed only when no model explains it.
-func JudgeAny(real, base *Result, models ...*Result) Verdict {
-	var best Verdict
-	for i, m := range models {
-		if v := Judge(real, m, base); i == 0 || len(v.StoreBlamed) < len(best.StoreBlamed) {
-			best = v
-		}
-	}
-	return best
 }

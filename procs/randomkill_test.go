@@ -37,15 +37,15 @@ func testRandomKill(t *testing.T, name string, txn bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if base.Kills != 0 || len(base.Calls) != base.Requests {
-		t.Fatalf("unkilled run: %d kills, %d of %d requests answered", base.Kills, len(base.Calls), base.Requests)
+	if base.Crashes != 0 || len(base.Calls) != base.Requests {
+		t.Fatalf("unkilled run: %d kills, %d of %d requests answered", base.Crashes, len(base.Calls), base.Requests)
 	}
 	steps := 0
 	for _, n := range base.Calls {
 		steps += n + 1
 	}
 	storeBlamed, lostPoints, inWrites, beforeAnswer := 0, 0, 0, 0
-	var tally procs.Tally
+	var tally harness.Counts
 	for i := 1; i <= kills; i++ {
 		k := procs.NewRandomKill(uint64(i), base)
 		real := killAt(t, v, k, uint64(i)+100, txn)
@@ -56,7 +56,7 @@ func testRandomKill(t *testing.T, name string, txn bool) {
 				t.Errorf("%v twice: %v, then %v; histories differ:\n%v\n%v", k, real.KillPoints[0], again.KillPoints[0], real.History, again.History)
 			}
 		}
-		tally.Add(real)
+		tally.Add(real.Counts())
 		kp := real.KillPoints[0]
 		if kp.Request != k.Request || kp.Step != k.Step || kp.Writes < 0 {
 			t.Fatalf("%v landed elsewhere: %v", k, kp)
@@ -75,35 +75,35 @@ func testRandomKill(t *testing.T, name string, txn bool) {
 		if err != nil {
 			t.Fatalf("%v: model: %v", k, err)
 		}
-		if mod.Kills != 1 {
-			t.Fatalf("%v: model of %v died %d times", k, kp, mod.Kills)
+		if mod.Crashes != 1 {
+			t.Fatalf("%v: model of %v died %d times", k, kp, mod.Crashes)
 		}
-		verdict := procs.Judge(real, mod, base)
-		t.Logf("%v: %v: %s", k, kp, verdict)
-		storeBlamed += len(verdict.StoreBlamed)
-		if len(verdict.StoreBlamed) > 0 || verdict.Regenerated {
-			t.Errorf("%v: %s\nreal history:\n%v", k, verdict, real.History)
+		procs.JudgeKill(real, base, mod)
+		t.Logf("%v: %v: %s", k, kp, verdict(real))
+		storeBlamed += len(real.StoreBlamed)
+		if len(real.StoreBlamed) > 0 || real.Failed() {
+			t.Errorf("%v: %s\nreal history:\n%v", k, verdict(real), real.History)
 		}
-		if verdict.Outcomes[harness.Delivered] != len(real.Messages) {
+		if byOutcome(real)[harness.Delivered] != len(real.Messages) {
 			lostPoints++
 		}
 		if len(real.Messages) != len(base.Messages) {
 			t.Errorf("%v: %d messages judged, base has %d", k, len(real.Messages), len(base.Messages))
 		}
 	}
-	t.Logf("%s txn=%v: %d random kills over %d steps of %d requests (%d after a write of their request, %d before the answer); store-blamed messages %d; kills after which not every message was delivered cleanly %d; %s",
+	t.Logf("%s txn=%v: %d random kills over %d steps of %d requests (%d after a write of their request, %d before the answer); store-blamed messages %d; kills after which not every message was delivered cleanly %d; %+v",
 		name, txn, kills, steps, base.Requests, inWrites, beforeAnswer, storeBlamed, lostPoints, tally)
 	if inWrites == 0 {
 		t.Errorf("no kill landed between a request's writes; the steps are not reaching decrypt→store")
 	}
-	if txn && tally.Outcomes[harness.Lost] > 0 {
-		t.Errorf("with the decrypted-event buffer %d messages were lost", tally.Outcomes[harness.Lost])
+	if txn && tally.Lost > 0 {
+		t.Errorf("with the decrypted-event buffer %d messages were lost", tally.Lost)
 	}
 }
 
 // killAt runs the conversation against real child processes on a fresh
 // database and kills the first at k; it must die exactly once.
-func killAt(t *testing.T, v stores.Variant, k procs.RandomKill, seed uint64, txn bool) *procs.Result {
+func killAt(t *testing.T, v stores.Variant, k procs.RandomKill, seed uint64, txn bool) *procs.Run {
 	t.Helper()
 	l, c := fresh(t, v, seed, txn)
 	defer c()
@@ -111,8 +111,8 @@ func killAt(t *testing.T, v stores.Variant, k procs.RandomKill, seed uint64, txn
 	if err != nil {
 		t.Fatalf("%v: %v", k, err)
 	}
-	if real.Kills != 1 {
-		t.Fatalf("%v: the child died %d times, want 1\n%v", k, real.Kills, real.History)
+	if real.Crashes != 1 {
+		t.Fatalf("%v: the child died %d times, want 1\n%v", k, real.Crashes, real.History)
 	}
 	return real
 }
@@ -122,14 +122,14 @@ func killAt(t *testing.T, v stores.Variant, k procs.RandomKill, seed uint64, txn
 // the reference store: the judge can fail.
 func TestRandomKillCatchesLostWrites(t *testing.T) {
 	ctx := context.Background()
-	run := func(name string, k *procs.RandomKill) *procs.Result {
+	run := func(name string, k *procs.RandomKill) *procs.Run {
 		t.Helper()
 		st, err := stores.MustLookup(name).Open(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		var res *procs.Result
+		var res *procs.Run
 		if k == nil {
 			res, err = procs.Converse(ctx, conversation, crashOnRestart(st), 0)
 		} else {
@@ -150,8 +150,8 @@ func TestRandomKillCatchesLostWrites(t *testing.T) {
 		for i := 1; i <= 30; i++ {
 			k := procs.NewRandomKill(uint64(i), base)
 			real := run(tc.store, &k)
-			if real.Kills != 1 || real.KillPoints[0].Step != k.Step {
-				t.Fatalf("%s %v: %d kills at %v", tc.store, k, real.Kills, real.KillPoints)
+			if real.Crashes != 1 || real.KillPoints[0].Step != k.Step {
+				t.Fatalf("%s %v: %d kills at %v", tc.store, k, real.Crashes, real.KillPoints)
 			}
 			st, _ := stores.MustLookup("reference").Open(ctx)
 			mod, err := procs.Converse(ctx, conversation, real.KillPoints[0].Model(st), 0)
@@ -159,11 +159,11 @@ func TestRandomKillCatchesLostWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := procs.Judge(real, mod, base)
-			if len(v.StoreBlamed) > 0 && first == "" {
-				first = fmt.Sprintf("%v: %s", k, v)
+			procs.JudgeKill(real, base, mod)
+			if len(real.StoreBlamed) > 0 && first == "" {
+				first = fmt.Sprintf("%v: %s", k, verdict(real))
 			}
-			blamed += len(v.StoreBlamed)
+			blamed += len(real.StoreBlamed)
 		}
 		t.Logf("%s: %d store-blamed messages over 30 random kills; first: %s", tc.store, blamed, first)
 		if tc.blamed0 != (blamed == 0) {

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/harness"
 )
 
 // ConverseReplicas runs the conversation against replicas device processes
@@ -23,7 +22,7 @@ import (
 // goes to the one process, one at a time: the baseline. Runs across real
 // processes do not replay exactly: the seed fixes the conversation and the
 // key material, not the interleaving.
-func ConverseReplicas(ctx context.Context, cfg Config, replicas int, launch Launcher) (*Result, error) {
+func ConverseReplicas(ctx context.Context, cfg Config, replicas int, launch Launcher) (*Run, error) {
 	if replicas < 1 {
 		return nil, fmt.Errorf("replicas: %d", replicas)
 	}
@@ -103,62 +102,4 @@ func ConverseReplicas(ctx context.Context, cfg Config, replicas int, launch Laun
 		}
 	}
 	return c.finish(ws...), nil
-}
-
-// Tally sums the oracle's verdicts over runs whose unkilled one-process
-// baseline delivers every message once (the tests check it does), so that
-// a message is a failure when it ends anything but delivered.
-type Tally struct {
-	Runs, Messages int
-	Outcomes       map[harness.Outcome]int
-	// Classes counts failed attempts by class (an old counter on a copy
-	// of a message accepted anyway is not a failure).
-	Classes     map[endpoint.Class]int
-	Failed      int // messages not delivered cleanly
-	FailedRuns  int
-	Kills       int
-	Regenerated int // runs in which credentials changed
-	Overlapped  int // requests sent while another process had one in flight
-	Requests    int
-}
-
-// Add folds a run in.
-func (t *Tally) Add(res *Result) {
-	if t.Outcomes == nil {
-		t.Outcomes, t.Classes = map[harness.Outcome]int{}, map[endpoint.Class]int{}
-	}
-	t.Runs++
-	t.Kills += res.Kills
-	t.Overlapped += res.Overlapped
-	t.Requests += res.Requests
-	if res.RegeneratedCreds {
-		t.Regenerated++
-	}
-	failed := 0
-	for _, m := range res.Messages {
-		t.Messages++
-		o := m.Outcome()
-		t.Outcomes[o]++
-		if o != harness.Delivered {
-			failed++
-		}
-		for _, a := range m.Failures() {
-			t.Classes[a.Class]++
-		}
-	}
-	t.Failed += failed
-	if failed > 0 || res.RegeneratedCreds {
-		t.FailedRuns++
-	}
-}
-
-// Rate is the failed messages' share with its 95% Wilson interval.
-func (t Tally) Rate() (p, lo, hi float64) { return harness.Rate(t.Failed, t.Messages) }
-
-func (t Tally) String() string {
-	p, lo, hi := t.Rate()
-	return fmt.Sprintf("%d runs, %d messages: delivered %d, recovered %d, duplicate %d, lost %d, wrong %d; failed attempts %v; failed messages %d = %.1f%% [95%% CI %.1f, %.1f]; failing runs %d; kills %d; regenerated creds %d; overlapped requests %d of %d",
-		t.Runs, t.Messages, t.Outcomes[harness.Delivered], t.Outcomes[harness.Recovered], t.Outcomes[harness.Duplicate],
-		t.Outcomes[harness.Lost], t.Outcomes[harness.Wrong], t.Classes, t.Failed, 100*p, 100*lo, 100*hi,
-		t.FailedRuns, t.Kills, t.Regenerated, t.Overlapped, t.Requests)
 }

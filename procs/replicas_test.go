@@ -23,7 +23,8 @@ func testReplicas(t *testing.T, name string) {
 	ctx := context.Background()
 	v := needStore(t, name)
 	const seeds = 10
-	var two, one procs.Tally
+	var two, one harness.Counts
+	overlapped, requests := 0, 0
 	for s := uint64(1); s <= seeds; s++ {
 		cfg := replicaConversation
 		cfg.Seed = s
@@ -56,16 +57,21 @@ func testReplicas(t *testing.T, name string) {
 			if res.RegeneratedCreds {
 				t.Errorf("seed %d: a replica loaded other credentials", s)
 			}
+			procs.JudgeAlone(res)
 			if n == 1 {
-				one.Add(res)
+				one.Add(res.Counts())
+				if res.Failed() {
+					t.Errorf("seed %d, one process: blamed %v", s, res.Blamed)
+				}
 			} else {
-				two.Add(res)
+				two.Add(res.Counts())
+				overlapped, requests = overlapped+res.Overlapped, requests+res.Requests
 			}
 		}
 	}
-	t.Logf("%s one process: %s", name, one)
-	t.Logf("%s two processes: %s", name, two)
-	if two.Overlapped == 0 {
+	t.Logf("%s one process: %+v", name, one)
+	t.Logf("%s two processes: %+v; %d of %d requests sent while the other process had one in flight", name, two, overlapped, requests)
+	if overlapped == 0 {
 		t.Errorf("no request was ever in flight on both processes at once")
 	}
 }

@@ -6,7 +6,7 @@
 // from a goroutine the handler starts. What the client decrypts, fails to
 // decrypt or drops is recorded in the conversation's ledger. Device runs
 // the harness's schedules (any scenario's) on it, judged by the harness's
-// oracle; Converse is the older workload driver behind `badmac client`.
+// oracle; Converse is the older workload driver behind `badmac client`'s workload flags and Check.
 package realclient
 
 import (

@@ -47,7 +47,7 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 	}
 	ctx := context.Background()
 	for _, mode := range []Reply{Inline, Async} {
-		res, err := Converse(ctx, Config{Seed: opts.Seed, Messages: opts.Messages, Contacts: 2, Burst: 1,
+		res, _, err := Converse(ctx, Config{Seed: opts.Seed, Messages: opts.Messages, Contacts: 2, Burst: 1,
 			Reply: mode, Dir: t.TempDir(), NewSet: newStore})
 		if err != nil {
 			t.Errorf("real client, %s replies: %v", mode, err)
@@ -60,7 +60,7 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 		}
 	}
 	for i := 0; i < opts.FreeRuns; i++ {
-		res, err := Converse(ctx, Config{Seed: opts.Seed + uint64(i), Messages: opts.Messages, Contacts: 2, Burst: 4,
+		res, _, err := Converse(ctx, Config{Seed: opts.Seed + uint64(i), Messages: opts.Messages, Contacts: 2, Burst: 4,
 			Reply: Async, Dir: t.TempDir(), NewSet: newStore})
 		if err != nil {
 			t.Errorf("real client, free run %d: %v", i, err)

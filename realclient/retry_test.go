@@ -126,7 +126,7 @@ func TestRetryCyclePeerLostSession(t *testing.T) {
 func TestReplyOneInFlightDelivers(t *testing.T) {
 	for _, mode := range []Reply{Inline, Async} {
 		t.Run(string(mode), func(t *testing.T) {
-			res, err := Converse(context.Background(), Config{Seed: 7, Messages: 8, Contacts: 2, Burst: 1,
+			res, _, err := Converse(context.Background(), Config{Seed: 7, Messages: 8, Contacts: 2, Burst: 1,
 				Reply: mode, Dir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
@@ -145,7 +145,7 @@ func TestReplyFreeRunAccounting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("free-running conversation")
 	}
-	res, err := Converse(context.Background(), Config{Seed: 3, Messages: 24, Contacts: 2, Burst: 4,
+	res, stats, err := Converse(context.Background(), Config{Seed: 3, Messages: 24, Contacts: 2, Burst: 4,
 		Reply: Async, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -173,8 +173,8 @@ func TestReplyFreeRunAccounting(t *testing.T) {
 			t.Errorf("%s accepted but no reply followed", id)
 		}
 	}
-	if n := countLines(res.ServerLog, "retry-receipt "); n != res.RetriesIn {
-		t.Errorf("retry receipts from the device: ledger %d, server log %d", res.RetriesIn, n)
+	if n := countLines(res.History, "retry-receipt "); n != stats.RetriesIn {
+		t.Errorf("retry receipts from the device: ledger %d, server log %d", stats.RetriesIn, n)
 	}
 	c := res.Counts()
 	t.Logf("free run, async replies: %d msgs, %d not delivered cleanly, failures %v", c.Messages, c.Blamed, c.Failures)
@@ -231,7 +231,7 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 func TestPostgresOneInFlight(t *testing.T) {
 	testenv.PostgresDSN(t)
 	for _, buf := range []bool{false, true} {
-		res, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
+		res, _, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
 			Reply: Async, Buffer: buf, Store: "postgres", Dir: t.TempDir()})
 		if err != nil {
 			t.Fatalf("buffer %t: %v", buf, err)

@@ -63,93 +63,92 @@ var BotJID = types.JID{User: fmt.Sprint(BotUser), Device: 5, Server: types.Defau
 // (waweb.MaxRetries).
 const MaxAttempts = waweb.MaxRetries
 
-// Result is what a conversation produced.
-type Result struct {
-	Messages  []*harness.Message
+// ConvStats are what a conversation counted beside its messages (the
+// messages and their verdict are the harness.Result).
+type ConvStats struct {
 	RetriesIn int // retry receipts from the device
 	// RetriesOut counts retry receipts the peers sent for the device's replies.
 	RetriesOut int
-	ServerLog  []string
 	Drops      int // connections the server dropped
 	// Overlaps counts message handlers that started while another ran.
 	Overlaps int
 }
 
-// Counts totals the result as a report row does. There is no protocol
-// baseline for the real client: every message not delivered cleanly counts.
-func (r *Result) Counts() harness.Counts {
-	res := &harness.Result{Messages: r.Messages}
-	c := res.Counts()
-	for _, m := range r.Messages {
-		if m.Outcome() != harness.Delivered {
-			c.Blamed++
-		}
-	}
-	return c
+// judgeAlone is the verdict of a conversation, by harness.Judge: there is
+// no protocol baseline for this driver, so the baseline is empty and
+// every message not delivered cleanly is blamed (harness.Worse against a
+// message the baseline does not have).
+func judgeAlone(res *harness.Result) *harness.Result {
+	harness.Judge(res, harness.Baselines{Protocol: &harness.Result{}})
+	return res
 }
 
 // Converse runs one conversation on a new server and a new SQLite database:
 // the seed picks the burst sizes and which contact sends each message; the
-// client's goroutines then run freely.
-func Converse(ctx context.Context, cfg Config) (*Result, error) {
+// client's goroutines then run freely. The result is judged by
+// harness.Judge against an empty baseline (judgeAlone); its History is
+// the server's log. It is the driver behind `badmac client`'s workload
+// flags (-messages, -burst, -drop, …) and realclient.Check; the harness's
+// scenarios run the same client through Device.
+func Converse(ctx context.Context, cfg Config) (*harness.Result, ConvStats, error) {
 	if cfg.Contacts < 1 || cfg.Contacts > len(contactNames) {
-		return nil, fmt.Errorf("realclient: %d contacts (1..%d)", cfg.Contacts, len(contactNames))
+		return nil, ConvStats{}, fmt.Errorf("realclient: %d contacts (1..%d)", cfg.Contacts, len(contactNames))
 	}
 	if cfg.Burst < 1 || cfg.Messages < 1 {
-		return nil, fmt.Errorf("realclient: burst %d, messages %d: both must be at least 1", cfg.Burst, cfg.Messages)
+		return nil, ConvStats{}, fmt.Errorf("realclient: burst %d, messages %d: both must be at least 1", cfg.Burst, cfg.Messages)
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = 60 * time.Second
 	}
 	srv, cv, err := listen()
 	if err != nil {
-		return nil, err
+		return nil, ConvStats{}, err
 	}
 	defer srv.Close()
 	var peers []*fakeserver.Peer
 	for _, name := range contactNames[:cfg.Contacts] {
 		p, err := cv.AddPeer(ctx, name, 1)
 		if err != nil {
-			return nil, err
+			return nil, ConvStats{}, err
 		}
 		peers = append(peers, p)
 	}
 	c, jid, done, err := openDevice(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, ConvStats{}, err
 	}
 	defer done()
 	dev, err := Provision(ctx, c, jid)
 	if err != nil {
-		return nil, err
+		return nil, ConvStats{}, err
 	}
 	if cfg.NewSet != nil {
 		set, err := cfg.NewSet()
 		if err != nil {
-			return nil, fmt.Errorf("realclient: new store: %w", err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: new store: %w", err)
 		}
 		if err := Plug(dev, set); err != nil {
-			return nil, fmt.Errorf("realclient: new store: %w", err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: new store: %w", err)
 		}
 	} else if cfg.Store != "" && cfg.Store != "sqlite" && cfg.Store != "postgres" {
 		if cfg.Buffer {
-			return nil, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)", cfg.Store)
+			return nil, ConvStats{}, fmt.Errorf("realclient: store %s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)", cfg.Store)
 		}
 		v, err := stores.Lookup(cfg.Store)
 		if err != nil {
-			return nil, fmt.Errorf("realclient: %w", err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: %w", err)
 		}
 		st, err := v.Open(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
 		}
 		defer st.Close()
 		set, err := st.Instance(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
 		}
 		if err := Plug(dev, set); err != nil {
-			return nil, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
+			return nil, ConvStats{}, fmt.Errorf("realclient: store %s: %w", cfg.Store, err)
 		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.Settle)
@@ -157,7 +156,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		ReplyRate: cfg.ReplyRate, Seed: cfg.Seed})
 	cancel()
 	if err != nil {
-		return nil, err
+		return nil, ConvStats{}, err
 	}
 	defer bot.Stop()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbad3ac))
@@ -169,7 +168,7 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 			p := peers[rng.IntN(len(peers))]
 			id := fmt.Sprintf("m%d", i)
 			if err := cv.Send(ctx, p, id, fmt.Sprintf("%s says %d", p.Name, i)); err != nil {
-				return nil, err
+				return nil, ConvStats{}, err
 			}
 		}
 		if cfg.Drop > 0 && rng.Float64() < cfg.Drop {
@@ -181,7 +180,8 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		cancel()
 		if err != nil {
 			// The partial result carries the server log of the stuck run.
-			return &Result{Messages: webledger.Messages(cv.L), ServerLog: srv.Log()}, fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
+			return judgeAlone(&harness.Result{Messages: webledger.Messages(cv.L), History: srv.Log()}), ConvStats{Drops: drops},
+				fmt.Errorf("realclient: seed %d after m%d: %w", cfg.Seed, i, err)
 		}
 	}
 	in, out := cv.L.Retries()
@@ -198,10 +198,10 @@ func Converse(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	if logIn != in || logOut != out {
-		return nil, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
+		return nil, ConvStats{}, fmt.Errorf("realclient: seed %d: ledger counts %d/%d retry receipts, server log %d/%d", cfg.Seed, in, out, logIn, logOut)
 	}
-	return &Result{Messages: webledger.Messages(cv.L), RetriesIn: in, RetriesOut: out, ServerLog: log, Drops: drops,
-		Overlaps: bot.Overlaps()}, nil
+	return judgeAlone(&harness.Result{Messages: webledger.Messages(cv.L), History: log}),
+		ConvStats{RetriesIn: in, RetriesOut: out, Drops: drops, Overlaps: bot.Overlaps()}, nil
 }
 
 // listen starts a loopback server this process's clients trust, with a

@@ -2,48 +2,61 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
-	"text/tabwriter"
 
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
-
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/realclient"
 	"github.com/badmac/badmac/reports"
+	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
 
-// clientCmd is `badmac client`: the reply workload through an unmodified
-// whatsmeow Client on SQLite, connected to the loopback fake WhatsApp
-// server, replying from its event handler (client-inline) or from a
-// goroutine (client-async), with EnableDecryptedEventBuffer off and on.
-// The server fixes what is sent and when; the client's goroutines run
-// freely, so a seed is rerun, not replayed (except at -burst 1: one stanza
-// in flight, which is deterministic).
+// clientCmd is `badmac client`, a preset of `badmac run -device`: the
+// unmodified whatsmeow Client on the loopback fake server, replying from
+// its event handler (client-inline) or from a goroutine (client-async),
+// with EnableDecryptedEventBuffer off and on (+buffer), on the scenario
+// reply, free-running (clientRunArgs says which run command it is). The
+// table, the gate and the replay lines are run's.
+//
+// The workload flags (-messages, -contacts, -burst, -reply-rate, -drop,
+// -v) shape a conversation no scenario has (30 messages in bursts, replies
+// to every text, dropped connections): given, the rows come from the older
+// driver, realclient.Converse, judged by harness.Judge against an empty
+// baseline (every message not delivered cleanly is blamed) and printed in
+// run's table with run's gate.
 func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("client")
-	runs := fs.Int("runs", 3, "conversations per row")
-	msgs := fs.Int("messages", 30, "messages the contacts send per conversation")
-	contacts := fs.Int("contacts", 1, "contacts (1..4)")
-	burst := fs.Int("burst", 4, "most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
-	seed := fs.Uint64("seed", 1, "first seed")
-	drop := fs.Float64("drop", 0, "chance the server drops the connection after a burst (whatsmeow reconnects)")
-	rate := fs.Float64("reply-rate", 1, "share of texts the bot answers (the harness's reply scenario: 0.7)")
-	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async, none (comma-separated)")
-	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (comma-separated)")
+	runs := fs.Int("runs", 3, "conversations per row (run's -schedules)")
+	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
+	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async (the devices client-inline, client-async); none: workload only")
+	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (on: the devices …+buffer, stores sqlite and postgres; comma-separated)")
 	storeList := fs.String("stores", "sqlite", "candidate stores (sqlite, postgres: whatsmeow's sqlstore for the whole device; any other variant: the device's four Signal stores, the rest in SQLite)")
-	verbose := fs.Bool("v", false, "print the client's warnings on stderr")
+	mustPass := fs.String("must-pass", "", "run's -must-pass: DEVICE/STORE rows that must pass, or none (default: run's, client-inline on reference and sqlite, when in the run; else none)")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
+	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files; run's -out)")
+	// The workload: realclient.Converse's conversation shape.
+	msgs := fs.Int("messages", 30, "workload: messages the contacts send per conversation")
+	contacts := fs.Int("contacts", 1, "workload: contacts (1..4)")
+	burst := fs.Int("burst", 4, "workload: most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
+	drop := fs.Float64("drop", 0, "workload: chance the server drops the connection after a burst (whatsmeow reconnects)")
+	rate := fs.Float64("reply-rate", 1, "workload: share of texts the bot answers (the scenario reply's: 0.7)")
+	verbose := fs.Bool("v", false, "workload: print the client's warnings on stderr")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	workload := false
+	for _, f := range []string{"messages", "contacts", "burst", "drop", "reply-rate", "v"} {
+		workload = workload || given[f]
 	}
 	if *runs < 1 || *runs > 1000 || *msgs < 1 || *msgs > 10000 || *contacts < 1 || *contacts > 4 || *burst < 1 || *burst > 100 {
 		return 2, badInput("-runs must be 1..1000, -messages 1..10000, -contacts 1..4, -burst 1..100")
@@ -57,19 +70,21 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	var modes []realclient.Reply
 	for _, r := range split(*replies) {
 		switch realclient.Reply(r) {
-		case realclient.Inline, realclient.Async, realclient.NoReply:
-			modes = append(modes, realclient.Reply(r))
+		case realclient.Inline, realclient.Async:
+		case realclient.NoReply:
+			if !workload {
+				return 2, badInput("-replies none: every device replies (inline or async); a bot that never replies is the workload's (give e.g. -messages 30), or run -device client-inline -scenarios burst -mode free")
+			}
 		default:
 			return 2, badInput("unknown reply mode %q (inline, async, none)", r)
 		}
+		modes = append(modes, realclient.Reply(r))
 	}
 	var bufs []bool
 	for _, b := range split(*buffers) {
 		switch b {
-		case "off":
-			bufs = append(bufs, false)
-		case "on":
-			bufs = append(bufs, true)
+		case "off", "on":
+			bufs = append(bufs, b == "on")
 		default:
 			return 2, badInput("-buffer takes off, on; not %q", b)
 		}
@@ -87,110 +102,180 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if len(storeNames) == 0 {
 		return 2, badInput("nothing to run: give -stores")
 	}
+	var names []string
+	for _, m := range modes {
+		for _, b := range bufs {
+			n := "client-" + string(m)
+			if b {
+				n += "+buffer"
+			}
+			names = append(names, n)
+		}
+	}
+	must := *mustPass
+	if !given["must-pass"] && !clientDefaultGated(names, storeNames) {
+		must = reports.NoGate
+	}
+	if !workload {
+		return runCmd(ctx, clientRunArgs(names, storeNames, *runs, *seed, must, *wide, *out), stdout, stderr)
+	}
+	var log func(string)
+	if *verbose {
+		log = func(s string) { fmt.Fprintln(stderr, s) }
+	}
+	w := workloadRun{names: names, stores: storeNames, runs: *runs, seed: *seed, mustPass: must,
+		cfg: realclient.Config{Messages: *msgs, Contacts: *contacts, Burst: *burst, ReplyRate: *rate, Drop: *drop, Log: log}}
+	return w.run(ctx, stdout, stderr, *wide)
+}
+
+// clientRunArgs is the run command `badmac client` equals without its
+// workload flags: the devices on the stores, the scenario reply in free
+// mode (the +buffer devices run free only, and the client's goroutines
+// ran freely here before it was a preset).
+func clientRunArgs(names, storeNames []string, runs int, seed uint64, mustPass string, wide bool, out string) []string {
+	args := []string{"-device", strings.Join(names, ","), "-stores", strings.Join(storeNames, ","), "-scenarios", "reply",
+		"-mode", string(harness.Free), "-schedules", fmt.Sprint(runs), "-seed", fmt.Sprint(seed), "-out", out}
+	if mustPass != "" {
+		args = append(args, "-must-pass", mustPass)
+	}
+	if wide {
+		args = append(args, "-wide")
+	}
+	return args
+}
+
+// clientDefaultGated reports whether run's default gate holds a row of
+// these devices and stores (defaultDeviceGate in the scenario reply): if
+// not, the preset measures without a gate, as `badmac client` always did,
+// rather than earning no verdict.
+func clientDefaultGated(names, storeNames []string) bool {
+	for _, n := range names {
+		for _, s := range storeNames {
+			if defaultDeviceGate(n, s, "reply") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// workloadRun is `badmac client` with its workload flags: rows of
+// realclient.Converse conversations, one per device and store.
+type workloadRun struct {
+	names, stores []string
+	runs          int
+	seed          uint64
+	mustPass      string
+	cfg           realclient.Config // the shape; Seed, Reply, Buffer, Store, Dir set per conversation
+}
+
+func (w workloadRun) run(ctx context.Context, stdout, stderr io.Writer, wide bool) (int, error) {
 	dir, err := os.MkdirTemp("", "badmac-client-")
 	if err != nil {
 		return 2, fmt.Errorf("client: temp dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	var log func(string)
-	if *verbose {
-		log = func(s string) { fmt.Fprintln(stderr, s) }
+	// The rows as run plans them, so that -must-pass is read by run's
+	// gateRows.
+	var rows []row
+	var skipped strings.Builder
+	for _, name := range w.names {
+		for _, st := range w.stores {
+			d, ok := realclient.ParseName(name)
+			if !ok { // client-none: no device of that name replies never
+				d = &realclient.Device{Reply: realclient.NoReply}
+			}
+			if d.Buffer && st != "sqlite" && st != "postgres" {
+				fmt.Fprintf(&skipped, "skipped: %s/%s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)\n", name, st)
+				continue
+			}
+			rows = append(rows, row{pair: scenarios.Pair{Scenario: scenarios.Scenario{Name: "workload"}, Variant: stores.Variant{Name: st}, Device: d},
+				column: name, baseline: "none: every message not delivered cleanly is blamed (the workload has no protocol baseline)"})
+		}
 	}
-	// The default table: the key columns in 120 (dup, wrong and the
-	// failure classes in one cell); -wide: every column, boxed.
-	compact := [][]string{{"", "", "", "", "", "", "", "retries", "failed"},
-		{"client", "store", "msgs", "delivered", "recovered", "lost", "main failures", "in/out", "(95% CI)"}}
-	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
-	t.Header("discipline", "store", "scenario", "runs", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
-		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "retry rcpts in/out", "drops", "handler overlaps", "failed (95% CI)")
-	for _, mode := range modes {
-		for _, buf := range bufs {
-			for _, storeName := range storeNames {
-				if buf && storeName != "sqlite" && storeName != "postgres" {
-					continue // the buffer is sqlstore's transaction
-				}
-				name := "client-" + string(mode)
-				if buf {
-					name += "+buffer"
-				}
-				var c harness.Counts
-				rin, rout, drops, overlaps := 0, 0, 0, 0
-				for i := 0; i < *runs; i++ {
-					cfg := realclient.Config{Seed: *seed + uint64(i), Messages: *msgs, Contacts: *contacts, Burst: *burst,
-						Reply: mode, ReplyRate: *rate, Drop: *drop, Buffer: buf, Dir: dir, Log: log, Store: storeName}
-					res, err := realclient.Converse(ctx, cfg)
-					if err != nil && *verbose && res != nil {
-						for _, l := range res.ServerLog {
-							fmt.Fprintln(stderr, "server:", l)
-						}
-					}
-					if err != nil {
-						return 2, fmt.Errorf("%s seed %d: %w", name, cfg.Seed, err)
-					}
-					c.Add(res.Counts())
-					rin += res.RetriesIn
-					rout += res.RetriesOut
-					drops += res.Drops
-					overlaps += res.Overlaps
-				}
-				other := 0
-				for k, n := range c.Failures {
-					if k != endpoint.BadMAC && k != endpoint.OldCounter && k != endpoint.NoSession && k != endpoint.StoreError {
-						other += n
+	if len(rows) == 0 {
+		return 2, badInput("nothing to run: the +buffer rows need -stores sqlite or postgres")
+	}
+	fmt.Fprint(stderr, skipped.String())
+	if err := gateRows(rows, nil, deviceRun{mustPass: w.mustPass, mustGiven: w.mustPass != ""}); err != nil {
+		return 2, err
+	}
+	rep := &reports.Report{Seed: w.seed, Mode: string(harness.Free), Schedules: w.runs, MustPass: w.mustPass}
+	var extra []string
+	for _, r := range rows {
+		d := r.pair.Device.(*realclient.Device)
+		var c harness.Counts
+		var st realclient.ConvStats
+		failed, first := 0, ""
+		for i := 0; i < w.runs; i++ {
+			cfg := w.cfg
+			cfg.Seed, cfg.Reply, cfg.Buffer, cfg.Store, cfg.Dir = w.seed+uint64(i), d.Reply, d.Buffer, r.pair.Variant.Name, dir
+			res, s, err := realclient.Converse(ctx, cfg)
+			if err != nil {
+				if cfg.Log != nil && res != nil {
+					for _, l := range res.History {
+						cfg.Log("server: " + l)
 					}
 				}
-				lo, hi := harness.Wilson(c.Blamed, c.Messages)
-				rate := 0.0
-				if c.Messages > 0 {
-					rate = float64(c.Blamed) / float64(c.Messages)
-				}
-				if !*wide {
-					main := reports.Row{BadMAC: c.Failures[endpoint.BadMAC], OldCounter: c.Failures[endpoint.OldCounter],
-						NoSession: c.Failures[endpoint.NoSession], StoreError: c.Failures[endpoint.StoreError], OtherError: other}.MainFailures(20)
-					for _, o := range []struct {
-						name string
-						n    int
-					}{{"dup", c.Duplicates}, {"wrong", c.Wrong}} {
-						if o.n > 0 {
-							main = strings.TrimSuffix(fmt.Sprintf("%s %d %s", o.name, o.n, main), " -")
-						}
-					}
-					compact = append(compact, []string{name, storeName, fmt.Sprint(c.Messages), fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered),
-						fmt.Sprint(c.Lost), main, fmt.Sprintf("%d/%d", rin, rout), fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)})
-					continue
-				}
-				if err := t.Append(name, storeName, fmt.Sprintf("reply burst<=%d", *burst), fmt.Sprint(*runs), fmt.Sprint(c.Messages),
-					fmt.Sprint(c.Delivered), fmt.Sprint(c.Recovered), fmt.Sprint(c.Lost), fmt.Sprint(c.Duplicates), fmt.Sprint(c.Wrong),
-					fmt.Sprint(c.Failures[endpoint.BadMAC]), fmt.Sprint(c.Failures[endpoint.OldCounter]), fmt.Sprint(c.Failures[endpoint.NoSession]),
-					fmt.Sprint(c.Failures[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprintf("%d/%d", rin, rout), fmt.Sprint(drops), fmt.Sprint(overlaps),
-					fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*rate, 100*lo, 100*hi)); err != nil {
-					return 2, err
+				return 2, fmt.Errorf("%s seed %d: %w", r.column, cfg.Seed, err)
+			}
+			c.Add(res.Counts())
+			if res.Failed() {
+				failed++
+				if first == "" {
+					first = fmt.Sprintf("seed %d: %s", cfg.Seed, res.Summary())
 				}
 			}
+			st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps = st.RetriesIn+s.RetriesIn, st.RetriesOut+s.RetriesOut, st.Drops+s.Drops, st.Overlaps+s.Overlaps
 		}
+		rr := reports.CountsRow(c, w.runs, failed)
+		rr.Discipline, rr.Store, rr.Scenario, rr.MustPass, rr.Baseline, rr.Summary = r.column, r.pair.Variant.Name, "workload", r.must, r.baseline, first
+		rep.Rows = append(rep.Rows, rr)
+		extra = append(extra, fmt.Sprintf("  %s/%s: retry receipts %d from the device, %d from the peers; %d connections dropped; %d handlers overlapped another",
+			r.column, r.pair.Variant.Name, st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps))
 	}
-	if *wide {
-		if err := t.Render(); err != nil {
-			return 2, err
-		}
-	} else {
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		for _, r := range compact {
-			fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
-		}
-		if err := tw.Flush(); err != nil {
-			return 2, err
-		}
+	code, err := writeReport(rep, stdout, false, wide, "", "", "")
+	if err != nil {
+		return code, err
 	}
-	fmt.Fprintf(stdout, "real whatsmeow client (unmodified), loopback fake server; scenario reply, burst<=%d; seeds %d..%d, %d messages from %d contact(s) each\n",
-		*burst, *seed, *seed+uint64(*runs)-1, *msgs, *contacts)
-	fmt.Fprintln(stdout, "msgs counts both directions (the contacts' messages and the bot's replies); failed = not delivered cleanly (no protocol baseline here)")
-	fmt.Fprintln(stdout, "a measurement, not a gate: exit 0 whatever the rates (exit 2 on bad input or a run that could not finish)")
-	if *burst == 1 {
+	cfg := w.cfg
+	fmt.Fprintf(stdout, "workload (realclient.Converse): %d messages from %d contact(s) a conversation, bursts of at most %d, replies to %v of texts, connection drop chance %v; seeds %d..%d\n",
+		cfg.Messages, cfg.Contacts, cfg.Burst, cfg.ReplyRate, cfg.Drop, w.seed, w.seed+uint64(w.runs)-1)
+	for _, l := range extra {
+		fmt.Fprintln(stdout, l)
+	}
+	if cfg.Burst == 1 && cfg.Drop == 0 {
 		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
 	} else {
 		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: %s client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
-			self(), *runs, *msgs, *contacts, *burst, *rate, *drop, *seed, *replies, *buffers, *storeList)
+			self(), w.runs, cfg.Messages, cfg.Contacts, cfg.Burst, cfg.ReplyRate, cfg.Drop, w.seed, replyList(w.names), bufferList(w.names), strings.Join(w.stores, ","))
 	}
-	return 0, nil
+	return code, nil
+}
+
+// replyList and bufferList are -replies and -buffer as the device names
+// say them, for the rerun line.
+func replyList(names []string) string {
+	var out []string
+	for _, n := range names {
+		r := strings.TrimSuffix(strings.TrimPrefix(n, "client-"), "+buffer")
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func bufferList(names []string) string {
+	var out []string
+	for _, n := range names {
+		b := "off"
+		if strings.HasSuffix(n, "+buffer") {
+			b = "on"
+		}
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return strings.Join(out, ",")
 }

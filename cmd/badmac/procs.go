@@ -1,16 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/tw"
-
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/reports"
@@ -20,12 +17,18 @@ import (
 
 // procsCmd is `badmac procs`: the device under test as real child
 // processes (this binary's hidden `device` subcommand) on real databases:
-// kills at a random moment, and two replicas on one database at once.
-// The gate is run's (reports.Report.Verdict over reports.Row.Failed):
-// exit 1 when a must-pass row failed: by default the random-kill rows, a
-// kill that lost something the database had made durable (store-blamed)
-// or changed credentials; two replicas failing is the finding, gated only
-// when asked (-must-pass replicas/sqlite).
+// kills at a random moment inside a request, and two replicas on one
+// database with requests in flight at once. Neither is a row `badmac run
+// -device procs` has (its crash lands between requests; its two
+// instances take turns, scenario replica), so this is not a preset of
+// run: it keeps its drivers (procs.ConverseRandomKill, ConverseReplicas),
+// whose runs are harness.Results judged by harness.Judge (procs.JudgeKill,
+// JudgeAlone), and prints run's table with run's gate
+// (reports.Report.Verdict over reports.Row.Failed): exit 1 when a
+// must-pass row failed: by default the random-kill rows, a kill that lost
+// something the database had made durable (store-blamed) or changed
+// credentials; two replicas failing is the finding, gated only when asked
+// (-must-pass replicas/sqlite).
 func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("procs")
 	storeList := fs.String("stores", "sqlite", "sqlite, postgres (comma-separated)")
@@ -34,15 +37,18 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	msgs := fs.Int("messages", 12, "messages the contact sends per conversation")
 	seed := fs.Uint64("seed", 1, "first seed")
 	txn := fs.Bool("txn", false, "the device decrypts inside whatsmeow's decrypted-event buffer transaction")
+	writeBehind := fs.Int("write-behind", 0, "a broken child for comparison (run's procs-writebehind): session writes wait in memory for N more, so a SIGKILL loses them (0: off)")
 	mustPass := fs.String("must-pass", "", "suite/store rows that must pass (suites: kill, replicas), or none; default: kill on every store")
+	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
+	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
 	}
-	if *seeds < 1 || *seeds > 10000 || *msgs < 1 || *msgs > 1000 {
-		return 2, badInput("-seeds must be 1..10000 and -messages 1..1000")
+	if *seeds < 1 || *seeds > 10000 || *msgs < 1 || *msgs > 1000 || *writeBehind > 1000 {
+		return 2, badInput("-seeds must be 1..10000, -messages 1..1000 and -write-behind 0..1000")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -87,30 +93,27 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			st.Close()
 			return nil, nil, fmt.Errorf("store %s cannot be located", v.Name)
 		}
-		c := procs.Child{Exe: exe, Args: []string{"device"}, Env: os.Environ(), Loc: loc, Seed: s, Txn: *txn}
+		c := procs.Child{Exe: exe, Args: []string{"device"}, Env: os.Environ(), Loc: loc, Seed: s, Txn: *txn, WriteBehind: *writeBehind}
 		return c.Launch, func() { st.Close() }, nil
 	}
-	type row struct {
-		suite, id, store string
-		t                procs.Tally
-		blamed           int // messages the verdict counts against the row
-		failedRuns       int
-		lostToCrash      int
-	}
-	var rows []row
+	// The rows as reports.Row, judged by harness.Judge (procs.JudgeKill,
+	// procs.JudgeAlone) and gated by reports.Report.Verdict, as run's.
+	rep := &reports.Report{Seed: *seed, Mode: "procs", Schedules: *seeds, MustPass: *mustPass}
+	var extra []string
 	for _, v := range vs {
-		// Kills at a random moment, judged against the in-process model (the
-		// plain client on a durable store, as the procs tests do).
-		r := row{suite: "random kill", id: "kill", store: v.Name}
+		// Kills at a random moment, judged against the unkilled run and
+		// the in-process model of the same kill on the reference store.
+		var c harness.Counts
+		failed, kills, first := 0, 0, ""
 		for i := 0; i < *seeds; i++ {
 			s := *seed + uint64(i)
-			c := cfg
-			c.Seed = s
+			c1 := cfg
+			c1.Seed = s
 			l, done, err := launcher(v, s)
 			if err != nil {
 				return 2, err
 			}
-			base, err := procs.Converse(ctx, c, l, 0)
+			base, err := procs.Converse(ctx, c1, l, 0)
 			done()
 			if err != nil {
 				return 2, fmt.Errorf("%s seed %d: %w", v.Name, s, err)
@@ -119,115 +122,86 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			if l, done, err = launcher(v, s); err != nil {
 				return 2, err
 			}
-			real, err := procs.ConverseRandomKill(ctx, c, l, k)
+			real, err := procs.ConverseRandomKill(ctx, c1, l, k)
 			done()
 			if err != nil {
 				return 2, fmt.Errorf("%s seed %d %v: %w", v.Name, s, k, err)
 			}
-			r.t.Add(real)
-			if len(real.KillPoints) == 0 {
-				if real.RegeneratedCreds {
-					r.failedRuns++
+			var models []*procs.Run
+			for _, kp := range real.KillPoints[:min(1, len(real.KillPoints))] {
+				for _, w := range []int{kp.InRequest(), kp.InRequest() + 1} {
+					st, err := stores.MustLookup("reference").Open(ctx)
+					if err != nil {
+						return 2, err
+					}
+					m, err := procs.Converse(ctx, c1, procs.LocalAt(st, false, kp.Request, w), 0)
+					st.Close()
+					if err != nil {
+						return 2, fmt.Errorf("model of seed %d: %w", s, err)
+					}
+					models = append(models, m)
 				}
-				continue
 			}
-			kp := real.KillPoints[0]
-			var models []*procs.Result
-			for _, w := range []int{kp.InRequest(), kp.InRequest() + 1} {
-				st, err := stores.MustLookup("reference").Open(ctx)
-				if err != nil {
-					return 2, err
-				}
-				m, err := procs.Converse(ctx, c, procs.LocalAt(st, false, kp.Request, w), 0)
-				st.Close()
-				if err != nil {
-					return 2, fmt.Errorf("model of seed %d: %w", s, err)
-				}
-				models = append(models, m)
-			}
-			verdict := procs.JudgeAny(real, base, models...)
-			r.lostToCrash += len(verdict.ClientBlamed)
-			if n := len(verdict.StoreBlamed); n > 0 || real.RegeneratedCreds {
-				r.blamed += n
-				r.failedRuns++
-				fmt.Fprintf(stderr, "store-blamed: %s seed %d, %v, %v: %s\n", v.Name, s, k, kp, verdict)
+			procs.JudgeKill(real, base, models...)
+			c.Add(real.Counts())
+			kills += real.Crashes
+			if real.Failed() {
+				failed++
+				why := fmt.Sprintf("seed %d, %v: %s", s, k, real.Summary())
+				first = cmp.Or(first, why)
+				fmt.Fprintf(stderr, "failed: kill/%s %s\n", v.Name, why)
 			}
 		}
-		rows = append(rows, r)
+		rep.Rows = append(rep.Rows, procsRow(c, *seeds, failed, first, "kill", v.Name, must,
+			"the same conversation unkilled; the store's, and what the kill explains: the same kill in process on the reference store"))
+		extra = append(extra, fmt.Sprintf("  kill/%s: %d SIGKILLs at a random moment", v.Name, kills))
 		// Two replicas on one database and device at once.
-		r = row{suite: "two replicas", id: "replicas", store: v.Name}
+		c, failed, first = harness.Counts{}, 0, ""
+		overlapped, requests := 0, 0
 		for i := 0; i < *seeds; i++ {
 			s := *seed + uint64(i)
-			c := cfg
-			c.Seed = s
+			c1 := cfg
+			c1.Seed = s
 			l, done, err := launcher(v, s)
 			if err != nil {
 				return 2, err
 			}
-			res, err := procs.ConverseReplicas(ctx, c, 2, l)
+			res, err := procs.ConverseReplicas(ctx, c1, 2, l)
 			done()
 			if err != nil {
 				return 2, fmt.Errorf("%s seed %d two replicas: %w", v.Name, s, err)
 			}
-			r.t.Add(res)
-		}
-		// No baseline: one process on one database delivers every message
-		// cleanly, so every message that was not is the two replicas'.
-		r.blamed, r.failedRuns = r.t.Failed, r.t.FailedRuns
-		rows = append(rows, r)
-	}
-	// The gate, judged as badmac run judges its rows (reports.Row.Failed,
-	// reports.Report.Verdict).
-	rep := &reports.Report{Seed: *seed, Mode: "procs", Schedules: *seeds, MustPass: *mustPass}
-	for _, r := range rows {
-		rep.Rows = append(rep.Rows, reports.Row{Discipline: r.suite, Store: r.store, Scenario: "procs",
-			MustPass: must[r.id+"/"+r.store], Schedules: r.t.Runs, FailedSchedules: r.failedRuns, Messages: r.t.Messages,
-			Blamed: r.blamed, LostToCrash: r.lostToCrash, RegeneratedCreds: r.t.Regenerated, StoreError: r.t.Classes[endpoint.StoreError]})
-	}
-	t := tablewriter.NewTable(stdout, tablewriter.WithHeaderAutoFormat(tw.Off), tablewriter.WithRowAlignment(tw.AlignRight))
-	t.Header("suite", "store", "runs", "kills", "overlap", "msgs", "delivered", "recovered", "lost", "dup", "wrong",
-		"BadMAC", "OldCounter", "NoSession", "StoreError", "other", "regen creds", "blamed", "failed (95% CI)")
-	for i, r := range rows {
-		name := r.suite
-		if rep.Rows[i].MustPass {
-			name += " *"
-		}
-		cl := r.t.Classes
-		other := 0
-		for k, n := range cl {
-			if k != endpoint.BadMAC && k != endpoint.OldCounter && k != endpoint.NoSession && k != endpoint.StoreError {
-				other += n
+			procs.JudgeAlone(res)
+			c.Add(res.Counts())
+			overlapped, requests = overlapped+res.Overlapped, requests+res.Requests
+			if res.Failed() {
+				failed++
+				first = cmp.Or(first, fmt.Sprintf("seed %d: %s", s, res.Summary()))
 			}
 		}
-		p, lo, hi := r.t.Rate()
-		o := r.t.Outcomes
-		if err := t.Append(name, r.store, fmt.Sprint(r.t.Runs), fmt.Sprint(r.t.Kills), fmt.Sprintf("%d/%d", r.t.Overlapped, r.t.Requests),
-			fmt.Sprint(r.t.Messages), fmt.Sprint(o[harness.Delivered]), fmt.Sprint(o[harness.Recovered]), fmt.Sprint(o[harness.Lost]),
-			fmt.Sprint(o[harness.Duplicate]), fmt.Sprint(o[harness.Wrong]),
-			fmt.Sprint(cl[endpoint.BadMAC]), fmt.Sprint(cl[endpoint.OldCounter]), fmt.Sprint(cl[endpoint.NoSession]),
-			fmt.Sprint(cl[endpoint.StoreError]), fmt.Sprint(other), fmt.Sprint(r.t.Regenerated), fmt.Sprint(r.blamed),
-			fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*p, 100*lo, 100*hi)); err != nil {
-			return 2, err
-		}
+		rep.Rows = append(rep.Rows, procsRow(c, *seeds, failed, first, "replicas", v.Name, must,
+			"none: one process on one database delivers every message cleanly (procs.TestReplicas*), so every message two do not is blamed"))
+		extra = append(extra, fmt.Sprintf("  replicas/%s: %d of %d requests sent while the other process had one in flight", v.Name, overlapped, requests))
 	}
-	if err := t.Render(); err != nil {
-		return 2, err
+	code, err := writeReport(rep, stdout, *asJSON, *wide, "", "", "")
+	if err != nil || *asJSON {
+		return code, err
 	}
-	fmt.Fprintf(stdout, "seeds %d..%d, %d messages each, txn %v; real child processes (SIGKILL at a random moment; two replicas with requests in flight at once)\n",
-		*seed, *seed+uint64(*seeds)-1, *msgs, *txn)
-	fmt.Fprintf(stdout, "two-replica runs do not replay exactly (the seed fixes the conversation, not the interleaving); rerun: %s procs -stores %s -seeds %d -seed %d\n", self(),
-		*storeList, *seeds, *seed)
-	fmt.Fprintln(stdout, "blamed: random kill, messages lost beyond the in-process model of the same kill on the reference store (store-blamed);")
-	fmt.Fprintln(stdout, "two replicas, messages not delivered cleanly (one process delivers all). * = must pass")
-	fmt.Fprintln(stdout, rep.GateLine())
-	for _, r := range rep.Rows {
-		if r.Failed() {
-			fmt.Fprintf(stdout, "%s: %d blamed of %d messages, %d/%d runs failed, regenerated credentials %d\n",
-				r.Heading(), r.Blamed, r.Messages, r.FailedSchedules, r.Schedules, r.RegeneratedCreds)
-		}
+	fmt.Fprintf(stdout, "procs: seeds %d..%d, %d messages each, txn %v, write-behind %d; real child processes (kill: SIGKILL at a random moment, restart on the same database; replicas: two processes on one database with requests in flight at once)\n",
+		*seed, *seed+uint64(*seeds)-1, *msgs, *txn, *writeBehind)
+	for _, l := range extra {
+		fmt.Fprintln(stdout, l)
 	}
-	fmt.Fprintln(stdout, rep.VerdictLine())
-	return exitCode(rep), nil
+	fmt.Fprintf(stdout, "a kill replays from its seed (the same step of the same request); two-replica runs do not replay exactly (the seed fixes the conversation, not the interleaving); rerun: %s procs -stores %s -seeds %d -seed %d -messages %d\n",
+		self(), *storeList, *seeds, *seed, *msgs)
+	return code, nil
+}
+
+// procsRow is one row of badmac procs' report.
+func procsRow(c harness.Counts, runs, failed int, first, suite, store string, must map[string]bool, baseline string) reports.Row {
+	r := reports.CountsRow(c, runs, failed)
+	r.Discipline, r.Store, r.Scenario, r.MustPass, r.Baseline, r.Summary = suite, store, "procs", must[suite+"/"+store], baseline, first
+	return r
 }
 
 // procsMustPass reads procs' -must-pass: suite/store with suite kill or

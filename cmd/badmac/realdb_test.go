@@ -78,7 +78,7 @@ func TestDeviceSubcommand(t *testing.T) {
 	child := procs.Child{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_CMD_CHILD=1"), Loc: loc, Seed: 3}
 	res, err := procs.Converse(ctx, procs.Config{Seed: 3, Messages: 4, Reply: 1}, child.Launch, 3)
 	require.NoError(t, err)
-	require.Equal(t, 1, res.Kills, "%v", res.History)
+	require.Equal(t, 1, res.Crashes, "%v", res.History)
 	require.False(t, res.RegeneratedCreds)
 	for _, m := range res.Messages {
 		require.Contains(t, []harness.Outcome{harness.Delivered, harness.Lost}, m.Outcome(), "%s", m.ID)

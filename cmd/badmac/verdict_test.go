@@ -244,28 +244,32 @@ func TestTableWidth(t *testing.T) {
 	require.Regexp(t, regexp.MustCompile(`│\s+concurrent\s+│\s+files-atomic\s+│\s+reinstall\s+│`), wide)
 }
 
-// procs has run's gate: the random-kill rows must pass by default, the
-// exit code is the verdict's, and -must-pass none says "not gated", never
-// PASS, over the same rows.
+// procs has run's gate and run's table: the random-kill rows must pass by
+// default, the exit code is the verdict's, and -must-pass none says "not
+// gated", never PASS, over the same rows. Both directions: the durable
+// child passes; a child whose session writes wait in memory
+// (-write-behind, run's procs-writebehind) loses them at the SIGKILL and
+// fails the gate, store-blamed.
 func TestProcsGate(t *testing.T) {
 	t.Setenv("BADMAC_CMD_CHILD", "1") // the test binary is the child `badmac device`
-	code, out, errs := run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-messages", "3")
-	require.Contains(t, []int{0, 1}, code, errs)
-	require.Regexp(t, `random kill \*`, out)
-	require.NotRegexp(t, `two replicas \*`, out)
-	verdict := regexp.MustCompile(`(?m)^(PASS|FAIL|NOT GATED): .*$`).FindStringSubmatch(out)
-	require.NotNil(t, verdict, out)
-	require.Equal(t, map[string]int{"PASS": 0, "FAIL": 1}[verdict[1]], code, out)
-	// The gate fails exactly when the gated row printed FAIL; a failing
-	// two-replica row is shown, not gated.
-	killFailed := regexp.MustCompile(`(?m)^FAIL random kill/sqlite`).MatchString(out)
-	require.Equal(t, killFailed, verdict[1] == "FAIL", out)
+	code, out, errs := run(t, "procs", "-stores", "sqlite", "-seeds", "2", "-messages", "6")
+	require.Equal(t, 0, code, "%s\n%s", out, errs)
+	require.Regexp(t, `(?m)^kill \*\s+sqlite\s+procs\s+2/0 `, out)
+	require.Regexp(t, `(?m)^replicas\s+sqlite`, out)
+	require.Regexp(t, `(?m)^PASS: `, out)
+	require.Contains(t, out, "pair rate (95% CI)", "run's table")
+
+	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "2", "-messages", "6", "-write-behind", "100")
+	require.Equal(t, 1, code, "%s\n%s", out, errs)
+	require.Regexp(t, `(?m)^FAIL kill/sqlite/procs: seed \d+, SIGKILL at step \d+ of request \d+: `, out)
+	require.Regexp(t, `(?m)^FAIL: `, out)
+	require.Contains(t, errs, "failed: kill/sqlite seed ")
 
 	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-messages", "3", "-must-pass", "none")
 	require.Equal(t, 0, code, errs)
 	require.Regexp(t, `(?m)^NOT GATED: `, out)
 	require.NotContains(t, out, "PASS")
-	require.NotRegexp(t, `\*`, strings.Split(out, "seeds ")[0])
+	require.NotRegexp(t, `\*`, strings.Split(out, "seed 1, mode")[0])
 }
 
 // Issue 16 §1, verbatim: adding a crash hid a racy client (6/6 schedules
