@@ -2,7 +2,6 @@ package realclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -136,7 +135,8 @@ func (d *Device) Name() string {
 	return n
 }
 
-// clientOps are the op types the device runs: all but those refused.
+// clientOps are the op types the device runs: all but those refused
+// (below, with why).
 var clientOps = harness.Except(harness.SnapshotOp{}, harness.RollbackOp{})
 
 // refused are the op verbs the device has no way to perform, and why.
@@ -684,8 +684,8 @@ func (r *run) run(ctx context.Context, name string) error {
 }
 
 func (r *run) apply(ctx context.Context, op harness.Op) error {
-	if !clientOps.Has(op) {
-		return errors.New(refused[op.Verb()])
+	if err := clientOps.Refuse(r.d.Name(), []harness.Op{op}, refused); err != nil {
+		return err
 	}
 	r.srv.Logf("op %s", op)
 	if harness.Inst(op) > 0 {
