@@ -66,8 +66,9 @@ type DupOp struct{ ID string }
 // (default, Mode "": all dropped) ("crash [MODE]").
 type CrashOp struct{ Mode string }
 
-// StopOp: the device shuts down cleanly: its tasks end, its storage is
-// closed, nothing pending is lost ("stop").
+// StopOp: a clean shutdown (a deploy's SIGTERM): the device finishes what
+// it is doing, the store writes out what it buffered and closes, and the
+// device is down until restart; not counted as a crash ("stop").
 type StopOp struct{}
 
 // RestartOp: a crashed or stopped device comes back from its durable
