@@ -72,8 +72,8 @@ func Conversation(store string, n int) *harness.Schedule {
 		Contacts: []harness.Contact{{User: "alice", Devices: 1}}, Instances: 1}
 	for i := 1; i <= n; i++ {
 		m := fmt.Sprintf("m%d", i)
-		s.Ops = append(s.Ops, harness.Op{Verb: "send", Args: []string{"alice.0", m}},
-			harness.Op{Verb: "deliver", Args: []string{m}}, harness.Op{Verb: "run", Args: []string{m}})
+		s.Ops = append(s.Ops, harness.SendOp{Peer: "alice.0", Msg: m},
+			harness.DeliverOp{ID: m}, harness.RunOp{Task: m})
 	}
 	return s
 }
@@ -234,8 +234,8 @@ func findFailing(ctx context.Context, b Broken, seed uint64) (*harness.Schedule,
 func RealClient(ctx context.Context, v stores.Variant, n int) (Times, error) {
 	s := Conversation(v.Name, n)
 	for i, op := range s.Ops {
-		if op.Verb == "run" {
-			s.Ops[i].Args = []string{"recv"}
+		if _, ok := op.(harness.RunOp); ok {
+			s.Ops[i] = harness.RunOp{Task: "recv"}
 		}
 	}
 	dev := &realclient.Device{Reply: realclient.Inline, Variant: &v}

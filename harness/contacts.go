@@ -178,23 +178,33 @@ func (c *Contacts) LogLine(line string) {
 func (c *Contacts) log(format string, a ...any) { c.Logf(format, a...) }
 func (c *Contacts) logLine(line string)         { c.LogLine(line) }
 
-// Send applies a send or group op: the contact encrypts message Args[1] to
-// the device and the server queues it (group: in the schedule's group,
-// "group" when it names none). An unknown contact or a message id already
-// used does nothing; an error is the contact's.
+// Send applies a send or group op (SendOp, GroupOp): the contact encrypts
+// the op's message to the device and the server queues it (group: in the
+// schedule's group, "group" when it names none). An unknown contact, a
+// message id already used or another op does nothing; an error is the
+// contact's.
 func (c *Contacts) Send(ctx context.Context, op Op, group string) error {
-	p, ok := c.peers[op.Args[0]]
+	var peer, msg string
+	isGroup := false
+	switch o := op.(type) {
+	case SendOp:
+		peer, msg = o.Peer, o.Msg
+	case GroupOp:
+		peer, msg, isGroup = o.Peer, o.Msg, true
+	default:
+		return nil
+	}
+	p, ok := c.peers[peer]
 	if !ok {
 		return nil
 	}
-	msg := op.Args[1]
 	if c.Message(msg) != nil {
 		return nil
 	}
 	body := "hello " + msg
 	var d *fakeserver.Delivery
 	var err error
-	if op.Verb == "group" {
+	if isGroup {
 		if group == "" {
 			group = "group"
 		}
@@ -214,12 +224,12 @@ func (c *Contacts) Send(ctx context.Context, op Op, group string) error {
 // that it is up and has the op's instance): the message is added and gets
 // its first delivery id, for the device to encrypt body to p. ok is false
 // when the op does not apply (an unknown contact, a message id in use).
-func (c *Contacts) Reply(op Op) (p *fakeserver.Peer, msg, id, body string, ok bool) {
-	p, ok = c.peers[op.Args[0]]
+func (c *Contacts) Reply(op ReplyOp) (p *fakeserver.Peer, msg, id, body string, ok bool) {
+	p, ok = c.peers[op.Peer]
 	if !ok {
 		return nil, "", "", "", false
 	}
-	msg = op.Args[1]
+	msg = op.Msg
 	if c.Message(msg) != nil {
 		return nil, "", "", "", false
 	}
@@ -231,9 +241,9 @@ func (c *Contacts) Reply(op Op) (p *fakeserver.Peer, msg, id, body string, ok bo
 }
 
 // Dup applies a dup op: a delivery the device took is queued again.
-func (c *Contacts) Dup(op Op) {
+func (c *Contacts) Dup(op DupOp) {
 	c.mu.Lock()
-	d := c.copies[op.Args[0]]
+	d := c.copies[op.ID]
 	c.mu.Unlock()
 	if d == nil {
 		return
@@ -244,8 +254,8 @@ func (c *Contacts) Dup(op Op) {
 
 // Reinstall applies a reinstall op: the contact comes back with a new
 // identity and registration id. An error is the contact's.
-func (c *Contacts) Reinstall(ctx context.Context, op Op) error {
-	p, ok := c.peers[op.Args[0]]
+func (c *Contacts) Reinstall(ctx context.Context, op ReinstallOp) error {
+	p, ok := c.peers[op.Peer]
 	if !ok {
 		return nil
 	}
@@ -259,8 +269,8 @@ func (c *Contacts) Reinstall(ctx context.Context, op Op) error {
 
 // Rekey applies a rekey op: the contact starts a new session with the
 // device from a fresh bundle, same identity. An error is the contact's.
-func (c *Contacts) Rekey(ctx context.Context, op Op) error {
-	p, ok := c.peers[op.Args[0]]
+func (c *Contacts) Rekey(ctx context.Context, op RekeyOp) error {
+	p, ok := c.peers[op.Peer]
 	if !ok {
 		return nil
 	}
@@ -273,8 +283,8 @@ func (c *Contacts) Rekey(ctx context.Context, op Op) error {
 
 // Inbound takes from the server the delivery to the device a deliver op
 // names and logs the op; nil when it is not queued (the op does nothing).
-func (c *Contacts) Inbound(op Op) *fakeserver.Delivery {
-	d := c.srv.TakeInbound(op.Args[0])
+func (c *Contacts) Inbound(op DeliverOp) *fakeserver.Delivery {
+	d := c.srv.TakeInbound(op.ID)
 	if d != nil {
 		c.log("%s", op)
 	}
@@ -283,8 +293,8 @@ func (c *Contacts) Inbound(op Op) *fakeserver.Delivery {
 
 // Outbound takes from the server the delivery to a contact a read op
 // names and logs the op; nil when it is not queued (the op does nothing).
-func (c *Contacts) Outbound(op Op) *fakeserver.Delivery {
-	d := c.srv.TakeOutbound(op.Args[0])
+func (c *Contacts) Outbound(op ReadOp) *fakeserver.Delivery {
+	d := c.srv.TakeOutbound(op.ID)
 	if d != nil {
 		c.log("%s", op)
 	}
@@ -307,14 +317,6 @@ func (c *Contacts) DrainStep(down bool, take, read func(*fakeserver.Delivery) er
 		return false, read(d)
 	}
 	return true, nil
-}
-
-// CrashMode is a crash op's MODE ("" when it gives none).
-func CrashMode(op Op) string {
-	if len(op.Args) > 0 {
-		return op.Args[0]
-	}
-	return ""
 }
 
 // Message is the message with id, nil for none.

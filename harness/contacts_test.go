@@ -83,7 +83,7 @@ func TestContactsReceiptRules(t *testing.T) {
 	} {
 		c := newTestContacts(t, ContactRules{Receipts: tc.rule})
 		dev := c.device
-		p, msg, _, _, ok := c.Reply(Op{Verb: "reply", Args: []string{"alice.0", "r1"}})
+		p, msg, _, _, ok := c.Reply(ReplyOp{Peer: "alice.0", Msg: "r1"})
 		if !ok {
 			t.Fatal("reply to alice.0 did not apply")
 		}
@@ -103,7 +103,7 @@ func TestContactsReceiptRules(t *testing.T) {
 				t.Errorf("rule %d read %d: line %q", tc.rule, i, last)
 			}
 		}
-		c.Reply(Op{Verb: "reply", Args: []string{"alice.0", "r2"}})
+		c.Reply(ReplyOp{Peer: "alice.0", Msg: "r2"})
 		msg = "r2"
 		n := len(c.Result().History)
 		rc, err := c.Read(ctx, garbage("r2", fakeserver.MaxRetries))

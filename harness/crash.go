@@ -90,7 +90,7 @@ func (r *Run) stop() {
 			}
 			r.sim.Run(rs[0])
 			r.afterStep()
-			r.record(Op{Verb: "run", Args: []string{rs[0].Name}})
+			r.record(RunOp{Task: rs[0].Name})
 		}
 		// Tasks that can never run (none, with a correct discipline) are
 		// ended with the process and redone after the restart.

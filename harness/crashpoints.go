@@ -176,43 +176,40 @@ func (s *crashSource) Next(v View) (Op, bool) {
 	if s.k > 0 && !s.crashed && r.WritesDone() >= s.k {
 		s.crashed = true
 		s.running = ""
-		c := Op{Verb: "crash"}
-		if m := s.mode(r); m != "" {
-			c.Args = []string{m}
-		}
-		s.queue = append(s.queue, Op{Verb: "restart"})
+		c := CrashOp{Mode: s.mode(r)}
+		s.queue = append(s.queue, RestartOp{})
 		return c, true
 	}
 	if s.running != "" {
 		if slices.Contains(r.Runnable(), s.running) {
-			return Op{Verb: "step", Args: []string{s.running}}, true
+			return StepOp{Task: s.running}, true
 		}
 		s.running = ""
 	}
 	if s.i < len(s.ops) {
 		op := s.ops[s.i]
 		s.i++
-		if op.Verb == "run" {
-			s.running = op.Args[0]
+		if o, ok := op.(RunOp); ok {
+			s.running = o.Task
 			return s.Next(r)
 		}
 		return op, true
 	}
 	// Drain as Finish does, but as ops.
 	if r.Down() {
-		return Op{Verb: "restart"}, true
+		return RestartOp{}, true
 	}
 	if rs := r.Runnable(); len(rs) > 0 {
-		return Op{Verb: "step", Args: []string{rs[0]}}, true
+		return StepOp{Task: rs[0]}, true
 	}
 	in, out := r.Pending()
 	if len(in) > 0 {
-		return Op{Verb: "deliver", Args: []string{in[0]}}, true
+		return DeliverOp{ID: in[0]}, true
 	}
 	if len(out) > 0 {
-		return Op{Verb: "read", Args: []string{out[0]}}, true
+		return ReadOp{ID: out[0]}, true
 	}
-	return Op{}, false
+	return nil, false
 }
 
 // Text is the readable report: one line per failing point with the

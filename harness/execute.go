@@ -178,12 +178,9 @@ func (r *Run) atEnds(trace []action) error {
 	got := map[string]int{} // the candidate's progress of each task so far
 	var order []string
 	for _, a := range trace {
-		switch a.op.Verb {
-		case "step", "run":
-			if len(a.op.Args) == 0 {
-				continue
-			}
-			name := a.op.Args[0]
+		switch a.op.(type) {
+		case StepOp, RunOp:
+			name, _ := TaskOf(a.op)
 			if _, ok := got[name]; !ok {
 				order = append(order, name)
 			}
@@ -192,7 +189,7 @@ func (r *Run) atEnds(trace []action) error {
 				r.advance(name, 0, true)
 			}
 			continue
-		case "snapshot", "crash", "rollback":
+		case SnapshotOp, CrashOp, RollbackOp:
 			for _, name := range order {
 				r.advance(name, got[name], false)
 			}
@@ -241,7 +238,7 @@ type opList struct {
 
 func (l *opList) Next(View) (Op, bool) {
 	if l.i >= len(l.ops) {
-		return Op{}, false
+		return nil, false
 	}
 	l.i++
 	return l.ops[l.i-1], true
@@ -261,72 +258,72 @@ func (r *Run) applyOp(op Op) error {
 	}
 	r.sched.Ops = append(r.sched.Ops, op)
 	ctx := r.ctx
-	switch op.Verb {
-	case "send", "group":
+	switch o := op.(type) {
+	case SendOp, GroupOp:
 		if err := r.Send(ctx, op, r.sched.Group); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-	case "deliver":
-		if r.down || op.Inst >= len(r.devs) {
+	case DeliverOp:
+		if r.down || o.Inst >= len(r.devs) {
 			return nil
 		}
-		if d := r.Inbound(op); d != nil {
-			r.startReceive(op.Inst, d)
+		if d := r.Inbound(o); d != nil {
+			r.startReceive(o.Inst, d)
 		}
-	case "reply":
-		if r.down || op.Inst >= len(r.devs) {
+	case ReplyOp:
+		if r.down || o.Inst >= len(r.devs) {
 			return nil
 		}
-		p, msg, id, body, ok := r.Reply(op)
+		p, msg, id, body, ok := r.Reply(o)
 		if !ok {
 			return nil
 		}
-		r.start(job{name: id, inst: op.Inst, kind: "send", addr: p.Address().String(), msg: msg,
+		r.start(job{name: id, inst: o.Inst, kind: "send", addr: p.Address().String(), msg: msg,
 			fn: func(ctx context.Context, d *device, tk *ticket, id string) {
 				r.sendMessage(ctx, d, p, msg, id, body, tk)
 			}})
-	case "step":
+	case StepOp:
 		if r.sim == nil {
 			return nil
 		}
-		t := r.tasks[op.Args[0]]
+		t := r.tasks[o.Task]
 		if t == nil || !t.Runnable() {
 			return nil
 		}
 		r.sim.Step(t)
 		r.afterStep()
-	case "run":
+	case RunOp:
 		if r.sim == nil {
 			return nil
 		}
 		// Only a receive that failed queues work for afterStep (a retry
 		// receipt), after its last store call: nothing is left undone by
 		// running the task through its yield points.
-		if r.sim.Run(r.tasks[op.Args[0]]) {
+		if r.sim.Run(r.tasks[o.Task]) {
 			r.afterStep()
 		}
-	case "read":
-		if d := r.Outbound(op); d != nil {
+	case ReadOp:
+		if d := r.Outbound(o); d != nil {
 			r.read(d)
 		}
-	case "dup":
-		r.Dup(op)
-	case "crash":
-		r.crash(CrashMode(op))
-	case "stop":
+	case DupOp:
+		r.Dup(o)
+	case CrashOp:
+		r.crash(o.Mode)
+	case StopOp:
 		r.stop()
-	case "restart":
+	case RestartOp:
 		r.restart()
-	case "snapshot":
+	case SnapshotOp:
 		if sn, ok := r.storage.(stores.Snapshotter); ok && (r.mode != Serial || r.restores) {
 			r.snap = sn.Snapshot()
 			r.log("%s: backup of the durable state taken", op)
 		}
-	case "rollback":
+	case RollbackOp:
 		r.rollback()
-	case "reinstall":
-		if _, ok := r.Peer(op.Args[0]); !ok {
+	case ReinstallOp:
+		if _, ok := r.Peer(o.Peer); !ok {
 			return nil
 		}
 		if r.mode == Free {
@@ -335,19 +332,19 @@ func (r *Run) applyOp(op Op) error {
 			r.wg.Wait()
 			r.afterStep()
 		}
-		if err := r.Reinstall(ctx, op); err != nil {
+		if err := r.Reinstall(ctx, o); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-	case "rekey":
-		if err := r.Rekey(ctx, op); err != nil {
+	case RekeyOp:
+		if err := r.Rekey(ctx, o); err != nil {
 			r.fail(fmt.Errorf("%s: %w", op, err))
 			return r.err
 		}
-	case "wait":
+	case WaitOp:
 		// The model has no clock (stores keep logical time).
 	default:
-		return fmt.Errorf("unknown op %q", op.Verb)
+		return fmt.Errorf("device model does not implement op %s", op.Verb())
 	}
 	return r.err
 }

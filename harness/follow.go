@@ -98,9 +98,9 @@ func (r *Run) record(op Op) {
 		return
 	}
 	a := action{op: op}
-	if (op.Verb == "step" || op.Verb == "run") && len(op.Args) > 0 {
-		a.at = r.progressOf(op.Args[0])
-		if t := r.tasks[op.Args[0]]; t != nil {
+	if task, ok := TaskOf(op); ok {
+		a.at = r.progressOf(task)
+		if t := r.tasks[task]; t != nil {
 			a.done = t.Done()
 		}
 	}
@@ -150,8 +150,8 @@ func follow(ctx context.Context, s *Schedule, trace []action, v stores.Variant) 
 		defer r.Close()
 		r.following = true
 		for _, a := range trace {
-			if (a.op.Verb == "step" || a.op.Verb == "run") && len(a.op.Args) > 0 {
-				r.advance(a.op.Args[0], a.at, a.done)
+			if task, ok := TaskOf(a.op); ok {
+				r.advance(task, a.at, a.done)
 				continue
 			}
 			if err = r.applyOp(a.op); err != nil {

@@ -65,14 +65,14 @@ func TestLibsignalLateOldSession(t *testing.T) {
 	ctl := s.Clone()
 	var ops, m2 []Op
 	for _, op := range s.Ops {
-		if len(op.Args) > 0 && op.Args[0] == "m2" && (op.Verb == "deliver" || op.Verb == "run") {
+		if op == Op(DeliverOp{ID: "m2"}) || op == Op(RunOp{Task: "m2"}) {
 			m2 = append(m2, op)
 			continue
 		}
 		ops = append(ops, op)
 	}
 	for i, op := range ops {
-		if op.Verb == "deliver" && op.Args[0] == "g4" {
+		if op == Op(DeliverOp{ID: "g4"}) {
 			ctl.Ops = append(append(append([]Op(nil), ops[:i]...), m2...), ops[i:]...)
 			break
 		}

@@ -39,8 +39,8 @@ func TestLIDOps(t *testing.T) {
 // A real client's goroutine names are tasks, not messages: its schedules
 // survive Tidy; a step naming a message never sent does not.
 func TestClientTasksAreNotUnsent(t *testing.T) {
-	s := &Schedule{Ops: []Op{{Verb: "send", Args: []string{"alice.0", "m1"}}, {Verb: "step", Args: []string{"recv"}},
-		{Verb: "run", Args: []string{"reply:r1"}}, {Verb: "step", Args: []string{"recv#2"}}, {Verb: "step", Args: []string{"m7"}}}}
+	s := &Schedule{Ops: []Op{SendOp{Peer: "alice.0", Msg: "m1"}, StepOp{Task: "recv"},
+		RunOp{Task: "reply:r1"}, StepOp{Task: "recv#2"}, StepOp{Task: "m7"}}}
 	s.Tidy()
 	var got []string
 	for _, op := range s.Ops {

@@ -316,7 +316,7 @@ func (r *Run) Finish() (*Result, error) {
 	for r.err == nil {
 		if r.down {
 			r.restart() // the process manager brings a crashed device back
-			r.record(Op{Verb: "restart"})
+			r.record(RestartOp{})
 		}
 		if r.mode == Free {
 			r.wg.Wait()
@@ -326,7 +326,7 @@ func (r *Run) Finish() (*Result, error) {
 			if rs := r.sim.Runnable(); len(rs) > 0 {
 				r.sim.Step(rs[0])
 				r.afterStep()
-				r.record(Op{Verb: "step", Args: []string{rs[0].Name}})
+				r.record(StepOp{Task: rs[0].Name})
 				continue
 			}
 			if len(r.sim.Live()) > 0 {
@@ -336,12 +336,12 @@ func (r *Run) Finish() (*Result, error) {
 		}
 		take := func(d *fakeserver.Delivery) error {
 			r.startReceive(0, d)
-			r.record(Op{Verb: "deliver", Args: []string{d.ID}})
+			r.record(DeliverOp{ID: d.ID})
 			return nil
 		}
 		read := func(d *fakeserver.Delivery) error {
 			r.read(d)
-			r.record(Op{Verb: "read", Args: []string{d.ID}})
+			r.record(ReadOp{ID: d.ID})
 			return nil
 		}
 		if done, _ := r.DrainStep(r.down, take, read); !done {

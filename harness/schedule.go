@@ -4,66 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"maps"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 )
-
-// Op is one step of a schedule. Ops print as one line and parse back.
-//
-//	send P M        peer P (alice.0) encrypts direct message M and queues it
-//	group P M       peer P sends group message M (skmsg, with the sender key
-//	                distribution in a DM part the first time)
-//	deliver D [@I]  device instance I starts a task receiving delivery D
-//	reply P M [@I]  device instance I starts a task sending reply M to P
-//	step T          run task T (named after its delivery) to its next yield point
-//	run T           step task T until it ends or blocks
-//	read D          the peer reads delivery D from the device
-//	dup D           the server queues another copy of delivery D (offline
-//	                queue redelivery after a lost ack)
-//	crash [MODE]    the device dies: live device tasks never run again, the
-//	                storage drops its volatile state; MODE says per pending
-//	                write whether it is kept (k), dropped (d) or torn (g),
-//	                writes past its end are dropped (default: all dropped)
-//	restart         a crashed device comes back from its durable state
-//	                (the run restarts a crashed device itself at the end)
-//	snapshot        a backup of the device storage's durable state
-//	rollback        the device dies and its storage is restored from the
-//	                last backup, then it restarts (no backup: a crash)
-//	reinstall P     contact device P reinstalls WhatsApp: new identity and
-//	                registration id, its old session gone
-//	wait S          S seconds pass on the device's clock (a device with a
-//	                virtual clock fires its timers and expires its caches;
-//	                the model has none: nothing)
-//
-// An op that does not apply when it runs (a task that is finished or
-// blocked, a delivery not queued) does nothing, so any subsequence of a
-// schedule is a schedule: that is what lets shrinking delete ops freely.
-type Op struct {
-	Verb string
-	Args []string
-	Inst int
-}
-
-// String prints the op in its text form.
-func (o Op) String() string {
-	s := o.Verb
-	if len(o.Args) > 0 {
-		s += " " + strings.Join(o.Args, " ")
-	}
-	if o.Inst != 0 {
-		s += fmt.Sprintf(" @%d", o.Inst)
-	}
-	return s
-}
-
-var opArity = map[string]int{"send": 2, "group": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "stop": 0, "restart": 0, "snapshot": 0, "rollback": 0, "reinstall": 1, "rekey": 1, "wait": 1}
-
-// opOptional is how many trailing arguments an op may leave out.
-var opOptional = map[string]int{"crash": 1}
 
 // Schedule is a whole run as data: the setup and every op. Printed, it
 // replays byte for byte.
@@ -165,30 +109,10 @@ func Parse(r io.Reader) (*Schedule, error) {
 			break // a replay's output follows: a regression file's expected part (docs/regressions.md)
 		}
 		if inOps {
-			op := Op{Verb: f[0]}
-			n, ok := opArity[f[0]]
-			if !ok {
-				return fail("unknown op %q", f[0])
-			}
-			args := f[1:]
-			if len(args) > 0 && strings.HasPrefix(args[len(args)-1], "@") {
-				inst, err := strconv.Atoi(args[len(args)-1][1:])
-				if err != nil || inst < 0 {
-					return fail("bad instance %q", args[len(args)-1])
-				}
-				op.Inst = inst
-				args = args[:len(args)-1]
-			}
-			if len(args) < n || len(args) > n+opOptional[f[0]] {
-				return fail("%s takes %d arguments, got %d", f[0], n, len(args))
-			}
-			if f[0] == "crash" && len(args) == 1 && strings.Trim(args[0], "kdg") != "" {
-				return fail("crash mode %q: want letters k, d, g", args[0])
-			}
-			if err := checkLIDOp(f[0], args); err != nil {
+			op, err := ParseOp(text)
+			if err != nil {
 				return fail("%v", err)
 			}
-			op.Args = args
 			s.Ops = append(s.Ops, op)
 			s.opLines = append(s.opLines, line)
 			continue
@@ -284,10 +208,10 @@ func Parse(r io.Reader) (*Schedule, error) {
 func (s *Schedule) Restores() bool {
 	snap := false
 	for _, op := range s.Ops {
-		switch op.Verb {
-		case "snapshot":
+		switch op.(type) {
+		case SnapshotOp:
 			snap = true
-		case "rollback":
+		case RollbackOp:
 			if snap {
 				return true
 			}
@@ -308,30 +232,22 @@ func (s *Schedule) OpLine(i int) int {
 	return s.opLines[i]
 }
 
-// sends are the ops that send a new message, named by their second
-// argument; refers are the ops that name a delivery or task, a message's
-// id or one of its copies ("m3", "m3.2"). A step or run of another
-// device's task that is not a message (the real client's goroutines
-// "recv", "resend:r5", "login"; the Baileys socket's "login~creds1") names
-// no message: isMessageID tells them apart.
-var (
-	sends  = map[string]bool{"send": true, "group": true, "reply": true}
-	refers = map[string]bool{"deliver": true, "step": true, "run": true, "read": true, "dup": true}
-)
-
 // messageID is a message's id or one of its copies: letters, then digits,
 // then an optional ".N".
 var messageID = regexp.MustCompile(`^[a-z]+[0-9]+(\.[0-9]+)?$`)
 
-// NamesMessage says whether op's argument names a message (or a copy):
-// a step or run of a device's own task (the real client's recv,
-// reply:r1) names none. The model's tasks are all messages.
+// NamesMessage says whether op names a delivered message (or a copy):
+// deliver, read and dup do; a step or run does when its task is a message
+// (the model's tasks all are), not when it is a device's own task (the
+// real client's goroutines "recv", "resend:r5", "login"; the Baileys
+// socket's "login~creds1").
 func NamesMessage(op Op) bool {
-	if !refers[op.Verb] || len(op.Args) != 1 {
+	id, ok := Ref(op)
+	if !ok {
 		return false
 	}
-	if op.Verb == "step" || op.Verb == "run" {
-		return messageID.MatchString(op.Args[0])
+	if _, task := TaskOf(op); task {
+		return messageID.MatchString(id)
 	}
 	return true
 }
@@ -342,11 +258,10 @@ func (s *Schedule) Unsent() []string {
 	sent := map[string]bool{}
 	out := make([]string, len(s.Ops))
 	for i, op := range s.Ops {
-		switch {
-		case sends[op.Verb] && len(op.Args) == 2:
-			sent[op.Args[1]] = true
-		case NamesMessage(op) && !sent[MessageOf(op.Args[0])]:
-			out[i] = op.Args[0]
+		if msg, ok := SentBy(op); ok {
+			sent[msg] = true
+		} else if id, _ := Ref(op); NamesMessage(op) && !sent[MessageOf(id)] {
+			out[i] = id
 		}
 	}
 	return out
@@ -381,6 +296,3 @@ func (s *Schedule) Tidy() {
 	}
 	s.Ops, s.opLines = keep, lines
 }
-
-// Verbs are every op verb, sorted.
-func Verbs() []string { return slices.Sorted(maps.Keys(opArity)) }

@@ -320,11 +320,12 @@ func stepRuns(s *Schedule) int {
 }
 
 func stepRunEnd(ops []Op, i int) int {
-	if ops[i].Verb != "step" {
+	first, ok := ops[i].(StepOp)
+	if !ok {
 		return i
 	}
 	j := i + 1
-	for j < len(ops) && ops[j].Verb == "step" && ops[j].Args[0] == ops[i].Args[0] {
+	for j < len(ops) && ops[j] == Op(first) {
 		j++
 	}
 	return j
@@ -340,7 +341,7 @@ func mergeSteps(s *Schedule, lo, hi int) *Schedule {
 		j := stepRunEnd(s.Ops, i)
 		if j-i >= 2 {
 			if n >= lo && n < hi {
-				c.Ops = append(c.Ops, Op{Verb: "run", Args: []string{s.Ops[i].Args[0]}})
+				c.Ops = append(c.Ops, RunOp{Task: s.Ops[i].(StepOp).Task})
 			} else {
 				c.Ops = append(c.Ops, s.Ops[i:j]...)
 			}
@@ -357,11 +358,11 @@ func mergeSteps(s *Schedule, lo, hi int) *Schedule {
 // msgOf is the message an op concerns: sends and replies name it, the
 // others name a delivery or task ("m3", "m3.2": copy 2 of m3).
 func msgOf(op Op) string {
-	switch op.Verb {
-	case "send", "group", "reply":
-		return op.Args[1]
-	case "deliver", "step", "run", "read", "dup":
-		m, _, _ := strings.Cut(op.Args[0], ".")
+	if msg, ok := SentBy(op); ok {
+		return msg
+	}
+	if id, ok := Ref(op); ok {
+		m, _, _ := strings.Cut(id, ".")
 		return m
 	}
 	return ""
@@ -369,9 +370,15 @@ func msgOf(op Op) string {
 
 // peerOf is the contact device an op names, "alice.0", if any.
 func peerOf(op Op) string {
-	switch op.Verb {
-	case "send", "group", "reply", "reinstall":
-		return op.Args[0]
+	switch o := op.(type) {
+	case SendOp:
+		return o.Peer
+	case GroupOp:
+		return o.Peer
+	case ReplyOp:
+		return o.Peer
+	case ReinstallOp:
+		return o.Peer
 	}
 	return ""
 }

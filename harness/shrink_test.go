@@ -17,10 +17,10 @@ func noisy(t *testing.T) *Schedule {
 	require.NoError(t, err)
 	s.Contacts = append(s.Contacts, Contact{User: "bob", Devices: 2})
 	extra := []Op{
-		{Verb: "send", Args: []string{"bob.1", "x1"}}, {Verb: "deliver", Args: []string{"x1"}},
-		{Verb: "step", Args: []string{"x1"}}, {Verb: "step", Args: []string{"x1"}}, {Verb: "step", Args: []string{"x1"}},
-		{Verb: "send", Args: []string{"alice.0", "x2"}}, {Verb: "deliver", Args: []string{"x2"}},
-		{Verb: "step", Args: []string{"x2"}}, {Verb: "step", Args: []string{"x2"}}, {Verb: "run", Args: []string{"x2"}},
+		SendOp{Peer: "bob.1", Msg: "x1"}, DeliverOp{ID: "x1"},
+		StepOp{Task: "x1"}, StepOp{Task: "x1"}, StepOp{Task: "x1"},
+		SendOp{Peer: "alice.0", Msg: "x2"}, DeliverOp{ID: "x2"},
+		StepOp{Task: "x2"}, StepOp{Task: "x2"}, RunOp{Task: "x2"},
 	}
 	s.Ops = append(append([]Op(nil), s.Ops...), extra...)
 	return s

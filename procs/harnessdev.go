@@ -111,6 +111,11 @@ func (d Device) Name() string {
 	return "procs"
 }
 
+// procsOps are the op types the child runs: all but the LID addressing
+// ops (the child has no server stanzas; docs/lid.md runs them on the real
+// client).
+var procsOps = harness.Except(harness.PhaseOp{}, harness.ViaOp{}, harness.MappingOp{}, harness.ForgetOp{}, harness.MigrateOp{})
+
 // Check refuses what the child cannot run.
 func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	fail := func(format string, a ...any) error {
@@ -127,6 +132,9 @@ func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
 	case setup.Scenario == "rollback" && !d.Local && setup.Store != "sqlite":
 		return fail("scenario rollback on %s: only a SQLite file is backed up and restored", setup.Store)
+	}
+	if err := procsOps.Refuse(d.Name(), setup.Ops, nil); err != nil {
+		return err
 	}
 	if !d.Local && setup.Store != "sqlite" && setup.Store != "postgres" {
 		return fail("store %s: the child runs on a database (sqlite or postgres)", setup.Store)
@@ -386,49 +394,49 @@ func (r *hrun) PendingWrites() int {
 func (r *hrun) apply(op harness.Op) error {
 	r.sched.Ops = append(r.sched.Ops, op)
 	ctx := r.ctx
-	switch op.Verb {
-	case "send", "group":
+	switch o := op.(type) {
+	case harness.SendOp, harness.GroupOp:
 		return r.Send(ctx, op, r.sched.Group)
-	case "deliver":
-		if r.down || op.Inst >= len(r.procs) {
+	case harness.DeliverOp:
+		if r.down || o.Inst >= len(r.procs) {
 			return nil
 		}
-		if d := r.Inbound(op); d != nil {
-			return r.receive(op.Inst, d)
+		if d := r.Inbound(o); d != nil {
+			return r.receive(o.Inst, d)
 		}
-	case "reply":
-		if r.down || op.Inst >= len(r.procs) {
+	case harness.ReplyOp:
+		if r.down || o.Inst >= len(r.procs) {
 			return nil
 		}
-		p, msg, id, body, ok := r.Reply(op)
+		p, msg, id, body, ok := r.Reply(o)
 		if !ok {
 			return nil
 		}
-		return r.sendReply(op.Inst, p, msg, id, body)
-	case "read":
-		if d := r.Outbound(op); d != nil {
+		return r.sendReply(o.Inst, p, msg, id, body)
+	case harness.ReadOp:
+		if d := r.Outbound(o); d != nil {
 			return r.read(d)
 		}
-	case "dup":
-		r.Dup(op)
-	case "crash":
-		r.crash(harness.CrashMode(op))
-	case "snapshot":
+	case harness.DupOp:
+		r.Dup(o)
+	case harness.CrashOp:
+		r.crash(o.Mode)
+	case harness.SnapshotOp:
 		return r.snapshot(op)
-	case "rollback":
+	case harness.RollbackOp:
 		return r.rollback()
-	case "stop":
+	case harness.StopOp:
 		return r.stop()
-	case "restart":
+	case harness.RestartOp:
 		return r.restart()
-	case "reinstall":
-		return r.Reinstall(ctx, op)
-	case "rekey":
-		return r.Rekey(ctx, op)
-	case "step", "run", "wait":
+	case harness.ReinstallOp:
+		return r.Reinstall(ctx, o)
+	case harness.RekeyOp:
+		return r.Rekey(ctx, o)
+	case harness.StepOp, harness.RunOp, harness.WaitOp:
 		// A yield point or a clock the child does not have.
 	default:
-		return fmt.Errorf("unknown op %q", op.Verb)
+		return fmt.Errorf("device procs does not implement op %s", op.Verb())
 	}
 	return nil
 }

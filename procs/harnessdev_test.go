@@ -277,6 +277,17 @@ func TestDeviceCheck(t *testing.T) {
 			t.Errorf("RunOn ran %s on procs", c.s.Scenario)
 		}
 	}
+	// The op types the child implements (procsOps): a LID op is refused
+	// with the uniform line, the same schedule without it is not.
+	withOps := setup("reply", harness.Locked, "sqlite")
+	withOps.Ops = []harness.Op{harness.SendOp{Peer: "alice.0", Msg: "m1"}, harness.DeliverOp{ID: "m1"}, harness.CrashOp{Mode: "kd"}}
+	if err := dev.Check(withOps, harness.Controlled); err != nil {
+		t.Errorf("send, deliver, crash refused: %v", err)
+	}
+	withOps.Ops = append(withOps.Ops, harness.ViaOp{Peer: "alice.0", Form: "lid"})
+	if err := dev.Check(withOps, harness.Controlled); err == nil || err.Error() != "device procs does not implement op via" {
+		t.Errorf("Check with a via op = %v, want the uniform refusal", err)
+	}
 	for _, sc := range deviceScenarios {
 		for _, d := range []harness.Discipline{harness.Locked, harness.Txn} {
 			if err := dev.Check(setup(sc, d, "sqlite"), harness.Controlled); err != nil {

@@ -105,8 +105,11 @@ func (failing) GetSession(context.Context, string) ([]byte, error) {
 func ops(text string) []harness.Op {
 	var out []harness.Op
 	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
-		f := strings.Fields(l)
-		out = append(out, harness.Op{Verb: f[0], Args: f[1:]})
+		op, err := harness.ParseOp(l)
+		if err != nil {
+			panic(err) // the test's own text
+		}
+		out = append(out, op)
 	}
 	return out
 }

@@ -100,7 +100,7 @@ func modelOps(ops []harness.Op, history []string) []harness.Op {
 		if rest, ok := strings.CutPrefix(l, "deliver "); ok {
 			id, _, _ := strings.Cut(rest, " ")
 			if base, _, ok := strings.Cut(id, "."); ok && retried[base] {
-				out = append(out, harness.Op{Verb: "deliver", Args: []string{id}})
+				out = append(out, harness.DeliverOp{ID: id})
 			}
 		}
 	}

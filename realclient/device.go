@@ -2,7 +2,6 @@ package realclient
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -136,6 +135,10 @@ func (d *Device) Name() string {
 	return n
 }
 
+// clientOps are the op types the device runs: all but those refused
+// (below, with why).
+var clientOps = harness.Except(harness.SnapshotOp{}, harness.RollbackOp{})
+
 // refused are the op verbs the device has no way to perform, and why.
 var refused = map[string]string{
 	"snapshot": "no snapshot or rollback of the database",
@@ -167,7 +170,7 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 	}
 	if mode == harness.Free {
 		for _, op := range setup.Ops {
-			if op.Verb == "crash" {
+			if _, ok := op.(harness.CrashOp); ok {
 				return fmt.Errorf("device %s: mode free: a crash is judged in controlled mode only (where it lands is the schedule's)", name)
 			}
 		}
@@ -199,11 +202,11 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 			return fmt.Errorf("device %s: scenario %s has op %s: %s", name, sc.Name, op, refused[op])
 		}
 	}
+	if err := clientOps.Refuse(name, setup.Ops, refused); err != nil {
+		return err
+	}
 	for _, op := range setup.Ops {
-		if why, ok := refused[op.Verb]; ok {
-			return fmt.Errorf("device %s: op %s: %s", name, op, why)
-		}
-		if op.Inst > 0 {
+		if harness.Inst(op) > 0 {
 			return fmt.Errorf("device %s: op %s: one client process per run", name, op)
 		}
 	}
@@ -542,7 +545,7 @@ func (r *run) invariants(ctx context.Context, dev *store.Device) error {
 // the connection drops (the server redelivers what was not acknowledged at
 // the next login), the store loses what it had not made durable
 // (stores.Crasher), and the client stays down until restart.
-func (r *run) crash(op harness.Op) error {
+func (r *run) crash(op harness.CrashOp) error {
 	if r.down || r.ctl == nil {
 		return nil
 	}
@@ -577,7 +580,7 @@ func (r *run) crash(op harness.Op) error {
 	r.bot.Client.Disconnect()
 	r.srv.Kick()
 	if c, ok := r.storage.(stores.Crasher); ok {
-		c.Crash(harness.CrashMode(op))
+		c.Crash(op.Mode)
 	}
 	r.ctl.killClient(r.bot.client)
 	r.ctl.releaseKilled()
@@ -688,28 +691,28 @@ func (r *run) run(ctx context.Context, name string) error {
 }
 
 func (r *run) apply(ctx context.Context, op harness.Op) error {
-	if why, ok := refused[op.Verb]; ok {
-		return errors.New(why)
+	if err := clientOps.Refuse(r.d.Name(), []harness.Op{op}, refused); err != nil {
+		return err
 	}
 	r.srv.Logf("op %s", op)
-	if op.Inst > 0 {
+	if harness.Inst(op) > 0 {
 		return nil // one instance: an op for another does not apply
 	}
-	switch op.Verb {
-	case "send":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok || r.cv.L.Known(op.Args[1]) {
+	switch o := op.(type) {
+	case harness.SendOp:
+		p, ok := r.cv.Peer(o.Peer)
+		if !ok || r.cv.L.Known(o.Msg) {
 			return nil
 		}
-		return r.cv.Send(ctx, p, op.Args[1], "hello "+op.Args[1])
-	case "group":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok || r.cv.L.Known(op.Args[1]) || r.group == "" {
+		return r.cv.Send(ctx, p, o.Msg, "hello "+o.Msg)
+	case harness.GroupOp:
+		p, ok := r.cv.Peer(o.Peer)
+		if !ok || r.cv.L.Known(o.Msg) || r.group == "" {
 			return nil
 		}
-		return r.cv.SendGroup(ctx, p, r.group, op.Args[1], "hello "+op.Args[1])
-	case "deliver":
-		id, ok := r.cv.Deliver(op.Args[0])
+		return r.cv.SendGroup(ctx, p, r.group, o.Msg, "hello "+o.Msg)
+	case harness.DeliverOp:
+		id, ok := r.cv.Deliver(o.ID)
 		if !ok {
 			return nil
 		}
@@ -717,67 +720,57 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 			return r.after(ctx)
 		}
 		return r.handled(ctx, id)
-	case "step", "run":
-		if r.ctl == nil || r.down || len(op.Args) == 0 {
+	case harness.StepOp, harness.RunOp:
+		if r.ctl == nil || r.down {
 			return nil // a free client schedules itself
 		}
 		var err error
-		if op.Verb == "step" {
-			err = r.step(ctx, op.Args[0])
+		if s, ok := o.(harness.StepOp); ok {
+			err = r.step(ctx, s.Task)
 		} else {
-			err = r.run(ctx, op.Args[0])
+			err = r.run(ctx, o.(harness.RunOp).Task)
 		}
 		if err == nil && r.mode == harness.Serial {
 			err = r.after(ctx)
 		}
 		return err
-	case "reply":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok || r.cv.L.Known(op.Args[1]) {
+	case harness.ReplyOp:
+		p, ok := r.cv.Peer(o.Peer)
+		if !ok || r.cv.L.Known(o.Msg) {
 			return nil
 		}
-		r.cv.L.Expect(op.Args[1], harness.Out, p.Name, "reply "+op.Args[1])
-		r.queue.Push(p.JID.ToNonAD(), op.Args[1], "reply "+op.Args[1])
+		r.cv.L.Expect(o.Msg, harness.Out, p.Name, "reply "+o.Msg)
+		r.queue.Push(p.JID.ToNonAD(), o.Msg, "reply "+o.Msg)
 		if !r.down {
 			return r.nudge(ctx)
 		}
-	case "read":
+	case harness.ReadOp:
 		if r.ctl != nil {
-			if r.cv.Read(ctx, op.Args[0]) {
+			if r.cv.Read(ctx, o.ID) {
 				return r.after(ctx)
 			}
 			return nil
 		}
-		return r.read(ctx, op.Args[0])
-	case "dup":
-		r.cv.Dup(op.Args[0])
-	case "reinstall", "rekey":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok {
-			return nil
-		}
-		var err error
-		if op.Verb == "reinstall" {
-			err = r.cv.Reinstall(ctx, p)
-		} else {
-			err = r.cv.Rekey(ctx, p)
-		}
-		if err != nil {
-			return err
-		}
-		return r.after(ctx)
-	case "crash":
-		if err := r.crash(op); err != nil {
+		return r.read(ctx, o.ID)
+	case harness.DupOp:
+		r.cv.Dup(o.ID)
+	case harness.ReinstallOp:
+		return r.contactOp(ctx, o.Peer, r.cv.Reinstall)
+	case harness.RekeyOp:
+		return r.contactOp(ctx, o.Peer, r.cv.Rekey)
+	case harness.CrashOp:
+		if err := r.crash(o); err != nil {
 			return err
 		}
 		return r.ctl.settle(ctx)
-	case "stop":
+	case harness.StopOp:
 		return r.stop(ctx)
-	case "restart":
+	case harness.RestartOp:
 		return r.restart(ctx)
+	case harness.WaitOp:
+		// The device has no virtual clock to move: nothing.
 	default:
-		_, err := r.applyLID(ctx, op)
-		return err
+		return r.applyLID(ctx, op)
 	}
 	return nil
 }

@@ -187,7 +187,9 @@ func TestDeviceCheckRefuses(t *testing.T) {
 	}
 	inline, buffered := &Device{Reply: Inline}, &Device{Reply: Async, Buffer: true}
 	withOp := setup("reply", "reference")
-	withOp.Ops = []harness.Op{{Verb: "send", Args: []string{"alice.0", "m1"}}, {Verb: "crash"}}
+	withOp.Ops = []harness.Op{harness.SendOp{Peer: "alice.0", Msg: "m1"}, harness.CrashOp{}}
+	withSnapshot := withOp.Clone()
+	withSnapshot.Ops = append(withSnapshot.Ops, harness.SnapshotOp{})
 	cases := []struct {
 		dev  *Device
 		s    *harness.Schedule
@@ -200,6 +202,7 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		{inline, setup("crash", "reference"), harness.Free, "mode free: scenario crash crashes the client, which is judged in controlled mode only"},
 		{inline, setup("rollback", "sqlite"), harness.Free, "scenario rollback has op rollback"},
 		{inline, withOp, harness.Free, "mode free: a crash is judged in controlled mode only"},
+		{inline, withSnapshot, harness.Controlled, "device client-inline does not implement op snapshot (no snapshot or rollback of the database)"},
 		{inline, setup("reply", "nosuch"), harness.Free, `unknown store "nosuch"`},
 		{buffered, setup("reply", "reference"), harness.Free, "device client-async+buffer: store reference: the decrypted-event buffer needs sqlstore"},
 	}
@@ -217,6 +220,9 @@ func TestDeviceCheckRefuses(t *testing.T) {
 		if err := ok.dev.Check(setup(ok.name, ok.store), harness.Free); err != nil {
 			t.Errorf("%s on %s/%s: %v", ok.dev.Name(), ok.name, ok.store, err)
 		}
+	}
+	if err := inline.Check(withOp, harness.Controlled); err != nil {
+		t.Errorf("%s on send, crash (controlled): %v", inline.Name(), err)
 	}
 	if _, _, err := harness.RunOn(context.Background(), inline, setup("multi", "reference"), harness.Free, harness.Ops(nil)); err == nil {
 		t.Errorf("RunOn ran a schedule with two devices per contact on the real client")

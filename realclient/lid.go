@@ -3,12 +3,14 @@ package realclient
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	waLog "go.mau.fi/whatsmeow/util/log"
 
 	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 )
@@ -16,44 +18,57 @@ import (
 // applyLID runs the LID addressing ops (harness/lidops.go, docs/lid.md
 // §5.2) on the server; the client's answers are whatsmeow's own
 // (message.go decryptMessages, send.go encryptMessageForDevices, retry.go
-// handleRetryReceipt). It reports false for an op that is not one of them.
+// handleRetryReceipt); any other op is an error (apply runs the others).
 // An op naming no contact of the schedule does nothing.
-func (r *run) applyLID(ctx context.Context, op harness.Op) (bool, error) {
-	switch op.Verb {
-	case "phase":
-		ph, err := waweb.ParsePhase(op.Args[1])
-		if err != nil || !r.hasUser(op.Args[0]) {
-			return true, nil
+func (r *run) applyLID(ctx context.Context, op harness.Op) error {
+	switch o := op.(type) {
+	case harness.PhaseOp:
+		ph, err := waweb.ParsePhase(o.Phase)
+		if err != nil || !r.hasUser(o.User) {
+			return nil
 		}
-		r.cv.SetPhase(op.Args[0], ph)
-	case "via":
-		if p, ok := r.cv.Peer(op.Args[0]); ok {
-			r.cv.SetVia(p, op.Args[1])
+		r.cv.SetPhase(o.User, ph)
+	case harness.ViaOp:
+		if p, ok := r.cv.Peer(o.Peer); ok {
+			r.cv.SetVia(p, o.Form)
 		}
-	case "mapping":
-		if !r.hasUser(op.Args[0]) || r.down {
-			return true, nil // a notification is not kept for an offline device
+	case harness.MappingOp:
+		if !r.hasUser(o.User) || r.down {
+			return nil // a notification is not kept for an offline device
 		}
 		for _, name := range r.peers {
-			if p, ok := r.cv.Peer(name); ok && p.JID.User == op.Args[0] {
+			if p, ok := r.cv.Peer(name); ok && p.JID.User == o.User {
 				r.cv.Mapping(p)
-				return true, r.after(ctx)
+				return r.after(ctx)
 			}
 		}
-	case "migrate":
+	case harness.MigrateOp:
 		sent, err := r.cv.Migrate(ctx)
 		if err != nil || !sent {
-			return true, err // kept for the next login, as the offline queue keeps it
+			return err // kept for the next login, as the offline queue keeps it
 		}
-		return true, r.after(ctx)
-	case "forget":
-		if p, ok := r.cv.Peer(op.Args[0]); ok {
-			return true, r.cv.Forget(ctx, p)
+		return r.after(ctx)
+	case harness.ForgetOp:
+		if p, ok := r.cv.Peer(o.Peer); ok {
+			return r.cv.Forget(ctx, p)
 		}
 	default:
-		return false, nil
+		return fmt.Errorf("device %s does not implement op %s", r.d.Name(), op.Verb())
 	}
-	return true, nil
+	return nil
+}
+
+// contactOp runs a reinstall or rekey of contact device peer (fn), then
+// lets the client answer; an unknown peer does nothing.
+func (r *run) contactOp(ctx context.Context, peer string, fn func(context.Context, *fakeserver.Peer) error) error {
+	p, ok := r.cv.Peer(peer)
+	if !ok {
+		return nil
+	}
+	if err := fn(ctx, p); err != nil {
+		return err
+	}
+	return r.after(ctx)
 }
 
 func (r *run) hasUser(user string) bool {
@@ -92,7 +107,7 @@ const OwnLIDUser = "800001"
 func (r *run) ownLID(setup *harness.Schedule) {
 	lid := harness.DeviceOnlyScenarios[setup.Scenario] != ""
 	for _, op := range setup.Ops {
-		lid = lid || harness.LIDOp(op.Verb)
+		lid = lid || harness.LIDOp(op)
 	}
 	if lid {
 		r.srv.SetOwnLID(OwnLIDUser)

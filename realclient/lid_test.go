@@ -40,8 +40,8 @@ func withoutLID(s *harness.Schedule) *harness.Schedule {
 	c := s.Clone()
 	c.Ops = nil
 	for _, op := range s.Ops {
-		switch op.Verb {
-		case "phase", "via", "mapping", "migrate":
+		switch op.(type) {
+		case harness.PhaseOp, harness.ViaOp, harness.MappingOp, harness.MigrateOp:
 			continue
 		}
 		c.Ops = append(c.Ops, op)

@@ -71,7 +71,7 @@ func TestLIDMigrationSwitch(t *testing.T) {
 	no := s.Clone()
 	no.Ops = nil
 	for _, op := range s.Ops {
-		if op.Verb != "migrate" {
+		if _, ok := op.(harness.MigrateOp); !ok {
 			no.Ops = append(no.Ops, op)
 		}
 	}

@@ -71,7 +71,7 @@ func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
 		// The bot opens the conversation with every contact device.
 		for _, p := range sc.peerNames() {
 			g.replies++
-			g.queue = append(g.queue, harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}})
+			g.queue = append(g.queue, harness.ReplyOp{Peer: p, Msg: fmt.Sprintf("r%d", g.replies)})
 		}
 	}
 	if sc.Crash != "" || len(sc.Mix) > 0 {
@@ -94,8 +94,16 @@ func (g *Generator) msgName(n int) string {
 // Next implements harness.Source.
 func (g *Generator) Next(r harness.View) (harness.Op, bool) {
 	op, ok := g.choose(r)
-	if ok && g.sc.Overlap && (op.Verb == "deliver" || op.Verb == "reply") {
-		op.Inst = g.rng.IntN(g.sc.Instances) // either process takes it, while the other runs
+	if ok && g.sc.Overlap {
+		// Either process takes it, while the other runs.
+		switch o := op.(type) {
+		case harness.DeliverOp:
+			o.Inst = g.rng.IntN(g.sc.Instances)
+			op = o
+		case harness.ReplyOp:
+			o.Inst = g.rng.IntN(g.sc.Instances)
+			op = o
+		}
 	}
 	return op, ok
 }
@@ -103,7 +111,7 @@ func (g *Generator) Next(r harness.View) (harness.Op, bool) {
 func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	g.ops++
 	if g.ops > maxOps {
-		return harness.Op{}, false
+		return nil, false
 	}
 	if len(g.queue) > 0 {
 		op := g.queue[0]
@@ -145,11 +153,7 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 		}
 		cs = append(cs, choice{w, func() harness.Op {
 			g.sent++
-			verb := "send"
-			if g.sc.Group {
-				verb = "group"
-			}
-			return harness.Op{Verb: verb, Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}
+			return g.sendOp(peers)
 		}})
 	}
 	if len(in) > 0 {
@@ -158,7 +162,7 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 			if g.sc.Reorder {
 				d = in[g.rng.IntN(len(in))]
 			}
-			return harness.Op{Verb: "deliver", Args: []string{d}}
+			return harness.DeliverOp{ID: d}
 		}})
 	}
 	if len(g.wantReply) > 0 {
@@ -166,7 +170,7 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 			p := g.wantReply[0]
 			g.wantReply = g.wantReply[1:]
 			g.replies++
-			return harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}}
+			return harness.ReplyOp{Peer: p, Msg: fmt.Sprintf("r%d", g.replies)}
 		}})
 	}
 	if len(out) > 0 {
@@ -175,23 +179,23 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 			if g.sc.Reorder {
 				d = out[g.rng.IntN(len(out))]
 			}
-			return harness.Op{Verb: "read", Args: []string{d}}
+			return harness.ReadOp{ID: d}
 		}})
 	}
 	if g.sc.Reorder {
 		if done := r.Delivered(); len(done) > 0 && g.rng.IntN(6) == 0 {
 			cs = append(cs, choice{0.5, func() harness.Op {
-				return harness.Op{Verb: "dup", Args: []string{done[g.rng.IntN(len(done))]}}
+				return harness.DupOp{ID: done[g.rng.IntN(len(done))]}
 			}})
 		}
 	}
 	if len(runnable) > 0 {
 		cs = append(cs, choice{4, func() harness.Op {
-			return harness.Op{Verb: "step", Args: []string{g.pick(runnable)}}
+			return harness.StepOp{Task: g.pick(runnable)}
 		}})
 	}
 	if len(cs) == 0 {
-		return harness.Op{}, false
+		return nil, false
 	}
 	total := 0.0
 	for _, c := range cs {
@@ -234,25 +238,31 @@ func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []strin
 	inst := g.rng.IntN(g.sc.Instances)
 	switch {
 	case len(runnable) > 0:
-		return harness.Op{Verb: "run", Args: []string{runnable[0]}}, true
+		return harness.RunOp{Task: runnable[0]}, true
 	case len(out) > 0:
-		return harness.Op{Verb: "read", Args: []string{out[0]}}, true
+		return harness.ReadOp{ID: out[0]}, true
 	case len(g.wantReply) > 0:
 		p := g.wantReply[0]
 		g.wantReply = g.wantReply[1:]
 		g.replies++
-		return harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", g.replies)}, Inst: inst}, true
+		return harness.ReplyOp{Peer: p, Msg: fmt.Sprintf("r%d", g.replies), Inst: inst}, true
 	case len(in) > 0:
-		return harness.Op{Verb: "deliver", Args: []string{in[0]}, Inst: inst}, true
+		return harness.DeliverOp{ID: in[0], Inst: inst}, true
 	case g.sent < g.sc.Messages:
 		g.sent++
-		verb := "send"
-		if g.sc.Group {
-			verb = "group"
-		}
-		return harness.Op{Verb: verb, Args: []string{peers[g.rng.IntN(len(peers))], g.msgName(g.sent)}}, true
+		return g.sendOp(peers), true
 	}
-	return harness.Op{}, false
+	return nil, false
+}
+
+// sendOp is a new message g.sent from a random peer: a group message in a
+// group scenario.
+func (g *Generator) sendOp(peers []string) harness.Op {
+	p := peers[g.rng.IntN(len(peers))]
+	if g.sc.Group {
+		return harness.GroupOp{Peer: p, Msg: g.msgName(g.sent)}
+	}
+	return harness.SendOp{Peer: p, Msg: g.msgName(g.sent)}
 }
 
 // crashes is how many crashes a schedule of the scenario has.
@@ -275,7 +285,7 @@ func (s Scenario) crashes() int {
 
 // crashOp is the scenario's crash (queueing what follows it).
 func (g *Generator) crashOp(r harness.View) harness.Op {
-	op := harness.Op{Verb: "crash"}
+	op := harness.CrashOp{}
 	kind := g.sc.Crash
 	if len(g.sc.Mix) > 0 {
 		kind = g.sc.Mix[g.rng.IntN(len(g.sc.Mix))]
@@ -284,12 +294,16 @@ func (g *Generator) crashOp(r harness.View) harness.Op {
 	case CrashRollback:
 		if !g.snapped {
 			g.snapped = true
-			return harness.Op{Verb: "snapshot"}
+			return harness.SnapshotOp{}
 		}
-		return harness.Op{Verb: "rollback"}
+		return harness.RollbackOp{}
 	case CrashReinstall, CrashRekey:
 		peers := g.sc.peerNames()
-		return harness.Op{Verb: string(kind), Args: []string{peers[g.rng.IntN(len(peers))]}}
+		p := peers[g.rng.IntN(len(peers))]
+		if kind == CrashRekey {
+			return harness.RekeyOp{Peer: p}
+		}
+		return harness.ReinstallOp{Peer: p}
 	case CrashTorn:
 		// Each pending write kept, dropped or torn at random.
 		n := r.PendingWrites()
@@ -297,20 +311,18 @@ func (g *Generator) crashOp(r harness.View) harness.Op {
 		for i := range b {
 			b[i] = "kdg"[g.rng.IntN(3)]
 		}
-		if n > 0 {
-			op.Args = []string{string(b)}
-		}
+		op.Mode = string(b)
 	case CrashIdle:
-		return harness.Op{Verb: "wait", Args: []string{"360"}}
+		return harness.WaitOp{Seconds: 360}
 	case CrashRestart:
 		// A clean restart: let the device finish what it is doing first.
 		for _, t := range r.Runnable() {
-			g.queue = append(g.queue, harness.Op{Verb: "run", Args: []string{t}})
+			g.queue = append(g.queue, harness.RunOp{Task: t})
 		}
-		g.queue = append(g.queue, harness.Op{Verb: "stop"}, harness.Op{Verb: "restart"})
+		g.queue = append(g.queue, harness.StopOp{}, harness.RestartOp{})
 		return g.next()
 	}
-	g.queue = append(g.queue, harness.Op{Verb: "restart"})
+	g.queue = append(g.queue, harness.RestartOp{})
 	return op
 }
 

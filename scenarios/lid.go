@@ -128,7 +128,7 @@ func newLIDGen(sc Scenario, rng *rand.Rand) *lidGen {
 func (g *Generator) lidOp() (harness.Op, bool) {
 	l := g.lid
 	if l == nil {
-		return harness.Op{}, false
+		return nil, false
 	}
 	if len(l.pendingOp) > 0 {
 		op := l.pendingOp[0]
@@ -136,7 +136,7 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 		return op, true
 	}
 	if g.ops == l.mapAt {
-		return harness.Op{Verb: "mapping", Args: []string{l.users[g.rng.IntN(len(l.users))]}}, true
+		return harness.MappingOp{User: l.users[g.rng.IntN(len(l.users))]}, true
 	}
 	if !l.switched && g.ops >= l.switchAt {
 		l.switched = true
@@ -144,12 +144,12 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 			if l.plan.OneFirst && i > 0 {
 				break
 			}
-			l.pendingOp = append(l.pendingOp, harness.Op{Verb: "phase", Args: []string{u, "mixed"}})
+			l.pendingOp = append(l.pendingOp, harness.PhaseOp{User: u, Phase: "mixed"})
 		}
 		if l.plan.StartLID {
 			for _, p := range l.peers {
 				l.lid[p] = true
-				l.pendingOp = append(l.pendingOp, harness.Op{Verb: "via", Args: []string{p, "lid"}})
+				l.pendingOp = append(l.pendingOp, harness.ViaOp{Peer: p, Form: "lid"})
 			}
 		}
 		return g.lidOp()
@@ -157,9 +157,9 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 	if l.switched && l.plan.Migrate > 0 && !l.migrated && (g.ops >= l.migrateAt || 3*g.sent >= 2*g.sc.Messages) {
 		l.migrated = true
 		for _, u := range l.users {
-			l.pendingOp = append(l.pendingOp, harness.Op{Verb: "phase", Args: []string{u, "lid"}})
+			l.pendingOp = append(l.pendingOp, harness.PhaseOp{User: u, Phase: "lid"})
 		}
-		return harness.Op{Verb: "migrate"}, true
+		return harness.MigrateOp{}, true
 	}
 	if l.switched && l.plan.Toggle > 0 && g.sent < g.sc.Messages && g.rng.Float64() < l.plan.Toggle {
 		p := l.peers[g.rng.IntN(len(l.peers))]
@@ -168,9 +168,9 @@ func (g *Generator) lidOp() (harness.Op, bool) {
 		if l.lid[p] {
 			form = "lid"
 		}
-		return harness.Op{Verb: "via", Args: []string{p, form}}, true
+		return harness.ViaOp{Peer: p, Form: form}, true
 	}
-	return harness.Op{}, false
+	return nil, false
 }
 
 // lidScenarioOps adds the LID ops to a LID scenario's op list.

@@ -42,7 +42,7 @@ func RapidRun(t *rapid.T, sc Scenario, d harness.Discipline, v stores.Variant) (
 		return rapid.SampledFrom(xs).Draw(t, label)
 	}
 	step := func(t *rapid.T) {
-		apply(t, harness.Op{Verb: "step", Args: []string{pick(t, r.Runnable(), "task")}})
+		apply(t, harness.StepOp{Task: pick(t, r.Runnable(), "task")})
 	}
 	actions := map[string]func(*rapid.T){
 		"send": func(t *rapid.T) {
@@ -50,19 +50,20 @@ func RapidRun(t *rapid.T, sc Scenario, d harness.Discipline, v stores.Variant) (
 				t.Skip("all sent")
 			}
 			sent++
-			verb, name := "send", fmt.Sprintf("m%d", sent)
+			peer := rapid.SampledFrom(peers).Draw(t, "peer")
 			if sc.Group {
-				verb, name = "group", fmt.Sprintf("g%d", sent)
+				apply(t, harness.GroupOp{Peer: peer, Msg: fmt.Sprintf("g%d", sent)})
+			} else {
+				apply(t, harness.SendOp{Peer: peer, Msg: fmt.Sprintf("m%d", sent)})
 			}
-			apply(t, harness.Op{Verb: verb, Args: []string{rapid.SampledFrom(peers).Draw(t, "peer"), name}})
 		},
 		"deliver": func(t *rapid.T) {
 			in, _ := r.Pending()
-			apply(t, harness.Op{Verb: "deliver", Args: []string{pick(t, in, "delivery")}})
+			apply(t, harness.DeliverOp{ID: pick(t, in, "delivery")})
 		},
 		"read": func(t *rapid.T) {
 			_, out := r.Pending()
-			apply(t, harness.Op{Verb: "read", Args: []string{pick(t, out, "reply")}})
+			apply(t, harness.ReadOp{ID: pick(t, out, "reply")})
 		},
 		// Stepping is listed three times so that interleavings get as much
 		// weight as new work.
@@ -82,12 +83,12 @@ func RapidRun(t *rapid.T, sc Scenario, d harness.Discipline, v stores.Variant) (
 			}
 			p := pick(t, heard, "peer heard from")
 			replies++
-			apply(t, harness.Op{Verb: "reply", Args: []string{p, fmt.Sprintf("r%d", replies)}})
+			apply(t, harness.ReplyOp{Peer: p, Msg: fmt.Sprintf("r%d", replies)})
 		}
 	}
 	if sc.Reorder {
 		actions["dup"] = func(t *rapid.T) {
-			apply(t, harness.Op{Verb: "dup", Args: []string{pick(t, r.Delivered(), "delivered")}})
+			apply(t, harness.DupOp{ID: pick(t, r.Delivered(), "delivered")})
 		}
 	}
 	t.Repeat(actions)

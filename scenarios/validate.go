@@ -96,20 +96,17 @@ func Validate(s *harness.Schedule) error {
 	model := s.Device == "" || s.Device == "model"
 	for i, op := range s.Ops {
 		line := s.OpLine(i)
-		if !slices.Contains(ops, op.Verb) {
-			return at(line, "op %q: scenario %s has no %s ops (it has %s)", op, sc.Name, op.Verb, strings.Join(ops, ", "))
+		if !slices.Contains(ops, op.Verb()) {
+			return at(line, "op %q: scenario %s has no %s ops (it has %s)", op, sc.Name, op.Verb(), strings.Join(ops, ", "))
 		}
-		if op.Inst >= max(s.Instances, 1) {
-			return at(line, "op %q: instance %d, but the schedule has %d", op, op.Inst, max(s.Instances, 1))
+		if inst := harness.Inst(op); inst >= max(s.Instances, 1) {
+			return at(line, "op %q: instance %d, but the schedule has %d", op, inst, max(s.Instances, 1))
 		}
-		switch op.Verb {
-		case "send", "group", "reply", "reinstall", "rekey":
-			if !peers[op.Args[0]] {
-				return at(line, "op %q: %s is not a contact device of the schedule (contacts %s)", op, op.Args[0], contactList(s))
-			}
+		if p, ok := contactOf(op); ok && !peers[p] {
+			return at(line, "op %q: %s is not a contact device of the schedule (contacts %s)", op, p, contactList(s))
 		}
-		if model && (op.Verb == "step" || op.Verb == "run") && !harness.NamesMessage(op) {
-			return at(line, "op %q: the model's tasks are messages (m1, r2, m3.2), and %s is none", op, op.Args[0])
+		if task, ok := harness.TaskOf(op); ok && model && !harness.NamesMessage(op) {
+			return at(line, "op %q: the model's tasks are messages (m1, r2, m3.2), and %s is none", op, task)
 		}
 		if unsent[i] != "" {
 			return at(line, "op %q: no op before it sent message %s", op, harness.MessageOf(unsent[i]))
@@ -124,4 +121,22 @@ func contactList(s *harness.Schedule) string {
 		cs = append(cs, fmt.Sprintf("%s:%d", c.User, c.Devices))
 	}
 	return strings.Join(cs, " ")
+}
+
+// contactOf is the contact device a send, group, reply, reinstall or rekey
+// op names.
+func contactOf(op harness.Op) (string, bool) {
+	switch o := op.(type) {
+	case harness.SendOp:
+		return o.Peer, true
+	case harness.GroupOp:
+		return o.Peer, true
+	case harness.ReplyOp:
+		return o.Peer, true
+	case harness.ReinstallOp:
+		return o.Peer, true
+	case harness.RekeyOp:
+		return o.Peer, true
+	}
+	return "", false
 }

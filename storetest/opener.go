@@ -201,8 +201,8 @@ func reopens(sched *harness.Schedule) bool {
 		return true
 	}
 	for _, op := range sched.Ops {
-		switch op.Verb {
-		case "crash", "stop", "restart", "snapshot", "rollback":
+		switch op.(type) {
+		case harness.CrashOp, harness.StopOp, harness.RestartOp, harness.SnapshotOp, harness.RollbackOp:
 			return true
 		}
 	}

@@ -554,7 +554,7 @@ func runAll(ctx context.Context, s *subject, sc scenarios.Scenario, o Options, m
 			// in the rate compared with the reference store's (runFree). A
 			// backup restored loses the prekeys uploaded after it on any
 			// store.
-			if !slices.ContainsFunc(sched.Ops, func(op harness.Op) bool { return op.Verb == "rollback" }) {
+			if !slices.ContainsFunc(sched.Ops, func(op harness.Op) bool { return op == harness.Op(harness.RollbackOp{}) }) {
 				worse = restartFailures(res)
 			}
 		}

@@ -300,7 +300,7 @@ func TestCrashReplays(t *testing.T) {
 			}
 			replayed++
 			for _, op := range sched.Ops {
-				if op.Verb == "crash" {
+				if _, ok := op.(harness.CrashOp); ok {
 					verbs[op.String()] = true
 				}
 			}

@@ -213,12 +213,12 @@ func (d *Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 			return no(fmt.Sprintf("scenario %s (op wait: the adapter's clock moves one millisecond a call; %s%s has the virtual clock)", sc.Name, SocketPrefix, strings.TrimPrefix(d.name, "baileys@")))
 		}
 	}
+	if err := adapterOps.Refuse(d.name, setup.Ops, nil); err != nil {
+		return err
+	}
 	for _, op := range setup.Ops {
-		if _, ok := supported[op.Verb]; !ok {
-			return no("op " + op.Verb)
-		}
-		if op.Inst != 0 {
-			return no(fmt.Sprintf("op %q (instance %d: one device process per schedule)", op, op.Inst))
+		if inst := harness.Inst(op); inst != 0 {
+			return no(fmt.Sprintf("op %q (instance %d: one device process per schedule)", op, inst))
 		}
 	}
 	return nil

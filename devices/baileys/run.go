@@ -265,72 +265,71 @@ func (r *run) bundle(pk *keys.PreKey) *prekey.Bundle {
 // apply runs one op and records it; an op that does not apply does
 // nothing (any subsequence of a schedule is a schedule).
 func (r *run) apply(op harness.Op) error {
-	want, ok := supported[op.Verb]
-	if !ok {
-		return fmt.Errorf("device %s: op %q not supported", r.rn.Device(), op.Verb)
+	if err := adapterOps.Refuse(r.rn.Device(), []harness.Op{op}, nil); err != nil {
+		return err
 	}
-	if len(op.Args) < want || op.Inst != 0 {
-		return fmt.Errorf("device %s: op %q: bad arguments (or an instance: this device is one)", r.rn.Device(), op)
+	if harness.Inst(op) != 0 {
+		return fmt.Errorf("device %s: op %q: an instance (this device is one)", r.rn.Device(), op)
 	}
 	r.applied = append(r.applied, op)
-	switch op.Verb {
-	case "send":
+	switch o := op.(type) {
+	case harness.SendOp:
 		if err := r.Send(r.ctx, op, ""); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-	case "deliver":
+	case harness.DeliverOp:
 		if r.down {
 			return nil
 		}
-		if d := r.Inbound(op); d != nil {
+		if d := r.Inbound(o); d != nil {
 			return r.startReceive(d)
 		}
-	case "reply":
+	case harness.ReplyOp:
 		if r.down {
 			return nil
 		}
-		p, msg, id, body, ok := r.Reply(op)
+		p, msg, id, body, ok := r.Reply(o)
 		if !ok {
 			return nil
 		}
 		return r.startSend(id, &job{kind: "send", peer: p, msg: msg, body: body}, nil)
-	case "step":
-		if _, ok := r.parked[op.Args[0]]; !ok || r.serial {
+	case harness.StepOp:
+		if _, ok := r.parked[o.Task]; !ok || r.serial {
 			return nil
 		}
-		return r.step(op.Args[0], "")
-	case "run":
+		return r.step(o.Task, "")
+	case harness.RunOp:
 		// Step the task until it ends or waits on something other than
 		// a gate (a lock another task holds).
 		for !r.serial {
-			if _, ok := r.parked[op.Args[0]]; !ok {
+			if _, ok := r.parked[o.Task]; !ok {
 				break
 			}
-			if err := r.step(op.Args[0], ""); err != nil {
+			if err := r.step(o.Task, ""); err != nil {
 				return err
 			}
 		}
-	case "read":
-		if d := r.Outbound(op); d != nil {
+	case harness.ReadOp:
+		if d := r.Outbound(o); d != nil {
 			return r.read(d)
 		}
-	case "dup":
-		r.Dup(op)
-	case "crash":
-		return r.crash(harness.CrashMode(op))
-	case "stop":
+	case harness.DupOp:
+		r.Dup(o)
+	case harness.CrashOp:
+		return r.crash(o.Mode)
+	case harness.StopOp:
 		return r.stop()
-	case "restart":
+	case harness.RestartOp:
 		return r.restart()
 	}
 	return nil
 }
 
-// supported are the harness ops the adapter runs and their arity; the
-// others (group, snapshot, rollback, reinstall, rekey) are refused by
+// adapterOps are the harness ops the adapter runs; the others (group,
+// snapshot, rollback, reinstall, rekey, wait, the LID ops) are refused by
 // Device.Check.
-var supported = map[string]int{"send": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "stop": 0, "restart": 0}
+var adapterOps = harness.Implements(harness.SendOp{}, harness.DeliverOp{}, harness.ReplyOp{}, harness.StepOp{}, harness.RunOp{},
+	harness.ReadOp{}, harness.DupOp{}, harness.CrashOp{}, harness.StopOp{}, harness.RestartOp{})
 
 // step lets task t make the store call it is parked at. The history shows
 // the step, with prefix (the drain's); the serial baseline's steps are not

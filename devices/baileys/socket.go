@@ -235,9 +235,10 @@ func (d *SocketDevice) Close() {
 // Name is "baileys-socket@VERSION".
 func (d *SocketDevice) Name() string { return d.name }
 
-// socketOps are the ops the socket device runs and their arity.
-var socketOps = map[string]int{"send": 2, "deliver": 1, "reply": 2, "step": 1, "run": 1, "read": 1, "dup": 1,
-	"crash": 0, "stop": 0, "restart": 0, "wait": 1}
+// socketOps are the ops the socket device runs: the adapter's and wait
+// (its virtual clock).
+var socketOps = harness.Implements(harness.SendOp{}, harness.DeliverOp{}, harness.ReplyOp{}, harness.StepOp{}, harness.RunOp{},
+	harness.ReadOp{}, harness.DupOp{}, harness.CrashOp{}, harness.StopOp{}, harness.RestartOp{}, harness.WaitOp{})
 
 // Check refuses what the socket device cannot run: free mode (its calls
 // wait at gates), group messages, contacts with several devices (a reply
@@ -283,12 +284,12 @@ func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
 			}
 		}
 	}
+	if err := socketOps.Refuse(d.name, setup.Ops, nil); err != nil {
+		return err
+	}
 	for _, op := range setup.Ops {
-		if _, ok := socketOps[op.Verb]; !ok {
-			return no("op " + op.Verb)
-		}
-		if op.Inst != 0 {
-			return no(fmt.Sprintf("op %q (instance %d)", op, op.Inst))
+		if inst := harness.Inst(op); inst != 0 {
+			return no(fmt.Sprintf("op %q (instance %d)", op, inst))
 		}
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -436,68 +435,63 @@ func (r *sockRun) PendingWrites() int {
 // apply runs one op and records it; an op that does not apply does
 // nothing.
 func (r *sockRun) apply(op harness.Op) error {
-	want, ok := socketOps[op.Verb]
-	if !ok {
-		return fmt.Errorf("op %q not supported", op.Verb)
+	if err := socketOps.Refuse(r.d.name, []harness.Op{op}, nil); err != nil {
+		return err
 	}
-	if len(op.Args) < want || op.Inst != 0 {
-		return fmt.Errorf("op %q: bad arguments", op)
+	if harness.Inst(op) != 0 {
+		return fmt.Errorf("op %q: an instance (this device is one)", op)
 	}
 	r.applied = append(r.applied, op)
 	r.log("op %s", op)
-	switch op.Verb {
-	case "send":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok || r.cv.L.Known(op.Args[1]) {
+	switch o := op.(type) {
+	case harness.SendOp:
+		p, ok := r.cv.Peer(o.Peer)
+		if !ok || r.cv.L.Known(o.Msg) {
 			return nil
 		}
-		r.recv.sent(op.Args[1])
-		return r.cv.Send(r.ctx, p, op.Args[1], "hello "+op.Args[1])
-	case "deliver":
-		if _, ok := r.cv.Deliver(op.Args[0]); ok {
+		r.recv.sent(o.Msg)
+		return r.cv.Send(r.ctx, p, o.Msg, "hello "+o.Msg)
+	case harness.DeliverOp:
+		if _, ok := r.cv.Deliver(o.ID); ok {
 			return r.sync()
 		}
-	case "reply":
-		p, ok := r.cv.Peer(op.Args[0])
-		if !ok || r.cv.L.Known(op.Args[1]) {
+	case harness.ReplyOp:
+		p, ok := r.cv.Peer(o.Peer)
+		if !ok || r.cv.L.Known(o.Msg) {
 			return nil
 		}
-		id := op.Args[1]
+		id := o.Msg
 		r.cv.L.Expect(id, harness.Out, p.Name, "reply "+id)
 		r.replies[id] = reply{peer: p.Name, body: "reply " + id, jid: peerJID(p)}
 		if r.down {
 			return nil // sent when the bot is back
 		}
 		return r.sendReply(id)
-	case "step":
-		if r.serial || len(r.parked[op.Args[0]]) == 0 {
+	case harness.StepOp:
+		if r.serial || len(r.parked[o.Task]) == 0 {
 			return nil
 		}
-		return r.step(op.Args[0], "")
-	case "run":
-		for !r.serial && len(r.parked[op.Args[0]]) > 0 {
-			if err := r.step(op.Args[0], ""); err != nil {
+		return r.step(o.Task, "")
+	case harness.RunOp:
+		for !r.serial && len(r.parked[o.Task]) > 0 {
+			if err := r.step(o.Task, ""); err != nil {
 				return err
 			}
 		}
-	case "read":
-		if r.cv.Read(r.ctx, op.Args[0]) {
+	case harness.ReadOp:
+		if r.cv.Read(r.ctx, o.ID) {
 			return r.sync()
 		}
-	case "dup":
-		r.cv.Dup(op.Args[0])
-	case "crash":
-		return r.crash(harness.CrashMode(op))
-	case "stop":
+	case harness.DupOp:
+		r.cv.Dup(o.ID)
+	case harness.CrashOp:
+		return r.crash(o.Mode)
+	case harness.StopOp:
 		return r.stop()
-	case "restart":
+	case harness.RestartOp:
 		return r.restart()
-	case "wait":
-		secs, err := strconv.ParseFloat(op.Args[0], 64)
-		if err != nil || secs < 0 {
-			return fmt.Errorf("wait %q: want seconds", op.Args[0])
-		}
-		return r.wait(int64(secs * 1000))
+	case harness.WaitOp:
+		return r.wait(int64(o.Seconds * 1000))
 	}
 	return nil
 }
