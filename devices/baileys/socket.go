@@ -240,7 +240,7 @@ var socketOps = map[string]int{"send": 2, "deliver": 1, "reply": 2, "step": 1, "
 	"crash": 0, "stop": 0, "restart": 0, "wait": 1}
 
 // Check refuses what the socket device cannot run: free mode (its calls
-// wait at gates), group messages, contacts with several devices (a reply
+// wait at gates), the account's LID migration (socketLIDRefused), group messages, contacts with several devices (a reply
 // goes to every device of a contact, a schedule's to one), two instances,
 // snapshots, reinstalls; torn on a store that writes no files.
 func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
@@ -265,6 +265,8 @@ func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
 	}
 	if sc, err := scenarios.Lookup(setup.Scenario); err == nil {
 		switch {
+		case socketLIDRefused(sc.Name) != "":
+			return no(fmt.Sprintf("scenario %s (%s)", sc.Name, socketLIDRefused(sc.Name)))
 		case sc.Group:
 			return no(fmt.Sprintf("scenario %s (group messages)", sc.Name))
 		case sc.Instances > 1:
@@ -284,7 +286,7 @@ func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
 		}
 	}
 	for _, op := range setup.Ops {
-		if _, ok := socketOps[op.Verb]; !ok {
+		if _, ok := socketOps[op.Verb]; !ok && socketLIDOps[op.Verb] == 0 {
 			return no("op " + op.Verb)
 		}
 		if op.Inst != 0 {

@@ -130,6 +130,9 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	// at least 5, so a schedule's device uploads 5 (Baileys 6: 30), not 812.
 	r.srv.PreKeyCount = func(held int) int { return max(held, 5) }
 	r.srv.OfflineMarker = true
+	if lidSchedule(s) {
+		r.srv.SetOwnLID(ownLIDUser) // <success lid> at every login (socketlid.go)
+	}
 	r.cv = waweb.NewConversation(r.srv)
 	r.cv.Hold()
 	for _, c := range s.Contacts {
@@ -438,6 +441,9 @@ func (r *sockRun) PendingWrites() int {
 func (r *sockRun) apply(op harness.Op) error {
 	want, ok := socketOps[op.Verb]
 	if !ok {
+		want, ok = socketLIDOps[op.Verb]
+	}
+	if !ok {
 		return fmt.Errorf("op %q not supported", op.Verb)
 	}
 	if len(op.Args) < want || op.Inst != 0 {
@@ -498,6 +504,8 @@ func (r *sockRun) apply(op harness.Op) error {
 			return fmt.Errorf("wait %q: want seconds", op.Args[0])
 		}
 		return r.wait(int64(secs * 1000))
+	default:
+		return r.applyLID(op)
 	}
 	return nil
 }
@@ -807,6 +815,7 @@ func (r *sockRun) result() *harness.Result {
 		res.History = append(res.History, l)
 	}
 	res.Messages = webledger.Messages(r.cv.L)
+	r.noteLIDReports(res)
 	if r.ended {
 		// The store refused to start: correct, and the end of this
 		// bot. Messages it had not settled cannot be judged.
