@@ -118,8 +118,11 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
 		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives()}
-	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
+	// The fake server's root key is made once per process: drawn before
+	// the schedule's stream is bound, so the first schedule of a process
+	// draws from its stream what every later one does.
 	ca := waweb.DefaultCA()
+	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	if r.srv, err = waweb.Listen(ca); err != nil {
 		r.unbind()
 		return nil, err

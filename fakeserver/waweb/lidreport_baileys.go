@@ -16,16 +16,18 @@ import (
 //   - 7.x, Baileys #2331 / PR #2763, the skipped migration: an inbound
 //     message whose first copy came with its LID (from the LID, or from
 //     the PN with sender_lid) fails NoSession or InvalidPreKey and no
-//     earlier message of the contact came under another form:
+//     earlier message of the contact carried its LID:
 //     handleMessage stored the pair and called migrateSession, which moves
 //     nothing without the contact's device-list key (Signal/libsignal.js
 //     7.0.0-rc14 215-217, written only when the bot sends,
 //     Socket/messages-send.js 252-262), and the decrypt resolved to the
 //     empty LID address.
 //   - 7.x, Baileys #2331, the stale overwrite: the same failures (or Bad
-//     MAC) after an earlier message of the contact under another form:
-//     migrateSession copies a PN session over the LID one unconditionally
-//     (Signal/libsignal.js 284-288).
+//     MAC, or Other: "No matching sessions found" with "Over 2000 messages
+//     into the future" inside) after an earlier message of the contact
+//     that carried its LID (a LID session exists): migrateSession copies
+//     a PN session over the LID one unconditionally once the contact's
+//     device-list key exists (Signal/libsignal.js 284-288).
 //   - 7.x, Baileys PR #2372 cause 2: a PN stanza without sender_lid fails
 //     NoSession after a message of the contact that carried its LID: the
 //     PN session was migrated away and the PN address no longer resolves
@@ -66,7 +68,7 @@ func (cv *Conversation) BaileysReport(version, id string, lost bool, classes []e
 		return ""
 	}
 	switch {
-	case form != formPN && has(endpoint.NoSession, endpoint.InvalidPreKey, endpoint.BadMAC) && earlier(func(o string) bool { return o != form }):
+	case form != formPN && has(endpoint.NoSession, endpoint.InvalidPreKey, endpoint.BadMAC, endpoint.Other) && earlier(func(o string) bool { return o != formPN }):
 		return "Baileys #2331 (stale overwrite): migrateSession copied the older PN session over the LID one"
 	case form != formPN && has(endpoint.NoSession, endpoint.InvalidPreKey):
 		return "Baileys #2331 / PR #2763: the pair stored, migrateSession moved nothing (no device-list yet), decrypted under the empty LID address"
