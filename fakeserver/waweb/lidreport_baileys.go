@@ -33,8 +33,8 @@ import (
 //     PN session was migrated away and the PN address no longer resolves
 //     to the LID (the lid-mapping key is gone: an auth state that does not
 //     keep it; on one that does, libsignal.js 329-344 resolves it).
-//   - 6.x, PR #2763 on 6.x: a message fails after an earlier message of
-//     the contact under the other from (6.17.16 ignores sender_lid and
+//   - 6.x, PR #2763 on 6.x: a message fails whose from is the other form
+//     than the contact's stanza before it (6.17.16 ignores sender_lid and
 //     keeps one session per address form, lib/Signal/libsignal.js 95-98).
 func (cv *Conversation) BaileysReport(version, id string, lost bool, classes []endpoint.Class) string {
 	cv.mu.Lock()
@@ -61,8 +61,16 @@ func (cv *Conversation) BaileysReport(version, id string, lost bool, classes []e
 		return false
 	}
 	if strings.HasPrefix(version, "6.") {
-		fromLID := func(f string) bool { return f == formLID }
-		if earlier(func(o string) bool { return fromLID(o) != fromLID(form) }) {
+		prev := "" // the contact's stanza before this one
+		for _, o := range s.order {
+			if o == id {
+				break
+			}
+			if !strings.HasPrefix(o, "out:") && s.peerOf[o] == s.peerOf[id] {
+				prev = s.first[o]
+			}
+		}
+		if prev != "" && (prev == formLID) != (form == formLID) {
 			return "Baileys PR #2763 on 6.x: one session per address form, this stanza's form had none or a stale one (docs/lid.md §2.1)"
 		}
 		return ""
