@@ -1,5 +1,6 @@
 // Example auth states a bot author might write, for badmac's own tests and
-// docs/baileys.md: one correct file store and three that ship a real bug.
+// docs/baileys.md: one correct file store and four that ship a real bug (the
+// fourth, useNoLIDMappingAuthState, in docs/lid.md §6.6).
 // Each is `(dir) => Promise<{ state: { creds, keys }, saveCreds }>`, the
 // shape of Baileys' useMultiFileAuthState, and runs on the Baileys the
 // bot uses (import 'baileys').
