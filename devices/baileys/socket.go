@@ -235,13 +235,14 @@ func (d *SocketDevice) Close() {
 // Name is "baileys-socket@VERSION".
 func (d *SocketDevice) Name() string { return d.name }
 
-// socketOps are the ops the socket device runs: the adapter's and wait
-// (its virtual clock).
+// socketOps are the ops the socket device runs: the adapter's, wait (its
+// virtual clock) and the LID ops but migrate (socketlid.go).
 var socketOps = harness.Implements(harness.SendOp{}, harness.DeliverOp{}, harness.ReplyOp{}, harness.StepOp{}, harness.RunOp{},
-	harness.ReadOp{}, harness.DupOp{}, harness.CrashOp{}, harness.StopOp{}, harness.RestartOp{}, harness.WaitOp{})
+	harness.ReadOp{}, harness.DupOp{}, harness.CrashOp{}, harness.StopOp{}, harness.RestartOp{}, harness.WaitOp{},
+	harness.PhaseOp{}, harness.ViaOp{}, harness.MappingOp{}, harness.ForgetOp{})
 
 // Check refuses what the socket device cannot run: free mode (its calls
-// wait at gates), group messages, contacts with several devices (a reply
+// wait at gates), the account's LID migration (socketLIDRefused), group messages, contacts with several devices (a reply
 // goes to every device of a contact, a schedule's to one), two instances,
 // snapshots, reinstalls; torn on a store that writes no files.
 func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
@@ -266,6 +267,8 @@ func (d *SocketDevice) Check(setup *harness.Schedule, mode harness.Mode) error {
 	}
 	if sc, err := scenarios.Lookup(setup.Scenario); err == nil {
 		switch {
+		case socketLIDRefused(sc.Name) != "":
+			return no(fmt.Sprintf("scenario %s (%s)", sc.Name, socketLIDRefused(sc.Name)))
 		case sc.Group:
 			return no(fmt.Sprintf("scenario %s (group messages)", sc.Name))
 		case sc.Instances > 1:

@@ -117,8 +117,11 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
 		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives()}
-	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
+	// The fake server's root key is made once per process: drawn before
+	// the schedule's stream is bound, so the first schedule of a process
+	// draws from its stream what every later one does.
 	ca := waweb.DefaultCA()
+	r.unbind = seeded.Bind(seeded.NewStream(s.Seed, 0xb5))
 	if r.srv, err = waweb.Listen(ca); err != nil {
 		r.unbind()
 		return nil, err
@@ -129,6 +132,9 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	// at least 5, so a schedule's device uploads 5 (Baileys 6: 30), not 812.
 	r.srv.PreKeyCount = func(held int) int { return max(held, 5) }
 	r.srv.OfflineMarker = true
+	if lidSchedule(s) {
+		r.srv.SetOwnLID(ownLIDUser) // <success lid> at every login (socketlid.go)
+	}
 	r.cv = waweb.NewConversation(r.srv)
 	r.cv.Hold()
 	for _, c := range s.Contacts {
@@ -492,6 +498,8 @@ func (r *sockRun) apply(op harness.Op) error {
 		return r.restart()
 	case harness.WaitOp:
 		return r.wait(int64(o.Seconds * 1000))
+	default:
+		return r.applyLID(op)
 	}
 	return nil
 }
@@ -801,6 +809,7 @@ func (r *sockRun) result() *harness.Result {
 		res.History = append(res.History, l)
 	}
 	res.Messages = webledger.Messages(r.cv.L)
+	r.noteLIDReports(res)
 	if r.ended {
 		// The store refused to start: correct, and the end of this
 		// bot. Messages it had not settled cannot be judged.

@@ -69,8 +69,9 @@ func (s *Server) successAttrs(dev types.JID) waBinary.Attrs {
 // lidFor is the LID a usync <lid/> query is answered with for PN user
 // jid: the account's own once the account is migrated, a contact's once
 // the server speaks both forms of it (its phase is not pn) or the account
-// is migrated. The Baileys runs never set either, so their usync answers
-// are unchanged.
+// is migrated. A Baileys run sets a phase only in a LID schedule and
+// never migrates (devices/baileys/socketlid.go), so its other usync
+// answers are unchanged.
 func (cv *Conversation) lidFor(jid types.JID) (types.JID, bool) {
 	if jid.Server != types.DefaultUserServer {
 		return types.EmptyJID, false

@@ -14,7 +14,7 @@ import (
 // answered with a contact's LID only once the server speaks both of its
 // forms or the account is migrated, and with the account's own LID only
 // after the migration; <success> names the account's LID only when it has
-// one. A run that sets neither (every Baileys run) gets the answers it got
+// one. A run that sets neither (every Baileys run outside a LID schedule) gets the answers it got
 // before LIDs.
 func TestUsyncLID(t *testing.T) {
 	srv, cv := withPeers(t, "alice.0", "bob.0")

@@ -609,8 +609,8 @@ func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 	// Devices are answered, and lid (a user's LID) once the conversation
 	// gives one (lidFor, migration.go); any other protocol of the query
 	// gets a user node without that child. Baileys 7 asks lid alone for a
-	// phone number's LID: its runs set no phase and no migration, so they
-	// get no LID.
+	// phone number's LID: it gets one only in a LID schedule, for a
+	// contact whose phase is not pn (devices/baileys/socketlid.go).
 	_, devices := us.GetOptionalChildByTag("query", "devices")
 	_, lidq := us.GetOptionalChildByTag("query", "lid")
 	s.mu.Lock()

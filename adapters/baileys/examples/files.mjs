@@ -1,5 +1,6 @@
 // Example auth states a bot author might write, for badmac's own tests and
-// docs/baileys.md: one correct file store and three that ship a real bug.
+// docs/baileys.md: one correct file store and four that ship a real bug (the
+// fourth, useNoLIDMappingAuthState, in docs/lid.md §6.6).
 // Each is `(dir) => Promise<{ state: { creds, keys }, saveCreds }>`, the
 // shape of Baileys' useMultiFileAuthState, and runs on the Baileys the
 // bot uses (import 'baileys').
@@ -159,4 +160,24 @@ export async function useSeedFixAuthState(dir) {
 		set: (data) => one(async () => { await state.keys.set(data); await saveCreds() }),
 	}
 	return { state: { creds: state.creds, keys }, saveCreds }
+}
+
+// useNoLIDMappingAuthState: the correct store written against Baileys 6's
+// key types, which ignores the keys of a type it does not know: Baileys 7
+// keeps each contact's PN↔LID pair as `lid-mapping` keys in the auth state
+// (lib/Signal/lid-mapping.js 7.0.0-rc14), and this store drops them (set
+// writes nothing, get finds nothing). Baileys' in-memory cache of the pairs
+// hides it until a restart; then a PN stanza of a contact whose session
+// was migrated to its LID finds no session (Baileys PR #2372's second
+// cause, docs/lid.md §3.5).
+export async function useNoLIDMappingAuthState(dir) {
+	await mkdir(dir, { recursive: true })
+	const s = fileStore(dir)
+	const creds = await s.loadCreds()
+	const get = async (type, ids) => (type === 'lid-mapping' ? {} : s.get(type, ids))
+	const set = async (data) => {
+		const { 'lid-mapping': _dropped, ...rest } = data
+		await s.set(rest)
+	}
+	return { state: { creds, keys: { get, set } }, saveCreds: () => s.saveCreds(creds) }
 }

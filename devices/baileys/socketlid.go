@@ -1,0 +1,114 @@
+package baileys
+
+import (
+	"fmt"
+
+	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+)
+
+// LID addressing on the socket device (issue 20, docs/lid.md §6.6): the
+// fake server speaks to Baileys as it speaks to whatsmeow
+// (fakeserver/waweb/address.go): sender_lid on a PN stanza of a contact in
+// phase mixed, from=LID with sender_pn on a LID one, <lid val> in a usync
+// answer to a <lid/> query once the contact has left phase pn, LID device
+// JIDs listed and their prekeys served, and <success lid> in a LID
+// schedule. What Baileys does with them is its own code: 7.0.0-rc14's
+// handleMessage stores the pair and calls migrateSession
+// (Socket/messages-recv.js:1277-1292), its signal storage resolves a PN
+// address to the LID (Signal/libsignal.js:329-344), its lid-mapping keys
+// go through the auth state like any key; 6.17.16 has none of it and
+// decrypts every stanza under its from (docs/lid.md §2.1).
+
+// The socket device runs the LID ops but migrate (socketOps): the
+// account's migration is a ProtocolMessage from the own phone that
+// whatsmeow reads (docs/lid.md §1.4); what Baileys does with it is not
+// read, and the socket device's own phone is a peer of its own (newRun),
+// not the conversation's.
+
+// socketLIDRefused is why the socket device refuses a LID scenario it
+// cannot run, by name ("" for the ones it runs).
+func socketLIDRefused(name string) string {
+	switch name {
+	case "lid-switch", "lid-switch-group":
+		return "op migrate (the account's LID migration: whatsmeow's path, not read for Baileys)"
+	}
+	return ""
+}
+
+// lidSchedule reports whether s is a LID schedule (a LID scenario or any
+// LID op): its logins carry the account's own LID, as realclient's do.
+func lidSchedule(s *harness.Schedule) bool {
+	lid := harness.DeviceOnlyScenarios[s.Scenario] != ""
+	for _, op := range s.Ops {
+		lid = lid || harness.LIDOp(op)
+	}
+	return lid
+}
+
+// ownLIDUser is the account's LID user in a LID schedule.
+const ownLIDUser = "800042"
+
+// applyLID runs a LID op on the server; an op naming no contact of the
+// schedule does nothing, and a mapping notification is not kept while
+// the bot is down.
+func (r *sockRun) applyLID(op harness.Op) error {
+	switch o := op.(type) {
+	case harness.PhaseOp:
+		ph, err := waweb.ParsePhase(o.Phase)
+		if err != nil {
+			return fmt.Errorf("op %q: %w", op, err)
+		}
+		if r.hasUser(o.User) {
+			r.cv.SetPhase(o.User, ph)
+		}
+	case harness.ViaOp:
+		if p, ok := r.cv.Peer(o.Peer); ok {
+			r.cv.SetVia(p, o.Form)
+		}
+	case harness.MappingOp:
+		if r.down {
+			return nil
+		}
+		for _, name := range r.peers {
+			if p, ok := r.cv.Peer(name); ok && p.JID.User == o.User {
+				if r.cv.Mapping(p) {
+					return r.sync()
+				}
+				return nil
+			}
+		}
+	case harness.ForgetOp:
+		if p, ok := r.cv.Peer(o.Peer); ok {
+			return r.cv.Forget(r.ctx, p)
+		}
+	default:
+		return fmt.Errorf("device %s does not implement op %s", r.d.name, op.Verb())
+	}
+	return nil
+}
+
+func (r *sockRun) hasUser(user string) bool {
+	for _, name := range r.peers {
+		if p, ok := r.cv.Peer(name); ok && p.JID.User == user {
+			return true
+		}
+	}
+	return false
+}
+
+// noteLIDReports names, on each failed message, the public Baileys report
+// its mechanism matches (waweb.Conversation.BaileysReport).
+func (r *sockRun) noteLIDReports(res *harness.Result) {
+	for _, m := range res.Messages {
+		var classes []endpoint.Class
+		for _, a := range m.Failures() {
+			classes = append(classes, a.Class)
+		}
+		if len(classes) == 0 && m.Outcome() != harness.Lost {
+			continue
+		}
+		m.Note = r.cv.BaileysReport(r.d.version, m.ID, m.Outcome() == harness.Lost, classes)
+	}
+}
