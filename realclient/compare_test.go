@@ -45,7 +45,7 @@ func compareSerial(t *testing.T, dev *Device, name string, n int) (diffs []strin
 		}
 		ms := s.Clone()
 		ms.Device = ""
-		ms.Ops = modelOps(s.Ops, res.History)
+		ms.Ops = modelOps(t, s.Ops, res.History)
 		mres, err := harness.Baseline(ctx, ms)
 		if err != nil {
 			t.Fatal(err)
@@ -76,14 +76,15 @@ func compareSerial(t *testing.T, dev *Device, name string, n int) (diffs []strin
 // contact queues its answer for a deliver op (harness/contacts.go Answer),
 // which, left out, would come only at the drain: the same conversation
 // with the contact's answer late, not the same schedule.
-func modelOps(ops []harness.Op, history []string) []harness.Op {
+func modelOps(t testing.TB, ops []harness.Op, history []string) []harness.Op {
+	t.Helper()
 	var out []harness.Op
 	k := -1
 	retried := map[string]bool{}
 	for _, l := range history {
 		if op, ok := strings.CutPrefix(l, "op "); ok {
 			if k+1 >= len(ops) || ops[k+1].String() != op {
-				panic(fmt.Sprintf("history line %q is not op %d of the schedule", l, k+1))
+				t.Fatalf("history line %q is not op %d of the schedule", l, k+1)
 			}
 			k++
 			out = append(out, ops[k])
