@@ -12,6 +12,7 @@ import (
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 )
 
 // The socket device runs the LID scenarios that need no group, no rekey
@@ -219,4 +220,104 @@ func diffLines(a, b []string) string {
 		}
 	}
 	return "no difference"
+}
+
+// The false store blame of docs/lid.md §6.6, traced: lid-reply, seed
+// 1000005 (schedule 2 of `badmac run -seed 1`), 7.0.0-rc14, the correct
+// example store. The store makes one key of a contact's PN/LID pair
+// readable at its rename, before set() returns; the reference run's call
+// takes effect whole at its end. Followed exactly, the reference run
+// store-blames the correct store (the run diverges where a receive reads
+// the half-written pair); the rule (judgesStore) sees the half-written
+// call and does not judge the store on this run: n/a, nothing blamed.
+func TestSocketHalfWrittenCallNotJudged(t *testing.T) {
+	testenv.NeedLong(t, "one lid-reply schedule on Baileys 7, its baseline and its reference run")
+	ctx := context.Background()
+	d := openSocket(t, "7.0.0-rc14")
+	sc, err := scenarios.Lookup("lid-reply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const seed = 1000005
+	setup := sc.Setup(seed, harness.Locked, filepath.Join(repoRoot(t), example("useCorrectAuthState")))
+	setup.Device = d.Name()
+	sched, res, err := d.Exec(ctx, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	f := d.follow[res]
+	d.mu.Unlock()
+	if !strings.Contains(f.inexact, "half written") {
+		t.Fatalf("the candidate's run is not marked inexact (%q)", f.inexact)
+	}
+	t.Logf("inexact: %s", f.inexact)
+
+	// Without the rule: the reference run followed exactly blames the store.
+	base, err := d.Baseline(ctx, sched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := sched.Clone()
+	ref.Store = MultiFile
+	d.mu.Lock()
+	_, exact, err := d.execWith(ctx, ref, false, f.logins, nil)
+	d.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Judge(res, harness.Baselines{Protocol: base, Reference: exact})
+	if len(res.StoreBlamed) == 0 {
+		t.Fatalf("the reference run followed exactly blames nothing (%s): the trace of docs/lid.md §6.6 no longer holds", outcomes(res))
+	}
+	t.Logf("followed exactly, store blamed: %v", res.StoreBlamed)
+
+	// With it: the same explicit schedule, judged, is not store judged.
+	_, res2, err := harness.RunOn(ctx, d, sched, harness.Controlled, harness.Ops(sched.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.StoreJudged || len(res2.StoreBlamed) > 0 {
+		t.Errorf("store judged %v, store blamed %v; want n/a", res2.StoreJudged, res2.StoreBlamed)
+	}
+	if outcomes(res2) != outcomes(res) {
+		t.Errorf("the replay ended otherwise:\n%s\nvs\n%s", outcomes(res2), outcomes(res))
+	}
+}
+
+// The correct example store, cached and not, is never store blamed on the
+// LID scenarios the socket device runs, on both versions (the command of
+// docs/lid.md §6.6 without the buggy store), and the rule leaves some of
+// its runs judged: the store is still compared where the reference run is
+// exact.
+func TestSocketCorrectStoreNeverBlamedLID(t *testing.T) {
+	testenv.NeedLong(t, "the correct auth state over 5 schedules of 4 LID scenarios on two Baileys versions")
+	ctx := context.Background()
+	runs, na := 0, 0
+	for _, v := range Versions {
+		d := openSocket(t, v)
+		var pairs []scenarios.Pair
+		for _, name := range []string{"lid-migrate", "lid-both", "lid-reply", "lid-crash"} {
+			sc, _ := scenarios.Lookup(name)
+			for _, st := range []string{example("useCorrectAuthState"), example("useCorrectAuthState") + CacheSuffix} {
+				pairs = append(pairs, scenarios.Pair{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: filepath.Join(repoRoot(t), st)}, Device: d})
+			}
+		}
+		prs, err := scenarios.RunPairs(ctx, pairs, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 5, Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pr := range prs {
+			c := pr.Counts
+			runs += 5
+			na += c.StoreNA
+			if c.StoreBlamed > 0 || c.RegeneratedCreds > 0 || c.LostPreKeys > 0 {
+				t.Errorf("%s %s/%s: store blamed %d, regenerated %d, lost prekeys %d", v, pr.Store, pr.Scenario, c.StoreBlamed, c.RegeneratedCreds, c.LostPreKeys)
+			}
+		}
+	}
+	t.Logf("store not judged in %d of %d runs", na, runs)
+	if na == runs {
+		t.Errorf("the store was judged in none of %d runs", runs)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,6 +82,13 @@ type sockRun struct {
 	// recv follows the receives for the crash's attribution (receives);
 	// only the candidate's run, not its baseline or reference, uses it.
 	recv *receives
+	// half are the tasks whose current store call is half written: at
+	// least one of its writes released, another still parked. inexact is
+	// the first time the candidate's run left the reference run inexact
+	// (a task stepped, or a crash, while another's call was half
+	// written); "" when it never did (judgesStore).
+	half    map[string]bool
+	inexact string
 }
 
 type sockGate struct {
@@ -116,7 +124,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives()}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives(), half: map[string]bool{}}
 	// The fake server's root key is made once per process: drawn before
 	// the schedule's stream is bound, so the first schedule of a process
 	// draws from its stream what every later one does.
@@ -527,10 +535,35 @@ func (r *sockRun) step(t, prefix string) error {
 		r.log("%s%s %s", prefix, g.task, g.call)
 	}
 	r.recv.step(g.task, g.io)
+	if u := r.halfWritten(t); u != "" {
+		r.noteInexact(fmt.Sprintf("%s's %s ran while %s's store call was half written", t, g.call, u))
+	}
 	if _, err := r.call(devproto.Request{Op: devproto.OpStep, Gate: g.id}); err != nil {
 		return err
 	}
-	return r.sync()
+	err := r.sync()
+	r.half[t] = g.io && len(r.parked[t]) > 0 && r.parked[t][0].io
+	return err
+}
+
+// halfWritten is the first (by name) task other than t whose store call
+// is half written; "" when none is.
+func (r *sockRun) halfWritten(t string) string {
+	best := ""
+	for u, h := range r.half {
+		if h && u != t && (best == "" || u < best) {
+			best = u
+		}
+	}
+	return best
+}
+
+// noteInexact records the first reason the reference run cannot follow
+// the candidate's exactly (judgesStore); the candidate's run only.
+func (r *sockRun) noteInexact(why string) {
+	if r.ref == nil && !r.serial && r.inexact == "" {
+		r.inexact = why
+	}
 }
 
 // first is the task whose parked gate came first.
@@ -590,6 +623,12 @@ func (r *sockRun) crash(mode string) error {
 			return err
 		}
 		r.noteKilled(r.noteCompleted(mode, rep.Parked))
+		rec := r.login()
+		for _, u := range slices.Sorted(maps.Keys(r.half)) {
+			if n := len(rec.Pads[u]); r.half[u] && !slices.Contains(rec.Commit[u], n-1) {
+				r.noteInexact(fmt.Sprintf("the crash killed %s's store call half written", u))
+			}
+		}
 		mode = ""
 	}
 	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode, Commit: r.following().Commit})
@@ -665,6 +704,7 @@ func (r *sockRun) died() error {
 	r.crashes++
 	r.down, r.killed = true, true
 	r.parked = map[string][]sockGate{}
+	r.half = map[string]bool{}
 	for id, rp := range r.replies {
 		rp.sent = false
 		r.replies[id] = rp
