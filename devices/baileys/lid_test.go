@@ -186,6 +186,12 @@ func TestSocketDroppedLIDMappingCaught(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !res.StoreJudged {
+			// No store call is half written while another runs here (a
+			// restart between the write and the read): the reference run
+			// is exact, and the store is judged (judgesStore).
+			t.Errorf("%s: store not judged", s.Store)
+		}
 		buggy := strings.Contains(s.Store, "useNoLIDMappingAuthState")
 		if buggy && (!slices.Contains(res.StoreBlamed, "m3") || !strings.Contains(noteOf(res, "m3"), "PR #2372 cause 2")) {
 			t.Errorf("%s: m3 not store blamed (store blamed %v, note %q): %s\n%s", s.Store, res.StoreBlamed, noteOf(res, "m3"), outcomes(res), strings.Join(res.History, "\n"))
@@ -285,39 +291,70 @@ func TestSocketHalfWrittenCallNotJudged(t *testing.T) {
 	}
 }
 
-// The correct example store, cached and not, is never store blamed on the
-// LID scenarios the socket device runs, on both versions (the command of
-// docs/lid.md §6.6 without the buggy store), and the rule leaves some of
-// its runs judged: the store is still compared where the reference run is
-// exact.
+// The command of docs/lid.md §6.6: the correct example store, cached and
+// not, is never store blamed on the LID scenarios the socket device runs,
+// on both versions; on 7.0.0-rc14 the rule (judgesStore) leaves some of
+// its runs judged (the store is still compared where the reference run is
+// exact), on 6.17.16 none. Each row's judged runs are logged for §6.6's
+// table, the store that drops lid-mapping's too (not asserted: the
+// generated schedules have no restart between the pair's write and a bare
+// PN stanza; baileys-2372-mapping.txt is the evidence it is caught).
 func TestSocketCorrectStoreNeverBlamedLID(t *testing.T) {
-	testenv.NeedLong(t, "the correct auth state over 5 schedules of 4 LID scenarios on two Baileys versions")
+	testenv.NeedLong(t, "three auth states over 5 schedules of 4 LID scenarios on two Baileys versions")
 	ctx := context.Background()
-	runs, na := 0, 0
-	for _, v := range Versions {
+	for _, v := range []string{"7.0.0-rc14", "6.17.16"} {
 		d := openSocket(t, v)
 		var pairs []scenarios.Pair
 		for _, name := range []string{"lid-migrate", "lid-both", "lid-reply", "lid-crash"} {
 			sc, _ := scenarios.Lookup(name)
-			for _, st := range []string{example("useCorrectAuthState"), example("useCorrectAuthState") + CacheSuffix} {
+			for _, st := range []string{example("useCorrectAuthState"), example("useCorrectAuthState") + CacheSuffix, example("useNoLIDMappingAuthState")} {
 				pairs = append(pairs, scenarios.Pair{Scenario: sc, Discipline: harness.Locked, Variant: stores.Variant{Name: filepath.Join(repoRoot(t), st)}, Device: d})
 			}
 		}
-		prs, err := scenarios.RunPairs(ctx, pairs, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 5, Workers: 1})
+		const n = 5
+		prs, err := scenarios.RunPairs(ctx, pairs, scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: n, Workers: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
+		judged := 0
 		for _, pr := range prs {
 			c := pr.Counts
-			runs += 5
-			na += c.StoreNA
+			t.Logf("%s %s %s: store judged in %d of %d runs, store blamed %d", v, filepath.Base(pr.Store), pr.Scenario, n-c.StoreNA, n, c.StoreBlamed)
+			if strings.Contains(pr.Store, "useNoLIDMappingAuthState") {
+				continue
+			}
+			judged += n - c.StoreNA
 			if c.StoreBlamed > 0 || c.RegeneratedCreds > 0 || c.LostPreKeys > 0 {
 				t.Errorf("%s %s/%s: store blamed %d, regenerated %d, lost prekeys %d", v, pr.Store, pr.Scenario, c.StoreBlamed, c.RegeneratedCreds, c.LostPreKeys)
 			}
 		}
+		if six := strings.HasPrefix(v, "6."); six != (judged == 0) {
+			t.Errorf("%s: the correct stores judged in %d runs; want none on 6.x, some on 7.x", v, judged)
+		}
 	}
-	t.Logf("store not judged in %d of %d runs", na, runs)
-	if na == runs {
-		t.Errorf("the store was judged in none of %d runs", runs)
+}
+
+// Two store calls share a key when they name one (a get of a key another
+// call sets, two sets of one key); credentials saves name none another
+// call reads; a call whose keys are not known (clear) shares every key.
+func TestShareKey(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"set lid-mapping 900001_reverse, lid-mapping alice", "get lid-mapping 900001_reverse", true},
+		{"set lid-mapping 900001_reverse, lid-mapping alice", "get lid-mapping bob", false},
+		{"set lid-mapping 900001_reverse, lid-mapping alice", "get session alice", false},
+		{"set pre-key 1 (delete), session 900001_1.0", "set session 900001_1.0", true},
+		{"set pre-key 1 (delete), session 900001_1.0", "get pre-key 2,1", true},
+		{"set pre-key 1 (delete), session 900001_1.0", "get pre-key 2,3", false},
+		{"save creds", "save creds", false},
+		{"save creds", "get session alice.0", false},
+		{"clear", "get session alice.0", true},
+		{"set session alice.0", "", true},
+	} {
+		if got := shareKey(c.a, c.b); got != c.want || shareKey(c.b, c.a) != c.want {
+			t.Errorf("shareKey(%q, %q) = %v, want %v both ways", c.a, c.b, got, c.want)
+		}
 	}
 }

@@ -89,6 +89,9 @@ type sockRun struct {
 	// written); "" when it never did (judgesStore).
 	half    map[string]bool
 	inexact string
+	// callOf is each task's current store call, as its call gate names
+	// it ("set lid-mapping alice, lid-mapping 900001_reverse").
+	callOf map[string]string
 }
 
 type sockGate struct {
@@ -124,7 +127,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives(), half: map[string]bool{}}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives(), half: map[string]bool{}, callOf: map[string]string{}}
 	// The fake server's root key is made once per process: drawn before
 	// the schedule's stream is bound, so the first schedule of a process
 	// draws from its stream what every later one does.
@@ -535,8 +538,11 @@ func (r *sockRun) step(t, prefix string) error {
 		r.log("%s%s %s", prefix, g.task, g.call)
 	}
 	r.recv.step(g.task, g.io)
+	if !g.io {
+		r.callOf[t] = g.call
+	}
 	if u := r.halfWritten(t); u != "" {
-		r.noteInexact(fmt.Sprintf("%s's %s ran while %s's store call was half written", t, g.call, u))
+		r.noteInexact(fmt.Sprintf("%s's %s (in %s) ran while %s's %s was half written", t, g.call, r.callOf[t], u, r.callOf[u]))
 	}
 	if _, err := r.call(devproto.Request{Op: devproto.OpStep, Gate: g.id}); err != nil {
 		return err
@@ -547,15 +553,62 @@ func (r *sockRun) step(t, prefix string) error {
 }
 
 // halfWritten is the first (by name) task other than t whose store call
-// is half written; "" when none is.
+// is half written and shares a key with t's current call; "" when none
+// does. A key neither call names reads the same in the candidate's run
+// and the reference run; one both name may not (the candidate's store
+// shows it from its write, the reference run's call at its end).
 func (r *sockRun) halfWritten(t string) string {
 	best := ""
 	for u, h := range r.half {
-		if h && u != t && (best == "" || u < best) {
+		if h && u != t && (best == "" || u < best) && shareKey(r.callOf[u], r.callOf[t]) {
 			best = u
 		}
 	}
 	return best
+}
+
+// callKeys are the keys a store call names (adapters/baileys/socket.mjs
+// gatedKeys and saveCreds): "get TYPE ID,ID", "set TYPE ID[ (delete)],
+// TYPE ID"; false for any other call (clear, or a name not known), which
+// may touch every key. "save creds" names none another call can see: the
+// credentials are one record, written whole by each save and read by no
+// store call of a run, only when the auth state opens (after a stop, with
+// every call ended; after a crash, see crash); two saves keep their call
+// order in the reference run, the order a store that serializes its creds
+// writes gives (Baileys' own lock, docs/baileys.md).
+func callKeys(call string) (map[string]bool, bool) {
+	keys := map[string]bool{}
+	switch {
+	case call == "save creds":
+	case strings.HasPrefix(call, "get "):
+		typ, ids, _ := strings.Cut(strings.TrimPrefix(call, "get "), " ")
+		for _, id := range strings.Split(ids, ",") {
+			keys[typ+" "+id] = true
+		}
+	case strings.HasPrefix(call, "set "):
+		for _, k := range strings.Split(strings.TrimPrefix(call, "set "), ", ") {
+			keys[strings.TrimSuffix(k, " (delete)")] = true
+		}
+	default:
+		return nil, false
+	}
+	return keys, true
+}
+
+// shareKey reports whether two store calls may touch a key in common:
+// they name one, or either's keys are not known.
+func shareKey(a, b string) bool {
+	ka, okA := callKeys(a)
+	kb, okB := callKeys(b)
+	if !okA || !okB {
+		return true
+	}
+	for k := range ka {
+		if kb[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // noteInexact records the first reason the reference run cannot follow
