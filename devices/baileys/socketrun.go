@@ -85,8 +85,8 @@ type sockRun struct {
 	// half are the tasks whose current store call is half written: at
 	// least one of its writes released, another still parked. inexact is
 	// the first time the candidate's run left the reference run inexact
-	// (a task stepped, or a crash, while another's call was half
-	// written); "" when it never did (judgesStore).
+	// (a task's call touched a key of another's half-written call, or a
+	// crash killed one); "" when it never did (judgesStore).
 	half    map[string]bool
 	inexact string
 	// callOf is each task's current store call, as its call gate names
