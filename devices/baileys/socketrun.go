@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,6 +82,16 @@ type sockRun struct {
 	// recv follows the receives for the crash's attribution (receives);
 	// only the candidate's run, not its baseline or reference, uses it.
 	recv *receives
+	// half are the tasks whose current store call is half written: at
+	// least one of its writes released, another still parked. inexact is
+	// the first time the candidate's run left the reference run inexact
+	// (a task's call touched a key of another's half-written call, or a
+	// crash killed one); "" when it never did (judgesStore).
+	half    map[string]bool
+	inexact string
+	// callOf is each task's current store call, as its call gate names
+	// it ("set lid-mapping alice, lid-mapping 900001_reverse").
+	callOf map[string]string
 }
 
 type sockGate struct {
@@ -116,7 +127,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	}
 	d.n++
 	r := &sockRun{d: d, ctx: ctx, s: s, serial: serial, store: st, dir: filepath.Join(d.tmp, fmt.Sprintf("s%d", d.n)),
-		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives()}
+		parked: map[string][]sockGate{}, order: map[string]int{}, replies: map[string]reply{}, recv: newReceives(), half: map[string]bool{}, callOf: map[string]string{}}
 	// The fake server's root key is made once per process: drawn before
 	// the schedule's stream is bound, so the first schedule of a process
 	// draws from its stream what every later one does.
@@ -527,10 +538,85 @@ func (r *sockRun) step(t, prefix string) error {
 		r.log("%s%s %s", prefix, g.task, g.call)
 	}
 	r.recv.step(g.task, g.io)
+	if !g.io {
+		r.callOf[t] = g.call
+	}
+	if u := r.halfWritten(t); u != "" {
+		r.noteInexact(fmt.Sprintf("%s's %s (in %s) ran while %s's %s was half written", t, g.call, r.callOf[t], u, r.callOf[u]))
+	}
 	if _, err := r.call(devproto.Request{Op: devproto.OpStep, Gate: g.id}); err != nil {
 		return err
 	}
-	return r.sync()
+	err := r.sync()
+	r.half[t] = g.io && len(r.parked[t]) > 0 && r.parked[t][0].io
+	return err
+}
+
+// halfWritten is the first (by name) task other than t whose store call
+// is half written and shares a key with t's current call; "" when none
+// does. A key neither call names reads the same in the candidate's run
+// and the reference run; one both name may not (the candidate's store
+// shows it from its write, the reference run's call at its end).
+func (r *sockRun) halfWritten(t string) string {
+	best := ""
+	for u, h := range r.half {
+		if h && u != t && (best == "" || u < best) && shareKey(r.callOf[u], r.callOf[t]) {
+			best = u
+		}
+	}
+	return best
+}
+
+// callKeys are the keys a store call names (adapters/baileys/socket.mjs
+// gatedKeys and saveCreds): "get TYPE ID,ID", "set TYPE ID[ (delete)],
+// TYPE ID"; false for any other call (clear, or a name not known), which
+// may touch every key. "save creds" names none another call can see: the
+// credentials are one record, written whole by each save and read by no
+// store call of a run, only when the auth state opens (after a stop, with
+// every call ended; after a crash, see crash); two saves keep their call
+// order in the reference run, the order a store that serializes its creds
+// writes gives (Baileys' own lock, docs/baileys.md).
+func callKeys(call string) (map[string]bool, bool) {
+	keys := map[string]bool{}
+	switch {
+	case call == "save creds":
+	case strings.HasPrefix(call, "get "):
+		typ, ids, _ := strings.Cut(strings.TrimPrefix(call, "get "), " ")
+		for _, id := range strings.Split(ids, ",") {
+			keys[typ+" "+id] = true
+		}
+	case strings.HasPrefix(call, "set "):
+		for _, k := range strings.Split(strings.TrimPrefix(call, "set "), ", ") {
+			keys[strings.TrimSuffix(k, " (delete)")] = true
+		}
+	default:
+		return nil, false
+	}
+	return keys, true
+}
+
+// shareKey reports whether two store calls may touch a key in common:
+// they name one, or either's keys are not known.
+func shareKey(a, b string) bool {
+	ka, okA := callKeys(a)
+	kb, okB := callKeys(b)
+	if !okA || !okB {
+		return true
+	}
+	for k := range ka {
+		if kb[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// noteInexact records the first reason the reference run cannot follow
+// the candidate's exactly (judgesStore); the candidate's run only.
+func (r *sockRun) noteInexact(why string) {
+	if r.ref == nil && !r.serial && r.inexact == "" {
+		r.inexact = why
+	}
 }
 
 // first is the task whose parked gate came first.
@@ -590,6 +676,12 @@ func (r *sockRun) crash(mode string) error {
 			return err
 		}
 		r.noteKilled(r.noteCompleted(mode, rep.Parked))
+		rec := r.login()
+		for _, u := range slices.Sorted(maps.Keys(r.half)) {
+			if n := len(rec.Pads[u]); r.half[u] && !slices.Contains(rec.Commit[u], n-1) {
+				r.noteInexact(fmt.Sprintf("the crash killed %s's store call half written", u))
+			}
+		}
 		mode = ""
 	}
 	_, err := r.d.proc.Call(r.ctx, devproto.Request{Op: devproto.OpCrash, Modes: mode, Commit: r.following().Commit})
@@ -665,6 +757,7 @@ func (r *sockRun) died() error {
 	r.crashes++
 	r.down, r.killed = true, true
 	r.parked = map[string][]sockGate{}
+	r.half = map[string]bool{}
 	for id, rp := range r.replies {
 		rp.sent = false
 		r.replies[id] = rp
