@@ -113,6 +113,11 @@ type Result struct {
 	// run is not replayable (free mode). A clean run is judged (nothing can
 	// be worse than anything).
 	StoreJudged bool
+	// StoreNotJudged is why a device declined to judge the store of this
+	// run when the reason is its own (the Baileys socket device on a LID
+	// schedule whose reference run would not be exact); "" otherwise, and
+	// the caller says the general reason.
+	StoreNotJudged string
 	// LostToCrash lists the messages worse than in the protocol baseline
 	// that a crash or a restore explains by its cause (docs/design.md §7):
 	// a crash killed the message's receive after it stored the decrypt's

@@ -211,6 +211,11 @@ type Row struct {
 	// schedule. nil (JSON null) when not judged: the candidate is the
 	// reference store itself, or free mode (nothing to replay).
 	StoreBlamed *int `json:"store_blamed"`
+	// StoreJudged is how many schedules the store was judged in, set only
+	// when it was judged in some and not all (a device that declines the
+	// runs its reference run would not follow exactly: the Baileys socket
+	// device on LID schedules); StoreBlamed counts over those.
+	StoreJudged *int `json:"store_judged,omitempty"`
 	// Blamed counts the pair failures: messages worse than in the protocol
 	// baseline (outcome or a new failure class), those lost to a crash excepted;
 	// the failure rate is Blamed/Messages.
@@ -238,7 +243,7 @@ type Row struct {
 // CountsRow is a row's figures from harness counts over schedules runs, of
 // which failed failed: every count, store-blamed (nil when no run was
 // judged against the reference store: the candidate is the reference
-// store, or free mode; a row is judged in all its runs or in none) and the
+// store, or free mode; judged in some only: StoreJudged) and the
 // pair rate. badmac run and
 // storetest's replay page build their rows with it, so they show the same
 // figures for the same counts.
@@ -256,6 +261,10 @@ func CountsRow(c harness.Counts, schedules, failed int) Row {
 	if c.StoreNA < schedules {
 		n := c.StoreBlamed
 		r.StoreBlamed = &n
+		if c.StoreNA > 0 {
+			j := schedules - c.StoreNA
+			r.StoreJudged = &j
+		}
 	}
 	r.Rate, r.RateLo, r.RateHi = r.PairRate()
 	return r
@@ -308,10 +317,14 @@ func (r Row) Failed() bool {
 		r.LostPreKeys > 0 || r.StoreError > 0
 }
 
-// StoreCell is the store-blamed count, or "n/a" when not judged.
+// StoreCell is the store-blamed count, or "n/a" when not judged, with
+// "(J/S)" when judged in J of the S schedules only.
 func (r Row) StoreCell() string {
 	if r.StoreBlamed == nil {
 		return "n/a"
+	}
+	if r.StoreJudged != nil {
+		return fmt.Sprintf("%d (%d/%d)", *r.StoreBlamed, *r.StoreJudged, r.Schedules)
 	}
 	return fmt.Sprint(*r.StoreBlamed)
 }

@@ -207,8 +207,11 @@ func (rep *Report) Legend() string {
 	for _, base := range bases {
 		writeWrapped(&b, "  ", fmt.Sprintf("baseline of %s: %s", strings.Join(who[base], ", "), base))
 	}
-	b.WriteString("store blamed: worse than the reference store under the same client and interleaving (n/a: not judged)\n" +
-		"crash lost: killed between decrypt and ack, or lost as badly serially with the same backup restored\n" +
+	b.WriteString("store blamed: worse than the reference store under the same client and interleaving (n/a: not judged)\n")
+	if slices.ContainsFunc(rep.Rows, func(r Row) bool { return r.StoreJudged != nil }) {
+		b.WriteString("  N (J/S): judged in J of S schedules only; the device judged no store where its reference run would not be exact\n")
+	}
+	b.WriteString("crash lost: killed between decrypt and ack, or lost as badly serially with the same backup restored\n" +
 		"BASELINE: failed in the protocol baseline too, with a perfect store: the protocol's or libsignal's\n")
 	return b.String()
 }

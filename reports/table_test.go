@@ -3,6 +3,8 @@ package reports
 import (
 	"strings"
 	"testing"
+
+	"github.com/badmac/badmac/harness"
 )
 
 func TestCellsMatchColumns(t *testing.T) {
@@ -91,5 +93,31 @@ func TestVerdict(t *testing.T) {
 	n := 3
 	if (Row{StoreBlamed: &n, LostToCrash: 2, LibraryFailures: 1}).Failed() {
 		t.Error("store-blamed alone fails the row")
+	}
+}
+
+// A row judged in some of its schedules only says so in its cell and the
+// legend; a row judged in all or none reads as before.
+func TestStoreJudgedInSome(t *testing.T) {
+	two := 2
+	all := CountsRow(harness.Counts{StoreBlamed: 1}, 5, 0)
+	if all.StoreJudged != nil || all.StoreCell() != "1" {
+		t.Errorf("judged in all: cell %q, judged %v", all.StoreCell(), all.StoreJudged)
+	}
+	none := CountsRow(harness.Counts{StoreNA: 5}, 5, 0)
+	if none.StoreBlamed != nil || none.StoreCell() != "n/a" {
+		t.Errorf("judged in none: cell %q", none.StoreCell())
+	}
+	some := CountsRow(harness.Counts{StoreBlamed: 0, StoreNA: 3}, 5, 0)
+	if some.StoreJudged == nil || *some.StoreJudged != two || some.StoreCell() != "0 (2/5)" {
+		t.Errorf("judged in 2 of 5: cell %q", some.StoreCell())
+	}
+	rep := &Report{Rows: []Row{all}}
+	if strings.Contains(rep.Legend(), "(J/S)") {
+		t.Error("the legend explains a partial judgement no row has")
+	}
+	rep.Rows = append(rep.Rows, some)
+	if !strings.Contains(rep.Legend(), "N (J/S): judged in J of S schedules only") {
+		t.Errorf("legend without the partial judgement:\n%s", rep.Legend())
 	}
 }

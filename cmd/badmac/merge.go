@@ -166,9 +166,11 @@ func mergeRow(rows []reports.Row) reports.Row {
 		}
 		f.SetInt(sum)
 	}
-	// Store failures are judged per schedule or not at all (the reference
+	// Store failures are judged per schedule (a device may judge some of
+	// a row's schedules only, store_judged) or not at all (the reference
 	// store, free mode): summed where judged, null where no shard judged.
-	out.StoreBlamed = nil
+	out.StoreBlamed, out.StoreJudged = nil, nil
+	judged := 0
 	for _, r := range rows {
 		if r.StoreBlamed != nil {
 			n := *r.StoreBlamed
@@ -176,7 +178,14 @@ func mergeRow(rows []reports.Row) reports.Row {
 				n += *out.StoreBlamed
 			}
 			out.StoreBlamed = &n
+			judged += r.Schedules
+			if r.StoreJudged != nil {
+				judged += *r.StoreJudged - r.Schedules
+			}
 		}
+	}
+	if out.StoreBlamed != nil && judged < out.Schedules {
+		out.StoreJudged = &judged
 	}
 	// The library finding of the lowest-numbered schedule, as the
 	// unsharded run keeps.

@@ -85,6 +85,9 @@ func writeJudgement(w io.Writer, res *harness.Result, notJudged string) {
 	if res.StoreJudged {
 		fmt.Fprintf(w, "store-blamed (worse than the reference store, same client and schedule): %s\n", list(res.StoreBlamed))
 	} else {
+		if res.StoreNotJudged != "" {
+			notJudged = res.StoreNotJudged
+		}
 		fmt.Fprintf(w, "store-blamed: n/a (%s)\n", notJudged)
 	}
 	if len(res.LostToCrash) > 0 {

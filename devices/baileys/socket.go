@@ -372,6 +372,7 @@ func (d *SocketDevice) Reference(ctx context.Context, s *harness.Schedule, res *
 	}
 	delete(d.follow, res)
 	if !d.judgesStore(s, f) {
+		res.StoreNotJudged = d.notJudged(f)
 		return res, nil // not judged: the reference run would not be exact
 	}
 	st, err := ParseStore(s.Store)
@@ -402,7 +403,19 @@ func (d *SocketDevice) JudgesStore(s *harness.Schedule, res *harness.Result) boo
 		return true // a serial run: judged as before (nothing to follow)
 	}
 	delete(d.follow, res)
-	return d.judgesStore(s, f)
+	if !d.judgesStore(s, f) {
+		res.StoreNotJudged = d.notJudged(f)
+		return false
+	}
+	return true
+}
+
+// notJudged says why judgesStore declined a LID schedule's run.
+func (d *SocketDevice) notJudged(f followed) string {
+	if f.inexact != "" {
+		return "the reference run would not be exact: " + f.inexact + " (docs/baileys.md, \"Who is blamed\")"
+	}
+	return "Baileys " + d.version + " on a LID schedule: its reference run is not exact there (docs/baileys.md, \"Who is blamed\")"
 }
 
 // judgesStore is the rule for a LID schedule (docs/baileys.md, "Who is
