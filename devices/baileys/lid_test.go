@@ -3,7 +3,6 @@ package baileys
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,25 +46,10 @@ func TestSocketLIDCheck(t *testing.T) {
 	}
 }
 
-// lidSchedule reads a schedule of testdata/lid with its auth module's
-// path made absolute and, if store is not empty, its store replaced.
+// loadLIDSchedule is loadSchedule for testdata/lid.
 func loadLIDSchedule(t *testing.T, name, store string) *harness.Schedule {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "lid", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := harness.Parse(strings.NewReader(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if store != "" {
-		s.Store = store
-	}
-	if strings.HasPrefix(s.Store, "adapters/") {
-		s.Store = filepath.Join(repoRoot(t), s.Store)
-	}
-	return s
+	return loadFrom(t, filepath.Join("testdata", "lid", name), store)
 }
 
 // outcomes is "id outcome [classes]" for every message, in order.
@@ -133,7 +117,7 @@ func TestSocketLIDReports(t *testing.T) {
 				t.Errorf("pair blamed %v, store blamed %v, protocol baseline %q; want the library's: none blamed, the baseline the same", res.Blamed, res.StoreBlamed, outcomes(base))
 			}
 			if again, err := d.Baseline(ctx, s); err != nil || again.HistoryText() != base.HistoryText() {
-				t.Errorf("a second baseline printed another history (%v)\n%s", err, diffLines(base.History, again.History))
+				t.Errorf("a second baseline printed another history (%v)\n%s", err, testenv.FirstDiff(base.History, again.History))
 			}
 			for id, want := range c.notes {
 				note := ""
@@ -154,7 +138,7 @@ func TestSocketLIDReports(t *testing.T) {
 				t.Fatal(err)
 			}
 			if again.HistoryText() != res.HistoryText() {
-				t.Errorf("a second replay printed another history\n%s", diffLines(res.History, again.History))
+				t.Errorf("a second replay printed another history\n%s", testenv.FirstDiff(res.History, again.History))
 			}
 			plain := withoutLIDOps(s)
 			_, pn, err := harness.RunOn(ctx, d, plain, harness.Controlled, harness.Ops(plain.Ops))
@@ -209,23 +193,6 @@ func noteOf(res *harness.Result, id string) string {
 		}
 	}
 	return ""
-}
-
-// diffLines is the first line where two histories differ.
-func diffLines(a, b []string) string {
-	for i := range max(len(a), len(b)) {
-		x, y := "", ""
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y {
-			return fmt.Sprintf("line %d: %q | %q", i+1, x, y)
-		}
-	}
-	return "no difference"
 }
 
 // The false store blame of docs/lid.md §6.6, traced: lid-reply, seed

@@ -40,12 +40,18 @@ func repoRoot(t *testing.T) string {
 	return r
 }
 
-// loadSchedule reads a testdata schedule with its auth module's path made
-// absolute (the tests run in the package's directory) and its store, if
-// store is not empty, replaced.
+// loadSchedule reads a schedule of testdata/socket with its auth module's
+// path made absolute (the tests run in the package's directory) and its
+// store, if store is not empty, replaced.
 func loadSchedule(t *testing.T, name, store string) *harness.Schedule {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "socket", name))
+	return loadFrom(t, filepath.Join("testdata", "socket", name), store)
+}
+
+// loadFrom is loadSchedule for a file at path.
+func loadFrom(t *testing.T, path, store string) *harness.Schedule {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
