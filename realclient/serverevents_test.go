@@ -113,4 +113,15 @@ func TestSecondLoginConflict(t *testing.T) {
 			t.Errorf("%s after the second login: %s %+v", m.ID, m.Outcome(), m.Attempts)
 		}
 	}
+	// The first client did not come back: two logins, one conflict (a
+	// close right behind the conflict made it reconnect now and then,
+	// waweb events.go replaced).
+	logins, conflicts := 0, 0
+	for _, l := range r.srv.Log() {
+		logins += strings.Count(l, "login 10000000001")
+		conflicts += strings.Count(l, "conflict: a second login")
+	}
+	if logins != 2 || conflicts != 1 {
+		t.Errorf("%d logins and %d conflicts, want 2 and 1; server log:\n%s", logins, conflicts, strings.Join(r.srv.Log(), "\n"))
+	}
 }

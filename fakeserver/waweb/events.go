@@ -121,12 +121,31 @@ func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
 }
 
 // replaced tells a connection that another login of its device took over:
-// <stream:error><conflict type=replaced/></stream:error>, then closes it.
-// whatsmeow dispatches events.StreamReplaced and does not reconnect.
+// <stream:error><conflict type=replaced/></stream:error>. whatsmeow
+// dispatches events.StreamReplaced and does not reconnect.
+//
+// The connection is left open for its client to close (Close closes what
+// is left). whatsmeow handles the stanza on its handler queue (whatsmeow
+// 11cf47c62d32 client.go:785-796, connectionevents.go:48-51
+// expectDisconnect), while its read pump takes a close at once: a close
+// right behind the stanza on loopback won that race under load, and the
+// client saw an unexpected disconnect and reconnected, replacing the
+// second login in turn (CI, TestSecondLoginConflict). Over a real network
+// the close arrives later.
 func (s *Server) replaced(c *conn) {
 	if err := c.write(waBinary.Node{Tag: "stream:error", Content: []waBinary.Node{{Tag: "conflict",
-		Attrs: waBinary.Attrs{"type": "replaced"}}}}); err == nil {
-		s.Logf("conflict: a second login replaced the connection")
+		Attrs: waBinary.Attrs{"type": "replaced"}}}}); err != nil {
+		c.close()
+		return
 	}
-	c.close()
+	s.Logf("conflict: a second login replaced the connection")
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.replacedConns = append(s.replacedConns, c)
+	}
+	s.mu.Unlock()
+	if closed {
+		c.close()
+	}
 }

@@ -41,19 +41,22 @@ type Server struct {
 	ln     net.Listener
 	http   *http.Server
 
-	mu      sync.Mutex
-	conn    *conn
-	device  types.JID // from the last login
-	users   map[string][]uint16
-	logs    []string
-	onNode  func(c *conn, n *waBinary.Node) bool // the conversation's stanzas
-	onLogin func()
-	onClose func()
-	alias   func(types.JID) types.JID         // a LID device JID → the PN one its prekeys are under
-	lidFor  func(types.JID) (types.JID, bool) // a PN user's LID, for usync <lid/> (migration.go)
-	ownLID  string                            // the account's LID user; "": none (migration.go)
-	closed  bool
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	conn *conn
+	// replacedConns: connections a second login replaced, left open for
+	// their client to close (events.go replaced); Close closes them.
+	replacedConns []*conn
+	device        types.JID // from the last login
+	users         map[string][]uint16
+	logs          []string
+	onNode        func(c *conn, n *waBinary.Node) bool // the conversation's stanzas
+	onLogin       func()
+	onClose       func()
+	alias         func(types.JID) types.JID         // a LID device JID → the PN one its prekeys are under
+	lidFor        func(types.JID) (types.JID, bool) // a PN user's LID, for usync <lid/> (migration.go)
+	ownLID        string                            // the account's LID user; "": none (migration.go)
+	closed        bool
+	wg            sync.WaitGroup
 
 	wire  *wire  // byte counts on both ends of every connection (wire.go)
 	inbox *inbox // non-nil: nodes wait for Process (inbox.go)
@@ -96,9 +99,14 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	c := s.conn
+	old := s.replacedConns
+	s.replacedConns = nil
 	s.mu.Unlock()
 	if c != nil {
 		c.close()
+	}
+	for _, o := range old {
+		o.close()
 	}
 	err := s.http.Close()
 	s.wg.Wait()
