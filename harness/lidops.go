@@ -1,10 +1,24 @@
 package harness
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // DeviceOnlyScenarios are the scenarios the model cannot run, with why
 // (the LID scenarios register theirs).
 var DeviceOnlyScenarios = map[string]string{}
+
+// LID reports whether s is a LID schedule: a LID scenario (every
+// device-only scenario is one, whose ops a generator may not have drawn
+// yet) or any LID op. A device logs such a schedule in with the account's
+// own LID, as WhatsApp does for an account that has one.
+func (s *Schedule) LID() bool {
+	if DeviceOnlyScenarios[s.Scenario] != "" {
+		return true
+	}
+	return slices.ContainsFunc(s.Ops, LIDOp)
+}
 
 // modelOps are the op types the model implements: all but the LID
 // addressing ops (ops.go), which are whatsmeow's own code.

@@ -50,3 +50,23 @@ func TestClientTasksAreNotUnsent(t *testing.T) {
 		t.Errorf("tidied: %s, want %s", strings.Join(got, "|"), want)
 	}
 }
+
+// A schedule is a LID schedule by its scenario or by any LID op, and not
+// otherwise.
+func TestScheduleLID(t *testing.T) {
+	DeviceOnlyScenarios["lid-test-only"] = "a test's"
+	defer delete(DeviceOnlyScenarios, "lid-test-only")
+	for _, c := range []struct {
+		s    Schedule
+		want bool
+	}{
+		{Schedule{Scenario: "burst", Ops: []Op{SendOp{"alice.0", "m1"}, DeliverOp{ID: "m1"}}}, false},
+		{Schedule{Scenario: "burst", Ops: []Op{SendOp{"alice.0", "m1"}, ViaOp{"alice.0", "lid"}}}, true},
+		{Schedule{Scenario: "script", Ops: []Op{MigrateOp{}}}, true},
+		{Schedule{Scenario: "lid-test-only"}, true},
+	} {
+		if got := c.s.LID(); got != c.want {
+			t.Errorf("%s %v: LID() = %t, want %t", c.s.Scenario, c.s.Ops, got, c.want)
+		}
+	}
+}

@@ -105,11 +105,7 @@ const OwnLIDUser = "800001"
 // it (send.go:346, docs/lid.md §1.4). Any other schedule logs in as before
 // LIDs.
 func (r *run) ownLID(setup *harness.Schedule) {
-	lid := harness.DeviceOnlyScenarios[setup.Scenario] != ""
-	for _, op := range setup.Ops {
-		lid = lid || harness.LIDOp(op)
-	}
-	if lid {
+	if setup.LID() {
 		r.srv.SetOwnLID(OwnLIDUser)
 	}
 }

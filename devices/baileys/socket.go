@@ -432,7 +432,7 @@ func (d *SocketDevice) notJudged(f followed) string {
 // correct store's with the same store calls line for line (docs/lid.md
 // §6.6, not traced). Other schedules are judged as before.
 func (d *SocketDevice) judgesStore(s *harness.Schedule, f followed) bool {
-	if !lidSchedule(s) {
+	if !s.LID() {
 		return true
 	}
 	return f.inexact == "" && !strings.HasPrefix(d.version, "6.")

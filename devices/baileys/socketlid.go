@@ -37,16 +37,6 @@ func socketLIDRefused(name string) string {
 	return ""
 }
 
-// lidSchedule reports whether s is a LID schedule (a LID scenario or any
-// LID op): its logins carry the account's own LID, as realclient's do.
-func lidSchedule(s *harness.Schedule) bool {
-	lid := harness.DeviceOnlyScenarios[s.Scenario] != ""
-	for _, op := range s.Ops {
-		lid = lid || harness.LIDOp(op)
-	}
-	return lid
-}
-
 // ownLIDUser is the account's LID user in a LID schedule.
 const ownLIDUser = "800042"
 

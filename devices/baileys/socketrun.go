@@ -143,7 +143,7 @@ func (d *SocketDevice) newRun(ctx context.Context, s *harness.Schedule, serial b
 	// at least 5, so a schedule's device uploads 5 (Baileys 6: 30), not 812.
 	r.srv.PreKeyCount = func(held int) int { return max(held, 5) }
 	r.srv.OfflineMarker = true
-	if lidSchedule(s) {
+	if s.LID() {
 		r.srv.SetOwnLID(ownLIDUser) // <success lid> at every login (socketlid.go)
 	}
 	r.cv = waweb.NewConversation(r.srv)
