@@ -123,7 +123,8 @@ func TestTimelineLanes(t *testing.T) {
 		"m1: ok", "r2: BadMAC (no valid sessions)", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
 		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2", "reply alice.0 r3 @1", "drain: deliver m4",
 		"dup m1: queued m1.2", "r3: send failed: store: boom", "alice.0: gives up on m2 after 5 retries",
-		"m5: retry receipt: store: boom"}
+		"m5: retry receipt without keys: store: boom", "stop: clean shutdown", "rekey alice.0: new session from a fresh bundle, same identity",
+		"m6: no retry receipt (count 5)"}
 	want := []struct {
 		lane   Lane
 		task   string
@@ -131,7 +132,8 @@ func TestTimelineLanes(t *testing.T) {
 	}{{LanePeer, "", false}, {LaneDevice, "m1", false}, {LaneStore, "m1", false}, {LaneStore, "m1@1", false},
 		{LaneAttempt, "m1", false}, {LaneAttempt, "r2", true}, {LaneCrash, "", false}, {LaneCrash, "", false},
 		{LanePeer, "alice.0", false}, {LanePeer, "", false}, {LaneDevice, "r3", false}, {LaneDevice, "m4", false},
-		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}}
+		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}, {LaneCrash, "", false}, {LaneCrash, "", false},
+		{LaneDevice, "m6", false}}
 	for i, e := range Timeline(h) {
 		if e.Lane != want[i].lane || e.Task != want[i].task || e.Failed != want[i].failed {
 			t.Errorf("%q: got %+v, want %+v", h[i], e, want[i])
