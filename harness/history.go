@@ -92,7 +92,8 @@ func ParseAttemptLine(line string) (a Attempt, ok bool) {
 // queued m1.2", "restart: credentials intact"); a drain logs the op it
 // takes after "drain: " ("drain: deliver m4"); a device on the loopback
 // server logs each op it applies after "op " ("op send alice.0 m1"); a crash names its mode
-// quoted (crashLine); a restart the store refused is "restart refused:
+// quoted (crashLine), or, on the real client, what was parked (crashWith);
+// a restart the store refused is "restart refused:
 // why" (restartRefused).
 
 // drainPrefix starts the line of an op a run's drain takes.
@@ -106,6 +107,11 @@ const deviceOpPrefix = "op "
 // restartRefused starts the line of a restart the store refused.
 const restartRefused = "restart refused"
 
+// crashWith starts the real client's crash line, which names what its
+// goroutines were parked at ("crash with nothing parked"; realclient/device.go
+// run.crash).
+const crashWith = "crash with "
+
 // crashLine is the line of a crash with mode and what it hit.
 func crashLine(mode, what string) string { return fmt.Sprintf("crash %q: %s", mode, what) }
 
@@ -117,6 +123,9 @@ func ParseOpLine(line string) (op Op, note string, drained, ok bool) {
 		line, drained = rest, true
 	} else if rest, found := strings.CutPrefix(line, deviceOpPrefix); found {
 		line = rest
+	}
+	if rest, found := strings.CutPrefix(line, crashWith); found {
+		return CrashOp{}, "with " + rest, drained, true
 	}
 	head, note, _ := strings.Cut(line, ": ")
 	switch {

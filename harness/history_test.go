@@ -22,6 +22,7 @@ func TestHistoryLineReaders(t *testing.T) {
 		crashLine("kdg", "killed [m1], 2 pending writes hit"): CrashOp{Mode: "kdg"},
 		crashLine("", "killed []"):                            CrashOp{},
 		restartRefused + ": unreadable creds":                 RestartOp{},
+		crashWith + "recv: GetSession alice:0":                CrashOp{},
 	} {
 		if got, _, _, ok := ParseOpLine(line); !ok || got != want {
 			t.Errorf("ParseOpLine(%q) = %v, %t; want %v", line, got, ok, want)
