@@ -514,7 +514,7 @@ func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 		var b *prekey.Bundle
 		with := ""
 		if resp.PreKey != nil {
-			b, with = c.dev.Bundle(pubKey(*resp.PreKey)), " with keys"
+			b, with = c.dev.Bundle(resp.PreKey.Key()), " with keys"
 		}
 		c.log("%s: retry receipt %d to %s%s", d.ID, resp.Receipt, c.alice.Name, with)
 		if d, err = c.alice.Retry(c.ctx, c.dev.Address(), d.Msg, resp.Receipt, b); err != nil {
@@ -608,7 +608,7 @@ func provision(ctx context.Context, p Proc) (endpoint.Creds, []*keys.PreKey, err
 	}
 	var pks []*keys.PreKey
 	for _, k := range rep.PreKeys {
-		pks = append(pks, pubKey(k))
+		pks = append(pks, k.Key())
 	}
 	return wireCreds(rep.Creds), pks, nil
 }
@@ -635,12 +635,6 @@ func wireCreds(c *devproto.Creds) endpoint.Creds {
 		SignedPreKey:   &keys.PreKey{KeyPair: keys.KeyPair{Pub: &spk}, KeyID: c.SPKID, Signature: &sig},
 		RegistrationID: c.Reg,
 	}
-}
-
-// pubKey is a one-time prekey from its public half.
-func pubKey(p devproto.PreKey) *keys.PreKey {
-	pub := [32]byte(p.Pub)
-	return &keys.PreKey{KeyPair: keys.KeyPair{Pub: &pub}, KeyID: p.ID}
 }
 
 // outcome is the end of task in a decrypt's or an encrypt's reply, with

@@ -426,7 +426,7 @@ func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	}
 	var b *prekey.Bundle
 	if resp.PreKey != nil {
-		b = r.me.Bundle(pubKey(*resp.PreKey))
+		b = r.me.Bundle(resp.PreKey.Key())
 	}
 	return r.Answer(r.ctx, d.From, d.Msg, resp.Receipt, b)
 }
