@@ -15,6 +15,9 @@ package devprototest
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
@@ -253,3 +256,35 @@ func sameCreds(a, b *devproto.Creds) bool {
 	return a.Reg == b.Reg && a.SPKID == b.SPKID && bytes.Equal(a.Identity, b.Identity) && bytes.Equal(a.SPK, b.SPK)
 }
 
+// Failures runs the suite with a T that records instead of failing t,
+// and returns what it reported (nil: the device conforms): for tests that
+// a broken device is caught.
+func Failures(t T, argv []string, opts Options) []string {
+	r := &recorder{T: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		TestDevice(r, argv, opts)
+	}()
+	<-done
+	return r.errors
+}
+
+// recorder records failures; Fatalf ends the suite's goroutine as
+// testing.T's does.
+type recorder struct {
+	T
+	mu     sync.Mutex
+	errors []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}

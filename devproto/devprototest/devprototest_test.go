@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -95,25 +94,6 @@ func TestGoDevice(t *testing.T) {
 	devprototest.TestDevice(t, []string{os.Args[0]}, devprototest.Options{Variant: "concurrent"})
 }
 
-// recorder is a T that records failures; Fatalf ends the suite's
-// goroutine as testing.T's does.
-type recorder struct {
-	*testing.T
-	mu     sync.Mutex
-	errors []string
-}
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errors = append(r.errors, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	runtime.Goexit()
-}
-
 // Every broken device is reported, with the break named in the failure.
 func TestBrokenDevicesFail(t *testing.T) {
 	for name, want := range map[string]string{
@@ -125,20 +105,14 @@ func TestBrokenDevicesFail(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("BADMAC_FAKE", name)
-			r := &recorder{T: t}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				devprototest.TestDevice(r, []string{os.Args[0]}, devprototest.Options{Variant: "concurrent"})
-			}()
-			<-done
-			if len(r.errors) == 0 {
+			failures := devprototest.Failures(t, []string{os.Args[0]}, devprototest.Options{Variant: "concurrent"})
+			if len(failures) == 0 {
 				t.Fatalf("the suite passed a device broken by %s", name)
 			}
-			if !strings.Contains(strings.Join(r.errors, "\n"), want) {
-				t.Errorf("failures do not say %q:\n%s", want, strings.Join(r.errors, "\n"))
+			if !strings.Contains(strings.Join(failures, "\n"), want) {
+				t.Errorf("failures do not say %q:\n%s", want, strings.Join(failures, "\n"))
 			}
-			t.Logf("reported: %s", r.errors[0])
+			t.Logf("reported: %s", failures[0])
 		})
 	}
 }
