@@ -39,6 +39,12 @@ type T interface {
 }
 
 // Options say how to run the device under test.
+//
+// A device that takes reset (Variant set) is one the harness steps gate
+// by gate, and speaks the whole op table of docs/device-protocol.md: the
+// suite also checks reset, state, step, restart and prekey. One without
+// (the whatsmeow child) is checked on provision, load, state, decrypt and
+// encrypt.
 type Options struct {
 	// Start starts incarnation inc of the device with its state in dir
 	// (the same dir after a kill). nil: argv, in dir.
@@ -83,6 +89,12 @@ func TestDevice(t T, argv []string, opts Options) {
 	t.Logf("device %s, variant %s", c.Hello.Device, c.Hello.Variant)
 
 	if opts.Variant != "" {
+		if rep := s.call(devproto.Request{Op: devproto.OpReset, Dir: t.TempDir(), Variant: "no-such-variant", Seed: "1"}); rep.OK {
+			t.Errorf("reset accepted an unknown variant")
+		}
+		if rep := s.call(devproto.Request{Op: devproto.OpState}); rep.OK {
+			t.Errorf("state answered before provisioning")
+		}
 		if rep := s.call(devproto.Request{Op: devproto.OpReset, Dir: dir, Variant: opts.Variant, Seed: "7"}); !rep.OK {
 			t.Fatalf("reset to variant %s refused: %s", opts.Variant, rep.Err)
 		}
@@ -93,6 +105,9 @@ func TestDevice(t T, argv []string, opts Options) {
 	prov := s.call(devproto.Request{Op: devproto.OpProvision, PreKeys: prekeys})
 	if !prov.OK {
 		t.Fatalf("provision refused: %s", prov.Err)
+	}
+	if opts.Variant != "" {
+		s.harnessOps(prov)
 	}
 	ids := map[uint32]bool{}
 	for _, pk := range prov.PreKeys {
@@ -159,6 +174,31 @@ func TestDevice(t T, argv []string, opts Options) {
 	}
 	if rep := s.call(devproto.Request{Op: devproto.OpState}); !rep.OK {
 		t.Errorf("state after a garbage ciphertext refused: %s", rep.Err)
+	}
+}
+
+// harnessOps checks the ops of a device the harness steps gate by gate
+// (one that takes reset): step, state, restart, prekey.
+func (s *suite) harnessOps(prov devproto.Reply) {
+	s.t.Helper()
+	if rep := s.call(devproto.Request{Op: devproto.OpStep, Gate: "g999"}); rep.OK {
+		s.t.Errorf("step of a gate that is not parked was accepted")
+	}
+	if st := s.call(devproto.Request{Op: devproto.OpState}); !st.OK || !sameCreds(st.Creds, prov.Creds) {
+		s.t.Errorf("state: ok=%v err=%q, or credentials differ from provisioning", st.OK, st.Err)
+	}
+	if rs := s.call(devproto.Request{Op: devproto.OpRestart}); !rs.OK || !sameCreds(rs.Creds, prov.Creds) {
+		s.t.Errorf("restart: ok=%v err=%q, or credentials changed", rs.OK, rs.Err)
+	}
+	pk := s.call(devproto.Request{Op: devproto.OpPreKey})
+	if !pk.OK {
+		s.t.Errorf("prekey refused: %s", pk.Err)
+		return
+	}
+	for _, p := range prov.PreKeys {
+		if pk.PreKey.ID == p.ID {
+			s.t.Errorf("prekey: id %d reused", p.ID)
+		}
 	}
 }
 

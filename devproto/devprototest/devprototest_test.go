@@ -101,7 +101,7 @@ func TestBrokenDevicesFail(t *testing.T) {
 		"id-not-echoed":    "reply to request 4, want 3",
 		"unknown-field":    `unknown field "extra"`,
 		"wrong-plaintext":  "decrypt m1: plaintext",
-		"accepts-anything": "unknown op was accepted",
+		"accepts-anything": "reset accepted an unknown variant",
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("BADMAC_FAKE", name)
