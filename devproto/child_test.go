@@ -46,7 +46,9 @@ func TestParseReplyChildFields(t *testing.T) {
 	}
 }
 
-func b64(n int) string { return strings.Repeat("A", n/3*4) + map[int]string{0: "", 1: "AA==", 2: "AAA="}[n%3] }
+func b64(n int) string {
+	return strings.Repeat("A", n/3*4) + map[int]string{0: "", 1: "AA==", 2: "AAA="}[n%3]
+}
 
 // Requests are read strictly, and a bad one keeps its id so that a device
 // can refuse it with a reply.
