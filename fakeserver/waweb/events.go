@@ -29,7 +29,7 @@ func (cv *Conversation) offlineDoneLocked(n int) {
 		return // the server sent it right after the login (Server.OfflineMarker)
 	}
 	if cv.S.send(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": n}}}}) {
-		cv.S.Logf("offline queue done: %d", n)
+		cv.S.logLine(LogOfflineDone, n)
 	}
 }
 
@@ -64,7 +64,7 @@ func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
 			Content: []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{"value": left}}}}
 		if cv.S.send(n) {
 			cv.lowSent = true
-			cv.S.Logf("notify %s: %d prekeys left", cv.S.Device(), left)
+			cv.S.logLine(LogNotifyPreKeys, cv.S.Device(), left)
 		}
 	}
 	return b, nil
@@ -85,16 +85,16 @@ func (cv *Conversation) Reinstall(ctx context.Context, p *fakeserver.Peer) error
 	delete(cv.skdmSent, p.Name)
 	delete(cv.recreated, p.Name)
 	if cv.SilentReinstall {
-		cv.S.Logf("identity change of %s, not notified", p.Name)
+		cv.S.logLine(LogIdentitySilent, p.Name)
 		return nil
 	}
 	cv.notifySeq++
 	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": cv.addressOf(p).ToNonAD(), "type": "encrypt",
 		"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()}, Content: []waBinary.Node{{Tag: "identity"}}}
 	if cv.S.send(n) {
-		cv.S.Logf("notify identity change of %s", p.Name)
+		cv.S.logLine(LogNotifyIdentity, p.Name)
 	} else {
-		cv.S.Logf("identity change of %s while the device is offline", p.Name)
+		cv.S.logLine(LogIdentityOffline, p.Name)
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
 	if err := p.Rekey(ctx, cv.device()); err != nil {
 		return fmt.Errorf("waweb: %s: rekey: %w", p.Name, err)
 	}
-	cv.S.Logf("peer %s rekeyed", p.Name)
+	cv.S.logLine(LogPeerRekeyed, p.Name)
 	return nil
 }
 
@@ -116,7 +116,7 @@ func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
 func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
 	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": cv.addressOf(p), "id": id, "t": time.Now().Unix()}}
 	if cv.S.send(n) {
-		cv.S.Logf("receipt %s from %s", id, p.Name)
+		cv.S.logLine(LogPeerReceipt, id, p.Name)
 	}
 }
 
@@ -138,7 +138,7 @@ func (s *Server) replaced(c *conn) {
 		c.close()
 		return
 	}
-	s.Logf("conflict: a second login replaced the connection")
+	s.logLine(LogConflict)
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {

@@ -1,0 +1,178 @@
+package waweb
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sampleArgs are values for a format's fields, one set per call: named
+// fields get a value of their kind, the rest one per verb; the second set
+// has the awkward values (empty words and text, text with the format's
+// own punctuation, quotes).
+func sampleArgs(f *logFormat, set int) []any {
+	var out []any
+	for i, name := range f.fields {
+		switch {
+		case name == "peer":
+			out = append(out, []string{"alice.0", "bob.12"}[set])
+		case name == "id":
+			out = append(out, []string{"m1", "r3.2"}[set])
+		case name == "class":
+			out = append(out, []string{"BadMAC", "OldCounter"}[set])
+		case f.verbs[i] == 's':
+			out = append(out, []string{"pkmsg", ""}[set])
+		case f.verbs[i] == 'v':
+			out = append(out, []string{"x: y (z)", ""}[set])
+		case f.verbs[i] == 'd':
+			out = append(out, []int{3, -1}[set])
+		case f.verbs[i] == 't':
+			out = append(out, []bool{true, false}[set])
+		case f.verbs[i] == 'q':
+			out = append(out, []string{"retry", `a "b": c`}[set])
+		}
+	}
+	return out
+}
+
+// Every format's line reads back as that format, with the fields it was
+// written with, whatever the values (the formats that can write the same
+// line are tried most specific first).
+func TestLogLinesParseBack(t *testing.T) {
+	for i := range logFormats {
+		f := &logFormats[i]
+		for set := range 2 {
+			args := sampleArgs(f, set)
+			line := formatLogLine(f.kind, args...)
+			got, ok := ParseLogLine(line)
+			if !ok || got.Kind != f.kind {
+				t.Errorf("%s: %q read as %q, %t", f.kind, line, got.Kind, ok)
+				continue
+			}
+			for j, a := range args {
+				if want := fmt.Sprint(a); got.Args[j] != want {
+					t.Errorf("%s: %q field %s = %q, want %q", f.kind, line, f.fields[j], got.Args[j], want)
+				}
+				switch f.fields[j] {
+				case "peer":
+					if got.Peer != a {
+						t.Errorf("%s: %q: peer %q", f.kind, line, got.Peer)
+					}
+				case "id":
+					if got.ID != a {
+						t.Errorf("%s: %q: id %q", f.kind, line, got.ID)
+					}
+				case "count":
+					if got.Count != a {
+						t.Errorf("%s: %q: count %d", f.kind, line, got.Count)
+					}
+				case "class":
+					if got.Class != a {
+						t.Errorf("%s: %q: class %q", f.kind, line, got.Class)
+					}
+				}
+			}
+			if got.ByPeer != f.byPeer || got.Failed != f.failed {
+				t.Errorf("%s: %q: by peer %t, failed %t", f.kind, line, got.ByPeer, got.Failed)
+			}
+		}
+	}
+}
+
+// Lines other writers add to a history are not the server's: the
+// harness's op, attempt, store-call and note lines (harness/history.go),
+// the real client's and the socket device's own lines, a reworded server
+// line.
+func TestLogLineRejectsOtherFormats(t *testing.T) {
+	for _, l := range []string{
+		"", "deliver m1", "drain: deliver m4", "op send alice.0 m1", "step m1: GetSession alice:0",
+		"m1: ok", "r2: BadMAC (no valid sessions)", "m1 GetSession alice:0", "m1@1 PutSession alice:0",
+		"alice.0: retry 1 of r2 to the device, resent as r2.2", "m3: send failed: store: boom",
+		"crash with nothing parked", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
+		"realclient: mode controlled", "crash: recv killed after storing the decrypt of m2, before its ack",
+		"m1 get session alice.0", "r1: sent (msg)", "connection closed",
+		"deliver m1 pkmsg count=one", "peer alice.0: r1 msg count=0 decrypted", "retry-receipt m1 count=1 keys=maybe",
+		"receipt m1 type=inactive", "ack m1", "logged in 1:2@s.whatsapp.net",
+	} {
+		if got, ok := ParseLogLine(l); ok {
+			t.Errorf("%q read as a server line %+v", l, got)
+		}
+	}
+}
+
+// Every line the server writes goes through logLine with a format of
+// logFormats and as many arguments as the format has verbs; there is no
+// other Logf call in the package (a writer outside the table would have no
+// reader), and every format has a writer (a reader without one reads
+// nothing).
+func TestEveryLogWriterUsesAFormat(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]LogKind{} // constant name → kind
+	written := map[LogKind]int{}
+	var calls []*ast.CallExpr
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.FuncDecl:
+				if n.Name.Name == "logLine" {
+					return false // the one Logf call
+				}
+			case *ast.ValueSpec:
+				if len(n.Values) != 1 || len(n.Names) != 1 {
+					return true
+				}
+				if lit, ok := n.Values[0].(*ast.BasicLit); ok && strings.HasPrefix(n.Names[0].Name, "Log") {
+					v, _ := strconv.Unquote(lit.Value)
+					kinds[n.Names[0].Name] = LogKind(v)
+				}
+			case *ast.CallExpr:
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Logf" || sel.Sel.Name == "logLine") {
+					calls = append(calls, n)
+				}
+			}
+			return true
+		})
+	}
+	for _, c := range calls {
+		pos := fset.Position(c.Pos())
+		if c.Fun.(*ast.SelectorExpr).Sel.Name == "Logf" {
+			t.Errorf("%s: a Logf call: write the line through logLine with a format of logFormats", pos)
+			continue
+		}
+		id, ok := c.Args[0].(*ast.Ident)
+		f := logFormatOf[kinds[id.Name]]
+		if !ok || f == nil {
+			t.Errorf("%s: logLine's kind is not one of logFormats' constants", pos)
+			continue
+		}
+		if len(c.Args)-1 != len(f.fields) {
+			t.Errorf("%s: %s with %d arguments, its format %q has %d verbs", pos, f.kind, len(c.Args)-1, f.format, len(f.fields))
+		}
+		written[f.kind]++
+	}
+	for _, f := range logFormats {
+		if written[f.kind] == 0 {
+			t.Errorf("format %s (%q) has no writer", f.kind, f.format)
+		}
+	}
+	if len(kinds) != len(logFormats) || len(calls) < len(logFormats) {
+		t.Errorf("%d kind constants, %d formats, %d writers", len(kinds), len(logFormats), len(calls))
+	}
+	t.Logf("%d writers of %d formats", len(calls), len(logFormats))
+}
