@@ -196,3 +196,21 @@ func ParseNoteLine(line string) (kind LineKind, name, note string, failed bool) 
 	}
 	return UnknownLine, "", "", false
 }
+
+// Mode lines: a device that logs the mode of its run starts its history
+// with "NAME: mode MODE" (the real client, "realclient: mode controlled";
+// realclient/device.go modeLine).
+
+// ModeLine is device's mode line for a run in mode m.
+func ModeLine(device string, m Mode) string { return device + ": mode " + string(m) }
+
+// ParseModeLine reads a ModeLine back: the device and the mode; ok is
+// false for any other line (a mode other than Controlled, Free, Serial).
+func ParseModeLine(line string) (device string, m Mode, ok bool) {
+	device, rest, found := strings.Cut(line, ": mode ")
+	m = Mode(rest)
+	if !found || device == "" || strings.Contains(device, " ") || (m != Controlled && m != Free && m != Serial) {
+		return "", "", false
+	}
+	return device, m, true
+}

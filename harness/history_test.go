@@ -55,4 +55,14 @@ func TestHistoryLineReaders(t *testing.T) {
 			t.Errorf("%q read as op %v", line, op)
 		}
 	}
+	for _, m := range []Mode{Controlled, Free, Serial} {
+		if d, got, ok := ParseModeLine(ModeLine("realclient", m)); !ok || d != "realclient" || got != m {
+			t.Errorf("ParseModeLine(%q) = %q, %q, %t", ModeLine("realclient", m), d, got, ok)
+		}
+	}
+	for _, line := range []string{"realclient: mode fast", "m1: ok", "real client: mode free", ": mode free", "deliver m1", "alice.0: retry 1 of r2"} {
+		if _, _, ok := ParseModeLine(line); ok {
+			t.Errorf("%q read as a mode line", line)
+		}
+	}
 }
