@@ -275,7 +275,11 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		if class == "receipt" || class == "notification" {
 			// The device acknowledging a peer's receipt or a
 			// notification: nothing for the server to do.
-			cv.S.logLine(LogAckClass, class, id)
+			if class == "receipt" {
+				cv.S.logLine(LogAckReceipt, id)
+			} else {
+				cv.S.logLine(LogAckNotification, id)
+			}
 			return true
 		}
 		if class != "message" {

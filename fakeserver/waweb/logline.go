@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/badmac/badmac/endpoint"
 )
 
 // The server's own log lines (Server.Log, the history of every device on
@@ -41,18 +43,19 @@ const (
 	LogPhoneMigration LogKind = "phone-migration" // the own phone's LID migration stanza
 
 	// What the device sends the server.
-	LogAck            LogKind = "ack"             // the device acknowledged a copy
-	LogAckClass       LogKind = "ack-class"       // the device acknowledged a receipt or a notification
-	LogAckPhone       LogKind = "ack-phone"       // the device acknowledged the own phone's stanza
-	LogReceipt        LogKind = "receipt"         // the device's receipt for a copy
-	LogReceiptIgnored LogKind = "receipt-ignored" // a receipt for a copy the device did not handle
-	LogReceiptPhone   LogKind = "receipt-phone"   // the device's receipt for the own phone's stanza
-	LogRetryReceipt   LogKind = "retry-receipt"   // the device's retry receipt: "retry-receipt m1 count=1 keys=false"
-	LogFromDevice     LogKind = "from-device"     // a presence or chatstate from the device
-	LogPreKeysUp      LogKind = "prekeys-uploaded"
-	LogPreKeyFetch    LogKind = "prekey-fetch"
-	LogPreKeyNone     LogKind = "prekey-fetch-none"
-	LogUsyncLID       LogKind = "usync-lid"
+	LogAck             LogKind = "ack"              // the device acknowledged a copy
+	LogAckReceipt      LogKind = "ack-receipt"      // the device acknowledged a contact's receipt
+	LogAckNotification LogKind = "ack-notification" // the device acknowledged a notification
+	LogAckPhone        LogKind = "ack-phone"        // the device acknowledged the own phone's stanza
+	LogReceipt         LogKind = "receipt"          // the device's receipt for a copy
+	LogReceiptIgnored  LogKind = "receipt-ignored"  // a receipt for a copy the device did not handle
+	LogReceiptPhone    LogKind = "receipt-phone"    // the device's receipt for the own phone's stanza
+	LogRetryReceipt    LogKind = "retry-receipt"    // the device's retry receipt: "retry-receipt m1 count=1 keys=false"
+	LogFromDevice      LogKind = "from-device"      // a presence or chatstate from the device
+	LogPreKeysUp       LogKind = "prekeys-uploaded"
+	LogPreKeyFetch     LogKind = "prekey-fetch"
+	LogPreKeyNone      LogKind = "prekey-fetch-none"
+	LogUsyncLID        LogKind = "usync-lid"
 
 	// Notifications to the device.
 	LogNotifyPreKeys    LogKind = "notify-prekeys"
@@ -61,8 +64,8 @@ const (
 	LogIdentitySilent   LogKind = "identity-silent"
 	LogNotifyMapping    LogKind = "notify-mapping"
 	LogMappingOffline   LogKind = "mapping-offline"
-	LogPhase            LogKind = "phase" // a user's addressing phase (LID ops)
-	LogVia              LogKind = "via"   // a contact device's envelope form (LID ops)
+	LogPhase            LogKind = "phase" // a user's addressing phase set: the LID op's own text (harness.PhaseOp)
+	LogVia              LogKind = "via"   // the envelope form set for a contact device's stanzas: the LID op's text (harness.ViaOp)
 	LogPeerDecrypted    LogKind = "peer-decrypted"
 	LogPeerFailed       LogKind = "peer-failed"
 	LogPeerNotProtobuf  LogKind = "peer-not-protobuf"
@@ -95,7 +98,9 @@ const (
 // %v (any text), %d (a number), %t (a bool) and %q (a quoted string), and
 // what each verb is, in order: "peer" (a contact device, LogLine.Peer),
 // "id" (a message or copy, LogLine.ID), "count" (LogLine.Count), "class"
-// (a failure class, LogLine.Class), or any other name (kept in Args only).
+// (a failure class, LogLine.Class, one of endpoint.Classes), "type" (a
+// Signal message type, one of messageTypes), or any other name (kept in
+// Args only).
 type logFormat struct {
 	kind   LogKind
 	format string
@@ -129,10 +134,11 @@ var logFormats = compileLogFormats([]logFormat{
 
 	{kind: LogAck, format: "ack %s error=%v", fields: []string{"id", "error"}},
 	{kind: LogAckPhone, format: "ack %s (own phone)", fields: []string{"id"}},
-	{kind: LogAckClass, format: "ack %s %s", fields: []string{"stanza", "id"}},
-	{kind: LogReceiptPhone, format: "receipt %s type=%q (own phone)", fields: []string{"id", "type"}},
-	{kind: LogReceiptIgnored, format: "receipt %s type=%q: ignored by the device", fields: []string{"id", "type"}},
-	{kind: LogReceipt, format: "receipt %s type=%q", fields: []string{"id", "type"}},
+	{kind: LogAckReceipt, format: "ack receipt %s", fields: []string{"id"}},
+	{kind: LogAckNotification, format: "ack notification %s", fields: []string{"id"}},
+	{kind: LogReceiptPhone, format: "receipt %s type=%q (own phone)", fields: []string{"id", "receipt"}},
+	{kind: LogReceiptIgnored, format: "receipt %s type=%q: ignored by the device", fields: []string{"id", "receipt"}},
+	{kind: LogReceipt, format: "receipt %s type=%q", fields: []string{"id", "receipt"}},
 	{kind: LogPeerReceipt, format: "receipt %s from %s", fields: []string{"id", "peer"}, byPeer: true},
 	{kind: LogRetryReceipt, format: "retry-receipt %s count=%d keys=%t", fields: []string{"id", "count", "keys"}},
 	{kind: LogFromDevice, format: "%s from device", fields: []string{"tag"}},
@@ -148,7 +154,7 @@ var logFormats = compileLogFormats([]logFormat{
 	{kind: LogNotifyMapping, format: "notify mapping %s = %s", fields: []string{"pn", "lid"}},
 	{kind: LogMappingOffline, format: "mapping of %s while the device is offline: not sent", fields: []string{"peer"}},
 	{kind: LogPhase, format: "phase %s %s", fields: []string{"user", "phase"}},
-	{kind: LogVia, format: "via %s %s", fields: []string{"peer", "form"}, byPeer: true},
+	{kind: LogVia, format: "via %s %s", fields: []string{"peer", "form"}},
 
 	{kind: LogPeerDecrypted, format: "peer %s: %s %s count=%d ok", fields: []string{"peer", "id", "type", "count"}, byPeer: true},
 	{kind: LogPeerFailed, format: "peer %s: %s %s count=%d failed: %s", fields: []string{"peer", "id", "type", "count", "class"}, byPeer: true, failed: true},
@@ -196,6 +202,28 @@ var verbPatterns = map[byte]string{
 	'q': `("(?:[^"\\]|\\.)*")`,
 }
 
+// messageTypes are the Signal message types a "type" field is one of.
+var messageTypes = []string{endpoint.PkMsg, endpoint.Msg, endpoint.SkMsg}
+
+// vocabulary is what field i of fields may be, when a %s, if it has a
+// fixed set of words: a message type or a failure class.
+func vocabulary(fields []string, i int) []string {
+	if i >= len(fields) {
+		return nil
+	}
+	switch fields[i] {
+	case "type":
+		return messageTypes
+	case "class":
+		var out []string
+		for _, c := range endpoint.Classes {
+			out = append(out, string(c))
+		}
+		return out
+	}
+	return nil
+}
+
 // compileLogFormats makes each format's reader from the format itself;
 // a verb other than verbPatterns' or a field count other than the
 // format's verbs is a programming error.
@@ -213,6 +241,9 @@ func compileLogFormats(fs []logFormat) []logFormat {
 			pat, ok := verbPatterns[lit[j+1]]
 			if !ok {
 				panic(fmt.Sprintf("waweb: log format %q: verb %%%c", f.format, lit[j+1]))
+			}
+			if v := vocabulary(f.fields, len(f.verbs)); v != nil && lit[j+1] == 's' {
+				pat = "(" + strings.Join(v, "|") + ")"
 			}
 			re.WriteString(regexp.QuoteMeta(lit[:j]) + pat)
 			f.verbs = append(f.verbs, lit[j+1])

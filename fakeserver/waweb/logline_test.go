@@ -23,6 +23,8 @@ func sampleArgs(f *logFormat, set int) []any {
 			out = append(out, []string{"alice.0", "bob.12"}[set])
 		case name == "id":
 			out = append(out, []string{"m1", "r3.2"}[set])
+		case name == "type":
+			out = append(out, messageTypes[1+set])
 		case name == "class":
 			out = append(out, []string{"BadMAC", "OldCounter"}[set])
 		case f.verbs[i] == 's':
@@ -96,8 +98,8 @@ func TestLogLineRejectsOtherFormats(t *testing.T) {
 		"crash with nothing parked", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
 		"realclient: mode controlled", "crash: recv killed after storing the decrypt of m2, before its ack",
 		"m1 get session alice.0", "r1: sent (msg)", "connection closed",
-		"deliver m1 pkmsg count=one", "peer alice.0: r1 msg count=0 decrypted", "retry-receipt m1 count=1 keys=maybe",
-		"receipt m1 type=inactive", "ack m1", "logged in 1:2@s.whatsapp.net",
+		"deliver m1 pkmsg count=one", "deliver m6 @1", "deliver m1 text", "peer alice.0: r1 msg count=0 decrypted", "peer alice.0: r1 msg count=0 failed: Bad MAC", "retry-receipt m1 count=1 keys=maybe",
+		"receipt m1 type=inactive", "ack m1", "ack m1 err=<nil>", "ack m1 receipt", "logged in 1:2@s.whatsapp.net",
 	} {
 		if got, ok := ParseLogLine(l); ok {
 			t.Errorf("%q read as a server line %+v", l, got)
