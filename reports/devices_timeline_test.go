@@ -1,0 +1,172 @@
+package reports
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/internal/testenv"
+	"github.com/badmac/badmac/procs"
+	"github.com/badmac/badmac/realclient"
+	"github.com/badmac/badmac/scenarios"
+)
+
+// TestMain lets the test binary be `badmac device`, the procs device's
+// child, when a test starts it as one.
+func TestMain(m *testing.M) {
+	if os.Getenv("BADMAC_PROCS_CHILD") == "1" {
+		args := os.Args[1:]
+		if len(args) > 0 && args[0] == "device" {
+			args = args[1:]
+		}
+		os.Exit(procs.ChildMain(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(testenv.Main(m))
+}
+
+// deviceRun is one device's run of a scenario for the every-line tests.
+type deviceRun struct {
+	scenario string
+	d        harness.Discipline
+	store    string
+}
+
+// deviceHistories runs each scenario on dev in controlled mode, seeds
+// 1…seeds, and returns the histories by name.
+func deviceHistories(t *testing.T, dev harness.Device, runs []deviceRun, seeds uint64) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, r := range runs {
+		sc, err := scenarios.Lookup(r.scenario)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seed := uint64(1); seed <= seeds; seed++ {
+			sd := scenarios.SeedFor(seed, 1)
+			_, res, err := dev.Exec(context.Background(), sc.Setup(sd, r.d, r.store), harness.Controlled,
+				scenarios.NewGenerator(sc, scenarios.Policies[seed%2], sd))
+			if err != nil {
+				t.Fatalf("%s on %s %s/%s seed %d: %v", dev.Name(), r.scenario, r.d, r.store, seed, err)
+			}
+			out[fmt.Sprintf("%s/%s/%s/%s/%d", dev.Name(), r.scenario, r.d, r.store, seed)] = res.History
+		}
+	}
+	return out
+}
+
+// clientHistories are the real whatsmeow client's histories, replying
+// inline and from a goroutine, on the reference store and SQLite: a
+// conversation with replies, clean restarts, crashes, reordered and
+// duplicated copies, a group, a reinstall, and LID scenarios (a migration,
+// a crash around it, both forms, a group's migration).
+func clientHistories(t *testing.T) map[string][]string {
+	out := map[string][]string{}
+	seeds := uint64(2)
+	if testenv.Long() {
+		seeds = 6
+	}
+	for _, name := range []string{"client-inline", "client-async"} {
+		dev, _ := realclient.ParseName(name)
+		runs := []deviceRun{
+			{"reply", harness.Whatsmeow, "reference"}, {"restart", harness.Whatsmeow, "sqlite"},
+			{"crash", harness.Locked, "sqlite"}, {"reorder", harness.Whatsmeow, "reference"},
+			{"group", harness.Whatsmeow, "reference"}, {"reinstall", harness.Whatsmeow, "reference"},
+			{"idle", harness.Whatsmeow, "reference"},
+			{"lid-migrate", harness.Locked, "sqlite"}, {"lid-crash", harness.Locked, "sqlite"},
+			{"lid-both", harness.Locked, "sqlite"}, {"lid-switch-group", harness.Locked, "sqlite"},
+		}
+		maps.Copy(out, deviceHistories(t, dev, runs, seeds))
+	}
+	return out
+}
+
+// Every line of the real client's histories (the fake server's log, the
+// client's op, step, crash and restart lines) is read by one reader: the
+// server's by waweb.ParseLogLine, the rest by harness's. Every lane but
+// the store's is used (the client's store calls are its step lines, in
+// the device lane).
+func TestTimelineKnowsEveryClientLine(t *testing.T) {
+	hs := clientHistories(t)
+	lanes, lines := checkEveryLine(t, hs)
+	t.Logf("%d histories, %d lines by lane: %v", len(hs), lines, lanes)
+	for _, l := range Lanes {
+		if lanes[l] == 0 && l != LaneStore {
+			t.Errorf("no line in lane %s (%d lines): %v", l, lines, lanes)
+		}
+	}
+}
+
+// The check fails when a server line is reworded: a real client history
+// with one of the server's lines reworded, per kind, is reported at that
+// line, and the history as written is not.
+func TestTimelineUnknownServerWording(t *testing.T) {
+	dev, _ := realclient.ParseName("client-inline")
+	hs := deviceHistories(t, dev, []deviceRun{{"crash", harness.Locked, "sqlite"}, {"reinstall", harness.Whatsmeow, "reference"}}, 2)
+	for name, h := range hs {
+		if u := unknownLines(h); len(u) > 0 {
+			t.Fatalf("%s: the history as written has unknown lines: %q", name, u)
+		}
+	}
+	rewordings := []struct {
+		kind     waweb.LogKind
+		from, to string
+	}{
+		{waweb.LogDeliver, " count=", " retries="},
+		{waweb.LogAck, " error=", " err="},
+		{waweb.LogLogin, "login ", "logged in "},
+		{waweb.LogPeerDecrypted, " ok", " decrypted"},
+		{waweb.LogReceipt, "receipt ", "receipt for "},
+		{waweb.LogRetryReceipt, " keys=", " with keys="},
+	}
+	for _, rw := range rewordings {
+		found := false
+		for _, name := range slices.Sorted(maps.Keys(hs)) {
+			h := hs[name]
+			i := slices.IndexFunc(h, func(l string) bool {
+				sl, ok := waweb.ParseLogLine(l)
+				return ok && sl.Kind == rw.kind
+			})
+			if i < 0 {
+				continue
+			}
+			found = true
+			r := slices.Clone(h)
+			r[i] = strings.Replace(r[i], rw.from, rw.to, 1)
+			if u := unknownLines(r); !slices.Equal(u, []string{r[i]}) {
+				t.Errorf("%q reworded as %q: unknown lines %q, want that one", h[i], r[i], u)
+			}
+			break
+		}
+		if !found {
+			t.Errorf("no %s line in the histories", rw.kind)
+		}
+	}
+}
+
+// procsHistories are the procs device's: the child (this test binary as
+// badmac device) on SQLite, with replies, crashes (SIGKILL), restarts, a
+// rollback, a group and a reinstall.
+func procsHistories(t *testing.T) map[string][]string {
+	dev := procs.Device{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_PROCS_CHILD=1")}
+	runs := []deviceRun{
+		{"reply", harness.Locked, "sqlite"}, {"crash", harness.Locked, "sqlite"}, {"restart", harness.Locked, "sqlite"},
+		{"rollback", harness.Locked, "sqlite"}, {"group", harness.Locked, "sqlite"}, {"reinstall", harness.Locked, "sqlite"},
+	}
+	return deviceHistories(t, dev, runs, 1)
+}
+
+// Every line of the procs device's histories is read by one reader.
+func TestTimelineKnowsEveryProcsLine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("child processes")
+	}
+	hs := procsHistories(t)
+	lanes, lines := checkEveryLine(t, hs)
+	t.Logf("%d histories, %d lines by lane: %v", len(hs), lines, lanes)
+}
