@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/internal/testenv"
@@ -169,4 +170,63 @@ func TestTimelineKnowsEveryProcsLine(t *testing.T) {
 	hs := procsHistories(t)
 	lanes, lines := checkEveryLine(t, hs)
 	t.Logf("%d histories, %d lines by lane: %v", len(hs), lines, lanes)
+}
+
+// baileysHistories are the Baileys devices': the adapter at each pinned
+// version on its stock and locked key stores, and Baileys' own socket on
+// useMultiFileAuthState with and without the key cache (replies, clean
+// restarts, crashes; the socket also a crash around the LID migration;
+// more seeds and scenarios under BADMAC_LONG). Skipped (failed under CI=true) when the pinned packages cannot be
+// installed.
+func baileysHistories(t *testing.T) map[string][]string {
+	testenv.NeedBaileys(t)
+	ctx := context.Background()
+	seeds := uint64(1)
+	adapter, socket := []string{"reply", "restart", "crash"}, []string{"reply", "restart", "crash", "lid-crash"}
+	if testenv.Long() {
+		seeds = 4
+		adapter = append(adapter, "reorder", "burst")
+		socket = append(socket, "reorder", "lid-migrate", "idle")
+	}
+	out := map[string][]string{}
+	for _, v := range baileys.Versions {
+		d, err := baileys.Open(ctx, v, baileys.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		var runs []deviceRun
+		for _, st := range []string{"stock", "locked"} {
+			for _, sc := range adapter {
+				runs = append(runs, deviceRun{sc, harness.Whatsmeow, st})
+			}
+		}
+		maps.Copy(out, deviceHistories(t, d, runs, seeds))
+		s, err := baileys.OpenSocket(ctx, v, baileys.SocketOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		runs = nil
+		for _, st := range baileys.SocketStores {
+			for _, sc := range socket {
+				runs = append(runs, deviceRun{sc, harness.Whatsmeow, st})
+			}
+		}
+		maps.Copy(out, deviceHistories(t, s, runs, seeds))
+	}
+	return out
+}
+
+// Every line of the Baileys devices' histories (the gated store calls,
+// the tasks' notes, the socket's server log) is read by one reader.
+func TestTimelineKnowsEveryBaileysLine(t *testing.T) {
+	hs := baileysHistories(t)
+	lanes, lines := checkEveryLine(t, hs)
+	t.Logf("%d histories, %d lines by lane: %v", len(hs), lines, lanes)
+	for _, l := range Lanes {
+		if lanes[l] == 0 {
+			t.Errorf("no line in lane %s (%d lines): %v", l, lines, lanes)
+		}
+	}
 }

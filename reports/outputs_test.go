@@ -127,7 +127,9 @@ func TestTimelineLanes(t *testing.T) {
 		"m5: retry receipt without keys: store: boom", "stop: clean shutdown", "rekey alice.0: new session from a fresh bundle, same identity",
 		"m6: no retry receipt (count 5)",
 		"realclient: mode controlled", "deliver m7 pkmsg count=1", "peer alice.0: r8 msg count=0 failed: BadMAC",
-		"peer bob.0: r8 pkmsg count=0 ok", "receipt r8 from alice.0", "server: retry m7: boom", "phase alice mixed"}
+		"peer bob.0: r8 pkmsg count=0 ok", "receipt r8 from alice.0", "server: retry m7: boom", "phase alice mixed",
+		"m9 get session alice.0", "stop: m9 write session-alice.0.json (12 bytes)", "r9: sent (msg)", "r9: sendMessage failed: x",
+		"connection closed"}
 	want := []struct {
 		lane   Lane
 		task   string
@@ -138,7 +140,9 @@ func TestTimelineLanes(t *testing.T) {
 		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}, {LaneCrash, "", false}, {LaneCrash, "", false},
 		{LaneDevice, "m6", false},
 		{LaneDevice, "", false}, {LaneServer, "m7", false}, {LaneAttempt, "r8", true},
-		{LaneAttempt, "r8", false}, {LanePeer, "alice.0", false}, {LaneServer, "m7", false}, {LaneServer, "", false}}
+		{LaneAttempt, "r8", false}, {LanePeer, "alice.0", false}, {LaneServer, "m7", false}, {LaneServer, "", false},
+		{LaneStore, "m9", false}, {LaneStore, "m9", false}, {LaneDevice, "r9", false}, {LaneDevice, "r9", true},
+		{LaneDevice, "", false}}
 	if len(want) != len(h) {
 		t.Fatalf("%d lines, %d wanted", len(h), len(want))
 	}

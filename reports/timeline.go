@@ -35,8 +35,8 @@ type Event struct {
 // by the reader kept beside its writer: the fake server's own lines by
 // waweb.ParseLogLine (fakeserver/waweb/logline.go), the harness's formats
 // by harness/history.go's readers (store calls, attempts, op lines through
-// harness.ParseOp, device tasks' and contacts' notes, a device's mode
-// line). A line none of them reads goes where its shape suggests
+// harness.ParseOp, a gated device's store calls, device tasks' and
+// contacts' notes, a device's mode and run lines). A line none of them reads goes where its shape suggests
 // ("NAME: …" to the peer lane, else the server lane), unknown:
 // TestTimelineKnowsEveryLine fails on one in any device's run.
 func Timeline(history []string) []Event {
@@ -57,7 +57,7 @@ type lineReader func(l string) (e Event, ok bool)
 // reads any "NAME: note" with a known note ("server: retry m1: …" would be
 // a contact's); TestTimelineKnowsEveryLine fails when a line of a run is
 // read by two.
-var lineReaders = []lineReader{serverLine, storeCallLine, attemptLine, opLine, noteLine, modeLine}
+var lineReaders = []lineReader{serverLine, storeCallLine, gateLine, attemptLine, opLine, noteLine, modeLine, runLine}
 
 // classify places line l; known is false when no reader read it.
 func classify(l string) (e Event, known bool) {
@@ -95,6 +95,13 @@ func storeCallLine(l string) (Event, bool) {
 	return Event{Lane: LaneStore, Task: task, Text: call}, ok
 }
 
+// gateLine places a gated device's store call (the Baileys devices) in
+// the store lane, as the model's store calls.
+func gateLine(l string) (Event, bool) {
+	task, call, prefix, ok := harness.ParseGateLine(l)
+	return Event{Lane: LaneStore, Task: task, Text: prefix + call}, ok
+}
+
 func attemptLine(l string) (Event, bool) {
 	a, ok := harness.ParseAttemptLine(l)
 	if !ok {
@@ -127,6 +134,12 @@ func noteLine(l string) (Event, bool) {
 func modeLine(l string) (Event, bool) {
 	_, _, ok := harness.ParseModeLine(l)
 	return Event{Lane: LaneDevice, Text: l}, ok
+}
+
+// runLine places what a device says of its whole run (its connection
+// closed, the run ended by a refused start) in the device lane.
+func runLine(l string) (Event, bool) {
+	return Event{Lane: LaneDevice, Text: l}, harness.ParseRunLine(l)
 }
 
 // opLane is the lane of an op line and the device task it starts or
