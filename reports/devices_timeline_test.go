@@ -152,14 +152,16 @@ func TestTimelineUnknownServerWording(t *testing.T) {
 
 // procsHistories are the procs device's: the child (this test binary as
 // badmac device) on SQLite, with replies, crashes (SIGKILL), restarts, a
-// rollback, a group and a reinstall.
+// rollback, a group, a reinstall, two processes on one database, and
+// reordered and duplicated copies.
 func procsHistories(t *testing.T) map[string][]string {
 	dev := procs.Device{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_PROCS_CHILD=1")}
 	runs := []deviceRun{
 		{"reply", harness.Locked, "sqlite"}, {"crash", harness.Locked, "sqlite"}, {"restart", harness.Locked, "sqlite"},
 		{"rollback", harness.Locked, "sqlite"}, {"group", harness.Locked, "sqlite"}, {"reinstall", harness.Locked, "sqlite"},
+		{"replica", harness.Locked, "sqlite"}, {"reorder", harness.Locked, "sqlite"},
 	}
-	return deviceHistories(t, dev, runs, 1)
+	return deviceHistories(t, dev, runs, 2)
 }
 
 // Every line of the procs device's histories is read by one reader.
