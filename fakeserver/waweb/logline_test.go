@@ -60,23 +60,9 @@ func TestLogLinesParseBack(t *testing.T) {
 				if want := fmt.Sprint(a); got.Args[j] != want {
 					t.Errorf("%s: %q field %s = %q, want %q", f.kind, line, f.fields[j], got.Args[j], want)
 				}
-				switch f.fields[j] {
-				case "peer":
-					if got.Peer != a {
-						t.Errorf("%s: %q: peer %q", f.kind, line, got.Peer)
-					}
-				case "id":
-					if got.ID != a {
-						t.Errorf("%s: %q: id %q", f.kind, line, got.ID)
-					}
-				case "count":
-					if got.Count != a {
-						t.Errorf("%s: %q: count %d", f.kind, line, got.Count)
-					}
-				case "class":
-					if got.Class != a {
-						t.Errorf("%s: %q: class %q", f.kind, line, got.Class)
-					}
+				read := map[string]any{"peer": got.Peer, "id": got.ID, "count": got.Count, "class": got.Class}
+				if v, named := read[f.fields[j]]; named && v != a {
+					t.Errorf("%s: %q: %s read as %v", f.kind, line, f.fields[j], v)
 				}
 			}
 			if got.ByPeer != f.byPeer || got.Failed != f.failed {
