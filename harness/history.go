@@ -229,7 +229,7 @@ var taskNotes = []string{
 	"no session with ",              // a reply's session fetched from a bundle
 	"requeued (never acknowledged)", // a delivery the crash left unacknowledged
 	"sendMessage failed: ",          // the socket's send failed (Failed)
-	"sent again after the restart",  // a reply the socket sends again
+	"sent again ",                   // a reply sent again after a restart or a kill ("r1: sent again after the restart")
 	"no credentials found: ",        // the socket's store lost or could not read its creds
 	"saveCreds failed: ",            // the socket's creds save failed
 }
