@@ -14,7 +14,7 @@ import (
 // The history's line formats (Result.History), read back here next to
 // the code that writes them, so that a writer's wording and its reader
 // change together. reports' timeline places a history in lanes with these
-// readers and the loopback server's (waweb.ParseLogLine) alone: its tests
+// readers and the loopback server's (weblog.Parse) alone: its tests
 // run every scenario on the model and a set on the real client, the procs
 // child and the Baileys devices, and fail on a line none of them reads.
 

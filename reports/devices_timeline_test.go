@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/badmac/badmac/devices/baileys"
-	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
@@ -85,7 +85,7 @@ func clientHistories(t *testing.T) map[string][]string {
 
 // Every line of the real client's histories (the fake server's log, the
 // client's op, step, crash and restart lines) is read by one reader: the
-// server's by waweb.ParseLogLine, the rest by harness's. Every lane but
+// server's by weblog.Parse, the rest by harness's. Every lane but
 // the store's is used (the client's store calls are its step lines, in
 // the device lane).
 func TestTimelineKnowsEveryClientLine(t *testing.T) {
@@ -117,22 +117,22 @@ func TestTimelineUnknownServerWording(t *testing.T) {
 		}
 	}
 	rewordings := []struct {
-		kind     waweb.LogKind
+		kind     weblog.Kind
 		from, to string
 	}{
-		{waweb.LogDeliver, " count=", " retries="},
-		{waweb.LogAck, " error=", " err="},
-		{waweb.LogLogin, "login ", "logged in "},
-		{waweb.LogPeerDecrypted, " ok", " decrypted"},
-		{waweb.LogReceipt, "receipt ", "receipt for "},
-		{waweb.LogRetryReceipt, " keys=", " with keys="},
+		{weblog.Deliver, " count=", " retries="},
+		{weblog.Ack, " error=", " err="},
+		{weblog.Login, "login ", "logged in "},
+		{weblog.PeerDecrypted, " ok", " decrypted"},
+		{weblog.Receipt, "receipt ", "receipt for "},
+		{weblog.RetryReceipt, " keys=", " with keys="},
 	}
 	for _, rw := range rewordings {
 		found := false
 		for _, name := range slices.Sorted(maps.Keys(hs)) {
 			h := hs[name]
 			i := slices.IndexFunc(h, func(l string) bool {
-				sl, ok := waweb.ParseLogLine(l)
+				sl, ok := weblog.Parse(l)
 				return ok && sl.Kind == rw.kind
 			})
 			if i < 0 {

@@ -3,7 +3,7 @@ package reports
 import (
 	"strings"
 
-	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 	"github.com/badmac/badmac/harness"
 )
 
@@ -33,7 +33,7 @@ type Event struct {
 
 // Timeline places the lines of a history (Result.History) in lanes, each
 // by the reader kept beside its writer: the fake server's own lines by
-// waweb.ParseLogLine (fakeserver/waweb/logline.go), the harness's formats
+// weblog.Parse (fakeserver/waweb/weblog), the harness's formats
 // by harness/history.go's readers (store calls, attempts, op lines through
 // harness.ParseOp, a gated device's store calls, device tasks' and
 // contacts' notes, a device's mode and run lines). A line none of them reads goes where its shape suggests
@@ -78,11 +78,11 @@ func classify(l string) (e Event, known bool) {
 // form) in the peer lane under its name, the rest in the server lane
 // under the message it is about.
 func serverLine(l string) (Event, bool) {
-	sl, ok := waweb.ParseLogLine(l)
+	sl, ok := weblog.Parse(l)
 	switch {
 	case !ok:
 		return Event{}, false
-	case sl.Kind == waweb.LogPeerDecrypted || sl.Kind == waweb.LogPeerFailed || sl.Kind == waweb.LogPeerNotProtobuf:
+	case sl.Kind == weblog.PeerDecrypted || sl.Kind == weblog.PeerFailed || sl.Kind == weblog.PeerNotProtobuf:
 		return Event{Lane: LaneAttempt, Task: sl.ID, Text: l, Failed: sl.Failed}, true
 	case sl.ByPeer:
 		return Event{Lane: LanePeer, Task: sl.Peer, Text: l}, true

@@ -18,6 +18,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // Conversation is the fake contacts on a Server: peers that send the device
@@ -198,11 +199,11 @@ func (cv *Conversation) pendingDropLocked(id string) {
 // in the offline queue and counts when it is sent.
 func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, count int) {
 	if !cv.S.send(n) {
-		cv.S.logLine(LogQueueOffline, id)
+		cv.S.logLine(weblog.QueueOffline, id)
 		cv.L.update(id, func(f *flow) { f.offline = true })
 		return
 	}
-	cv.S.logLine(LogDeliver, cv.tookLocked(id, n), kind, count)
+	cv.S.logLine(weblog.Deliver, cv.tookLocked(id, n), kind, count)
 	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
@@ -261,7 +262,7 @@ func (cv *Conversation) disconnected() {
 	}
 	clear(cv.taken) // never handled: they go again on the next login
 	cv.L.disconnected()
-	cv.S.logLine(LogDisconnected, len(cv.pending))
+	cv.S.logLine(weblog.Disconnected, len(cv.pending))
 }
 
 func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
@@ -276,9 +277,9 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 			// The device acknowledging a peer's receipt or a
 			// notification: nothing for the server to do.
 			if class == "receipt" {
-				cv.S.logLine(LogAckReceipt, id)
+				cv.S.logLine(weblog.AckReceipt, id)
 			} else {
-				cv.S.logLine(LogAckNotification, id)
+				cv.S.logLine(weblog.AckNotification, id)
 			}
 			return true
 		}
@@ -288,19 +289,19 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		cv.mu.Lock()
 		if cv.phoneStanzaLocked(id) {
 			cv.mu.Unlock()
-			cv.S.logLine(LogAckPhone, id)
+			cv.S.logLine(weblog.AckPhone, id)
 			return true
 		}
 		if _, ok := cv.inbound[id]; ok {
 			cv.pendingDropLocked(id)
 		}
 		cv.mu.Unlock()
-		cv.S.logLine(LogAck, id, n.Attrs["error"])
+		cv.S.logLine(weblog.Ack, id, n.Attrs["error"])
 		cv.L.update(id, func(f *flow) { f.acks++ })
 	case "message":
 		cv.onMessage(ctx, c, n)
 	case "presence", "chatstate":
-		cv.S.logLine(LogFromDevice, n.Tag)
+		cv.S.logLine(weblog.FromDevice, n.Tag)
 	default:
 		return false
 	}
@@ -317,7 +318,7 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		// The own phone's stanza: not a message of the conversation. A
 		// retry receipt for it is not answered (the phone is not modelled
 		// past its one sync message).
-		cv.S.logLine(LogReceiptPhone, id, typ)
+		cv.S.logLine(weblog.ReceiptPhone, id, typ)
 		return
 	}
 	if typ != "retry" {
@@ -325,14 +326,14 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		defer cv.mu.Unlock()
 		cv.pendingDropLocked(id)
 		if _, in := cv.inbound[id]; !in {
-			cv.S.logLine(LogReceipt, id, typ)
+			cv.S.logLine(weblog.Receipt, id, typ)
 			cv.L.update(id, func(f *flow) { f.receipt = true })
 			return
 		}
 		if cv.L.Receipt(id) {
-			cv.S.logLine(LogReceiptIgnored, id, typ)
+			cv.S.logLine(weblog.ReceiptIgnored, id, typ)
 		} else {
-			cv.S.logLine(LogReceipt, id, typ)
+			cv.S.logLine(weblog.Receipt, id, typ)
 		}
 		cv.takeCopyLocked(id)
 		return
@@ -342,17 +343,17 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		count = r.AttrGetter().Int("count")
 	}
 	_, hasKeys := n.GetOptionalChildByTag("keys")
-	cv.S.logLine(LogRetryReceipt, id, count, hasKeys)
+	cv.S.logLine(weblog.RetryReceipt, id, count, hasKeys)
 	cv.L.update(id, func(f *flow) { f.retries++ })
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
 	in, ok := cv.inbound[id]
 	if !ok {
-		cv.S.logLine(LogErrRetryUnknown, id)
+		cv.S.logLine(weblog.ErrRetryUnknown, id)
 		return
 	}
 	if err := cv.resendLocked(ctx, id, in, count, n); err != nil {
-		cv.S.logLine(LogErrRetry, id, err)
+		cv.S.logLine(weblog.ErrRetry, id, err)
 	}
 }
 
@@ -392,7 +393,7 @@ func (cv *Conversation) resendLocked(ctx context.Context, id string, in *inbound
 		if err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
-		cv.S.logLine(LogPeerRebuilt, p.Name, id, why)
+		cv.S.logLine(weblog.PeerRebuilt, p.Name, id, why)
 	}
 	return cv.deliverLocked(ctx, id, in, count)
 }
@@ -403,7 +404,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 	to, _ := n.Attrs["to"].(types.JID)
 	if err := c.write(waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "message", "id": id,
 		"from": to, "t": time.Now().Unix()}}); err != nil {
-		cv.S.logLine(LogErrAck, id, err)
+		cv.S.logLine(weblog.ErrAck, id, err)
 	}
 	type part struct {
 		jid types.JID
@@ -437,7 +438,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.JID, enc waBinary.Node, counted bool) {
 	p, ok := cv.peerAt(jid)
 	if !ok {
-		cv.S.logLine(LogErrUnknownDevice, id, jid)
+		cv.S.logLine(weblog.ErrUnknownDevice, id, jid)
 		return
 	}
 	kind, _ := enc.Attrs["type"].(string)
@@ -456,7 +457,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	if err != nil {
 		class := endpoint.ClassOf(err)
-		cv.S.logLine(LogPeerFailed, p.Name, id, kind, count, class)
+		cv.S.logLine(weblog.PeerFailed, p.Name, id, kind, count, class)
 		cv.L.AttemptBy(id, p.Name, false, "", class, err)
 		if class == endpoint.OldCounter {
 			return // whatsmeow drops an old counter silently, with a normal receipt
@@ -466,11 +467,11 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	var m waE2E.Message
 	if err := proto.Unmarshal(pt, &m); err != nil {
-		cv.S.logLine(LogPeerNotProtobuf, p.Name, id)
+		cv.S.logLine(weblog.PeerNotProtobuf, p.Name, id)
 		cv.L.AttemptBy(id, p.Name, false, "", endpoint.Other, fmt.Errorf("protobuf: %w", err))
 		return
 	}
-	cv.S.logLine(LogPeerDecrypted, p.Name, id, kind, count)
+	cv.S.logLine(weblog.PeerDecrypted, p.Name, id, kind, count)
 	text := m.GetConversation()
 	if text == "" {
 		text = m.GetExtendedTextMessage().GetText() // Baileys sends a text as an extendedTextMessage
@@ -485,7 +486,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.Peer, id string) {
 	failures := cv.L.outFailures(id, p.Name)
 	if failures >= MaxRetries {
-		cv.S.logLine(LogPeerNoMoreRetry, p.Name, id)
+		cv.S.logLine(weblog.PeerNoMoreRetry, p.Name, id)
 		return
 	}
 	kids := []waBinary.Node{
@@ -495,7 +496,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 	if failures > 1 {
 		b, err := p.FreshBundle(ctx)
 		if err != nil {
-			cv.S.logLine(LogErrFreshBundle, p.Name, err)
+			cv.S.logLine(weblog.ErrFreshBundle, p.Name, err)
 			return
 		}
 		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
@@ -506,7 +507,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {
 		// Like the real server, keep it for the device's next login.
-		cv.S.logLine(LogQueueRetry, id)
+		cv.S.logLine(weblog.QueueRetry, id)
 		cv.receipts = append(cv.receipts, r)
 		return
 	}
@@ -521,7 +522,7 @@ type queuedReceipt struct {
 }
 
 func (cv *Conversation) sentReceipt(r queuedReceipt) {
-	cv.S.logLine(LogPeerRetry, r.peer, r.id, r.count, r.count > 1)
+	cv.S.logLine(weblog.PeerRetry, r.peer, r.id, r.count, r.count > 1)
 	cv.L.update(r.id, func(f *flow) { f.retries++ })
 }
 
@@ -546,7 +547,7 @@ func (cv *Conversation) expectCopies(id string, to types.JID) {
 	}
 	cv.mu.Unlock()
 	if len(names) >= 2 {
-		cv.S.logLine(LogExpect, id, strings.Join(names, " "))
+		cv.S.logLine(weblog.Expect, id, strings.Join(names, " "))
 		cv.L.ExpectCopies(id, names)
 	}
 }

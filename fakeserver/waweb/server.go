@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // Server is the fake WhatsApp web endpoint for one device under test.
@@ -238,7 +239,7 @@ type conn struct {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{"web.whatsapp.com"}})
 	if err != nil {
-		s.logLine(LogErrAccept, err)
+		s.logLine(weblog.ErrAccept, err)
 		return
 	}
 	ws.SetReadLimit(1 << 24)
@@ -247,7 +248,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.accepted(c)
 	defer c.close()
 	if err := c.handshake(); err != nil {
-		s.logLine(LogErrHandshake, err)
+		s.logLine(weblog.ErrHandshake, err)
 		return
 	}
 	c.countHandled()
@@ -255,24 +256,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		frame, err := c.frame()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && websocket.CloseStatus(err) == -1 {
-				s.logLine(LogErrRead, err)
+				s.logLine(weblog.ErrRead, err)
 			}
 			return
 		}
 		pt, err := c.rkey.Open(nil, iv(c.rcount), frame, nil)
 		c.rcount++
 		if err != nil {
-			s.logLine(LogErrDecryptFrame, err)
+			s.logLine(weblog.ErrDecryptFrame, err)
 			return
 		}
 		raw, err := waBinary.Unpack(pt)
 		if err != nil {
-			s.logLine(LogErrUnpack, err)
+			s.logLine(weblog.ErrUnpack, err)
 			return
 		}
 		n, err := c.unmarshal(raw)
 		if err != nil {
-			s.logLine(LogErrUnmarshal, err)
+			s.logLine(weblog.ErrUnmarshal, err)
 			return
 		}
 		if s.enqueue(c, n) {
@@ -472,7 +473,7 @@ func (c *conn) handshake() error {
 		s.replaced(old)
 	}
 	s.AddUser(dev)
-	s.logLine(LogLogin, dev)
+	s.logLine(weblog.Login, dev)
 	if err := c.write(waBinary.Node{Tag: "success", Attrs: s.successAttrs(dev)}); err != nil {
 		return err
 	}
@@ -505,7 +506,7 @@ func (s *Server) handle(c *conn, n *waBinary.Node) {
 	if on != nil && on(c, n) {
 		return
 	}
-	s.logLine(LogErrUnhandled, n.Tag, short(n))
+	s.logLine(weblog.ErrUnhandled, n.Tag, short(n))
 }
 
 func short(n *waBinary.Node) string {
@@ -543,13 +544,13 @@ func (s *Server) answerIQ(c *conn, n *waBinary.Node) {
 	}
 	if resp == nil {
 		// Never leave an iq unanswered: the client would wait 75 s.
-		s.logLine(LogErrUnknownIQ, short(n))
+		s.logLine(weblog.ErrUnknownIQ, short(n))
 		resp = &waBinary.Node{Tag: "iq", Attrs: waBinary.Attrs{"id": n.Attrs["id"], "type": "error",
 			"from": types.ServerJID}, Content: []waBinary.Node{{Tag: "error",
 			Attrs: waBinary.Attrs{"code": 501, "text": "feature-not-implemented"}}}}
 	}
 	if err := c.write(*resp); err != nil {
-		s.logLine(LogErrAnswerIQ, fmt.Sprint(n.Attrs["id"]), err) // %v of the attribute, as a word
+		s.logLine(weblog.ErrAnswerIQ, fmt.Sprint(n.Attrs["id"]), err) // %v of the attribute, as a word
 	}
 }
 
@@ -557,7 +558,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	dev := s.Device()
 	b, err := parseBundle(uint32(dev.Device), *n)
 	if err != nil {
-		s.logLine(LogErrPreKeyUpload, err)
+		s.logLine(weblog.ErrPreKeyUpload, err)
 		return nil
 	}
 	var pks []*keys.PreKey
@@ -565,7 +566,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	for _, kn := range list.GetChildren() {
 		k, err := parseKey(kn)
 		if err != nil {
-			s.logLine(LogErrPreKeyUpload, err)
+			s.logLine(weblog.ErrPreKeyUpload, err)
 			return nil
 		}
 		pub := k.pub
@@ -575,7 +576,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	s.Core.Upload(dev.SignalAddress(), func(pk *keys.PreKey) *prekey.Bundle {
 		return withPreKey(b, pk)
 	}, pks)
-	s.logLine(LogPreKeysUp, dev, len(pks))
+	s.logLine(weblog.PreKeysUp, dev, len(pks))
 	r := iqResult(n, nil)
 	return &r
 }
@@ -594,19 +595,19 @@ func (s *Server) fetchPreKeys(n *waBinary.Node, key waBinary.Node) *waBinary.Nod
 	for _, u := range key.GetChildrenByTag("user") {
 		jid, ok := u.Attrs["jid"].(types.JID)
 		if !ok {
-			s.logLine(LogErrPreKeyFetch)
+			s.logLine(weblog.ErrPreKeyFetch)
 			return nil
 		}
 		b, err := s.Core.FetchBundle(s.prekeyAddress(jid))
 		if err != nil {
 			users = append(users, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid},
 				Content: []waBinary.Node{{Tag: "error", Attrs: waBinary.Attrs{"code": 404, "text": "item-not-found"}}}})
-			s.logLine(LogPreKeyNone, jid)
+			s.logLine(weblog.PreKeyNone, jid)
 			continue
 		}
 		kids := append([]waBinary.Node{{Tag: "registration", Content: be32(b.RegistrationID())}}, bundleNodes(b)...)
 		users = append(users, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid}, Content: kids})
-		s.logLine(LogPreKeyFetch, jid)
+		s.logLine(weblog.PreKeyFetch, jid)
 	}
 	r := iqResult(n, []waBinary.Node{{Tag: "list", Content: users}})
 	return &r
@@ -649,7 +650,7 @@ func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 		if lidq && lidFor != nil {
 			if lid, ok := lidFor(jid.ToNonAD()); ok {
 				kids = append(kids, waBinary.Node{Tag: "lid", Attrs: waBinary.Attrs{"val": lid}})
-				s.logLine(LogUsyncLID, jid.ToNonAD(), lid)
+				s.logLine(weblog.UsyncLID, jid.ToNonAD(), lid)
 			}
 		}
 		out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()}, Content: kids})

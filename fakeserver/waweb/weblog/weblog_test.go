@@ -1,4 +1,4 @@
-package waweb
+package weblog
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ import (
 // fields get a value of their kind, the rest one per verb; the second set
 // has the awkward values (empty words and text, text with the format's
 // own punctuation, quotes).
-func sampleArgs(f *logFormat, set int) []any {
+func sampleArgs(f *format, set int) []any {
 	var out []any
 	for i, name := range f.fields {
 		switch {
@@ -45,13 +45,13 @@ func sampleArgs(f *logFormat, set int) []any {
 // Every format's line reads back as that format, with the fields it was
 // written with, whatever the values (the formats that can write the same
 // line are tried most specific first).
-func TestLogLinesParseBack(t *testing.T) {
-	for i := range logFormats {
-		f := &logFormats[i]
+func TestLinesParseBack(t *testing.T) {
+	for i := range formats {
+		f := &formats[i]
 		for set := range 2 {
 			args := sampleArgs(f, set)
-			line := formatLogLine(f.kind, args...)
-			got, ok := ParseLogLine(line)
+			line := Format(f.kind, args...)
+			got, ok := Parse(line)
 			if !ok || got.Kind != f.kind {
 				t.Errorf("%s: %q read as %q, %t", f.kind, line, got.Kind, ok)
 				continue
@@ -76,7 +76,7 @@ func TestLogLinesParseBack(t *testing.T) {
 // harness's op, attempt, store-call and note lines (harness/history.go),
 // the real client's and the socket device's own lines, a reworded server
 // line.
-func TestLogLineRejectsOtherFormats(t *testing.T) {
+func TestRejectsOtherFormats(t *testing.T) {
 	for _, l := range []string{
 		"", "deliver m1", "drain: deliver m4", "op send alice.0 m1", "step m1: GetSession alice:0",
 		"m1: ok", "r2: BadMAC (no valid sessions)", "m1 GetSession alice:0", "m1@1 PutSession alice:0",
@@ -87,25 +87,37 @@ func TestLogLineRejectsOtherFormats(t *testing.T) {
 		"deliver m1 pkmsg count=one", "deliver m6 @1", "deliver m1 text", "peer alice.0: r1 msg count=0 decrypted", "peer alice.0: r1 msg count=0 failed: Bad MAC", "retry-receipt m1 count=1 keys=maybe",
 		"receipt m1 type=inactive", "ack m1", "ack m1 err=<nil>", "ack m1 receipt", "logged in 1:2@s.whatsapp.net",
 	} {
-		if got, ok := ParseLogLine(l); ok {
+		if got, ok := Parse(l); ok {
 			t.Errorf("%q read as a server line %+v", l, got)
 		}
 	}
 }
 
-// Every line the server writes goes through logLine with a format of
-// logFormats and as many arguments as the format has verbs; there is no
-// other Logf call in the package (a writer outside the table would have no
-// reader), and every format has a writer (a reader without one reads
-// nothing).
-func TestEveryLogWriterUsesAFormat(t *testing.T) {
+// Every line the server (the parent package, waweb) writes goes through
+// its logLine with a kind of formats and as many arguments as the kind's
+// format has verbs; there is no other Logf call in waweb (a writer outside
+// the table would have no reader), and every format has a writer (a
+// reader without one reads nothing).
+func TestEveryWriterUsesAFormat(t *testing.T) {
 	fset := token.NewFileSet()
-	files, err := filepath.Glob("*.go")
+	kinds := map[string]Kind{} // constant name → kind
+	own, err := parser.ParseFile(fset, "weblog.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string]LogKind{} // constant name → kind
-	written := map[LogKind]int{}
+	ast.Inspect(own, func(n ast.Node) bool {
+		if v, ok := n.(*ast.ValueSpec); ok && len(v.Names) == 1 && len(v.Values) == 1 {
+			if lit, ok := v.Values[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				k, _ := strconv.Unquote(lit.Value)
+				kinds[v.Names[0].Name] = Kind(k)
+			}
+		}
+		return true
+	})
+	files, err := filepath.Glob(filepath.Join("..", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var calls []*ast.CallExpr
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
@@ -118,17 +130,7 @@ func TestEveryLogWriterUsesAFormat(t *testing.T) {
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
 			case *ast.FuncDecl:
-				if n.Name.Name == "logLine" {
-					return false // the one Logf call
-				}
-			case *ast.ValueSpec:
-				if len(n.Values) != 1 || len(n.Names) != 1 {
-					return true
-				}
-				if lit, ok := n.Values[0].(*ast.BasicLit); ok && strings.HasPrefix(n.Names[0].Name, "Log") {
-					v, _ := strconv.Unquote(lit.Value)
-					kinds[n.Names[0].Name] = LogKind(v)
-				}
+				return n.Name.Name != "logLine" // the one Logf call
 			case *ast.CallExpr:
 				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Logf" || sel.Sel.Name == "logLine") {
 					calls = append(calls, n)
@@ -137,16 +139,19 @@ func TestEveryLogWriterUsesAFormat(t *testing.T) {
 			return true
 		})
 	}
+	written := map[Kind]int{}
 	for _, c := range calls {
 		pos := fset.Position(c.Pos())
 		if c.Fun.(*ast.SelectorExpr).Sel.Name == "Logf" {
-			t.Errorf("%s: a Logf call: write the line through logLine with a format of logFormats", pos)
+			t.Errorf("%s: a Logf call: write the line through logLine with a kind of weblog", pos)
 			continue
 		}
-		id, ok := c.Args[0].(*ast.Ident)
-		f := logFormatOf[kinds[id.Name]]
-		if !ok || f == nil {
-			t.Errorf("%s: logLine's kind is not one of logFormats' constants", pos)
+		var f *format
+		if sel, ok := c.Args[0].(*ast.SelectorExpr); ok {
+			f = formatOf[kinds[sel.Sel.Name]]
+		}
+		if f == nil {
+			t.Errorf("%s: logLine's kind is not one of weblog's constants", pos)
 			continue
 		}
 		if len(c.Args)-1 != len(f.fields) {
@@ -154,13 +159,13 @@ func TestEveryLogWriterUsesAFormat(t *testing.T) {
 		}
 		written[f.kind]++
 	}
-	for _, f := range logFormats {
+	for _, f := range formats {
 		if written[f.kind] == 0 {
 			t.Errorf("format %s (%q) has no writer", f.kind, f.format)
 		}
 	}
-	if len(kinds) != len(logFormats) || len(calls) < len(logFormats) {
-		t.Errorf("%d kind constants, %d formats, %d writers", len(kinds), len(logFormats), len(calls))
+	if len(kinds) != len(formats) {
+		t.Errorf("%d kind constants, %d formats", len(kinds), len(formats))
 	}
-	t.Logf("%d writers of %d formats", len(calls), len(logFormats))
+	t.Logf("%d writers of %d formats", len(calls), len(formats))
 }
