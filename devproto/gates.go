@@ -3,6 +3,7 @@ package devproto
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 )
 
@@ -33,6 +34,7 @@ type gated struct {
 type gatedTask struct {
 	name string
 	ch   chan gatedProgress
+	dead bool // killed: its goroutine exits at its gate
 }
 
 // gatedProgress is what a running task reports when it stops: parked
@@ -93,6 +95,9 @@ func Gate(ctx context.Context, call string) {
 	rel := make(chan struct{})
 	c.t.ch <- gatedProgress{call: call, release: rel}
 	<-rel
+	if c.t.dead {
+		runtime.Goexit()
+	}
 }
 
 // wait runs until task t parks or ends: tasks only stop at gates, so one
@@ -113,6 +118,17 @@ func (g *Gates) wait(t *gatedTask) []Event {
 // goroutines stay parked until the process ends. Gate ids go on counting.
 func (g *Gates) Drop() {
 	g.parked, g.live = map[string]gated{}, map[string]*gatedTask{}
+}
+
+// Kill ends every parked task where it stands, as a killed process's
+// goroutines end: its store call is never made (the goroutine exits at its
+// gate). Gate ids go on counting.
+func (g *Gates) Kill() {
+	for _, p := range g.parked {
+		p.task.dead = true
+		close(p.release)
+	}
+	g.Drop()
 }
 
 // Parked are the parked gates' ids and Tasks the live tasks' names,

@@ -42,6 +42,10 @@ type Handler struct {
 	// starts them afresh, as a new process does.
 	retries fakeserver.RetryCounter
 	rh      fakeserver.RetryHandler
+	// gates, when set (Gated), parks the tasks at their store calls;
+	// ends keeps each task's reply until its end is reported.
+	gates *devproto.Gates
+	ends  map[string]devproto.Reply
 }
 
 // NewHandler opens the device over storage. dieAfter > 0 calls die right
@@ -62,6 +66,15 @@ func NewHandler(ctx context.Context, storage stores.Storage, txn bool, dieAfter 
 	}
 	d.set = countWrites(set, d.writes)
 	return d, nil
+}
+
+// open is the device on its credentials; with gates its tasks' store
+// calls wait at gates.
+func (d *Handler) open(creds endpoint.Creds) {
+	d.ep = endpoint.New(DeviceJID, creds, d.set)
+	if d.gates != nil {
+		d.ep.Probe.Gate = devproto.Gate
+	}
 }
 
 func (d *Handler) creds() stores.CredsStore {
@@ -158,7 +171,7 @@ func (d *Handler) handle(ctx context.Context, req devproto.Request) (devproto.Re
 		if err := cs.SaveCreds(ctx, creds.Encode()); err != nil {
 			return rep, err
 		}
-		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		d.open(creds)
 		n := req.PreKeys
 		if n <= 0 {
 			n = provisionPreKeys
@@ -185,7 +198,7 @@ func (d *Handler) handle(ctx context.Context, req devproto.Request) (devproto.Re
 		if err != nil {
 			return rep, err
 		}
-		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		d.open(creds)
 		d.writes.arm()
 		rep.Creds = pubCreds(creds)
 		return rep, nil

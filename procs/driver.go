@@ -52,6 +52,8 @@ type Child struct {
 	Txn  bool
 	// WriteBehind > 0: the child's non-durable setting (-write-behind).
 	WriteBehind int
+	// Gates: every store call of a task waits at a gate (-gates).
+	Gates bool
 	// Timeout bounds the hello and each answer (0: DefaultTimeout); a
 	// child silent past it is killed and the request fails. A hang
 	// detector, not a measurement.
@@ -70,6 +72,9 @@ func (c Child) Argv(inc, dieAfter int) []string {
 	}
 	if c.WriteBehind > 0 {
 		args = append(args, "-write-behind", strconv.Itoa(c.WriteBehind))
+	}
+	if c.Gates {
+		args = append(args, "-gates")
 	}
 	return args
 }
@@ -184,11 +189,17 @@ func (p *childProc) Close() error {
 // Local runs the device in this process over storage: the model the real
 // child is compared with. Its failpoint unwinds the request with a panic
 // and leaves the storage as it is, as a kill would.
-func Local(storage stores.Storage, txn bool) Launcher {
+func Local(storage stores.Storage, txn bool) Launcher { return local(storage, txn, false) }
+
+// local is Local, with gates when gated (Handler.Gated).
+func local(storage stores.Storage, txn, gated bool) Launcher {
 	return func(ctx context.Context, inc, dieAfter int) (Proc, error) {
 		d, err := NewHandler(ctx, storage, txn, dieAfter, func() { panic(killed{}) })
 		if err != nil {
 			return nil, err
+		}
+		if gated {
+			d.Gated()
 		}
 		return newLocalProc(d), nil
 	}
@@ -255,7 +266,7 @@ func (p *localProc) Do(ctx context.Context, req devproto.Request) (rep devproto.
 			rep, err = devproto.Reply{}, ErrDied
 		}
 	}()
-	rep = p.d.Handle(ctx, req)
+	rep = p.d.Serve(ctx, req)
 	// The same checks as the child's replies get (devproto.Conn).
 	line, err := json.Marshal(rep)
 	if err == nil {
@@ -271,7 +282,12 @@ func (p *localProc) Close() error { return nil }
 
 // Kill is the kill between requests: the process is gone, the storage is
 // left as it is.
-func (p *localProc) Kill() { p.dead = true }
+func (p *localProc) Kill() {
+	p.dead = true
+	if p.d.gates != nil {
+		p.d.gates.Kill()
+	}
+}
 
 // Config is a conversation: the contact sends Messages messages, now and
 // then two at once, and the bot replies to about Reply of them.
