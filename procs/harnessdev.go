@@ -774,6 +774,7 @@ func (r *hrun) result() *harness.Result {
 	res := r.Result()
 	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.crashPoints...)
 	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
+	res.KilledUnacked = append([]string(nil), r.killedUnacked...)
 	return res
 }
 

@@ -2,7 +2,9 @@ package procs
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/fakeserver"
@@ -31,6 +33,10 @@ type job struct {
 	del  *fakeserver.Delivery // a receive's delivery: requeued if the task is killed
 	end  func(devproto.Reply, devproto.Event) (*devproto.Request, error)
 	seq  int // start order
+	// stored: a receive's decrypt wrote to the store (a write call of
+	// its returned), so a kill before its end leaves the session moved on
+	// and the message unacknowledged.
+	stored bool
 }
 
 func (j *job) lock() string { return fmt.Sprintf("%s.%d", j.req.Peer, j.req.PeerDev) }
@@ -45,6 +51,9 @@ type tasks struct {
 	held    []map[string]string
 	waiting []*job // waiting on a lock another task holds, in start order
 	killed  []*job // in flight at a crash: redone at the restart
+	// killedUnacked are the messages a crash killed after their
+	// decrypt's store write, before their end (harness.Result's).
+	killedUnacked []string
 }
 
 func newTasks(gated bool, instances int) tasks {
@@ -131,12 +140,20 @@ func (r *hrun) step(task string) error {
 	if j.inst > 0 {
 		name = fmt.Sprintf("%s@%d", task, j.inst)
 	}
-	r.log("%s %s", name, r.calls[task])
+	call, before := r.calls[task], r.writes[j.inst]
+	r.log("%s %s", name, call)
 	delete(r.parked, task)
 	delete(r.calls, task)
 	resp, err := r.do(j.inst, devproto.Request{Op: devproto.OpStep, Gate: gate})
 	if err != nil {
 		return err
+	}
+	// The process counts its completed writes; only this task ran. The
+	// retry receipt's fresh prekey comes after the decrypt (whatsmeow
+	// acknowledges the message before sendRetryReceipt, as the model's
+	// receive does), so it is not the decrypt's write.
+	if j.del != nil && resp.Writes > before && !strings.HasPrefix(call, "GenOnePreKey") {
+		j.stored = true
 	}
 	return r.took(j, resp)
 }
@@ -168,7 +185,12 @@ func (r *hrun) inFlight() []string {
 // their gates ran; they are redone at the restart.
 func (r *hrun) abandon() {
 	for _, t := range r.inFlight() {
-		r.killed = append(r.killed, r.live[t])
+		j := r.live[t]
+		r.killed = append(r.killed, j)
+		if j.stored && !slices.Contains(r.killedUnacked, j.del.Msg) {
+			r.killedUnacked = append(r.killedUnacked, j.del.Msg)
+			r.log("crash: %s killed after storing its decrypt, before its ack", t)
+		}
 	}
 	r.live, r.parked, r.calls, r.waiting = map[string]*job{}, map[string]string{}, map[string]string{}, nil
 	for i := range r.held {
