@@ -35,7 +35,6 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	dieAfter := fs.Int("die-after", 0, "SIGKILL self right after this many store writes (0: never)")
 	seed := fs.Uint64("seed", 0, "seed for crypto/rand")
 	inc := fs.Int("incarnation", 0, "restart count, mixed into the seed")
-	report := fs.Bool("report-writes", false, "write a line to stderr after each counted store write (the parent's view of a kill at a random moment)")
 	txn := fs.Bool("txn", false, "decrypt inside the store's transaction with whatsmeow's decrypted-event buffer")
 	gated := fs.Bool("gates", false, "every store call of a decrypt or encrypt task waits at a gate for the parent's step; tasks run concurrently (docs/device-protocol.md)")
 	writeBehind := fs.Int("write-behind", 0, "a non-durable setting: session writes wait in memory and reach the database every N writes and at exit (0: off)")
@@ -69,9 +68,6 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	flush := func(context.Context) error { return nil }
 	if *writeBehind > 0 {
 		flush = d.WriteBehind(*writeBehind)
-	}
-	if *report {
-		d.writes.report = func() { _, _ = io.WriteString(stderr, writeLine) }
 	}
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)

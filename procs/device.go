@@ -25,7 +25,8 @@ var DeviceJID = types.JID{User: "bot", Server: types.DefaultUserServer}
 
 // Handler is the device under test behind the line protocol: the same
 // libsignal calls over whatsmeow's store.Device as harness runs, one
-// request at a time (a process that handles its messages in order).
+// request at a time (a process that handles its messages in order), or
+// with gates (Gated) its tasks in flight at once, one store call at a time.
 type Handler struct {
 	storage stores.Storage
 	set     stores.Set

@@ -40,19 +40,22 @@ import (
 // between requests, written back under killed processes; PostgreSQL is
 // not backed up), reinstall and rekey (the contact's side only).
 //
-// Each request runs whole in the child, in op order: the child's
-// interleaving is per request, not per store call, so step and run do
-// nothing and the View's Runnable is always empty. A crash therefore lands
-// between requests, where nothing is un-acked: on a real database it loses
-// nothing, and what it shows is what the database made durable and what
-// the restarted process reloads (the in-process model, harness.Model, is
-// where every store call is a yield point). Contacts send direct messages
-// and group messages (sender keys, the distribution in a DM part). With
-// instances > 1 that many processes run on the one database, deliver and
-// reply going to the one the op names (instance 0 handles retry receipts
-// and the drain, as in the model): they take turns, request by request
-// (scenario replica; overlap, where the model interleaves them store call
-// by store call, is refused).
+// Without Gates each request runs whole in the child, in op order: the
+// child's interleaving is per request, not per store call, so step and run
+// do nothing and the View's Runnable is always empty. A crash therefore
+// lands between requests, where nothing is un-acked: on a real database it
+// loses nothing, and what it shows is what the database made durable and
+// what the restarted process reloads. With Gates every store call of a
+// request's task is a gate (harnessgates.go): tasks are in flight at once
+// under the discipline's locks, step and run advance them, a crash kills
+// the processes with tasks parked inside their requests (a killed receive
+// is redelivered, a killed send redone) and overlap runs. Contacts send
+// direct messages and group messages (sender keys, the distribution in a
+// DM part). With instances > 1 that many processes run on the one
+// database, deliver and reply going to the one the op names (instance 0
+// handles retry receipts and the drain, as in the model): without gates
+// they take turns, request by request (scenario replica; overlap is
+// refused).
 //
 // With Local the device runs in this process over any store variant, the
 // Local launcher: fast, and a crash drops the storage's volatile state
@@ -73,6 +76,9 @@ type Device struct {
 	Env  []string
 	// Local runs the device in this process instead (Exe is unused).
 	Local bool
+	// Storage, when set, opens the Local device's storage instead of the
+	// schedule's store's (a test wraps a store to count or break calls).
+	Storage func(context.Context) (stores.Storage, error)
 	// WriteBehind > 0 runs the child in a non-durable setting: its session
 	// writes wait in process memory and reach the database every
 	// WriteBehind writes (and at a clean exit), so a SIGKILL loses them.
@@ -274,7 +280,11 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 	if err != nil {
 		return nil, err
 	}
-	st, err := v.Open(ctx)
+	open := v.Open
+	if d.Local && d.Storage != nil {
+		open = d.Storage
+	}
+	st, err := open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", v.Name, err)
 	}
@@ -343,9 +353,9 @@ func (r *hrun) close() {
 func (r *hrun) log(format string, a ...any) { r.Logf(format, a...) }
 
 // do sends one request to the running process. The process never dies
-// under a request here (a crash lands between requests), so any failure
-// to answer is an error of the run; a child silent past the timeout is
-// killed (devproto.Conn).
+// under a request here (a crash is the parent's kill, between requests or
+// of processes parked at gates), so any failure to answer is an error of
+// the run; a child silent past the timeout is killed (devproto.Conn).
 func (r *hrun) do(inst int, req devproto.Request) (devproto.Reply, error) {
 	req.Rules = true
 	resp, err := r.procs[inst].Do(r.ctx, req)
@@ -540,8 +550,9 @@ func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int,
 }
 
 // crash kills the device process with SIGKILL (Local: drops it, and the
-// storage's volatile state by mode as the model's crash does). It lands
-// between requests: nothing is in flight, nothing un-acked.
+// storage's volatile state by mode as the model's crash does). Without
+// gates it lands between requests: nothing is in flight, nothing un-acked;
+// with gates the tasks in flight die at their gates (abandon).
 func (r *hrun) crash(mode string) {
 	if r.down {
 		return

@@ -7,7 +7,7 @@
 //	badmac shrink FILE     minimise a failing schedule
 //	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
-//	badmac procs           the device as real child processes on sqlite/postgres
+//	badmac procs           a preset of run on real child processes with gates (procs+gates)
 //	badmac list            every store, scenario, discipline and device, one line each
 //	badmac help            the commands (also: badmac -h; CMD -h for a command's flags)
 //
@@ -154,7 +154,7 @@ func printLists(w io.Writer) {
 // Node: the adapter's key-store variants, the socket's auth states.
 func deviceStores() [][2]string {
 	var out [][2]string
-	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind"} {
+	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind", "procs+gates", "procs-writebehind+gates"} {
 		od, err := devices.Open(context.Background(), n, devices.Options{Exe: "badmac"})
 		if err != nil {
 			out = append(out, [2]string{n, err.Error()})
