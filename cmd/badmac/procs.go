@@ -31,11 +31,6 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	dsn := fs.String("dsn", "", "PostgreSQL server DSN (default $"+sqlstores.PostgresEnv+", which this sets for the run)")
 	seeds := fs.Int("seeds", 10, "schedules per suite and store (run's -schedules)")
 	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
-	var params []string
-	fs.Func("messages", "messages the contact sends per schedule (the scenarios' parameter messages=N; default: the scenarios', 10 in crash and 8 in overlap)", func(v string) error {
-		params = append(params, "messages="+v)
-		return nil
-	})
 	txn := fs.Bool("txn", false, "refused: with gates the child runs the locked discipline (run -device procs -disciplines txn runs txn, a request at a time)")
 	writeBehind := fs.Int("write-behind", 0, "4: a broken child for comparison (run's procs-writebehind+gates): session writes wait in memory for 4 more, so a SIGKILL loses them (0: off)")
 	mustPass := fs.String("must-pass", "", "suite/store rows that must pass (suites: kill, replicas), or none; default: kill on every store")
@@ -70,7 +65,7 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	if len(storeNames) == 0 {
 		return 2, badInput("nothing to run: give -stores")
 	}
-	suites := procsSuites(params)
+	suites := procsSuites()
 	must, err := procsMustPass(*mustPass, device, storeNames, suites)
 	if err != nil {
 		return 2, err
@@ -99,11 +94,11 @@ type procsSuite struct{ name, scenario string }
 
 // procsSuites are kill (the scenario crash: a SIGKILL at a random point,
 // inside a request when tasks are in flight) and replicas (the scenario
-// overlap: two processes on one database, requests in flight at once),
-// with the workload's parameters.
-func procsSuites(params []string) []procsSuite {
-	withParams := func(sc string) string { return strings.Join(append([]string{sc}, params...), ":") }
-	return []procsSuite{{"kill", withParams("crash")}, {"replicas", withParams("overlap")}}
+// overlap: two processes on one database, requests in flight at once).
+// Their sizes are the scenarios' (10 and 8 messages a schedule): the old
+// -messages is gone with the old driver.
+func procsSuites() []procsSuite {
+	return []procsSuite{{"kill", "crash"}, {"replicas", "overlap"}}
 }
 
 // procsRunArgs is the run command `badmac procs` equals: the child with
