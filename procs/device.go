@@ -104,6 +104,21 @@ func (d *Handler) Handle(ctx context.Context, req devproto.Request) devproto.Rep
 		d.writes.mu.Unlock()
 	}
 	rep, err := d.handle(ctx, req)
+	d.answer(&rep, req, err)
+	d.writes.mu.Lock()
+	rep.Calls = d.writes.steps
+	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
+	d.writes.stopAt = 0
+	d.writes.mu.Unlock()
+	if late {
+		d.writes.stop(rep.Calls+1, rep.Writes)
+	}
+	return rep
+}
+
+// answer fills what every reply to req carries: v, id, ok or err, the
+// events (never null) and the store writes so far.
+func (d *Handler) answer(rep *devproto.Reply, req devproto.Request, err error) {
 	rep.V, rep.ID, rep.OK = 1, req.ID, err == nil
 	if err != nil {
 		rep.Err = err.Error()
@@ -112,14 +127,8 @@ func (d *Handler) Handle(ctx context.Context, req devproto.Request) devproto.Rep
 		rep.Events = []devproto.Event{}
 	}
 	d.writes.mu.Lock()
-	rep.Writes, rep.Calls = d.writes.n, d.writes.steps
-	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
-	d.writes.stopAt = 0
+	rep.Writes = d.writes.n
 	d.writes.mu.Unlock()
-	if late {
-		d.writes.stop(rep.Calls+1, rep.Writes)
-	}
-	return rep
 }
 
 // OnStop sets what happens when a request's StopAt step begins; stop must

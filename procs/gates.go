@@ -60,16 +60,7 @@ func (d *Handler) Serve(ctx context.Context, req devproto.Request) devproto.Repl
 	default:
 		return d.Handle(ctx, req)
 	}
-	rep.V, rep.ID, rep.OK = 1, req.ID, err == nil
-	if err != nil {
-		rep.Err = err.Error()
-	}
-	if rep.Events == nil {
-		rep.Events = []devproto.Event{}
-	}
-	d.writes.mu.Lock()
-	rep.Writes = d.writes.n
-	d.writes.mu.Unlock()
+	d.answer(&rep, req, err)
 	return rep
 }
 
