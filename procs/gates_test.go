@@ -104,6 +104,9 @@ func TestGatesReplayByteForByte(t *testing.T) {
 		if steps == 0 {
 			t.Errorf("%s: no step in\n%s", name, s1)
 		}
+		if name == "crash" && (crashedInside(r1) == 0 || r1.Failed()) {
+			t.Errorf("crash: want a kill inside a request that loses nothing: %s %v", r1.Summary(), r1.CrashPoints)
+		}
 		t.Logf("%s: %d ops (%d steps), %d history lines, replayed identically", name, len(s1.Ops), steps, len(r1.History))
 	}
 }
