@@ -54,10 +54,15 @@ type Generator struct {
 	crashAt map[int]bool
 	snapped bool
 	lid     *lidGen // LID scenarios (lid.go)
+	// burstLeft is what the current burst still sends (BurstMax).
+	burstLeft int
 }
 
-// maxOps bounds a schedule's length.
+// maxOps bounds a schedule's length: 600, or 20 ops a message for a
+// scenario with more messages (messages=N, params.go).
 const maxOps = 600
+
+func (s Scenario) maxOps() int { return max(maxOps, 20*s.Messages) }
 
 // NewGenerator returns the generator for one schedule.
 func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
@@ -110,7 +115,7 @@ func (g *Generator) Next(r harness.View) (harness.Op, bool) {
 
 func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	g.ops++
-	if g.ops > maxOps {
+	if g.ops > g.sc.maxOps() {
 		return nil, false
 	}
 	if len(g.queue) > 0 {
@@ -146,7 +151,19 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 		op func() harness.Op
 	}
 	var cs []choice
-	if g.sent < g.sc.Messages {
+	if g.sc.BurstMax > 0 && g.sent < g.sc.Messages {
+		// Bursts: 1..BurstMax sends back to back, the next burst once
+		// every stanza is delivered, every reply sent and read.
+		if g.burstLeft == 0 && len(in) == 0 && len(out) == 0 && len(runnable) == 0 && len(g.wantReply) == 0 {
+			g.burstLeft = 1 + g.rng.IntN(g.sc.BurstMax)
+		}
+		if g.burstLeft > 0 {
+			g.burstLeft--
+			g.sent++
+			return g.sendOp(peers), true
+		}
+	}
+	if g.sent < g.sc.Messages && g.sc.BurstMax == 0 {
 		w := 1.0
 		if g.sc.Burst {
 			w = 50
