@@ -20,32 +20,34 @@ import (
 // unmodified whatsmeow Client on the loopback fake server, replying from
 // its event handler (client-inline) or from a goroutine (client-async),
 // with EnableDecryptedEventBuffer off and on (+buffer), on the scenario
-// reply, free-running (clientRunArgs says which run command it is). The
-// table, the gate and the replay lines are run's.
+// reply, free-running (clientRunArgs says which run command it is; it is
+// printed on stderr). The table, the gate and the replay lines are run's.
 //
-// The workload flags (-messages, -contacts, -burst, -reply-rate, -drop,
-// -v) shape a conversation no scenario has (30 messages in bursts, replies
-// to every text, dropped connections): given, the rows come from the older
-// driver, realclient.Converse, judged by harness.Judge against an empty
-// baseline (every message not delivered cleanly is blamed) and printed in
-// run's table; gated only on the rows -must-pass names.
+// The workload flags -messages, -contacts, -burst and -reply-rate are the
+// scenario's parameters (scenarios/params.go): -messages 30 -burst 4 runs
+// the scenario reply:messages=30:burst=4, which the schedules and their
+// replay files name. -drop (and -v) still run the older driver,
+// realclient.Converse, judged by harness.Judge against an empty baseline
+// (every message not delivered cleanly is blamed) and printed in run's
+// table; gated only on the rows -must-pass names: a dropped connection is
+// not a schedule op yet (issue 21).
 func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("client")
 	runs := fs.Int("runs", 3, "conversations per row (run's -schedules)")
 	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
-	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async (the devices client-inline, client-async); none: workload only")
+	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async (the devices client-inline, client-async); none: -drop's driver only")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (on: the devices …+buffer, stores sqlite and postgres; comma-separated)")
 	storeList := fs.String("stores", "sqlite", "candidate stores (sqlite, postgres: whatsmeow's sqlstore for the whole device; any other variant: the device's four Signal stores, the rest in SQLite)")
 	mustPass := fs.String("must-pass", "", "run's -must-pass: DEVICE/STORE rows that must pass, or none (default: run's, client-inline on reference and sqlite, when in the run; else none)")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files; run's -out)")
-	// The workload: realclient.Converse's conversation shape.
-	msgs := fs.Int("messages", 30, "workload: messages the contacts send per conversation")
-	contacts := fs.Int("contacts", 1, "workload: contacts (1..4)")
-	burst := fs.Int("burst", 4, "workload: most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
-	drop := fs.Float64("drop", 0, "workload: chance the server drops the connection after a burst (whatsmeow reconnects)")
-	rate := fs.Float64("reply-rate", 1, "workload: share of texts the bot answers (the scenario reply's: 0.7)")
-	verbose := fs.Bool("v", false, "workload: print the client's warnings on stderr")
+	// The workload: the scenario reply's parameters (scenarios/params.go).
+	msgs := fs.Int("messages", 0, "workload: messages the contacts send per conversation (the parameter messages=N; default: the scenario reply's, 8; with -drop 30)")
+	contacts := fs.Int("contacts", 0, "workload: contacts, 1..4 (the parameter contacts=N; default 1)")
+	burst := fs.Int("burst", 0, "workload: the contacts send in bursts of at most this many, the next once the device is done with the last (the parameter burst=K; 1: one message at a time; default: the scenario reply's interleaving; with -drop 4)")
+	rate := fs.Float64("reply-rate", 0, "workload: the chance the bot replies to a message (the parameter reply=P; default: the scenario reply's, 0.7; with -drop 1)")
+	drop := fs.Float64("drop", 0, "workload: chance the server drops the connection after a burst (whatsmeow reconnects); runs the older driver, realclient.Converse")
+	verbose := fs.Bool("v", false, "with -drop: print the client's warnings on stderr")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -54,17 +56,15 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	workload := false
-	for _, f := range []string{"messages", "contacts", "burst", "drop", "reply-rate", "v"} {
-		workload = workload || given[f]
-	}
-	if *runs < 1 || *runs > 1000 || *msgs < 1 || *msgs > 10000 || *contacts < 1 || *contacts > 4 || *burst < 1 || *burst > 100 {
-		return 2, badInput("-runs must be 1..1000, -messages 1..10000, -contacts 1..4, -burst 1..100")
+	legacy := given["drop"] || given["v"]
+	if *runs < 1 || *runs > 1000 || *msgs < 0 || *msgs > 1000 || *contacts < 0 || *contacts > 4 || *burst < 0 || *burst > 100 ||
+		(given["messages"] && *msgs == 0) || (given["contacts"] && *contacts == 0) || (given["burst"] && *burst == 0) {
+		return 2, badInput("-runs must be 1..1000, -messages 1..1000, -contacts 1..4, -burst 1..100")
 	}
 	if !(*drop >= 0 && *drop <= 1) {
 		return 2, badInput("-drop must be in [0, 1], not %v", *drop)
 	}
-	if !(*rate > 0 && *rate <= 1) {
+	if given["reply-rate"] && !(*rate > 0 && *rate <= 1) {
 		return 2, badInput("-reply-rate must be in (0, 1], not %v", *rate)
 	}
 	var modes []realclient.Reply
@@ -72,8 +72,8 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		switch realclient.Reply(r) {
 		case realclient.Inline, realclient.Async:
 		case realclient.NoReply:
-			if !workload {
-				return 2, badInput("-replies none: every device replies (inline or async); a bot that never replies is the workload's (give e.g. -messages 30), or run -device client-inline -scenarios burst -mode free")
+			if !legacy {
+				return 2, badInput("-replies none: every device replies (inline or async); a bot that never replies: -reply-rate is the chance it does, or run -device client-inline -scenarios burst -mode free")
 			}
 		default:
 			return 2, badInput("unknown reply mode %q (inline, async, none)", r)
@@ -113,30 +113,71 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		}
 	}
 	must := *mustPass
-	if !given["must-pass"] && (workload || !clientDefaultGated(names, storeNames)) {
-		// The workload has no protocol baseline (every message not
+	if !given["must-pass"] && (legacy || !clientDefaultGated(names, storeNames)) {
+		// -drop's driver has no protocol baseline (every message not
 		// delivered cleanly is blamed, whatsmeow's own losses to a dropped
 		// connection included): it gates only the rows -must-pass names.
 		must = reports.NoGate
 	}
-	if !workload {
-		return runCmd(ctx, clientRunArgs(names, storeNames, *runs, *seed, must, *wide, *out), stdout, stderr)
+	if !legacy {
+		sc := clientScenario(*msgs, *contacts, *burst, *rate, given)
+		if _, err := scenarios.Lookup(sc); err != nil {
+			return 2, badInput("%v", err)
+		}
+		ra := clientRunArgs(names, storeNames, sc, *runs, *seed, must, *wide, *out)
+		code, err := runCmd(ctx, ra, stdout, stderr)
+		if code != 2 {
+			// After the run: bad input stays a one-line error.
+			fmt.Fprintf(stderr, "badmac client: a preset of %s run %s\n", self(), strings.Join(ra, " "))
+		}
+		return code, err
 	}
 	var log func(string)
 	if *verbose {
 		log = func(s string) { fmt.Fprintln(stderr, s) }
 	}
-	w := workloadRun{names: names, stores: storeNames, runs: *runs, seed: *seed, mustPass: must,
-		cfg: realclient.Config{Messages: *msgs, Contacts: *contacts, Burst: *burst, ReplyRate: *rate, Drop: *drop, Log: log}}
+	cfg := realclient.Config{Messages: 30, Contacts: 1, Burst: 4, ReplyRate: 1, Drop: *drop, Log: log}
+	if given["messages"] {
+		cfg.Messages = *msgs
+	}
+	if given["contacts"] {
+		cfg.Contacts = *contacts
+	}
+	if given["burst"] {
+		cfg.Burst = *burst
+	}
+	if given["reply-rate"] {
+		cfg.ReplyRate = *rate
+	}
+	w := workloadRun{names: names, stores: storeNames, runs: *runs, seed: *seed, mustPass: must, cfg: cfg}
 	return w.run(ctx, stdout, stderr, *wide)
 }
 
-// clientRunArgs is the run command `badmac client` equals without its
-// workload flags: the devices on the stores, the scenario reply in free
-// mode (the +buffer devices run free only, and the client's goroutines
-// ran freely here before it was a preset).
-func clientRunArgs(names, storeNames []string, runs int, seed uint64, mustPass string, wide bool, out string) []string {
-	args := []string{"-device", strings.Join(names, ","), "-stores", strings.Join(storeNames, ","), "-scenarios", "reply",
+// clientScenario is the scenario reply with the workload flags given as
+// its parameters (scenarios/params.go).
+func clientScenario(msgs, contacts, burst int, rate float64, given map[string]bool) string {
+	sc := "reply"
+	if given["messages"] {
+		sc += fmt.Sprintf(":messages=%d", msgs)
+	}
+	if given["contacts"] {
+		sc += fmt.Sprintf(":contacts=%d", contacts)
+	}
+	if given["burst"] {
+		sc += fmt.Sprintf(":burst=%d", burst)
+	}
+	if given["reply-rate"] {
+		sc += fmt.Sprintf(":reply=%v", rate)
+	}
+	return sc
+}
+
+// clientRunArgs is the run command `badmac client` equals without -drop:
+// the devices on the stores, the scenario sc (reply, with the workload's
+// parameters) in free mode (the +buffer devices run free only, and the
+// client's goroutines ran freely here before it was a preset).
+func clientRunArgs(names, storeNames []string, sc string, runs int, seed uint64, mustPass string, wide bool, out string) []string {
+	args := []string{"-device", strings.Join(names, ","), "-stores", strings.Join(storeNames, ","), "-scenarios", sc,
 		"-mode", string(harness.Free), "-schedules", fmt.Sprint(runs), "-seed", fmt.Sprint(seed), "-out", out}
 	if mustPass != "" {
 		args = append(args, "-must-pass", mustPass)
@@ -162,8 +203,8 @@ func clientDefaultGated(names, storeNames []string) bool {
 	return false
 }
 
-// workloadRun is `badmac client` with its workload flags: rows of
-// realclient.Converse conversations, one per device and store.
+// workloadRun is `badmac client -drop`: rows of realclient.Converse
+// conversations, one per device and store.
 type workloadRun struct {
 	names, stores []string
 	runs          int

@@ -20,10 +20,14 @@ func TestClientBadInput(t *testing.T) {
 		{"client", "-runs", "0"},
 		{"client", "-reply-rate", "1.5"},
 		{"client", "extra"},
-		{"client", "-replies", "none"},                       // no device replies never: a workload flag, or run -scenarios burst
+		{"client", "-replies", "none"},                       // no device replies never: -drop's driver, or run -scenarios burst
 		{"client", "-must-pass", "client-async/sqlite/x"},    // not a row of the run
 		{"client", "-messages", "4", "-must-pass", "nosuch"}, // the workload's gate is read as run reads it
+		{"client", "-drop", "0", "-messages", "4", "-must-pass", "nosuch"},
 		{"client", "-messages", "4", "-buffer", "on", "-stores", "reference"},
+		{"client", "-drop", "0", "-messages", "4", "-buffer", "on", "-stores", "reference"},
+		{"client", "-messages", "0"},
+		{"client", "-burst", "101"},
 	} {
 		code, out, errs := run(t, args...)
 		require.Equal(t, 2, code, "%v: %s", args, out)
@@ -32,26 +36,45 @@ func TestClientBadInput(t *testing.T) {
 	}
 }
 
-// One stanza in flight (the workload's -burst 1): the real client's rows
-// are deterministic, and nothing fails.
-func TestClientOneInFlight(t *testing.T) {
-	args := []string{"client", "-runs", "1", "-messages", "4", "-burst", "1", "-buffer", "off"}
-	code, out, errs := run(t, args...)
-	require.Equal(t, 0, code, errs)
-	_, again, _ := run(t, args...)
-	require.Equal(t, out, again, "same seed, one stanza in flight: the same output byte for byte")
-	for _, row := range []string{"client-inline", "client-async"} {
-		line := ""
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, row+" ") {
-				line = l
-			}
+// The workload flags are the scenario reply's parameters: `badmac client
+// -messages 8 -burst 4` prints the run command it is a preset of on
+// stderr, and that command prints the same table with the same exit code,
+// in both directions: a store that drops the send path's session writes
+// fails the must-pass row (two texts of a burst answered from one sending
+// chain), and the replay line it prints replays the failure alone (its
+// header names the parameters); the reference store passes.
+func TestClientWorkloadIsRunPreset(t *testing.T) {
+	registerDropPutMany()
+	dir := t.TempDir()
+	digits := regexp.MustCompile(`[0-9]+`)
+	preset := regexp.MustCompile(`(?m)^badmac client: a preset of \S+ run (.*)$`)
+	for _, tc := range []struct {
+		store string
+		code  int
+	}{{"drop-put-many", 1}, {"reference", 0}} {
+		code, out, errs := run(t, "client", "-runs", "1", "-messages", "8", "-burst", "4", "-reply-rate", "1", "-replies", "inline", "-buffer", "off",
+			"-stores", tc.store, "-must-pass", "client-inline/"+tc.store, "-out", dir)
+		require.Equal(t, tc.code, code, "%s\n%s", out, errs)
+		require.Contains(t, out, "reply:messages=8:burst=4:reply=1", "the row names the parameters")
+		m := preset.FindStringSubmatch(errs)
+		require.NotNil(t, m, errs)
+		require.Equal(t, "-device client-inline -stores "+tc.store+" -scenarios reply:messages=8:burst=4:reply=1 -mode free -schedules 1 -seed 1 -out "+dir+
+			" -must-pass client-inline/"+tc.store, m[1])
+		rcode, rout, rerrs := run(t, append([]string{"run"}, strings.Fields(m[1])...)...)
+		require.Equal(t, code, rcode, rerrs)
+		// Free mode: a count may differ from run to run; the table, its
+		// rows, gate and verdict may not.
+		require.Equal(t, digits.ReplaceAllString(rout, "#"), digits.ReplaceAllString(out, "#"), "badmac client prints its run command's table")
+		if tc.code == 0 {
+			require.Contains(t, out, "PASS")
+			continue
 		}
-		require.NotEmpty(t, line, out)
-		require.Contains(t, line, " 0.00% [0.00,", out)
+		require.Contains(t, out, "FAIL")
+		r := regexp.MustCompile(`replay -mode free (\S+)`).FindStringSubmatch(out)
+		require.NotNil(t, r, out)
+		code, rep, errs := run(t, "replay", "-mode", "free", r[1])
+		require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 	}
-	require.Contains(t, out, "deterministic")
-	require.Contains(t, out, "NOT GATED", "the workload gates only the rows -must-pass names (no protocol baseline)")
 }
 
 // dropPutMany is the reference store with PutManySessions doing nothing
@@ -107,7 +130,7 @@ func TestClientIsRunPreset(t *testing.T) {
 	digits := regexp.MustCompile(`[0-9]+`)
 	require.Equal(t, digits.ReplaceAllString(rout, "#"), digits.ReplaceAllString(out, "#"), "badmac client prints run -device's table")
 	require.Equal(t, "-device client-inline -stores reference -scenarios reply -mode free -schedules 2 -seed 1 -out "+dir+" -must-pass client-inline/reference",
-		strings.Join(clientRunArgs([]string{"client-inline"}, []string{"reference"}, 2, 1, "client-inline/reference", false, dir), " "))
+		strings.Join(clientRunArgs([]string{"client-inline"}, []string{"reference"}, "reply", 2, 1, "client-inline/reference", false, dir), " "))
 	// The default gate is run's too: client-inline on sqlite.
 	code, out, errs = run(t, "client", "-runs", "1", "-replies", "inline", "-buffer", "off", "-out", dir)
 	require.Equal(t, 0, code, errs)
@@ -124,15 +147,15 @@ func TestClientIsRunPreset(t *testing.T) {
 	require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 }
 
-// The workload flags run the older driver, judged by harness.Judge and
-// gated as run gates: a store that drops the send path's session writes
-// fails (two texts of a burst answered from one sending chain: the
-// handler queue runs them in order, so inline replies fail at any speed),
-// the reference store passes.
+// -drop runs the older driver (realclient.Converse; a dropped connection
+// is no schedule op yet), judged by harness.Judge and gated as run gates:
+// a store that drops the send path's session writes fails (two texts of a
+// burst answered from one sending chain: the handler queue runs them in
+// order, so inline replies fail at any speed), the reference store passes.
 func TestClientWorkloadGate(t *testing.T) {
 	registerDropPutMany()
 	args := func(store string) []string {
-		return []string{"client", "-runs", "1", "-messages", "8", "-burst", "4", "-replies", "inline", "-buffer", "off",
+		return []string{"client", "-runs", "1", "-drop", "0", "-messages", "8", "-burst", "4", "-replies", "inline", "-buffer", "off",
 			"-stores", store, "-must-pass", "client-inline/" + store}
 	}
 	code, out, errs := run(t, args("drop-put-many")...)
