@@ -261,6 +261,9 @@ type Bot struct {
 	replaced atomic.Bool   // another login of the device took over
 
 	connected chan struct{}
+	// logins counts events.Connected: the end of each login's
+	// handleConnectSuccess (a drop's reconnect is the next).
+	logins    atomic.Int64
 	once      sync.Once
 	replies   sync.WaitGroup
 	mu        sync.Mutex
@@ -464,6 +467,7 @@ func (b *Bot) handle(evt any) {
 	}
 	switch e := evt.(type) {
 	case *events.Connected:
+		b.logins.Add(1)
 		b.once.Do(func() { close(b.connected) })
 	case *events.ChatPresence:
 		b.scripted()
