@@ -71,3 +71,17 @@ func TestDropReconnects(t *testing.T) {
 		t.Errorf("the model's Check: %v, want it to refuse drop", err)
 	}
 }
+
+// The scenario's drop=P on the real client: generated drops between
+// bursts, judged against the serial run of the same schedule; client-inline
+// on sqlite is blamed for nothing, controlled (each schedule replays byte
+// for byte: TestDropReconnects) and free.
+func TestDropScenario(t *testing.T) {
+	const name = "reply:messages=12:contacts=2:burst=3:reply=1:drop=0.5"
+	for _, mode := range []harness.Mode{harness.Controlled, harness.Free} {
+		pr := runDeviceIn(t, mode, &Device{Reply: Inline}, name, stores.MustLookup("sqlite"), 3)
+		if pr.Failed != 0 || pr.Counts.Blamed != 0 || pr.Counts.Messages < 3*24 {
+			t.Errorf("%s: %d schedules failed, %d of %d messages blamed", mode, pr.Failed, pr.Counts.Blamed, pr.Counts.Messages)
+		}
+	}
+}

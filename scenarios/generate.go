@@ -160,6 +160,9 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 		if g.burstLeft > 0 {
 			g.burstLeft--
 			g.sent++
+			if g.burstLeft == 0 {
+				g.maybeDrop()
+			}
 			return g.sendOp(peers), true
 		}
 	}
@@ -170,6 +173,7 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 		}
 		cs = append(cs, choice{w, func() harness.Op {
 			g.sent++
+			g.maybeDrop()
 			return g.sendOp(peers)
 		}})
 	}
@@ -270,6 +274,15 @@ func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []strin
 		return g.sendOp(peers), true
 	}
 	return nil, false
+}
+
+// maybeDrop queues a drop to follow the send being made, with the
+// scenario's chance (drop=P; no draw when it is 0, so that the schedules of
+// a scenario without it stay as they were).
+func (g *Generator) maybeDrop() {
+	if g.sc.Drop > 0 && g.rng.Float64() < g.sc.Drop {
+		g.queue = append(g.queue, harness.DropOp{})
+	}
 }
 
 // sendOp is a new message g.sent from a random peer: a group message in a

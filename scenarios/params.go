@@ -23,7 +23,12 @@ import (
 //	            next burst only once every queued stanza is delivered and
 //	            every reply read (1..100); 1 is one message at a time
 //	reply=P     the chance the bot replies to each message (0..1)
-var paramKeys = []string{"messages", "contacts", "burst", "reply"}
+//	drop=P      the chance the server drops the connection after each burst
+//	            (after each message without burst=K): the op drop, which
+//	            the real client implements (whatsmeow reconnects, the
+//	            server redelivers what was not acknowledged) and the model
+//	            refuses
+var paramKeys = []string{"messages", "contacts", "burst", "reply", "drop"}
 
 // maxParamMessages bounds messages=N: a schedule's ops grow with it
 // (maxOps).
@@ -84,22 +89,29 @@ func withParams(sc Scenario, ps []string) (Scenario, error) {
 			sc.BurstMax, err = num(k, 1, 100)
 			sc.Burst = false
 		case "reply":
-			sc.Reply, err = strconv.ParseFloat(v, 64)
-			if err != nil || !(sc.Reply >= 0 && sc.Reply <= 1) {
-				err = fmt.Errorf("scenario %s: reply=%s: want a chance in [0, 1]", sc.Name, v)
-			}
-			v = strconv.FormatFloat(sc.Reply, 'g', -1, 64)
+			sc.Reply, v, err = chance(sc.Name, k, v)
+		case "drop":
+			sc.Drop, v, err = chance(sc.Name, k, v)
 		}
 		if err != nil {
 			return Scenario{}, err
 		}
-		if k != "reply" {
-			v = vals[k]
+		if k != "reply" && k != "drop" {
+			v = vals[k] // num's canonical form
 		}
 		name += ":" + k + "=" + v
 	}
 	sc.Name = name
 	return sc, nil
+}
+
+// chance is parameter k's value v as a chance in [0, 1], and canonically.
+func chance(scenario, k, v string) (float64, string, error) {
+	p, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(p >= 0 && p <= 1) {
+		return 0, "", fmt.Errorf("scenario %s: %s=%s: want a chance in [0, 1]", scenario, k, v)
+	}
+	return p, strconv.FormatFloat(p, 'g', -1, 64), nil
 }
 
 // Base is the scenario's name without its parameters.

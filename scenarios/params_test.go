@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,7 +28,7 @@ func TestScenarioParams(t *testing.T) {
 		t.Errorf("the canonical name does not look up to itself: %v %q", err, again.Name)
 	}
 	for _, bad := range []string{"reply:messages", "reply:messages=0", "reply:messages=x", "reply:nosuch=1",
-		"reply:reply=1.5", "reply:messages=3:messages=4", "crash:messages=3", "replica:burst=2", "reply:contacts=5", "reply:"} {
+		"reply:reply=1.5", "reply:drop=-0.1", "reply:drop=NaN", "reply:messages=3:messages=4", "crash:messages=3", "replica:burst=2", "reply:contacts=5", "reply:"} {
 		if _, err := Lookup(bad); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: want a one-line error, got %v", bad, err)
 		}
@@ -80,6 +81,60 @@ func TestBurstParam(t *testing.T) {
 		}
 		if sends != 30 || maxRun > 3 || maxRun < 2 || len(peers) != 3 {
 			t.Errorf("sends %d (want 30), longest burst %d (want 2..3), peers %d (want 3)", sends, maxRun, len(peers))
+		}
+	}
+}
+
+// drop=P: a drop op follows the last send of a burst with chance P; the
+// model refuses it by name (it has no connection), and a replay's
+// validation accepts it in the scenario.
+func TestDropParam(t *testing.T) {
+	sc, err := Lookup("reply:messages=20:burst=3:drop=0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sc.Ops(), "drop") {
+		t.Errorf("%s: ops %v have no drop (a replay would refuse its drops)", sc.Name, sc.Ops())
+	}
+	// The generator's ops, drops included; the model is given the rest.
+	rec := &withoutDrops{g: NewGenerator(sc, Random, 3)}
+	if _, _, err := harness.Execute(context.Background(), sc.Setup(3, harness.Locked, "reference"),
+		stores.MustLookup("reference"), harness.Controlled, rec); err != nil {
+		t.Fatal(err)
+	}
+	drops := 0
+	for i, op := range rec.all {
+		if op == (harness.DropOp{}) {
+			drops++
+			if _, ok := rec.all[i-1].(harness.SendOp); !ok {
+				t.Errorf("op %d: drop after %s, want after a burst's last send", i, rec.all[i-1])
+			}
+		}
+	}
+	if drops == 0 || drops > 19 {
+		t.Errorf("%d drops in 20 messages at chance 0.5", drops)
+	}
+	_, _, err = harness.Execute(context.Background(), sc.Setup(3, harness.Locked, "reference"),
+		stores.MustLookup("reference"), harness.Controlled, NewGenerator(sc, Random, 3))
+	if err == nil || err.Error() != "device model does not implement op drop" {
+		t.Errorf("the model ran drops: %v", err)
+	}
+}
+
+// withoutDrops records a generator's ops and passes on all but drops.
+type withoutDrops struct {
+	g   *Generator
+	all []harness.Op
+}
+
+func (w *withoutDrops) Next(r harness.View) (harness.Op, bool) {
+	for {
+		op, ok := w.g.Next(r)
+		if ok {
+			w.all = append(w.all, op)
+		}
+		if !ok || op != (harness.DropOp{}) {
+			return op, ok
 		}
 	}
 }
