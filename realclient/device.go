@@ -488,8 +488,12 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 		}
 	}
 	r.down = false
-	// Replies asked for while the client was down (or whose chat state
-	// went to a connection that closed) are sent now.
+	return r.nudgeQueued(ctx)
+}
+
+// nudgeQueued sends the replies asked for while the client was down (or
+// whose chat state went to a connection that closed), after a login.
+func (r *run) nudgeQueued(ctx context.Context) error {
 	for range r.queue.Len() {
 		if err := r.nudge(ctx); err != nil {
 			return err

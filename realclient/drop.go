@@ -37,7 +37,7 @@ func (r *run) drop(ctx context.Context) error {
 		if _, err := r.srv.WaitTraffic(wctx, func(waweb.Traffic) bool { return relogged() }); err != nil {
 			return fmt.Errorf("drop: the client did not log in again: %w", err)
 		}
-		return nil
+		return r.nudgeQueued(ctx)
 	}
 	// The client first finishes what it is doing (finish, as stop): a
 	// handler parked at a store call when its connection goes holds
@@ -68,5 +68,8 @@ func (r *run) drop(ctx context.Context) error {
 	if err := r.connect(ctx, func() bool { return r.bot.logins.Load() > logins }); err != nil {
 		return fmt.Errorf("drop: %w", err)
 	}
-	return r.after(ctx)
+	if err := r.after(ctx); err != nil {
+		return err
+	}
+	return r.nudgeQueued(ctx)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,15 +20,17 @@ func TestClientBadInput(t *testing.T) {
 		{"client", "-stores", "nosuch"},
 		{"client", "-runs", "0"},
 		{"client", "-reply-rate", "1.5"},
+		{"client", "-reply-rate", "x"},
 		{"client", "extra"},
-		{"client", "-replies", "none"},                       // no device replies never: -drop's driver, or run -scenarios burst
+		{"client", "-replies", "none"},                       // no device replies never: run -scenarios burst
 		{"client", "-must-pass", "client-async/sqlite/x"},    // not a row of the run
 		{"client", "-messages", "4", "-must-pass", "nosuch"}, // the workload's gate is read as run reads it
-		{"client", "-drop", "0", "-messages", "4", "-must-pass", "nosuch"},
 		{"client", "-messages", "4", "-buffer", "on", "-stores", "reference"},
-		{"client", "-drop", "0", "-messages", "4", "-buffer", "on", "-stores", "reference"},
 		{"client", "-messages", "0"},
+		{"client", "-messages", "4", "-messages", "5"},
 		{"client", "-burst", "101"},
+		{"client", "-drop", "1.5"},
+		{"client", "-v"},
 	} {
 		code, out, errs := run(t, args...)
 		require.Equal(t, 2, code, "%v: %s", args, out)
@@ -147,31 +150,33 @@ func TestClientIsRunPreset(t *testing.T) {
 	require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 }
 
-// -drop runs the older driver (realclient.Converse; a dropped connection
-// is no schedule op yet), judged by harness.Judge and gated as run gates:
-// a store that drops the send path's session writes fails (two texts of a
-// burst answered from one sending chain: the handler queue runs them in
-// order, so inline replies fail at any speed), the reference store passes.
-func TestClientWorkloadGate(t *testing.T) {
-	registerDropPutMany()
-	args := func(store string) []string {
-		return []string{"client", "-runs", "1", "-drop", "0", "-messages", "8", "-burst", "4", "-replies", "inline", "-buffer", "off",
-			"-stores", store, "-must-pass", "client-inline/" + store}
-	}
-	code, out, errs := run(t, args("drop-put-many")...)
-	require.Equal(t, 1, code, "%s\n%s", out, errs)
-	require.Contains(t, out, "FAIL")
-	require.Contains(t, out, "client-inline *")
-	require.Regexp(t, `(?m)^FAIL client-inline/drop-put-many/workload: seed 1: re-m\d+ lost \[OldCounter\]`, out, "the row says what failed")
-	code, out, errs = run(t, args("reference")...)
+// -drop is the scenario's parameter drop=P too: the server drops the
+// connection after a burst, whatsmeow reconnects and the stanzas it had
+// not acknowledged come again. Judged against the serial run of the same
+// schedule; gated only on the rows -must-pass names (a reply whose send
+// the drop cuts is the client's loss: free mode's only). The replay file
+// names the parameter and holds the drops, and replays the failure of a
+// store that drops the send path's session writes.
+func TestClientDrop(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := run(t, "client", "-runs", "2", "-messages", "8", "-burst", "3", "-drop", "1", "-replies", "inline", "-buffer", "off", "-out", dir)
 	require.Equal(t, 0, code, "%s\n%s", out, errs)
-	require.Contains(t, out, "PASS")
-	// Without -must-pass the workload measures: it has no protocol
-	// baseline to tell whatsmeow's losses from the pair's.
-	code, out, errs = run(t, args("drop-put-many")[:len(args("drop-put-many"))-2]...)
-	require.Equal(t, 0, code, "%s\n%s", out, errs)
+	require.Contains(t, out, "reply:messages=8:burst=3:drop=1")
 	require.Contains(t, out, "NOT GATED")
-	require.Regexp(t, `client-inline +drop-put-many +workload +1/1`, out, "the failing row is still printed as failed")
+	require.Contains(t, errs, "-scenarios reply:messages=8:burst=3:drop=1 -mode free -schedules 2 -seed 1 -out "+dir+" -must-pass none")
+	// The schedule carries its drops: the failing row's replay file.
+	registerDropPutMany()
+	code, out, errs = run(t, "client", "-runs", "1", "-messages", "8", "-burst", "3", "-drop", "1", "-replies", "inline", "-buffer", "off",
+		"-stores", "drop-put-many", "-must-pass", "client-inline/drop-put-many", "-out", dir)
+	require.Equal(t, 1, code, "%s\n%s", out, errs)
+	r := regexp.MustCompile(`replay -mode free (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, r, out)
+	text, err := os.ReadFile(r[1])
+	require.NoError(t, err)
+	require.Contains(t, string(text), "scenario reply:messages=8:burst=3:drop=1\n")
+	require.Contains(t, string(text), "\ndrop\n", "the schedule holds its drops")
+	code, rep, errs := run(t, "replay", "-mode", "free", r[1])
+	require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 }
 
 // widestTableLine is the widest of the lines before the first line that
