@@ -7,6 +7,7 @@ import (
 	"go.mau.fi/libsignal/keys/identity"
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/libsignal/util/optional"
+	"go.mau.fi/whatsmeow/util/keys"
 )
 
 // FromBundle encodes a libsignal bundle for the wire.
@@ -36,4 +37,23 @@ func (w *Bundle) ToBundle() (*prekey.Bundle, error) {
 	}
 	return prekey.NewBundle(w.Reg, w.Dev, id, w.SPKID, pk, ecc.NewDjbECPublicKey([32]byte(w.SPK)), [64]byte(w.Sig),
 		identity.NewKey(ecc.NewDjbECPublicKey([32]byte(w.Identity)))), nil
+}
+
+// Bundle is the device's prekey bundle as a server hands it out: its
+// credentials as device dev, with one-time prekey pk (nil: none).
+func (c *Creds) Bundle(dev uint32, pk *PreKey) (*prekey.Bundle, error) {
+	w := &Bundle{Reg: c.Reg, Dev: dev, SPKID: c.SPKID, SPK: c.SPK, Sig: c.Sig, Identity: c.Identity}
+	if pk != nil {
+		id := pk.ID
+		w.PreKeyID, w.PreKey = &id, pk.Pub
+	}
+	return w.ToBundle()
+}
+
+// Key is the one-time prekey as whatsmeow holds it, its public half only:
+// what a server hands out in bundles (Pub must be 32 bytes, as ParseReply
+// checks).
+func (p PreKey) Key() *keys.PreKey {
+	pub := [32]byte(p.Pub)
+	return &keys.PreKey{KeyPair: keys.KeyPair{Pub: &pub}, KeyID: p.ID}
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -40,17 +41,28 @@ func Start(ctx context.Context, argv []string, dir string, timeout time.Duration
 	if len(argv) == 0 {
 		return nil, errors.New("device: empty command")
 	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	return StartCmd(ctx, cmd, timeout)
+}
+
+// StartCmd is Start on a command its caller prepared (its environment, its
+// working directory). A Stderr the caller set gets the device's stderr
+// too, beside the tail Conn keeps for its errors.
+func StartCmd(ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (*Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	c := &Conn{name: strings.Join(argv, " "), cmd: cmd, lines: make(chan []byte, 16), exited: make(chan struct{}),
+	c := &Conn{name: strings.Join(cmd.Args, " "), cmd: cmd, lines: make(chan []byte, 16), exited: make(chan struct{}),
 		stderr: &tailBuffer{}, timeout: timeout}
-	cmd.Stderr = c.stderr
-	if os.Getenv("BADMAC_DEVICE_STDERR") != "" { // debugging: the device's log on ours
-		cmd.Stderr = io.MultiWriter(c.stderr, os.Stderr)
+	var stderr io.Writer = c.stderr
+	if cmd.Stderr != nil {
+		stderr = io.MultiWriter(c.stderr, cmd.Stderr)
 	}
+	if os.Getenv("BADMAC_DEVICE_STDERR") != "" { // debugging: the device's log on ours
+		stderr = io.MultiWriter(stderr, os.Stderr)
+	}
+	cmd.Stderr = stderr
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("device %s: %w", c.name, err)
@@ -140,15 +152,50 @@ func (c *Conn) read(ctx context.Context, what string) ([]byte, error) {
 }
 
 func (c *Conn) exitError(what string) error {
-	msg := "exited"
-	if c.waitErr != nil {
-		msg = c.waitErr.Error()
-	}
-	if tail := c.stderr.last(); tail != "" {
-		return fmt.Errorf("device %s: %s before answering %s; stderr: %s", c.name, msg, what, tail)
-	}
-	return fmt.Errorf("device %s: %s before answering %s", c.name, msg, what)
+	return &ExitError{Device: c.name, What: what, Err: c.waitErr, Stderr: c.stderr.last()}
 }
+
+// ExitError is a device that exited before answering: its exit status
+// (Err, nil for a clean exit) and the last line of its stderr.
+type ExitError struct {
+	Device string
+	What   string // "request 3 (decrypt)", "hello"
+	Err    error
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	msg := "exited"
+	if e.Err != nil {
+		msg = e.Err.Error()
+	}
+	if e.Stderr != "" {
+		return fmt.Sprintf("device %s: %s before answering %s; stderr: %s", e.Device, msg, e.What, e.Stderr)
+	}
+	return fmt.Sprintf("device %s: %s before answering %s", e.Device, msg, e.What)
+}
+
+// Killed reports whether the process died of SIGKILL: the harness's kill
+// (Kill) or the device's own at a failpoint, a crash the harness expects,
+// where any other exit is the device misbehaving.
+func (e *ExitError) Killed() bool {
+	var x *exec.ExitError
+	if !errors.As(e.Err, &x) {
+		return false
+	}
+	ws, ok := x.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// Killed reports whether err is a device process's death by SIGKILL
+// before it answered (ExitError.Killed).
+func Killed(err error) bool {
+	var e *ExitError
+	return errors.As(err, &e) && e.Killed()
+}
+
+// Stderr is the last line of the device's stderr that says something.
+func (c *Conn) Stderr() string { return c.stderr.last() }
 
 // Kill ends the process at once (a crash) and waits for it.
 func (c *Conn) Kill() {
@@ -178,6 +225,13 @@ func (c *Conn) Close() error {
 	defer t.Stop()
 	c.drain()
 	return nil
+}
+
+// ExitStatus is the process's exit status once it has exited (after
+// Close or Kill): nil for a clean exit.
+func (c *Conn) ExitStatus() error {
+	<-c.exited
+	return c.waitErr
 }
 
 // Exited reports whether the process has ended, waiting for it up to d.

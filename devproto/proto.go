@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Version is the protocol's name and version, the Hello line's "hello".
@@ -101,6 +102,39 @@ type Request struct {
 	// (indices into that task's pads) the candidate's crash completed: each
 	// takes effect whole before the kill.
 	Commit map[string][]int `json:"commit,omitempty"`
+	// The whatsmeow child's fields (`badmac device`, package procs;
+	// docs/device-protocol.md "The whatsmeow child"). Its tasks run whole
+	// inside their request: a decrypt's or an encrypt's reply carries the
+	// task's end.
+	//
+	// Msg is the message id; Count the delivery's retry count (decrypt)
+	// or the retry receipt's (a Retry encrypt).
+	Msg   string `json:"msg,omitempty"`
+	Count int    `json:"count,omitempty"`
+	// Retry: the encrypt answers a retry receipt (whatsmeow's
+	// handleRetryReceipt: no session cache); Fetched: it comes back with
+	// the bundle the harness fetched after need_bundle (the receipt was
+	// admitted already).
+	Retry   bool `json:"retry,omitempty"`
+	Fetched bool `json:"fetched,omitempty"`
+	// Rules: answer by the rules the harness's model follows
+	// (docs/design.md §4.1): a Retry encrypt admits the receipt and
+	// decides on recreating the session; the decrypted-event buffer's
+	// plaintext is cleared once handled.
+	Rules bool `json:"rules,omitempty"`
+	// Group messages: Kind skmsg with the group's id, and the DM part
+	// carrying the sender key distribution (DMKind, DMCT).
+	Group  string `json:"group,omitempty"`
+	DMKind string `json:"dm_kind,omitempty"`
+	DMCT   []byte `json:"dm_ct,omitempty"`
+	// IDs (state) asks which of these one-time prekeys the store still
+	// holds: the reply's PreKeys.
+	IDs []uint32 `json:"ids,omitempty"`
+	// StopAt > 0 stops the device when step StopAt of this decrypt or
+	// encrypt begins (step s: the start of its s-th store call; the step
+	// after its last call: just before it answers): it answers Stopped
+	// and waits for the harness's SIGKILL.
+	StopAt int `json:"stop_at,omitempty"`
 }
 
 // Reply is the device's answer to one Request.
@@ -128,6 +162,22 @@ type Reply struct {
 	Open    bool   `json:"open,omitempty"`
 	Refused string `json:"refused,omitempty"`
 	Fresh   bool   `json:"fresh,omitempty"`
+	// The whatsmeow child's (docs/device-protocol.md "The whatsmeow
+	// child"). Calls: the store calls this request made (its steps).
+	// Stopped: the request reached its StopAt step, Step, with Writes
+	// store writes done, and the process waits to be killed (nothing else
+	// is set). Receipt: the retry receipt a failed decrypt sends (its
+	// count), PreKey its keys when it carries them. Dropped: a Retry
+	// encrypt whose receipt was not admitted (no task ran). Reason: why a
+	// need_bundle end recreates the session. Note: a line for the
+	// history.
+	Calls   int    `json:"calls,omitempty"`
+	Stopped bool   `json:"stopped,omitempty"`
+	Step    int    `json:"step,omitempty"`
+	Receipt int    `json:"receipt,omitempty"`
+	Dropped bool   `json:"dropped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Event is a task reaching a gate, or a task's end.
@@ -247,7 +297,67 @@ func ParseReply(line []byte, req Request) (Reply, error) {
 			}
 		}
 	}
+	if err := r.checkChild(req); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// maxReceipt is whatsmeow's last retry receipt count: none from 5
+// (retry.go 396 "if retryCount >= 5", whatsmeow 11cf47c62d32).
+const maxReceipt = 4
+
+// checkChild checks the whatsmeow child's fields (docs/device-protocol.md
+// "The whatsmeow child"): each only on the reply it belongs to.
+func (r Reply) checkChild(req Request) error {
+	switch {
+	case r.Stopped && req.StopAt == 0:
+		return errors.New("stopped reply to a request without stop_at")
+	case r.Stopped && (r.Step <= 0 || len(r.Events) > 0 || !r.OK):
+		return fmt.Errorf("stopped reply: want ok, a step > 0 and no events, got ok %v step %d, %d events", r.OK, r.Step, len(r.Events))
+	case !r.Stopped && r.Step != 0:
+		return errors.New("step without stopped")
+	case r.Receipt < 0 || r.Receipt > maxReceipt:
+		return fmt.Errorf("retry receipt count %d, want 1 to %d", r.Receipt, maxReceipt)
+	case r.Receipt > 0 && req.Op != OpDecrypt:
+		return fmt.Errorf("retry receipt on a %s reply", req.Op)
+	case r.PreKey != nil && req.Op != OpPreKey && r.Receipt == 0:
+		return errors.New("prekey outside a prekey reply or a retry receipt")
+	case (r.Dropped || r.Reason != "") && req.Op != OpEncrypt:
+		return fmt.Errorf("dropped or reason on a %s reply", req.Op)
+	case r.Dropped && len(r.Events) > 0:
+		return errors.New("dropped retry receipt with events: no task runs")
+	}
+	if r.Reason != "" && !slices.ContainsFunc(r.Events, func(e Event) bool { return e.Done && e.NeedBundle }) {
+		return errors.New("reason without a need_bundle end")
+	}
+	if req.Op == OpState && len(req.IDs) > 0 {
+		for _, pk := range r.PreKeys {
+			if !slices.Contains(req.IDs, pk.ID) {
+				return fmt.Errorf("state reply: prekey %d was not asked for", pk.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseRequest decodes and checks a request line, as a device written in
+// Go reads it: unknown fields are refused, v must be 1, id positive and op
+// set. The Request is returned even on error when its id could be read,
+// for a device that answers the error (ok false) rather than dying.
+func ParseRequest(line []byte) (Request, error) {
+	var req Request
+	if err := strictUnmarshal(line, &req); err != nil {
+		var id struct {
+			ID int `json:"id"`
+		}
+		_ = json.Unmarshal(line, &id)
+		return Request{V: 1, ID: id.ID}, err
+	}
+	if req.V != 1 || req.ID <= 0 || req.Op == "" {
+		return req, fmt.Errorf(`bad request: want {"v":1,"id":N,"op":…}, got v %d id %d op %q`, req.V, req.ID, req.Op)
+	}
+	return req, nil
 }
 
 func deref(p *PreKey) []PreKey {

@@ -309,11 +309,11 @@ func (c *Contacts) DrainStep(down bool, take, read func(*fakeserver.Delivery) er
 	switch {
 	case len(ins) > 0 && !down:
 		d := c.srv.TakeInbound(ins[0])
-		c.log("drain: deliver %s", d.ID)
+		c.logLine(drainPrefix + DeliverOp{ID: d.ID}.String())
 		return false, take(d)
 	case len(outs) > 0:
 		d := c.srv.TakeOutbound(outs[0])
-		c.log("drain: read %s", d.ID)
+		c.logLine(drainPrefix + ReadOp{ID: d.ID}.String())
 		return false, read(d)
 	}
 	return true, nil
@@ -380,14 +380,7 @@ func (c *Contacts) record(msg string, a Attempt) {
 	m := c.msgs[msg]
 	m.Attempts = append(m.Attempts, a)
 	c.mu.Unlock()
-	switch {
-	case a.OK && a.Wrong:
-		c.log("%s: ok WRONG PLAINTEXT", a.Delivery)
-	case a.OK:
-		c.log("%s: ok", a.Delivery)
-	default:
-		c.log("%s: %s (%s)", a.Delivery, a.Class, a.Err)
-	}
+	c.logLine(AttemptLine(a))
 }
 
 // PeerReceipt is a contact's retry receipt for a delivery from the device

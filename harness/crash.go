@@ -51,7 +51,7 @@ func (r *Run) kill(mode string) {
 	}
 	r.down = true
 	r.crashes++
-	r.log("crash %q: killed [%s], %d pending writes hit", mode, strings.Join(killed, " "), lost)
+	r.logLine(crashLine(mode, fmt.Sprintf("killed [%s], %d pending writes hit", strings.Join(killed, " "), lost)))
 }
 
 // noteKilled notes a receive killed between its decrypt's store write and
@@ -134,7 +134,7 @@ func (r *Run) restart() {
 		switch {
 		case err != nil:
 			r.refused = true
-			r.log("restart refused: %v", err)
+			r.log("%s: %v", restartRefused, err)
 			return
 		case b == nil:
 			creds, fresh = endpoint.NewCreds(), true

@@ -433,6 +433,26 @@ func (res *Result) failures() string {
 	return strings.Join(parts, "; ")
 }
 
+// Verdict is "m3 lost [OldCounter]": the message's outcome and the
+// classes of its failed attempts.
+func (m *Message) Verdict() string {
+	var cls []string
+	for _, a := range m.Failures() {
+		cls = append(cls, string(a.Class))
+	}
+	return fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " "))
+}
+
+// Verdicts is every message's Verdict, in order, joined by "; " (what
+// tests compare a run's ending with).
+func (res *Result) Verdicts() string {
+	parts := make([]string, len(res.Messages))
+	for i, m := range res.Messages {
+		parts[i] = m.Verdict()
+	}
+	return strings.Join(parts, "; ")
+}
+
 // describe is "m3 lost [OldCounter]" for each listed message.
 func (res *Result) describe(ids []string) []string {
 	var parts []string
@@ -441,11 +461,7 @@ func (res *Result) describe(ids []string) []string {
 			if m.ID != id {
 				continue
 			}
-			var cls []string
-			for _, a := range m.Failures() {
-				cls = append(cls, string(a.Class))
-			}
-			part := fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " "))
+			part := m.Verdict()
 			if m.Note != "" {
 				part += " (" + m.Note + ")"
 			}

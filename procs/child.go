@@ -12,16 +12,19 @@ import (
 
 	"go.mau.fi/whatsmeow/types"
 
+	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
 
 // ChildMain is `badmac device`: the device under test as a child process on
-// an existing database, answering Requests on stdin with Responses on
-// stdout until stdin closes. With -die-after N it kills itself with SIGKILL
-// right after its Nth store write (no deferred function, no flush, no
-// rollback runs). A request's StopAt step makes it report and wait for
-// the parent's SIGKILL (a kill at a random moment). Crypto randomness is seeded from -seed (and
-// -incarnation), so a run replays. It returns the exit code.
+// an existing database, speaking the device protocol (package devproto,
+// docs/device-protocol.md "The whatsmeow child"): its hello, then one reply
+// to each request on stdin until stdin closes. With -die-after N it kills
+// itself with SIGKILL right after its Nth store write (no deferred
+// function, no flush, no rollback runs). A request's StopAt step makes it
+// answer Stopped and wait for the parent's SIGKILL (a kill at a random
+// moment). Crypto randomness is seeded from -seed (and -incarnation), so a
+// run replays. It returns the exit code.
 func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("device", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -69,21 +72,32 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
 	enc := json.NewEncoder(stdout)
+	if err := enc.Encode(devproto.Hello{V: 1, Hello: devproto.Version, Device: ChildName, Variant: helloVariant(*driver, *txn, *writeBehind)}); err != nil {
+		return fail(err)
+	}
 	// At a request's StopAt step: say so, then wait, mid-request, for the
 	// parent's SIGKILL. The parent writes nothing more, so stdin only ends
 	// if the parent is gone.
+	var cur int // the request being answered
 	d.OnStop(func(step, writes int) {
-		_ = enc.Encode(Response{Stopped: true, Step: step, Writes: writes})
+		_ = enc.Encode(devproto.Reply{V: 1, ID: cur, OK: true, Stopped: true, Step: step, Writes: writes, Events: []devproto.Event{}})
 		_, _ = io.Copy(io.Discard, stdin)
 		fmt.Fprintf(stderr, "badmac device: stopped at step %d and the parent went away\n", step)
 		os.Exit(3)
 	})
 	for in.Scan() {
-		var req Request
-		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
-			return fail(fmt.Errorf("request: %w", err))
+		req, err := devproto.ParseRequest(in.Bytes())
+		var rep devproto.Reply
+		if err != nil {
+			if req.ID <= 0 {
+				return fail(fmt.Errorf("request: %w", err)) // no id to answer
+			}
+			rep = devproto.Reply{V: 1, ID: req.ID, Err: "request: " + err.Error(), Events: []devproto.Event{}}
+		} else {
+			cur = req.ID
+			rep = d.Handle(ctx, req)
 		}
-		if err := enc.Encode(d.Handle(ctx, req)); err != nil {
+		if err := enc.Encode(rep); err != nil {
 			return fail(err)
 		}
 	}
@@ -91,4 +105,18 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return fail(fmt.Errorf("write-behind flush at exit: %w", err))
 	}
 	return 0
+}
+
+// helloVariant is the child's variant in its hello: its database driver,
+// "+txn" with the decrypted-event buffer, "+write-behind=N" in the
+// non-durable setting.
+func helloVariant(driver string, txn bool, writeBehind int) string {
+	v := driver
+	if txn {
+		v += "+txn"
+	}
+	if writeBehind > 0 {
+		v += fmt.Sprintf("+write-behind=%d", writeBehind)
+	}
+	return v
 }

@@ -14,6 +14,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
 
+	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/stores"
@@ -68,30 +69,43 @@ func (d *Handler) creds() stores.CredsStore {
 	return cs
 }
 
-// Handle answers one request. A recv or send request with StopAt > 0
-// calls the device's stop function (OnStop) when its step StopAt begins:
-// step s is the start of its s-th store call, and the step after its last
-// call is the moment before it answers.
-func (d *Handler) Handle(ctx context.Context, req Request) Response {
-	counted := req.Op == OpRecv || req.Op == OpSend
+// ChildName is the whatsmeow child's device name in its hello line.
+const ChildName = "badmac-device@whatsmeow"
+
+// provisionPreKeys is how many one-time prekeys provision makes when the
+// request does not say.
+const provisionPreKeys = 30
+
+// Handle answers one request (docs/device-protocol.md "The whatsmeow
+// child"). A decrypt or encrypt runs whole as one task and its reply
+// carries the task's end. A request with StopAt > 0 calls the device's
+// stop function (OnStop) when its step StopAt begins: step s is the start
+// of its s-th store call, and the step after its last call is the moment
+// before it answers.
+func (d *Handler) Handle(ctx context.Context, req devproto.Request) devproto.Reply {
+	counted := req.Op == devproto.OpDecrypt || req.Op == devproto.OpEncrypt
 	if counted {
 		d.writes.mu.Lock()
 		d.writes.steps, d.writes.stopAt = 0, req.StopAt
 		d.writes.mu.Unlock()
 	}
-	resp, err := d.handle(ctx, req)
+	rep, err := d.handle(ctx, req)
+	rep.V, rep.ID, rep.OK = 1, req.ID, err == nil
 	if err != nil {
-		resp.OK, resp.Err = false, err.Error()
+		rep.Err = err.Error()
+	}
+	if rep.Events == nil {
+		rep.Events = []devproto.Event{}
 	}
 	d.writes.mu.Lock()
-	resp.Writes, resp.Calls = d.writes.n, d.writes.steps
+	rep.Writes, rep.Calls = d.writes.n, d.writes.steps
 	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
 	d.writes.stopAt = 0
 	d.writes.mu.Unlock()
 	if late {
-		d.writes.stop(resp.Calls+1, resp.Writes)
+		d.writes.stop(rep.Calls+1, rep.Writes)
 	}
-	return resp
+	return rep
 }
 
 // OnStop sets what happens when a request's StopAt step begins; stop must
@@ -102,101 +116,156 @@ func (d *Handler) OnStop(stop func(step, writes int)) {
 	d.writes.stop = stop
 }
 
-func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
+// pubCreds are the credentials' public halves, as the wire carries them.
+func pubCreds(c endpoint.Creds) *devproto.Creds {
+	return &devproto.Creds{Reg: c.RegistrationID, Identity: c.Identity.Pub[:], SPKID: c.SignedPreKey.KeyID,
+		SPK: c.SignedPreKey.Pub[:], Sig: c.SignedPreKey.Signature[:]}
+}
+
+func pubPreKeys(pks []*keys.PreKey) []devproto.PreKey {
+	var out []devproto.PreKey
+	for _, pk := range pks {
+		out = append(out, devproto.PreKey{ID: pk.KeyID, Pub: pk.Pub[:]})
+	}
+	return out
+}
+
+// end is a task's end event: ok with pt (a decrypt) or kind and ct (an
+// encrypt), or failed with err's class.
+func end(task string, err error) devproto.Event {
+	ev := devproto.Event{Task: task, Done: true, OK: err == nil}
+	if err != nil {
+		ev.Class, ev.Err = string(endpoint.ClassOf(err)), err.Error()
+	}
+	return ev
+}
+
+// needBundle is an encrypt's end for want of a session: the harness
+// fetches the contact's bundle and sends the encrypt again with it.
+func needBundle(task string) devproto.Event {
+	return devproto.Event{Task: task, Done: true, Class: string(endpoint.NoSession), Err: "no session", NeedBundle: true}
+}
+
+func (d *Handler) handle(ctx context.Context, req devproto.Request) (devproto.Reply, error) {
+	var rep devproto.Reply
 	cs := d.creds()
 	switch req.Op {
-	case OpInit:
+	case devproto.OpProvision:
 		if cs == nil {
-			return Response{}, errors.New("storage keeps no credentials")
+			return rep, errors.New("storage keeps no credentials")
 		}
 		creds := endpoint.NewCreds()
 		if err := cs.SaveCreds(ctx, creds.Encode()); err != nil {
-			return Response{}, err
+			return rep, err
 		}
 		d.ep = endpoint.New(DeviceJID, creds, d.set)
-		pks, err := d.ep.Device.PreKeys.GetOrGenPreKeys(ctx, 30)
+		n := req.PreKeys
+		if n <= 0 {
+			n = provisionPreKeys
+		}
+		pks, err := d.ep.Device.PreKeys.GetOrGenPreKeys(ctx, uint32(n))
 		if err == nil && len(pks) > 0 {
 			err = d.ep.Device.PreKeys.MarkPreKeysAsUploaded(ctx, pks[len(pks)-1].KeyID)
 		}
 		if err != nil {
-			return Response{}, err
+			return rep, err
 		}
 		d.writes.arm()
-		return Response{OK: true, Creds: creds.Encode(), PreKeys: toPreKeys(pks)}, nil
-	case OpHello:
+		rep.Creds, rep.PreKeys = pubCreds(creds), pubPreKeys(pks)
+		return rep, nil
+	case devproto.OpLoad:
 		if cs == nil {
-			return Response{}, errors.New("storage keeps no credentials")
+			return rep, errors.New("storage keeps no credentials")
 		}
 		b, err := cs.LoadCreds(ctx)
 		if err != nil {
-			return Response{}, err
+			return rep, err
 		}
 		creds, err := endpoint.DecodeCreds(b)
 		if err != nil {
-			return Response{}, err
+			return rep, err
 		}
 		d.ep = endpoint.New(DeviceJID, creds, d.set)
 		d.writes.arm()
-		return Response{OK: true, Creds: creds.Encode()}, nil
+		rep.Creds = pubCreds(creds)
+		return rep, nil
+	case devproto.OpState, devproto.OpDecrypt, devproto.OpEncrypt:
+	default:
+		return rep, fmt.Errorf("unknown op %q (the whatsmeow child answers provision, load, state, decrypt, encrypt)", req.Op)
 	}
 	if d.ep == nil {
-		return Response{}, fmt.Errorf("%s before init or hello", req.Op)
+		return rep, fmt.Errorf("%s before provision or load", req.Op)
 	}
-	peer := protocol.NewSignalAddress(req.Peer, req.PeerID)
-	switch req.Op {
-	case OpRecv:
-		pt, note, err := d.decrypt(ctx, peer, req)
-		if err == nil {
-			return Response{OK: true, PT: pt, Note: note}, nil
-		}
-		resp := Response{Class: string(endpoint.ClassOf(err)), Err: err.Error()}
-		if endpoint.ClassOf(err) == endpoint.OldCounter {
-			return resp, nil // whatsmeow's decryptMessages ignores an old counter
-		}
-		// sendRetryReceipt, for both drivers (Converse's and the harness
-		// device's): counted per message in this process, continuing from
-		// the copy's count after a restart; none from MaxRetries (retry.go
-		// 396 "if retryCount >= 5"), keys from count 2 (retry.go 428 "if
-		// retryCount > 1 || forceIncludeIdentity", whatsmeow 11cf47c62d32).
-		resp.Receipt = d.retries.Next(req.Msg, req.Count)
-		if resp.Receipt >= fakeserver.MaxRetries {
-			resp.Receipt, resp.Note = 0, fmt.Sprintf("no retry receipt (count %d)", resp.Receipt)
-			return resp, nil
-		}
-		// forceIncludeIdentity: a group message with no DM part whose
-		// sender key is unknown (decryptMessages' isUnavailable).
-		force := req.Kind == endpoint.SkMsg && req.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
-		if fakeserver.WantsKeys(resp.Receipt, force) {
-			// whatsmeow's retry receipt carries a fresh one-time prekey.
-			pk, gerr := d.ep.Device.PreKeys.GenOnePreKey(ctx)
-			if gerr != nil && req.Rules {
-				resp.Note = fmt.Sprintf("retry receipt without keys: %v", gerr)
-				return resp, nil
-			} else if gerr != nil {
-				return resp, gerr
-			}
-			resp.PreKeys = toPreKeys([]*keys.PreKey{pk})
-		}
-		return resp, nil
-	case OpPreKeys:
+	if req.Op == devproto.OpState {
+		// The restart check of uploaded, unclaimed prekeys: which of IDs
+		// the store still holds.
 		var found []*keys.PreKey
 		for _, id := range req.IDs {
 			pk, err := d.ep.Device.PreKeys.GetPreKey(ctx, id)
 			if err != nil {
-				return Response{}, err
+				return rep, err
 			}
 			if pk != nil {
 				found = append(found, pk)
 			}
 		}
-		return Response{OK: true, PreKeys: toPreKeys(found)}, nil
-	case OpSend:
-		if req.Rules && req.Retry {
-			return d.handleRetryReceipt(ctx, peer, req)
-		}
-		return d.send(ctx, peer, req)
+		rep.Creds, rep.PreKeys = pubCreds(d.ep.Creds), pubPreKeys(found)
+		return rep, nil
 	}
-	return Response{}, fmt.Errorf("unknown op %q", req.Op)
+	if req.Task == "" {
+		return rep, fmt.Errorf("%s without a task", req.Op)
+	}
+	peer := protocol.NewSignalAddress(req.Peer, uint32(req.PeerDev))
+	if req.Op == devproto.OpEncrypt {
+		send := d.send
+		if req.Rules && req.Retry {
+			send = d.handleRetryReceipt
+		}
+		rep, ev, err := send(ctx, peer, req)
+		if err != nil {
+			ev = end(req.Task, err)
+		}
+		if !rep.Dropped {
+			rep.Events = []devproto.Event{ev}
+		}
+		return rep, nil
+	}
+	pt, note, err := d.decrypt(ctx, peer, req)
+	ev := end(req.Task, err)
+	rep.Events, rep.Note = []devproto.Event{ev}, note
+	if err == nil {
+		rep.Events[0].PT = pt
+		return rep, nil
+	}
+	if endpoint.ClassOf(err) == endpoint.OldCounter {
+		return rep, nil // whatsmeow's decryptMessages ignores an old counter
+	}
+	// sendRetryReceipt, for both drivers (Converse's and the harness
+	// device's): counted per message in this process, continuing from
+	// the copy's count after a restart; none from MaxRetries (retry.go
+	// 396 "if retryCount >= 5"), keys from count 2 (retry.go 428 "if
+	// retryCount > 1 || forceIncludeIdentity", whatsmeow 11cf47c62d32).
+	rep.Receipt = d.retries.Next(req.Msg, req.Count)
+	if rep.Receipt >= fakeserver.MaxRetries {
+		rep.Receipt, rep.Note = 0, fmt.Sprintf("no retry receipt (count %d)", rep.Receipt)
+		return rep, nil
+	}
+	// forceIncludeIdentity: a group message with no DM part whose
+	// sender key is unknown (decryptMessages' isUnavailable).
+	force := req.Kind == endpoint.SkMsg && req.DMCT == nil && errors.Is(err, signalerror.ErrNoSenderKeyForUser)
+	if fakeserver.WantsKeys(rep.Receipt, force) {
+		// whatsmeow's retry receipt carries a fresh one-time prekey.
+		pk, gerr := d.ep.Device.PreKeys.GenOnePreKey(ctx)
+		if gerr != nil && req.Rules {
+			rep.Note = fmt.Sprintf("retry receipt without keys: %v", gerr)
+			return rep, nil
+		} else if gerr != nil {
+			// The receipt goes without keys; the request fails with why.
+			return rep, gerr
+		}
+		rep.PreKey = &pubPreKeys([]*keys.PreKey{pk})[0]
+	}
+	return rep, nil
 }
 
 // send encrypts a reply as whatsmeow does. A message (send.go SendMessage,
@@ -206,34 +275,35 @@ func (d *Handler) handle(ctx context.Context, req Request) (Response, error) {
 // cache and writes it back with PutManySessions (PutCachedSessions). The
 // answer to a retry receipt (retry.go handleRetryReceipt) encrypts without
 // the cache: GetSession/PutSession.
-func (d *Handler) send(ctx context.Context, peer *protocol.SignalAddress, req Request) (Response, error) {
+func (d *Handler) send(ctx context.Context, peer *protocol.SignalAddress, req devproto.Request) (devproto.Reply, devproto.Event, error) {
+	var rep devproto.Reply
 	var b *prekey.Bundle
 	if req.Bundle != nil {
 		var err error
 		if b, err = req.Bundle.ToBundle(); err != nil {
-			return Response{}, err
+			return rep, devproto.Event{}, err
 		}
 	}
 	sctx := ctx
 	if !req.Retry {
 		existing, cctx, err := d.ep.Device.WithCachedSessions(ctx, []string{peer.String()})
 		if err != nil {
-			return Response{}, err
+			return rep, devproto.Event{}, err
 		}
 		if b == nil && !existing[peer.String()] {
-			return Response{NeedBundle: true}, nil
+			return rep, needBundle(req.Task), nil
 		}
 		sctx = cctx
 	} else if b == nil {
 		if has, err := d.ep.Device.ContainsSession(ctx, peer); err != nil {
-			return Response{}, err
+			return rep, devproto.Event{}, err
 		} else if !has {
-			return Response{NeedBundle: true}, nil
+			return rep, needBundle(req.Task), nil
 		}
 	}
 	if b != nil {
 		if err := d.processBundle(sctx, peer, b); err != nil {
-			return Response{}, fmt.Errorf("failed to process prekey bundle: %w", err)
+			return rep, devproto.Event{}, fmt.Errorf("failed to process prekey bundle: %w", err)
 		}
 	}
 	kind, ct, err := d.ep.Encrypt(sctx, peer, req.PT)
@@ -242,50 +312,54 @@ func (d *Handler) send(ctx context.Context, peer *protocol.SignalAddress, req Re
 			err = perr
 		}
 	}
-	if err != nil {
-		return Response{}, err
-	}
-	return Response{OK: true, Kind: kind, CT: ct}, nil
+	return rep, sent(req.Task, kind, ct), err
+}
+
+// sent is an encrypt's successful end.
+func sent(task, kind string, ct []byte) devproto.Event {
+	ev := end(task, nil)
+	ev.Kind, ev.CT = kind, ct
+	return ev
 }
 
 // handleRetryReceipt is whatsmeow's (retry.go), as the harness models it
 // (harness model.go handleRetryReceipt): the receipt is admitted (dropped
 // from the tenth for one message); without keys shouldRecreateSession
-// decides whether to rebuild from a fetched bundle (NeedBundle; the parent
-// fetches and comes back with Fetched); then encryptMessageForDevice with
-// no session cache.
-func (d *Handler) handleRetryReceipt(ctx context.Context, peer *protocol.SignalAddress, req Request) (Response, error) {
+// decides whether to rebuild from a fetched bundle (need_bundle; the
+// parent fetches and comes back with Fetched); then
+// encryptMessageForDevice with no session cache.
+func (d *Handler) handleRetryReceipt(ctx context.Context, peer *protocol.SignalAddress, req devproto.Request) (devproto.Reply, devproto.Event, error) {
+	var rep devproto.Reply
 	var b *prekey.Bundle
 	if req.Bundle != nil {
 		var err error
 		if b, err = req.Bundle.ToBundle(); err != nil {
-			return Response{}, err
+			return rep, devproto.Event{}, err
 		}
 	}
 	if !req.Fetched {
 		if !d.rh.Admit(peer, req.Msg) {
-			return Response{Dropped: true}, nil
+			rep.Dropped = true
+			return rep, devproto.Event{}, nil
 		}
 		if b == nil {
 			if reason, ok := d.rh.ShouldRecreate(ctx, d.ep, peer, req.Count); ok {
-				return Response{NeedBundle: true, Reason: reason}, nil
+				rep.Reason = reason
+				return rep, needBundle(req.Task), nil
 			}
 		}
 	}
 	if b != nil {
 		if err := d.processBundle(ctx, peer, b); err != nil {
-			return Response{}, fmt.Errorf("failed to process prekey bundle: %w", err)
+			return rep, devproto.Event{}, fmt.Errorf("failed to process prekey bundle: %w", err)
 		}
 	} else if has, err := d.ep.Device.ContainsSession(ctx, peer); err != nil {
-		return Response{}, err
+		return rep, devproto.Event{}, err
 	} else if !has {
-		return Response{}, fmt.Errorf("no signal session established with %s", peer)
+		return rep, devproto.Event{}, fmt.Errorf("no signal session established with %s", peer)
 	}
 	kind, ct, err := d.ep.Encrypt(ctx, peer, req.PT)
-	if err != nil {
-		return Response{}, err
-	}
-	return Response{OK: true, Kind: kind, CT: ct}, nil
+	return rep, sent(req.Task, kind, ct), err
 }
 
 // processBundle is whatsmeow's encryptMessageForDevice around a bundle: a
@@ -327,7 +401,7 @@ func (d *Handler) decryptDM(ctx context.Context, peer *protocol.SignalAddress, k
 // payload's sender key distribution processed), then the message itself,
 // a group message with the sender key; a DM retry of a group message
 // carries the distribution in its payload.
-func (d *Handler) message(ctx context.Context, peer *protocol.SignalAddress, req Request) ([]byte, error) {
+func (d *Handler) message(ctx context.Context, peer *protocol.SignalAddress, req devproto.Request) ([]byte, error) {
 	if req.DMCT != nil {
 		pt, err := d.decryptDM(ctx, peer, req.DMKind, req.DMCT)
 		if err != nil {
@@ -365,7 +439,7 @@ func (d *Handler) message(ctx context.Context, peer *protocol.SignalAddress, req
 // model.go bufferedDecrypt): a buffered event without plaintext is
 // EventAlreadyProcessed (an old counter), and a handled event's plaintext
 // is cleared. note is a line for the history.
-func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, req Request) (pt []byte, note string, err error) {
+func (d *Handler) decrypt(ctx context.Context, peer *protocol.SignalAddress, req devproto.Request) (pt []byte, note string, err error) {
 	rules := req.Rules
 	if d.buffer == nil {
 		pt, err = d.message(ctx, peer, req)

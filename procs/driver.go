@@ -1,22 +1,22 @@
 package procs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/whatsmeow/util/keys"
 
+	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/harness"
@@ -27,9 +27,13 @@ import (
 // ErrDied is a request whose process died before answering.
 var ErrDied = errors.New("device process died")
 
-// Proc is one incarnation of the device.
+// Proc is one incarnation of the device: it answers device-protocol
+// requests (docs/device-protocol.md "The whatsmeow child"). Do returns
+// ErrDied when the process died of SIGKILL before answering (the failpoint,
+// a StopAt stop, the parent's kill): a crash the driver expects. Any other
+// error is the device misbehaving.
 type Proc interface {
-	Do(ctx context.Context, req Request) (Response, error)
+	Do(ctx context.Context, req devproto.Request) (devproto.Reply, error)
 	Close() error
 }
 
@@ -48,11 +52,17 @@ type Child struct {
 	Txn  bool
 	// WriteBehind > 0: the child's non-durable setting (-write-behind).
 	WriteBehind int
+	// Timeout bounds the hello and each answer (0: DefaultTimeout); a
+	// child silent past it is killed and the request fails. A hang
+	// detector, not a measurement.
+	Timeout time.Duration
 }
 
-// Launch starts a child process.
-func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
-	args := append(append([]string(nil), c.Args...),
+// Argv is the child's command line for incarnation inc with failpoint
+// dieAfter.
+func (c Child) Argv(inc, dieAfter int) []string {
+	args := append([]string{c.Exe}, c.Args...)
+	args = append(args,
 		"-driver", c.Loc.Driver, "-dsn", c.Loc.DSN, "-database", c.Loc.Database, "-jid", c.Loc.JID.String(),
 		"-seed", strconv.FormatUint(c.Seed, 10), "-incarnation", strconv.Itoa(inc), "-die-after", strconv.Itoa(dieAfter), "-report-writes")
 	if c.Txn {
@@ -61,65 +71,82 @@ func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
 	if c.WriteBehind > 0 {
 		args = append(args, "-write-behind", strconv.Itoa(c.WriteBehind))
 	}
-	cmd := exec.CommandContext(ctx, c.Exe, args...)
+	return args
+}
+
+// Launch starts a child process and reads its hello (devproto.StartCmd).
+func (c Child) Launch(ctx context.Context, inc, dieAfter int) (Proc, error) {
+	argv := c.Argv(inc, dieAfter)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = c.Env
-	p := &childProc{cmd: cmd}
+	p := &childProc{}
 	cmd.Stderr = &p.stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
 	}
-	out, err := cmd.StdoutPipe()
+	conn, err := devproto.StartCmd(ctx, cmd, timeout)
 	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start device process: %w", err)
 	}
-	p.in, p.out = in, bufio.NewScanner(out)
-	p.out.Buffer(make([]byte, 1<<20), 16<<20)
+	if conn.Hello.Device != ChildName {
+		conn.Kill()
+		return nil, fmt.Errorf("start device process: hello from %q, want %s", conn.Hello.Device, ChildName)
+	}
+	p.conn = conn
 	return p, nil
 }
 
 type childProc struct {
-	cmd     *exec.Cmd
-	in      io.WriteCloser
-	out     *bufio.Scanner
-	stderr  bytes.Buffer
+	conn    *devproto.Conn
+	stderr  syncBuffer
 	done    bool
-	stopped *Response
+	stopped *devproto.Reply
 }
 
-func (p *childProc) Do(_ context.Context, req Request) (Response, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return Response{}, err
+// syncBuffer is the child's whole stderr (its write reports), written by
+// exec's copying goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (p *childProc) Do(ctx context.Context, req devproto.Request) (devproto.Reply, error) {
+	rep, err := p.conn.Call(ctx, req)
+	if err == nil && !rep.Stopped {
+		return rep, nil
 	}
-	if _, err := p.in.Write(append(b, '\n')); err == nil && p.out.Scan() {
-		var resp Response
-		if err := json.Unmarshal(p.out.Bytes(), &resp); err != nil {
-			return Response{}, fmt.Errorf("device process: bad response: %w", err)
-		}
-		if !resp.Stopped {
-			return resp, nil
-		}
-		// The child is waiting at its StopAt step: kill it there.
-		p.stopped = &resp
-		p.Kill()
-	}
-	// Write or read failed: the process is gone. Only a SIGKILL (the
-	// failpoint, or the parent's Kill) counts as the expected death.
 	p.done = true
-	werr := p.cmd.Wait()
-	if strings.Contains(fmt.Sprint(werr), "signal: killed") {
-		return Response{}, ErrDied
+	if err == nil {
+		// The child is waiting at its StopAt step: kill it there.
+		p.stopped = &rep
+		p.conn.Kill()
+		return devproto.Reply{}, ErrDied
 	}
-	return Response{}, fmt.Errorf("device process exited (%v): %s", werr, p.errText())
+	// The process is gone. Only a SIGKILL (the failpoint, or the
+	// parent's Kill) counts as the expected death; a malformed reply, a
+	// silent child or any other exit is the device misbehaving.
+	if devproto.Killed(err) {
+		return devproto.Reply{}, ErrDied
+	}
+	return devproto.Reply{}, fmt.Errorf("device process: %w", err)
 }
 
-// Kill sends SIGKILL now: the kill at a random moment. Safe to call
-// while Do runs.
-func (p *childProc) Kill() { _ = p.cmd.Process.Kill() }
+// Kill sends SIGKILL now and waits for the process: the kill at a random
+// moment, or between requests. Safe to call while Do runs.
+func (p *childProc) Kill() { p.conn.Kill() }
 
 // StoppedAt is the step a StopAt request reached before the process was
 // killed there, and the store writes the incarnation had completed then.
@@ -147,9 +174,8 @@ func (p *childProc) Close() error {
 		return nil
 	}
 	p.done = true
-	_ = p.in.Close()
-	err := p.cmd.Wait()
-	if err != nil {
+	_ = p.conn.Close()
+	if err := p.conn.ExitStatus(); err != nil {
 		return fmt.Errorf("device process: %v: %s", err, p.errText())
 	}
 	return nil
@@ -176,6 +202,7 @@ type localProc struct {
 	// LocalAt's failpoint: request number atReq dies after atWrites of
 	// its writes, or after it.
 	reqs, atReq, atWrites int
+	ids                   int // requests so far: the next one's id
 	// stopStep, stopWrites: where a StopAt request stopped (stopStep > 0).
 	stopStep, stopWrites int
 }
@@ -193,18 +220,20 @@ func (p *localProc) StoppedAt() (step, writes int, ok bool) {
 	return p.stopStep, p.stopWrites, p.stopStep > 0
 }
 
-func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err error) {
+func (p *localProc) Do(ctx context.Context, req devproto.Request) (rep devproto.Reply, err error) {
 	if p.dead {
-		return Response{}, ErrDied
+		return devproto.Reply{}, ErrDied
 	}
+	p.ids++
+	req.V, req.ID = 1, p.ids
 	at := false
-	if req.Op == OpRecv || req.Op == OpSend {
+	if req.Op == devproto.OpDecrypt || req.Op == devproto.OpEncrypt {
 		p.reqs++
 		at = p.atReq > 0 && p.reqs == p.atReq
 	}
 	if at && p.atWrites == 0 {
 		p.dead = true
-		return Response{}, ErrDied
+		return devproto.Reply{}, ErrDied
 	}
 	if at {
 		p.d.writes.mu.Lock()
@@ -213,7 +242,7 @@ func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err err
 		defer func() {
 			if err == nil {
 				p.dead = true
-				resp, err = Response{}, ErrDied
+				rep, err = devproto.Reply{}, ErrDied
 			}
 		}()
 	}
@@ -223,10 +252,19 @@ func (p *localProc) Do(ctx context.Context, req Request) (resp Response, err err
 				panic(r)
 			}
 			p.dead = true
-			resp, err = Response{}, ErrDied
+			rep, err = devproto.Reply{}, ErrDied
 		}
 	}()
-	return p.d.Handle(ctx, req), nil
+	rep = p.d.Handle(ctx, req)
+	// The same checks as the child's replies get (devproto.Conn).
+	line, err := json.Marshal(rep)
+	if err == nil {
+		_, err = devproto.ParseReply(line, req)
+	}
+	if err != nil {
+		return devproto.Reply{}, fmt.Errorf("device in process: malformed reply to request %d (%s): %w", req.ID, req.Op, err)
+	}
+	return rep, nil
 }
 
 func (p *localProc) Close() error { return nil }
@@ -318,26 +356,10 @@ func start(ctx context.Context, launch Launcher, dieAfter int) (*conv, *worker, 
 	if w.proc, err = launch(ctx, 0, dieAfter); err != nil {
 		return nil, nil, err
 	}
-	resp, err := w.proc.Do(ctx, Request{Op: OpInit})
-	if err == nil && !resp.OK {
-		err = errors.New(resp.Err)
-	}
-	if err != nil {
-		w.proc.Close()
-		return nil, nil, fmt.Errorf("init: %w", err)
-	}
-	if c.creds, err = endpoint.DecodeCreds(resp.Creds); err != nil {
+	var pks []*keys.PreKey
+	if c.creds, pks, err = provision(ctx, w.proc); err != nil {
 		w.proc.Close()
 		return nil, nil, err
-	}
-	var pks []*keys.PreKey
-	for _, k := range resp.PreKeys {
-		pk, err := k.Key()
-		if err != nil {
-			w.proc.Close()
-			return nil, nil, err
-		}
-		pks = append(pks, pk)
 	}
 	c.dev = &endpoint.Endpoint{JID: DeviceJID, Creds: c.creds}
 	c.srv.Upload(c.dev.Address(), c.dev.Bundle, pks)
@@ -401,7 +423,7 @@ func (c *conv) log(format string, a ...any) {
 // do sends a request; if the process dies, it is restarted (reloading its
 // credentials from the database) and ErrDied returned for the caller to
 // redo its work.
-func (c *conv) do(w *worker, req Request) (Response, error) {
+func (c *conv) do(w *worker, req devproto.Request) (devproto.Reply, error) {
 	c.res.Requests++
 	if c.rk != nil && c.res.Requests == c.rk.Request {
 		req.StopAt = c.rk.Step
@@ -438,20 +460,17 @@ func (c *conv) do(w *worker, req Request) (Response, error) {
 	c.log("killed during %s after %d writes; restart %d", req.Op, w.writes, w.inc)
 	w.writes = 0
 	if w.proc, err = c.launch(c.ctx, w.inc, 0); err != nil {
-		return Response{}, fmt.Errorf("restart: %w", err)
+		return devproto.Reply{}, fmt.Errorf("restart: %w", err)
 	}
-	h, err := w.proc.Do(c.ctx, Request{Op: OpHello})
-	if err == nil && !h.OK {
-		err = errors.New(h.Err)
-	}
+	creds, err := load(c.ctx, w.proc)
 	if err != nil {
-		return Response{}, fmt.Errorf("restart: %w", err)
+		return devproto.Reply{}, fmt.Errorf("restart: %w", err)
 	}
-	if creds, err := endpoint.DecodeCreds(h.Creds); err != nil || !creds.Same(c.creds) {
+	if !creds.Same(c.creds) {
 		c.res.RegeneratedCreds = true
-		c.log("restart: CREDENTIALS CHANGED (%v)", err)
+		c.log("restart: CREDENTIALS CHANGED (%v)", nil)
 	}
-	return Response{}, ErrDied
+	return devproto.Reply{}, ErrDied
 }
 
 // deliver hands a delivery to the device until it is accepted, fails for
@@ -462,7 +481,8 @@ func (c *conv) do(w *worker, req Request) (Response, error) {
 // (fakeserver.Peer.Retry: without keys it re-encrypts on its session).
 func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 	for d != nil {
-		resp, err := c.do(w, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
+		resp, err := c.do(w, devproto.Request{Op: devproto.OpDecrypt, Task: d.ID, Peer: d.From.Name(), PeerDev: uint16(d.From.DeviceID()),
+			Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry})
 		if errors.Is(err, ErrDied) {
 			cp := *d
 			cp.ID, cp.Copy = c.srv.NextCopy(d.Msg)
@@ -473,15 +493,16 @@ func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 			return err
 		}
 		m := c.msgs[d.Msg]
-		a := harness.Attempt{Delivery: d.ID, OK: resp.OK}
-		if resp.OK {
-			pl, err := fakeserver.DecodePayload(resp.PT)
+		e := outcome(resp, d.ID)
+		a := harness.Attempt{Delivery: d.ID, OK: e.OK}
+		if e.OK {
+			pl, err := fakeserver.DecodePayload(e.PT)
 			a.Wrong = err != nil || pl.ID != d.Msg || pl.Body != m.Body
 			m.Attempts = append(m.Attempts, a)
 			c.log("%s: ok", d.ID)
 			return nil
 		}
-		a.Class, a.Err = endpoint.Class(resp.Class), resp.Err
+		a.Class, a.Err = endpoint.Class(e.Class), e.Err
 		m.Attempts = append(m.Attempts, a)
 		c.log("%s: %s (%s)", d.ID, a.Class, a.Err)
 		if resp.Note != "" {
@@ -492,12 +513,8 @@ func (c *conv) deliver(w *worker, d *fakeserver.Delivery) error {
 		}
 		var b *prekey.Bundle
 		with := ""
-		if len(resp.PreKeys) > 0 {
-			pk, err := resp.PreKeys[0].Key()
-			if err != nil {
-				return err
-			}
-			b, with = c.dev.Bundle(pk), " with keys"
+		if resp.PreKey != nil {
+			b, with = c.dev.Bundle(resp.PreKey.Key()), " with keys"
 		}
 		c.log("%s: retry receipt %d to %s%s", d.ID, resp.Receipt, c.alice.Name, with)
 		if d, err = c.alice.Retry(c.ctx, c.dev.Address(), d.Msg, resp.Receipt, b); err != nil {
@@ -523,29 +540,31 @@ func (c *conv) reply(w *worker, msg string) error {
 	m := c.msgs[msg]
 	pt := fakeserver.Payload{ID: msg, Body: body}.Encode()
 	to := c.alice.Address()
-	var bundle *Bundle
+	var bundle *devproto.Bundle
 	retry := 0
 	for {
-		resp, err := c.do(w, Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: pt, Bundle: bundle, Retry: retry > 0})
+		resp, err := c.do(w, devproto.Request{Op: devproto.OpEncrypt, Task: msg, Peer: to.Name(), PeerDev: uint16(to.DeviceID()), PT: pt,
+			Bundle: bundle, Retry: retry > 0})
 		if errors.Is(err, ErrDied) {
 			continue // the send runs again
 		} else if err != nil {
 			return err
 		}
-		if resp.NeedBundle {
+		e := outcome(resp, msg)
+		if e.NeedBundle {
 			b, err := c.srv.FetchBundle(to)
 			if err != nil {
 				return err
 			}
-			bundle = FromBundle(b)
+			bundle = devproto.FromBundle(b)
 			continue
 		}
-		if !resp.OK {
-			c.log("%s: send failed: %s", msg, resp.Err)
+		if !e.OK {
+			c.log("%s: send failed: %s", msg, e.Err)
 			return nil
 		}
 		id, n := c.srv.NextCopy(msg)
-		d := &fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: c.dev.Address(), To: to, Kind: resp.Kind, CT: resp.CT}
+		d := &fakeserver.Delivery{ID: id, Msg: msg, Copy: n, Retry: retry, From: c.dev.Address(), To: to, Kind: e.Kind, CT: e.CT}
 		pl, err := c.alice.Read(c.ctx, d)
 		a := harness.Attempt{Delivery: id, OK: err == nil}
 		if err == nil {
@@ -571,8 +590,64 @@ func (c *conv) reply(w *worker, msg string) error {
 			if err != nil {
 				return err
 			}
-			bundle, with = FromBundle(b), " with keys"
+			bundle, with = devproto.FromBundle(b), " with keys"
 		}
 		c.log("%s: retry receipt %d from %s%s", id, retry, c.alice.Name, with)
 	}
+}
+
+// provision asks p for fresh credentials and one-time prekeys: their
+// public halves, which the parent uploads to its server.
+func provision(ctx context.Context, p Proc) (endpoint.Creds, []*keys.PreKey, error) {
+	rep, err := p.Do(ctx, devproto.Request{Op: devproto.OpProvision, PreKeys: provisionPreKeys})
+	if err == nil && !rep.OK {
+		err = errors.New(rep.Err)
+	}
+	if err != nil {
+		return endpoint.Creds{}, nil, fmt.Errorf("device provision: %w", err)
+	}
+	var pks []*keys.PreKey
+	for _, k := range rep.PreKeys {
+		pks = append(pks, k.Key())
+	}
+	return wireCreds(rep.Creds), pks, nil
+}
+
+// load has p load its credentials from the database (a restart).
+func load(ctx context.Context, p Proc) (endpoint.Creds, error) {
+	rep, err := p.Do(ctx, devproto.Request{Op: devproto.OpLoad})
+	if err == nil && !rep.OK {
+		err = errors.New(rep.Err)
+	}
+	if err != nil {
+		return endpoint.Creds{}, err
+	}
+	return wireCreds(rep.Creds), nil
+}
+
+// wireCreds are the parent's copy of the device's credentials: the public
+// halves the wire carries (devproto.ParseReply checked their lengths), all
+// the parent uses (bundles, Creds.Same).
+func wireCreds(c *devproto.Creds) endpoint.Creds {
+	id, spk, sig := [32]byte(c.Identity), [32]byte(c.SPK), [64]byte(c.Sig)
+	return endpoint.Creds{
+		Identity:       &keys.KeyPair{Pub: &id},
+		SignedPreKey:   &keys.PreKey{KeyPair: keys.KeyPair{Pub: &spk}, KeyID: c.SPKID, Signature: &sig},
+		RegistrationID: c.Reg,
+	}
+}
+
+// outcome is the end of task in a decrypt's or an encrypt's reply, with
+// the reply's err when the request failed (the device refused it, or a
+// retry receipt's keys could not be drawn).
+func outcome(rep devproto.Reply, task string) devproto.Event {
+	for _, e := range rep.Events {
+		if e.Task == task && e.Done {
+			if !rep.OK {
+				e.OK, e.Err = false, rep.Err
+			}
+			return e
+		}
+	}
+	return devproto.Event{Task: task, Done: true, Class: string(endpoint.Other), Err: rep.Err}
 }

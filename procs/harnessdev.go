@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
 	"go.mau.fi/whatsmeow/util/keys"
 
+	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/harness"
@@ -271,7 +271,7 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 			st.Close()
 			return nil, fmt.Errorf("store %s cannot be located by another process", v.Name)
 		}
-		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind}.Launch
+		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind, Timeout: d.Timeout}.Launch
 	}
 	if err := r.init(); err != nil {
 		r.close()
@@ -292,19 +292,9 @@ func (r *hrun) init() error {
 		return err
 	}
 	r.procs, r.writes = []Proc{p}, []int{0}
-	resp, err := r.ask(p, Request{Op: OpInit})
-	if err == nil && !resp.OK {
-		err = errors.New(resp.Err)
-	}
-	if err != nil {
-		return fmt.Errorf("device init: %w", err)
-	}
-	if r.creds, err = endpoint.DecodeCreds(resp.Creds); err != nil {
-		return fmt.Errorf("device init: %w", err)
-	}
-	pks, err := preKeys(resp.PreKeys)
-	if err != nil {
-		return fmt.Errorf("device init: %w", err)
+	var pks []*keys.PreKey
+	if r.creds, pks, err = provision(r.ctx, p); err != nil {
+		return err
 	}
 	r.me = &endpoint.Endpoint{JID: DeviceJID, Creds: r.creds}
 	r.Server().Upload(r.me.Address(), r.me.Bundle, pks)
@@ -316,12 +306,8 @@ func (r *hrun) init() error {
 			return fmt.Errorf("instance %d: %w", i, err)
 		}
 		r.procs, r.writes = append(r.procs, p), append(r.writes, 0)
-		h, err := r.ask(p, Request{Op: OpHello})
-		if err == nil && !h.OK {
-			err = errors.New(h.Err)
-		}
-		if err != nil {
-			return fmt.Errorf("instance %d: hello: %w", i, err)
+		if _, err := load(r.ctx, p); err != nil {
+			return fmt.Errorf("instance %d: load: %w", i, err)
 		}
 	}
 	return nil
@@ -340,37 +326,17 @@ func (r *hrun) log(format string, a ...any) { r.Logf(format, a...) }
 
 // do sends one request to the running process. The process never dies
 // under a request here (a crash lands between requests), so any failure
-// to answer is an error of the run.
-func (r *hrun) do(inst int, req Request) (Response, error) {
+// to answer is an error of the run; a child silent past the timeout is
+// killed (devproto.Conn).
+func (r *hrun) do(inst int, req devproto.Request) (devproto.Reply, error) {
 	req.Rules = true
-	resp, err := r.ask(r.procs[inst], req)
+	resp, err := r.procs[inst].Do(r.ctx, req)
 	if err != nil {
-		return Response{}, fmt.Errorf("%s request to instance %d: %w", req.Op, inst, err)
+		return devproto.Reply{}, fmt.Errorf("%s request to instance %d: %w", req.Op, inst, err)
 	}
 	r.writes[inst] = resp.Writes
 	r.requests++
 	return resp, nil
-}
-
-// ask sends one request to p, killing a child that does not answer
-// within the timeout.
-func (r *hrun) ask(p Proc, req Request) (Response, error) {
-	k, ok := p.(interface{ Kill() })
-	if r.dev.Local || !ok {
-		return p.Do(r.ctx, req)
-	}
-	timeout := r.dev.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	var late atomic.Bool
-	t := time.AfterFunc(timeout, func() { late.Store(true); k.Kill() })
-	resp, err := p.Do(r.ctx, req)
-	t.Stop()
-	if late.Load() {
-		return Response{}, fmt.Errorf("device process: no answer to %s within %v (killed)", req.Op, timeout)
-	}
-	return resp, err
 }
 
 // View.
@@ -445,25 +411,22 @@ func (r *hrun) apply(op harness.Op) error {
 // child counted it and drew its keys) goes to the contact, who answers it.
 func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	r.Took(d)
-	resp, err := r.do(inst, Request{Op: OpRecv, Peer: d.From.Name(), PeerID: d.From.DeviceID(), Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry,
-		Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
+	resp, err := r.do(inst, devproto.Request{Op: devproto.OpDecrypt, Task: d.ID, Peer: d.From.Name(), PeerDev: uint16(d.From.DeviceID()),
+		Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry, Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
 	if err != nil {
 		return err
 	}
 	if resp.Note != "" {
 		r.log("%s: %s", d.ID, resp.Note)
 	}
-	r.Decrypted(d, resp.OK, resp.PT, endpoint.Class(resp.Class), resp.Err)
+	e := outcome(resp, d.ID)
+	r.Decrypted(d, e.OK, e.PT, endpoint.Class(e.Class), e.Err)
 	if resp.Receipt == 0 {
 		return nil
 	}
 	var b *prekey.Bundle
-	if len(resp.PreKeys) > 0 {
-		pk, err := resp.PreKeys[0].Key()
-		if err != nil {
-			return err
-		}
-		b = r.me.Bundle(pk)
+	if resp.PreKey != nil {
+		b = r.me.Bundle(resp.PreKey.Key())
 	}
 	return r.Answer(r.ctx, d.From, d.Msg, resp.Receipt, b)
 }
@@ -472,26 +435,28 @@ func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 // session, or from p's bundle, fetched from the server, when it has none.
 func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) error {
 	to := p.Address()
-	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Msg: msg}
+	req := devproto.Request{Op: devproto.OpEncrypt, Task: id, Peer: to.Name(), PeerDev: uint16(to.DeviceID()),
+		PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Msg: msg}
 	for {
 		resp, err := r.do(inst, req)
 		if err != nil {
 			return err
 		}
-		if resp.NeedBundle && req.Bundle == nil {
+		e := outcome(resp, id)
+		if e.NeedBundle && req.Bundle == nil {
 			b, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
 				return nil
 			}
-			req.Bundle = FromBundle(b)
+			req.Bundle = devproto.FromBundle(b)
 			continue
 		}
-		if !resp.OK {
-			r.log("%s: send failed: %s", id, resp.Err)
+		if !e.OK {
+			r.log("%s: send failed: %s", id, e.Err)
 			return nil
 		}
-		r.ToPeer(p, msg, id, 0, resp.Kind, resp.CT)
+		r.ToPeer(p, msg, id, 0, e.Kind, e.CT)
 		return nil
 	}
 }
@@ -518,34 +483,35 @@ func (r *hrun) read(d *fakeserver.Delivery) error {
 // Instance 0 handles receipts, as in the model.
 func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int, b *prekey.Bundle) error {
 	to := p.Address()
-	req := Request{Op: OpSend, Peer: to.Name(), PeerID: to.DeviceID(), PT: fakeserver.Payload{ID: msg, Body: body}.Encode(),
-		Retry: true, Msg: msg, Count: retry}
+	req := devproto.Request{Op: devproto.OpEncrypt, Task: id, Peer: to.Name(), PeerDev: uint16(to.DeviceID()),
+		PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Retry: true, Msg: msg, Count: retry}
 	if b != nil {
-		req.Bundle = FromBundle(b)
+		req.Bundle = devproto.FromBundle(b)
 	}
 	for {
 		resp, err := r.do(0, req)
 		if err != nil {
 			return err
 		}
+		e := outcome(resp, id)
 		switch {
 		case resp.Dropped:
 			r.log("%s: retry receipt %d dropped", id, retry)
 			return nil
-		case resp.NeedBundle && !req.Fetched:
+		case e.NeedBundle && !req.Fetched:
 			fb, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
 				return nil
 			}
 			r.log("%s: recreating the session (%s)", id, resp.Reason)
-			req.Bundle, req.Fetched = FromBundle(fb), true
+			req.Bundle, req.Fetched = devproto.FromBundle(fb), true
 			continue
-		case !resp.OK:
-			r.log("%s: send failed: %s", id, resp.Err)
+		case !e.OK:
+			r.log("%s: send failed: %s", id, e.Err)
 			return nil
 		}
-		r.ToPeer(p, msg, id, retry, resp.Kind, resp.CT)
+		r.ToPeer(p, msg, id, retry, e.Kind, e.CT)
 		return nil
 	}
 }
@@ -674,7 +640,7 @@ func (r *hrun) restart() error {
 	}
 	r.inc++
 	n := len(r.procs)
-	var h Response
+	var h devproto.Reply
 	for i := range n {
 		// Each process draws from its own stream: instance i of start k.
 		p, err := r.launch(r.ctx, r.inc*n+i, 0)
@@ -682,7 +648,7 @@ func (r *hrun) restart() error {
 			return fmt.Errorf("restart: instance %d: %w", i, err)
 		}
 		r.procs[i], r.writes[i] = p, 0
-		if h, err = r.ask(p, Request{Op: OpHello}); err != nil {
+		if h, err = p.Do(r.ctx, devproto.Request{Op: devproto.OpLoad}); err != nil {
 			return fmt.Errorf("restart: instance %d: %w", i, err)
 		}
 		if !h.OK {
@@ -695,9 +661,9 @@ func (r *hrun) restart() error {
 		}
 	}
 	r.down, r.requests = false, 0
-	if creds, err := endpoint.DecodeCreds(h.Creds); err != nil || !creds.Same(r.creds) {
+	if !wireCreds(h.Creds).Same(r.creds) {
 		r.regenerated = true
-		r.log("restart: CREDENTIALS REGENERATED (%v): identity and registration id changed", err)
+		r.log("restart: CREDENTIALS REGENERATED (%v): identity and registration id changed", nil)
 	} else {
 		r.log("restart: credentials intact")
 		if err := r.checkPreKeys(); err != nil {
@@ -716,10 +682,11 @@ func (r *hrun) restart() error {
 	return nil
 }
 
-// checkPreKeys asks the child for every uploaded, unclaimed prekey.
+// checkPreKeys asks the child for every uploaded, unclaimed prekey (a
+// state request with their ids).
 func (r *hrun) checkPreKeys() error {
 	want := r.Server().Unclaimed(r.me.Address())
-	req := Request{Op: OpPreKeys}
+	req := devproto.Request{Op: devproto.OpState}
 	for _, pk := range want {
 		req.IDs = append(req.IDs, pk.KeyID)
 	}
@@ -732,11 +699,11 @@ func (r *hrun) checkPreKeys() error {
 	}
 	have := map[uint32][]byte{}
 	for _, pk := range resp.PreKeys {
-		have[pk.ID] = pk.Priv
+		have[pk.ID] = pk.Pub
 	}
 	lost := 0
 	for _, pk := range want {
-		if got, ok := have[pk.KeyID]; !ok || string(got) != string(pk.Priv[:]) {
+		if got, ok := have[pk.KeyID]; !ok || string(got) != string(pk.Pub[:]) {
 			lost++
 		}
 	}
@@ -768,19 +735,6 @@ func (r *hrun) result() *harness.Result {
 	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.crashPoints...)
 	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
 	return res
-}
-
-// preKeys rebuilds the prekeys of a response.
-func preKeys(in []PreKey) ([]*keys.PreKey, error) {
-	var out []*keys.PreKey
-	for _, k := range in {
-		pk, err := k.Key()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, pk)
-	}
-	return out, nil
 }
 
 var (

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/badmac/badmac/devproto"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
@@ -195,9 +196,9 @@ type flushInit struct {
 	st stores.Storage
 }
 
-func (f flushInit) Do(ctx context.Context, req procs.Request) (procs.Response, error) {
+func (f flushInit) Do(ctx context.Context, req devproto.Request) (devproto.Reply, error) {
 	resp, err := f.Proc.Do(ctx, req)
-	if fl, ok := f.st.(stores.Flusher); ok && err == nil && req.Op == procs.OpInit {
+	if fl, ok := f.st.(stores.Flusher); ok && err == nil && req.Op == devproto.OpProvision {
 		err = fl.Flush(ctx)
 	}
 	return resp, err

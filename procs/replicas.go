@@ -6,8 +6,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"sync"
-
-	"github.com/badmac/badmac/endpoint"
 )
 
 // ConverseReplicas runs the conversation against replicas device processes
@@ -43,16 +41,13 @@ func ConverseReplicas(ctx context.Context, cfg Config, replicas int, launch Laun
 			return nil, fmt.Errorf("replica %d: %w", i, err)
 		}
 		ws = append(ws, w)
-		h, err := w.proc.Do(ctx, Request{Op: OpHello})
-		if err == nil && !h.OK {
-			err = errors.New(h.Err)
-		}
+		creds, err := load(ctx, w.proc)
 		if err != nil {
-			return nil, fmt.Errorf("replica %d: hello: %w", i, err)
+			return nil, fmt.Errorf("replica %d: load: %w", i, err)
 		}
-		if creds, err := endpoint.DecodeCreds(h.Creds); err != nil || !creds.Same(c.creds) {
+		if !creds.Same(c.creds) {
 			c.res.RegeneratedCreds = true
-			c.log("replica %d: CREDENTIALS DIFFER (%v)", i, err)
+			c.log("replica %d: CREDENTIALS DIFFER (%v)", i, nil)
 		}
 	}
 	c.mu.Lock()

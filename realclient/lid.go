@@ -3,59 +3,26 @@ package realclient
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"sync"
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	waLog "go.mau.fi/whatsmeow/util/log"
 
-	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
 	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 )
 
-// applyLID runs the LID addressing ops (harness/lidops.go, docs/lid.md
-// §5.2) on the server; the client's answers are whatsmeow's own
+// applyLID runs the LID addressing ops (docs/lid.md §5.2) on the server
+// (webledger.ApplyLID); the client's answers are whatsmeow's own
 // (message.go decryptMessages, send.go encryptMessageForDevices, retry.go
-// handleRetryReceipt); any other op is an error (apply runs the others).
-// An op naming no contact of the schedule does nothing.
+// handleRetryReceipt) and the run settles after the server handed it a
+// notification or the migration; any other op is an error (apply runs
+// the others).
 func (r *run) applyLID(ctx context.Context, op harness.Op) error {
-	switch o := op.(type) {
-	case harness.PhaseOp:
-		ph, err := waweb.ParsePhase(o.Phase)
-		if err != nil || !r.hasUser(o.User) {
-			return nil
-		}
-		r.cv.SetPhase(o.User, ph)
-	case harness.ViaOp:
-		if p, ok := r.cv.Peer(o.Peer); ok {
-			r.cv.SetVia(p, o.Form)
-		}
-	case harness.MappingOp:
-		if !r.hasUser(o.User) || r.down {
-			return nil // a notification is not kept for an offline device
-		}
-		for _, name := range r.peers {
-			if p, ok := r.cv.Peer(name); ok && p.JID.User == o.User {
-				r.cv.Mapping(p)
-				return r.after(ctx)
-			}
-		}
-	case harness.MigrateOp:
-		sent, err := r.cv.Migrate(ctx)
-		if err != nil || !sent {
-			return err // kept for the next login, as the offline queue keeps it
-		}
-		return r.after(ctx)
-	case harness.ForgetOp:
-		if p, ok := r.cv.Peer(o.Peer); ok {
-			return r.cv.Forget(ctx, p)
-		}
-	default:
-		return fmt.Errorf("device %s does not implement op %s", r.d.Name(), op.Verb())
-	}
-	return nil
+	return webledger.ApplyLID(ctx, webledger.LIDServer{Conv: r.cv, Peers: r.peers, Down: r.down,
+		Handle: func() error { return r.after(ctx) }}, r.d.Name(), op)
 }
 
 // contactOp runs a reinstall or rekey of contact device peer (fn), then
@@ -71,23 +38,11 @@ func (r *run) contactOp(ctx context.Context, peer string, fn func(context.Contex
 	return r.after(ctx)
 }
 
-func (r *run) hasUser(user string) bool {
-	for _, name := range r.peers {
-		if p, ok := r.cv.Peer(name); ok && p.JID.User == user {
-			return true
-		}
-	}
-	return false
-}
-
 // noteReport names the public LID report m's failure matches, if any
 // (waweb.Conversation.Report).
 func noteReport(cv *waweb.Conversation, m *harness.Message) {
-	var classes []endpoint.Class
-	for _, a := range m.Failures() {
-		classes = append(classes, a.Class)
-	}
-	if len(classes) == 0 && m.Outcome() != harness.Lost {
+	classes, ok := webledger.FailureClasses(m)
+	if !ok {
 		return
 	}
 	m.Note = cv.Report(m.ID, m.Outcome() == harness.Lost, classes)

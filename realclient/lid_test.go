@@ -2,7 +2,6 @@ package realclient
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,19 +10,6 @@ import (
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
 )
-
-// verdictLine is "id outcome [classes]" for every message, in order.
-func verdictLine(res *harness.Result) string {
-	var parts []string
-	for _, m := range res.Messages {
-		var cls []string
-		for _, a := range m.Failures() {
-			cls = append(cls, string(a.Class))
-		}
-		parts = append(parts, fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " ")))
-	}
-	return strings.Join(parts, "; ")
-}
 
 func noteOf(res *harness.Result, id string) string {
 	for _, m := range res.Messages {
@@ -110,7 +96,7 @@ func TestLIDReportSchedules(t *testing.T) {
 					t.Fatal(err)
 				}
 				lidRun = res
-				if got := verdictLine(res); got != c.want {
+				if got := res.Verdicts(); got != c.want {
 					t.Fatalf("store %s: got %s\nwant %s", store, got, c.want)
 				}
 				for id, report := range c.notes {
@@ -139,8 +125,8 @@ func TestLIDReportSchedules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.control != "" && verdictLine(ctl) != c.control {
-				t.Errorf("without the LID ops: got %s\nwant %s", verdictLine(ctl), c.control)
+			if c.control != "" && ctl.Verdicts() != c.control {
+				t.Errorf("without the LID ops: got %s\nwant %s", ctl.Verdicts(), c.control)
 			}
 			for _, m := range lidRun.Messages {
 				if m.Outcome() == harness.Delivered {
@@ -153,7 +139,7 @@ func TestLIDReportSchedules(t *testing.T) {
 					}
 				}
 				if c == nil || !harness.Worse(m, c) {
-					t.Errorf("without the LID ops %s ends no better (%s): the schedule's failure is not the LID's", m.ID, verdictLine(ctl))
+					t.Errorf("without the LID ops %s ends no better (%s): the schedule's failure is not the LID's", m.ID, ctl.Verdicts())
 				}
 			}
 		})

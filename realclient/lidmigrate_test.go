@@ -56,7 +56,7 @@ func TestLIDMigrationSwitch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := verdictLine(res); got != want {
+		if got := res.Verdicts(); got != want {
 			t.Errorf("store %s: got %s\nwant %s", store, got, want)
 		}
 		if miss := inOrder(res.HistoryText(), steps); miss != "" {

@@ -2,7 +2,6 @@ package reports
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"regexp"
 	"strings"
@@ -120,14 +119,7 @@ func TestOutputsAgree(t *testing.T) {
 	}
 	verdicts["html"] = regexp.MustCompile(`<p class="verdict [a-z]+">([^<]*)</p>`).FindStringSubmatch(ht.String())[1]
 
-	var ju strings.Builder
-	if err := WriteJUnit(&ju, rep); err != nil {
-		t.Fatal(err)
-	}
-	var suites junitSuites
-	if err := xml.Unmarshal([]byte(ju.String()), &suites); err != nil {
-		t.Fatal(err)
-	}
+	_, suites := junitOf(t, rep)
 	stats := regexp.MustCompile(`(\d+)/(\d+) schedules failed; (\d+)/(\d+) messages pair-blamed \(([^)]*)\); store-blamed (\S+); crash-lost (\d+);`)
 	for _, s := range suites.Suites {
 		for _, c := range s.Cases {

@@ -29,9 +29,10 @@ func sampleReport(failing int) *Report {
 
 // JUnit: one case per row, in a must-pass suite and a not-gated suite;
 // failures only where the gate judged a row that failed, with the replay
-// command; a not-gated row with failures is a measurement, not a failure.
-func TestJUnitCounts(t *testing.T) {
-	rep := sampleReport(3)
+
+// junitOf writes rep as JUnit and parses it back.
+func junitOf(t *testing.T, rep *Report) (string, junitSuites) {
+	t.Helper()
 	var b strings.Builder
 	if err := WriteJUnit(&b, rep); err != nil {
 		t.Fatal(err)
@@ -40,6 +41,13 @@ func TestJUnitCounts(t *testing.T) {
 	if err := xml.Unmarshal([]byte(b.String()), &got); err != nil {
 		t.Fatalf("junit does not parse: %v\n%s", err, b.String())
 	}
+	return b.String(), got
+}
+
+// command; a not-gated row with failures is a measurement, not a failure.
+func TestJUnitCounts(t *testing.T) {
+	rep := sampleReport(3)
+	_, got := junitOf(t, rep)
 	if got.Tests != 5 || got.Failures != 1 || len(got.Suites) != 2 {
 		t.Fatalf("tests=%d failures=%d suites=%d, want 5, 1, 2", got.Tests, got.Failures, len(got.Suites))
 	}
@@ -66,20 +74,13 @@ func TestJUnitNoVerdictFails(t *testing.T) {
 	for _, msgs := range []int{0, 40} {
 		rep := sampleReport(0)
 		rep.Rows[0].MustPass, rep.Rows[0].Messages, rep.Rows[0].Delivered = true, msgs, msgs
-		var b strings.Builder
-		if err := WriteJUnit(&b, rep); err != nil {
-			t.Fatal(err)
-		}
-		var got junitSuites
-		if err := xml.Unmarshal([]byte(b.String()), &got); err != nil {
-			t.Fatal(err)
-		}
+		out, got := junitOf(t, rep)
 		want := 0
 		if msgs == 0 {
 			want = 1
 		}
-		if got.Failures != want || (want == 1 && !strings.Contains(b.String(), "NO VERDICT")) {
-			t.Errorf("%d messages, verdict %s: %d failures, want %d\n%s", msgs, rep.Verdict(), got.Failures, want, b.String())
+		if got.Failures != want || (want == 1 && !strings.Contains(out, "NO VERDICT")) {
+			t.Errorf("%d messages, verdict %s: %d failures, want %d\n%s", msgs, rep.Verdict(), got.Failures, want, out)
 		}
 	}
 }
@@ -123,7 +124,8 @@ func TestTimelineLanes(t *testing.T) {
 		"m1: ok", "r2: BadMAC (no valid sessions)", `crash "": killed [m3], 2 pending writes hit`, "restart: credentials intact",
 		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2", "reply alice.0 r3 @1", "drain: deliver m4",
 		"dup m1: queued m1.2", "r3: send failed: store: boom", "alice.0: gives up on m2 after 5 retries",
-		"m5: retry receipt: store: boom"}
+		"m5: retry receipt without keys: store: boom", "stop: clean shutdown", "rekey alice.0: new session from a fresh bundle, same identity",
+		"m6: no retry receipt (count 5)"}
 	want := []struct {
 		lane   Lane
 		task   string
@@ -131,7 +133,8 @@ func TestTimelineLanes(t *testing.T) {
 	}{{LanePeer, "", false}, {LaneDevice, "m1", false}, {LaneStore, "m1", false}, {LaneStore, "m1@1", false},
 		{LaneAttempt, "m1", false}, {LaneAttempt, "r2", true}, {LaneCrash, "", false}, {LaneCrash, "", false},
 		{LanePeer, "alice.0", false}, {LanePeer, "", false}, {LaneDevice, "r3", false}, {LaneDevice, "m4", false},
-		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}}
+		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}, {LaneCrash, "", false}, {LaneCrash, "", false},
+		{LaneDevice, "m6", false}}
 	for i, e := range Timeline(h) {
 		if e.Lane != want[i].lane || e.Task != want[i].task || e.Failed != want[i].failed {
 			t.Errorf("%q: got %+v, want %+v", h[i], e, want[i])

@@ -2,6 +2,8 @@ package reports
 
 import (
 	"strings"
+
+	"github.com/badmac/badmac/harness"
 )
 
 // Lane is the column of a timeline an event belongs to.
@@ -28,72 +30,67 @@ type Event struct {
 	Failed bool `json:"failed,omitempty"`
 }
 
-// storeCalls are the first words of the store calls the probe traces.
-var storeCalls = map[string]bool{}
-
-func init() {
-	for _, c := range []string{"PutIdentity", "DeleteAllIdentities", "DeleteIdentity", "IsTrustedIdentity",
-		"GetSession", "HasSession", "GetManySessions", "PutSession", "PutManySessions", "DeleteAllSessions",
-		"DeleteSession", "MigratePNToLID", "GetOrGenPreKeys", "GenOnePreKey", "GetPreKey", "RemovePreKey",
-		"MarkPreKeysAsUploaded", "UploadedPreKeyCount", "PutSenderKey", "GetSenderKey"} {
-		storeCalls[c] = true
-	}
-}
-
-// Timeline places the lines of a harness history (Result.History) in lanes.
-// It reads the harness's history format: "TASK Call args" for store calls,
-// "ID: ok" or "ID: Class (error)" for attempts, op lines for the driver.
+// Timeline places the lines of a harness history (Result.History) in lanes,
+// each by the reader harness keeps beside its writer (harness/history.go):
+// store calls, attempts, op lines (through harness.ParseOp), device
+// tasks' and contacts' notes. A line none of them reads goes where its
+// shape suggests ("NAME: …" to the peer lane, else the server lane),
+// unknown: TestTimelineKnowsEveryLine fails on one in any scenario's run.
 func Timeline(history []string) []Event {
 	out := make([]Event, 0, len(history))
 	for _, l := range history {
-		out = append(out, classify(l))
+		e, _ := classify(l)
+		out = append(out, e)
 	}
 	return out
 }
 
-func classify(l string) Event {
-	f := strings.Fields(l)
-	if len(f) == 0 {
-		return Event{Lane: LaneServer, Text: l}
+// classify places line l; known is false when no reader of harness's
+// formats read it.
+func classify(l string) (e Event, known bool) {
+	if task, call, ok := harness.ParseStoreCallLine(l); ok {
+		return Event{Lane: LaneStore, Task: task, Text: call}, true
 	}
-	head := strings.TrimSuffix(f[0], ":")
-	switch {
-	case len(f) >= 2 && storeCalls[f[1]]:
-		return Event{Lane: LaneStore, Task: f[0], Text: strings.Join(f[1:], " ")}
-	case f[0] == "crash" || f[0] == "restart" || f[0] == "restart:" || f[0] == "snapshot" || f[0] == "snapshot:" ||
-		f[0] == "rollback" || f[0] == "rollback:" || f[0] == "reinstall":
-		return Event{Lane: LaneCrash, Text: l}
-	case f[0] == "send" || f[0] == "group" || f[0] == "read" || f[0] == "drain:" && len(f) > 1 && f[1] == "read":
-		return Event{Lane: LanePeer, Text: l}
-	case (f[0] == "deliver" || f[0] == "reply") && len(f) > 1:
-		task := f[1]
-		if f[0] == "reply" && len(f) > 2 {
-			task = f[2]
-		}
-		return Event{Lane: LaneDevice, Task: task, Text: l}
-	case f[0] == "drain:" && len(f) > 2 && f[1] == "deliver":
-		return Event{Lane: LaneDevice, Task: f[2], Text: l}
-	case f[0] == "dup" || f[0] == "drain:":
-		return Event{Lane: LaneServer, Text: l}
-	case len(f) >= 2 && strings.HasSuffix(f[0], ":") && f[1] == "ok":
-		return Event{Lane: LaneAttempt, Task: head, Text: strings.Join(f[1:], " ")}
-	case len(f) >= 2 && strings.HasSuffix(f[0], ":") && isClass(f[1]):
-		return Event{Lane: LaneAttempt, Task: head, Text: strings.Join(f[1:], " "), Failed: true}
-	case len(f) >= 3 && strings.HasSuffix(f[0], ":") && f[1] == "send" && f[2] == "failed:":
-		return Event{Lane: LaneDevice, Task: head, Text: strings.Join(f[1:], " "), Failed: true}
-	case len(f) >= 3 && strings.HasSuffix(f[0], ":") && f[1] == "retry" && f[2] == "receipt:":
-		return Event{Lane: LaneDevice, Task: head, Text: strings.Join(f[1:], " ")}
-	case strings.HasSuffix(f[0], ":"):
-		// A peer answering a retry receipt, giving up, or sending its own.
-		return Event{Lane: LanePeer, Task: head, Text: strings.Join(f[1:], " ")}
+	if a, ok := harness.ParseAttemptLine(l); ok {
+		_, text, _ := strings.Cut(l, ": ")
+		return Event{Lane: LaneAttempt, Task: a.Delivery, Text: text, Failed: !a.OK}, true
 	}
-	return Event{Lane: LaneServer, Text: l}
+	if op, _, _, ok := harness.ParseOpLine(l); ok {
+		lane, task := opLane(op)
+		return Event{Lane: lane, Task: task, Text: l}, true
+	}
+	switch kind, name, note, failed := harness.ParseNoteLine(l); kind {
+	case harness.TaskLine:
+		return Event{Lane: LaneDevice, Task: name, Text: note, Failed: failed}, true
+	case harness.ContactLine:
+		return Event{Lane: LanePeer, Task: name, Text: note}, true
+	}
+	if name, text, ok := strings.Cut(l, ": "); ok && name != "" && !strings.Contains(name, " ") {
+		return Event{Lane: LanePeer, Task: name, Text: text}, false
+	}
+	return Event{Lane: LaneServer, Text: l}, false
 }
 
-func isClass(s string) bool {
-	switch s {
-	case "BadMAC", "OldCounter", "NoSession", "InvalidPreKey", "UntrustedIdentity", "NoSenderKey", "StoreError", "Other":
-		return true
+// opLane is the lane of an op line and the device task it starts or
+// steps: a contact's send and read in the peer lane; a delivery, a reply
+// or a step of a task in the device lane; the server's copy (dup) and its
+// LID state in the server lane; whatever resets a state (crash, stop,
+// restart, backup, rollback, a contact's reinstall or rekey) in the crash
+// lane.
+func opLane(op harness.Op) (Lane, string) {
+	switch o := op.(type) {
+	case harness.SendOp, harness.GroupOp, harness.ReadOp:
+		return LanePeer, ""
+	case harness.DeliverOp:
+		return LaneDevice, o.ID
+	case harness.ReplyOp:
+		return LaneDevice, o.Msg
+	case harness.StepOp, harness.RunOp:
+		task, _ := harness.TaskOf(o)
+		return LaneDevice, task
+	case harness.CrashOp, harness.StopOp, harness.RestartOp, harness.SnapshotOp, harness.RollbackOp,
+		harness.ReinstallOp, harness.RekeyOp:
+		return LaneCrash, ""
 	}
-	return false
+	return LaneServer, "" // dup, wait, the LID ops
 }

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -30,25 +29,8 @@ func TestUserModule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests a separate module (about a minute)")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	_, self, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(self))
-	mod := t.TempDir()
-	for _, f := range []string{"userstores.go", "sqlstores.go", "userstores_test.go"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "usermodule", f))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(mod, f), b, 0o644))
-	}
-	sum, err := os.ReadFile(filepath.Join(root, "go.sum")) // offline: every checksum badmac's build needs
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.sum"), sum, 0o644))
-	gomod := "module example.com/userstores\n\ngo 1.26\n\nrequire github.com/badmac/badmac v0.0.0\n\nreplace github.com/badmac/badmac => " + root + "\n"
-	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"), []byte(gomod), 0o644))
 	testenv.Postgres() // for the module's TestPostgres: $BADMAC_POSTGRES_DSN, or a cluster of this binary's (subtest postgres reports what is missing)
-	env := append(os.Environ(), "GOFLAGS=-mod=mod")
+	mod, goBin, env := testenv.UserModule(t, filepath.Join("testdata", "usermodule"), "example.com/userstores")
 	for _, k := range []string{"BADMAC_REPLAY", "BADMAC_HTML", "BADMAC_SHRINK_BUDGET"} {
 		env = append(env, k+"=")
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/devproto"
+	"github.com/badmac/badmac/devproto/devprototest"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/scenarios"
@@ -77,54 +78,28 @@ func needAdapter(t *testing.T, err error) {
 }
 
 // One conformance test for every implementation of the protocol: the
-// requests every device must answer the same way, then a whole generated
-// schedule that must deliver everything on a variant that is correct one
-// task at a time, and replay to the same history.
+// suite beside devproto (devprototest: hello, ids, strict lines, the ops,
+// round trips with a libsignal peer, refusals, load after a kill for the
+// adapter's files), then a whole generated schedule that must deliver
+// everything on a variant that is correct one task at a time, and replay
+// to the same history.
 func TestConformance(t *testing.T) {
 	ctx := context.Background()
 	for _, im := range impls(t) {
 		t.Run(im.name, func(t *testing.T) {
+			st, err := starter(im.version, im.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := func(ctx context.Context, dir string, _ int) (*devproto.Conn, error) { return st(ctx, dir) }
+			// The adapter keeps its state in files (useMultiFileAuthState);
+			// the Go device in memory.
+			devprototest.TestDevice(t, nil, devprototest.Options{Start: start, Variant: im.serial, Durable: im.version != ""})
 			rn, err := NewRunner(ctx, im.version, im.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer rn.Close()
-			c := rn.conn
-			call := func(req devproto.Request) devproto.Reply {
-				t.Helper()
-				rep, err := c.Call(ctx, req)
-				if err != nil {
-					t.Fatalf("%s: %v", req.Op, err)
-				}
-				return rep
-			}
-			if rep := call(devproto.Request{Op: devproto.OpReset, Dir: t.TempDir(), Variant: "no-such-variant", Seed: "1"}); rep.OK {
-				t.Errorf("reset accepted an unknown variant")
-			}
-			if rep := call(devproto.Request{Op: devproto.OpState}); rep.OK {
-				t.Errorf("state answered before provisioning")
-			}
-			call(devproto.Request{Op: devproto.OpReset, Dir: t.TempDir(), Variant: im.serial, Seed: "7"})
-			prov := call(devproto.Request{Op: devproto.OpProvision, PreKeys: 5})
-			if !prov.OK || len(prov.PreKeys) != 5 {
-				t.Fatalf("provision: ok=%v err=%q, %d prekeys, want 5", prov.OK, prov.Err, len(prov.PreKeys))
-			}
-			if rep := call(devproto.Request{Op: devproto.OpStep, Gate: "g999"}); rep.OK || rep.Err == "" {
-				t.Errorf("step of a gate that is not parked: ok=%v err=%q", rep.OK, rep.Err)
-			}
-			st := call(devproto.Request{Op: devproto.OpState})
-			if !st.OK || string(st.Creds.Identity) != string(prov.Creds.Identity) || st.Creds.Reg != prov.Creds.Reg {
-				t.Errorf("state: credentials differ from provisioning")
-			}
-			if rs := call(devproto.Request{Op: devproto.OpRestart}); !rs.OK || string(rs.Creds.Identity) != string(prov.Creds.Identity) {
-				t.Errorf("restart: ok=%v err=%q, credentials changed", rs.OK, rs.Err)
-			}
-			pk := call(devproto.Request{Op: devproto.OpPreKey})
-			for _, p := range prov.PreKeys {
-				if !pk.OK || pk.PreKey.ID == p.ID {
-					t.Errorf("prekey: ok=%v, id reused or missing", pk.OK)
-				}
-			}
 			// One task at a time (every task stepped through its gates as
 			// it starts): the protocol itself, no interleaving to blame.
 			// The harness's own scenario drives it.

@@ -2,7 +2,6 @@ package baileys
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,19 +51,6 @@ func loadLIDSchedule(t *testing.T, name, store string) *harness.Schedule {
 	return loadFrom(t, filepath.Join("testdata", "lid", name), store)
 }
 
-// outcomes is "id outcome [classes]" for every message, in order.
-func outcomes(res *harness.Result) string {
-	var parts []string
-	for _, m := range res.Messages {
-		var cls []string
-		for _, a := range m.Failures() {
-			cls = append(cls, string(a.Class))
-		}
-		parts = append(parts, fmt.Sprintf("%s %s [%s]", m.ID, m.Outcome(), strings.Join(cls, " ")))
-	}
-	return strings.Join(parts, "; ")
-}
-
 // withoutLIDOps is s with its LID ops removed: the same conversation with
 // the contact known by its phone number only.
 func withoutLIDOps(s *harness.Schedule) *harness.Schedule {
@@ -106,15 +92,15 @@ func TestSocketLIDReports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := outcomes(res); got != c.want {
+			if got := res.Verdicts(); got != c.want {
 				t.Errorf("outcomes %q, want %q\n%s", got, c.want, strings.Join(res.History, "\n"))
 			}
 			base, err := d.Baseline(ctx, s)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res.Blamed) > 0 || len(res.StoreBlamed) > 0 || outcomes(base) != c.want {
-				t.Errorf("pair blamed %v, store blamed %v, protocol baseline %q; want the library's: none blamed, the baseline the same", res.Blamed, res.StoreBlamed, outcomes(base))
+			if len(res.Blamed) > 0 || len(res.StoreBlamed) > 0 || base.Verdicts() != c.want {
+				t.Errorf("pair blamed %v, store blamed %v, protocol baseline %q; want the library's: none blamed, the baseline the same", res.Blamed, res.StoreBlamed, base.Verdicts())
 			}
 			if again, err := d.Baseline(ctx, s); err != nil || again.HistoryText() != base.HistoryText() {
 				t.Errorf("a second baseline printed another history (%v)\n%s", err, testenv.FirstDiff(base.History, again.History))
@@ -146,7 +132,7 @@ func TestSocketLIDReports(t *testing.T) {
 				t.Fatal(err)
 			}
 			if pn.Failed() || pn.BaselineSummary != "" {
-				t.Errorf("without the LID ops: %s (baseline %q); want every message delivered", outcomes(pn), pn.BaselineSummary)
+				t.Errorf("without the LID ops: %s (baseline %q); want every message delivered", pn.Verdicts(), pn.BaselineSummary)
 			}
 		})
 	}
@@ -178,10 +164,10 @@ func TestSocketDroppedLIDMappingCaught(t *testing.T) {
 		}
 		buggy := strings.Contains(s.Store, "useNoLIDMappingAuthState")
 		if buggy && (!slices.Contains(res.StoreBlamed, "m3") || !strings.Contains(noteOf(res, "m3"), "PR #2372 cause 2")) {
-			t.Errorf("%s: m3 not store blamed (store blamed %v, note %q): %s\n%s", s.Store, res.StoreBlamed, noteOf(res, "m3"), outcomes(res), strings.Join(res.History, "\n"))
+			t.Errorf("%s: m3 not store blamed (store blamed %v, note %q): %s\n%s", s.Store, res.StoreBlamed, noteOf(res, "m3"), res.Verdicts(), strings.Join(res.History, "\n"))
 		}
 		if !buggy && (res.Failed() || len(res.StoreBlamed) > 0) {
-			t.Errorf("%s: %s (store blamed %v); want every message delivered", s.Store, outcomes(res), res.StoreBlamed)
+			t.Errorf("%s: %s (store blamed %v); want every message delivered", s.Store, res.Verdicts(), res.StoreBlamed)
 		}
 	}
 }
@@ -241,7 +227,7 @@ func TestSocketHalfWrittenCallNotJudged(t *testing.T) {
 	}
 	harness.Judge(res, harness.Baselines{Protocol: base, Reference: exact})
 	if len(res.StoreBlamed) == 0 {
-		t.Fatalf("the reference run followed exactly blames nothing (%s): the trace of docs/lid.md §6.6 no longer holds", outcomes(res))
+		t.Fatalf("the reference run followed exactly blames nothing (%s): the trace of docs/lid.md §6.6 no longer holds", res.Verdicts())
 	}
 	t.Logf("followed exactly, store blamed: %v", res.StoreBlamed)
 
@@ -253,8 +239,8 @@ func TestSocketHalfWrittenCallNotJudged(t *testing.T) {
 	if res2.StoreJudged || len(res2.StoreBlamed) > 0 {
 		t.Errorf("store judged %v, store blamed %v; want n/a", res2.StoreJudged, res2.StoreBlamed)
 	}
-	if outcomes(res2) != outcomes(res) {
-		t.Errorf("the replay ended otherwise:\n%s\nvs\n%s", outcomes(res2), outcomes(res))
+	if res2.Verdicts() != res.Verdicts() {
+		t.Errorf("the replay ended otherwise:\n%s\nvs\n%s", res2.Verdicts(), res.Verdicts())
 	}
 }
 

@@ -1,11 +1,8 @@
 package baileys
 
 import (
-	"fmt"
-
-	"github.com/badmac/badmac/endpoint"
-	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/harness/webledger"
 )
 
 // LID addressing on the socket device (issue 20, docs/lid.md §6.6): the
@@ -40,63 +37,19 @@ func socketLIDRefused(name string) string {
 // ownLIDUser is the account's LID user in a LID schedule.
 const ownLIDUser = "800042"
 
-// applyLID runs a LID op on the server; an op naming no contact of the
-// schedule does nothing, and a mapping notification is not kept while
-// the bot is down.
+// applyLID runs a LID op on the server (webledger.ApplyLID); the bot
+// syncs after a mapping notification the server sent.
 func (r *sockRun) applyLID(op harness.Op) error {
-	switch o := op.(type) {
-	case harness.PhaseOp:
-		ph, err := waweb.ParsePhase(o.Phase)
-		if err != nil {
-			return fmt.Errorf("op %q: %w", op, err)
-		}
-		if r.hasUser(o.User) {
-			r.cv.SetPhase(o.User, ph)
-		}
-	case harness.ViaOp:
-		if p, ok := r.cv.Peer(o.Peer); ok {
-			r.cv.SetVia(p, o.Form)
-		}
-	case harness.MappingOp:
-		if r.down {
-			return nil
-		}
-		for _, name := range r.peers {
-			if p, ok := r.cv.Peer(name); ok && p.JID.User == o.User {
-				if r.cv.Mapping(p) {
-					return r.sync()
-				}
-				return nil
-			}
-		}
-	case harness.ForgetOp:
-		if p, ok := r.cv.Peer(o.Peer); ok {
-			return r.cv.Forget(r.ctx, p)
-		}
-	default:
-		return fmt.Errorf("device %s does not implement op %s", r.d.name, op.Verb())
-	}
-	return nil
-}
-
-func (r *sockRun) hasUser(user string) bool {
-	for _, name := range r.peers {
-		if p, ok := r.cv.Peer(name); ok && p.JID.User == user {
-			return true
-		}
-	}
-	return false
+	return webledger.ApplyLID(r.ctx, webledger.LIDServer{Conv: r.cv, Peers: r.peers, Down: r.down, Handle: r.sync},
+		r.d.name, op)
 }
 
 // noteLIDReports names, on each failed message, the public Baileys report
 // its mechanism matches (waweb.Conversation.BaileysReport).
 func (r *sockRun) noteLIDReports(res *harness.Result) {
 	for _, m := range res.Messages {
-		var classes []endpoint.Class
-		for _, a := range m.Failures() {
-			classes = append(classes, a.Class)
-		}
-		if len(classes) == 0 && m.Outcome() != harness.Lost {
+		classes, ok := webledger.FailureClasses(m)
+		if !ok {
 			continue
 		}
 		m.Note = r.cv.BaileysReport(r.d.version, m.ID, m.Outcome() == harness.Lost, classes)

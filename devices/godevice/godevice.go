@@ -75,14 +75,16 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
-		var req devproto.Request
-		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
-			return fmt.Errorf("request is not JSON: %w", err)
+		// Strict (devproto.ParseRequest): a request with an unknown field
+		// is refused with a reply; one without an id cannot be answered.
+		req, err := devproto.ParseRequest(sc.Bytes())
+		if err != nil && req.ID <= 0 {
+			return fmt.Errorf("request: %w", err)
 		}
-		if req.V != 1 || req.Op == "" {
-			return errors.New(`bad request: want {"v":1,"id":N,"op":…}`)
+		var rep devproto.Reply
+		if err == nil {
+			rep, err = d.handle(req)
 		}
-		rep, err := d.handle(req)
 		rep.V, rep.ID = 1, req.ID
 		if rep.Events == nil {
 			rep.Events = []devproto.Event{}

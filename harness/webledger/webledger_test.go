@@ -45,44 +45,52 @@ func TestMessages(t *testing.T) {
 // got a copy is lost (whatsmeow #1027); both copies decrypted are two
 // deliveries, not one duplicate; a contact with one device keeps "r1".
 func TestMessagesPerDevice(t *testing.T) {
-	outcomes := func(l *waweb.Ledger) map[string]string {
-		o := map[string]string{}
-		for _, m := range Messages(l) {
-			o[m.ID+" "+m.Peer] = string(m.Outcome())
-		}
-		return o
+	type attempt struct {
+		dev string
+		ok  bool
 	}
 	devs := []string{"alice.0", "alice.1"}
-
-	l := waweb.NewLedger()
-	l.Expect("r1", waweb.Out, "alice.0", "reply r1")
-	l.ExpectCopies("r1", devs)
-	l.AttemptBy("r1", "alice.1", true, "reply r1", "", nil)
-	want := map[string]string{"r1/alice.0 alice.0": "lost", "r1/alice.1 alice.1": "delivered"}
-	if got := outcomes(l); !reflect.DeepEqual(got, want) {
-		t.Errorf("alice.0 never sent a copy: %v, want %v", got, want)
+	cases := []struct {
+		name      string
+		copies    []string
+		attempts  []attempt
+		want      map[string]string
+		attempts0 []string // the first message's attempts' deliveries, when checked
+	}{
+		{"alice.0 never sent a copy", devs, []attempt{{"alice.1", true}},
+			map[string]string{"r1/alice.0 alice.0": "lost", "r1/alice.1 alice.1": "delivered"}, nil},
+		{"both copies accepted, alice.0's after a Bad MAC", devs, []attempt{{"alice.1", true}, {"alice.0", false}, {"alice.0", true}},
+			map[string]string{"r1/alice.0 alice.0": "recovered", "r1/alice.1 alice.1": "delivered"}, []string{"r1/alice.0", "r1/alice.0.2"}},
+		{"one device", devs[:1], []attempt{{"alice.0", true}},
+			map[string]string{"r1 alice.0": "delivered"}, nil},
 	}
-
-	l = waweb.NewLedger()
-	l.Expect("r1", waweb.Out, "alice.0", "reply r1")
-	l.ExpectCopies("r1", devs)
-	l.AttemptBy("r1", "alice.1", true, "reply r1", "", nil)
-	l.AttemptBy("r1", "alice.0", false, "", endpoint.BadMAC, errors.New("bad mac"))
-	l.AttemptBy("r1", "alice.0", true, "reply r1", "", nil)
-	want = map[string]string{"r1/alice.0 alice.0": "recovered", "r1/alice.1 alice.1": "delivered"}
-	if got := outcomes(l); !reflect.DeepEqual(got, want) {
-		t.Errorf("both copies accepted, alice.0's after a Bad MAC: %v, want %v", got, want)
-	}
-	if a := Messages(l)[0].Attempts; len(a) != 2 || a[0].Delivery != "r1/alice.0" || a[1].Delivery != "r1/alice.0.2" {
-		t.Errorf("alice.0's attempts %+v, want r1/alice.0 and r1/alice.0.2", a)
-	}
-
-	l = waweb.NewLedger()
-	l.Expect("r1", waweb.Out, "alice.0", "reply r1")
-	l.ExpectCopies("r1", devs[:1])
-	l.AttemptBy("r1", "alice.0", true, "reply r1", "", nil)
-	want = map[string]string{"r1 alice.0": "delivered"}
-	if got := outcomes(l); !reflect.DeepEqual(got, want) {
-		t.Errorf("one device: %v, want %v", got, want)
+	for _, c := range cases {
+		l := waweb.NewLedger()
+		l.Expect("r1", waweb.Out, "alice.0", "reply r1")
+		l.ExpectCopies("r1", c.copies)
+		for _, a := range c.attempts {
+			if a.ok {
+				l.AttemptBy("r1", a.dev, true, "reply r1", "", nil)
+			} else {
+				l.AttemptBy("r1", a.dev, false, "", endpoint.BadMAC, errors.New("bad mac"))
+			}
+		}
+		got := map[string]string{}
+		for _, m := range Messages(l) {
+			got[m.ID+" "+m.Peer] = string(m.Outcome())
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		if c.attempts0 == nil {
+			continue
+		}
+		var ids []string
+		for _, a := range Messages(l)[0].Attempts {
+			ids = append(ids, a.Delivery)
+		}
+		if !reflect.DeepEqual(ids, c.attempts0) {
+			t.Errorf("%s: the first message's attempts %q, want %q", c.name, ids, c.attempts0)
+		}
 	}
 }
