@@ -5,8 +5,9 @@
 // (whatsmeow runs handlers in its handler queue, one stanza at a time) or
 // from a goroutine the handler starts. What the client decrypts, fails to
 // decrypt or drops is recorded in the conversation's ledger. Device runs
-// the harness's schedules (any scenario's) on it, judged by the harness's
-// oracle; Converse is the older workload driver behind `badmac client`'s workload flags and Check.
+// the harness's schedules (any scenario's, with its workload parameters:
+// reply:messages=30:burst=4:drop=0.2) on it, judged by the harness's
+// oracle; `badmac client` and Check are presets of that run.
 package realclient
 
 import (

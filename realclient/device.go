@@ -321,9 +321,13 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	if err := r.drain(ctx); err != nil {
 		return nil, nil, fmt.Errorf("device %s: seed %d: drain: %w", d.Name(), setup.Seed, err)
 	}
+	log := r.srv.Log()
+	if err := retriesAgree(r.cv.L, log); err != nil {
+		return nil, nil, fmt.Errorf("device %s: seed %d: %w", d.Name(), setup.Seed, err)
+	}
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
-	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
+	res := &harness.Result{History: log, Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
 		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked,
 		Messages: webledger.Messages(r.cv.L)}
 	for _, m := range res.Messages {
@@ -427,7 +431,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 		}
 		v = &lv
 	}
-	if r.db, r.jid, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
+	if r.db, r.jid, r.closeDB, err = openDevice(ctx, storeName, r.dir, setup.Seed); err != nil {
 		return nil, err
 	}
 	if v != nil {
@@ -965,4 +969,26 @@ func (r *run) PendingWrites() int {
 		return c.PendingWrites()
 	}
 	return 0
+}
+
+// retriesAgree checks the ledger's retry receipts against the server's
+// log, line for line: the receipts the device sent ("retry-receipt …")
+// and those the contacts sent for its replies ("peer …: retry-receipt
+// …"). The verdict comes from the ledger; a disagreement is a bookkeeping
+// bug of the fake server, and the run an error rather than a verdict.
+func retriesAgree(l *waweb.Ledger, log []string) error {
+	in, out := l.Retries()
+	logIn, logOut := 0, 0
+	for _, line := range log {
+		switch {
+		case strings.HasPrefix(line, "retry-receipt "):
+			logIn++
+		case strings.HasPrefix(line, "peer ") && strings.Contains(line, ": retry-receipt "):
+			logOut++
+		}
+	}
+	if logIn != in || logOut != out {
+		return fmt.Errorf("ledger counts %d/%d retry receipts (device/contacts), server log %d/%d", in, out, logIn, logOut)
+	}
+	return nil
 }

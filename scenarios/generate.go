@@ -56,6 +56,8 @@ type Generator struct {
 	lid     *lidGen // LID scenarios (lid.go)
 	// burstLeft is what the current burst still sends (BurstMax).
 	burstLeft int
+	// drops is the network drops decided (drop=P) and not yet made.
+	drops int
 }
 
 // maxOps bounds a schedule's length: 600, or 20 ops a message for a
@@ -154,7 +156,7 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	if g.sc.BurstMax > 0 && g.sent < g.sc.Messages {
 		// Bursts: 1..BurstMax sends back to back, the next burst once
 		// every stanza is delivered, every reply sent and read.
-		if g.burstLeft == 0 && len(in) == 0 && len(out) == 0 && len(runnable) == 0 && len(g.wantReply) == 0 {
+		if g.burstLeft == 0 && len(in) == 0 && len(out) == 0 && len(runnable) == 0 && len(g.wantReply) == 0 && g.drops == 0 {
 			g.burstLeft = 1 + g.rng.IntN(g.sc.BurstMax)
 		}
 		if g.burstLeft > 0 {
@@ -201,6 +203,12 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 				d = out[g.rng.IntN(len(out))]
 			}
 			return harness.ReadOp{ID: d}
+		}})
+	}
+	if g.drops > 0 {
+		cs = append(cs, choice{1, func() harness.Op {
+			g.drops--
+			return harness.DropOp{}
 		}})
 	}
 	if g.sc.Reorder {
@@ -276,12 +284,16 @@ func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []strin
 	return nil, false
 }
 
-// maybeDrop queues a drop to follow the send being made, with the
-// scenario's chance (drop=P; no draw when it is 0, so that the schedules of
-// a scenario without it stay as they were).
+// maybeDrop decides, with the scenario's chance (drop=P; no draw when it
+// is 0, so that the schedules of a scenario without it stay as they were),
+// that a network drop follows the send being made. The drop is then one of
+// the generator's choices, among the deliveries, replies and reads of what
+// was sent (and before the next burst): it lands while the device is at
+// work, a handler mid-decrypt or mid-reply, as a real drop does, not only
+// between bursts when nothing is in flight.
 func (g *Generator) maybeDrop() {
 	if g.sc.Drop > 0 && g.rng.Float64() < g.sc.Drop {
-		g.queue = append(g.queue, harness.DropOp{})
+		g.drops++
 	}
 }
 

@@ -23,8 +23,10 @@ import (
 //	            next burst only once every queued stanza is delivered and
 //	            every reply read (1..100); 1 is one message at a time
 //	reply=P     the chance the bot replies to each message (0..1)
-//	drop=P      the chance the server drops the connection after each burst
-//	            (after each message without burst=K): the op drop, which
+//	drop=P      the chance the server drops the connection during each
+//	            burst (each message without burst=K): once it is sent, at
+//	            a random point among its deliveries, replies and reads,
+//	            before the next burst (maybeDrop): the op drop, which
 //	            the real client implements (whatsmeow reconnects, the
 //	            server redelivers what was not acknowledged) and the model
 //	            refuses

@@ -102,17 +102,37 @@ func TestDropParam(t *testing.T) {
 		stores.MustLookup("reference"), harness.Controlled, rec); err != nil {
 		t.Fatal(err)
 	}
-	drops := 0
+	// A drop lands once its burst is sent, before the next burst: never
+	// between two sends of a burst (a send follows it only once every
+	// message sent is delivered), and (the point of placing it among the
+	// burst's ops) not only right after a send, when nothing is in flight.
+	drops, atWork := 0, 0
+	sent, delivered := map[string]bool{}, map[string]bool{}
+	dropped := false
 	for i, op := range rec.all {
-		if op == (harness.DropOp{}) {
+		switch op := op.(type) {
+		case harness.DropOp:
 			drops++
+			dropped = true
 			if _, ok := rec.all[i-1].(harness.SendOp); !ok {
-				t.Errorf("op %d: drop after %s, want after a burst's last send", i, rec.all[i-1])
+				atWork++
 			}
+		case harness.SendOp:
+			if dropped {
+				for id := range sent {
+					if !delivered[id] {
+						t.Errorf("op %d: %s, the next burst, while %s is undelivered: the drop was not within its burst", i, op, id)
+					}
+				}
+			}
+			dropped = false
+			sent[op.Msg] = true
+		case harness.DeliverOp:
+			delivered[op.ID] = true
 		}
 	}
-	if drops == 0 || drops > 19 {
-		t.Errorf("%d drops in 20 messages at chance 0.5", drops)
+	if drops == 0 || drops > 19 || atWork == 0 {
+		t.Errorf("%d drops in 20 messages at chance 0.5, %d of them after a delivery, reply or read", drops, atWork)
 	}
 	_, _, err = harness.Execute(context.Background(), sc.Setup(3, harness.Locked, "reference"),
 		stores.MustLookup("reference"), harness.Controlled, NewGenerator(sc, Random, 3))

@@ -29,9 +29,10 @@ type Scenario struct {
 	// (seeded), each only once the previous one is delivered and its
 	// replies read (the parameter burst=K, params.go).
 	BurstMax int
-	// Drop is the chance the server drops the connection after a burst
-	// (after a send without BurstMax): op drop (the parameter drop=P; the
-	// real client only).
+	// Drop is the chance the server drops the connection during a burst
+	// (a send without BurstMax), at a random point once it is sent: op
+	// drop (the parameter drop=P, generate.go maybeDrop; the real client
+	// only).
 	Drop float64
 	// Reorder delivers queued messages in random order and redelivers
 	// copies of delivered ones, as an offline queue does.
