@@ -235,8 +235,8 @@ type conn struct {
 	// gone: the conversation has been told this connection went
 	// (onClose ran for it, or a login displaced it as a conflict);
 	// guarded by s.mu.
-	gone bool
-	closing  sync.Once
+	gone    bool
+	closing sync.Once
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
