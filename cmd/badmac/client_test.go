@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -171,6 +172,8 @@ func TestClientDrop(t *testing.T) {
 	require.Equal(t, 1, code, "%s\n%s", out, errs)
 	r := regexp.MustCompile(`replay -mode free (\S+)`).FindStringSubmatch(out)
 	require.NotNil(t, r, out)
+	require.Regexp(t, `^client-inline-drop-put-many-reply-messages=8-burst=3-drop=1-seed\d+\.txt$`, filepath.Base(r[1]),
+		"a file name without ':' (not allowed on Windows)")
 	text, err := os.ReadFile(r[1])
 	require.NoError(t, err)
 	require.Contains(t, string(text), "scenario reply:messages=8:burst=3:drop=1\n")
