@@ -85,26 +85,26 @@ var kinds = []entry{
 		},
 	},
 	{
-		match: func(n string) bool { return n == "procs-writebehind" },
-		usage: "procs-writebehind (a broken child for comparison: session writes wait in memory for 4 more, so a SIGKILL loses them)",
+		match: func(n string) bool { return strings.TrimSuffix(n, procs.GatesSuffix) == "procs-writebehind" },
+		usage: "procs-writebehind[+gates] (a broken child for comparison: session writes wait in memory for 4 more, so a SIGKILL loses them)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			d, err := procs.NewDevice(o.Exe)
 			if err != nil {
 				return nil, err
 			}
-			d.Timeout, d.WriteBehind = o.Timeout, 4
+			d.Timeout, d.WriteBehind, d.Gates = o.Timeout, 4, strings.HasSuffix(name, procs.GatesSuffix)
 			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
 		},
 	},
 	{
-		match: func(n string) bool { return n == "procs" },
-		usage: "procs (the device as a child process, badmac device, on a fresh sqlite or postgres database per schedule; crash is SIGKILL)",
+		match: func(n string) bool { return strings.TrimSuffix(n, procs.GatesSuffix) == "procs" },
+		usage: "procs[+gates] (the device as a child process, badmac device, on a fresh sqlite or postgres database per schedule; crash is SIGKILL; +gates: every store call of a request waits for a step, so a crash lands inside requests and two processes overlap)",
 		open: func(ctx context.Context, name string, o Options) (*Opened, error) {
 			d, err := procs.NewDevice(o.Exe)
 			if err != nil {
 				return nil, err
 			}
-			d.Timeout = o.Timeout
+			d.Timeout, d.Gates = o.Timeout, strings.HasSuffix(name, procs.GatesSuffix)
 			return &Opened{Device: d, Close: func() {}, Stores: []string{"sqlite"}}, nil
 		},
 	},

@@ -14,6 +14,7 @@ func TestParseReplyChildFields(t *testing.T) {
 	dec := Request{V: 1, ID: 2, Op: OpDecrypt, StopAt: 3}
 	enc := Request{V: 1, ID: 2, Op: OpEncrypt}
 	state := Request{V: 1, ID: 2, Op: OpState, IDs: []uint32{1, 2}}
+	step := Request{V: 1, ID: 2, Op: OpStep, Gate: "g4"}
 	creds := `"creds":{"reg":1,"identity":"` + b64(32) + `","spk_id":1,"spk":"` + b64(32) + `","sig":"` + b64(64) + `"}`
 	cases := []struct {
 		req        Request
@@ -24,6 +25,11 @@ func TestParseReplyChildFields(t *testing.T) {
 		{enc, `{"v":1,"id":2,"ok":true,"dropped":true,"events":[]}`, ""},
 		{enc, `{"v":1,"id":2,"ok":true,"reason":"no session","events":[{"task":"r1","done":true,"class":"NoSession","err":"x","need_bundle":true}]}`, ""},
 		{state, `{"v":1,"id":2,"ok":true,` + creds + `,"prekeys":[{"id":2,"pub":"` + b64(32) + `"}],"events":[]}`, ""},
+		// With gates a task's end, and its fields, come on a step's reply.
+		{step, `{"v":1,"id":2,"ok":true,"receipt":1,"events":[{"task":"m1","done":true,"class":"BadMAC","err":"x"}]}`, ""},
+		{step, `{"v":1,"id":2,"ok":true,"reason":"no session","events":[{"task":"r1","done":true,"class":"NoSession","err":"x","need_bundle":true}]}`, ""},
+		{step, `{"v":1,"id":2,"ok":true,"dropped":true,"events":[]}`, "dropped or reason on a step"},
+		{step, `{"v":1,"id":2,"ok":true,"reason":"x","events":[{"task":"r1","done":true,"class":"Other","err":"x"}]}`, "reason without a need_bundle end"},
 		{enc, `{"v":1,"id":2,"ok":true,"stopped":true,"step":1,"events":[]}`, "without stop_at"},
 		{dec, `{"v":1,"id":2,"ok":true,"stopped":true,"step":0,"events":[]}`, "stopped reply"},
 		{dec, `{"v":1,"id":2,"ok":true,"step":2,"events":[]}`, "step without stopped"},

@@ -104,8 +104,9 @@ type Request struct {
 	Commit map[string][]int `json:"commit,omitempty"`
 	// The whatsmeow child's fields (`badmac device`, package procs;
 	// docs/device-protocol.md "The whatsmeow child"). Its tasks run whole
-	// inside their request: a decrypt's or an encrypt's reply carries the
-	// task's end.
+	// inside their request (a decrypt's or an encrypt's reply carries the
+	// task's end), or with -gates stop at gates as every device's do (the
+	// reply fields of a task come with its end, on a step's reply).
 	//
 	// Msg is the message id; Count the delivery's retry count (decrypt)
 	// or the retry receipt's (a Retry encrypt).
@@ -319,11 +320,11 @@ func (r Reply) checkChild(req Request) error {
 		return errors.New("step without stopped")
 	case r.Receipt < 0 || r.Receipt > maxReceipt:
 		return fmt.Errorf("retry receipt count %d, want 1 to %d", r.Receipt, maxReceipt)
-	case r.Receipt > 0 && req.Op != OpDecrypt:
+	case r.Receipt > 0 && req.Op != OpDecrypt && req.Op != OpStep:
 		return fmt.Errorf("retry receipt on a %s reply", req.Op)
 	case r.PreKey != nil && req.Op != OpPreKey && r.Receipt == 0:
 		return errors.New("prekey outside a prekey reply or a retry receipt")
-	case (r.Dropped || r.Reason != "") && req.Op != OpEncrypt:
+	case r.Dropped && req.Op != OpEncrypt, r.Reason != "" && req.Op != OpEncrypt && req.Op != OpStep:
 		return fmt.Errorf("dropped or reason on a %s reply", req.Op)
 	case r.Dropped && len(r.Events) > 0:
 		return errors.New("dropped retry receipt with events: no task runs")

@@ -95,6 +95,12 @@ type RekeyOp struct{ Peer string }
 // nothing) ("wait S").
 type WaitOp struct{ Seconds float64 }
 
+// DropOp: the server drops the device's connection (a network drop): a
+// client reconnects by itself and the server redelivers every stanza the
+// device did not acknowledge ("drop"). A device must declare it
+// (optIn): Except does not give it.
+type DropOp struct{}
+
 // The LID addressing ops (docs/lid.md §5.2, issue 20): one contact with a
 // phone-number address (PN) and a linked identity (LID). They run on the
 // real whatsmeow client only (realclient): LID handling is whatsmeow's own
@@ -148,6 +154,7 @@ func (ViaOp) Verb() string       { return "via" }
 func (MappingOp) Verb() string   { return "mapping" }
 func (ForgetOp) Verb() string    { return "forget" }
 func (MigrateOp) Verb() string   { return "migrate" }
+func (DropOp) Verb() string      { return "drop" }
 
 // opText prints verb and its arguments, then the instance when not 0.
 func opText(verb string, inst int, args ...string) string {
@@ -189,6 +196,7 @@ func (o ViaOp) String() string     { return opText("via", 0, o.Peer, o.Form) }
 func (o MappingOp) String() string { return opText("mapping", 0, o.User) }
 func (o ForgetOp) String() string  { return opText("forget", 0, o.Peer) }
 func (MigrateOp) String() string   { return "migrate" }
+func (DropOp) String() string      { return "drop" }
 
 // opSyntax is how each verb's arguments parse: how many it takes (opt of
 // them optional), whether it takes an instance, and the op they make
@@ -239,6 +247,15 @@ var opSyntaxes = map[string]opSyntax{
 	"mapping": {n: 1, make: func(a []string, _ int) (Op, error) { return MappingOp{a[0]}, nil }},
 	"forget":  {n: 1, make: func(a []string, _ int) (Op, error) { return ForgetOp{a[0]}, nil }},
 	"migrate": {make: func([]string, int) (Op, error) { return MigrateOp{}, nil }},
+	"drop":    {make: func([]string, int) (Op, error) { return DropOp{}, nil }},
+}
+
+// optIn are the op types a device implements only by naming them
+// (Implements, With): Except leaves them out, so that a device declared
+// as "every op but …" before they existed refuses them, with the reason
+// here unless it gives its own.
+var optIn = map[string]string{
+	"drop": "no connection to drop: whatsmeow's reconnect and the server's redelivery of what was not acknowledged are the real client's (realclient)",
 }
 
 func oneOf(verb, got string, forms ...string) error {
@@ -382,13 +399,23 @@ func Implements(ops ...Op) OpSet {
 	return s
 }
 
-// Except is every op type but those of ops.
+// Except is every op type but those of ops and the opt-in ones (optIn).
 func Except(ops ...Op) OpSet {
 	s := Implements(AllOps()...)
 	for _, op := range ops {
 		delete(s.verbs, op.Verb())
 	}
+	for v := range optIn {
+		delete(s.verbs, v)
+	}
 	return s
+}
+
+// With is s and the op types of ops.
+func (s OpSet) With(ops ...Op) OpSet {
+	out := Implements(ops...)
+	maps.Copy(out.verbs, s.verbs)
+	return out
 }
 
 // Has reports whether the device implements op's type.
@@ -408,7 +435,11 @@ func (s OpSet) Refuse(device string, ops []Op, why map[string]string) error {
 		if s.Has(op) {
 			continue
 		}
-		if w := why[op.Verb()]; w != "" {
+		w := why[op.Verb()]
+		if w == "" {
+			w = optIn[op.Verb()]
+		}
+		if w != "" {
 			return fmt.Errorf("device %s does not implement op %s (%s)", device, op.Verb(), w)
 		}
 		return fmt.Errorf("device %s does not implement op %s", device, op.Verb())

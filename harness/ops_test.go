@@ -38,6 +38,7 @@ func TestOpsRoundTrip(t *testing.T) {
 		{"mapping alice", MappingOp{User: "alice"}},
 		{"forget alice.0", ForgetOp{Peer: "alice.0"}},
 		{"migrate", MigrateOp{}},
+		{"drop", DropOp{}},
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {
@@ -115,7 +116,7 @@ func TestCheckRefusesUnimplementedOps(t *testing.T) {
 		with := s.Clone()
 		with.Ops = append(with.Ops, op)
 		err := (Model{}).Check(with, Controlled)
-		if LIDOp(op) {
+		if LIDOp(op) || op == (DropOp{}) {
 			want := "device model does not implement op " + op.Verb() + " ("
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("op %s: Check = %v, want %q…", op, err, want)
@@ -125,6 +126,10 @@ func TestCheckRefusesUnimplementedOps(t *testing.T) {
 		if err != nil {
 			t.Errorf("op %s: the model refused it: %v", op, err)
 		}
+	}
+	// An opt-in op: Except leaves it out, With adds it.
+	if Except().Has(DropOp{}) || !Except().With(DropOp{}).Has(DropOp{}) || !Except(SendOp{}).With(DropOp{}).Has(StepOp{}) || Except(SendOp{}).With(DropOp{}).Has(SendOp{}) {
+		t.Errorf("Except/With: drop %t, with drop %v", Except().Has(DropOp{}), Except(SendOp{}).With(DropOp{}).Verbs())
 	}
 	set := Implements(SendOp{}, StepOp{})
 	if !set.Has(StepOp{Task: "recv"}) || set.Has(RunOp{}) || strings.Join(set.Verbs(), ",") != "send,step" {

@@ -35,8 +35,8 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	dieAfter := fs.Int("die-after", 0, "SIGKILL self right after this many store writes (0: never)")
 	seed := fs.Uint64("seed", 0, "seed for crypto/rand")
 	inc := fs.Int("incarnation", 0, "restart count, mixed into the seed")
-	report := fs.Bool("report-writes", false, "write a line to stderr after each counted store write (the parent's view of a kill at a random moment)")
 	txn := fs.Bool("txn", false, "decrypt inside the store's transaction with whatsmeow's decrypted-event buffer")
+	gated := fs.Bool("gates", false, "every store call of a decrypt or encrypt task waits at a gate for the parent's step; tasks run concurrently (docs/device-protocol.md)")
 	writeBehind := fs.Int("write-behind", 0, "a non-durable setting: session writes wait in memory and reach the database every N writes and at exit (0: off)")
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "badmac device: %v\n", err)
@@ -62,17 +62,17 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return fail(err)
 	}
+	if *gated {
+		d.Gated()
+	}
 	flush := func(context.Context) error { return nil }
 	if *writeBehind > 0 {
 		flush = d.WriteBehind(*writeBehind)
 	}
-	if *report {
-		d.writes.report = func() { _, _ = io.WriteString(stderr, writeLine) }
-	}
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
 	enc := json.NewEncoder(stdout)
-	if err := enc.Encode(devproto.Hello{V: 1, Hello: devproto.Version, Device: ChildName, Variant: helloVariant(*driver, *txn, *writeBehind)}); err != nil {
+	if err := enc.Encode(devproto.Hello{V: 1, Hello: devproto.Version, Device: ChildName, Variant: helloVariant(*driver, *txn, *writeBehind, *gated)}); err != nil {
 		return fail(err)
 	}
 	// At a request's StopAt step: say so, then wait, mid-request, for the
@@ -95,7 +95,7 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			rep = devproto.Reply{V: 1, ID: req.ID, Err: "request: " + err.Error(), Events: []devproto.Event{}}
 		} else {
 			cur = req.ID
-			rep = d.Handle(ctx, req)
+			rep = d.Serve(ctx, req)
 		}
 		if err := enc.Encode(rep); err != nil {
 			return fail(err)
@@ -109,14 +109,17 @@ func ChildMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 
 // helloVariant is the child's variant in its hello: its database driver,
 // "+txn" with the decrypted-event buffer, "+write-behind=N" in the
-// non-durable setting.
-func helloVariant(driver string, txn bool, writeBehind int) string {
+// non-durable setting, "+gates" with gates.
+func helloVariant(driver string, txn bool, writeBehind int, gated bool) string {
 	v := driver
 	if txn {
 		v += "+txn"
 	}
 	if writeBehind > 0 {
 		v += fmt.Sprintf("+write-behind=%d", writeBehind)
+	}
+	if gated {
+		v += "+gates"
 	}
 	return v
 }

@@ -25,7 +25,8 @@ var DeviceJID = types.JID{User: "bot", Server: types.DefaultUserServer}
 
 // Handler is the device under test behind the line protocol: the same
 // libsignal calls over whatsmeow's store.Device as harness runs, one
-// request at a time (a process that handles its messages in order).
+// request at a time (a process that handles its messages in order), or
+// with gates (Gated) its tasks in flight at once, one store call at a time.
 type Handler struct {
 	storage stores.Storage
 	set     stores.Set
@@ -42,6 +43,10 @@ type Handler struct {
 	// starts them afresh, as a new process does.
 	retries fakeserver.RetryCounter
 	rh      fakeserver.RetryHandler
+	// gates, when set (Gated), parks the tasks at their store calls;
+	// ends keeps each task's reply until its end is reported.
+	gates *devproto.Gates
+	ends  map[string]devproto.Reply
 }
 
 // NewHandler opens the device over storage. dieAfter > 0 calls die right
@@ -62,6 +67,15 @@ func NewHandler(ctx context.Context, storage stores.Storage, txn bool, dieAfter 
 	}
 	d.set = countWrites(set, d.writes)
 	return d, nil
+}
+
+// open is the device on its credentials; with gates its tasks' store
+// calls wait at gates.
+func (d *Handler) open(creds endpoint.Creds) {
+	d.ep = endpoint.New(DeviceJID, creds, d.set)
+	if d.gates != nil {
+		d.ep.Probe.Gate = devproto.Gate
+	}
 }
 
 func (d *Handler) creds() stores.CredsStore {
@@ -90,6 +104,21 @@ func (d *Handler) Handle(ctx context.Context, req devproto.Request) devproto.Rep
 		d.writes.mu.Unlock()
 	}
 	rep, err := d.handle(ctx, req)
+	d.answer(&rep, req, err)
+	d.writes.mu.Lock()
+	rep.Calls = d.writes.steps
+	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
+	d.writes.stopAt = 0
+	d.writes.mu.Unlock()
+	if late {
+		d.writes.stop(rep.Calls+1, rep.Writes)
+	}
+	return rep
+}
+
+// answer fills what every reply to req carries: v, id, ok or err, the
+// events (never null) and the store writes so far.
+func (d *Handler) answer(rep *devproto.Reply, req devproto.Request, err error) {
 	rep.V, rep.ID, rep.OK = 1, req.ID, err == nil
 	if err != nil {
 		rep.Err = err.Error()
@@ -98,14 +127,8 @@ func (d *Handler) Handle(ctx context.Context, req devproto.Request) devproto.Rep
 		rep.Events = []devproto.Event{}
 	}
 	d.writes.mu.Lock()
-	rep.Writes, rep.Calls = d.writes.n, d.writes.steps
-	late := counted && d.writes.armed && d.writes.stopAt > d.writes.steps
-	d.writes.stopAt = 0
+	rep.Writes = d.writes.n
 	d.writes.mu.Unlock()
-	if late {
-		d.writes.stop(rep.Calls+1, rep.Writes)
-	}
-	return rep
 }
 
 // OnStop sets what happens when a request's StopAt step begins; stop must
@@ -158,7 +181,7 @@ func (d *Handler) handle(ctx context.Context, req devproto.Request) (devproto.Re
 		if err := cs.SaveCreds(ctx, creds.Encode()); err != nil {
 			return rep, err
 		}
-		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		d.open(creds)
 		n := req.PreKeys
 		if n <= 0 {
 			n = provisionPreKeys
@@ -185,7 +208,7 @@ func (d *Handler) handle(ctx context.Context, req devproto.Request) (devproto.Re
 		if err != nil {
 			return rep, err
 		}
-		d.ep = endpoint.New(DeviceJID, creds, d.set)
+		d.open(creds)
 		d.writes.arm()
 		rep.Creds = pubCreds(creds)
 		return rep, nil

@@ -23,8 +23,6 @@ type counter struct {
 	n     int
 	after int
 	die   func()
-	// report, when set, is told of each counted write (before die).
-	report func()
 	// steps counts store calls of the current request; stop is called
 	// with (stopAt, n) when call number stopAt is about to start.
 	steps, stopAt int
@@ -62,11 +60,7 @@ func (c *counter) wrote(err error) error {
 	}
 	c.n++
 	hit := c.after > 0 && c.n == c.after
-	report := c.report
 	c.mu.Unlock()
-	if report != nil {
-		report()
-	}
 	if hit {
 		c.die()
 	}

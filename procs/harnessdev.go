@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"go.mau.fi/libsignal/keys/prekey"
@@ -39,19 +40,22 @@ import (
 // between requests, written back under killed processes; PostgreSQL is
 // not backed up), reinstall and rekey (the contact's side only).
 //
-// Each request runs whole in the child, in op order: the child's
-// interleaving is per request, not per store call, so step and run do
-// nothing and the View's Runnable is always empty. A crash therefore lands
-// between requests, where nothing is un-acked: on a real database it loses
-// nothing, and what it shows is what the database made durable and what
-// the restarted process reloads (the in-process model, harness.Model, is
-// where every store call is a yield point). Contacts send direct messages
-// and group messages (sender keys, the distribution in a DM part). With
-// instances > 1 that many processes run on the one database, deliver and
-// reply going to the one the op names (instance 0 handles retry receipts
-// and the drain, as in the model): they take turns, request by request
-// (scenario replica; overlap, where the model interleaves them store call
-// by store call, is refused).
+// Without Gates each request runs whole in the child, in op order: the
+// child's interleaving is per request, not per store call, so step and run
+// do nothing and the View's Runnable is always empty. A crash therefore
+// lands between requests, where nothing is un-acked: on a real database it
+// loses nothing, and what it shows is what the database made durable and
+// what the restarted process reloads. With Gates every store call of a
+// request's task is a gate (harnessgates.go): tasks are in flight at once
+// under the discipline's locks, step and run advance them, a crash kills
+// the processes with tasks parked inside their requests (a killed receive
+// is redelivered, a killed send redone) and overlap runs. Contacts send
+// direct messages and group messages (sender keys, the distribution in a
+// DM part). With instances > 1 that many processes run on the one
+// database, deliver and reply going to the one the op names (instance 0
+// handles retry receipts and the drain, as in the model): without gates
+// they take turns, request by request (scenario replica; overlap is
+// refused).
 //
 // With Local the device runs in this process over any store variant, the
 // Local launcher: fast, and a crash drops the storage's volatile state
@@ -72,11 +76,20 @@ type Device struct {
 	Env  []string
 	// Local runs the device in this process instead (Exe is unused).
 	Local bool
+	// Storage, when set, opens the Local device's storage instead of the
+	// schedule's store's (a test wraps a store to count or break calls).
+	Storage func(context.Context) (stores.Storage, error)
 	// WriteBehind > 0 runs the child in a non-durable setting: its session
 	// writes wait in process memory and reach the database every
 	// WriteBehind writes (and at a clean exit), so a SIGKILL loses them.
 	// A broken variant for tests, named procs-writebehind.
 	WriteBehind int
+	// Gates runs the child with gates (-gates, Handler.Gated): every
+	// store call of a request's task waits for a step op, tasks of
+	// several requests are in flight at once (under the discipline's
+	// locks, taken here), a crash lands inside requests and instances
+	// overlap (harnessgates.go). Named with "+gates".
+	Gates bool
 	// Timeout bounds each answer from a child process (0:
 	// DefaultTimeout); a child that does not answer in time is killed and
 	// the schedule fails with an error. It is a hang detector, not a
@@ -102,14 +115,21 @@ func NewDevice(exe string) (Device, error) {
 
 // Name is "procs", or "procs-local" for the in-process launcher.
 func (d Device) Name() string {
+	n := "procs"
 	switch {
 	case d.Local:
-		return "procs-local"
+		n = "procs-local"
 	case d.WriteBehind > 0:
-		return "procs-writebehind"
+		n = "procs-writebehind"
 	}
-	return "procs"
+	if d.Gates {
+		n += GatesSuffix
+	}
+	return n
 }
+
+// GatesSuffix names a Device with Gates: "procs+gates".
+const GatesSuffix = "+gates"
 
 // procsOps are the op types the child runs: all but the LID addressing
 // ops (the child has no server stanzas; docs/lid.md runs them on the real
@@ -128,8 +148,10 @@ func (d Device) Check(setup *harness.Schedule, mode harness.Mode) error {
 		return fail("mode %s: each request runs whole in the child, in op order (only controlled)", mode)
 	case setup.Discipline != harness.Locked && setup.Discipline != harness.Txn:
 		return fail("discipline %s: the child runs locked or txn (whatsmeow's decrypted-event buffer)", setup.Discipline)
-	case setup.Scenario == "overlap":
-		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica)")
+	case d.Gates && setup.Discipline == harness.Txn:
+		return fail("discipline txn with gates: a receive parked inside its transaction would hold the database's lock, and the tasks waiting for it would wait inside the database where no gate sees them (only locked)")
+	case setup.Scenario == "overlap" && !d.Gates:
+		return fail("scenario overlap: each request runs whole, so its processes would take turns (scenario replica; device procs%s runs it)", GatesSuffix)
 	case setup.Scenario == "rollback" && !d.Local && setup.Store != "sqlite":
 		return fail("scenario rollback on %s: only a SQLite file is backed up and restored", setup.Store)
 	}
@@ -204,7 +226,7 @@ func (d Device) Reference(ctx context.Context, s *harness.Schedule, res *harness
 	if ref.Discipline == harness.Txn {
 		ref.Discipline = harness.Locked
 	}
-	_, out, err := Device{Local: true}.exec(ctx, ref, harness.Ops(s.Ops))
+	_, out, err := Device{Local: true, Gates: d.Gates}.exec(ctx, ref, harness.Ops(s.Ops))
 	return out, err
 }
 
@@ -240,6 +262,8 @@ type hrun struct {
 	crashPoints []string
 	regenerated bool
 	lostPreKeys int
+
+	tasks // with gates: the tasks in flight (harnessgates.go)
 }
 
 // redo is a retry receipt for the device to handle after its restart.
@@ -256,22 +280,26 @@ func (d Device) open(ctx context.Context, setup *harness.Schedule) (*hrun, error
 	if err != nil {
 		return nil, err
 	}
-	st, err := v.Open(ctx)
+	open := v.Open
+	if d.Local && d.Storage != nil {
+		open = d.Storage
+	}
+	st, err := open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", v.Name, err)
 	}
 	r := &hrun{ctx: ctx, dev: d, sched: setup.Clone(), storage: st, txn: setup.Discipline == harness.Txn,
-		Contacts: harness.NewContacts(harness.ContactRules{})}
+		Contacts: harness.NewContacts(harness.ContactRules{}), tasks: newTasks(d.Gates, max(setup.Instances, 1))}
 	r.sched.Ops, r.sched.Device = nil, d.Name()
 	if d.Local {
-		r.launch = Local(st, r.txn)
+		r.launch = local(st, r.txn, d.Gates)
 	} else {
 		loc, ok := sqlstores.Locate(st)
 		if !ok {
 			st.Close()
 			return nil, fmt.Errorf("store %s cannot be located by another process", v.Name)
 		}
-		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind, Timeout: d.Timeout}.Launch
+		r.launch = Child{Exe: d.Exe, Args: d.Args, Env: d.Env, Loc: loc, Seed: setup.Seed, Txn: r.txn, WriteBehind: d.WriteBehind, Gates: d.Gates, Timeout: d.Timeout}.Launch
 	}
 	if err := r.init(); err != nil {
 		r.close()
@@ -325,9 +353,9 @@ func (r *hrun) close() {
 func (r *hrun) log(format string, a ...any) { r.Logf(format, a...) }
 
 // do sends one request to the running process. The process never dies
-// under a request here (a crash lands between requests), so any failure
-// to answer is an error of the run; a child silent past the timeout is
-// killed (devproto.Conn).
+// under a request here (a crash is the parent's kill, between requests or
+// of processes parked at gates), so any failure to answer is an error of
+// the run; a child silent past the timeout is killed (devproto.Conn).
 func (r *hrun) do(inst int, req devproto.Request) (devproto.Reply, error) {
 	req.Rules = true
 	resp, err := r.procs[inst].Do(r.ctx, req)
@@ -341,8 +369,9 @@ func (r *hrun) do(inst int, req devproto.Request) (devproto.Reply, error) {
 
 // View.
 
-// Runnable is empty: each request runs whole when its op is applied.
-func (r *hrun) Runnable() []string { return nil }
+// Runnable is empty without gates (each request runs whole when its op
+// is applied); with gates, the parked tasks in start order.
+func (r *hrun) Runnable() []string { return r.runnable() }
 
 func (r *hrun) Down() bool { return r.down }
 
@@ -399,8 +428,18 @@ func (r *hrun) apply(op harness.Op) error {
 		return r.Reinstall(ctx, o)
 	case harness.RekeyOp:
 		return r.Rekey(ctx, o)
-	case harness.StepOp, harness.RunOp, harness.WaitOp:
-		// A yield point or a clock the child does not have.
+	case harness.StepOp:
+		if r.isParked(o.Task) {
+			return r.step(o.Task)
+		}
+	case harness.RunOp:
+		for r.isParked(o.Task) {
+			if err := r.step(o.Task); err != nil {
+				return err
+			}
+		}
+	case harness.WaitOp:
+		// A clock the child does not have.
 	default:
 		return fmt.Errorf("device procs does not implement op %s", op.Verb())
 	}
@@ -411,24 +450,22 @@ func (r *hrun) apply(op harness.Op) error {
 // child counted it and drew its keys) goes to the contact, who answers it.
 func (r *hrun) receive(inst int, d *fakeserver.Delivery) error {
 	r.Took(d)
-	resp, err := r.do(inst, devproto.Request{Op: devproto.OpDecrypt, Task: d.ID, Peer: d.From.Name(), PeerDev: uint16(d.From.DeviceID()),
-		Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry, Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT})
-	if err != nil {
-		return err
-	}
-	if resp.Note != "" {
-		r.log("%s: %s", d.ID, resp.Note)
-	}
-	e := outcome(resp, d.ID)
-	r.Decrypted(d, e.OK, e.PT, endpoint.Class(e.Class), e.Err)
-	if resp.Receipt == 0 {
-		return nil
-	}
-	var b *prekey.Bundle
-	if resp.PreKey != nil {
-		b = r.me.Bundle(resp.PreKey.Key())
-	}
-	return r.Answer(r.ctx, d.From, d.Msg, resp.Receipt, b)
+	req := devproto.Request{Op: devproto.OpDecrypt, Task: d.ID, Peer: d.From.Name(), PeerDev: uint16(d.From.DeviceID()),
+		Kind: d.Kind, CT: d.CT, Msg: d.Msg, Count: d.Retry, Group: d.Group, DMKind: d.DMKind, DMCT: d.DMCT}
+	return r.start(&job{inst: inst, req: req, del: d, end: func(resp devproto.Reply, e devproto.Event) (*devproto.Request, error) {
+		if resp.Note != "" {
+			r.log("%s: %s", d.ID, resp.Note)
+		}
+		r.Decrypted(d, e.OK, e.PT, endpoint.Class(e.Class), e.Err)
+		if resp.Receipt == 0 {
+			return nil, nil
+		}
+		var b *prekey.Bundle
+		if resp.PreKey != nil {
+			b = r.me.Bundle(resp.PreKey.Key())
+		}
+		return nil, r.Answer(r.ctx, d.From, d.Msg, resp.Receipt, b)
+	}})
 }
 
 // sendReply is the device sending msg to p: the child encrypts from its
@@ -437,28 +474,26 @@ func (r *hrun) sendReply(inst int, p *fakeserver.Peer, msg, id, body string) err
 	to := p.Address()
 	req := devproto.Request{Op: devproto.OpEncrypt, Task: id, Peer: to.Name(), PeerDev: uint16(to.DeviceID()),
 		PT: fakeserver.Payload{ID: msg, Body: body}.Encode(), Msg: msg}
-	for {
-		resp, err := r.do(inst, req)
-		if err != nil {
-			return err
-		}
-		e := outcome(resp, id)
-		if e.NeedBundle && req.Bundle == nil {
+	j := &job{inst: inst, req: req}
+	j.end = func(resp devproto.Reply, e devproto.Event) (*devproto.Request, error) {
+		if e.NeedBundle && j.req.Bundle == nil {
 			b, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
-				return nil
+				return nil, nil
 			}
-			req.Bundle = devproto.FromBundle(b)
-			continue
+			again := j.req
+			again.Bundle = devproto.FromBundle(b)
+			return &again, nil
 		}
 		if !e.OK {
 			r.log("%s: send failed: %s", id, e.Err)
-			return nil
+			return nil, nil
 		}
 		r.ToPeer(p, msg, id, 0, e.Kind, e.CT)
-		return nil
+		return nil, nil
 	}
+	return r.start(j)
 }
 
 // read is the contact taking a delivery from the device; its retry
@@ -488,37 +523,36 @@ func (r *hrun) retryReceipt(p *fakeserver.Peer, msg, id, body string, retry int,
 	if b != nil {
 		req.Bundle = devproto.FromBundle(b)
 	}
-	for {
-		resp, err := r.do(0, req)
-		if err != nil {
-			return err
-		}
-		e := outcome(resp, id)
+	j := &job{inst: 0, req: req}
+	j.end = func(resp devproto.Reply, e devproto.Event) (*devproto.Request, error) {
 		switch {
 		case resp.Dropped:
 			r.log("%s: retry receipt %d dropped", id, retry)
-			return nil
-		case e.NeedBundle && !req.Fetched:
+			return nil, nil
+		case e.NeedBundle && !j.req.Fetched:
 			fb, err := r.Server().FetchBundle(to)
 			if err != nil {
 				r.log("%s: send failed: fetching a bundle: %v", id, err)
-				return nil
+				return nil, nil
 			}
 			r.log("%s: recreating the session (%s)", id, resp.Reason)
-			req.Bundle, req.Fetched = devproto.FromBundle(fb), true
-			continue
+			again := j.req
+			again.Bundle, again.Fetched = devproto.FromBundle(fb), true
+			return &again, nil
 		case !e.OK:
 			r.log("%s: send failed: %s", id, e.Err)
-			return nil
+			return nil, nil
 		}
 		r.ToPeer(p, msg, id, retry, e.Kind, e.CT)
-		return nil
+		return nil, nil
 	}
+	return r.start(j)
 }
 
 // crash kills the device process with SIGKILL (Local: drops it, and the
-// storage's volatile state by mode as the model's crash does). It lands
-// between requests: nothing is in flight, nothing un-acked.
+// storage's volatile state by mode as the model's crash does). Without
+// gates it lands between requests: nothing is in flight, nothing un-acked;
+// with gates the tasks in flight die at their gates (abandon).
 func (r *hrun) crash(mode string) {
 	if r.down {
 		return
@@ -527,8 +561,12 @@ func (r *hrun) crash(mode string) {
 	for _, n := range r.writes {
 		writes += n
 	}
-	r.crashPoints = append(r.crashPoints, fmt.Sprintf("crash (SIGKILL) between requests, after %d requests and %d store writes since start %d",
-		r.requests, writes, r.inc))
+	where, inFlight := "between requests", r.inFlight()
+	if len(inFlight) > 0 {
+		where = fmt.Sprintf("inside requests (%s in flight)", strings.Join(inFlight, ", "))
+	}
+	r.crashPoints = append(r.crashPoints, fmt.Sprintf("crash (SIGKILL) %s, after %d requests and %d store writes since start %d",
+		where, r.requests, writes, r.inc))
 	for _, p := range r.procs {
 		if k, ok := p.(interface{ Kill() }); ok {
 			k.Kill()
@@ -540,9 +578,10 @@ func (r *hrun) crash(mode string) {
 		lost = c.PendingWrites()
 		c.Crash(mode)
 	}
+	r.abandon()
 	r.down = true
 	r.crashes++
-	r.log("crash %q: device processes killed between requests, %d pending writes hit", mode, lost)
+	r.log("crash %q: device processes killed %s, %d pending writes hit", mode, where, lost)
 }
 
 // snapshot backs up the durable state: the SQLite file and its WAL as they
@@ -616,6 +655,9 @@ func (r *hrun) stop() error {
 	if r.down {
 		return nil
 	}
+	if err := r.finishTasks(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
 	for i, p := range r.procs {
 		if err := p.Close(); err != nil {
 			return fmt.Errorf("stop: instance %d: %w", i, err)
@@ -670,6 +712,9 @@ func (r *hrun) restart() error {
 			return fmt.Errorf("restart: %w", err)
 		}
 	}
+	if err := r.redoTasks(); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
 	jobs := r.redo
 	r.redo = nil
 	for _, j := range jobs {
@@ -723,6 +768,12 @@ func (r *hrun) drain() error {
 				return err
 			}
 		}
+		if t := r.runnable(); len(t) > 0 {
+			if err := r.step(t[0]); err != nil {
+				return err
+			}
+			continue
+		}
 		take := func(d *fakeserver.Delivery) error { return r.receive(0, d) }
 		if done, err := r.DrainStep(r.down, take, r.read); done || err != nil {
 			return err
@@ -734,6 +785,7 @@ func (r *hrun) result() *harness.Result {
 	res := r.Result()
 	res.Crashes, res.CrashPoints = r.crashes, append([]string(nil), r.crashPoints...)
 	res.RegeneratedCreds, res.StartRefused, res.LostPreKeys = r.regenerated, r.refused, r.lostPreKeys
+	res.KilledUnacked = append([]string(nil), r.killedUnacked...)
 	return res
 }
 

@@ -175,25 +175,7 @@ func TestDeviceReplaysByteForByte(t *testing.T) {
 	ctx := context.Background()
 	dev := child()
 	for _, name := range []string{"crash", "reinstall"} {
-		sc, err := scenarios.Lookup(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		setup := sc.Setup(11, harness.Txn, "sqlite")
-		s1, r1, err := harness.RunOn(ctx, dev, setup, harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, 11))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s2, r2, err := harness.RunOn(ctx, dev, s1, harness.Controlled, harness.Ops(s1.Ops))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s1.String() != s2.String() || r1.HistoryText() != r2.HistoryText() {
-			t.Errorf("%s: replay differs:\n%s\n---\n%s", name, r1.HistoryText(), r2.HistoryText())
-		}
-		if !strings.HasPrefix(s1.String(), harness.Version+"\ndevice procs\n") {
-			t.Errorf("schedule does not name its device:\n%s", s1)
-		}
+		s1, r1 := replaysByteForByte(t, dev, name, harness.Txn, 11)
 		t.Logf("%s: %d ops, %d history lines, replayed identically", name, len(s1.Ops), len(r1.History))
 	}
 	// A backup restored under the device: the SQLite file and its WAL
@@ -239,6 +221,33 @@ read r3
 		t.Errorf("rollback restored nothing that mattered:\n%s", r1.HistoryText())
 	}
 	t.Logf("rollback: %s; lost to the crash %v\n%s", r1.Summary(), r1.LostToCrash, r1.HistoryText())
+}
+
+// replaysByteForByte runs scenario name's schedule of seed on dev, then its
+// explicit form again: the same schedule and history, byte for byte, the
+// schedule naming dev.
+func replaysByteForByte(t *testing.T, dev procs.Device, name string, d harness.Discipline, seed uint64) (*harness.Schedule, *harness.Result) {
+	t.Helper()
+	ctx := context.Background()
+	sc, err := scenarios.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, r1, err := harness.RunOn(ctx, dev, sc.Setup(seed, d, "sqlite"), harness.Controlled, scenarios.NewGenerator(sc, scenarios.Random, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, r2, err := harness.RunOn(ctx, dev, s1, harness.Controlled, harness.Ops(s1.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.String() != s2.String() || r1.HistoryText() != r2.HistoryText() {
+		t.Errorf("%s: replay differs:\n%s\n---\n%s", name, r1.HistoryText(), r2.HistoryText())
+	}
+	if !strings.HasPrefix(s1.String(), harness.Version+"\ndevice "+dev.Name()+"\n") {
+		t.Errorf("schedule does not name its device:\n%s", s1)
+	}
+	return s1, r1
 }
 
 // Check refuses what the child cannot run, in one line naming the device
@@ -304,7 +313,6 @@ func TestDeviceCheck(t *testing.T) {
 // on the durable child lose nothing; a clean stop (the child flushes at
 // exit) loses nothing either.
 func TestDeviceCatchesWriteBehindKill(t *testing.T) {
-	ctx := context.Background()
 	dev := child()
 	dev.WriteBehind = 3
 	pr := runPair(t, dev, "crash", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 20, Workers: 2, ShrinkBudget: testenv.Size(50, 200)})
@@ -317,22 +325,31 @@ func TestDeviceCatchesWriteBehindKill(t *testing.T) {
 		t.Errorf("counterexample without a crash: %s", want.Summary())
 	}
 	t.Logf("counterexample (schedule %d): %s\n%s", pr.FirstIndex, want.Summary(), first)
-	sched, got, err := harness.RunOn(ctx, dev, first, harness.Controlled, harness.Ops(first.Ops))
+	replaysAndPassesDurable(t, dev, child(), first, want)
+	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 6, Workers: 2}); pr.Failed > 0 {
+		t.Errorf("clean stops lost writes of the write-behind child: %s", pr.FirstResult.Summary())
+	}
+}
+
+// replaysAndPassesDurable replays the counterexample first of the broken
+// child bad to the same failure, byte for byte, and runs its ops on the
+// durable child, which must not fail.
+func replaysAndPassesDurable(t *testing.T, bad, durable procs.Device, first *harness.Schedule, want *harness.Result) {
+	t.Helper()
+	ctx := context.Background()
+	sched, got, err := harness.RunOn(ctx, bad, first, harness.Controlled, harness.Ops(first.Ops))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !got.Failed() || got.HistoryText() != want.HistoryText() || sched.String() != first.String() {
 		t.Errorf("replay on the real child differs:\nwant %s\ngot  %s\n%s", want.Summary(), got.Summary(), got.HistoryText())
 	}
-	durable := first.Clone()
-	durable.Device = ""
-	if _, res, err := harness.RunOn(ctx, child(), durable, harness.Controlled, harness.Ops(durable.Ops)); err != nil {
+	s := first.Clone()
+	s.Device = ""
+	if _, res, err := harness.RunOn(ctx, durable, s, harness.Controlled, harness.Ops(s.Ops)); err != nil {
 		t.Fatal(err)
 	} else if res.Failed() {
-		t.Errorf("the counterexample fails on the durable child too: %s", res.Summary())
-	}
-	if pr := runPair(t, dev, "restart", harness.Locked, "sqlite", scenarios.Config{Mode: harness.Controlled, Seed: 1, Schedules: 6, Workers: 2}); pr.Failed > 0 {
-		t.Errorf("clean stops lost writes of the write-behind child: %s", pr.FirstResult.Summary())
+		t.Errorf("the counterexample fails on the durable child too: %s\n%s", res.Summary(), res.HistoryText())
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/util/keys"
 
-	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -19,24 +18,24 @@ type forgetfulPreKeys struct{ store.PreKeyStore }
 
 func (forgetfulPreKeys) GetPreKey(context.Context, uint32) (*keys.PreKey, error) { return nil, nil }
 
-// Converse's driver sends the device's retry receipts as whatsmeow's
-// sendRetryReceipt does (retry.go 388–399, 428 at 11cf47c62d32): counted
-// per message, <keys> from count 2, none from count 5, so a message that
-// never decrypts is tried five times (the first copy and four resends).
-// Before, the driver attached keys to every receipt and sent five.
-func TestConverseRetryReceiptsAsWhatsmeow(t *testing.T) {
-	ctx := context.Background()
-	st, err := stores.MustLookup("reference").Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := procs.Converse(ctx, procs.Config{Seed: 1, Messages: 1}, procs.Local(wrapped{st, func(set *stores.Set) { set.PreKeys = forgetfulPreKeys{set.PreKeys} }}, false), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+// The device sends its retry receipts as whatsmeow's sendRetryReceipt
+// does (retry.go 388–399, 428 at 11cf47c62d32): counted per message,
+// <keys> from count 2, none from count 5, so a message that never
+// decrypts is tried five times (the first copy and four resends).
+func TestRetryReceiptsAsWhatsmeow(t *testing.T) {
+	res := runWrapped(t, "reference", func(set *stores.Set) { set.PreKeys = forgetfulPreKeys{set.PreKeys} }, `badmac schedule v1
+seed 1
+scenario reply
+discipline locked
+store reference
+contacts alice:1
+ops
+send alice.0 m1
+deliver m1
+`)
 	m := res.Messages[0]
 	if m.ID != "m1" || len(m.Attempts) != 5 {
-		t.Fatalf("%s: %d attempts, want the first copy and 4 resends:\n%s", m.ID, len(m.Attempts), strings.Join(res.History, "\n"))
+		t.Fatalf("%s: %d attempts, want the first copy and 4 resends:\n%s", m.ID, len(m.Attempts), res.HistoryText())
 	}
 	for _, a := range m.Attempts {
 		if a.OK {
@@ -45,20 +44,20 @@ func TestConverseRetryReceiptsAsWhatsmeow(t *testing.T) {
 	}
 	var got []string
 	for _, l := range res.History {
-		if strings.Contains(l, "retry receipt") {
-			got = append(got, l[strings.Index(l, ": ")+2:])
+		if strings.Contains(l, "retry receipt") || strings.Contains(l, ": retry ") {
+			got = append(got, l)
 		}
 	}
 	var want []string
 	for n := 1; n <= 4; n++ {
 		with := ""
 		if n >= 2 {
-			with = " with keys"
+			with = ", rebuilt from the receipt's keys"
 		}
-		want = append(want, fmt.Sprintf("retry receipt %d to alice.0%s", n, with))
+		want = append(want, fmt.Sprintf("alice.0: retry %d of m1 queued as m1.%d (pkmsg%s)", n, n+1, with))
 	}
-	want = append(want, "no retry receipt (count 5)")
+	want = append(want, "m1.5: no retry receipt (count 5)")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("receipts:\n%s\nwant:\n%s\nhistory:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), strings.Join(res.History, "\n"))
+		t.Fatalf("receipts:\n%s\nwant:\n%s\nhistory:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), res.HistoryText())
 	}
 }

@@ -2,11 +2,13 @@ package procs_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"go.mau.fi/whatsmeow/store"
 
+	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/stores"
 )
@@ -48,29 +50,57 @@ func (w wrapped) Instance(ctx context.Context) (stores.Set, error) {
 	return set, err
 }
 
+// runWrapped runs the hand schedule sched on the device in process over
+// store's storage whose sets pass through wrap.
+func runWrapped(t *testing.T, store string, wrap func(*stores.Set), sched string) *harness.Result {
+	t.Helper()
+	s, err := harness.Parse(strings.NewReader(sched))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := procs.Device{Local: true, Storage: func(ctx context.Context) (stores.Storage, error) {
+		st, err := stores.MustLookup(store).Open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return wrapped{st, wrap}, nil
+	}}
+	_, res, err := dev.Exec(context.Background(), s, harness.Controlled, harness.Ops(s.Ops))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // The child device sends as whatsmeow's SendMessage does: sessions loaded
 // with GetManySessions and written back with PutManySessions, so a store's
 // batch methods are what the real-process tests exercise on a send.
 func TestDeviceSendsThroughTheSessionCache(t *testing.T) {
-	ctx := context.Background()
-	st, err := stores.MustLookup("files-atomic").Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var gets, puts atomic.Int64
-	cs := wrapped{st, func(set *stores.Set) { set.Sessions = batchCounter{set.Sessions, &gets, &puts} }}
-	res, err := procs.Converse(ctx, conversation, procs.Local(cs, false), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := runWrapped(t, "files-atomic", func(set *stores.Set) { set.Sessions = batchCounter{set.Sessions, &gets, &puts} }, `badmac schedule v1
+seed 7
+scenario reply
+discipline locked
+store files-atomic
+contacts alice:1
+ops
+send alice.0 m1
+deliver m1
+reply alice.0 r1
+read r1
+send alice.0 m2
+deliver m2
+reply alice.0 r2
+read r2
+`)
 	replies := 0
 	for _, m := range res.Messages {
-		if m.Dir == "out" {
+		if m.Dir == "out" && m.Outcome() == harness.Delivered {
 			replies++
 		}
 	}
-	if replies == 0 {
-		t.Fatal("the conversation sent no reply")
+	if replies != 2 {
+		t.Fatalf("%d of 2 replies delivered:\n%s", replies, res.HistoryText())
 	}
 	if g, p := gets.Load(), puts.Load(); g < int64(replies) || p < int64(replies) {
 		t.Fatalf("%d replies made %d GetManySessions and %d PutManySessions calls, want at least one each per reply", replies, g, p)

@@ -5,8 +5,9 @@
 // (whatsmeow runs handlers in its handler queue, one stanza at a time) or
 // from a goroutine the handler starts. What the client decrypts, fails to
 // decrypt or drops is recorded in the conversation's ledger. Device runs
-// the harness's schedules (any scenario's) on it, judged by the harness's
-// oracle; Converse is the older workload driver behind `badmac client`'s workload flags and Check.
+// the harness's schedules (any scenario's, with its workload parameters:
+// reply:messages=30:burst=4:drop=0.2) on it, judged by the harness's
+// oracle; `badmac client` and Check are presets of that run.
 package realclient
 
 import (
@@ -261,6 +262,9 @@ type Bot struct {
 	replaced atomic.Bool   // another login of the device took over
 
 	connected chan struct{}
+	// logins counts events.Connected: the end of each login's
+	// handleConnectSuccess (a drop's reconnect is the next).
+	logins    atomic.Int64
 	once      sync.Once
 	replies   sync.WaitGroup
 	mu        sync.Mutex
@@ -464,6 +468,7 @@ func (b *Bot) handle(evt any) {
 	}
 	switch e := evt.(type) {
 	case *events.Connected:
+		b.logins.Add(1)
 		b.once.Do(func() { close(b.connected) })
 	case *events.ChatPresence:
 		b.scripted()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
 )
 
@@ -26,6 +27,9 @@ type CheckOptions struct {
 	FreeRuns int
 }
 
+// checkStore is the candidate's name in Check's schedules.
+const checkStore = "candidate"
+
 // Check runs an unmodified whatsmeow Client on the candidate store (a
 // fresh one from newStore per conversation) for a store author's own test:
 //
@@ -33,10 +37,15 @@ type CheckOptions struct {
 //		realclient.Check(t, func() (stores.Set, error) { return stores.SetOf(mystore.New()), nil }, realclient.CheckOptions{})
 //	}
 //
-// Two contacts talk to the bot, which replies from its handler and, in a
-// second conversation, from a goroutine; one stanza is in flight at a time,
-// so nothing overlaps and whatsmeow itself cannot lose a message: every
-// message not delivered cleanly is the store's, and fails the test.
+// It is the harness's run of the scenario reply with two contacts and a
+// reply to every text, one message at a time
+// (reply:messages=N:contacts=2:burst=1:reply=1, scenarios/params.go), on
+// the device client-inline and then client-async over the candidate, in
+// serial mode: every goroutine the client starts runs to its end before
+// the next op, so nothing overlaps and whatsmeow itself cannot lose a
+// message: every message not delivered cleanly is the store's, and fails
+// the test. FreeRuns then runs the same scenario in bursts of up to four
+// on client-async in free mode and logs its rates.
 func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 	t.Helper()
 	if opts.Seed == 0 {
@@ -46,9 +55,12 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 		opts.Messages = 12
 	}
 	ctx := context.Background()
+	v := stores.Variant{Name: checkStore, Doc: "the store under Check", Open: func(context.Context) (stores.Storage, error) {
+		return freshStorage(newStore), nil
+	}}
+	shape := fmt.Sprintf("reply:messages=%d:contacts=2:reply=1:burst=", opts.Messages)
 	for _, mode := range []Reply{Inline, Async} {
-		res, _, err := Converse(ctx, Config{Seed: opts.Seed, Messages: opts.Messages, Contacts: 2, Burst: 1,
-			Reply: mode, Dir: t.TempDir(), NewSet: newStore})
+		res, err := checkRun(ctx, t, v, mode, shape+"1", opts.Seed, harness.Serial)
 		if err != nil {
 			t.Errorf("real client, %s replies: %v", mode, err)
 			continue
@@ -60,8 +72,8 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 		}
 	}
 	for i := 0; i < opts.FreeRuns; i++ {
-		res, _, err := Converse(ctx, Config{Seed: opts.Seed + uint64(i), Messages: opts.Messages, Contacts: 2, Burst: 4,
-			Reply: Async, Dir: t.TempDir(), NewSet: newStore})
+		seed := opts.Seed + uint64(i)
+		res, err := checkRun(ctx, t, v, Async, shape+"4", seed, harness.Free)
 		if err != nil {
 			t.Errorf("real client, free run %d: %v", i, err)
 			continue
@@ -69,9 +81,30 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 		c := res.Counts()
 		lo, hi := harness.Wilson(c.Blamed, c.Messages)
 		t.Logf("real client, async replies, free run seed %d: %d/%d not delivered cleanly [%.1f%%, %.1f%%], failures %v (rerun, not replayed)",
-			opts.Seed+uint64(i), c.Blamed, c.Messages, 100*lo, 100*hi, c.Failures)
+			seed, c.Blamed, c.Messages, 100*lo, 100*hi, c.Failures)
 	}
 }
+
+// checkRun is one of Check's conversations: the scenario sc on the device
+// with reply mode over v, judged by the device's judge (harness.RunOn).
+func checkRun(ctx context.Context, t T, v stores.Variant, mode Reply, sc string, seed uint64, m harness.Mode) (*harness.Result, error) {
+	s, err := scenarios.Lookup(sc)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{Reply: mode, Variant: &v, Dir: t.TempDir()}
+	setup := s.Setup(seed, harness.Whatsmeow, v.Name)
+	setup.Device = d.Name()
+	_, res, err := harness.RunOn(ctx, d, setup, m, scenarios.NewGenerator(s, scenarios.Random, seed))
+	return res, err
+}
+
+// freshStorage is Check's candidate as stores.Storage: each instance a
+// fresh store from newStore.
+type freshStorage func() (stores.Set, error)
+
+func (f freshStorage) Instance(context.Context) (stores.Set, error) { return f() }
+func (f freshStorage) Close() error                                 { return nil }
 
 func describe(m *harness.Message) string {
 	s := fmt.Sprintf("%s (%s, %s) %s", m.ID, m.Dir, m.Peer, m.Outcome())

@@ -54,6 +54,13 @@ type recordingT struct {
 	*testing.T
 	mu     sync.Mutex
 	errors []string
+	logs   []string
+}
+
+func (r *recordingT) Logf(format string, args ...any) {
+	r.mu.Lock()
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
 }
 
 func (r *recordingT) Errorf(format string, args ...any) {
@@ -62,8 +69,17 @@ func (r *recordingT) Errorf(format string, args ...any) {
 	r.mu.Unlock()
 }
 
+// The reference store passes, its free run's rate logged.
 func TestCheckPassesReferenceStore(t *testing.T) {
-	Check(t, reference, CheckOptions{Messages: 6})
+	rt := &recordingT{T: t}
+	Check(rt, reference, CheckOptions{Messages: 6, FreeRuns: 1})
+	if len(rt.errors) > 0 {
+		t.Fatalf("Check failed the reference store: %s", strings.Join(rt.errors, "; "))
+	}
+	if len(rt.logs) != 1 || !strings.Contains(rt.logs[0], "free run seed 1: ") {
+		t.Fatalf("want the free run's rate logged, got %q", rt.logs)
+	}
+	t.Log(rt.logs[0])
 }
 
 func TestCheckCatchesForgetfulStore(t *testing.T) {

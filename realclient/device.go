@@ -46,6 +46,9 @@ import (
 //	restart      a new Client opens the device from the database again, on
 //	             a new instance of the store, and logs in (the server
 //	             redelivers what was not acknowledged)
+//	drop         the server closes the connection; the same Client
+//	             reconnects and logs in, and the server redelivers what was
+//	             not acknowledged (drop.go)
 //
 // The server answers the client's retry receipts by itself, as WhatsApp
 // does (waweb.Conversation). The run ends with the drain: every parked
@@ -137,7 +140,7 @@ func (d *Device) Name() string {
 
 // clientOps are the op types the device runs: all but those refused
 // (below, with why).
-var clientOps = harness.Except(harness.SnapshotOp{}, harness.RollbackOp{})
+var clientOps = harness.Except(harness.SnapshotOp{}, harness.RollbackOp{}).With(harness.DropOp{})
 
 // refused are the op verbs the device has no way to perform, and why.
 var refused = map[string]string{
@@ -318,9 +321,13 @@ func (d *Device) Exec(ctx context.Context, setup *harness.Schedule, mode harness
 	if err := r.drain(ctx); err != nil {
 		return nil, nil, fmt.Errorf("device %s: seed %d: drain: %w", d.Name(), setup.Seed, err)
 	}
+	log := r.srv.Log()
+	if err := retriesAgree(r.cv.L, log); err != nil {
+		return nil, nil, fmt.Errorf("device %s: seed %d: %w", d.Name(), setup.Seed, err)
+	}
 	// Only the messages the schedule sent: the ledger also notes ids it
 	// saw only in a stray ack or receipt (direction unknown).
-	res := &harness.Result{History: r.srv.Log(), Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
+	res := &harness.Result{History: log, Crashes: len(r.crashPoints), CrashPoints: r.crashPoints,
 		RegeneratedCreds: r.regen, LostPreKeys: len(r.lostPK), KilledUnacked: r.killedUnacked,
 		Messages: webledger.Messages(r.cv.L)}
 	for _, m := range res.Messages {
@@ -424,7 +431,7 @@ func (d *Device) open(ctx context.Context, setup *harness.Schedule, mode harness
 		}
 		v = &lv
 	}
-	if r.db, r.jid, r.closeDB, err = openDevice(ctx, Config{Store: storeName, Dir: r.dir, Seed: setup.Seed}); err != nil {
+	if r.db, r.jid, r.closeDB, err = openDevice(ctx, storeName, r.dir, setup.Seed); err != nil {
 		return nil, err
 	}
 	if v != nil {
@@ -480,31 +487,17 @@ func (r *run) start(ctx context.Context, dev *store.Device) error {
 			return err
 		}
 		r.bot = bot
-		r.ctl.do(bot.client, func() { err = bot.Client.Connect() })
-		if err != nil {
-			return fmt.Errorf("realclient: connect: %w", err)
-		}
-		for {
-			if err := r.ctl.settle(ctx); err != nil {
-				return fmt.Errorf("login: %w", err)
-			}
-			if bot.isConnected() {
-				break
-			}
-			g, _, ok := r.ctl.byName("login")
-			if !ok {
-				_, _, why := r.ctl.quiet()
-				return fmt.Errorf("login: not connected, and the login goroutine is not at a store call (parked: %v; now: %s; run: %s; wire: %s; history: %s)",
-					r.ctl.runnable(), why, describeSnap(snapshot(r.ctl.label, new([]byte))), r.srv.WireDebug(), strings.Join(r.srv.Log(), " | "))
-			}
-			if err := r.release(ctx, "login", g); err != nil {
-				return err
-			}
+		if err := r.connect(ctx, bot.isConnected); err != nil {
+			return err
 		}
 	}
 	r.down = false
-	// Replies asked for while the client was down (or whose chat state
-	// went to a connection that closed) are sent now.
+	return r.nudgeQueued(ctx)
+}
+
+// nudgeQueued sends the replies asked for while the client was down (or
+// whose chat state went to a connection that closed), after a login.
+func (r *run) nudgeQueued(ctx context.Context) error {
 	for range r.queue.Len() {
 		if err := r.nudge(ctx); err != nil {
 			return err
@@ -767,6 +760,8 @@ func (r *run) apply(ctx context.Context, op harness.Op) error {
 		return r.stop(ctx)
 	case harness.RestartOp:
 		return r.restart(ctx)
+	case harness.DropOp:
+		return r.drop(ctx)
 	case harness.WaitOp:
 		// The device has no virtual clock to move: nothing.
 	default:
@@ -782,20 +777,7 @@ func (r *run) stop(ctx context.Context) error {
 	if r.down {
 		return nil
 	}
-	if r.ctl != nil {
-		for {
-			if err := r.ctl.settle(ctx); err != nil {
-				return err
-			}
-			rs := r.ctl.runnable()
-			if len(rs) == 0 {
-				break
-			}
-			if err := r.run(ctx, rs[0]); err != nil {
-				return err
-			}
-		}
-	} else if err := r.quiet(ctx); err != nil {
+	if err := r.finish(ctx); err != nil {
 		return err
 	}
 	r.bot.Stop()
@@ -812,6 +794,27 @@ func (r *run) stop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// finish lets the client finish what it is doing: controlled, every
+// parked goroutine runs to its end, oldest first; free, until it owes
+// nothing (quiet).
+func (r *run) finish(ctx context.Context) error {
+	if r.ctl == nil {
+		return r.quiet(ctx)
+	}
+	for {
+		if err := r.ctl.settle(ctx); err != nil {
+			return err
+		}
+		rs := r.ctl.runnable()
+		if len(rs) == 0 {
+			return nil
+		}
+		if err := r.run(ctx, rs[0]); err != nil {
+			return err
+		}
+	}
 }
 
 // handled waits until the client's handler queue has taken every copy of
@@ -867,6 +870,34 @@ func (r *run) restart(ctx context.Context) error {
 		return fmt.Errorf("restart: device %s not in the database", r.jid)
 	}
 	return r.start(ctx, dev)
+}
+
+// connect connects the controlled client and steps its login until
+// loggedIn: what Connect does at once, the login's store calls
+// (handleConnectSuccess) one step each.
+func (r *run) connect(ctx context.Context, loggedIn func() bool) error {
+	var err error
+	r.ctl.do(r.bot.client, func() { err = r.bot.Client.Connect() })
+	if err != nil {
+		return fmt.Errorf("realclient: connect: %w", err)
+	}
+	for {
+		if err := r.ctl.settle(ctx); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		if loggedIn() {
+			return nil
+		}
+		g, _, ok := r.ctl.byName("login")
+		if !ok {
+			_, _, why := r.ctl.quiet()
+			return fmt.Errorf("login: not connected, and the login goroutine is not at a store call (parked: %v; now: %s; run: %s; wire: %s; history: %s)",
+				r.ctl.runnable(), why, describeSnap(snapshot(r.ctl.label, new([]byte))), r.srv.WireDebug(), strings.Join(r.srv.Log(), " | "))
+		}
+		if err := r.release(ctx, "login", g); err != nil {
+			return err
+		}
+	}
 }
 
 // drain ends the run: a stopped client is restarted first, as a process
@@ -938,4 +969,26 @@ func (r *run) PendingWrites() int {
 		return c.PendingWrites()
 	}
 	return 0
+}
+
+// retriesAgree checks the ledger's retry receipts against the server's
+// log, line for line: the receipts the device sent ("retry-receipt …")
+// and those the contacts sent for its replies ("peer …: retry-receipt
+// …"). The verdict comes from the ledger; a disagreement is a bookkeeping
+// bug of the fake server, and the run an error rather than a verdict.
+func retriesAgree(l *waweb.Ledger, log []string) error {
+	in, out := l.Retries()
+	logIn, logOut := 0, 0
+	for _, line := range log {
+		switch {
+		case strings.HasPrefix(line, "retry-receipt "):
+			logIn++
+		case strings.HasPrefix(line, "peer ") && strings.Contains(line, ": retry-receipt "):
+			logOut++
+		}
+	}
+	if logIn != in || logOut != out {
+		return fmt.Errorf("ledger counts %d/%d retry receipts (device/contacts), server log %d/%d", in, out, logIn, logOut)
+	}
+	return nil
 }

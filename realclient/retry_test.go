@@ -15,7 +15,8 @@ import (
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/harness/webledger"
-	"github.com/badmac/badmac/internal/testenv"
+	"github.com/badmac/badmac/scenarios"
+	"github.com/badmac/badmac/stores"
 )
 
 func countLines(log []string, prefix string) int {
@@ -120,61 +121,60 @@ func TestRetryCyclePeerLostSession(t *testing.T) {
 	}
 }
 
-// With one stanza in flight (burst 1) the real client's run is
-// deterministic: no send overlaps a receive, and nothing may fail, for
-// replies from the handler and from a goroutine alike.
+// With one stanza in flight (burst 1) in serial mode the real client's
+// run is deterministic: no send overlaps a receive, and nothing may fail,
+// for replies from the handler and from a goroutine alike.
 func TestReplyOneInFlightDelivers(t *testing.T) {
 	for _, mode := range []Reply{Inline, Async} {
 		t.Run(string(mode), func(t *testing.T) {
-			res, _, err := Converse(context.Background(), Config{Seed: 7, Messages: 8, Contacts: 2, Burst: 1,
-				Reply: mode, Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := res.Counts()
-			if c.Messages != 16 || c.Delivered != 16 || c.Blamed != 0 {
-				t.Fatalf("%+v, want 16 messages (8 in, 8 replies) all delivered", c)
+			pr := runDeviceIn(t, harness.Serial, &Device{Reply: mode, Dir: t.TempDir()},
+				"reply:messages=8:contacts=2:burst=1:reply=1", stores.MustLookup("sqlite"), 2)
+			if c := pr.Counts; pr.Failed != 0 || c.Messages != 32 || c.Delivered != 32 {
+				t.Fatalf("%d of %d schedules failed, %+v; want 32 messages (2 × 8 in, 8 replies) all delivered", pr.Failed, pr.Schedules, c)
 			}
 		})
 	}
 }
 
 // Free running, replies from goroutines: whatever the interleaving, the
-// ledger accounts for every message and agrees with the server log.
+// result accounts for every message the schedule sent (and no other), and
+// the run's own check holds (the ledger's retry receipts are the server
+// log's, retriesAgree).
 func TestReplyFreeRunAccounting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("free-running conversation")
 	}
-	res, stats, err := Converse(context.Background(), Config{Seed: 3, Messages: 24, Contacts: 2, Burst: 4,
-		Reply: Async, Dir: t.TempDir()})
+	sc, err := scenarios.Lookup("reply:messages=24:contacts=2:burst=4:reply=1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, replies := 0, 0
-	accepted := map[string]bool{}
+	const seed = 3
+	sched, res, err := harness.RunOn(context.Background(), &Device{Reply: Async, Dir: t.TempDir()},
+		sc.Setup(seed, harness.Whatsmeow, "sqlite"), harness.Free, scenarios.NewGenerator(sc, scenarios.Random, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, op := range sched.Ops {
+		switch op := op.(type) {
+		case harness.SendOp:
+			want[op.Msg] = harness.In
+		case harness.ReplyOp:
+			want[op.Msg] = harness.Out
+		}
+	}
+	in := 0
 	for _, m := range res.Messages {
-		switch m.Dir {
-		case harness.In:
+		if d, ok := want[m.ID]; !ok || d != m.Dir {
+			t.Errorf("%s: direction %q, the schedule's %q (sent: %t)", m.ID, m.Dir, d, ok)
+		}
+		delete(want, m.ID)
+		if m.Dir == harness.In {
 			in++
-			for _, a := range m.Attempts {
-				accepted[m.ID] = accepted[m.ID] || a.OK
-			}
-		case harness.Out:
-			replies++
-		default:
-			t.Errorf("%s: no direction (a copy of a message nobody sent)", m.ID)
 		}
 	}
-	if in != 24 {
-		t.Errorf("%d inbound messages, want 24", in)
-	}
-	for id := range accepted {
-		if accepted[id] && !slices.ContainsFunc(res.Messages, func(m *harness.Message) bool { return m.ID == ReplyID(id) }) {
-			t.Errorf("%s accepted but no reply followed", id)
-		}
-	}
-	if n := countLines(res.History, "retry-receipt "); n != stats.RetriesIn {
-		t.Errorf("retry receipts from the device: ledger %d, server log %d", stats.RetriesIn, n)
+	if in != 24 || len(want) != 0 {
+		t.Errorf("%d inbound messages, want 24; sent but not in the result: %v", in, want)
 	}
 	c := res.Counts()
 	t.Logf("free run, async replies: %d msgs, %d not delivered cleanly, failures %v", c.Messages, c.Blamed, c.Failures)
@@ -223,21 +223,5 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 	}
 	if c := (&harness.Result{Messages: webledger.Messages(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
 		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
-	}
-}
-
-// The whole device in whatsmeow's sqlstore on PostgreSQL, the decrypted-
-// event buffer off and on: with one stanza in flight nothing fails.
-func TestPostgresOneInFlight(t *testing.T) {
-	testenv.PostgresDSN(t)
-	for _, buf := range []bool{false, true} {
-		res, _, err := Converse(context.Background(), Config{Seed: 5, Messages: 6, Contacts: 2, Burst: 1,
-			Reply: Async, Buffer: buf, Store: "postgres", Dir: t.TempDir()})
-		if err != nil {
-			t.Fatalf("buffer %t: %v", buf, err)
-		}
-		if c := res.Counts(); c.Messages != 12 || c.Blamed != 0 {
-			t.Errorf("buffer %t: %+v, want 12 messages delivered", buf, c)
-		}
 	}
 }

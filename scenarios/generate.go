@@ -54,10 +54,17 @@ type Generator struct {
 	crashAt map[int]bool
 	snapped bool
 	lid     *lidGen // LID scenarios (lid.go)
+	// burstLeft is what the current burst still sends (BurstMax).
+	burstLeft int
+	// drops is the network drops decided (drop=P) and not yet made.
+	drops int
 }
 
-// maxOps bounds a schedule's length.
+// maxOps bounds a schedule's length: 600, or 20 ops a message for a
+// scenario with more messages (messages=N, params.go).
 const maxOps = 600
+
+func (s Scenario) maxOps() int { return max(maxOps, 20*s.Messages) }
 
 // NewGenerator returns the generator for one schedule.
 func NewGenerator(sc Scenario, policy Policy, seed uint64) *Generator {
@@ -110,7 +117,7 @@ func (g *Generator) Next(r harness.View) (harness.Op, bool) {
 
 func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 	g.ops++
-	if g.ops > maxOps {
+	if g.ops > g.sc.maxOps() {
 		return nil, false
 	}
 	if len(g.queue) > 0 {
@@ -146,13 +153,29 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 		op func() harness.Op
 	}
 	var cs []choice
-	if g.sent < g.sc.Messages {
+	if g.sc.BurstMax > 0 && g.sent < g.sc.Messages {
+		// Bursts: 1..BurstMax sends back to back, the next burst once
+		// every stanza is delivered, every reply sent and read.
+		if g.burstLeft == 0 && len(in) == 0 && len(out) == 0 && len(runnable) == 0 && len(g.wantReply) == 0 && g.drops == 0 {
+			g.burstLeft = 1 + g.rng.IntN(g.sc.BurstMax)
+		}
+		if g.burstLeft > 0 {
+			g.burstLeft--
+			g.sent++
+			if g.burstLeft == 0 {
+				g.maybeDrop()
+			}
+			return g.sendOp(peers), true
+		}
+	}
+	if g.sent < g.sc.Messages && g.sc.BurstMax == 0 {
 		w := 1.0
 		if g.sc.Burst {
 			w = 50
 		}
 		cs = append(cs, choice{w, func() harness.Op {
 			g.sent++
+			g.maybeDrop()
 			return g.sendOp(peers)
 		}})
 	}
@@ -180,6 +203,12 @@ func (g *Generator) choose(r harness.View) (harness.Op, bool) {
 				d = out[g.rng.IntN(len(out))]
 			}
 			return harness.ReadOp{ID: d}
+		}})
+	}
+	if g.drops > 0 {
+		cs = append(cs, choice{1, func() harness.Op {
+			g.drops--
+			return harness.DropOp{}
 		}})
 	}
 	if g.sc.Reorder {
@@ -253,6 +282,19 @@ func (g *Generator) nextReplica(r harness.View, peers, in, out, runnable []strin
 		return g.sendOp(peers), true
 	}
 	return nil, false
+}
+
+// maybeDrop decides, with the scenario's chance (drop=P; no draw when it
+// is 0, so that the schedules of a scenario without it stay as they were),
+// that a network drop follows the send being made. The drop is then one of
+// the generator's choices, among the deliveries, replies and reads of what
+// was sent (and before the next burst): it lands while the device is at
+// work, a handler mid-decrypt or mid-reply, as a real drop does, not only
+// between bursts when nothing is in flight.
+func (g *Generator) maybeDrop() {
+	if g.sc.Drop > 0 && g.rng.Float64() < g.sc.Drop {
+		g.drops++
+	}
 }
 
 // sendOp is a new message g.sent from a random peer: a group message in a

@@ -25,6 +25,15 @@ type Scenario struct {
 	Reply float64
 	// Burst sends everything before anything is delivered.
 	Burst bool
+	// BurstMax, when > 0, sends the messages in bursts of 1..BurstMax
+	// (seeded), each only once the previous one is delivered and its
+	// replies read (the parameter burst=K, params.go).
+	BurstMax int
+	// Drop is the chance the server drops the connection during a burst
+	// (a send without BurstMax), at a random point once it is sent: op
+	// drop (the parameter drop=P, generate.go maybeDrop; the real client
+	// only).
+	Drop float64
 	// Reorder delivers queued messages in random order and redelivers
 	// copies of delivered ones, as an offline queue does.
 	Reorder bool
@@ -116,13 +125,19 @@ func All() []Scenario { return append([]Scenario(nil), all...) }
 // Default is what plain `badmac run` uses.
 var Default = []string{"burst", "reply", "multi", "group", "reorder"}
 
-// Lookup returns a scenario by name.
+// Lookup returns a scenario by name, reshaped by the parameters after
+// its name (reply:messages=30:burst=4, params.go).
 func Lookup(name string) (Scenario, error) {
+	base, ps, hasPs := strings.Cut(name, ":")
 	for _, s := range all {
-		if s.Name == name {
-			return s, nil
+		if s.Name == base {
+			if !hasPs {
+				return s, nil
+			}
+			return withParams(s, strings.Split(ps, ":"))
 		}
 	}
+	name = base
 	var names []string
 	for _, s := range all {
 		names = append(names, s.Name)

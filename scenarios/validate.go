@@ -52,6 +52,9 @@ func (s Scenario) Ops() []string {
 	if s.Reorder {
 		ops = append(ops, "dup")
 	}
+	if s.Drop > 0 {
+		ops = append(ops, "drop")
+	}
 	switch s.Crash {
 	case CrashRandom, CrashTorn:
 		ops = append(ops, "crash", "restart")

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"slices"
 	"strings"
 
 	"github.com/badmac/badmac/harness"
@@ -20,32 +18,37 @@ import (
 // unmodified whatsmeow Client on the loopback fake server, replying from
 // its event handler (client-inline) or from a goroutine (client-async),
 // with EnableDecryptedEventBuffer off and on (+buffer), on the scenario
-// reply, free-running (clientRunArgs says which run command it is). The
-// table, the gate and the replay lines are run's.
+// reply, free-running (clientRunArgs says which run command it is; it is
+// printed on stderr after the run). The table, the gate and the replay
+// lines are run's.
 //
-// The workload flags (-messages, -contacts, -burst, -reply-rate, -drop,
-// -v) shape a conversation no scenario has (30 messages in bursts, replies
-// to every text, dropped connections): given, the rows come from the older
-// driver, realclient.Converse, judged by harness.Judge against an empty
-// baseline (every message not delivered cleanly is blamed) and printed in
-// run's table; gated only on the rows -must-pass names.
+// The workload flags -messages, -contacts, -burst, -reply-rate and -drop
+// are the scenario's parameters (scenarios/params.go): -messages 30
+// -burst 4 -drop 0.2 runs the scenario reply:messages=30:burst=4:drop=0.2,
+// which the schedules and their replay files name.
 func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("client")
 	runs := fs.Int("runs", 3, "conversations per row (run's -schedules)")
 	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
-	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async (the devices client-inline, client-async); none: workload only")
+	replies := fs.String("replies", "inline,async", "how the bot replies: inline, async (the devices client-inline, client-async)")
 	buffers := fs.String("buffer", "off,on", "EnableDecryptedEventBuffer: off, on (on: the devices …+buffer, stores sqlite and postgres; comma-separated)")
 	storeList := fs.String("stores", "sqlite", "candidate stores (sqlite, postgres: whatsmeow's sqlstore for the whole device; any other variant: the device's four Signal stores, the rest in SQLite)")
 	mustPass := fs.String("must-pass", "", "run's -must-pass: DEVICE/STORE rows that must pass, or none (default: run's, client-inline on reference and sqlite, when in the run; else none)")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files; run's -out)")
-	// The workload: realclient.Converse's conversation shape.
-	msgs := fs.Int("messages", 30, "workload: messages the contacts send per conversation")
-	contacts := fs.Int("contacts", 1, "workload: contacts (1..4)")
-	burst := fs.Int("burst", 4, "workload: most stanzas sent back to back before waiting for the device (1: one in flight, deterministic)")
-	drop := fs.Float64("drop", 0, "workload: chance the server drops the connection after a burst (whatsmeow reconnects)")
-	rate := fs.Float64("reply-rate", 1, "workload: share of texts the bot answers (the scenario reply's: 0.7)")
-	verbose := fs.Bool("v", false, "workload: print the client's warnings on stderr")
+	// The workload: the scenario reply's parameters (scenarios/params.go).
+	var params []string
+	param := func(key string) func(string) error {
+		return func(v string) error {
+			params = append(params, key+"="+v)
+			return nil
+		}
+	}
+	fs.Func("messages", "workload: messages the contacts send per conversation (the scenario's parameter messages=N; default: the scenario reply's, 8)", param("messages"))
+	fs.Func("contacts", "workload: contacts, 1..4 (the parameter contacts=N; default 1)", param("contacts"))
+	fs.Func("burst", "workload: the contacts send in bursts of at most this many, the next once the last is delivered and answered (the parameter burst=K; 1: one message at a time)", param("burst"))
+	fs.Func("reply-rate", "workload: the chance the bot replies to a message (the parameter reply=P; default: the scenario reply's, 0.7)", param("reply"))
+	fs.Func("drop", "workload: the chance the server drops the connection after a burst (the parameter drop=P; whatsmeow reconnects, the server redelivers what was not acknowledged)", param("drop"))
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
@@ -54,42 +57,37 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	workload := false
-	for _, f := range []string{"messages", "contacts", "burst", "drop", "reply-rate", "v"} {
-		workload = workload || given[f]
+	if *runs < 1 || *runs > 1000 {
+		return 2, badInput("-runs must be 1..1000")
 	}
-	if *runs < 1 || *runs > 1000 || *msgs < 1 || *msgs > 10000 || *contacts < 1 || *contacts > 4 || *burst < 1 || *burst > 100 {
-		return 2, badInput("-runs must be 1..1000, -messages 1..10000, -contacts 1..4, -burst 1..100")
+	// The parameters, in the flags' order; Lookup checks them and names
+	// the scenario canonically.
+	scName := strings.Join(append([]string{"reply"}, params...), ":")
+	sc, err := scenarios.Lookup(scName)
+	if err != nil {
+		return 2, badInput("%v", err)
 	}
-	if !(*drop >= 0 && *drop <= 1) {
-		return 2, badInput("-drop must be in [0, 1], not %v", *drop)
-	}
-	if !(*rate > 0 && *rate <= 1) {
-		return 2, badInput("-reply-rate must be in (0, 1], not %v", *rate)
-	}
-	var modes []realclient.Reply
+	var names []string
 	for _, r := range split(*replies) {
 		switch realclient.Reply(r) {
 		case realclient.Inline, realclient.Async:
 		case realclient.NoReply:
-			if !workload {
-				return 2, badInput("-replies none: every device replies (inline or async); a bot that never replies is the workload's (give e.g. -messages 30), or run -device client-inline -scenarios burst -mode free")
+			return 2, badInput("-replies none: every device replies (inline or async); a bot that replies less: -reply-rate, or run -device client-inline -scenarios burst -mode free")
+		default:
+			return 2, badInput("unknown reply mode %q (inline, async)", r)
+		}
+		for _, b := range split(*buffers) {
+			switch b {
+			case "off":
+				names = append(names, "client-"+r)
+			case "on":
+				names = append(names, "client-"+r+"+buffer")
+			default:
+				return 2, badInput("-buffer takes off, on; not %q", b)
 			}
-		default:
-			return 2, badInput("unknown reply mode %q (inline, async, none)", r)
-		}
-		modes = append(modes, realclient.Reply(r))
-	}
-	var bufs []bool
-	for _, b := range split(*buffers) {
-		switch b {
-		case "off", "on":
-			bufs = append(bufs, b == "on")
-		default:
-			return 2, badInput("-buffer takes off, on; not %q", b)
 		}
 	}
-	if len(modes) == 0 || len(bufs) == 0 {
+	if len(names) == 0 {
 		return 2, badInput("nothing to run: give -replies and -buffer")
 	}
 	var storeNames []string
@@ -102,41 +100,31 @@ func clientCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if len(storeNames) == 0 {
 		return 2, badInput("nothing to run: give -stores")
 	}
-	var names []string
-	for _, m := range modes {
-		for _, b := range bufs {
-			n := "client-" + string(m)
-			if b {
-				n += "+buffer"
-			}
-			names = append(names, n)
-		}
-	}
 	must := *mustPass
-	if !given["must-pass"] && (workload || !clientDefaultGated(names, storeNames)) {
-		// The workload has no protocol baseline (every message not
-		// delivered cleanly is blamed, whatsmeow's own losses to a dropped
-		// connection included): it gates only the rows -must-pass names.
+	if !given["must-pass"] && (given["drop"] || !clientDefaultGated(names, storeNames)) {
+		// A drop while the bot's reply is being sent fails SendMessage
+		// (the reply is lost; the bot does not send it again): the
+		// client's own loss, free mode's only (the serial baseline drops
+		// between handlers, realclient/drop.go), which the judge would
+		// blame on the pair. With -drop the preset gates only the rows
+		// -must-pass names.
 		must = reports.NoGate
 	}
-	if !workload {
-		return runCmd(ctx, clientRunArgs(names, storeNames, *runs, *seed, must, *wide, *out), stdout, stderr)
+	ra := clientRunArgs(names, storeNames, sc.Name, *runs, *seed, must, *wide, *out)
+	code, err := runCmd(ctx, ra, stdout, stderr)
+	if code != 2 {
+		// After the run: bad input stays a one-line error.
+		fmt.Fprintf(stderr, "badmac client: a preset of %s run %s\n", self(), strings.Join(ra, " "))
 	}
-	var log func(string)
-	if *verbose {
-		log = func(s string) { fmt.Fprintln(stderr, s) }
-	}
-	w := workloadRun{names: names, stores: storeNames, runs: *runs, seed: *seed, mustPass: must,
-		cfg: realclient.Config{Messages: *msgs, Contacts: *contacts, Burst: *burst, ReplyRate: *rate, Drop: *drop, Log: log}}
-	return w.run(ctx, stdout, stderr, *wide)
+	return code, err
 }
 
-// clientRunArgs is the run command `badmac client` equals without its
-// workload flags: the devices on the stores, the scenario reply in free
-// mode (the +buffer devices run free only, and the client's goroutines
-// ran freely here before it was a preset).
-func clientRunArgs(names, storeNames []string, runs int, seed uint64, mustPass string, wide bool, out string) []string {
-	args := []string{"-device", strings.Join(names, ","), "-stores", strings.Join(storeNames, ","), "-scenarios", "reply",
+// clientRunArgs is the run command `badmac client` equals without -drop:
+// the devices on the stores, the scenario sc (reply, with the workload's
+// parameters) in free mode (the +buffer devices run free only, and the
+// client's goroutines ran freely here before it was a preset).
+func clientRunArgs(names, storeNames []string, sc string, runs int, seed uint64, mustPass string, wide bool, out string) []string {
+	args := []string{"-device", strings.Join(names, ","), "-stores", strings.Join(storeNames, ","), "-scenarios", sc,
 		"-mode", string(harness.Free), "-schedules", fmt.Sprint(runs), "-seed", fmt.Sprint(seed), "-out", out}
 	if mustPass != "" {
 		args = append(args, "-must-pass", mustPass)
@@ -160,125 +148,4 @@ func clientDefaultGated(names, storeNames []string) bool {
 		}
 	}
 	return false
-}
-
-// workloadRun is `badmac client` with its workload flags: rows of
-// realclient.Converse conversations, one per device and store.
-type workloadRun struct {
-	names, stores []string
-	runs          int
-	seed          uint64
-	mustPass      string
-	cfg           realclient.Config // the shape; Seed, Reply, Buffer, Store, Dir set per conversation
-}
-
-func (w workloadRun) run(ctx context.Context, stdout, stderr io.Writer, wide bool) (int, error) {
-	dir, err := os.MkdirTemp("", "badmac-client-")
-	if err != nil {
-		return 2, fmt.Errorf("client: temp dir: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	// The rows as run plans them, so that -must-pass is read by run's
-	// gateRows.
-	var rows []row
-	var skipped strings.Builder
-	for _, name := range w.names {
-		for _, st := range w.stores {
-			d, ok := realclient.ParseName(name)
-			if !ok { // client-none: no device of that name replies never
-				d = &realclient.Device{Reply: realclient.NoReply}
-			}
-			if d.Buffer && st != "sqlite" && st != "postgres" {
-				fmt.Fprintf(&skipped, "skipped: %s/%s: the decrypted-event buffer needs sqlstore's transaction (stores sqlite, postgres)\n", name, st)
-				continue
-			}
-			rows = append(rows, row{pair: scenarios.Pair{Scenario: scenarios.Scenario{Name: "workload"}, Variant: stores.Variant{Name: st}, Device: d},
-				column: name, baseline: "none: every message not delivered cleanly is blamed (the workload has no protocol baseline)"})
-		}
-	}
-	if len(rows) == 0 {
-		return 2, badInput("nothing to run: the +buffer rows need -stores sqlite or postgres")
-	}
-	fmt.Fprint(stderr, skipped.String())
-	if err := gateRows(rows, nil, deviceRun{mustPass: w.mustPass, mustGiven: w.mustPass != ""}); err != nil {
-		return 2, err
-	}
-	rep := &reports.Report{Seed: w.seed, Mode: string(harness.Free), Schedules: w.runs, MustPass: w.mustPass}
-	var extra []string
-	for _, r := range rows {
-		d := r.pair.Device.(*realclient.Device)
-		var c harness.Counts
-		var st realclient.ConvStats
-		failed, first := 0, ""
-		for i := 0; i < w.runs; i++ {
-			cfg := w.cfg
-			cfg.Seed, cfg.Reply, cfg.Buffer, cfg.Store, cfg.Dir = w.seed+uint64(i), d.Reply, d.Buffer, r.pair.Variant.Name, dir
-			res, s, err := realclient.Converse(ctx, cfg)
-			if err != nil {
-				if cfg.Log != nil && res != nil {
-					for _, l := range res.History {
-						cfg.Log("server: " + l)
-					}
-				}
-				return 2, fmt.Errorf("%s seed %d: %w", r.column, cfg.Seed, err)
-			}
-			c.Add(res.Counts())
-			if res.Failed() {
-				failed++
-				if first == "" {
-					first = fmt.Sprintf("seed %d: %s", cfg.Seed, res.Summary())
-				}
-			}
-			st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps = st.RetriesIn+s.RetriesIn, st.RetriesOut+s.RetriesOut, st.Drops+s.Drops, st.Overlaps+s.Overlaps
-		}
-		rr := reports.CountsRow(c, w.runs, failed)
-		rr.Discipline, rr.Store, rr.Scenario, rr.MustPass, rr.Baseline, rr.Summary = r.column, r.pair.Variant.Name, "workload", r.must, r.baseline, first
-		rep.Rows = append(rep.Rows, rr)
-		extra = append(extra, fmt.Sprintf("  %s/%s: retry receipts %d from the device, %d from the peers; %d connections dropped; %d handlers overlapped another",
-			r.column, r.pair.Variant.Name, st.RetriesIn, st.RetriesOut, st.Drops, st.Overlaps))
-	}
-	code, err := writeReport(rep, stdout, false, wide, "", "", "")
-	if err != nil {
-		return code, err
-	}
-	cfg := w.cfg
-	fmt.Fprintf(stdout, "workload (realclient.Converse): %d messages from %d contact(s) a conversation, bursts of at most %d, replies to %v of texts, connection drop chance %v; seeds %d..%d\n",
-		cfg.Messages, cfg.Contacts, cfg.Burst, cfg.ReplyRate, cfg.Drop, w.seed, w.seed+uint64(w.runs)-1)
-	for _, l := range extra {
-		fmt.Fprintln(stdout, l)
-	}
-	if cfg.Burst == 1 && cfg.Drop == 0 {
-		fmt.Fprintln(stdout, "-burst 1: one stanza in flight, the next only after the device settled: deterministic outcomes")
-	} else {
-		fmt.Fprintf(stdout, "the client's goroutines run freely: rerun, not replayed: %s client -runs %d -messages %d -contacts %d -burst %d -reply-rate %v -drop %v -seed %d -replies %s -buffer %s -stores %s\n",
-			self(), w.runs, cfg.Messages, cfg.Contacts, cfg.Burst, cfg.ReplyRate, cfg.Drop, w.seed, replyList(w.names), bufferList(w.names), strings.Join(w.stores, ","))
-	}
-	return code, nil
-}
-
-// replyList and bufferList are -replies and -buffer as the device names
-// say them, for the rerun line.
-func replyList(names []string) string {
-	var out []string
-	for _, n := range names {
-		r := strings.TrimSuffix(strings.TrimPrefix(n, "client-"), "+buffer")
-		if !slices.Contains(out, r) {
-			out = append(out, r)
-		}
-	}
-	return strings.Join(out, ",")
-}
-
-func bufferList(names []string) string {
-	var out []string
-	for _, n := range names {
-		b := "off"
-		if strings.HasSuffix(n, "+buffer") {
-			b = "on"
-		}
-		if !slices.Contains(out, b) {
-			out = append(out, b)
-		}
-	}
-	return strings.Join(out, ",")
 }

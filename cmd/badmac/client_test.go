@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,11 +21,17 @@ func TestClientBadInput(t *testing.T) {
 		{"client", "-stores", "nosuch"},
 		{"client", "-runs", "0"},
 		{"client", "-reply-rate", "1.5"},
+		{"client", "-reply-rate", "x"},
 		{"client", "extra"},
-		{"client", "-replies", "none"},                       // no device replies never: a workload flag, or run -scenarios burst
+		{"client", "-replies", "none"},                       // no device replies never: run -scenarios burst
 		{"client", "-must-pass", "client-async/sqlite/x"},    // not a row of the run
 		{"client", "-messages", "4", "-must-pass", "nosuch"}, // the workload's gate is read as run reads it
 		{"client", "-messages", "4", "-buffer", "on", "-stores", "reference"},
+		{"client", "-messages", "0"},
+		{"client", "-messages", "4", "-messages", "5"},
+		{"client", "-burst", "101"},
+		{"client", "-drop", "1.5"},
+		{"client", "-v"},
 	} {
 		code, out, errs := run(t, args...)
 		require.Equal(t, 2, code, "%v: %s", args, out)
@@ -32,26 +40,45 @@ func TestClientBadInput(t *testing.T) {
 	}
 }
 
-// One stanza in flight (the workload's -burst 1): the real client's rows
-// are deterministic, and nothing fails.
-func TestClientOneInFlight(t *testing.T) {
-	args := []string{"client", "-runs", "1", "-messages", "4", "-burst", "1", "-buffer", "off"}
-	code, out, errs := run(t, args...)
-	require.Equal(t, 0, code, errs)
-	_, again, _ := run(t, args...)
-	require.Equal(t, out, again, "same seed, one stanza in flight: the same output byte for byte")
-	for _, row := range []string{"client-inline", "client-async"} {
-		line := ""
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, row+" ") {
-				line = l
-			}
+// The workload flags are the scenario reply's parameters: `badmac client
+// -messages 8 -burst 4` prints the run command it is a preset of on
+// stderr, and that command prints the same table with the same exit code,
+// in both directions: a store that drops the send path's session writes
+// fails the must-pass row (two texts of a burst answered from one sending
+// chain), and the replay line it prints replays the failure alone (its
+// header names the parameters); the reference store passes.
+func TestClientWorkloadIsRunPreset(t *testing.T) {
+	registerDropPutMany()
+	dir := t.TempDir()
+	digits := regexp.MustCompile(`[0-9]+`)
+	preset := regexp.MustCompile(`(?m)^badmac client: a preset of \S+ run (.*)$`)
+	for _, tc := range []struct {
+		store string
+		code  int
+	}{{"drop-put-many", 1}, {"reference", 0}} {
+		code, out, errs := run(t, "client", "-runs", "1", "-messages", "8", "-burst", "4", "-reply-rate", "1", "-replies", "inline", "-buffer", "off",
+			"-stores", tc.store, "-must-pass", "client-inline/"+tc.store, "-out", dir)
+		require.Equal(t, tc.code, code, "%s\n%s", out, errs)
+		require.Contains(t, out, "reply:messages=8:burst=4:reply=1", "the row names the parameters")
+		m := preset.FindStringSubmatch(errs)
+		require.NotNil(t, m, errs)
+		require.Equal(t, "-device client-inline -stores "+tc.store+" -scenarios reply:messages=8:burst=4:reply=1 -mode free -schedules 1 -seed 1 -out "+dir+
+			" -must-pass client-inline/"+tc.store, m[1])
+		rcode, rout, rerrs := run(t, append([]string{"run"}, strings.Fields(m[1])...)...)
+		require.Equal(t, code, rcode, rerrs)
+		// Free mode: a count may differ from run to run; the table, its
+		// rows, gate and verdict may not.
+		require.Equal(t, digits.ReplaceAllString(rout, "#"), digits.ReplaceAllString(out, "#"), "badmac client prints its run command's table")
+		if tc.code == 0 {
+			require.Contains(t, out, "PASS")
+			continue
 		}
-		require.NotEmpty(t, line, out)
-		require.Contains(t, line, " 0.00% [0.00,", out)
+		require.Contains(t, out, "FAIL")
+		r := regexp.MustCompile(`replay -mode free (\S+)`).FindStringSubmatch(out)
+		require.NotNil(t, r, out)
+		code, rep, errs := run(t, "replay", "-mode", "free", r[1])
+		require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 	}
-	require.Contains(t, out, "deterministic")
-	require.Contains(t, out, "NOT GATED", "the workload gates only the rows -must-pass names (no protocol baseline)")
 }
 
 // dropPutMany is the reference store with PutManySessions doing nothing
@@ -107,7 +134,7 @@ func TestClientIsRunPreset(t *testing.T) {
 	digits := regexp.MustCompile(`[0-9]+`)
 	require.Equal(t, digits.ReplaceAllString(rout, "#"), digits.ReplaceAllString(out, "#"), "badmac client prints run -device's table")
 	require.Equal(t, "-device client-inline -stores reference -scenarios reply -mode free -schedules 2 -seed 1 -out "+dir+" -must-pass client-inline/reference",
-		strings.Join(clientRunArgs([]string{"client-inline"}, []string{"reference"}, 2, 1, "client-inline/reference", false, dir), " "))
+		strings.Join(clientRunArgs([]string{"client-inline"}, []string{"reference"}, "reply", 2, 1, "client-inline/reference", false, dir), " "))
 	// The default gate is run's too: client-inline on sqlite.
 	code, out, errs = run(t, "client", "-runs", "1", "-replies", "inline", "-buffer", "off", "-out", dir)
 	require.Equal(t, 0, code, errs)
@@ -124,31 +151,35 @@ func TestClientIsRunPreset(t *testing.T) {
 	require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 }
 
-// The workload flags run the older driver, judged by harness.Judge and
-// gated as run gates: a store that drops the send path's session writes
-// fails (two texts of a burst answered from one sending chain: the
-// handler queue runs them in order, so inline replies fail at any speed),
-// the reference store passes.
-func TestClientWorkloadGate(t *testing.T) {
-	registerDropPutMany()
-	args := func(store string) []string {
-		return []string{"client", "-runs", "1", "-messages", "8", "-burst", "4", "-replies", "inline", "-buffer", "off",
-			"-stores", store, "-must-pass", "client-inline/" + store}
-	}
-	code, out, errs := run(t, args("drop-put-many")...)
-	require.Equal(t, 1, code, "%s\n%s", out, errs)
-	require.Contains(t, out, "FAIL")
-	require.Contains(t, out, "client-inline *")
-	require.Regexp(t, `(?m)^FAIL client-inline/drop-put-many/workload: seed 1: re-m\d+ lost \[OldCounter\]`, out, "the row says what failed")
-	code, out, errs = run(t, args("reference")...)
+// -drop is the scenario's parameter drop=P too: the server drops the
+// connection after a burst, whatsmeow reconnects and the stanzas it had
+// not acknowledged come again. Judged against the serial run of the same
+// schedule; gated only on the rows -must-pass names (a reply whose send
+// the drop cuts is the client's loss: free mode's only). The replay file
+// names the parameter and holds the drops, and replays the failure of a
+// store that drops the send path's session writes.
+func TestClientDrop(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := run(t, "client", "-runs", "2", "-messages", "8", "-burst", "3", "-drop", "1", "-replies", "inline", "-buffer", "off", "-out", dir)
 	require.Equal(t, 0, code, "%s\n%s", out, errs)
-	require.Contains(t, out, "PASS")
-	// Without -must-pass the workload measures: it has no protocol
-	// baseline to tell whatsmeow's losses from the pair's.
-	code, out, errs = run(t, args("drop-put-many")[:len(args("drop-put-many"))-2]...)
-	require.Equal(t, 0, code, "%s\n%s", out, errs)
+	require.Contains(t, out, "reply:messages=8:burst=3:drop=1")
 	require.Contains(t, out, "NOT GATED")
-	require.Regexp(t, `client-inline +drop-put-many +workload +1/1`, out, "the failing row is still printed as failed")
+	require.Contains(t, errs, "-scenarios reply:messages=8:burst=3:drop=1 -mode free -schedules 2 -seed 1 -out "+dir+" -must-pass none")
+	// The schedule carries its drops: the failing row's replay file.
+	registerDropPutMany()
+	code, out, errs = run(t, "client", "-runs", "1", "-messages", "8", "-burst", "3", "-drop", "1", "-replies", "inline", "-buffer", "off",
+		"-stores", "drop-put-many", "-must-pass", "client-inline/drop-put-many", "-out", dir)
+	require.Equal(t, 1, code, "%s\n%s", out, errs)
+	r := regexp.MustCompile(`replay -mode free (\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, r, out)
+	require.Regexp(t, `^client-inline-drop-put-many-reply-messages=8-burst=3-drop=1-seed\d+\.txt$`, filepath.Base(r[1]),
+		"a file name without ':' (not allowed on Windows)")
+	text, err := os.ReadFile(r[1])
+	require.NoError(t, err)
+	require.Contains(t, string(text), "scenario reply:messages=8:burst=3:drop=1\n")
+	require.Contains(t, string(text), "\ndrop\n", "the schedule holds its drops")
+	code, rep, errs := run(t, "replay", "-mode", "free", r[1])
+	require.Equal(t, 1, code, "the replay line replays the failure: %s\n%s", rep, errs)
 }
 
 // widestTableLine is the widest of the lines before the first line that

@@ -13,6 +13,7 @@ import (
 	"github.com/badmac/badmac/devices/baileys"
 	"github.com/badmac/badmac/devices/godevice"
 	"github.com/badmac/badmac/harness"
+	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/reports"
 	"github.com/badmac/badmac/scenarios"
 	"github.com/badmac/badmac/stores"
@@ -305,7 +306,10 @@ func gateRows(rows []row, refused []refusal, dr deviceRun) error {
 // when named (-must-pass baileys@V/locked).
 //
 // The child process (procs) runs the correct client on a real database, one
-// request at a time: every row must pass. The real whatsmeow Client
+// request at a time: every row must pass. With gates (procs+gates) its
+// requests are in flight at once: every row must pass but overlap, two
+// processes on one database, which lose messages as two replicas of any
+// bot do (gated when named). The real whatsmeow Client
 // replying from its handler (client-inline) cannot race its own receive
 // (the handler queue runs one stanza at a time): its rows on the reference
 // store and on whatsmeow's sqlstore must pass, but not reinstall, where
@@ -318,6 +322,9 @@ func gateRows(rows []row, refused []refusal, dr deviceRun) error {
 func defaultDeviceGate(device, store, scenario string) bool {
 	if device == "procs" {
 		return true
+	}
+	if device == "procs"+procs.GatesSuffix {
+		return !strings.HasPrefix(scenario, "overlap")
 	}
 	if device == "client-inline" {
 		return (store == "reference" || store == "sqlite") && scenario != "reinstall" && !strings.HasPrefix(scenario, "lid-")

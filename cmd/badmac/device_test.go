@@ -58,7 +58,7 @@ func TestDeviceBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "-device", "baileys@5.0.0"}, `unknown device "baileys@5.0.0"`},
-		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind, procs, baileys-socket@VERSION, baileys@VERSION)`},
+		{[]string{"run", "-device", "nosuch"}, `unknown device "nosuch" (known: model, client-inline|client-async[+buffer], procs-writebehind[+gates], procs[+gates], baileys-socket@VERSION, baileys@VERSION)`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-scenarios", "nosuch"}, `unknown scenario "nosuch"`},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "cached"}, "nothing to run: every pair was skipped"},
 		{[]string{"run", "-device", "baileys@6.17.16", "-adapter", fake, "-stores", "stock", "-must-pass", "baileys@6.17.16/locked"},
@@ -264,7 +264,7 @@ func TestShrinkRealClientSchedule(t *testing.T) {
 
 // The default gate: Baileys' own socket in burst, on any store (a bot's
 // or Baileys' own, cached or not); the adapter's locked fix only when
-// named; procs always.
+// named; procs always, procs+gates but in overlap.
 func TestDefaultDeviceGate(t *testing.T) {
 	for _, c := range []struct {
 		device, store, scenario string
@@ -276,6 +276,10 @@ func TestDefaultDeviceGate(t *testing.T) {
 		{"baileys@6.17.16", "locked", "reply", false},
 		{"baileys@7.0.0-rc14", "locked", "burst", false},
 		{"procs", "sqlite", "crash", true},
+		{"procs+gates", "postgres", "crash", true},
+		{"procs+gates", "sqlite", "overlap", false},
+		{"procs+gates", "sqlite", "overlap:messages=4", false},
+		{"procs-writebehind+gates", "sqlite", "crash", false},
 		{"client-inline", "sqlite", "reply", true},
 		{"client-inline", "sqlite", "reinstall", false},
 		{"client-async", "sqlite", "reply", false},

@@ -163,7 +163,8 @@ func TestHelpFlagsParse(t *testing.T) {
 }
 
 // badmac list names every device devices.Usage knows (each VERSION, each
-// client mode with and without +buffer) with its default stores, and the
+// client mode with and without +buffer, procs with and without +gates)
+// with its default stores, and the
 // Baileys adapter's key-store variants.
 func TestListNamesDevices(t *testing.T) {
 	code, out, _ := run(t, "list")
@@ -172,10 +173,11 @@ func TestListNamesDevices(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(devices.Usage()), "\n") {
 		pattern := strings.Fields(line)[0]
 		for _, alt := range strings.Split(pattern, "|") {
-			base, buf := strings.CutSuffix(alt, "[+buffer]")
-			names := []string{base}
-			if buf {
-				names = append(names, base+"+buffer")
+			names := []string{alt}
+			for _, opt := range []string{"buffer", "gates"} {
+				if base, ok := strings.CutSuffix(alt, "[+"+opt+"]"); ok {
+					names = []string{base, base + "+" + opt}
+				}
 			}
 			for _, name := range names {
 				for _, v := range baileys.Versions {

@@ -7,7 +7,7 @@
 //	badmac shrink FILE     minimise a failing schedule
 //	badmac merge FILES     combine the reports of sharded runs
 //	badmac bench           throughput against raw libsignal, time to first failure
-//	badmac procs           the device as real child processes on sqlite/postgres
+//	badmac procs           a preset of run on real child processes with gates (procs+gates)
 //	badmac list            every store, scenario, discipline and device, one line each
 //	badmac help            the commands (also: badmac -h; CMD -h for a command's flags)
 //
@@ -130,8 +130,8 @@ var synopsis = map[string]string{
 	"replay": "usage: badmac replay FILE\n\nReplay a saved schedule (from badmac run -out, or from storetest), print its history\nand each message's outcome. Exit 1 when it fails, 0 when it passes.\nA schedule storetest recorded against your own store (store yours) replays here on\nthe reference store; to replay it on yours, run the go test command in the file.",
 	"shrink": "usage: badmac shrink FILE [-o OUT] [-budget N]\n\nDelete ops from a failing schedule while it still fails the same way.\nExit 1: it fails (shrunk schedule printed or written), 0: it passes.",
 	"bench":  "usage: badmac bench [flags]\n\nMessages per second through the harness against raw libsignal, schedules per second,\nand the time to the first failure of each broken pair.",
-	"procs":  "usage: badmac procs [flags]\n\nThe device as real child processes on sqlite/postgres: a SIGKILL at a random moment inside\na request, two processes on one database at once; run's table, gate and exit codes. Not a\npreset of run -device procs, whose crashes land between requests and whose two instances take turns.",
-	"client": "usage: badmac client [flags]\n\nA preset of badmac run -device client-inline,client-async,client-inline+buffer,client-async+buffer\n-stores sqlite -scenarios reply -mode free -schedules 3: the real whatsmeow Client on a loopback\nfake WhatsApp server; run's table, gate and exit codes. The workload flags (-messages, -contacts,\n-burst, -reply-rate, -drop, -v) run the older conversation driver instead, judged and gated the same way.",
+	"procs":  "usage: badmac procs [flags]\n\nA preset of badmac run -device procs+gates: the device as real child processes on sqlite/postgres,\nevery store call of a request at a gate: a SIGKILL inside a request (scenario crash), two processes\non one database with requests in flight at once (scenario overlap); run's table, gate and exit codes,\nand the run command on stderr.",
+	"client": "usage: badmac client [flags]\n\nA preset of badmac run -device client-inline,client-async,client-inline+buffer,client-async+buffer\n-stores sqlite -scenarios reply -mode free -schedules 3: the real whatsmeow Client on a loopback\nfake WhatsApp server; run's table, gate and exit codes. The workload flags (-messages, -contacts,\n-burst, -reply-rate, -drop) are the scenario's parameters: -messages 30 -burst 4 runs -scenarios reply:messages=30:burst=4.",
 	"merge":  "usage: badmac merge SHARD.json…\n\nCombine the JSON reports of badmac run -shard K/N (all N shards of one run) into one\nreport, table and verdict, the same as the unsharded run with the same seed.",
 	"list":   "usage: badmac list\n\nEvery store, scenario and discipline, one line each, and every device with its stores.",
 }
@@ -154,7 +154,7 @@ func printLists(w io.Writer) {
 // Node: the adapter's key-store variants, the socket's auth states.
 func deviceStores() [][2]string {
 	var out [][2]string
-	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind"} {
+	for _, n := range []string{"model", "client-inline", "client-async", "client-inline+buffer", "client-async+buffer", "procs", "procs-writebehind", "procs+gates", "procs-writebehind+gates"} {
 		od, err := devices.Open(context.Background(), n, devices.Options{Exe: "badmac"})
 		if err != nil {
 			out = append(out, [2]string{n, err.Error()})
@@ -232,8 +232,8 @@ const usage = `badmac: chaos tests for WhatsApp Signal key stores
                          into the unsharded run's report, table and exit code
   badmac bench [flags]   messages/s through the harness against raw libsignal,
                          schedules/s, time to the first failure per broken pair
-  badmac procs [flags]   the device as real child processes on sqlite/postgres:
-                         SIGKILL at random moments, two replicas at once
+  badmac procs [flags]   a preset of badmac run on real child processes (procs+gates):
+                         SIGKILL inside a request, two replicas at once
   badmac client [flags]  a preset of badmac run on the real whatsmeow Client devices
                          (client-inline, client-async, +buffer) in free mode
   badmac list            every store, scenario, discipline and device, one line each

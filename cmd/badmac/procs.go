@@ -1,236 +1,154 @@
 package main
 
 import (
-	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
-	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/reports"
-	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
 
-// procsCmd is `badmac procs`: the device under test as real child
-// processes (this binary's hidden `device` subcommand) on real databases:
-// kills at a random moment inside a request, and two replicas on one
-// database with requests in flight at once. Neither is a row `badmac run
-// -device procs` has (its crash lands between requests; its two
-// instances take turns, scenario replica), so this is not a preset of
-// run: it keeps its drivers (procs.ConverseRandomKill, ConverseReplicas),
-// whose runs are harness.Results judged by harness.Judge (procs.JudgeKill,
-// JudgeAlone), and prints run's table with run's gate
-// (reports.Report.Verdict over reports.Row.Failed): exit 1 when a
-// must-pass row failed: by default the random-kill rows, a kill that lost
-// something the database had made durable (store-blamed) or changed
-// credentials; two replicas failing is the finding, gated only when asked
-// (-must-pass replicas/sqlite).
+// procsCmd is `badmac procs`, a preset of `badmac run -device procs+gates`:
+// the device as real child processes (this binary's hidden `device`
+// subcommand, with gates: every store call of a request waits for the
+// harness's step) on real databases, in two scenarios: crash, a SIGKILL
+// inside a request (tasks parked between their loads and their writes;
+// restarted on the same database), and overlap, two processes on one
+// database with requests in flight at once. procsRunArgs says which run
+// command it is; it is printed on stderr after the run. The table, the
+// gate, the replay files and the exit code are run's. Its gate: by default
+// the crash rows on every store (a kill that loses what the database made
+// durable, or changes the credentials); two processes failing is the
+// finding, gated only when asked (-must-pass replicas/sqlite).
 func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlags("procs")
-	storeList := fs.String("stores", "sqlite", "sqlite, postgres (comma-separated)")
-	dsn := fs.String("dsn", "", "PostgreSQL server DSN (default $"+sqlstores.PostgresEnv+")")
-	seeds := fs.Int("seeds", 10, "conversations per suite and store")
-	msgs := fs.Int("messages", 12, "messages the contact sends per conversation")
-	seed := fs.Uint64("seed", 1, "first seed")
-	txn := fs.Bool("txn", false, "the device decrypts inside whatsmeow's decrypted-event buffer transaction")
-	writeBehind := fs.Int("write-behind", 0, "a broken child for comparison (run's procs-writebehind): session writes wait in memory for N more, so a SIGKILL loses them (0: off)")
+	storeList := fs.String("stores", "sqlite", "sqlite, postgres (comma-separated; run's -stores)")
+	dsn := fs.String("dsn", "", "PostgreSQL server DSN (default $"+sqlstores.PostgresEnv+", which this sets for the run)")
+	seeds := fs.Int("seeds", 10, "schedules per suite and store (run's -schedules)")
+	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
+	txn := fs.Bool("txn", false, "refused: with gates the child runs the locked discipline (run -device procs -disciplines txn runs txn, a request at a time)")
+	writeBehind := fs.Int("write-behind", 0, "4: a broken child for comparison (run's procs-writebehind+gates): session writes wait in memory for 4 more, so a SIGKILL loses them (0: off)")
 	mustPass := fs.String("must-pass", "", "suite/store rows that must pass (suites: kill, replicas), or none; default: kill on every store")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (reports/schema.json) on stdout instead of the table")
+	out := fs.String("out", "badmac-failures", "directory for failing schedules (replay files; run's -out)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return 2, err
 	}
 	if fs.NArg() > 0 {
 		return 2, badInput("unexpected argument %q", fs.Arg(0))
 	}
-	if *seeds < 1 || *seeds > 10000 || *msgs < 1 || *msgs > 1000 || *writeBehind > 1000 {
-		return 2, badInput("-seeds must be 1..10000, -messages 1..1000 and -write-behind 0..1000")
+	switch {
+	case *seeds < 1 || *seeds > 10000:
+		return 2, badInput("-seeds must be 1..10000")
+	case *writeBehind != 0 && *writeBehind != 4:
+		return 2, badInput("-write-behind takes 0 or 4 (run's procs-writebehind waits for 4 writes), not %d", *writeBehind)
+	case *txn:
+		return 2, badInput("-txn: a receive parked at a gate inside its transaction would hold the database's lock against the other tasks; run -device procs -disciplines txn runs txn a request at a time")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return 2, fmt.Errorf("procs: own executable: %w", err)
+	device := "procs" + procs.GatesSuffix
+	if *writeBehind > 0 {
+		device = "procs-writebehind" + procs.GatesSuffix
 	}
-	defer sqlstores.Shutdown()
-	var vs []stores.Variant
+	var storeNames []string
 	for _, s := range split(*storeList) {
-		v, err := stores.Lookup(s)
-		if err != nil {
-			return 2, badInput("%v", err)
-		}
 		if s != "sqlite" && s != "postgres" {
 			return 2, badInput("procs runs on sqlite and postgres only, not %q", s)
 		}
-		if s == "postgres" && *dsn != "" {
-			d := *dsn
-			v.Open = func(ctx context.Context) (stores.Storage, error) { return sqlstores.OpenPostgres(ctx, d) }
-		}
-		st, err := v.Open(ctx)
-		if err != nil {
-			return 2, fmt.Errorf("store %s: %w", v.Name, err)
-		}
-		st.Close()
-		vs = append(vs, v)
+		storeNames = append(storeNames, s)
 	}
-	if len(vs) == 0 {
+	if len(storeNames) == 0 {
 		return 2, badInput("nothing to run: give -stores")
 	}
-	must, err := procsMustPass(*mustPass, vs)
+	suites := procsSuites()
+	must, err := procsMustPass(*mustPass, device, storeNames, suites)
 	if err != nil {
 		return 2, err
 	}
-	cfg := procs.Config{Messages: *msgs, Reply: 0.7}
-	launcher := func(v stores.Variant, s uint64) (procs.Launcher, func(), error) {
-		st, err := v.Open(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("store %s: %w", v.Name, err)
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["dsn"] {
+		// The run's stores and children read the server from the
+		// environment.
+		if err := os.Setenv(sqlstores.PostgresEnv, *dsn); err != nil {
+			return 2, err
 		}
-		loc, ok := sqlstores.Locate(st)
-		if !ok {
-			st.Close()
-			return nil, nil, fmt.Errorf("store %s cannot be located", v.Name)
-		}
-		c := procs.Child{Exe: exe, Args: []string{"device"}, Env: os.Environ(), Loc: loc, Seed: s, Txn: *txn, WriteBehind: *writeBehind}
-		return c.Launch, func() { st.Close() }, nil
 	}
-	// The rows as reports.Row, judged by harness.Judge (procs.JudgeKill,
-	// procs.JudgeAlone) and gated by reports.Report.Verdict, as run's.
-	rep := &reports.Report{Seed: *seed, Mode: "procs", Schedules: *seeds, MustPass: *mustPass}
-	var extra []string
-	for _, v := range vs {
-		// Kills at a random moment, judged against the unkilled run and
-		// the in-process model of the same kill on the reference store.
-		var c harness.Counts
-		failed, kills, first := 0, 0, ""
-		for i := 0; i < *seeds; i++ {
-			s := *seed + uint64(i)
-			c1 := cfg
-			c1.Seed = s
-			l, done, err := launcher(v, s)
-			if err != nil {
-				return 2, err
-			}
-			base, err := procs.Converse(ctx, c1, l, 0)
-			done()
-			if err != nil {
-				return 2, fmt.Errorf("%s seed %d: %w", v.Name, s, err)
-			}
-			k := procs.NewRandomKill(s, base)
-			if l, done, err = launcher(v, s); err != nil {
-				return 2, err
-			}
-			real, err := procs.ConverseRandomKill(ctx, c1, l, k)
-			done()
-			if err != nil {
-				return 2, fmt.Errorf("%s seed %d %v: %w", v.Name, s, k, err)
-			}
-			var models []*procs.Run
-			for _, kp := range real.KillPoints[:min(1, len(real.KillPoints))] {
-				for _, w := range []int{kp.InRequest(), kp.InRequest() + 1} {
-					st, err := stores.MustLookup("reference").Open(ctx)
-					if err != nil {
-						return 2, err
-					}
-					m, err := procs.Converse(ctx, c1, procs.LocalAt(st, false, kp.Request, w), 0)
-					st.Close()
-					if err != nil {
-						return 2, fmt.Errorf("model of seed %d: %w", s, err)
-					}
-					models = append(models, m)
-				}
-			}
-			procs.JudgeKill(real, base, models...)
-			c.Add(real.Counts())
-			kills += real.Crashes
-			if real.Failed() {
-				failed++
-				why := fmt.Sprintf("seed %d, %v: %s", s, k, real.Summary())
-				first = cmp.Or(first, why)
-				fmt.Fprintf(stderr, "failed: kill/%s %s\n", v.Name, why)
-			}
-		}
-		rep.Rows = append(rep.Rows, procsRow(c, *seeds, failed, first, "kill", v.Name, must,
-			"the same conversation unkilled; the store's, and what the kill explains: the same kill in process on the reference store"))
-		extra = append(extra, fmt.Sprintf("  kill/%s: %d SIGKILLs at a random moment", v.Name, kills))
-		// Two replicas on one database and device at once.
-		c, failed, first = harness.Counts{}, 0, ""
-		overlapped, requests := 0, 0
-		for i := 0; i < *seeds; i++ {
-			s := *seed + uint64(i)
-			c1 := cfg
-			c1.Seed = s
-			l, done, err := launcher(v, s)
-			if err != nil {
-				return 2, err
-			}
-			res, err := procs.ConverseReplicas(ctx, c1, 2, l)
-			done()
-			if err != nil {
-				return 2, fmt.Errorf("%s seed %d two replicas: %w", v.Name, s, err)
-			}
-			procs.JudgeAlone(res)
-			c.Add(res.Counts())
-			overlapped, requests = overlapped+res.Overlapped, requests+res.Requests
-			if res.Failed() {
-				failed++
-				first = cmp.Or(first, fmt.Sprintf("seed %d: %s", s, res.Summary()))
-			}
-		}
-		rep.Rows = append(rep.Rows, procsRow(c, *seeds, failed, first, "replicas", v.Name, must,
-			"none: one process on one database delivers every message cleanly (procs.TestReplicas*), so every message two do not is blamed"))
-		extra = append(extra, fmt.Sprintf("  replicas/%s: %d of %d requests sent while the other process had one in flight", v.Name, overlapped, requests))
+	ra := procsRunArgs(device, storeNames, suites, *seeds, *seed, must, *wide, *asJSON, *out)
+	code, err := runCmd(ctx, ra, stdout, stderr)
+	if code != 2 {
+		// After the run: bad input stays a one-line error.
+		fmt.Fprintf(stderr, "badmac procs: a preset of %s run %s\n", self(), strings.Join(ra, " "))
 	}
-	code, err := writeReport(rep, stdout, *asJSON, *wide, "", "", "")
-	if err != nil || *asJSON {
-		return code, err
-	}
-	fmt.Fprintf(stdout, "procs: seeds %d..%d, %d messages each, txn %v, write-behind %d; real child processes (kill: SIGKILL at a random moment, restart on the same database; replicas: two processes on one database with requests in flight at once)\n",
-		*seed, *seed+uint64(*seeds)-1, *msgs, *txn, *writeBehind)
-	for _, l := range extra {
-		fmt.Fprintln(stdout, l)
-	}
-	fmt.Fprintf(stdout, "a kill replays from its seed (the same step of the same request); two-replica runs do not replay exactly (the seed fixes the conversation, not the interleaving); rerun: %s procs -stores %s -seeds %d -seed %d -messages %d\n",
-		self(), *storeList, *seeds, *seed, *msgs)
-	return code, nil
+	return code, err
 }
 
-// procsRow is one row of badmac procs' report.
-func procsRow(c harness.Counts, runs, failed int, first, suite, store string, must map[string]bool, baseline string) reports.Row {
-	r := reports.CountsRow(c, runs, failed)
-	r.Discipline, r.Store, r.Scenario, r.MustPass, r.Baseline, r.Summary = suite, store, "procs", must[suite+"/"+store], baseline, first
-	return r
+// procsSuite is one of badmac procs' suites: its name in -must-pass and
+// the run scenario that is it.
+type procsSuite struct{ name, scenario string }
+
+// procsSuites are kill (the scenario crash: a SIGKILL at a random point,
+// inside a request when tasks are in flight) and replicas (the scenario
+// overlap: two processes on one database, requests in flight at once).
+// Their sizes are the scenarios' (10 and 8 messages a schedule): the old
+// -messages is gone with the old driver.
+func procsSuites() []procsSuite {
+	return []procsSuite{{"kill", "crash"}, {"replicas", "overlap"}}
 }
 
-// procsMustPass reads procs' -must-pass: suite/store with suite kill or
-// replicas, or none; by default the random-kill row of every store (two
-// replicas on one database are known to lose messages). Explicit rows must
-// be in the run.
-func procsMustPass(list string, vs []stores.Variant) (map[string]bool, error) {
-	must := map[string]bool{}
+// procsRunArgs is the run command `badmac procs` equals: the child with
+// gates on the stores, its two scenarios, controlled (the only mode the
+// child runs: a schedule replays byte for byte).
+func procsRunArgs(device string, storeNames []string, suites []procsSuite, seeds int, seed uint64, mustPass string, wide, asJSON bool, out string) []string {
+	var scs []string
+	for _, s := range suites {
+		scs = append(scs, s.scenario)
+	}
+	args := []string{"-device", device, "-stores", strings.Join(storeNames, ","), "-scenarios", strings.Join(scs, ","),
+		"-schedules", fmt.Sprint(seeds), "-seed", fmt.Sprint(seed), "-must-pass", mustPass, "-out", out}
+	if wide {
+		args = append(args, "-wide")
+	}
+	if asJSON {
+		args = append(args, "-json")
+	}
+	return args
+}
+
+// procsMustPass reads procs' -must-pass, suite/store with suite kill or
+// replicas, or none, as run's: DEVICE/STORE/SCENARIO. By default the kill
+// row of every store (two processes on one database are known to lose
+// messages). Explicit rows must be in the run.
+func procsMustPass(list, device string, storeNames []string, suites []procsSuite) (string, error) {
 	if strings.TrimSpace(list) == reports.NoGate {
-		return must, nil
+		return reports.NoGate, nil
 	}
+	scenario := map[string]string{}
+	for _, s := range suites {
+		scenario[s.name] = s.scenario
+	}
+	row := func(suite, store string) string { return device + "/" + store + "/" + scenario[suite] }
+	var must []string
 	if list == "" {
-		for _, v := range vs {
-			must["kill/"+v.Name] = true
+		for _, s := range storeNames {
+			must = append(must, row("kill", s))
 		}
-		return must, nil
-	}
-	inRun := map[string]bool{}
-	for _, v := range vs {
-		inRun["kill/"+v.Name], inRun["replicas/"+v.Name] = true, true
+		return strings.Join(must, ","), nil
 	}
 	for _, p := range split(list) {
-		if !inRun[p] {
-			return nil, badInput("-must-pass %s is not a row of this run (suite/store: kill or replicas on a store in -stores)", p)
+		suite, store, _ := strings.Cut(p, "/")
+		if scenario[suite] == "" || !strings.Contains(","+strings.Join(storeNames, ",")+",", ","+store+",") {
+			return "", badInput("-must-pass %s is not a row of this run (suite/store: kill or replicas on a store in -stores)", p)
 		}
-		must[p] = true
+		must = append(must, row(suite, store))
 	}
 	if len(must) == 0 {
-		return nil, badInput("-must-pass: no row given (-must-pass none runs without a gate)")
+		return "", badInput("-must-pass: no row given (-must-pass none runs without a gate)")
 	}
-	return must, nil
+	return strings.Join(must, ","), nil
 }

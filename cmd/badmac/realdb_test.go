@@ -14,7 +14,6 @@ import (
 	"github.com/badmac/badmac/internal/testenv"
 	"github.com/badmac/badmac/procs"
 	"github.com/badmac/badmac/scenarios"
-	"github.com/badmac/badmac/stores"
 	"github.com/badmac/badmac/stores/sqlstores"
 )
 
@@ -65,23 +64,40 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m))
 }
 
-// `badmac device` is the child procs drives: killed by its failpoint,
-// restarted on the same SQLite file, with the oracle's verdict.
+// `badmac device` is the child procs drives: with gates, killed inside a
+// request (its decrypt parked after its first store calls), restarted on
+// the same SQLite file, the message redelivered, with the oracle's
+// verdict.
 func TestDeviceSubcommand(t *testing.T) {
 	ctx := context.Background()
 	defer sqlstores.Shutdown()
-	st, err := stores.MustLookup("sqlite").Open(ctx)
+	s, err := harness.Parse(strings.NewReader(`badmac schedule v1
+seed 3
+scenario crash
+discipline locked
+store sqlite
+contacts alice:1
+ops
+send alice.0 m1
+deliver m1
+step m1
+step m1
+crash
+restart
+reply alice.0 r1
+run r1
+read r1
+`))
 	require.NoError(t, err)
-	defer st.Close()
-	loc, ok := sqlstores.Locate(st)
-	require.True(t, ok)
-	child := procs.Child{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_CMD_CHILD=1"), Loc: loc, Seed: 3}
-	res, err := procs.Converse(ctx, procs.Config{Seed: 3, Messages: 4, Reply: 1}, child.Launch, 3)
+	dev := procs.Device{Exe: os.Args[0], Args: []string{"device"}, Env: append(os.Environ(), "BADMAC_CMD_CHILD=1"), Gates: true}
+	_, res, err := harness.RunOn(ctx, dev, s, harness.Controlled, harness.Ops(s.Ops))
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Crashes, "%v", res.History)
+	require.Contains(t, res.CrashPoints[0], "inside requests (m1 in flight)")
 	require.False(t, res.RegeneratedCreds)
+	require.False(t, res.Failed(), res.Summary())
 	for _, m := range res.Messages {
-		require.Contains(t, []harness.Outcome{harness.Delivered, harness.Lost}, m.Outcome(), "%s", m.ID)
+		require.Equal(t, harness.Delivered, m.Outcome(), "%s\n%s", m.ID, res.HistoryText())
 	}
 	// A bad flag is exit 2 with one line.
 	code, _, errs := run(t, "device", "-jid", "not a jid")

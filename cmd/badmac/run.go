@@ -363,18 +363,23 @@ func toRow(pr *scenarios.PairResult, must bool) reports.Row {
 	return r
 }
 
+// fileSafe turns a name into part of a file name on any system: path
+// separators, '@' and ':' (Windows' drive and stream separator) become '-'.
+var fileSafe = strings.NewReplacer("@", "-", "/", "-", "\\", "-", ":", "-")
+
 func saveSchedule(dir string, s *harness.Schedule, suffix string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("failure directory %s: %w", dir, err)
 	}
 	who := string(s.Discipline)
 	if s.Device != "" {
-		who = strings.NewReplacer("@", "-", "/", "-", ":", "-").Replace(s.Device) // a device's schedules are named for it
+		who = fileSafe.Replace(s.Device) // a device's schedules are named for it
 	}
 	// A store named by a path (a Baileys auth module, MODULE#FUNCTION)
-	// becomes one file name.
-	store := strings.TrimLeft(strings.NewReplacer("/", "-", "\\", "-", ":", "-").Replace(s.Store), "-.")
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", who, store, s.Scenario, s.Seed, suffix))
+	// becomes one file name; so does a scenario with parameters
+	// (reply:messages=30:burst=4: ':' is not allowed in Windows file names).
+	store := strings.TrimLeft(fileSafe.Replace(s.Store), "-.")
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s-seed%d%s.txt", who, store, fileSafe.Replace(s.Scenario), s.Seed, suffix))
 	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
 		return "", fmt.Errorf("saving schedule: %w", err)
 	}

@@ -244,32 +244,36 @@ func TestTableWidth(t *testing.T) {
 	require.Regexp(t, regexp.MustCompile(`│\s+concurrent\s+│\s+files-atomic\s+│\s+reinstall\s+│`), wide)
 }
 
-// procs has run's gate and run's table: the random-kill rows must pass by
-// default, the exit code is the verdict's, and -must-pass none says "not
+// procs is a preset of run -device procs+gates: run's table, gate and
+// exit code, the run command on stderr. The crash rows must pass by
+// default, the overlap rows are measured; -must-pass none says "not
 // gated", never PASS, over the same rows. Both directions: the durable
 // child passes; a child whose session writes wait in memory
-// (-write-behind, run's procs-writebehind) loses them at the SIGKILL and
-// fails the gate, store-blamed.
+// (-write-behind 4, run's procs-writebehind+gates) loses them at the
+// SIGKILL and fails the gate, store-blamed, with a replay file.
 func TestProcsGate(t *testing.T) {
 	t.Setenv("BADMAC_CMD_CHILD", "1") // the test binary is the child `badmac device`
-	code, out, errs := run(t, "procs", "-stores", "sqlite", "-seeds", "2", "-messages", "6")
+	code, out, errs := run(t, "procs", "-stores", "sqlite", "-seeds", "2", "-out", t.TempDir())
 	require.Equal(t, 0, code, "%s\n%s", out, errs)
-	require.Regexp(t, `(?m)^kill \*\s+sqlite\s+procs\s+2/0 `, out)
-	require.Regexp(t, `(?m)^replicas\s+sqlite`, out)
+	require.Regexp(t, `(?m)^procs\+gates \*\s+sqlite\s+crash\s+2/0 `, out)
+	require.Regexp(t, `(?m)^procs\+gates\s+sqlite\s+overlap\s+2/`, out)
 	require.Regexp(t, `(?m)^PASS: `, out)
 	require.Contains(t, out, "pair rate (95% CI)", "run's table")
+	require.Regexp(t, `(?m)^badmac procs: a preset of \S+ run -device procs\+gates -stores sqlite -scenarios crash,overlap -schedules 2 -seed 1 -must-pass procs\+gates/sqlite/crash -out `, errs)
 
-	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "2", "-messages", "6", "-write-behind", "100")
+	// Seed 2 fails the write-behind child's crash row within 3 schedules.
+	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "3", "-seed", "2", "-write-behind", "4", "-must-pass", "kill/sqlite", "-out", t.TempDir())
 	require.Equal(t, 1, code, "%s\n%s", out, errs)
-	require.Regexp(t, `(?m)^FAIL kill/sqlite/procs: seed \d+, SIGKILL at step \d+ of request \d+: `, out)
+	require.Regexp(t, `(?m)^FAIL procs-writebehind\+gates/sqlite/crash: crash \(SIGKILL\) `, out)
+	require.Regexp(t, `(?m)^  replay: \S+ replay \S+procs-writebehind\+gates-sqlite-crash-seed\d+\.txt$`, out)
 	require.Regexp(t, `(?m)^FAIL: `, out)
-	require.Contains(t, errs, "failed: kill/sqlite seed ")
 
-	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-messages", "3", "-must-pass", "none")
+	code, out, errs = run(t, "procs", "-stores", "sqlite", "-seeds", "1", "-must-pass", "none", "-out", t.TempDir())
 	require.Equal(t, 0, code, errs)
 	require.Regexp(t, `(?m)^NOT GATED: `, out)
 	require.NotContains(t, out, "PASS")
 	require.NotRegexp(t, `\*`, strings.Split(out, "seed 1, mode")[0])
+	require.Contains(t, errs, "-must-pass none")
 }
 
 // Issue 16 §1, verbatim: adding a crash hid a racy client (6/6 schedules

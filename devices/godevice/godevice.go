@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 
 	"go.mau.fi/libsignal/protocol"
@@ -33,30 +32,12 @@ import (
 // Name is the device name in the hello line.
 const Name = "go@whatsmeow"
 
-type taskKey struct{}
-
-// progress is what a task reports when it stops: parked at a gate, or done.
-type progress struct {
-	gate    string
-	call    string
-	release chan struct{}
-	done    *devproto.Event
-}
-
-type task struct {
-	name string
-	ch   chan progress
-}
-
 type device struct {
 	ctx     context.Context
 	ep      *endpoint.Endpoint
 	restore func()
-	gates   int
+	gates   *devproto.Gates
 	writes  int
-	parked  map[string]progress
-	owner   map[string]*task
-	live    map[string]*task
 	variant string
 }
 
@@ -117,11 +98,10 @@ func (d *device) handle(req devproto.Request) (devproto.Reply, error) {
 		}
 		// The process's crypto/rand is the device's: seeded per schedule.
 		d.restore = harness.SeedRandom(seed, 0x9d)
-		d.ep, d.gates, d.writes = nil, 0, 0
-		d.parked, d.owner, d.live = map[string]progress{}, map[string]*task{}, map[string]*task{}
+		d.ep, d.gates, d.writes = nil, devproto.NewGates(), 0
 		return rep, nil
 	case devproto.OpProvision:
-		if d.parked == nil {
+		if d.gates == nil {
 			return rep, errors.New("provision before reset")
 		}
 		st, err := stores.MustLookup("reference").Open(d.ctx)
@@ -133,7 +113,7 @@ func (d *device) handle(req devproto.Request) (devproto.Reply, error) {
 			return rep, err
 		}
 		d.ep = endpoint.New(types.JID{User: harness.DeviceUser, Server: types.DefaultUserServer}, endpoint.NewCreds(), set)
-		d.ep.Probe.Trace = d.gate
+		d.ep.Probe.Trace = devproto.Gate
 		n := req.PreKeys
 		if n <= 0 {
 			n = 50
@@ -160,7 +140,7 @@ func (d *device) handle(req devproto.Request) (devproto.Reply, error) {
 	case devproto.OpRestart:
 		// Tasks are dropped (their goroutines stay parked until the
 		// process ends); the reference store has no cache to empty.
-		d.parked, d.owner, d.live = map[string]progress{}, map[string]*task{}, map[string]*task{}
+		d.gates.Drop()
 		rep.Creds = d.creds()
 	case devproto.OpPreKey:
 		pk, err := d.ep.Device.PreKeys.GenOnePreKey(d.ctx)
@@ -171,72 +151,38 @@ func (d *device) handle(req devproto.Request) (devproto.Reply, error) {
 		rep.Creds, rep.PreKey = d.creds(), &p
 	case devproto.OpState:
 		rep.Creds, rep.Writes = d.creds(), d.writes
-		for g := range d.parked {
-			rep.Parked = append(rep.Parked, g)
-		}
-		for t := range d.live {
-			rep.Tasks = append(rep.Tasks, t)
-		}
-		sort.Strings(rep.Parked)
-		sort.Strings(rep.Tasks)
+		rep.Parked, rep.Tasks = d.gates.Parked(), d.gates.Tasks()
 	case devproto.OpDecrypt, devproto.OpEncrypt:
-		if req.Task == "" || d.live[req.Task] != nil {
-			return rep, fmt.Errorf("task %q empty or already live", req.Task)
-		}
-		t := &task{name: req.Task, ch: make(chan progress)}
-		d.live[t.name] = t
 		addr := protocol.NewSignalAddress(req.Peer, uint32(req.PeerDev))
-		ctx := context.WithValue(d.ctx, taskKey{}, t)
-		if req.Op == devproto.OpDecrypt {
-			go d.decrypt(ctx, t, addr, req)
-		} else {
-			go d.encrypt(ctx, t, addr, req)
+		run := func(ctx context.Context) devproto.Event { return d.decrypt(ctx, addr, req) }
+		if req.Op == devproto.OpEncrypt {
+			run = func(ctx context.Context) devproto.Event { return d.encrypt(ctx, addr, req) }
 		}
-		rep.Events = d.wait(t)
+		evs, err := d.gates.Start(d.ctx, req.Task, run)
+		if err != nil {
+			return rep, err
+		}
+		rep.Events = d.count(evs)
 	case devproto.OpStep:
-		p, ok := d.parked[req.Gate]
-		if !ok {
-			return rep, fmt.Errorf("no parked gate %q", req.Gate)
+		evs, err := d.gates.Step(req.Gate)
+		if err != nil {
+			return rep, err
 		}
-		t := d.owner[req.Gate]
-		delete(d.parked, req.Gate)
-		delete(d.owner, req.Gate)
-		close(p.release)
-		rep.Events = d.wait(t)
+		rep.Events = d.count(evs)
 	default:
 		return rep, fmt.Errorf("unknown op %q", req.Op)
 	}
 	return rep, nil
 }
 
-// gate is the store probe's trace hook: a task stops before each store
-// call until the harness steps it. Calls outside tasks run.
-func (d *device) gate(ctx context.Context, call string) {
-	t, _ := ctx.Value(taskKey{}).(*task)
-	if t == nil {
-		return
+// count counts the store writes among the gates reached.
+func (d *device) count(evs []devproto.Event) []devproto.Event {
+	for _, e := range evs {
+		if e.Gate != "" && isWrite(e.Call) {
+			d.writes++
+		}
 	}
-	rel := make(chan struct{})
-	t.ch <- progress{call: call, release: rel}
-	<-rel
-}
-
-// wait runs until task t parks or ends: tasks only stop at gates, so one
-// message from t means the device is quiescent again.
-func (d *device) wait(t *task) []devproto.Event {
-	p := <-t.ch
-	if p.done != nil {
-		delete(d.live, t.name)
-		return []devproto.Event{*p.done}
-	}
-	d.gates++
-	id := fmt.Sprintf("g%d", d.gates)
-	p.gate = id
-	d.parked[id], d.owner[id] = p, t
-	if isWrite(p.call) {
-		d.writes++
-	}
-	return []devproto.Event{{Task: t.name, Gate: id, Call: p.call}}
+	return evs
 }
 
 func isWrite(call string) bool {
@@ -248,9 +194,9 @@ func isWrite(call string) bool {
 	return false
 }
 
-func (d *device) decrypt(ctx context.Context, t *task, addr *protocol.SignalAddress, req devproto.Request) {
+func (d *device) decrypt(ctx context.Context, addr *protocol.SignalAddress, req devproto.Request) devproto.Event {
 	pt, err := d.ep.DecryptDM(ctx, addr, req.Kind, req.CT)
-	ev := devproto.Event{Task: t.name, Done: true}
+	var ev devproto.Event
 	if err != nil {
 		ev.Class, ev.Err = string(endpoint.ClassOf(err)), err.Error()
 	} else {
@@ -259,11 +205,11 @@ func (d *device) decrypt(ctx context.Context, t *task, addr *protocol.SignalAddr
 			ev.PT = []byte{}
 		}
 	}
-	t.ch <- progress{done: &ev}
+	return ev
 }
 
-func (d *device) encrypt(ctx context.Context, t *task, addr *protocol.SignalAddress, req devproto.Request) {
-	ev := devproto.Event{Task: t.name, Done: true}
+func (d *device) encrypt(ctx context.Context, addr *protocol.SignalAddress, req devproto.Request) devproto.Event {
+	var ev devproto.Event
 	err := func() error {
 		if req.Bundle != nil {
 			b, err := req.Bundle.ToBundle()
@@ -289,7 +235,7 @@ func (d *device) encrypt(ctx context.Context, t *task, addr *protocol.SignalAddr
 	} else {
 		ev.OK = true
 	}
-	t.ch <- progress{done: &ev}
+	return ev
 }
 
 func (d *device) creds() *devproto.Creds {

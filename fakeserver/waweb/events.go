@@ -133,14 +133,27 @@ func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
 // client saw an unexpected disconnect and reconnected, replacing the
 // second login in turn (CI, TestSecondLoginConflict). Over a real network
 // the close arrives later.
+//
+// A connection already closing when the login displaced it (a Kick whose
+// close had not yet reached the server's state, the client quicker to log
+// in again: seen under load, TestDropReconnects) is no conflict: it went,
+// and the conversation is told so here, before the new login's offline
+// queue (lost): its close no longer finds it current and would not.
 func (s *Server) replaced(c *conn) {
+	if c.ctx.Err() != nil {
+		s.lost(c)
+		c.close()
+		return
+	}
 	if err := c.write(waBinary.Node{Tag: "stream:error", Content: []waBinary.Node{{Tag: "conflict",
 		Attrs: waBinary.Attrs{"type": "replaced"}}}}); err != nil {
+		s.lost(c)
 		c.close()
 		return
 	}
 	s.logLine(weblog.Conflict)
 	s.mu.Lock()
+	c.gone = true // a conflict: its copies stay its client's (as before)
 	closed := s.closed
 	if !closed {
 		s.replacedConns = append(s.replacedConns, c)
@@ -148,5 +161,20 @@ func (s *Server) replaced(c *conn) {
 	s.mu.Unlock()
 	if closed {
 		c.close()
+	}
+}
+
+// lost tells the conversation that c, which a login displaced, went
+// (onClose), once.
+func (s *Server) lost(c *conn) {
+	s.mu.Lock()
+	on := s.onClose
+	if c.gone {
+		on = nil
+	}
+	c.gone = true
+	s.mu.Unlock()
+	if on != nil {
+		on()
 	}
 }

@@ -233,7 +233,11 @@ type conn struct {
 	traffic  connTraffic // guarded by s.mu
 	dict     *dict       // the client's token dictionary; nil: whatsmeow's (3)
 	loggedIn bool        // guarded by s.mu
-	closing  sync.Once
+	// gone: the conversation has been told this connection went
+	// (onClose ran for it, or a login displaced it as a conflict);
+	// guarded by s.mu.
+	gone    bool
+	closing sync.Once
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +301,7 @@ func (c *conn) close() {
 		c.s.mu.Lock()
 		var on func()
 		if c.s.conn == c {
-			c.s.conn, on = nil, c.s.onClose
+			c.s.conn, on, c.gone = nil, c.s.onClose, true
 		}
 		c.s.mu.Unlock()
 		if on != nil {
