@@ -60,7 +60,8 @@ func deviceHistories(t *testing.T, dev harness.Device, runs []deviceRun, seeds u
 // clientHistories are the real whatsmeow client's histories, replying
 // inline and from a goroutine, on the reference store and SQLite: a
 // conversation with replies, clean restarts, crashes, reordered and
-// duplicated copies, a group, a reinstall, and LID scenarios (a migration,
+// duplicated copies, a group, a reinstall, dropped connections (the op
+// drop, reconnects), and LID scenarios (a migration,
 // a crash around it, both forms, a group's migration).
 func clientHistories(t *testing.T) map[string][]string {
 	out := map[string][]string{}
@@ -74,7 +75,7 @@ func clientHistories(t *testing.T) map[string][]string {
 			{"reply", harness.Whatsmeow, "reference"}, {"restart", harness.Whatsmeow, "sqlite"},
 			{"crash", harness.Locked, "sqlite"}, {"reorder", harness.Whatsmeow, "reference"},
 			{"group", harness.Whatsmeow, "reference"}, {"reinstall", harness.Whatsmeow, "reference"},
-			{"idle", harness.Whatsmeow, "reference"},
+			{"idle", harness.Whatsmeow, "reference"}, {"reply:messages=12:burst=4:drop=0.9", harness.Whatsmeow, "sqlite"},
 			{"lid-migrate", harness.Locked, "sqlite"}, {"lid-crash", harness.Locked, "sqlite"},
 			{"lid-both", harness.Locked, "sqlite"}, {"lid-switch-group", harness.Locked, "sqlite"},
 		}
@@ -155,7 +156,8 @@ func TestTimelineUnknownServerWording(t *testing.T) {
 // procsHistories are the procs device's: the child (this test binary as
 // badmac device) on SQLite, with replies, crashes (SIGKILL), restarts, a
 // rollback, a group, a reinstall, two processes on one database, and
-// reordered and duplicated copies.
+// reordered and duplicated copies; then with gates (procs+gates: every
+// store call a step, crashes inside requests, overlap).
 func procsHistories(t *testing.T) map[string][]string {
 	dev := procs.Device{Exe: os.Args[0], Env: append(os.Environ(), "BADMAC_PROCS_CHILD=1")}
 	runs := []deviceRun{
@@ -163,7 +165,10 @@ func procsHistories(t *testing.T) map[string][]string {
 		{"rollback", harness.Locked, "sqlite"}, {"group", harness.Locked, "sqlite"}, {"reinstall", harness.Locked, "sqlite"},
 		{"replica", harness.Locked, "sqlite"}, {"reorder", harness.Locked, "sqlite"},
 	}
-	return deviceHistories(t, dev, runs, 2)
+	out := deviceHistories(t, dev, runs, 2)
+	dev.Gates = true
+	maps.Copy(out, deviceHistories(t, dev, append(runs, deviceRun{"overlap", harness.Locked, "sqlite"}), 2))
+	return out
 }
 
 // Every line of the procs device's histories is read by one reader.
