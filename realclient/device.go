@@ -285,7 +285,7 @@ func (d *Device) storeName(s *harness.Schedule) string {
 }
 
 // modeLine is a run's first history line.
-func modeLine(m harness.Mode) string { return "realclient: mode " + string(m) }
+func modeLine(m harness.Mode) string { return harness.ModeLine("realclient", m) }
 
 // Exec runs setup with ops from src on a new server, database and client,
 // then drains; see Device.

@@ -125,7 +125,11 @@ func TestTimelineLanes(t *testing.T) {
 		"alice.0: retry 1 of r2 to the device, resent as r2.2", "drain: read r2", "reply alice.0 r3 @1", "drain: deliver m4",
 		"dup m1: queued m1.2", "r3: send failed: store: boom", "alice.0: gives up on m2 after 5 retries",
 		"m5: retry receipt without keys: store: boom", "stop: clean shutdown", "rekey alice.0: new session from a fresh bundle, same identity",
-		"m6: no retry receipt (count 5)"}
+		"m6: no retry receipt (count 5)",
+		"realclient: mode controlled", "deliver m7 pkmsg count=1", "peer alice.0: r8 msg count=0 failed: BadMAC",
+		"peer bob.0: r8 pkmsg count=0 ok", "receipt r8 from alice.0", "server: retry m7: boom", "phase alice mixed",
+		"m9 get session alice.0", "stop: m9 write session-alice.0.json (12 bytes)", "r9: sent (msg)", "r9: sendMessage failed: x",
+		"connection closed"}
 	want := []struct {
 		lane   Lane
 		task   string
@@ -134,7 +138,14 @@ func TestTimelineLanes(t *testing.T) {
 		{LaneAttempt, "m1", false}, {LaneAttempt, "r2", true}, {LaneCrash, "", false}, {LaneCrash, "", false},
 		{LanePeer, "alice.0", false}, {LanePeer, "", false}, {LaneDevice, "r3", false}, {LaneDevice, "m4", false},
 		{LaneServer, "", false}, {LaneDevice, "r3", true}, {LanePeer, "alice.0", false}, {LaneDevice, "m5", false}, {LaneCrash, "", false}, {LaneCrash, "", false},
-		{LaneDevice, "m6", false}}
+		{LaneDevice, "m6", false},
+		{LaneDevice, "", false}, {LaneServer, "m7", false}, {LaneAttempt, "r8", true},
+		{LaneAttempt, "r8", false}, {LanePeer, "alice.0", false}, {LaneServer, "m7", false}, {LaneServer, "", false},
+		{LaneStore, "m9", false}, {LaneStore, "m9", false}, {LaneDevice, "r9", false}, {LaneDevice, "r9", true},
+		{LaneDevice, "", false}}
+	if len(want) != len(h) {
+		t.Fatalf("%d lines, %d wanted", len(h), len(want))
+	}
 	for i, e := range Timeline(h) {
 		if e.Lane != want[i].lane || e.Task != want[i].task || e.Failed != want[i].failed {
 			t.Errorf("%q: got %+v, want %+v", h[i], e, want[i])

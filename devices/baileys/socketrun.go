@@ -270,7 +270,7 @@ func (r *sockRun) sync() error {
 		}
 		if t.Closed {
 			if !r.st.Open {
-				r.log("connection closed")
+				r.log("%s", harness.ConnectionClosed)
 				return nil
 			}
 		}
@@ -916,7 +916,7 @@ func (r *sockRun) result() *harness.Result {
 			}
 		}
 		res.Messages = kept
-		res.History = append(res.History, fmt.Sprintf("start refused: run ended, %d messages not judged", dropped))
+		res.History = append(res.History, harness.StartRefusedLine(dropped))
 	}
 	return res
 }

@@ -12,6 +12,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // Addressing (docs/lid.md §1.9). Every stanza the server writes names a
@@ -101,7 +102,7 @@ func (cv *Conversation) SetPhase(user string, ph Phase) {
 			cv.S.AddUser(cv.LIDOf(p)) // usync of the LID user lists them
 		}
 	}
-	cv.S.Logf("phase %s %s", user, ph)
+	cv.S.logLine(weblog.Phase, user, ph)
 }
 
 // SetVia sets the form contact device p's next stanzas and receipts use:
@@ -115,7 +116,7 @@ func (cv *Conversation) SetVia(p *fakeserver.Peer, form string) {
 		cv.addr.via[p.Name] = form
 	}
 	cv.addr.mu.Unlock()
-	cv.S.Logf("via %s %s", p.Name, form)
+	cv.S.logLine(weblog.Via, p.Name, form)
 }
 
 // form is the envelope form of p's next stanza and the phase of its user.
@@ -221,9 +222,9 @@ func (cv *Conversation) Mapping(p *fakeserver.Peer) bool {
 		cv.mu.Lock()
 		cv.seen().told[p.JID.User] = true
 		cv.mu.Unlock()
-		cv.S.Logf("notify mapping %s = %s", p.JID.ToNonAD(), cv.LIDOf(p).ToNonAD())
+		cv.S.logLine(weblog.NotifyMapping, p.JID.ToNonAD(), cv.LIDOf(p).ToNonAD())
 	} else {
-		cv.S.Logf("mapping of %s while the device is offline: not sent", p.Name)
+		cv.S.logLine(weblog.MappingOffline, p.Name)
 	}
 	return ok
 }
@@ -238,7 +239,7 @@ func (cv *Conversation) Forget(ctx context.Context, p *fakeserver.Peer) error {
 	if err := p.Device.Sessions.DeleteSession(ctx, dev.String()); err != nil {
 		return fmt.Errorf("waweb: %s: forget session: %w", p.Name, err)
 	}
-	cv.S.Logf("peer %s forgot its session with %s", p.Name, dev)
+	cv.S.logLine(weblog.PeerForgot, p.Name, dev)
 	return nil
 }
 

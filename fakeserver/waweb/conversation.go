@@ -18,6 +18,7 @@ import (
 
 	"github.com/badmac/badmac/endpoint"
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // Conversation is the fake contacts on a Server: peers that send the device
@@ -198,11 +199,11 @@ func (cv *Conversation) pendingDropLocked(id string) {
 // in the offline queue and counts when it is sent.
 func (cv *Conversation) pushLocked(id string, n waBinary.Node, kind string, count int) {
 	if !cv.S.send(n) {
-		cv.S.Logf("queue %s (device offline)", id)
+		cv.S.logLine(weblog.QueueOffline, id)
 		cv.L.update(id, func(f *flow) { f.offline = true })
 		return
 	}
-	cv.S.Logf("deliver %s %s count=%d", cv.tookLocked(id, n), kind, count)
+	cv.S.logLine(weblog.Deliver, cv.tookLocked(id, n), kind, count)
 	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
@@ -261,7 +262,7 @@ func (cv *Conversation) disconnected() {
 	}
 	clear(cv.taken) // never handled: they go again on the next login
 	cv.L.disconnected()
-	cv.S.Logf("disconnected, %d unacknowledged", len(cv.pending))
+	cv.S.logLine(weblog.Disconnected, len(cv.pending))
 }
 
 func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
@@ -275,7 +276,11 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		if class == "receipt" || class == "notification" {
 			// The device acknowledging a peer's receipt or a
 			// notification: nothing for the server to do.
-			cv.S.Logf("ack %s %s", class, id)
+			if class == "receipt" {
+				cv.S.logLine(weblog.AckReceipt, id)
+			} else {
+				cv.S.logLine(weblog.AckNotification, id)
+			}
 			return true
 		}
 		if class != "message" {
@@ -284,19 +289,19 @@ func (cv *Conversation) onNode(c *conn, n *waBinary.Node) bool {
 		cv.mu.Lock()
 		if cv.phoneStanzaLocked(id) {
 			cv.mu.Unlock()
-			cv.S.Logf("ack %s (own phone)", id)
+			cv.S.logLine(weblog.AckPhone, id)
 			return true
 		}
 		if _, ok := cv.inbound[id]; ok {
 			cv.pendingDropLocked(id)
 		}
 		cv.mu.Unlock()
-		cv.S.Logf("ack %s error=%v", id, n.Attrs["error"])
+		cv.S.logLine(weblog.Ack, id, n.Attrs["error"])
 		cv.L.update(id, func(f *flow) { f.acks++ })
 	case "message":
 		cv.onMessage(ctx, c, n)
 	case "presence", "chatstate":
-		cv.S.Logf("%s from device", n.Tag)
+		cv.S.logLine(weblog.FromDevice, n.Tag)
 	default:
 		return false
 	}
@@ -313,7 +318,7 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		// The own phone's stanza: not a message of the conversation. A
 		// retry receipt for it is not answered (the phone is not modelled
 		// past its one sync message).
-		cv.S.Logf("receipt %s type=%q (own phone)", id, typ)
+		cv.S.logLine(weblog.ReceiptPhone, id, typ)
 		return
 	}
 	if typ != "retry" {
@@ -321,14 +326,14 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		defer cv.mu.Unlock()
 		cv.pendingDropLocked(id)
 		if _, in := cv.inbound[id]; !in {
-			cv.S.Logf("receipt %s type=%q", id, typ)
+			cv.S.logLine(weblog.Receipt, id, typ)
 			cv.L.update(id, func(f *flow) { f.receipt = true })
 			return
 		}
 		if cv.L.Receipt(id) {
-			cv.S.Logf("receipt %s type=%q: ignored by the device", id, typ)
+			cv.S.logLine(weblog.ReceiptIgnored, id, typ)
 		} else {
-			cv.S.Logf("receipt %s type=%q", id, typ)
+			cv.S.logLine(weblog.Receipt, id, typ)
 		}
 		cv.takeCopyLocked(id)
 		return
@@ -338,17 +343,17 @@ func (cv *Conversation) onReceipt(ctx context.Context, n *waBinary.Node) {
 		count = r.AttrGetter().Int("count")
 	}
 	_, hasKeys := n.GetOptionalChildByTag("keys")
-	cv.S.Logf("retry-receipt %s count=%d keys=%t", id, count, hasKeys)
+	cv.S.logLine(weblog.RetryReceipt, id, count, hasKeys)
 	cv.L.update(id, func(f *flow) { f.retries++ })
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
 	in, ok := cv.inbound[id]
 	if !ok {
-		cv.S.Logf("server: retry receipt for unknown message %s", id)
+		cv.S.logLine(weblog.ErrRetryUnknown, id)
 		return
 	}
 	if err := cv.resendLocked(ctx, id, in, count, n); err != nil {
-		cv.S.Logf("server: retry %s: %v", id, err)
+		cv.S.logLine(weblog.ErrRetry, id, err)
 	}
 }
 
@@ -388,7 +393,7 @@ func (cv *Conversation) resendLocked(ctx context.Context, id string, in *inbound
 		if err != nil {
 			return fmt.Errorf("rebuild: %w", err)
 		}
-		cv.S.Logf("peer %s rebuilt session for %s (%s)", p.Name, id, why)
+		cv.S.logLine(weblog.PeerRebuilt, p.Name, id, why)
 	}
 	return cv.deliverLocked(ctx, id, in, count)
 }
@@ -399,7 +404,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 	to, _ := n.Attrs["to"].(types.JID)
 	if err := c.write(waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "message", "id": id,
 		"from": to, "t": time.Now().Unix()}}); err != nil {
-		cv.S.Logf("server: ack %s: %v", id, err)
+		cv.S.logLine(weblog.ErrAck, id, err)
 	}
 	type part struct {
 		jid types.JID
@@ -433,7 +438,7 @@ func (cv *Conversation) onMessage(ctx context.Context, c *conn, n *waBinary.Node
 func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.JID, enc waBinary.Node, counted bool) {
 	p, ok := cv.peerAt(jid)
 	if !ok {
-		cv.S.Logf("server: message %s for unknown device %s", id, jid)
+		cv.S.logLine(weblog.ErrUnknownDevice, id, jid)
 		return
 	}
 	kind, _ := enc.Attrs["type"].(string)
@@ -452,7 +457,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	if err != nil {
 		class := endpoint.ClassOf(err)
-		cv.S.Logf("peer %s: %s %s count=%d failed: %s", p.Name, id, kind, count, class)
+		cv.S.logLine(weblog.PeerFailed, p.Name, id, kind, count, class)
 		cv.L.AttemptBy(id, p.Name, false, "", class, err)
 		if class == endpoint.OldCounter {
 			return // whatsmeow drops an old counter silently, with a normal receipt
@@ -462,11 +467,11 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 	}
 	var m waE2E.Message
 	if err := proto.Unmarshal(pt, &m); err != nil {
-		cv.S.Logf("peer %s: %s not a message protobuf", p.Name, id)
+		cv.S.logLine(weblog.PeerNotProtobuf, p.Name, id)
 		cv.L.AttemptBy(id, p.Name, false, "", endpoint.Other, fmt.Errorf("protobuf: %w", err))
 		return
 	}
-	cv.S.Logf("peer %s: %s %s count=%d ok", p.Name, id, kind, count)
+	cv.S.logLine(weblog.PeerDecrypted, p.Name, id, kind, count)
 	text := m.GetConversation()
 	if text == "" {
 		text = m.GetExtendedTextMessage().GetText() // Baileys sends a text as an extendedTextMessage
@@ -481,7 +486,7 @@ func (cv *Conversation) toPeerLocked(ctx context.Context, id string, jid types.J
 func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.Peer, id string) {
 	failures := cv.L.outFailures(id, p.Name)
 	if failures >= MaxRetries {
-		cv.S.Logf("peer %s: no more retry receipts for %s", p.Name, id)
+		cv.S.logLine(weblog.PeerNoMoreRetry, p.Name, id)
 		return
 	}
 	kids := []waBinary.Node{
@@ -491,7 +496,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 	if failures > 1 {
 		b, err := p.FreshBundle(ctx)
 		if err != nil {
-			cv.S.Logf("server: %s: fresh bundle: %v", p.Name, err)
+			cv.S.logLine(weblog.ErrFreshBundle, p.Name, err)
 			return
 		}
 		kids = append(kids, waBinary.Node{Tag: "keys", Content: bundleNodes(b)})
@@ -502,7 +507,7 @@ func (cv *Conversation) retryToDeviceLocked(ctx context.Context, p *fakeserver.P
 	r := queuedReceipt{peer: p.Name, id: id, count: failures, node: n}
 	if !cv.S.send(n) {
 		// Like the real server, keep it for the device's next login.
-		cv.S.Logf("queue retry-receipt %s (device offline)", id)
+		cv.S.logLine(weblog.QueueRetry, id)
 		cv.receipts = append(cv.receipts, r)
 		return
 	}
@@ -517,7 +522,7 @@ type queuedReceipt struct {
 }
 
 func (cv *Conversation) sentReceipt(r queuedReceipt) {
-	cv.S.Logf("peer %s: retry-receipt %s count=%d keys=%t", r.peer, r.id, r.count, r.count > 1)
+	cv.S.logLine(weblog.PeerRetry, r.peer, r.id, r.count, r.count > 1)
 	cv.L.update(r.id, func(f *flow) { f.retries++ })
 }
 
@@ -542,7 +547,7 @@ func (cv *Conversation) expectCopies(id string, to types.JID) {
 	}
 	cv.mu.Unlock()
 	if len(names) >= 2 {
-		cv.S.Logf("expect %s for %s", id, strings.Join(names, " "))
+		cv.S.logLine(weblog.Expect, id, strings.Join(names, " "))
 		cv.L.ExpectCopies(id, names)
 	}
 }

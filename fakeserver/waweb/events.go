@@ -11,6 +11,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // What WhatsApp's server tells a logged-in device besides messages, in the
@@ -29,7 +30,7 @@ func (cv *Conversation) offlineDoneLocked(n int) {
 		return // the server sent it right after the login (Server.OfflineMarker)
 	}
 	if cv.S.send(waBinary.Node{Tag: "ib", Content: []waBinary.Node{{Tag: "offline", Attrs: waBinary.Attrs{"count": n}}}}) {
-		cv.S.Logf("offline queue done: %d", n)
+		cv.S.logLine(weblog.OfflineDone, n)
 	}
 }
 
@@ -64,7 +65,7 @@ func (cv *Conversation) fetchDeviceBundleLocked() (*prekey.Bundle, error) {
 			Content: []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{"value": left}}}}
 		if cv.S.send(n) {
 			cv.lowSent = true
-			cv.S.Logf("notify %s: %d prekeys left", cv.S.Device(), left)
+			cv.S.logLine(weblog.NotifyPreKeys, cv.S.Device(), left)
 		}
 	}
 	return b, nil
@@ -85,16 +86,16 @@ func (cv *Conversation) Reinstall(ctx context.Context, p *fakeserver.Peer) error
 	delete(cv.skdmSent, p.Name)
 	delete(cv.recreated, p.Name)
 	if cv.SilentReinstall {
-		cv.S.Logf("identity change of %s, not notified", p.Name)
+		cv.S.logLine(weblog.IdentitySilent, p.Name)
 		return nil
 	}
 	cv.notifySeq++
 	n := waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"from": cv.addressOf(p).ToNonAD(), "type": "encrypt",
 		"id": fmt.Sprintf("n%d", cv.notifySeq), "t": time.Now().Unix()}, Content: []waBinary.Node{{Tag: "identity"}}}
 	if cv.S.send(n) {
-		cv.S.Logf("notify identity change of %s", p.Name)
+		cv.S.logLine(weblog.NotifyIdentity, p.Name)
 	} else {
-		cv.S.Logf("identity change of %s while the device is offline", p.Name)
+		cv.S.logLine(weblog.IdentityOffline, p.Name)
 	}
 	return nil
 }
@@ -107,7 +108,7 @@ func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
 	if err := p.Rekey(ctx, cv.device()); err != nil {
 		return fmt.Errorf("waweb: %s: rekey: %w", p.Name, err)
 	}
-	cv.S.Logf("peer %s rekeyed", p.Name)
+	cv.S.logLine(weblog.PeerRekeyed, p.Name)
 	return nil
 }
 
@@ -116,7 +117,7 @@ func (cv *Conversation) Rekey(ctx context.Context, p *fakeserver.Peer) error {
 func (cv *Conversation) receiptToDeviceLocked(p *fakeserver.Peer, id string) {
 	n := waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{"from": cv.addressOf(p), "id": id, "t": time.Now().Unix()}}
 	if cv.S.send(n) {
-		cv.S.Logf("receipt %s from %s", id, p.Name)
+		cv.S.logLine(weblog.PeerReceipt, id, p.Name)
 	}
 }
 
@@ -150,7 +151,7 @@ func (s *Server) replaced(c *conn) {
 		c.close()
 		return
 	}
-	s.Logf("conflict: a second login replaced the connection")
+	s.logLine(weblog.Conflict)
 	s.mu.Lock()
 	c.gone = true // a conflict: its copies stay its client's (as before)
 	closed := s.closed

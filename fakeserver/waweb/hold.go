@@ -8,6 +8,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // holding is the conversation under a schedule (Hold): the server keeps
@@ -52,7 +53,7 @@ func (h *holding) nextCopy(id string) string {
 func (cv *Conversation) holdInLocked(id string, n waBinary.Node) {
 	name := cv.hold.nextCopy(id)
 	cv.hold.in = append(cv.hold.in, heldCopy{name: name, id: id, node: n})
-	cv.S.Logf("queue %s for delivery", name)
+	cv.S.logLine(weblog.QueueHeld, name)
 	cv.L.update(id, func(*flow) {})
 }
 
@@ -77,12 +78,12 @@ func (cv *Conversation) holdOut(id string, jid types.JID, enc waBinary.Node) boo
 	}
 	p, ok := cv.peerAt(jid)
 	if !ok {
-		cv.S.Logf("server: message %s for unknown device %s", id, jid)
+		cv.S.logLine(weblog.ErrUnknownDevice, id, jid)
 		return true
 	}
 	name := cv.hold.nextCopy(id)
 	cv.hold.out = append(cv.hold.out, heldCopy{name: name, id: id, jid: jid, node: enc})
-	cv.S.Logf("hold %s for %s", name, jid)
+	cv.S.logLine(weblog.Hold, name, jid)
 	cv.L.update(id, func(f *flow) { f.copies++; f.held++; f.toDevice(p.Name, true) })
 	return true
 }
@@ -129,11 +130,11 @@ func (cv *Conversation) pushNamedLocked(id, name string, n waBinary.Node, kind s
 		return
 	}
 	if !cv.S.send(n) {
-		cv.S.Logf("queue %s (device offline)", name)
+		cv.S.logLine(weblog.QueueOffline, name)
 		cv.L.update(id, func(f *flow) { f.offline = true })
 		return
 	}
-	cv.S.Logf("deliver %s %s count=0", name, kind)
+	cv.S.logLine(weblog.Deliver, name, kind, 0)
 	cv.taken[id] = append(cv.taken[id], n)
 	cv.L.update(id, func(f *flow) { f.copies++; f.offline = false })
 }
@@ -168,7 +169,7 @@ func (cv *Conversation) Dup(name string) (string, bool) {
 	id, _ := n.Attrs["id"].(string)
 	c := cv.hold.nextCopy(id)
 	cv.hold.in = append(cv.hold.in, heldCopy{name: c, id: id, node: n})
-	cv.S.Logf("queue %s again as %s", name, c)
+	cv.S.logLine(weblog.QueueAgain, name, c)
 	cv.L.update(id, func(*flow) {})
 	return c, true
 }
@@ -231,7 +232,7 @@ func (cv *Conversation) Nudge(p *fakeserver.Peer) bool {
 	ok := cv.S.send(waBinary.Node{Tag: "chatstate", Attrs: waBinary.Attrs{"from": cv.addressOf(p).ToNonAD()},
 		Content: []waBinary.Node{{Tag: "composing"}}})
 	if ok {
-		cv.S.Logf("chatstate from %s", p.Name)
+		cv.S.logLine(weblog.PeerChatstate, p.Name)
 	}
 	return ok
 }

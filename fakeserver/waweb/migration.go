@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // The account's own LID and its LID migration (docs/lid.md §1.4, §6.1).
@@ -158,13 +159,13 @@ func (cv *Conversation) Migrate(ctx context.Context) (bool, error) {
 	cv.phoneIDs[id] = true
 	n := waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{"from": phone.JID, "id": id, "t": time.Now().Unix(),
 		"type": "text", "category": "peer"}, Content: []waBinary.Node{{Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": kind}, Content: ct}}}
-	cv.S.Logf("own phone %s: LID migration %s (%s, %d pairs, timestamp %d)", phone.JID, id, kind, len(pairs), MigrationTimestamp)
+	cv.S.logLine(weblog.PhoneMigration, phone.JID, id, kind, len(pairs), MigrationTimestamp)
 	if !cv.S.send(n) {
-		cv.S.Logf("queue %s (device offline)", id)
+		cv.S.logLine(weblog.QueueOffline, id)
 		cv.phoneQueue = append(cv.phoneQueue, phoneStanza{id: id, node: n})
 		return false, nil
 	}
-	cv.S.Logf("deliver %s %s", id, kind)
+	cv.S.logLine(weblog.DeliverPhone, id, kind)
 	return true, nil
 }
 
@@ -210,7 +211,7 @@ func (cv *Conversation) redeliverPhoneLocked() int {
 			cv.phoneQueue = append(cv.phoneQueue, q[i:]...)
 			return i
 		}
-		cv.S.Logf("deliver %s (queued)", ps.id)
+		cv.S.logLine(weblog.DeliverQueued, ps.id)
 	}
 	return len(q)
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/badmac/badmac/fakeserver"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 )
 
 // Server is the fake WhatsApp web endpoint for one device under test.
@@ -242,7 +243,7 @@ type conn struct {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{"web.whatsapp.com"}})
 	if err != nil {
-		s.Logf("server: websocket accept: %v", err)
+		s.logLine(weblog.ErrAccept, err)
 		return
 	}
 	ws.SetReadLimit(1 << 24)
@@ -251,7 +252,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.accepted(c)
 	defer c.close()
 	if err := c.handshake(); err != nil {
-		s.Logf("server: handshake: %v", err)
+		s.logLine(weblog.ErrHandshake, err)
 		return
 	}
 	c.countHandled()
@@ -259,24 +260,24 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		frame, err := c.frame()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && websocket.CloseStatus(err) == -1 {
-				s.Logf("server: read: %v", err)
+				s.logLine(weblog.ErrRead, err)
 			}
 			return
 		}
 		pt, err := c.rkey.Open(nil, iv(c.rcount), frame, nil)
 		c.rcount++
 		if err != nil {
-			s.Logf("server: decrypt frame: %v", err)
+			s.logLine(weblog.ErrDecryptFrame, err)
 			return
 		}
 		raw, err := waBinary.Unpack(pt)
 		if err != nil {
-			s.Logf("server: unpack: %v", err)
+			s.logLine(weblog.ErrUnpack, err)
 			return
 		}
 		n, err := c.unmarshal(raw)
 		if err != nil {
-			s.Logf("server: unmarshal: %v", err)
+			s.logLine(weblog.ErrUnmarshal, err)
 			return
 		}
 		if s.enqueue(c, n) {
@@ -476,7 +477,7 @@ func (c *conn) handshake() error {
 		s.replaced(old)
 	}
 	s.AddUser(dev)
-	s.Logf("login %s", dev)
+	s.logLine(weblog.Login, dev)
 	if err := c.write(waBinary.Node{Tag: "success", Attrs: s.successAttrs(dev)}); err != nil {
 		return err
 	}
@@ -509,7 +510,7 @@ func (s *Server) handle(c *conn, n *waBinary.Node) {
 	if on != nil && on(c, n) {
 		return
 	}
-	s.Logf("server: unhandled <%s> %s", n.Tag, short(n))
+	s.logLine(weblog.ErrUnhandled, n.Tag, short(n))
 }
 
 func short(n *waBinary.Node) string {
@@ -547,13 +548,13 @@ func (s *Server) answerIQ(c *conn, n *waBinary.Node) {
 	}
 	if resp == nil {
 		// Never leave an iq unanswered: the client would wait 75 s.
-		s.Logf("server: unknown iq answered with error 501: %s", short(n))
+		s.logLine(weblog.ErrUnknownIQ, short(n))
 		resp = &waBinary.Node{Tag: "iq", Attrs: waBinary.Attrs{"id": n.Attrs["id"], "type": "error",
 			"from": types.ServerJID}, Content: []waBinary.Node{{Tag: "error",
 			Attrs: waBinary.Attrs{"code": 501, "text": "feature-not-implemented"}}}}
 	}
 	if err := c.write(*resp); err != nil {
-		s.Logf("server: answer iq %v: %v", n.Attrs["id"], err)
+		s.logLine(weblog.ErrAnswerIQ, fmt.Sprint(n.Attrs["id"]), err) // %v of the attribute, as a word
 	}
 }
 
@@ -561,7 +562,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	dev := s.Device()
 	b, err := parseBundle(uint32(dev.Device), *n)
 	if err != nil {
-		s.Logf("server: prekey upload: %v", err)
+		s.logLine(weblog.ErrPreKeyUpload, err)
 		return nil
 	}
 	var pks []*keys.PreKey
@@ -569,7 +570,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	for _, kn := range list.GetChildren() {
 		k, err := parseKey(kn)
 		if err != nil {
-			s.Logf("server: prekey upload: %v", err)
+			s.logLine(weblog.ErrPreKeyUpload, err)
 			return nil
 		}
 		pub := k.pub
@@ -579,7 +580,7 @@ func (s *Server) uploadPreKeys(n *waBinary.Node) *waBinary.Node {
 	s.Core.Upload(dev.SignalAddress(), func(pk *keys.PreKey) *prekey.Bundle {
 		return withPreKey(b, pk)
 	}, pks)
-	s.Logf("prekeys uploaded %s: %d", dev, len(pks))
+	s.logLine(weblog.PreKeysUp, dev, len(pks))
 	r := iqResult(n, nil)
 	return &r
 }
@@ -598,19 +599,19 @@ func (s *Server) fetchPreKeys(n *waBinary.Node, key waBinary.Node) *waBinary.Nod
 	for _, u := range key.GetChildrenByTag("user") {
 		jid, ok := u.Attrs["jid"].(types.JID)
 		if !ok {
-			s.Logf("server: prekey fetch: <user> without jid")
+			s.logLine(weblog.ErrPreKeyFetch)
 			return nil
 		}
 		b, err := s.Core.FetchBundle(s.prekeyAddress(jid))
 		if err != nil {
 			users = append(users, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid},
 				Content: []waBinary.Node{{Tag: "error", Attrs: waBinary.Attrs{"code": 404, "text": "item-not-found"}}}})
-			s.Logf("prekey fetch %s: none", jid)
+			s.logLine(weblog.PreKeyNone, jid)
 			continue
 		}
 		kids := append([]waBinary.Node{{Tag: "registration", Content: be32(b.RegistrationID())}}, bundleNodes(b)...)
 		users = append(users, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid}, Content: kids})
-		s.Logf("prekey fetch %s", jid)
+		s.logLine(weblog.PreKeyFetch, jid)
 	}
 	r := iqResult(n, []waBinary.Node{{Tag: "list", Content: users}})
 	return &r
@@ -653,7 +654,7 @@ func (s *Server) usync(n *waBinary.Node) *waBinary.Node {
 		if lidq && lidFor != nil {
 			if lid, ok := lidFor(jid.ToNonAD()); ok {
 				kids = append(kids, waBinary.Node{Tag: "lid", Attrs: waBinary.Attrs{"val": lid}})
-				s.Logf("usync lid %s = %s", jid.ToNonAD(), lid)
+				s.logLine(weblog.UsyncLID, jid.ToNonAD(), lid)
 			}
 		}
 		out = append(out, waBinary.Node{Tag: "user", Attrs: waBinary.Attrs{"jid": jid.ToNonAD()}, Content: kids})
