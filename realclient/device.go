@@ -13,6 +13,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/badmac/badmac/fakeserver/waweb"
+	"github.com/badmac/badmac/fakeserver/waweb/weblog"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/scenarios"
@@ -980,10 +981,11 @@ func retriesAgree(l *waweb.Ledger, log []string) error {
 	in, out := l.Retries()
 	logIn, logOut := 0, 0
 	for _, line := range log {
-		switch {
-		case strings.HasPrefix(line, "retry-receipt "):
+		l, _ := weblog.Parse(line)
+		switch l.Kind {
+		case weblog.RetryReceipt:
 			logIn++
-		case strings.HasPrefix(line, "peer ") && strings.Contains(line, ": retry-receipt "):
+		case weblog.PeerRetry:
 			logOut++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"go.mau.fi/whatsmeow/store"
 
 	"github.com/badmac/badmac/endpoint"
+	"github.com/badmac/badmac/fakeserver/waweb"
 	"github.com/badmac/badmac/harness"
 	"github.com/badmac/badmac/harness/webledger"
 	"github.com/badmac/badmac/scenarios"
@@ -223,5 +224,24 @@ func TestRetryGivesUpAfterFive(t *testing.T) {
 	}
 	if c := (&harness.Result{Messages: webledger.Messages(r.cv.L)}).Counts(); c.Lost != 1 || c.Failures[endpoint.Other]+c.Failures[endpoint.StoreError] != MaxAttempts {
 		t.Errorf("counts %+v, want 1 lost with %d failed attempts", c, MaxAttempts)
+	}
+}
+
+// retriesAgree, both ways: a ledger that saw no retry receipt agrees with
+// a log that has none and disagrees with one that has a device's or a
+// contact's (read by weblog, not by prefix: a queued receipt is neither).
+func TestRetriesAgree(t *testing.T) {
+	l := waweb.NewLedger()
+	for _, c := range []struct {
+		log []string
+		ok  bool
+	}{
+		{[]string{"deliver m1 pkmsg count=0", "queue retry-receipt m1 (device offline)"}, true},
+		{[]string{"retry-receipt m1 count=1 keys=false"}, false},
+		{[]string{"peer alice.0: retry-receipt r1 count=2 keys=true"}, false},
+	} {
+		if err := retriesAgree(l, c.log); (err == nil) != c.ok {
+			t.Errorf("%q: %v, want ok %t", c.log, err, c.ok)
+		}
 	}
 }
