@@ -52,7 +52,10 @@ type KillResult struct {
 }
 
 // ConverseKilled runs o's conversation through a child process killed at
-// o.Kill, restarted once on the same database.
+// o.Kill, restarted once on the same database. It is TestKillPoints'
+// driver, test code: a SIGKILL of the real client in a child process is a
+// test, not a device op (docs/realclient.md); the devices' one result type
+// is harness.Result.
 func ConverseKilled(ctx context.Context, o KillOptions) (*KillResult, error) {
 	srv, cv, err := listen()
 	if err != nil {
