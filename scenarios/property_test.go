@@ -20,11 +20,24 @@ import (
 
 // Rapid runs are made deterministic (fixed seed) and write no fail files:
 // a flaky property test is a bug, and expected failures are captured here.
+//
+// rapid minimises a failing case until it runs out of time
+// (-rapid.shrinktime, 30 s by default; there is no bound on steps), so the
+// tests that expect a failure (TestConcurrentBreaks,
+// TestWhatsmeowSendReceiveRace) spent 30 s each shrinking, and how far
+// they got depended on the machine's speed. Nothing they assert does: the
+// case is then shrunk again by deleting ops (harness.Shrink, a budget of
+// replays, not of time) and replayed. 5 s by default, rapid's 30 s under
+// BADMAC_LONG.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name, v := range map[string]string{"rapid.checks": "200", "rapid.seed": "1", "rapid.nofailfile": "true"} {
+	shrinkTime := "5s"
+	if testenv.Long() {
+		shrinkTime = "30s"
+	}
+	for name, v := range map[string]string{"rapid.checks": "200", "rapid.seed": "1", "rapid.nofailfile": "true", "rapid.shrinktime": shrinkTime} {
 		if !set[name] {
 			flag.Set(name, v)
 		}
