@@ -65,10 +65,19 @@ func Check(t T, newStore func() (stores.Set, error), opts CheckOptions) {
 			t.Errorf("real client, %s replies: %v", mode, err)
 			continue
 		}
+		in := 0
 		for _, m := range res.Messages {
+			if m.Dir == harness.In {
+				in++
+			}
 			if o := m.Outcome(); o != harness.Delivered {
 				t.Errorf("real client, %s replies, one stanza in flight: %s", mode, describe(m))
 			}
+		}
+		// A run that sent less than asked is no pass: the store was not
+		// exercised (a clean result over fewer messages proves less).
+		if in != opts.Messages {
+			t.Errorf("real client, %s replies: %d of %d messages sent", mode, in, opts.Messages)
 		}
 	}
 	for i := 0; i < opts.FreeRuns; i++ {

@@ -31,7 +31,6 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	dsn := fs.String("dsn", "", "PostgreSQL server DSN (default $"+sqlstores.PostgresEnv+", which this sets for the run)")
 	seeds := fs.Int("seeds", 10, "schedules per suite and store (run's -schedules)")
 	seed := fs.Uint64("seed", 1, "first seed (run's -seed)")
-	txn := fs.Bool("txn", false, "refused: with gates the child runs the locked discipline (run -device procs -disciplines txn runs txn, a request at a time)")
 	writeBehind := fs.Int("write-behind", 0, "4: a broken child for comparison (run's procs-writebehind+gates): session writes wait in memory for 4 more, so a SIGKILL loses them (0: off)")
 	mustPass := fs.String("must-pass", "", "suite/store rows that must pass (suites: kill, replicas), or none; default: kill on every store")
 	wide := fs.Bool("wide", false, "print every column (the default table fits 120 columns)")
@@ -48,8 +47,6 @@ func procsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return 2, badInput("-seeds must be 1..10000")
 	case *writeBehind != 0 && *writeBehind != 4:
 		return 2, badInput("-write-behind takes 0 or 4 (run's procs-writebehind waits for 4 writes), not %d", *writeBehind)
-	case *txn:
-		return 2, badInput("-txn: a receive parked at a gate inside its transaction would hold the database's lock against the other tasks; run -device procs -disciplines txn runs txn a request at a time")
 	}
 	device := "procs" + procs.GatesSuffix
 	if *writeBehind > 0 {
